@@ -1,0 +1,202 @@
+import { Command, Option } from 'commander';
+import { spawn } from 'node:child_process';
+import { existsSync, mkdirSync, openSync, closeSync, readFileSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { CoreV1Api, KubeConfig } from '@kubernetes/client-node';
+import { ResourceLedger } from '../host/ledger.js';
+import { netnsPath } from '../host/netns.js';
+import { DEFAULT_STATE_ROOT, Lab, labStateDir, type LabStatus } from '../lab/lab.js';
+import { podNetnsName } from '../lab/kubelet.js';
+import { renderTable } from './table.js';
+import { runDemo } from './demo.js';
+
+interface Common {
+  name: string;
+  stateRoot: string;
+}
+
+const nameOpt = (): Option => new Option('--name <name>', 'lab name').default('seine');
+const rootOpt = (): Option => new Option('--state-root <dir>', 'where labs keep their state').default(process.env.SEINE_LAB_ROOT ?? DEFAULT_STATE_ROOT).hideHelp();
+
+function serveLog(o: Common): string {
+  return join(o.stateRoot, `${o.name}.log`);
+}
+
+function readStatus(o: Common): LabStatus {
+  const file = join(labStateDir(o.name, o.stateRoot), 'status.json');
+  if (!existsSync(file)) throw new Error(`lab '${o.name}' is not running (no ${file}); start it with: seine lab up --name ${o.name}`);
+  return JSON.parse(readFileSync(file, 'utf8')) as LabStatus;
+}
+
+/** `lab up`: starts the lab supervisor in the background and relays its progress until it is ready. */
+async function up(o: Common & { nodes: string }): Promise<void> {
+  mkdirSync(o.stateRoot, { recursive: true });
+  const log = serveLog(o);
+  const fd = openSync(log, 'a');
+  const main = new URL('./main.js', import.meta.url).pathname;
+  const child = spawn(process.execPath, [main, 'lab', 'serve', '--name', o.name, '--nodes', o.nodes, '--state-root', o.stateRoot], {
+    detached: true,
+    stdio: ['ignore', fd, fd, 'ipc'],
+    env: { ...process.env, SEINE_LOG_LEVEL: process.env.SEINE_LOG_LEVEL ?? 'info' },
+  });
+  closeSync(fd);
+  const started = Date.now();
+  await new Promise<void>((resolve, reject) => {
+    child.on('message', (m: { step?: string; error?: string }) => {
+      if (m.error) reject(new Error(`${m.error}\n(supervisor log: ${log})`));
+      else if (m.step) process.stdout.write(`[${((Date.now() - started) / 1000).toFixed(1)}s] ${m.step}\n`);
+      if (m.step === 'ready') resolve();
+    });
+    child.on('exit', (code) => reject(new Error(`lab supervisor exited (${code}); see ${log}`)));
+  });
+  child.disconnect();
+  child.unref();
+  const st = readStatus(o);
+  process.stdout.write(`lab '${o.name}' is up with ${st.nodes.length} nodes in ${((Date.now() - started) / 1000).toFixed(1)}s\n`);
+  process.stdout.write(`  export KUBECONFIG=${st.kubeconfig}\n  kubectl get nodes -o wide\n`);
+}
+
+/** `lab serve`: the long-running lab process (API server, scheduler, kubelets). Started by `lab up`. */
+async function serve(o: Common & { nodes: string }): Promise<void> {
+  const send = (m: object): void => {
+    if (process.connected) process.send?.(m);
+  };
+  let lab: Lab;
+  try {
+    lab = await Lab.up({ name: o.name, nodes: Number(o.nodes), stateRoot: o.stateRoot, progress: (step) => send({ step: step === 'ready' ? 'writing status' : step }) });
+  } catch (e) {
+    send({ error: e instanceof Error ? e.message : String(e) });
+    process.exit(1);
+  }
+  lab.ledger.directory(serveLog(o));
+  lab.writeStatus();
+  send({ step: 'ready' });
+  const timer = setInterval(() => lab.writeStatus(), 1000);
+  const shutdown = async (): Promise<void> => {
+    clearInterval(timer);
+    await lab.down();
+    process.exit(0);
+  };
+  process.on('SIGTERM', () => void shutdown());
+  process.on('SIGINT', () => void shutdown());
+}
+
+function status(o: Common & { json?: boolean }): void {
+  const st = readStatus(o);
+  if (o.json) {
+    process.stdout.write(JSON.stringify(st, null, 2) + '\n');
+    return;
+  }
+  process.stdout.write(`lab ${st.name}: api ${st.apiServer}, supervisor pid ${st.supervisorPid}${st.controllerPid ? `, seine-controller pid ${st.controllerPid}` : ''}, kubeconfig ${st.kubeconfig}\n`);
+  process.stdout.write(`external host: netns ${st.externalNetns}, ip ${st.externalIp}; fabric netns ${st.fabricNetns}\n\n`);
+  process.stdout.write(
+    renderTable(
+      ['node', 'netns', 'ip', 'ovsdb-server', 'ovs-vswitchd', 'seine-agent', 'pods'],
+      st.nodes.map((n) => [n.name, n.netns, n.ip, n.ovs.ovsdbServer, n.ovs.ovsVswitchd, n.agent ?? '-', n.pods.length]),
+    ) + '\n',
+  );
+  const pods = st.nodes.flatMap((n) => n.pods.map((p) => [`${p.namespace}/${p.name}`, n.name, p.netns, p.state, p.pids.join(',') || '-']));
+  if (pods.length) process.stdout.write('\n' + renderTable(['pod', 'node', 'netns', 'state', 'pids'], pods) + '\n');
+}
+
+async function exec(o: Common & { node?: string; external?: boolean }, target: string | undefined, command: string[]): Promise<void> {
+  // Without a pod target the first word is already part of the command.
+  const argv = (o.node || o.external) && target !== undefined ? [target, ...command] : command;
+  let netns: string;
+  if (o.external) netns = netnsPath(`${o.name}-external`);
+  else if (o.node) netns = netnsPath(o.node.startsWith(`${o.name}-`) ? o.node : `${o.name}-${o.node}`);
+  else {
+    if (!target || !target.includes('/')) throw new Error('give a pod as NAMESPACE/NAME, or --node NODE, or --external');
+    const [namespace, name] = target.split('/') as [string, string];
+    const kc = new KubeConfig();
+    kc.loadFromFile(readStatus(o).kubeconfig);
+    const pod = await kc.makeApiClient(CoreV1Api).readNamespacedPod({ name, namespace });
+    netns = netnsPath(podNetnsName(o.name, pod.metadata!.uid!));
+  }
+  if (!existsSync(netns)) throw new Error(`network namespace ${netns} does not exist`);
+  if (argv.length === 0) throw new Error('no command given (seine lab exec TARGET -- CMD ...)');
+  const child = spawn('nsenter', [`--net=${netns}`, '--', ...argv], { stdio: 'inherit' });
+  const code = await new Promise<number>((r) => child.on('exit', (c, sig) => r(c ?? (sig ? 128 : 1))));
+  process.exitCode = code;
+}
+
+async function down(o: Common): Promise<void> {
+  const dir = labStateDir(o.name, o.stateRoot);
+  const ledger = ResourceLedger.load(dir);
+  if (!ledger) {
+    rmSync(serveLog(o), { force: true });
+    process.stdout.write(`lab '${o.name}' is not running\n`);
+    return;
+  }
+  if (ledger.ownerAlive) {
+    process.stdout.write(`stopping lab '${o.name}' (supervisor pid ${ledger.contents.owner.pid})\n`);
+    process.kill(ledger.contents.owner.pid, 'SIGTERM');
+    const deadline = Date.now() + 120_000;
+    while (ledger.ownerAlive && Date.now() < deadline) await new Promise((r) => setTimeout(r, 200));
+  }
+  // The supervisor is gone; whatever it did not remove, remove now.
+  const left = ResourceLedger.load(dir);
+  if (left) await left.release();
+  rmSync(serveLog(o), { force: true });
+  process.stdout.write(`lab '${o.name}' removed\n`);
+}
+
+/** `lab demo`: up, show traffic, down (unless --keep). */
+async function demo(o: Common & { nodes: string; keep?: boolean }): Promise<void> {
+  await up(o);
+  try {
+    process.stdout.write('\n');
+    await runDemo({ status: readStatus(o), say: (l) => process.stdout.write(l + '\n') });
+    process.stdout.write('\ndemo passed\n');
+  } finally {
+    if (o.keep) process.stdout.write(`\nthe lab keeps running: export KUBECONFIG=${readStatus(o).kubeconfig}; 'seine lab down --name ${o.name}' removes it\n`);
+    else await down(o);
+  }
+}
+
+export function labCommand(): Command {
+  const lab = new Command('lab').description('a whole cluster on this machine: API server, nodes as namespaces with real OVS, kubelets');
+  lab
+    .command('up')
+    .description('start a lab in the background')
+    .addOption(nameOpt())
+    .addOption(rootOpt())
+    .option('--nodes <n>', 'number of nodes', '2')
+    .action((o) => up(o));
+  lab
+    .command('demo')
+    .description('bring up a lab, run pods on every node, show traffic between them, tear it down')
+    .addOption(nameOpt())
+    .addOption(rootOpt())
+    .option('--nodes <n>', 'number of nodes', '3')
+    .option('--keep', 'leave the lab running afterwards')
+    .action((o) => demo(o));
+  lab.command('serve', { hidden: true }).addOption(nameOpt()).addOption(rootOpt()).option('--nodes <n>', 'number of nodes', '2').action((o) => serve(o));
+  lab
+    .command('status')
+    .description('nodes, namespaces and the pids of every process the lab started')
+    .addOption(nameOpt())
+    .addOption(rootOpt())
+    .option('--json', 'machine-readable output')
+    .action((o) => status(o));
+  lab
+    .command('exec')
+    .description('run a command inside a pod (NAMESPACE/NAME), a node (--node) or the external host (--external)')
+    .addOption(nameOpt())
+    .addOption(rootOpt())
+    .option('--node <node>', 'a node namespace')
+    .option('--external', 'the external host namespace')
+    .argument('[target]', 'NAMESPACE/POD')
+    .argument('[command...]', 'the command, after --')
+    .action((target: string | undefined, command: string[], o) => exec(o, target, command));
+  lab
+    .command('kubeconfig')
+    .description('print the path of the lab kubeconfig')
+    .addOption(nameOpt())
+    .addOption(rootOpt())
+    .action((o) => {
+      process.stdout.write(readStatus(o).kubeconfig + '\n');
+    });
+  lab.command('down').description('remove everything the lab made').addOption(nameOpt()).addOption(rootOpt()).action((o) => down(o));
+  return lab;
+}

@@ -1,0 +1,86 @@
+import { spawn } from 'node:child_process';
+
+/** A failed host command, carrying what was run and what it said. */
+export class CommandError extends Error {
+  constructor(
+    readonly argv: readonly string[],
+    readonly exitCode: number | null,
+    readonly stderr: string,
+    readonly stdout: string,
+    readonly signal: NodeJS.Signals | null = null,
+  ) {
+    const how = signal ? `signal ${signal}` : `exit ${exitCode}`;
+    super(`command failed (${how}): ${argv.join(' ')}${stderr.trim() ? `: ${stderr.trim()}` : ''}`);
+    this.name = 'CommandError';
+  }
+}
+
+export interface RunOptions {
+  /** Written to the command's stdin. */
+  input?: string;
+  /** Network namespace path; the command runs under `nsenter --net=PATH`. */
+  netns?: string;
+  env?: NodeJS.ProcessEnv;
+  timeoutMs?: number;
+  cwd?: string;
+}
+
+export interface RunResult {
+  stdout: string;
+  stderr: string;
+}
+
+/** argv as executed, with the nsenter prefix when a netns is given. */
+export function commandLine(cmd: string, args: readonly string[], netns?: string): string[] {
+  return netns ? ['nsenter', `--net=${netns}`, '--', cmd, ...args] : [cmd, ...args];
+}
+
+/** Runs a command to completion; rejects with CommandError on non-zero exit, signal or timeout. */
+export function run(cmd: string, args: readonly string[], opts: RunOptions = {}): Promise<RunResult> {
+  const argv = commandLine(cmd, args, opts.netns);
+  return new Promise((resolve, reject) => {
+    const child = spawn(argv[0]!, argv.slice(1), {
+      env: opts.env ?? process.env,
+      cwd: opts.cwd,
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
+    const out: Buffer[] = [];
+    const err: Buffer[] = [];
+    let timedOut = false;
+    const timer = opts.timeoutMs
+      ? setTimeout(() => {
+          timedOut = true;
+          child.kill('SIGKILL');
+        }, opts.timeoutMs)
+      : undefined;
+    child.stdout.on('data', (b: Buffer) => out.push(b));
+    child.stderr.on('data', (b: Buffer) => err.push(b));
+    child.on('error', (e) => {
+      if (timer) clearTimeout(timer);
+      reject(new CommandError(argv, null, e.message, ''));
+    });
+    child.on('close', (code, signal) => {
+      if (timer) clearTimeout(timer);
+      const stdout = Buffer.concat(out).toString('utf8');
+      let stderr = Buffer.concat(err).toString('utf8');
+      if (timedOut) stderr = `timed out after ${opts.timeoutMs} ms\n${stderr}`;
+      if (code === 0 && !timedOut) resolve({ stdout, stderr });
+      else reject(new CommandError(argv, code, stderr, stdout, signal));
+    });
+    child.stdin.on('error', () => {
+      /* the command may exit before reading its stdin; its exit status tells the story */
+    });
+    child.stdin.end(opts.input ?? '');
+  });
+}
+
+/** Like run, but resolves false instead of throwing when the command fails. */
+export async function succeeds(cmd: string, args: readonly string[], opts: RunOptions = {}): Promise<boolean> {
+  try {
+    await run(cmd, args, opts);
+    return true;
+  } catch (e) {
+    if (e instanceof CommandError) return false;
+    throw e;
+  }
+}

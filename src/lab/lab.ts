@@ -1,0 +1,372 @@
+import { CoreV1Api, KubeConfig, type V1Node } from '@kubernetes/client-node';
+import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { release as kernelRelease } from 'node:os';
+import { dirname, join } from 'node:path';
+import { parseAllDocuments, stringify as stringifyYaml } from 'yaml';
+import { run } from '../host/exec.js';
+import { IpBatch } from '../host/ip.js';
+import { ResourceLedger, reapStaleLedgers } from '../host/ledger.js';
+import { netnsPath } from '../host/netns.js';
+import { SubnetAllocator } from '../ipam/subnets.js';
+import { MERGE_PATCH } from '../k8s/api.js';
+import { logger } from '../util/log.js';
+import { repoRoot } from '../util/paths.js';
+import { ApiServer } from './apiserver/index.js';
+import { buildFabric } from './fabric.js';
+import { Kubelet } from './kubelet.js';
+import { LabNode } from './node.js';
+import { ConflistNetwork, writeBridgeConflist } from './pod-network.js';
+import { Scheduler } from './scheduler.js';
+import { SupervisedProcess } from './supervisor.js';
+import { installCni } from '../primary/installcni/index.js';
+import type { AgentConfig } from '../primary/agent/config.js';
+import { planLab, type LabPlan, type PlanOptions } from './topology.js';
+
+export const DEFAULT_STATE_ROOT = '/run/seine/labs';
+
+/** The CLI and the CNI plugin as built in this repository (the lab runs the build). */
+const SEINE_BIN = join(repoRoot(), 'bin', 'seine');
+const SEINE_CNI_BIN = join(repoRoot(), 'bin', 'seine-cni');
+
+function writeAgentConfig(path: string, cfg: AgentConfig): void {
+  mkdirSync(dirname(path), { recursive: true });
+  writeFileSync(path, stringifyYaml(cfg));
+}
+
+export interface LabOptions extends Partial<Omit<PlanOptions, 'name'>> {
+  name?: string;
+  /** Labs record their state (and ledgers) in `${stateRoot}/${name}`. */
+  stateRoot?: string;
+  /** Pod network: Seine (default), or the reference bridge + host-local plugins (no Seine). */
+  network?: 'seine' | 'bridge';
+  /** Seine's traffic mode between nodes (default VXLAN). */
+  encap?: 'vxlan' | 'geneve' | 'noEncap';
+  /** Called with a line for each step of `up`. */
+  progress?: (step: string) => void;
+  /** Fixed API server port (default: ephemeral). */
+  apiPort?: number;
+  /**
+   * Who gives nodes their podCIDR: the lab, as kube-controller-manager's node IPAM would (default), or Seine's
+   * controller (for clusters that do not allocate them).
+   */
+  podCidrs?: 'lab' | 'seine';
+}
+
+export interface LabStatus {
+  name: string;
+  stateDir: string;
+  kubeconfig: string;
+  apiServer: string;
+  supervisorPid: number;
+  controllerPid?: number;
+  fabricNetns: string;
+  externalNetns: string;
+  externalIp: string;
+  nodes: Array<{
+    name: string;
+    netns: string;
+    ip: string;
+    podCIDR?: string;
+    ovs: { ovsdbServer?: number; ovsVswitchd?: number };
+    agent?: number;
+    pods: Array<{ namespace: string; name: string; netns: string; state: string; pids: number[] }>;
+  }>;
+}
+
+export function labStateDir(name: string, stateRoot = DEFAULT_STATE_ROOT): string {
+  return join(stateRoot, name);
+}
+
+/**
+ * A whole Kubernetes cluster on one machine: an embedded API server, nodes as network namespaces with
+ * real Open vSwitch, a scheduler and one kubelet per node. Used by `seine lab` and by end-to-end tests.
+ */
+export class Lab {
+  readonly kubeConfig: KubeConfig;
+  readonly core: CoreV1Api;
+  private readonly kubelets: Kubelet[] = [];
+  /** Seine agents by node name (Seine network only). */
+  readonly agents = new Map<string, SupervisedProcess>();
+  /** Seine's controller (Seine network only). */
+  controller?: SupervisedProcess;
+  private scheduler?: Scheduler;
+  private readonly log;
+  private readyTimer?: NodeJS.Timeout;
+  private downing?: Promise<void>;
+
+  private constructor(
+    readonly plan: LabPlan,
+    readonly stateDir: string,
+    readonly ledger: ResourceLedger,
+    readonly api: ApiServer,
+    readonly kubeconfigPath: string,
+    readonly nodes: LabNode[],
+    readonly options: { network: 'seine' | 'bridge'; encap: 'vxlan' | 'geneve' | 'noEncap'; podCidrs: 'lab' | 'seine' },
+  ) {
+    this.log = logger('lab', { lab: plan.name });
+    this.kubeConfig = new KubeConfig();
+    this.kubeConfig.loadFromFile(kubeconfigPath);
+    this.core = this.kubeConfig.makeApiClient(CoreV1Api);
+  }
+
+  static async up(opts: LabOptions = {}): Promise<Lab> {
+    const name = opts.name ?? 'seine';
+    const stateRoot = opts.stateRoot ?? DEFAULT_STATE_ROOT;
+    const progress = opts.progress ?? (() => undefined);
+    const plan = planLab({ ...opts, name, nodes: opts.nodes ?? 2 });
+    const stateDir = labStateDir(name, stateRoot);
+    await reapStaleLedgers(stateRoot);
+    if (existsSync(stateDir)) throw new Error(`lab '${name}' is already running (state in ${stateDir}); run 'seine lab down --name ${name}' first`);
+    const ledger = ResourceLedger.create(stateDir);
+    let api: ApiServer | undefined;
+    try {
+      progress('fabric: underlay, VLAN fabric and external host');
+      await buildFabric(plan, ledger);
+      progress('api server');
+      api = await ApiServer.start({ port: opts.apiPort ?? 0, dataFile: join(stateDir, 'apiserver.json') });
+      const kubeconfigPath = join(stateDir, 'kubeconfig');
+      api.writeKubeconfig(kubeconfigPath);
+      const nodes: LabNode[] = [];
+      for (const n of plan.nodes) {
+        progress(`node ${n.name}: namespace, uplinks, Open vSwitch`);
+        nodes.push(await LabNode.create(plan, n, stateDir, ledger));
+      }
+      const lab = new Lab(plan, stateDir, ledger, api, kubeconfigPath, nodes, { network: opts.network ?? 'seine', encap: opts.encap ?? 'vxlan', podCidrs: opts.podCidrs ?? 'lab' });
+      await lab.start(progress);
+      progress('ready');
+      return lab;
+    } catch (e) {
+      await api?.close().catch(() => undefined);
+      await ledger.release();
+      throw e;
+    }
+  }
+
+  private async start(progress: (s: string) => void): Promise<void> {
+    progress('registering nodes');
+    const cidrs = new SubnetAllocator(this.plan.clusterCidr, this.plan.nodeCidrMaskSize);
+    const seineAllocates = this.options.podCidrs === 'seine' && this.options.network === 'seine';
+    for (const node of this.nodes) {
+      await this.core.createNode({ body: this.nodeObject(node, seineAllocates ? undefined : cidrs.allocate()) });
+    }
+    if (this.options.network === 'bridge') await this.configureBridgeNetwork();
+    else {
+      progress('Seine: install-cni and an agent on every node');
+      await this.installSeine();
+    }
+    await this.updateNodeReadiness();
+    this.readyTimer = setInterval(() => void this.updateNodeReadiness().catch(() => undefined), 2000);
+    progress('scheduler and kubelets');
+    this.scheduler = new Scheduler(this.kubeConfig);
+    await this.scheduler.start();
+    for (const node of this.nodes) {
+      const kubelet = new Kubelet({
+        kubeConfig: this.kubeConfig,
+        nodeName: node.plan.name,
+        nodeIp: node.plan.ip,
+        netnsPrefix: this.plan.name,
+        ledger: this.ledger,
+        logDir: join(node.dirs.logDir, 'pods'),
+        network: new ConflistNetwork(node),
+      });
+      await kubelet.start();
+      this.kubelets.push(kubelet);
+    }
+  }
+
+  private nodeObject(node: LabNode, podCIDR: string | undefined): V1Node {
+    const now = new Date();
+    return {
+      apiVersion: 'v1',
+      kind: 'Node',
+      metadata: {
+        name: node.plan.name,
+        labels: { 'kubernetes.io/hostname': node.plan.name, 'kubernetes.io/os': 'linux', 'kubernetes.io/arch': 'amd64', 'seine.dev/lab': this.plan.name },
+        annotations: { 'seine.dev/lab-netns': node.netns },
+      },
+      spec: podCIDR ? { podCIDR, podCIDRs: [podCIDR] } : {},
+      status: {
+        addresses: [
+          { type: 'InternalIP', address: node.plan.ip },
+          { type: 'Hostname', address: node.plan.name },
+        ],
+        capacity: { cpu: '2', memory: '8Gi', pods: '110' },
+        allocatable: { cpu: '2', memory: '8Gi', pods: '110' },
+        conditions: [{ type: 'Ready', status: 'False', reason: 'NetworkPluginNotReady', message: 'container runtime network not ready: cni config uninitialized', lastHeartbeatTime: now, lastTransitionTime: now }],
+        nodeInfo: {
+          architecture: 'amd64',
+          bootID: '',
+          containerRuntimeVersion: 'seine-lab://1',
+          kernelVersion: kernelRelease(),
+          kubeProxyVersion: '',
+          kubeletVersion: 'v1.32.0-seine-lab',
+          machineID: '',
+          operatingSystem: 'linux',
+          osImage: 'Seine lab node (network namespace)',
+          systemUUID: '',
+        },
+      },
+    };
+  }
+
+  /** What `kubectl apply -f manifests/seine.yml` runs: the controller Deployment and, per node, the agent DaemonSet. */
+  private async installSeine(): Promise<void> {
+    for (const file of readdirSync(join(repoRoot(), 'crds')).filter((f) => f.endsWith('.yaml')).sort()) {
+      for (const doc of parseAllDocuments(readFileSync(join(repoRoot(), 'crds', file), 'utf8'))) {
+        const crd = doc.toJS() as { kind?: string } | null;
+        if (crd?.kind === 'CustomResourceDefinition') this.api.resource('apiextensions.k8s.io/v1', 'customresourcedefinitions').create(crd as never);
+      }
+    }
+    const controllerConfig = join(this.stateDir, 'controller.yaml');
+    writeFileSync(
+      controllerConfig,
+      stringifyYaml({ kubeconfig: this.kubeconfigPath, allocateNodeCIDRs: true, clusterCIDR: this.plan.clusterCidr, nodeCIDRMaskSize: this.plan.nodeCidrMaskSize }),
+    );
+    this.controller = new SupervisedProcess(
+      {
+        name: 'seine-controller',
+        command: process.execPath,
+        args: [SEINE_BIN, 'controller', '--config', controllerConfig],
+        env: { ...process.env, POD_NAMESPACE: 'kube-system', POD_NAME: `seine-controller-${this.plan.name}`, SEINE_LOG_LEVEL: process.env.SEINE_AGENT_LOG_LEVEL ?? 'info' },
+        logFile: join(this.stateDir, 'seine-controller.log'),
+        restart: 'always',
+      },
+      this.ledger,
+    );
+    this.controller.start();
+
+    for (const node of this.nodes) {
+      const config = join(node.dirs.root, 'etc/seine/agent.yaml');
+      const socket = join(node.dirs.agentRunDir, 'cni.sock');
+      writeAgentConfig(config, {
+        nodeName: node.plan.name,
+        kubeconfig: this.kubeconfigPath,
+        hostNetns: node.netns,
+        ovs: { dbSocket: node.ovs.dbSocket, rundir: node.ovs.rundir, datapathType: 'netdev', bridge: 'br-int' },
+        trafficEncapMode: this.options.encap === 'noEncap' ? 'noEncap' : 'encap',
+        tunnelType: this.options.encap === 'geneve' ? 'geneve' : 'vxlan',
+        cniSocket: socket,
+        stateDir: node.dirs.stateDir,
+        clusterCIDR: this.plan.clusterCidr,
+        serviceCIDR: this.plan.serviceCidr,
+        egressSNAT: true,
+        cniConfDir: node.dirs.cniConfDir,
+        cniBinDir: node.dirs.cniBinDir,
+        metricsPort: 0,
+        metricsAddress: '127.0.0.1',
+        // eth1 is the node's leg on the VLAN fabric.
+        secondaryNetworks: { enabled: true, uplinks: { 'br-vlan': node.plan.vlanUplink } },
+      });
+      await installCni({ confDir: node.dirs.cniConfDir, binDir: node.dirs.cniBinDir, socket, pluginSource: SEINE_CNI_BIN, link: true });
+      const agent = new SupervisedProcess(
+        {
+          name: `agent/${node.plan.name}`,
+          command: process.execPath,
+          args: [SEINE_BIN, 'agent', '--config', config],
+          env: { ...process.env, NODE_NAME: node.plan.name, SEINE_LOG_LEVEL: process.env.SEINE_AGENT_LOG_LEVEL ?? 'info' },
+          logFile: join(node.dirs.logDir, 'seine-agent.log'),
+          restart: 'always',
+        },
+        this.ledger,
+      );
+      agent.start();
+      this.agents.set(node.plan.name, agent);
+    }
+  }
+
+  /** Without Seine: the reference bridge plugin on each node, plus routes between the nodes' pod CIDRs. */
+  private async configureBridgeNetwork(): Promise<void> {
+    const nodes = (await this.core.listNode()).items.filter((n) => n.metadata?.labels?.['seine.dev/lab'] === this.plan.name);
+    for (const node of this.nodes) {
+      const me = nodes.find((n) => n.metadata?.name === node.plan.name);
+      writeBridgeConflist(node, me!.spec!.podCIDR!);
+      const routes = new IpBatch();
+      for (const other of nodes) {
+        if (other === me) continue;
+        const ip = other.status!.addresses!.find((a) => a.type === 'InternalIP')!.address;
+        routes.replaceRoute(other.spec!.podCIDR!, { via: ip });
+      }
+      await node.ip.apply(routes);
+      // As kubenet does: pods reach outside the cluster CIDR with the node's address.
+      const masquerade = `table ip lab-nat {\n chain postrouting {\n  type nat hook postrouting priority srcnat; policy accept;\n  ip saddr ${this.plan.clusterCidr} ip daddr != ${this.plan.clusterCidr} masquerade\n }\n}\n`;
+      await run('nft', ['-f', '-'], { netns: node.netns, input: masquerade });
+    }
+  }
+
+  /** A node is Ready once its CNI config directory holds a network config, as kubelet reports it. */
+  private async updateNodeReadiness(): Promise<void> {
+    for (const node of this.nodes) {
+      const ready = readdirSync(node.dirs.cniConfDir).some((f) => /\.(conflist|conf|json)$/.test(f));
+      const current = await this.core.readNode({ name: node.plan.name });
+      const cond = current.status?.conditions?.find((c) => c.type === 'Ready');
+      if ((cond?.status === 'True') === ready) continue;
+      const now = new Date();
+      await this.core.patchNodeStatus(
+        {
+          name: node.plan.name,
+          body: {
+            status: {
+              conditions: [
+                ready
+                  ? { type: 'Ready', status: 'True', reason: 'KubeletReady', message: 'kubelet is posting ready status', lastHeartbeatTime: now, lastTransitionTime: now }
+                  : { type: 'Ready', status: 'False', reason: 'NetworkPluginNotReady', message: 'container runtime network not ready: cni config uninitialized', lastHeartbeatTime: now, lastTransitionTime: now },
+              ],
+            },
+          },
+        },
+        MERGE_PATCH,
+      );
+    }
+  }
+
+  status(supervisorPid = process.pid): LabStatus {
+    const sandboxes = this.kubelets.map((k) => k.sandboxes());
+    return {
+      name: this.plan.name,
+      stateDir: this.stateDir,
+      kubeconfig: this.kubeconfigPath,
+      apiServer: this.api.url,
+      supervisorPid,
+      controllerPid: this.controller?.pid,
+      fabricNetns: this.plan.fabricNetns,
+      externalNetns: this.plan.externalNetns,
+      externalIp: this.plan.externalIp,
+      nodes: this.nodes.map((n, i) => ({
+        name: n.plan.name,
+        netns: n.plan.netns,
+        ip: n.plan.ip,
+        ovs: { ovsdbServer: n.ovs.pid('ovsdb-server'), ovsVswitchd: n.ovs.pid('ovs-vswitchd') },
+        agent: this.agents.get(n.plan.name)?.pid,
+        pods: sandboxes[i] ?? [],
+      })),
+    };
+  }
+
+  /** Writes status.json for `seine lab status` (read by other processes). */
+  writeStatus(supervisorPid = process.pid): void {
+    writeFileSync(join(this.stateDir, 'status.json'), JSON.stringify(this.status(supervisorPid), null, 2));
+  }
+
+  nodeNetns(name: string): string {
+    const node = this.nodes.find((n) => n.plan.name === name);
+    if (!node) throw new Error(`no node '${name}' in lab '${this.plan.name}'`);
+    return node.netns;
+  }
+
+  get externalNetns(): string {
+    return netnsPath(this.plan.externalNetns);
+  }
+
+  /** Tears everything down: pods (CNI DEL), kubelets, scheduler, API server, then every recorded resource. */
+  down(): Promise<void> {
+    this.downing ??= (async () => {
+      if (this.readyTimer) clearInterval(this.readyTimer);
+      await Promise.all(this.kubelets.map((k) => k.stop(true).catch((e: unknown) => this.log.warn({ err: String(e) }, 'kubelet stop failed'))));
+      await this.scheduler?.stop().catch(() => undefined);
+      await Promise.all([...this.agents.values(), ...(this.controller ? [this.controller] : [])].map((a) => a.stop()));
+      await this.api.close().catch(() => undefined);
+      await this.ledger.release();
+    })();
+    return this.downing;
+  }
+}

@@ -1,0 +1,188 @@
+import { existsSync } from 'node:fs';
+import { CniCode, CniError } from '../../cni/errors.js';
+import type { CniResult } from '../../cni/types.js';
+import type { IpRoute } from '../../host/ip.js';
+import { addFlow, type FlowWriter } from '../../ovs/openflow/index.js';
+import type { Vswitch } from '../../ovs/ovsdb/index.js';
+import { logger } from '../../util/log.js';
+import type { CniDriver, CniRequest, GcRequest } from '../cniserver/index.js';
+import { type InterfaceStore, type PodInterface, portExternalIds } from '../interfacestore/store.js';
+import { IpamExhaustedError, type NodeIpam } from '../ipam/index.js';
+import { podFlows, podScope, type NodeConfig } from '../pipeline/index.js';
+import { checkPodInterface, hostInterfaceName, podInterfacePresent, randomMac, setUpPodInterface, tearDownPodInterface } from '../podnet/interface.js';
+
+/** Plugin-specific CNI error codes (>= 100). */
+export const SeineCode = {
+  IpamExhausted: 110,
+  IpamFailure: 111,
+  InterfaceFailure: 112,
+  OvsFailure: 113,
+} as const;
+
+export interface DriverDeps {
+  bridge: string;
+  vswitch: Vswitch;
+  flows: FlowWriter;
+  ipam: NodeIpam;
+  store: InterfaceStore;
+  /** The node's host network. */
+  host: IpRoute;
+  node: () => NodeConfig;
+  mtu: number;
+  userspaceDatapath: boolean;
+  /** False until the bridge, gateway and base flows are in place. */
+  ready: () => boolean;
+}
+
+const log = logger('podnet');
+
+function asCni(e: unknown, code: number, what: string): CniError {
+  if (e instanceof CniError) return e;
+  return new CniError(code, what, e instanceof Error ? e.message : String(e));
+}
+
+/**
+ * Realizes primary pod attachments: IP from the node IPAM, a veth with eth0 in the pod, an OVS port whose
+ * external_ids make it recoverable, and the pod's flows. ADD is idempotent and rolls back fully on failure.
+ */
+export class PodNetworkDriver implements CniDriver {
+  constructor(private readonly d: DriverDeps) {}
+
+  /** The CNI result of an attachment (also rebuilt from the interface store after a restart). */
+  result(itf: PodInterface, cniVersion: string, hostMac?: string): CniResult {
+    const node = this.d.node();
+    const prefix = node.podCidr.split('/')[1];
+    return {
+      cniVersion,
+      interfaces: [
+        { name: itf.portName, ...(hostMac ? { mac: hostMac } : {}) },
+        { name: itf.ifname, mac: itf.mac, mtu: this.d.mtu, sandbox: itf.netns },
+      ],
+      ips: [{ address: `${itf.ip}/${prefix}`, gateway: node.gatewayIp, interface: 1 }],
+      routes: [{ dst: '0.0.0.0/0', gw: node.gatewayIp }],
+    };
+  }
+
+  async add(req: CniRequest): Promise<CniResult> {
+    if (!this.d.ready()) throw new CniError(CniCode.TryAgainLater, 'seine agent is not ready yet', 'the node bridge and base flows are still being set up');
+    if (!existsSync(req.netns)) throw new CniError(CniCode.UnknownContainer, 'network namespace not found', req.netns);
+    const existing = this.d.store.get(req.containerId, req.ifname);
+    if (existing) {
+      if (existing.netns !== req.netns) {
+        throw new CniError(CniCode.InvalidNetworkConfig, 'attachment already exists', `${req.containerId}/${req.ifname} is attached in ${existing.netns}, not ${req.netns}`);
+      }
+      // A repeated ADD for the same attachment returns what is there, if it is still there: a namespace
+      // deleted and re-created under the same path (its DEL lost) no longer holds the pod's interface.
+      if (await podInterfacePresent(existing.netns, existing.ifname, existing.mac)) return this.result(existing, req.cniVersion);
+      log.info({ pod: `${existing.podNamespace}/${existing.podName}`, container: req.containerId.slice(0, 12), netns: req.netns }, 'pod interface gone from its namespace; attaching again');
+      await this.detach(existing);
+    }
+    const pod = { namespace: req.pod?.namespace ?? '', name: req.pod?.name ?? req.containerId.slice(0, 12), uid: req.pod?.uid ?? '' };
+    const node = this.d.node();
+    const undo: Array<() => Promise<unknown>> = [];
+    try {
+      let alloc;
+      try {
+        alloc = await this.d.ipam.allocate({ containerId: req.containerId, ifname: req.ifname, podNamespace: pod.namespace, podName: pod.name, podUid: pod.uid });
+      } catch (e) {
+        if (e instanceof IpamExhaustedError) throw new CniError(SeineCode.IpamExhausted, 'no free pod address on this node', e.message);
+        throw asCni(e, SeineCode.IpamFailure, 'pod address allocation failed');
+      }
+      undo.push(() => this.d.ipam.release(req.containerId, req.ifname));
+
+      const hostIfname = hostInterfaceName(pod.namespace, pod.name, req.containerId, req.ifname);
+      const mac = randomMac();
+      try {
+        await setUpPodInterface(this.d.host, {
+          netns: req.netns,
+          ifname: req.ifname,
+          hostIfname,
+          mac,
+          cidr: `${alloc.ip}/${alloc.prefixLength}`,
+          gateway: node.gatewayIp,
+          mtu: this.d.mtu,
+          userspaceDatapath: this.d.userspaceDatapath,
+        });
+      } catch (e) {
+        throw asCni(e, SeineCode.InterfaceFailure, 'pod interface setup failed');
+      }
+      undo.push(() => tearDownPodInterface(this.d.host, hostIfname));
+
+      const base = { containerId: req.containerId, ifname: req.ifname, podNamespace: pod.namespace, podName: pod.name, podUid: pod.uid, ip: alloc.ip, mac, netns: req.netns };
+      let ofport: number;
+      try {
+        const added = await this.d.vswitch.addPort(this.d.bridge, { name: hostIfname, externalIds: portExternalIds(base) });
+        ofport = added.ofport!;
+      } catch (e) {
+        throw asCni(e, SeineCode.OvsFailure, 'attaching the pod to the bridge failed');
+      }
+      undo.push(() => this.d.vswitch.removePort(hostIfname));
+
+      try {
+        await this.d.flows.submit(podFlows(node, { ofport, ip: alloc.ip, mac }).map(addFlow));
+      } catch (e) {
+        throw asCni(e, SeineCode.OvsFailure, 'installing the pod flows failed');
+      }
+      undo.push(() => this.d.flows.deleteWhere({ cookie: podScope(ofport) }));
+
+      const itf: PodInterface = { ...base, portName: hostIfname, ofport };
+      this.d.store.add(itf);
+      log.info({ pod: `${pod.namespace}/${pod.name}`, container: req.containerId.slice(0, 12), ip: alloc.ip, port: hostIfname, ofport }, 'pod attached');
+      return this.result(itf, req.cniVersion);
+    } catch (e) {
+      for (const step of undo.reverse()) {
+        await step().catch((err: unknown) => log.error({ err: String(err) }, 'rollback step failed'));
+      }
+      throw e;
+    }
+  }
+
+  async del(req: CniRequest): Promise<void> {
+    const itf = this.d.store.get(req.containerId, req.ifname);
+    if (itf) await this.detach(itf);
+    else {
+      // An ADD that died half way (agent crash) may have left a veth or port under the predictable name.
+      const hostIfname = req.pod ? hostInterfaceName(req.pod.namespace, req.pod.name, req.containerId, req.ifname) : undefined;
+      if (hostIfname) {
+        if (this.d.vswitch.cache.port(hostIfname)) await this.d.vswitch.removePort(hostIfname);
+        await tearDownPodInterface(this.d.host, hostIfname);
+      }
+    }
+    await this.d.ipam.release(req.containerId, req.ifname);
+  }
+
+  /** Removes one attachment's flows, port and veth (not its address). */
+  async detach(itf: PodInterface): Promise<void> {
+    await this.d.flows.deleteWhere({ cookie: podScope(itf.ofport) });
+    await this.d.vswitch.removePort(itf.portName);
+    await tearDownPodInterface(this.d.host, itf.portName);
+    this.d.store.remove(itf.containerId, itf.ifname);
+    log.info({ pod: `${itf.podNamespace}/${itf.podName}`, container: itf.containerId.slice(0, 12), ip: itf.ip }, 'pod detached');
+  }
+
+  async check(req: CniRequest): Promise<void> {
+    const itf = this.d.store.get(req.containerId, req.ifname);
+    if (!itf) throw new CniError(CniCode.UnknownContainer, 'unknown attachment', `${req.containerId}/${req.ifname} is not attached on this node`);
+    const node = this.d.node();
+    const problems = await checkPodInterface({ netns: req.netns || itf.netns, ifname: req.ifname, mac: itf.mac, cidr: `${itf.ip}/${node.podCidr.split('/')[1]}`, gateway: node.gatewayIp });
+    const iface = this.d.vswitch.cache.iface(itf.portName);
+    if (!iface || iface.ofport !== itf.ofport) problems.push(`OVS port ${itf.portName} missing or renumbered`);
+    const flows = await this.d.flows.dumpFlows({ cookie: podScope(itf.ofport) });
+    const wanted = podFlows(node, { ofport: itf.ofport, ip: itf.ip, mac: itf.mac }).length;
+    if (flows.length !== wanted) problems.push(`${flows.length} of ${wanted} pod flows installed`);
+    if (problems.length) throw new CniError(SeineCode.InterfaceFailure, 'pod network is not as configured', problems.join('; '));
+  }
+
+  async gc(req: GcRequest): Promise<void> {
+    const valid = new Set(req.validAttachments.map((a) => `${a.containerID}/${a.ifname}`));
+    for (const itf of this.d.store.list()) {
+      if (!valid.has(`${itf.containerId}/${itf.ifname}`)) await this.detach(itf);
+    }
+    const released = await this.d.ipam.reconcile(req.validAttachments.map((a) => ({ containerId: a.containerID, ifname: a.ifname })));
+    if (released.length) log.info({ released: released.map((a) => a.ip) }, 'GC released addresses');
+  }
+
+  async status(): Promise<void> {
+    if (!this.d.ready()) throw new CniError(CniCode.PluginNotAvailable, 'seine agent is not ready', 'the node bridge and base flows are still being set up');
+  }
+}

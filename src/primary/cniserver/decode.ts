@@ -1,0 +1,114 @@
+// A raw invocation (command, CNI_* env, stdin text) to a typed, validated request, with the same
+// checks and error codes as a plugin built on skel would apply.
+import { parseCniArgs, validateContainerId, validateIfName } from '../../cni/args.js';
+import { CniCode, CniError } from '../../cni/errors.js';
+import { convertResult } from '../../cni/result.js';
+import { gcAttachments, parseJson, validateNetConf } from '../../cni/schema/validate.js';
+import { splitCniPath } from '../../cni/skel.js';
+import { MIN_VERSION, REQUIRED_ENV } from '../../cni/commands.js';
+import type { CniInvocation } from '../../cni/shim-protocol.js';
+import { CNI_COMMANDS, type CniCommand } from '../../cni/types.js';
+import { compareVersions, CURRENT_VERSION, requireVersion, SUPPORTED_VERSIONS } from '../../cni/version.js';
+import type { CniRequest, GcRequest, PodIdentity, StatusRequest } from './types.js';
+
+
+/** CNI_ARGS keys the server understands; others need IgnoreUnknown (as libcni's LoadArgs). */
+export const K8S_ARG_KEYS = ['K8S_POD_NAMESPACE', 'K8S_POD_NAME', 'K8S_POD_INFRA_CONTAINER_ID', 'K8S_POD_UID'] as const;
+
+export type Decoded =
+  | { command: 'VERSION' }
+  | { command: 'ADD' | 'DEL' | 'CHECK'; req: Omit<CniRequest, 'signal'> }
+  | { command: 'GC'; req: Omit<GcRequest, 'signal'> }
+  | { command: 'STATUS'; req: Omit<StatusRequest, 'signal'> };
+
+export interface DecodeOptions {
+  /** CNI_ARGS keys accepted beside the K8S_* ones without IgnoreUnknown. */
+  extraArgKeys?: readonly string[];
+}
+
+/** Go's strconv.ParseBool, which libcni uses for IgnoreUnknown. */
+function parseBool(key: string, v: string): boolean {
+  if (['1', 't', 'T', 'TRUE', 'true', 'True'].includes(v)) return true;
+  if (['0', 'f', 'F', 'FALSE', 'false', 'False'].includes(v)) return false;
+  throw new CniError(CniCode.InvalidEnvironment, 'invalid CNI_ARGS value', `${key}=${JSON.stringify(v)} is not a boolean`);
+}
+
+/** The pod named by CNI_ARGS; code 4 for unknown keys without IgnoreUnknown, or half a pod name. */
+export function podFromArgs(pairs: ReadonlyArray<readonly [string, string]>, opts: DecodeOptions = {}): PodIdentity | undefined {
+  const rec = Object.fromEntries(pairs) as Record<string, string>;
+  const ignoreUnknown = rec.IgnoreUnknown !== undefined && parseBool('IgnoreUnknown', rec.IgnoreUnknown);
+  if (!ignoreUnknown) {
+    const known = new Set<string>(['IgnoreUnknown', ...K8S_ARG_KEYS, ...(opts.extraArgKeys ?? [])]);
+    const unknown = pairs.map(([k]) => k).filter((k) => !known.has(k));
+    if (unknown.length) throw new CniError(CniCode.InvalidEnvironment, 'unknown CNI_ARGS keys', `${unknown.join(', ')} (set IgnoreUnknown=1 to pass keys this plugin does not use)`);
+  }
+  const namespace = rec.K8S_POD_NAMESPACE;
+  const name = rec.K8S_POD_NAME;
+  if (namespace === undefined && name === undefined) return undefined;
+  if (!namespace || !name) throw new CniError(CniCode.InvalidEnvironment, 'incomplete pod identity in CNI_ARGS', 'K8S_POD_NAMESPACE and K8S_POD_NAME go together');
+  return {
+    namespace,
+    name,
+    ...(rec.K8S_POD_INFRA_CONTAINER_ID ? { infraContainerId: rec.K8S_POD_INFRA_CONTAINER_ID } : {}),
+    ...(rec.K8S_POD_UID ? { uid: rec.K8S_POD_UID } : {}),
+  };
+}
+
+/** The version errors for this invocation are reported in: the config's when supported, else the newest. */
+export function replyVersion(stdin: string): string {
+  try {
+    const v = (JSON.parse(stdin) as { cniVersion?: unknown } | null)?.cniVersion;
+    if (typeof v === 'string' && SUPPORTED_VERSIONS.includes(v)) return v;
+  } catch {
+    /* undecodable stdin: reported in the newest version */
+  }
+  return CURRENT_VERSION;
+}
+
+/** Throws CniError with the code the CNI spec (and libcni's skel) gives each kind of bad input. */
+export function decodeInvocation(inv: CniInvocation, opts: DecodeOptions = {}): Decoded {
+  const cmd = inv.command;
+  if (!cmd) throw new CniError(CniCode.InvalidEnvironment, 'required env variables [CNI_COMMAND] missing');
+  if (!(CNI_COMMANDS as readonly string[]).includes(cmd)) throw new CniError(CniCode.InvalidEnvironment, `unknown CNI_COMMAND: ${cmd}`);
+  const command = cmd as CniCommand;
+  const env = inv.env;
+  const missing = REQUIRED_ENV[command].filter((name) => !env[name as keyof typeof env]);
+  if (missing.length) throw new CniError(CniCode.InvalidEnvironment, `required env variables [${missing.join(',')}] missing`);
+  if (command === 'VERSION') return { command };
+
+  const config = validateNetConf(parseJson(inv.stdin, 'network configuration from stdin'));
+  const cniVersion = config.cniVersion;
+  if (command === 'ADD' || command === 'DEL' || command === 'CHECK') {
+    validateContainerId(env.CNI_CONTAINERID!);
+    validateIfName(env.CNI_IFNAME!);
+  }
+  requireVersion(cniVersion);
+  const min = MIN_VERSION[command];
+  if (min && compareVersions(cniVersion, min) < 0) {
+    throw new CniError(CniCode.IncompatibleVersion, `config version does not allow ${command}`, `${command} needs ${min} or later, config is ${cniVersion}`);
+  }
+  const base = { cniVersion, config, cniPath: splitCniPath(env.CNI_PATH) };
+  if (command === 'GC') return { command, req: { ...base, command, validAttachments: gcAttachments(config) } };
+  if (command === 'STATUS') return { command, req: { ...base, command } };
+
+  const args = env.CNI_ARGS ?? '';
+  const argPairs = parseCniArgs(args);
+  const pod = podFromArgs(argPairs, opts);
+  const prevResult = config.prevResult ? convertResult(config.prevResult, cniVersion) : undefined;
+  const rc = config.runtimeConfig;
+  return {
+    command,
+    req: {
+      ...base,
+      command,
+      containerId: env.CNI_CONTAINERID!,
+      netns: env.CNI_NETNS ?? '',
+      ifname: env.CNI_IFNAME!,
+      ...(pod ? { pod } : {}),
+      args,
+      argPairs,
+      ...(prevResult ? { prevResult } : {}),
+      capabilityArgs: rc && typeof rc === 'object' && !Array.isArray(rc) ? { ...rc } : {},
+    },
+  };
+}

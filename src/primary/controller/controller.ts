@@ -1,0 +1,136 @@
+import type { KubeConfig } from '@kubernetes/client-node';
+import { CoreV1Api } from '@kubernetes/client-node';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { hostname } from 'node:os';
+import { EventRecorder } from '../../k8s/events.js';
+import { logger, type Logger } from '../../util/log.js';
+import type { ControllerConfig } from './config.js';
+import { defaultIdentity, LeaderElector } from './leader.js';
+import { NodeIpamController } from './nodeipam.js';
+
+export interface ControllerOptions {
+  config: ControllerConfig;
+  kubeConfig: KubeConfig;
+  /** Lease holder identity; default $POD_NAME, else hostname_pid. */
+  identity?: string;
+  log?: Logger;
+}
+
+/** A leader that has not renewed for this long past its lease reports itself unhealthy (client-go's margin). */
+const HEALTH_MARGIN_MS = 20_000;
+
+/**
+ * The cluster controller: competes for the leader lease (when enabled) and, while leading, runs the node IPAM
+ * controller. Losing the lease stops it; winning it again starts a fresh one from a new list of Nodes.
+ */
+export class Controller {
+  readonly identity: string;
+  private readonly log: Logger;
+  private readonly events: EventRecorder;
+  private elector: LeaderElector | undefined;
+  private ipam: NodeIpamController | undefined;
+  private health: Server | undefined;
+  private started = false;
+
+  constructor(private readonly opts: ControllerOptions) {
+    this.identity = opts.identity ?? defaultIdentity(process.env, hostname(), process.pid);
+    this.log = opts.log ?? logger('controller', { identity: this.identity });
+    this.events = new EventRecorder(opts.kubeConfig.makeApiClient(CoreV1Api), { component: 'seine-controller', host: this.identity });
+  }
+
+  async start(): Promise<void> {
+    if (this.started) return;
+    this.started = true;
+    const { config } = this.opts;
+    if (config.healthPort) await this.startHealth(config.healthPort);
+    this.log.info({ leaderElection: config.leaderElection.enabled, allocateNodeCIDRs: config.allocateNodeCIDRs, clusterCIDR: config.clusterCIDR, nodeCIDRMaskSize: config.nodeCIDRMaskSize }, 'controller starting');
+    if (!config.leaderElection.enabled) {
+      await this.startActing();
+      return;
+    }
+    const le = config.leaderElection;
+    this.elector = new LeaderElector({
+      kubeConfig: this.opts.kubeConfig,
+      namespace: le.namespace,
+      leaseName: le.leaseName,
+      identity: this.identity,
+      leaseDurationMs: le.leaseDurationSeconds * 1000,
+      renewDeadlineMs: le.renewDeadlineSeconds * 1000,
+      retryPeriodMs: le.retryPeriodSeconds * 1000,
+      onStartedLeading: () => this.startActing(),
+      onStoppedLeading: () => this.stopActing(),
+    });
+    this.elector.start();
+  }
+
+  /** Stops acting, releases the lease, closes the health endpoint. */
+  async stop(): Promise<void> {
+    if (this.elector) await this.elector.stop();
+    else await this.stopActing();
+    if (this.health) await new Promise<void>((r) => this.health!.close(() => r()));
+    this.health = undefined;
+    this.log.info('controller stopped');
+  }
+
+  /** Whether this replica is the one acting (always, without leader election). */
+  get isLeader(): boolean {
+    return this.started && (this.elector ? this.elector.isLeader : true);
+  }
+
+  /** The running node IPAM controller (while leading). */
+  get nodeIpam(): NodeIpamController | undefined {
+    return this.ipam;
+  }
+
+  /** The health endpoint's port (0 when there is none). */
+  get healthPort(): number {
+    return (this.health?.address() as AddressInfo | null)?.port ?? 0;
+  }
+
+  /** False when this replica leads but its lease has lapsed well past expiry (then a restart is the cure). */
+  get healthy(): boolean {
+    const e = this.elector;
+    if (!e || !e.isLeader) return true;
+    return Date.now() - e.lastRenewTime < this.opts.config.leaderElection.leaseDurationSeconds * 1000 + HEALTH_MARGIN_MS;
+  }
+
+  private startActing(): Promise<void> {
+    if (!this.opts.config.allocateNodeCIDRs) return Promise.resolve();
+    // Set synchronously, so a stopActing() that comes before start() resolves stops this very instance.
+    const ipam = new NodeIpamController({
+      kubeConfig: this.opts.kubeConfig,
+      clusterCIDR: this.opts.config.clusterCIDR,
+      nodeCIDRMaskSize: this.opts.config.nodeCIDRMaskSize,
+      events: this.events,
+    });
+    this.ipam = ipam;
+    return ipam.start();
+  }
+
+  private async stopActing(): Promise<void> {
+    const ipam = this.ipam;
+    this.ipam = undefined;
+    await ipam?.stop();
+  }
+
+  private async startHealth(port: number): Promise<void> {
+    const server = createServer((req, res) => {
+      const path = (req.url ?? '/').split('?')[0];
+      if (path !== '/healthz' && path !== '/readyz' && path !== '/livez') {
+        res.writeHead(404).end();
+        return;
+      }
+      const ok = path === '/readyz' ? this.started : this.healthy;
+      res.writeHead(ok ? 200 : 503, { 'content-type': 'text/plain' }).end(ok ? 'ok\n' : 'lease lapsed\n');
+    });
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(port, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+    this.health = server;
+  }
+}

@@ -1,0 +1,6 @@
+// The cluster controller (`seine controller`): leader election and node pod-CIDR allocation.
+export { Controller, type ControllerOptions } from './controller.js';
+export { ControllerConfigError, DEFAULT_CONTROLLER_CONFIG, loadControllerConfig, parseControllerConfig, type ControllerConfig } from './config.js';
+export { defaultIdentity, LeaderElector, type LeaderElectionOptions } from './leader.js';
+export { NodeIpamController, NodeIpamReason, type NodeIpamOptions } from './nodeipam.js';
+export { WorkQueue } from './queue.js';

@@ -1,0 +1,112 @@
+import type { PortRow, Vswitch } from '../../ovs/ovsdb/index.js';
+
+/** A pod interface attached to the integration bridge. */
+export interface PodInterface {
+  containerId: string;
+  ifname: string;
+  podNamespace: string;
+  podName: string;
+  podUid: string;
+  ip: string;
+  mac: string;
+  netns: string;
+  /** Host-side veth, also the OVS port name. */
+  portName: string;
+  ofport: number;
+}
+
+/** external_ids keys on a pod's OVS port: they are the interface store after a restart. */
+export const EXT = {
+  owner: 'seine-owner',
+  containerId: 'container-id',
+  podNamespace: 'pod-namespace',
+  podName: 'pod-name',
+  podUid: 'pod-uid',
+  ip: 'ip',
+  mac: 'mac',
+  netns: 'netns',
+  ifname: 'ifname',
+} as const;
+
+export const PRIMARY_OWNER = 'primary';
+
+export function portExternalIds(itf: Omit<PodInterface, 'portName' | 'ofport'>): Record<string, string> {
+  return {
+    [EXT.owner]: PRIMARY_OWNER,
+    [EXT.containerId]: itf.containerId,
+    [EXT.podNamespace]: itf.podNamespace,
+    [EXT.podName]: itf.podName,
+    [EXT.podUid]: itf.podUid,
+    [EXT.ip]: itf.ip,
+    [EXT.mac]: itf.mac,
+    [EXT.netns]: itf.netns,
+    [EXT.ifname]: itf.ifname,
+  };
+}
+
+const key = (containerId: string, ifname: string): string => `${containerId}/${ifname}`;
+
+/**
+ * What is attached to the integration bridge, keyed by container and interface. Kept in memory for the hot
+ * path and rebuilt from OVSDB external_ids when the agent starts, so a restarted agent knows every pod.
+ */
+export class InterfaceStore {
+  private readonly byContainer = new Map<string, PodInterface>();
+
+  add(itf: PodInterface): void {
+    this.byContainer.set(key(itf.containerId, itf.ifname), itf);
+  }
+
+  remove(containerId: string, ifname: string): PodInterface | undefined {
+    const k = key(containerId, ifname);
+    const itf = this.byContainer.get(k);
+    this.byContainer.delete(k);
+    return itf;
+  }
+
+  get(containerId: string, ifname: string): PodInterface | undefined {
+    return this.byContainer.get(key(containerId, ifname));
+  }
+
+  byPod(namespace: string, name: string): PodInterface[] {
+    return this.list().filter((i) => i.podNamespace === namespace && i.podName === name);
+  }
+
+  list(): PodInterface[] {
+    return [...this.byContainer.values()];
+  }
+
+  get size(): number {
+    return this.byContainer.size;
+  }
+
+  /** Loads every primary pod port of `bridge` from the OVSDB cache. Ports without a usable ofport are returned apart. */
+  static fromOvsdb(vswitch: Vswitch, bridge: string): { store: InterfaceStore; broken: PortRow[] } {
+    const store = new InterfaceStore();
+    const broken: PortRow[] = [];
+    const br = vswitch.cache.bridge(bridge);
+    const portUuids = new Set(br?.ports ?? []);
+    for (const port of vswitch.findPorts({ [EXT.owner]: PRIMARY_OWNER })) {
+      if (!portUuids.has(port.uuid)) continue;
+      const iface = port.interfaces.map((u) => vswitch.cache.ifaceByUuid(u)).find((i) => i !== undefined);
+      const x = port.externalIds;
+      if (!iface || iface.ofport === undefined || iface.ofport < 0 || !x[EXT.containerId] || !x[EXT.ip]) {
+        broken.push(port);
+        continue;
+      }
+      store.add({
+        containerId: x[EXT.containerId]!,
+        ifname: x[EXT.ifname] ?? 'eth0',
+        podNamespace: x[EXT.podNamespace] ?? '',
+        podName: x[EXT.podName] ?? '',
+        podUid: x[EXT.podUid] ?? '',
+        ip: x[EXT.ip]!,
+        mac: x[EXT.mac] ?? '',
+        netns: x[EXT.netns] ?? '',
+        portName: port.name,
+        ofport: iface.ofport,
+      });
+    }
+    return { store, broken };
+  }
+}

@@ -1,0 +1,197 @@
+import type { Action, Flow, Match, SyncRequest } from '../../ovs/openflow/index.js';
+import { PipelineCookies, baseScope, peerScope, pipelineScope, podScope } from './cookies.js';
+import {
+  FromGateway,
+  FromLocalPod,
+  FromTunnel,
+  OutPortFound,
+  RewriteMac,
+  TargetOfportField,
+  ToGateway,
+  ToLocalPod,
+  ToTunnel,
+  loadField,
+  loadMark,
+  matchMarks,
+  subfieldOf,
+  type RegMark,
+} from './marks.js';
+import { checkNode, checkPeer, checkPod, checkState, type LocalPod, type NodeConfig, type PeerNode, type PipelineState } from './state.js';
+import { CT_ZONE, GLOBAL_VIRTUAL_MAC, Priority, SEAMS, Table } from './tables.js';
+
+const ARP_REQUEST = 1;
+const ARP_REPLY = 2;
+
+const goto = (table: number): Action => ({ type: 'goto_table', table });
+
+/** Builds flows that share one cookie. */
+function maker(cookie: bigint) {
+  return (table: number, priority: number, match: Match, actions: Action[]): Flow => ({ table, priority, cookie, match, actions });
+}
+
+/** Turns an ARP request for `ip` into the reply "`ip` is at `mac`" and sends it back where it came from. */
+function arpReply(ip: string, mac: string): Action[] {
+  return [
+    { type: 'move', src: 'eth_src', dst: 'eth_dst' },
+    { type: 'set_field', field: 'eth_src', value: mac },
+    { type: 'load', value: ARP_REPLY, dst: 'arp_op' },
+    { type: 'move', src: 'arp_sha', dst: 'arp_tha' },
+    { type: 'set_field', field: 'arp_sha', value: mac },
+    { type: 'move', src: 'arp_spa', dst: 'arp_tpa' },
+    { type: 'set_field', field: 'arp_spa', value: ip },
+    { type: 'output', port: 'IN_PORT' },
+  ];
+}
+
+const arpRequestFor = (ip: string): Match => ({ protocol: 'arp', arp_op: ARP_REQUEST, arp_tpa: ip });
+
+/** L2ForwardingCalc's verdict: the output port and what kind of port it is. */
+function toPort(ofport: number, kind: RegMark): Action[] {
+  return [loadField(TargetOfportField, ofport), loadMark(kind), loadMark(OutPortFound), goto(Table.IngressPolicy)];
+}
+
+// Established and related packets of a connection a policy already allowed skip the policy stages.
+const ESTABLISHED: Match = { protocol: 'ip', ct_state: { new: false, trk: true } };
+
+const mac = (m: string): string => m.toLowerCase();
+
+/**
+ * Node-wide flows (cookie object 0): the tables' default flows, the gateway's and tunnel's flows and the
+ * seams' pass-through flows.
+ */
+export function baseFlows(node: NodeConfig): Flow[] {
+  checkNode(node);
+  const f = maker(new PipelineCookies(node.round).base());
+  const gw = node.gatewayOfport;
+  const gwMac = mac(node.gatewayMac);
+  const encap = node.mode === 'encap';
+  const flows: Flow[] = [
+    f(Table.Classifier, Priority.normal, { in_port: gw }, [loadMark(FromGateway), goto(Table.SpoofGuard)]),
+    f(Table.Classifier, Priority.miss, {}, []),
+
+    // The node's kernel may send anything: it is trusted, only split by protocol.
+    f(Table.SpoofGuard, Priority.normal, { in_port: gw, protocol: 'ip' }, [goto(Table.Conntrack)]),
+    f(Table.SpoofGuard, Priority.normal, { in_port: gw, protocol: 'arp' }, [goto(Table.ARPResponder)]),
+    f(Table.SpoofGuard, Priority.miss, {}, []),
+
+    f(Table.ARPResponder, Priority.normal, arpRequestFor(node.gatewayIp), arpReply(node.gatewayIp, gwMac)),
+    f(Table.ARPResponder, Priority.miss, {}, []),
+
+    // nat: replies and later packets of connections a Service table DNATed are translated here.
+    f(Table.Conntrack, Priority.normal, { protocol: 'ip' }, [{ type: 'ct', table: Table.ConntrackState, zone: CT_ZONE, nat: true }]),
+    f(Table.Conntrack, Priority.miss, {}, []),
+
+    f(Table.ConntrackState, Priority.normal, { protocol: 'ip', ct_state: { inv: true, trk: true } }, []),
+    f(Table.ConntrackState, Priority.miss, {}, [goto(Table.Service)]),
+
+    f(Table.Service, Priority.miss, {}, [goto(SEAMS.service.exit)]),
+
+    f(Table.EgressPolicy, Priority.establishedBypass, ESTABLISHED, [goto(SEAMS.egressPolicy.exit)]),
+    f(Table.EgressPolicy, Priority.miss, {}, [goto(SEAMS.egressPolicy.exit)]),
+
+    // From a tunnel the destination MAC is the virtual one: the gateway needs its own.
+    f(Table.L3Forwarding, Priority.normal, { protocol: 'ip', nw_dst: node.gatewayIp }, [{ type: 'mod_dl_dst', mac: gwMac }, goto(Table.L2ForwardingCalc)]),
+    // Within the local subnet the sender already addressed the pod's MAC (ARPResponder gave it out).
+    f(Table.L3Forwarding, Priority.subnet, { protocol: 'ip', nw_dst: node.podCidr }, [goto(Table.L2ForwardingCalc)]),
+    // Node IPs, Services, the outside world: the node's kernel routes them.
+    f(Table.L3Forwarding, Priority.miss, {}, [{ type: 'mod_dl_dst', mac: gwMac }, goto(Table.L2ForwardingCalc)]),
+
+    f(Table.L2ForwardingCalc, Priority.normal, { dl_dst: gwMac }, toPort(gw, ToGateway)),
+    f(Table.L2ForwardingCalc, Priority.miss, {}, []),
+
+    f(Table.IngressPolicy, Priority.establishedBypass, ESTABLISHED, [goto(SEAMS.ingressPolicy.exit)]),
+    f(Table.IngressPolicy, Priority.miss, {}, [goto(SEAMS.ingressPolicy.exit)]),
+
+    f(Table.ConntrackCommit, Priority.normal, { protocol: 'ip', ct_state: { new: true, trk: true } }, [{ type: 'ct', commit: true, zone: CT_ZONE }, goto(Table.Output)]),
+    f(Table.ConntrackCommit, Priority.miss, {}, [goto(Table.Output)]),
+
+    f(Table.Output, Priority.normal, matchMarks(OutPortFound), [{ type: 'output', port: { field: subfieldOf(TargetOfportField) } }]),
+    f(Table.Output, Priority.miss, {}, []),
+  ];
+  if (encap) {
+    const tun = node.tunnelOfport;
+    flows.push(
+      // Tunnel traffic was routed and checked by the sending node: no spoof guard, no ARP.
+      f(Table.Classifier, Priority.normal, { in_port: tun }, [loadMark(FromTunnel), loadMark(RewriteMac), goto(Table.Conntrack)]),
+      // A cluster address of no known node is not leaked to the node's default route.
+      f(Table.L3Forwarding, Priority.cluster, { protocol: 'ip', nw_dst: node.clusterCidr }, []),
+      f(Table.L2ForwardingCalc, Priority.normal, { dl_dst: GLOBAL_VIRTUAL_MAC }, toPort(tun, ToTunnel)),
+    );
+  }
+  return flows;
+}
+
+/** One local pod's flows (cookie object: its ofport). */
+export function podFlows(node: NodeConfig, pod: LocalPod): Flow[] {
+  checkPod(node, pod);
+  const f = maker(new PipelineCookies(node.round).pod(pod.ofport));
+  const podMac = mac(pod.mac);
+  return [
+    f(Table.Classifier, Priority.normal, { in_port: pod.ofport }, [loadMark(FromLocalPod), goto(Table.SpoofGuard)]),
+    f(Table.SpoofGuard, Priority.normal, { in_port: pod.ofport, protocol: 'ip', dl_src: podMac, nw_src: pod.ip }, [goto(Table.Conntrack)]),
+    f(Table.SpoofGuard, Priority.normal, { in_port: pod.ofport, protocol: 'arp', dl_src: podMac, arp_spa: pod.ip, arp_sha: podMac }, [goto(Table.ARPResponder)]),
+    f(Table.ARPResponder, Priority.normal, arpRequestFor(pod.ip), arpReply(pod.ip, podMac)),
+    f(Table.L3Forwarding, Priority.normal, { protocol: 'ip', ...matchMarks(RewriteMac), nw_dst: pod.ip }, [
+      { type: 'mod_dl_src', mac: mac(node.gatewayMac) },
+      { type: 'mod_dl_dst', mac: podMac },
+      { type: 'dec_ttl' },
+      goto(Table.L2ForwardingCalc),
+    ]),
+    f(Table.L2ForwardingCalc, Priority.normal, { dl_dst: podMac }, toPort(pod.ofport, ToLocalPod)),
+  ];
+}
+
+/** One peer node's flows (cookie object: kind peer, its index). */
+export function peerFlows(node: NodeConfig, peer: PeerNode): Flow[] {
+  checkPeer(node, peer);
+  const f = maker(new PipelineCookies(node.round).peer(peer.index));
+  const gwMac = mac(node.gatewayMac);
+  if (node.mode === 'noEncap') {
+    // The node's kernel has a route to the peer's pods over the underlay.
+    return [f(Table.L3Forwarding, Priority.normal, { protocol: 'ip', nw_dst: peer.podCidr }, [{ type: 'mod_dl_dst', mac: gwMac }, goto(Table.L2ForwardingCalc)])];
+  }
+  const tunnel: Action[] = [
+    { type: 'mod_dl_src', mac: gwMac },
+    { type: 'mod_dl_dst', mac: GLOBAL_VIRTUAL_MAC },
+    { type: 'set_tunnel_dst', ip: peer.nodeIp },
+  ];
+  return [
+    // The node's kernel routes the peer's pods via the peer's gateway IP, on link.
+    f(Table.ARPResponder, Priority.normal, arpRequestFor(peer.gatewayIp), arpReply(peer.gatewayIp, GLOBAL_VIRTUAL_MAC)),
+    // The kernel already decremented the TTL of what it forwards.
+    f(Table.L3Forwarding, Priority.specific, { protocol: 'ip', ...matchMarks(FromGateway), nw_dst: peer.podCidr }, [...tunnel, goto(Table.L2ForwardingCalc)]),
+    f(Table.L3Forwarding, Priority.normal, { protocol: 'ip', nw_dst: peer.podCidr }, [...tunnel, { type: 'dec_ttl' }, goto(Table.L2ForwardingCalc)]),
+  ];
+}
+
+/** The whole desired pipeline: base flows, every local pod's and every peer's. */
+export function pipelineFlows(state: PipelineState): Flow[] {
+  checkState(state);
+  return [...baseFlows(state.node), ...state.pods.flatMap((p) => podFlows(state.node, p)), ...state.peers.flatMap((p) => peerFlows(state.node, p))];
+}
+
+/** A FlowWriter.sync request making the bridge's pipeline flows exactly `state`'s (and dropping older rounds'). */
+export function pipelineSync(state: PipelineState): SyncRequest {
+  return { cookie: pipelineScope(), flows: pipelineFlows(state) };
+}
+
+export function baseSync(node: NodeConfig): SyncRequest {
+  return { cookie: baseScope(), flows: baseFlows(node) };
+}
+
+/** Installs or updates one pod's flows; `podRemoval` deletes them. */
+export function podSync(node: NodeConfig, pod: LocalPod): SyncRequest {
+  return { cookie: podScope(pod.ofport), flows: podFlows(node, pod) };
+}
+
+export function podRemoval(ofport: number): SyncRequest {
+  return { cookie: podScope(ofport), flows: [] };
+}
+
+export function peerSync(node: NodeConfig, peer: PeerNode): SyncRequest {
+  return { cookie: peerScope(peer.index), flows: peerFlows(node, peer) };
+}
+
+export function peerRemoval(index: number): SyncRequest {
+  return { cookie: peerScope(index), flows: [] };
+}

@@ -1,0 +1,98 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { IpBatch, IpRoute } from '../../host/ip.js';
+
+export interface PodInterfaceSpec {
+  /** Pod network namespace path. */
+  netns: string;
+  ifname: string;
+  hostIfname: string;
+  mac: string;
+  /** Address with prefix, e.g. 10.244.1.5/24. */
+  cidr: string;
+  gateway: string;
+  mtu: number;
+  /**
+   * Userspace datapath: TX checksum offload off on both ends (or TCP stalls), and the host end kept away from
+   * the kernel's IP stack (see IpRoute.isolateFromHostStack).
+   */
+  userspaceDatapath: boolean;
+}
+
+/** Host-side veth name: readable prefix of the pod name plus a hash of the attachment, within IFNAMSIZ. */
+export function hostInterfaceName(podNamespace: string, podName: string, containerId: string, ifname: string): string {
+  const hash = createHash('sha1').update(`${podNamespace}/${podName}/${containerId}/${ifname}`).digest('hex').slice(0, 8);
+  const prefix = podName.toLowerCase().replace(/[^a-z0-9]/g, '').slice(0, 6) || 'pod';
+  return `${prefix}-${hash}`;
+}
+
+/** A random locally administered unicast MAC. */
+export function randomMac(): string {
+  const b = randomBytes(6);
+  b[0] = (b[0]! & 0xfe) | 0x02;
+  return [...b].map((x) => x.toString(16).padStart(2, '0')).join(':');
+}
+
+/**
+ * Creates the pod's veth (peer straight into the pod netns), addresses it, adds a default route via the
+ * gateway on it. Two iproute2 spawns plus the offload changes; on failure the host end (and with it the peer) is removed.
+ */
+export async function setUpPodInterface(host: IpRoute, spec: PodInterfaceSpec): Promise<void> {
+  await host.apply(new IpBatch().addVeth(spec.hostIfname, spec.ifname, { peerNetns: spec.netns, mtu: spec.mtu, peerMac: spec.mac }).setLink(spec.hostIfname, { up: true }));
+  try {
+    const pod = new IpRoute(spec.netns);
+    await pod.apply(
+      new IpBatch()
+        .setLink('lo', { up: true })
+        .addAddr(spec.ifname, spec.cidr)
+        .setLink(spec.ifname, { up: true })
+        // Appended, not replaced: another attachment of this network in the pod keeps its default route
+        // (the first one stays in use), and each interface's route goes with it when it is deleted.
+        .raw(`route append default via ${spec.gateway} dev ${spec.ifname}`),
+    );
+    if (spec.userspaceDatapath) {
+      await Promise.all([host.txOffloadOff(spec.hostIfname), pod.txOffloadOff(spec.ifname), host.isolateFromHostStack(spec.hostIfname)]);
+    }
+  } catch (e) {
+    await tearDownPodInterface(host, spec.hostIfname);
+    throw e;
+  }
+}
+
+/** Removes the host end of a pod veth (the pod end goes with it). Already gone is fine. */
+export async function tearDownPodInterface(host: IpRoute, hostIfname: string): Promise<void> {
+  await host.applyBestEffort(new IpBatch().delLink(hostIfname));
+}
+
+/**
+ * Whether the pod end of an attachment is still in its namespace (with its MAC). A namespace deleted and
+ * re-created under the same path has lost it, though the path still exists.
+ */
+export async function podInterfacePresent(netns: string, ifname: string, mac: string): Promise<boolean> {
+  try {
+    const link = await new IpRoute(netns).link(ifname);
+    return link?.address?.toLowerCase() === mac.toLowerCase();
+  } catch {
+    return false;
+  }
+}
+
+/** Problems with a pod interface as CHECK sees them; empty when it is as configured. */
+export async function checkPodInterface(spec: Omit<PodInterfaceSpec, 'hostIfname' | 'userspaceDatapath' | 'mtu'>): Promise<string[]> {
+  const problems: string[] = [];
+  const pod = new IpRoute(spec.netns);
+  let link;
+  try {
+    link = await pod.link(spec.ifname);
+  } catch (e) {
+    return [`cannot inspect netns ${spec.netns}: ${e instanceof Error ? e.message : String(e)}`];
+  }
+  if (!link) return [`interface ${spec.ifname} missing in ${spec.netns}`];
+  if (link.address?.toLowerCase() !== spec.mac.toLowerCase()) problems.push(`${spec.ifname} has MAC ${link.address}, expected ${spec.mac}`);
+  const [addrs] = await pod.addrs(spec.ifname);
+  const [ip, prefix] = spec.cidr.split('/');
+  if (!addrs?.addr_info.some((a) => a.local === ip && String(a.prefixlen) === prefix)) problems.push(`${spec.ifname} lacks address ${spec.cidr}`);
+  const routes = await pod.routes();
+  if (!routes.some((r) => r.dst === 'default' && r.gateway === spec.gateway && r.dev === spec.ifname)) problems.push(`no default route via ${spec.gateway} on ${spec.ifname}`);
+  return problems;
+}
+

@@ -1,0 +1,520 @@
+import { CoreV1Api, CustomObjectsApi, type KubeConfig, type V1Node, type V1Pod } from '@kubernetes/client-node';
+import { existsSync } from 'node:fs';
+import { k8sCniArgs } from '../../cni/args.js';
+import { parseConfList } from '../../cni/conf.js';
+import { cachedConfig } from '../../cni/cache.js';
+import { CniCode, CniError } from '../../cni/errors.js';
+import { invokeAdd, invokeNoResult } from '../../cni/invoke.js';
+import { CniRuntime } from '../../cni/runtime.js';
+import type { CniResult, CniRoute, NetConfList } from '../../cni/types.js';
+import { MERGE_PATCH, apiMessage, isNotFound } from '../../k8s/api.js';
+import { EventRecorder } from '../../k8s/events.js';
+import { ResilientInformer } from '../../k8s/informer.js';
+import { logger } from '../../util/log.js';
+import { hostInterfaceName, randomMac } from '../../primary/podnet/interface.js';
+import {
+  NETWORK_STATUS_ANNOTATION,
+  NETWORKS_ANNOTATION,
+  NetworksAnnotationError,
+  buildNetworkStatus,
+  capabilityArgs,
+  parseNetworksAnnotation,
+  serializeNetworkStatus,
+  type NetworkSelection,
+} from '../annotations/index.js';
+import type { SecondaryDatapath, NetworkRealization } from '../datapath/types.js';
+import { IPPoolAllocator } from '../ippool/index.js';
+import { NODE_UPLINKS_ANNOTATION, checkCapabilities, loadNodeNetworkConfig, parseNad, parseNodeUplinksAnnotation, resolveUplink, type NadNetwork, type NetworkAttachmentDefinition } from '../nad/index.js';
+import { SEC, attachmentId, recordFromPort, type AttachmentRecord } from './records.js';
+
+/** Node annotation listing the overlay VNIs with pods on the node: peers tunnel to exactly those nodes. */
+export const NODE_OVERLAYS_ANNOTATION = 'seine.dev/overlay-vnis';
+
+export interface SecondaryManagerOptions {
+  kubeConfig: KubeConfig;
+  nodeName: string;
+  /** The node's host network namespace for delegated plugins (absent: this process's). */
+  hostNetns?: string;
+  datapath: SecondaryDatapath;
+  /** Where delegated plugin results are cached (libcni layout). */
+  delegateCacheDir: string;
+  /** The node's CNI config directory (NADs without spec.config name a config there). */
+  cniConfDir: string;
+  /** The default network's name in network-status. */
+  defaultNetworkName: string;
+  /** Agent-config uplinks of VLAN bridges (bridge -> interface). */
+  uplinks: Record<string, string>;
+  mtu: { vlan: number; overlay: number };
+}
+
+/** What the CNI ADD that created the pod sandbox knows. */
+export interface SandboxContext {
+  pod: V1Pod;
+  containerId: string;
+  netns: string;
+  cniPath: string[];
+  /** The primary (default network) result, for network-status. */
+  primary: CniResult;
+}
+
+function cniFailure(e: unknown, what: string): CniError {
+  if (e instanceof CniError) return new CniError(e.code, `${what}: ${e.msg}`, e.details);
+  return new CniError(CniCode.Internal, what, e instanceof Error ? e.message : String(e));
+}
+
+const podKey = (p: V1Pod): string => `${p.metadata?.namespace}/${p.metadata?.name}`;
+
+/**
+ * Secondary networks of this node's pods: reads the networks annotation, resolves each NetworkAttachmentDefinition,
+ * attaches Seine's own VLAN/overlay networks through the secondary datapath (cluster-wide IP pools, static or
+ * plugin IPAM) and delegates every other network to its CNI plugins; writes network-status; follows annotation
+ * changes on running pods (hot-plug).
+ */
+export class SecondaryNetworkManager {
+  private readonly log = logger('secondary');
+  private readonly core: CoreV1Api;
+  private readonly custom: CustomObjectsApi;
+  private readonly events: EventRecorder;
+  readonly allocator: IPPoolAllocator;
+  private readonly delegates: CniRuntime;
+  private readonly nads: ResilientInformer<NetworkAttachmentDefinition & { apiVersion?: string; kind?: string }>;
+  private readonly nodes: ResilientInformer<V1Node>;
+  /** Attachments by sandbox, in attachment order. */
+  private readonly byContainer = new Map<string, AttachmentRecord[]>();
+  /** Sandboxes whose pods this node runs: what hot-plug needs to act. */
+  private readonly sandboxes = new Map<string, SandboxContext>();
+  private publishedVnis = '';
+
+  constructor(private readonly o: SecondaryManagerOptions) {
+    this.core = o.kubeConfig.makeApiClient(CoreV1Api);
+    this.custom = o.kubeConfig.makeApiClient(CustomObjectsApi);
+    this.events = new EventRecorder(this.core, { component: 'seine-agent', host: o.nodeName });
+    this.allocator = new IPPoolAllocator({ kubeConfig: o.kubeConfig });
+    this.delegates = new CniRuntime({ cniPath: [], cacheDir: o.delegateCacheDir, pluginNetns: o.hostNetns });
+    this.nads = new ResilientInformer({
+      kubeConfig: o.kubeConfig,
+      name: 'secondary-nads',
+      path: '/apis/k8s.cni.cncf.io/v1/network-attachment-definitions',
+      list: () => this.custom.listClusterCustomObject({ group: 'k8s.cni.cncf.io', version: 'v1', plural: 'network-attachment-definitions' }) as never,
+    });
+    this.nodes = new ResilientInformer<V1Node>({ kubeConfig: o.kubeConfig, name: 'secondary-nodes', path: '/api/v1/nodes', list: () => this.core.listNode() });
+    this.nodes.on('add', () => void this.syncOverlayPeers()).on('update', () => void this.syncOverlayPeers()).on('delete', () => void this.syncOverlayPeers());
+  }
+
+  /** Loads what exists (OVS ports, delegated results) so DEL, hot-plug and status work across agent restarts. */
+  async start(): Promise<void> {
+    // The CRD may not be installed yet; the informer keeps retrying and pods without secondary networks still work.
+    await Promise.race([this.nads.start(), new Promise((r) => setTimeout(r, 3000))]);
+    await this.nodes.start();
+    for (const port of this.o.datapath.attachments()) {
+      const rec = recordFromPort(port);
+      if (rec) this.remember(rec);
+    }
+    for (const entry of await this.delegates.cachedAttachments()) {
+      const args = new Map(entry.cniArgs ?? []);
+      this.remember({
+        containerId: entry.containerId,
+        podNamespace: args.get('K8S_POD_NAMESPACE') ?? '',
+        podName: args.get('K8S_POD_NAME') ?? '',
+        podUid: args.get('K8S_POD_UID') ?? '',
+        network: args.get('SEINE_NETWORK') ?? entry.networkName,
+        ifname: entry.ifName,
+        netns: entry.netns ?? '',
+        kind: 'delegated',
+        cniNetwork: entry.networkName,
+        result: entry.result ?? { cniVersion: '1.0.0' },
+      });
+    }
+    // Pods deleted while the agent was away: their DEL found nobody (the shim reports success), so their
+    // ports and pool addresses are still here. As the primary network does for its ports: a sandbox whose
+    // network namespace is gone is torn down now, which frees its pool addresses at once.
+    for (const [containerId, recs] of [...this.byContainer]) {
+      const netns = recs.find((r) => r.netns)?.netns;
+      if (!netns || existsSync(netns)) continue;
+      this.log.info({ pod: `${recs[0]!.podNamespace}/${recs[0]!.podName}`, containerId, attachments: recs.map(attachmentId) }, 'pod gone while the agent was down; removing its secondary interfaces');
+      await this.detachPod(containerId).catch((e: unknown) => this.log.warn({ containerId, err: String(e) }, 'cleanup of a vanished pod failed'));
+    }
+    await this.syncOverlayPeers();
+    this.log.info({ sandboxes: this.byContainer.size, attachments: [...this.byContainer.values()].flat().length }, 'secondary networks loaded');
+  }
+
+  async stop(): Promise<void> {
+    await Promise.all([this.nads.stop(), this.nodes.stop()]);
+  }
+
+  private remember(rec: AttachmentRecord): void {
+    const list = this.byContainer.get(rec.containerId) ?? [];
+    if (!list.some((r) => attachmentId(r) === attachmentId(rec))) list.push(rec);
+    this.byContainer.set(rec.containerId, list);
+  }
+
+  attachmentsOf(containerId: string): readonly AttachmentRecord[] {
+    return this.byContainer.get(containerId) ?? [];
+  }
+
+  /** The pod's requested networks; an invalid annotation is reported as an Event and a CNI error. */
+  private selections(pod: V1Pod): NetworkSelection[] {
+    const value = pod.metadata?.annotations?.[NETWORKS_ANNOTATION];
+    if (!value) return [];
+    try {
+      return parseNetworksAnnotation(value, pod.metadata!.namespace!);
+    } catch (e) {
+      if (e instanceof NetworksAnnotationError) {
+        void this.events.record(this.ref(pod), 'Warning', 'InvalidNetworksAnnotation', e.message);
+        throw new CniError(CniCode.InvalidNetworkConfig, `invalid ${NETWORKS_ANNOTATION} annotation`, e.message);
+      }
+      throw e;
+    }
+  }
+
+  private ref(pod: V1Pod): { kind: string; apiVersion: string; name: string; namespace: string; uid?: string } {
+    return { kind: 'Pod', apiVersion: 'v1', name: pod.metadata!.name!, namespace: pod.metadata!.namespace!, uid: pod.metadata?.uid };
+  }
+
+  /** CNI ADD: every requested attachment in order; any failure rolls back this call's attachments and fails. */
+  async attachPod(ctx: SandboxContext): Promise<void> {
+    const selections = this.selections(ctx.pod);
+    this.sandboxes.set(ctx.containerId, ctx);
+    const added: AttachmentRecord[] = [];
+    for (const sel of selections) {
+      if (this.attachmentsOf(ctx.containerId).some((r) => attachmentId(r) === `${sel.namespace}/${sel.name}@${sel.interface}`)) continue;
+      try {
+        const rec = await this.attachOne(ctx, sel);
+        this.remember(rec);
+        added.push(rec);
+      } catch (e) {
+        for (const rec of added.reverse()) await this.detachOne(rec).catch((err: unknown) => this.log.error({ err: String(err) }, 'rollback failed'));
+        const err = cniFailure(e, `attaching ${sel.namespace}/${sel.name} as ${sel.interface}`);
+        void this.events.record(this.ref(ctx.pod), 'Warning', 'NetworkAttachmentFailed', `${err.msg}${err.details ? `: ${err.details}` : ''}`);
+        throw err;
+      }
+    }
+    for (const rec of added) void this.events.record(this.ref(ctx.pod), 'Normal', 'AddedInterface', `Add ${rec.ifname} [${ipsOf(rec.result).join(', ')}] from ${rec.network}`);
+    await this.writeStatus(ctx);
+    await this.refreshOverlays();
+  }
+
+  /** CNI DEL: tears down every attachment (reverse order), then reports any failures. */
+  async detachPod(containerId: string): Promise<void> {
+    const records = [...this.attachmentsOf(containerId)].reverse();
+    const failures: string[] = [];
+    for (const rec of records) {
+      try {
+        await this.detachOne(rec);
+      } catch (e) {
+        failures.push(`${attachmentId(rec)}: ${e instanceof Error ? e.message : String(e)}`);
+      }
+    }
+    this.sandboxes.delete(containerId);
+    if (failures.length) throw new CniError(CniCode.Internal, 'some secondary interfaces could not be removed', failures.join('; '));
+    await this.refreshOverlays();
+  }
+
+  /** Hot-plug: applies annotation changes of a running pod (removals first, then additions in order). */
+  async reconcilePod(pod: V1Pod, containerId: string): Promise<void> {
+    const ctx = this.sandboxes.get(containerId);
+    if (!ctx) return;
+    ctx.pod = pod;
+    let wanted: NetworkSelection[];
+    try {
+      wanted = this.selections(pod);
+    } catch {
+      return; // reported as an Event; the pod keeps what it has
+    }
+    const current = this.attachmentsOf(containerId);
+    const wantedIds = new Set(wanted.map((s) => `${s.namespace}/${s.name}@${s.interface}`));
+    const toRemove = current.filter((r) => !wantedIds.has(attachmentId(r)));
+    const currentIds = new Set(current.map(attachmentId));
+    const toAdd = wanted.filter((s) => !currentIds.has(`${s.namespace}/${s.name}@${s.interface}`));
+    if (!toRemove.length && !toAdd.length) return;
+    for (const rec of [...toRemove].reverse()) {
+      try {
+        await this.detachOne(rec);
+        void this.events.record(this.ref(pod), 'Normal', 'RemovedInterface', `Removed ${rec.ifname} (${rec.network})`);
+      } catch (e) {
+        void this.events.record(this.ref(pod), 'Warning', 'NetworkDetachFailed', `${attachmentId(rec)}: ${e instanceof Error ? e.message : String(e)}`);
+      }
+    }
+    for (const sel of toAdd) {
+      try {
+        const rec = await this.attachOne(ctx, sel);
+        this.remember(rec);
+        void this.events.record(this.ref(pod), 'Normal', 'AddedInterface', `Add ${rec.ifname} [${ipsOf(rec.result).join(', ')}] from ${rec.network}`);
+      } catch (e) {
+        const err = cniFailure(e, `attaching ${sel.namespace}/${sel.name} as ${sel.interface}`);
+        void this.events.record(this.ref(pod), 'Warning', 'NetworkAttachmentFailed', `${err.msg}${err.details ? `: ${err.details}` : ''}`);
+      }
+    }
+    await this.writeStatus(ctx);
+    await this.refreshOverlays();
+  }
+
+  /** After an agent restart: the sandboxes of running pods, so hot-plug and status keep working. */
+  adoptSandbox(ctx: SandboxContext): void {
+    this.sandboxes.set(ctx.containerId, ctx);
+  }
+
+  /** CNI GC: removes the attachments of sandboxes that no longer exist, and frees their pool addresses. */
+  async gc(validContainerIds: ReadonlySet<string>): Promise<void> {
+    for (const containerId of [...this.byContainer.keys()]) {
+      if (!validContainerIds.has(containerId)) await this.detachPod(containerId).catch((e: unknown) => this.log.warn({ err: String(e) }, 'GC detach failed'));
+    }
+  }
+
+  private async resolve(sel: NetworkSelection): Promise<NadNetwork> {
+    const nad = this.nads.get(sel.name, sel.namespace) ?? (await this.fetchNad(sel));
+    if (!nad) throw new CniError(CniCode.InvalidNetworkConfig, `NetworkAttachmentDefinition ${sel.namespace}/${sel.name} not found`);
+    const net = parseNad(nad);
+    if (net.kind === 'node-file') return loadNodeNetworkConfig(this.o.cniConfDir, net.ref);
+    return net;
+  }
+
+  /** The informer may lag behind a NAD created just before the pod. */
+  private async fetchNad(sel: NetworkSelection): Promise<NetworkAttachmentDefinition | undefined> {
+    try {
+      return (await this.custom.getNamespacedCustomObject({ group: 'k8s.cni.cncf.io', version: 'v1', plural: 'network-attachment-definitions', namespace: sel.namespace, name: sel.name })) as NetworkAttachmentDefinition;
+    } catch (e) {
+      if (isNotFound(e)) return undefined;
+      throw e;
+    }
+  }
+
+  private async attachOne(ctx: SandboxContext, sel: NetworkSelection): Promise<AttachmentRecord> {
+    const net = await this.resolve(sel);
+    if (net.kind === 'node-file') throw new CniError(CniCode.InvalidNetworkConfig, `no configuration for ${sel.namespace}/${sel.name}`);
+    checkCapabilities(net, sel);
+    const pod = ctx.pod.metadata!;
+    const base = {
+      containerId: ctx.containerId,
+      podNamespace: pod.namespace!,
+      podName: pod.name!,
+      podUid: pod.uid ?? '',
+      network: `${sel.namespace}/${sel.name}`,
+      ifname: sel.interface,
+      netns: ctx.netns,
+      defaultRoute: sel.defaultRoute,
+    };
+    const args = k8sCniArgs({ namespace: pod.namespace!, name: pod.name!, infraContainerId: ctx.containerId, uid: pod.uid });
+    if (net.kind === 'delegated') {
+      const list = withCniArgs(net.list, sel.cniArgs);
+      const result = await new CniRuntime({ cniPath: ctx.cniPath, cacheDir: this.o.delegateCacheDir, pluginNetns: this.o.hostNetns }).addNetworkList(list, {
+        containerId: ctx.containerId,
+        netns: ctx.netns,
+        ifname: sel.interface,
+        args: [...args, ['SEINE_NETWORK', base.network]],
+        capabilityArgs: capabilityArgs(sel),
+      });
+      return { ...base, kind: 'delegated', cniNetwork: list.name, result };
+    }
+
+    const network = net.network;
+    const realization: NetworkRealization =
+      network.networkType === 'vlan'
+        ? { networkType: 'vlan', bridge: network.bridge, vlan: network.vlan, uplink: this.uplinkFor(network.bridge, network.uplink) }
+        : { networkType: 'overlay', bridge: network.bridge, vni: network.vni };
+    await this.o.datapath.ensureNetwork(realization);
+
+    // Addresses.
+    const owner = { podNamespace: pod.namespace!, podName: pod.name!, podUID: pod.uid, containerID: ctx.containerId, interface: sel.interface, node: this.o.nodeName };
+    let addresses: string[] = [];
+    let routes: CniRoute[] = [];
+    let gateway: string | undefined;
+    let ipam: string;
+    let releaseIpam = async (): Promise<void> => undefined;
+    let ipamConf: string | undefined;
+    if (network.ipam.type === 'seine') {
+      const pools = network.ipam.ippools;
+      const requested = sel.ips?.length ? sel.ips : [undefined];
+      releaseIpam = async () => void (await this.allocator.release({ containerID: ctx.containerId, interface: sel.interface }, pools));
+      try {
+        for (const ip of requested) {
+          const a = await this.allocator.allocate(pools, owner, ip ? { ip } : {});
+          if (a.vlan !== undefined && network.vlan !== undefined && a.vlan !== network.vlan) {
+            throw new CniError(CniCode.InvalidNetworkConfig, `IPPool ${a.pool} is for VLAN ${a.vlan}, not ${network.vlan}`);
+          }
+          addresses.push(a.address);
+          gateway ??= a.gateway;
+        }
+      } catch (e) {
+        await releaseIpam();
+        throw e;
+      }
+      ipam = `pool:${pools.join(',')}`;
+    } else if (network.ipam.type === 'static') {
+      addresses = sel.ips?.length ? [...sel.ips] : network.ipam.addresses.map((a) => a.address);
+      gateway = network.ipam.addresses.find((a) => a.gateway)?.gateway;
+      routes = [...network.ipam.routes];
+      ipam = 'static';
+    } else {
+      const plugin = network.ipam.plugin;
+      const config = { cniVersion: net.list.cniVersion, name: net.list.name, type: 'seine', ipam: network.ipam.conf };
+      ipamConf = JSON.stringify(config);
+      const req = { containerId: ctx.containerId, netns: ctx.netns, ifname: sel.interface, args: buildArgs(args), config };
+      const result = await invokeAdd(plugin, req, net.list.cniVersion, { cniPath: ctx.cniPath, pluginNetns: this.o.hostNetns });
+      releaseIpam = () => invokeNoResult(plugin, { ...req, command: 'DEL' }, { cniPath: ctx.cniPath, pluginNetns: this.o.hostNetns });
+      addresses = (result.ips ?? []).map((i) => i.address);
+      gateway = result.ips?.find((i) => i.gateway)?.gateway;
+      routes = [...(result.routes ?? [])];
+      ipam = `plugin:${plugin}`;
+    }
+    if (sel.defaultRoute?.length) routes = [...routes.filter((r) => r.dst !== '0.0.0.0/0'), { dst: '0.0.0.0/0', gw: sel.defaultRoute[0] }];
+
+    const mac = sel.mac ?? randomMac();
+    const hostIfname = hostInterfaceName(pod.namespace!, pod.name!, ctx.containerId, sel.interface);
+    const mtu = network.mtu ?? (network.networkType === 'vlan' ? this.o.mtu.vlan : this.o.mtu.overlay);
+    const externalIds: Record<string, string> = {
+      [SEC.containerId]: ctx.containerId,
+      [SEC.podNamespace]: pod.namespace!,
+      [SEC.podName]: pod.name!,
+      [SEC.podUid]: pod.uid ?? '',
+      [SEC.network]: base.network,
+      [SEC.ifname]: sel.interface,
+      [SEC.ipam]: ipam,
+      [SEC.ips]: addresses.join(','),
+      [SEC.mac]: mac,
+      [SEC.netns]: ctx.netns,
+      ...(sel.defaultRoute?.length ? { [SEC.defaultRoute]: sel.defaultRoute.join(',') } : {}),
+      ...(ipamConf ? { 'ipam-conf': ipamConf } : {}),
+    };
+    try {
+      await this.o.datapath.attach({ network: realization, netns: ctx.netns, ifname: sel.interface, hostIfname, mac, mtu, addresses, routes, externalIds });
+    } catch (e) {
+      await releaseIpam().catch(() => undefined);
+      throw e;
+    }
+    const result: CniResult = {
+      cniVersion: '1.0.0',
+      interfaces: [{ name: hostIfname }, { name: sel.interface, mac, mtu, sandbox: ctx.netns }],
+      ips: addresses.map((address) => ({ address, interface: 1, ...(gateway ? { gateway } : {}) })),
+      routes,
+    };
+    return { ...base, kind: 'seine', hostIfname, ipam, result };
+  }
+
+  private async detachOne(rec: AttachmentRecord): Promise<void> {
+    if (rec.kind === 'delegated') {
+      const entry = (await this.delegates.cachedAttachments(rec.containerId)).find((e) => e.ifName === rec.ifname && e.networkName === rec.cniNetwork);
+      if (entry) {
+        const list: NetConfList = parseConfList(cachedConfig(entry) as object);
+        await this.delegates.delNetworkList(list, { containerId: rec.containerId, ifname: rec.ifname, netns: rec.netns });
+      }
+    } else {
+      await this.o.datapath.detach(rec.hostIfname!);
+      if (rec.ipam?.startsWith('pool:')) {
+        await this.allocator.release({ containerID: rec.containerId, interface: rec.ifname }, rec.ipam.slice(5).split(','));
+      } else if (rec.ipam?.startsWith('plugin:')) {
+        const port = this.o.datapath.attachments().find((p) => p.hostIfname === rec.hostIfname);
+        const conf = port?.externalIds['ipam-conf'];
+        if (conf) {
+          await invokeNoResult(rec.ipam.slice(7), { command: 'DEL', containerId: rec.containerId, netns: rec.netns, ifname: rec.ifname, config: JSON.parse(conf) as Record<string, unknown> }, { cniPath: this.sandboxes.get(rec.containerId)?.cniPath ?? [], pluginNetns: this.o.hostNetns });
+        }
+      }
+    }
+    const list = (this.byContainer.get(rec.containerId) ?? []).filter((r) => attachmentId(r) !== attachmentId(rec));
+    if (list.length) this.byContainer.set(rec.containerId, list);
+    else this.byContainer.delete(rec.containerId);
+  }
+
+  private uplinkFor(bridge: string, nadUplink?: string): string | undefined {
+    const node = this.nodes.get(this.o.nodeName);
+    let nodeMap: Map<string, string> | undefined;
+    try {
+      const raw = node?.metadata?.annotations?.[NODE_UPLINKS_ANNOTATION];
+      nodeMap = raw ? parseNodeUplinksAnnotation(raw) : undefined;
+    } catch (e) {
+      this.log.warn({ err: String(e) }, `ignoring a bad ${NODE_UPLINKS_ANNOTATION} annotation`);
+    }
+    return resolveUplink(bridge, { node: nodeMap, nad: nadUplink, agent: new Map(Object.entries(this.o.uplinks)) })?.uplink;
+  }
+
+  /** Writes network-status: the default network first, then every attachment in order. */
+  private async writeStatus(ctx: SandboxContext): Promise<void> {
+    const records = this.attachmentsOf(ctx.containerId);
+    const selections = (() => {
+      try {
+        return this.selections(ctx.pod);
+      } catch {
+        return [];
+      }
+    })();
+    // In the annotation's order: records are in the order they were made (hot-plug appends) or, after a
+    // restart, in OVSDB's order. Stable: a record without a selection keeps its place among the others.
+    const rank = (rec: AttachmentRecord): number => {
+      const i = selections.findIndex((s) => `${s.namespace}/${s.name}@${s.interface}` === attachmentId(rec));
+      return i < 0 ? Number.MAX_SAFE_INTEGER : i;
+    };
+    const outcomes = [...records]
+      .sort((a, b) => rank(a) - rank(b))
+      .map((rec) => ({
+        selection: selections.find((s) => `${s.namespace}/${s.name}@${s.interface}` === attachmentId(rec)) ?? selectionOf(rec),
+        result: rec.result,
+      }));
+    const status = buildNetworkStatus({ name: this.o.defaultNetworkName, interface: 'eth0', result: ctx.primary }, outcomes);
+    try {
+      await this.core.patchNamespacedPod(
+        { name: ctx.pod.metadata!.name!, namespace: ctx.pod.metadata!.namespace!, body: { metadata: { annotations: { [NETWORK_STATUS_ANNOTATION]: serializeNetworkStatus(status) } } } },
+        MERGE_PATCH,
+      );
+    } catch (e) {
+      this.log.warn({ pod: podKey(ctx.pod), err: apiMessage(e) }, 'network-status update failed');
+    }
+  }
+
+  /** Publishes this node's overlay VNIs on its Node object, for peers. */
+  private async publishVnis(): Promise<void> {
+    const vnis = this.o.datapath.localVnis().sort((a, b) => a - b).join(',');
+    if (vnis === this.publishedVnis) return;
+    try {
+      await this.core.patchNode({ name: this.o.nodeName, body: { metadata: { annotations: { [NODE_OVERLAYS_ANNOTATION]: vnis || null } } } }, MERGE_PATCH);
+      this.publishedVnis = vnis;
+    } catch (e) {
+      this.log.warn({ err: apiMessage(e) }, 'publishing overlay VNIs failed');
+    }
+  }
+
+  /** Tunnels of each local overlay VNI to exactly the nodes that host it too. */
+  private async syncOverlayPeers(): Promise<void> {
+    const local = this.o.datapath.localVnis();
+    if (!local.length) return;
+    const byVni = new Map<number, string[]>(local.map((v) => [v, []]));
+    for (const n of this.nodes.list()) {
+      if (n.metadata?.name === this.o.nodeName) continue;
+      const ip = n.status?.addresses?.find((a) => a.type === 'InternalIP')?.address;
+      const vnis = (n.metadata?.annotations?.[NODE_OVERLAYS_ANNOTATION] ?? '').split(',').filter(Boolean).map(Number);
+      for (const v of vnis) if (ip && byVni.has(v)) byVni.get(v)!.push(ip);
+    }
+    for (const [vni, peers] of byVni) {
+      await this.o.datapath.setOverlayPeers(vni, peers).catch((e: unknown) => this.log.warn({ vni, err: String(e) }, 'overlay peer update failed'));
+    }
+  }
+
+  /** Called when local VNIs change outside attach/detach (e.g. after restore). */
+  refreshOverlays(): Promise<void> {
+    return this.publishVnis().then(() => this.syncOverlayPeers());
+  }
+}
+
+function ipsOf(r: CniResult): string[] {
+  return (r.ips ?? []).map((i) => i.address);
+}
+
+function selectionOf(rec: AttachmentRecord): NetworkSelection {
+  const [namespace, name] = rec.network.split('/') as [string, string];
+  return { namespace, name, interface: rec.ifname, index: 0, ...(rec.defaultRoute ? { defaultRoute: rec.defaultRoute } : {}) };
+}
+
+/** `cni-args` of the selection go into each plugin's `args.cni`, as Multus does. */
+function withCniArgs(list: NetConfList, cniArgs?: Record<string, unknown>): NetConfList {
+  if (!cniArgs || !Object.keys(cniArgs).length) return list;
+  return {
+    ...list,
+    plugins: list.plugins.map((p) => {
+      const prev = (p as { args?: { cni?: Record<string, unknown> } }).args ?? {};
+      return { ...p, args: { ...prev, cni: { ...(prev.cni ?? {}), ...cniArgs } } };
+    }),
+  };
+}
+
+function buildArgs(pairs: Array<[string, string]>): string {
+  return ['IgnoreUnknown=1', ...pairs.map(([k, v]) => `${k}=${v}`)].join(';');
+}

@@ -1,0 +1,66 @@
+import type { CniResult } from '../../cni/types.js';
+import type { AttachedInterface } from '../datapath/types.js';
+
+/** external_ids of a Seine secondary attachment's OVS port: enough to tear it down and report it after a restart. */
+export const SEC = {
+  containerId: 'container-id',
+  podNamespace: 'pod-namespace',
+  podName: 'pod-name',
+  podUid: 'pod-uid',
+  ifname: 'ifname',
+  network: 'network',
+  ipam: 'ipam',
+  ips: 'ips',
+  mac: 'mac',
+  netns: 'netns',
+  defaultRoute: 'default-route',
+} as const;
+
+/** One secondary interface of a pod, however it was made. */
+export interface AttachmentRecord {
+  containerId: string;
+  podNamespace: string;
+  podName: string;
+  podUid: string;
+  /** ns/name of the NAD. */
+  network: string;
+  ifname: string;
+  netns: string;
+  /** Seine's own network (a port on a secondary bridge) or a delegated CNI plugin list. */
+  kind: 'seine' | 'delegated';
+  /** Seine: the host veth / OVS port. */
+  hostIfname?: string;
+  /** Seine: how the addresses were assigned ("pool:<name>,...", "static", "plugin:<type>"). */
+  ipam?: string;
+  /** Delegated: the CNI network name of the list (the runtime's cache key). */
+  cniNetwork?: string;
+  result: CniResult;
+  defaultRoute?: string[];
+}
+
+export const attachmentId = (r: Pick<AttachmentRecord, 'network' | 'ifname'>): string => `${r.network}@${r.ifname}`;
+
+/** Rebuilds the record of a Seine attachment from its OVS port. */
+export function recordFromPort(p: AttachedInterface): AttachmentRecord | undefined {
+  const x = p.externalIds;
+  if (!x[SEC.containerId] || !x[SEC.network] || !x[SEC.ifname]) return undefined;
+  const ips = (x[SEC.ips] ?? '').split(',').filter(Boolean);
+  return {
+    containerId: x[SEC.containerId]!,
+    podNamespace: x[SEC.podNamespace] ?? '',
+    podName: x[SEC.podName] ?? '',
+    podUid: x[SEC.podUid] ?? '',
+    network: x[SEC.network]!,
+    ifname: x[SEC.ifname]!,
+    netns: x[SEC.netns] ?? '',
+    kind: 'seine',
+    hostIfname: p.hostIfname,
+    ipam: x[SEC.ipam],
+    result: {
+      cniVersion: '1.0.0',
+      interfaces: [{ name: p.hostIfname }, { name: x[SEC.ifname]!, mac: x[SEC.mac], sandbox: x[SEC.netns] }],
+      ips: ips.map((address) => ({ address, interface: 1 })),
+    },
+    defaultRoute: x[SEC.defaultRoute] ? x[SEC.defaultRoute]!.split(',') : undefined,
+  };
+}

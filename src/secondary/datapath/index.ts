@@ -1,0 +1,5 @@
+export * from './types.js';
+export * from './names.js';
+export * from './overlay-flows.js';
+export * from './pod-interface.js';
+export * from './ovs-datapath.js';

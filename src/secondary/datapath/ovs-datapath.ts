@@ -1,0 +1,399 @@
+import { join } from 'node:path';
+import { Mutex } from 'async-mutex';
+import ipaddr from 'ipaddr.js';
+import { IpBatch, type IpRoute } from '../../host/ip.js';
+import { CookieOwner, makeCookie } from '../../ovs/openflow/cookie.js';
+import { FlowWriter } from '../../ovs/openflow/writer.js';
+import { op, type BridgeRow, type InterfaceRow, type PortRow, type Vswitch } from '../../ovs/ovsdb/index.js';
+import { logger } from '../../util/log.js';
+import { BRIDGE_NAME_PATTERN, RESERVED_BRIDGES } from '../nad/bridges.js';
+import { OverlayTable, OVERLAY_SYNC_SCOPE, learnedScope, overlayFlows } from './overlay-flows.js';
+import { EXT, MAX_VNI, OVERLAY_VXLAN_PORT, OWNER, tunnelPortName } from './names.js';
+import { setUpSecondaryInterface, tearDownSecondaryInterface, validateInterfaceSpec } from './pod-interface.js';
+import type { AttachedInterface, NetworkRealization, SecondaryAttachment, SecondaryDatapath } from './types.js';
+
+export interface OvsSecondaryDatapathOptions {
+  vswitch: Vswitch;
+  /** ovs-vswitchd's run directory, where the `<bridge>.mgmt` OpenFlow sockets are. */
+  ovsRundir: string;
+  /** iproute2 in the node's host namespace (where veth host ends and uplinks live). */
+  host: IpRoute;
+  /** This node's underlay IP: the tunnels' local_ip, and never a peer. */
+  nodeIp: string;
+  userspaceDatapath: boolean;
+  /** Flow cookie round of this agent run. */
+  round: number;
+  /** UDP port of the overlay tunnels (default OVERLAY_VXLAN_PORT). */
+  vxlanPort?: number;
+}
+
+const PROTOCOLS = ['OpenFlow10', 'OpenFlow13', 'OpenFlow15'] as const;
+const RECONFIGURE_TIMEOUT_MS = 30_000;
+const BRIDGE_RE = new RegExp(BRIDGE_NAME_PATTERN);
+
+function checkNetwork(net: NetworkRealization): void {
+  const bad = (what: string): never => {
+    throw new RangeError(`network on bridge ${net.bridge}: ${what}`);
+  };
+  if (!BRIDGE_RE.test(net.bridge)) bad('invalid bridge name');
+  if (RESERVED_BRIDGES.includes(net.bridge)) bad('the bridge belongs to the primary network');
+  if (net.networkType === 'vlan') {
+    if (!Number.isInteger(net.vlan) || net.vlan! < 1 || net.vlan! > 4094) bad(`VLAN ${net.vlan} outside 1..4094`);
+    if (net.uplink !== undefined && (!net.uplink || Buffer.byteLength(net.uplink) > 15 || /[/:\s]/.test(net.uplink))) bad(`invalid uplink "${net.uplink}"`);
+  } else if (net.networkType === 'overlay') {
+    if (!Number.isInteger(net.vni) || net.vni! < 1 || net.vni! > MAX_VNI) bad(`VNI ${net.vni} outside 1..${MAX_VNI}`);
+  } else {
+    bad(`unknown network type ${String((net as { networkType: unknown }).networkType)}`);
+  }
+}
+
+/** What a bridge is converged for: VLAN networks share their trunk bridge whatever the VLAN (the uplink matters), an overlay bridge is one VNI's. */
+function bridgeRealizationKey(net: NetworkRealization): string {
+  return net.networkType === 'vlan' ? `vlan uplink=${net.uplink ?? ''}` : `overlay vni=${net.vni}`;
+}
+
+function normalizeIp(s: string): string {
+  if (!ipaddr.isValid(s)) throw new RangeError(`invalid IP address ${s}`);
+  return ipaddr.process(s).toString();
+}
+
+/**
+ * Seine's secondary networks on Open vSwitch, one node.
+ *
+ * - VLAN: a shared trunk bridge (fail_mode standalone, NORMAL switching), pod ports are access ports tagged
+ *   with the VLAN, the uplink is a trunk. With one uplink and only access ports there is no loop to avoid.
+ * - Overlay: a bridge per VNI (fail_mode secure) with a VXLAN port per peer node that has pods on the VNI
+ *   (key = VNI, UDP OVERLAY_VXLAN_PORT) and the explicit learning/split-horizon pipeline of overlay-flows.ts.
+ *
+ * OVSDB is the state: pod ports carry their attachment in external_ids, tunnel ports their peer, bridges
+ * their network, so a new instance (agent restart) finds everything. Only the peer lists live in memory;
+ * until they are set again, existing tunnels are kept.
+ */
+export class OvsSecondaryDatapath implements SecondaryDatapath {
+  private readonly log = logger('secondary-datapath');
+  private readonly vs: Vswitch;
+  private readonly host: IpRoute;
+  private readonly nodeIp: string;
+  private readonly userspace: boolean;
+  private readonly round: number;
+  private readonly rundir: string;
+  private readonly vxlanPort: number;
+  private readonly writers = new Map<string, FlowWriter>();
+  private readonly locks = new Map<string, Mutex>();
+  /** Peer node IPs per VNI, as last set. */
+  private readonly peers = new Map<number, string[]>();
+  /** Bridges converged by this instance, with what they were converged for (bridgeRealizationKey). */
+  private readonly ensured = new Map<string, string>();
+
+  constructor(opts: OvsSecondaryDatapathOptions) {
+    makeCookie(CookieOwner.secondary, opts.round); // validates the round
+    this.vs = opts.vswitch;
+    this.host = opts.host;
+    this.nodeIp = normalizeIp(opts.nodeIp);
+    this.userspace = opts.userspaceDatapath;
+    this.round = opts.round;
+    this.rundir = opts.ovsRundir;
+    this.vxlanPort = opts.vxlanPort ?? OVERLAY_VXLAN_PORT;
+  }
+
+  private get datapathType(): string {
+    return this.userspace ? 'netdev' : 'system';
+  }
+
+  /** The OpenFlow writer of a bridge (one per bridge: FlowWriter serialises per target). */
+  writer(bridge: string): FlowWriter {
+    let w = this.writers.get(bridge);
+    if (!w) {
+      w = new FlowWriter({ target: `unix:${join(this.rundir, `${bridge}.mgmt`)}`, bridge });
+      this.writers.set(bridge, w);
+    }
+    return w;
+  }
+
+  /** Changes of one bridge (its ports, tunnels, flows) happen one at a time. */
+  private locked<T>(bridge: string, fn: () => Promise<T>): Promise<T> {
+    let m = this.locks.get(bridge);
+    if (!m) {
+      m = new Mutex();
+      this.locks.set(bridge, m);
+    }
+    return m.runExclusive(fn);
+  }
+
+  async ensureNetwork(net: NetworkRealization): Promise<void> {
+    checkNetwork(net);
+    // The agent ensures the network before every attachment. Converging a bridge that this instance already
+    // converged for the same realization would change nothing, yet costs an OVSDB transaction and, for VLAN, five
+    // host commands (uplink checks), for an overlay a flow sync, all under the bridge's lock: with dozens of
+    // concurrent ADDs on a node that serialised work made ADDs time out (45 s). Still checked: the bridge and
+    // the uplink port are in place (the cache follows OVSDB) and the bridge carries this network.
+    const key = bridgeRealizationKey(net);
+    const existing = this.vs.cache.bridge(net.bridge);
+    if (existing && this.ensured.get(net.bridge) === key && (net.networkType !== 'vlan' || !net.uplink || this.vs.cache.bridgeOf(net.uplink)?.name === net.bridge)) {
+      this.checkBridgeUse(net, existing);
+      return;
+    }
+    await this.locked(net.bridge, async () => {
+      await (net.networkType === 'vlan' ? this.ensureVlanBridge(net) : this.ensureOverlayBridge(net));
+      this.ensured.set(net.bridge, key);
+    });
+  }
+
+  /** Refuses a bridge that exists for something else: not a secondary bridge, another type or VNI. */
+  private checkBridgeUse(net: NetworkRealization, b: BridgeRow | undefined): void {
+    if (!b) return;
+    const ids = b.externalIds;
+    if (ids[EXT.owner] !== OWNER.bridge) throw new Error(`bridge ${b.name} exists and is not a Seine secondary network's`);
+    if (ids[EXT.networkType] !== net.networkType) throw new Error(`bridge ${b.name} carries a ${ids[EXT.networkType]} network, not ${net.networkType}`);
+    if (net.networkType === 'overlay' && ids[EXT.vni] !== String(net.vni)) throw new Error(`bridge ${b.name} carries VNI ${ids[EXT.vni]}, not ${net.vni}`);
+  }
+
+  private async ensureVlanBridge(net: NetworkRealization): Promise<void> {
+    const bridge = net.bridge;
+    this.checkBridgeUse(net, this.vs.cache.bridge(bridge));
+    await this.vs.ensureBridge(bridge, {
+      datapathType: this.datapathType,
+      protocols: PROTOCOLS,
+      failMode: 'standalone',
+      externalIds: { [EXT.owner]: OWNER.bridge, [EXT.networkType]: 'vlan' },
+      otherConfig: { 'disable-in-band': 'true' },
+    });
+    for (const p of this.vs.cache.portsOf(bridge)) {
+      if (p.externalIds[EXT.owner] === OWNER.uplink && p.name !== net.uplink) {
+        this.log.info({ bridge, uplink: p.name }, 'removing an uplink no longer configured');
+        await this.removePort(p.name);
+      }
+    }
+    if (net.uplink) await this.ensureUplink(bridge, net.uplink);
+  }
+
+  private async ensureUplink(bridge: string, uplink: string): Promise<void> {
+    const link = await this.host.link(uplink);
+    if (!link) throw new Error(`uplink ${uplink} of bridge ${bridge} does not exist`);
+    const holder = this.vs.cache.bridgeOf(uplink);
+    if (holder && holder.name !== bridge) throw new Error(`uplink ${uplink} is already a port of bridge ${holder.name}`);
+    if (holder && this.vs.cache.port(uplink)?.externalIds[EXT.owner] !== OWNER.uplink) throw new Error(`${uplink} is a port of ${bridge} that is not its uplink`);
+    // A trunk NIC carries the fabric's VLANs, not the host's traffic: taking one with addresses would cut the node off.
+    const [addrs] = await this.host.addrs(uplink);
+    const inUse = addrs?.addr_info.filter((a) => a.family === 'inet' || a.scope === 'global') ?? [];
+    if (inUse.length) throw new Error(`uplink ${uplink} has addresses (${inUse.map((a) => `${a.local}/${a.prefixlen}`).join(', ')}): not a trunk for secondary networks`);
+    if (this.userspace) {
+      // OVS reads the uplink through AF_PACKET; the kernel must neither answer nor route what it sees there.
+      await this.host.txOffloadOff(uplink);
+      await this.host.isolateFromHostStack(uplink);
+    }
+    await this.host.apply(new IpBatch().setLink(uplink, { up: true }));
+    if (!holder) {
+      await this.vs.addPort(bridge, { name: uplink, vlanMode: 'trunk', externalIds: { [EXT.owner]: OWNER.uplink, [EXT.bridge]: bridge } });
+      this.log.info({ bridge, uplink }, 'uplink added');
+    }
+  }
+
+  private async ensureOverlayBridge(net: NetworkRealization): Promise<void> {
+    this.checkBridgeUse(net, this.vs.cache.bridge(net.bridge));
+    // One segment per VNI: a second bridge would receive the same tunnel key and want the same tunnel port names.
+    const other = this.overlayBridges().find((b) => b.name !== net.bridge && b.externalIds[EXT.vni] === String(net.vni));
+    if (other) throw new Error(`VNI ${net.vni} is already on bridge ${other.name}, not ${net.bridge}`);
+    await this.vs.ensureBridge(net.bridge, {
+      datapathType: this.datapathType,
+      protocols: PROTOCOLS,
+      failMode: 'secure',
+      externalIds: { [EXT.owner]: OWNER.bridge, [EXT.networkType]: 'overlay', [EXT.vni]: String(net.vni) },
+      otherConfig: { 'disable-in-band': 'true' },
+    });
+    await this.convergeOverlay(net.bridge, net.vni!);
+  }
+
+  private podPorts(bridge: string): PortRow[] {
+    return this.vs.cache.portsOf(bridge).filter((p) => p.externalIds[EXT.owner] === OWNER.pod);
+  }
+
+  private ofport(name: string): number | undefined {
+    const o = this.vs.cache.iface(name)?.ofport;
+    return o !== undefined && o > 0 ? o : undefined;
+  }
+
+  /** Whether an existing tunnel interface is the one wanted (a changed UDP port or local IP means re-creating it). */
+  private tunnelIsCurrent(iface: InterfaceRow | undefined, vni: number, peer: string): boolean {
+    const o = iface?.options ?? {};
+    return iface?.type === 'vxlan' && o.remote_ip === peer && o.key === String(vni) && o.dst_port === String(this.vxlanPort) && o.local_ip === this.nodeIp;
+  }
+
+  /**
+   * Converges an overlay bridge (caller holds its lock): tunnels to the VNI's peers while there is a local
+   * pod (none otherwise), then the static flows for the current ports in one bundle, then learned entries
+   * of removed tunnels.
+   */
+  private async convergeOverlay(bridge: string, vni: number): Promise<void> {
+    const pods = this.podPorts(bridge);
+    const tunnels = this.vs.cache.portsOf(bridge).filter((p) => p.externalIds[EXT.owner] === OWNER.tunnel);
+    const known = this.peers.get(vni) ?? tunnels.map((t) => t.externalIds[EXT.peer]!).filter(Boolean);
+    const wanted = new Map<string, string>();
+    for (const peer of pods.length ? known : []) {
+      const name = tunnelPortName(vni, peer);
+      const clash = [...wanted].find(([, n]) => n === name);
+      if (clash) throw new Error(`peers ${clash[0]} and ${peer} of VNI ${vni} map to one tunnel port name ${name}`);
+      wanted.set(peer, name);
+    }
+    const gone: number[] = [];
+    for (const t of tunnels) {
+      const peer = t.externalIds[EXT.peer] ?? '';
+      if (wanted.get(peer) === t.name && this.tunnelIsCurrent(this.vs.cache.iface(t.name), vni, peer)) continue;
+      const o = this.ofport(t.name);
+      if (o) gone.push(o);
+      await this.removePort(t.name);
+      this.log.info({ bridge, vni, peer, port: t.name }, 'tunnel removed');
+    }
+    for (const [peer, name] of wanted) {
+      if (this.vs.cache.port(name)) continue;
+      await this.vs.addPort(bridge, {
+        name,
+        type: 'vxlan',
+        tunnel: { remoteIp: peer, localIp: this.nodeIp, key: vni, dstPort: this.vxlanPort },
+        externalIds: { [EXT.owner]: OWNER.tunnel, [EXT.bridge]: bridge, [EXT.vni]: String(vni), [EXT.peer]: peer },
+      });
+      this.log.info({ bridge, vni, peer, port: name }, 'tunnel added');
+    }
+    const w = this.writer(bridge);
+    await w.sync({
+      cookie: OVERLAY_SYNC_SCOPE,
+      flows: overlayFlows({
+        round: this.round,
+        localPorts: pods.flatMap((p) => this.ofport(p.name) ?? []),
+        tunnelPorts: [...wanted.values()].flatMap((n) => this.ofport(n) ?? []),
+      }),
+    });
+    for (const o of gone) await w.deleteWhere({ table: OverlayTable.MacTable, cookie: learnedScope(o) });
+  }
+
+  /** Removes a port and waits until the cache no longer has it (later decisions read the cache). */
+  private async removePort(name: string): Promise<void> {
+    await this.vs.removePort(name);
+    await this.vs.cache.waitUntil((c) => (c.port(name) ? undefined : true), { timeoutMs: RECONFIGURE_TIMEOUT_MS, description: `port ${name} removed` });
+  }
+
+  async attach(att: SecondaryAttachment): Promise<AttachedInterface> {
+    const net = att.network;
+    checkNetwork(net);
+    validateInterfaceSpec(att);
+    if (this.vs.cache.port(att.hostIfname)) throw new Error(`attachment ${att.hostIfname}: an OVS port of that name exists`);
+    const existing = this.vs.cache.bridge(net.bridge);
+    if (existing) this.checkBridgeUse(net, existing);
+    else await this.ensureNetwork(net);
+
+    const overlay = net.networkType === 'overlay';
+    const externalIds: Record<string, string> = {
+      ...att.externalIds,
+      [EXT.owner]: OWNER.pod,
+      [EXT.bridge]: net.bridge,
+      [EXT.networkType]: net.networkType,
+      ...(overlay ? { [EXT.vni]: String(net.vni) } : { [EXT.vlan]: String(net.vlan) }),
+      [EXT.netns]: att.netns,
+      [EXT.ifname]: att.ifname,
+      [EXT.mac]: att.mac.toLowerCase(),
+      [EXT.mtu]: String(att.mtu),
+      [EXT.addresses]: att.addresses.join(','),
+    };
+    const undoInterface = await setUpSecondaryInterface(this.host, { ...att, userspaceDatapath: this.userspace });
+    let portAdded = false;
+    try {
+      const added = await this.vs.addPort(net.bridge, {
+        name: att.hostIfname,
+        ...(overlay ? {} : { tag: net.vlan, vlanMode: 'access' as const }),
+        externalIds,
+      });
+      portAdded = true;
+      if (overlay) await this.locked(net.bridge, () => this.convergeOverlay(net.bridge, net.vni!));
+      this.log.info({ bridge: net.bridge, port: att.hostIfname, ofport: added.ofport, netns: att.netns, ifname: att.ifname }, 'attached');
+      return { hostIfname: att.hostIfname, ofport: added.ofport!, bridge: net.bridge, externalIds };
+    } catch (e) {
+      this.log.warn({ bridge: net.bridge, port: att.hostIfname, err: String(e) }, 'attach failed; undoing');
+      if (portAdded) {
+        await this.removePort(att.hostIfname).catch((err: unknown) => this.log.error({ port: att.hostIfname, err: String(err) }, 'cannot remove port'));
+        if (overlay) {
+          await this.locked(net.bridge, () => this.convergeOverlay(net.bridge, net.vni!)).catch((err: unknown) =>
+            this.log.error({ bridge: net.bridge, err: String(err) }, 'cannot converge overlay after a failed attach'),
+          );
+        }
+      }
+      await undoInterface();
+      throw e;
+    }
+  }
+
+  async detach(hostIfname: string): Promise<void> {
+    const port = this.vs.cache.port(hostIfname);
+    if (port && port.externalIds[EXT.owner] !== OWNER.pod) throw new Error(`${hostIfname} is not a secondary attachment's port`);
+    if (port) {
+      const bridge = this.vs.cache.bridgeOf(hostIfname)?.name ?? port.externalIds[EXT.bridge]!;
+      const ofport = this.ofport(hostIfname);
+      await this.removePort(hostIfname);
+      const vni = Number(port.externalIds[EXT.vni]);
+      if (port.externalIds[EXT.networkType] === 'overlay' && this.vs.cache.bridge(bridge)) {
+        await this.locked(bridge, async () => {
+          await this.convergeOverlay(bridge, vni);
+          if (ofport) await this.writer(bridge).deleteWhere({ table: OverlayTable.MacTable, cookie: learnedScope(ofport) });
+        });
+      }
+      this.log.info({ bridge, port: hostIfname }, 'detached');
+    }
+    await tearDownSecondaryInterface(this.host, hostIfname);
+  }
+
+  async setOverlayPeers(vni: number, peerNodeIps: readonly string[]): Promise<void> {
+    if (!Number.isInteger(vni) || vni < 1 || vni > MAX_VNI) throw new RangeError(`VNI ${vni} outside 1..${MAX_VNI}`);
+    const peers = [...new Set(peerNodeIps.map(normalizeIp))].filter((p) => p !== this.nodeIp).sort();
+    this.peers.set(vni, peers);
+    const bridge = this.overlayBridges().find((b) => b.externalIds[EXT.vni] === String(vni));
+    if (bridge) await this.locked(bridge.name, () => this.convergeOverlay(bridge.name, vni));
+  }
+
+  private secondaryBridges(): BridgeRow[] {
+    return this.vs.cache.bridges().filter((b) => b.externalIds[EXT.owner] === OWNER.bridge && b.externalIds[EXT.networkType]);
+  }
+
+  private overlayBridges(): BridgeRow[] {
+    return this.secondaryBridges().filter((b) => b.externalIds[EXT.networkType] === 'overlay');
+  }
+
+  attachments(): AttachedInterface[] {
+    return this.vs.cache.findPorts({ [EXT.owner]: OWNER.pod }).map((p) => ({
+      hostIfname: p.name,
+      ofport: this.vs.cache.iface(p.name)?.ofport ?? -1,
+      bridge: this.vs.cache.bridgeOf(p.name)?.name ?? p.externalIds[EXT.bridge] ?? '',
+      externalIds: { ...p.externalIds },
+    }));
+  }
+
+  /**
+   * After ovs-vswitchd restarted (or on agent start, with a new round): waits until the daemon applied the
+   * database, then converges every overlay bridge (tunnels and flows). VLAN bridges need nothing: the
+   * daemon re-creates their NORMAL flow itself, and uplinks and veths are kernel devices that kept their settings.
+   */
+  async restore(): Promise<void> {
+    this.ensured.clear();
+    await this.waitReconfigured();
+    for (const b of this.overlayBridges()) {
+      const vni = Number(b.externalIds[EXT.vni]);
+      await this.locked(b.name, () => this.convergeOverlay(b.name, vni));
+    }
+  }
+
+  /** Bumps next_cfg and waits for ovs-vswitchd to report it applied (its ofports are then current). */
+  private async waitReconfigured(): Promise<void> {
+    const [, sel] = await this.vs.transact([op.mutate('Open_vSwitch', [], [['next_cfg', '+=', 1]]), op.select('Open_vSwitch', [], ['next_cfg'])]);
+    const target = Number(sel.rows[0]?.next_cfg);
+    await this.vs.cache.waitUntil((c) => ((c.openVSwitch()?.curCfg ?? 0) >= target ? true : undefined), {
+      timeoutMs: RECONFIGURE_TIMEOUT_MS,
+      description: 'ovs-vswitchd to apply the database',
+    });
+  }
+
+  localVnis(): number[] {
+    const vnis = this.vs.cache
+      .findPorts({ [EXT.owner]: OWNER.pod, [EXT.networkType]: 'overlay' })
+      .map((p) => Number(p.externalIds[EXT.vni]))
+      .filter((v) => Number.isInteger(v) && v > 0);
+    return [...new Set(vnis)].sort((a, b) => a - b);
+  }
+}

@@ -1,0 +1,57 @@
+import type { CniRoute } from '../../cni/types.js';
+
+/**
+ * The secondary-network data plane on one node: Seine's own VLAN and overlay networks, each on its own OVS
+ * bridge, separate from the primary `br-int`. The agent decides what to attach (from NADs and the pod
+ * annotation) and calls this; this owns bridges, ports, uplinks, tunnels and flows.
+ */
+export interface SecondaryDatapath {
+  /** Converges a network's bridge: VLAN trunk bridge with its uplink, or the overlay bridge of a VNI. Idempotent. */
+  ensureNetwork(net: NetworkRealization): Promise<void>;
+  /** Creates the pod interface (veth, addresses, routes, MAC, MTU) and its port on the network's bridge. */
+  attach(att: SecondaryAttachment): Promise<AttachedInterface>;
+  /** Removes a pod interface's port and veth; already gone is fine. */
+  detach(hostIfname: string): Promise<void>;
+  /** The nodes (underlay IPs) that have pods on an overlay VNI besides this one: tunnels and flooding follow. */
+  setOverlayPeers(vni: number, peerNodeIps: readonly string[]): Promise<void>;
+  /** Every secondary attachment found on this node's bridges (from OVSDB external_ids), for restarts. */
+  attachments(): AttachedInterface[];
+  /** Puts flows and addresses back after ovs-vswitchd lost them (it restarted). */
+  restore(): Promise<void>;
+  /** VNIs with at least one local attachment (published for peers). */
+  localVnis(): number[];
+}
+
+export interface NetworkRealization {
+  networkType: 'vlan' | 'overlay';
+  bridge: string;
+  /** VLAN networks: the trunk uplink on this node, if any (without one, the bridge is node-local). */
+  uplink?: string;
+  vlan?: number;
+  vni?: number;
+}
+
+export interface SecondaryAttachment {
+  network: NetworkRealization;
+  /** Pod netns path. */
+  netns: string;
+  /** Interface name in the pod (net1, ...). */
+  ifname: string;
+  /** Host-side veth and OVS port name (<= 15 chars). */
+  hostIfname: string;
+  mac: string;
+  mtu: number;
+  /** Addresses with prefix (may be empty: L2-only attachment). */
+  addresses: string[];
+  /** Routes to add in the pod via this interface (e.g. a default route when `default-route` is asked). */
+  routes: CniRoute[];
+  /** Recorded on the OVS port: container id, pod, NAD, interface, IPAM owner... (the store after a restart). */
+  externalIds: Record<string, string>;
+}
+
+export interface AttachedInterface {
+  hostIfname: string;
+  ofport: number;
+  bridge: string;
+  externalIds: Record<string, string>;
+}

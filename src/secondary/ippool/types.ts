@@ -1,0 +1,64 @@
+// The IPPool custom resource (crds/ippool.yaml) as TypeScript sees it.
+
+export const IPPOOL_GROUP = 'crd.seine.dev';
+export const IPPOOL_VERSION = 'v1alpha1';
+export const IPPOOL_PLURAL = 'ippools';
+export const IPPOOL_KIND = 'IPPool';
+export const IPPOOL_API_VERSION = `${IPPOOL_GROUP}/${IPPOOL_VERSION}`;
+
+/** Either `cidr`, or `start` and `end` (inclusive). */
+export interface IPRange {
+  cidr?: string;
+  start?: string;
+  end?: string;
+}
+
+export interface SubnetInfo {
+  gateway: string;
+  prefixLength: number;
+  /** 0 (untagged) .. 4094. */
+  vlan?: number;
+}
+
+export interface IPPoolSpec {
+  ipRanges: IPRange[];
+  /** IPs or CIDRs never handed out. */
+  exclude?: string[];
+  subnetInfo: SubnetInfo;
+}
+
+/** Who holds an address: one interface of one pod sandbox (a CNI attachment). */
+export interface PoolOwner {
+  podNamespace: string;
+  podName: string;
+  podUID?: string;
+  /** The sandbox (infra container) id, CNI_CONTAINERID. */
+  containerID: string;
+  /** The interface in the pod, CNI_IFNAME (e.g. net1). */
+  interface: string;
+  /** The node the pod runs on: lets an agent collect garbage of its own node only. */
+  node?: string;
+}
+
+/** One entry of `status.allocations`. */
+export interface StoredAllocation {
+  ip: string;
+  owner: PoolOwner;
+  /** RFC 3339 time. */
+  allocatedAt: string;
+  /** The pod asked for this address. */
+  requested?: boolean;
+}
+
+export interface IPPoolStatus {
+  allocations?: StoredAllocation[];
+  usage?: { total: number; used: number };
+}
+
+export interface IPPool {
+  apiVersion: typeof IPPOOL_API_VERSION;
+  kind: typeof IPPOOL_KIND;
+  metadata: { name: string; resourceVersion?: string; generation?: number; uid?: string; [k: string]: unknown };
+  spec: IPPoolSpec;
+  status?: IPPoolStatus;
+}

@@ -1,0 +1,65 @@
+import { existsSync } from 'node:fs';
+import { CommandError, run } from '../../src/host/exec.js';
+import { IpBatch } from '../../src/host/ip.js';
+import { netnsExists } from '../../src/host/netns.js';
+import { isAlive, processRef } from '../../src/host/ledger.js';
+import { OvsSandbox } from '../harness/sandbox.js';
+
+describe('host commands in namespaces', () => {
+  let sb: OvsSandbox;
+  beforeAll(async () => {
+    sb = await OvsSandbox.start();
+  });
+  afterAll(async () => {
+    await sb?.close();
+  });
+
+  it('creates a veth with its peer placed straight into a pod netns, with MTU and MAC', async () => {
+    const pod = await sb.addPod('10.9.0.2/24');
+    const eth0 = await pod.ip.link('eth0');
+    expect(eth0?.address).toBe(pod.mac);
+    await sb.ip.apply(new IpBatch().setLink(pod.hostIf, { mtu: 1400 }));
+    await pod.ip.apply(new IpBatch().setLink('eth0', { mtu: 1400 }).replaceRoute('10.99.0.0/16', { via: '10.9.0.1' }));
+    expect((await sb.ip.link(pod.hostIf))?.mtu).toBe(1400);
+    expect((await pod.ip.link('eth0'))?.mtu).toBe(1400);
+    const routes = await pod.ip.routes();
+    expect(routes).toContainEqual(expect.objectContaining({ dst: '10.99.0.0/16', gateway: '10.9.0.1', dev: 'eth0' }));
+    const addrs = await pod.ip.addrs('eth0');
+    expect(addrs[0]?.addr_info).toContainEqual(expect.objectContaining({ local: '10.9.0.2', prefixlen: 24 }));
+    // TX offload was turned off by the harness.
+    const { stdout } = await run('ethtool', ['-k', 'eth0'], { netns: pod.netns });
+    expect(stdout).toMatch(/tx-checksumming: off/);
+  });
+
+  it('reports the failing command and its stderr', async () => {
+    const err = await sb.ip.apply(new IpBatch().setLink('no-such-dev', { up: true })).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(CommandError);
+    expect((err as CommandError).argv).toContain('nsenter');
+    expect((err as CommandError).message).toMatch(/no-such-dev|Cannot find device/);
+  });
+
+  it('link() returns undefined for a missing device', async () => {
+    expect(await sb.ip.link('nope0')).toBeUndefined();
+  });
+
+  it('sets per-namespace sysctls', async () => {
+    await sb.ip.sysctl({ 'net.ipv4.ip_forward': 1 });
+    const { stdout } = await run('sysctl', ['-n', 'net.ipv4.ip_forward'], { netns: sb.netns });
+    expect(stdout.trim()).toBe('1');
+  });
+
+  it('a ledger release removes every namespace and daemon it recorded', async () => {
+    const other = await OvsSandbox.start();
+    const pod = await other.addPod('10.8.0.2/24');
+    const pid = other.ovs.pid('ovs-vswitchd');
+    expect(pid).toBeDefined();
+    const vswitchd = processRef(pid!, 'ovs-vswitchd');
+    expect(isAlive(vswitchd)).toBe(true);
+    await other.close();
+    expect(netnsExists(other.netns)).toBe(false);
+    expect(netnsExists(pod.netns)).toBe(false);
+    // Not running any more (a zombie awaiting its reaper counts as gone).
+    expect(isAlive(vswitchd)).toBe(false);
+    expect(existsSync(other.ledger.dir)).toBe(false);
+  });
+});

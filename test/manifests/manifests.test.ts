@@ -1,0 +1,310 @@
+import * as k8s from '@kubernetes/client-node';
+import { execFile } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { extname, join, relative, resolve } from 'node:path';
+import { parse as parseYaml, parseAllDocuments } from 'yaml';
+import { ApiServer } from '../../src/lab/apiserver/index.js';
+import { parseAgentConfig } from '../../src/primary/agent/config.js';
+import { parseControllerConfig } from '../../src/primary/controller/config.js';
+
+// Every manifest the repository ships: each object valid for its kind's schema (kubernetes-models), no field the
+// kind does not have (client-node's models), least-privilege RBAC, configs the programs accept, and a server-side
+// dry run with the stock kubectl.
+
+// Objects straight from YAML; the checks poke at them freely.
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+type Obj = any;
+
+const ROOT = resolve('.');
+const MANIFEST = join(ROOT, 'manifests/seine.yml');
+
+function yamlFiles(dir: string): string[] {
+  if (!existsSync(dir)) return [];
+  return readdirSync(dir, { withFileTypes: true }).flatMap((e) => {
+    const p = join(dir, e.name);
+    if (e.isDirectory()) return yamlFiles(p);
+    return ['.yml', '.yaml'].includes(extname(e.name)) ? [p] : [];
+  });
+}
+
+interface Doc {
+  file: string;
+  obj: Obj;
+}
+
+function loadDocs(files: string[]): Doc[] {
+  return files.flatMap((file) =>
+    parseAllDocuments(readFileSync(file, 'utf8')).flatMap((d) => {
+      if (d.errors.length) throw new Error(`${relative(ROOT, file)}: ${d.errors.map((e) => e.message).join('; ')}`);
+      const obj = d.toJS() as Obj;
+      return obj === null || obj === undefined ? [] : [{ file, obj }];
+    }),
+  );
+}
+
+const FILES = [...yamlFiles(join(ROOT, 'manifests')), ...yamlFiles(join(ROOT, 'crds'))];
+const DOCS = loadDocs(FILES);
+const SEINE = DOCS.filter((d) => d.file === MANIFEST).map((d) => d.obj);
+const label = (o: Obj): string => `${o?.kind}/${o?.metadata?.namespace ? `${o.metadata.namespace}/` : ''}${o?.metadata?.name}`;
+const find = (kind: string, name: string): Obj => {
+  const o = SEINE.find((x) => x.kind === kind && x.metadata?.name === name);
+  if (!o) throw new Error(`manifests/seine.yml has no ${kind} ${name}`);
+  return o;
+};
+
+/** Kinds the repository defines itself (apiVersion/kind), from its CustomResourceDefinitions. */
+const CUSTOM_KINDS = new Set(
+  DOCS.filter((d) => d.obj.kind === 'CustomResourceDefinition').flatMap((d) => (d.obj.spec?.versions ?? []).map((v: Obj) => `${d.obj.spec.group}/${v.name}/${d.obj.spec.names.kind}`)),
+);
+
+interface Model {
+  validate(): void;
+}
+
+async function modelFor(apiVersion: string, kind: string): Promise<(new (data: Obj) => Model) | undefined> {
+  let mod: Record<string, unknown>;
+  try {
+    mod = (await import(`kubernetes-models/${apiVersion}`)) as Record<string, unknown>;
+  } catch {
+    return undefined;
+  }
+  return mod[kind] as (new (data: Obj) => Model) | undefined;
+}
+
+interface Attr {
+  baseName: string;
+  type: string;
+}
+
+/** Paths of fields the kind does not have, walking client-node's generated models (which know every field). */
+function unknownFields(value: unknown, type: string, path: string, out: string[]): string[] {
+  if (value === null || value === undefined) return out;
+  const array = /^Array<(.+)>$/.exec(type);
+  if (array) {
+    if (Array.isArray(value)) value.forEach((v, i) => unknownFields(v, array[1]!, `${path}[${i}]`, out));
+    return out;
+  }
+  const map = /^\{ \[key: string\]: (.+); \}$/.exec(type);
+  if (map) {
+    if (typeof value === 'object') for (const [k, v] of Object.entries(value)) unknownFields(v, map[1]!, `${path}.${k}`, out);
+    return out;
+  }
+  const model = (k8s as unknown as Record<string, { getAttributeTypeMap?: () => Attr[] } | undefined>)[type];
+  // Primitives, IntOrString, any: the schema check covers their types.
+  if (!model?.getAttributeTypeMap || typeof value !== 'object' || Array.isArray(value)) return out;
+  const attrs = new Map(model.getAttributeTypeMap().map((a) => [a.baseName, a.type]));
+  for (const [k, v] of Object.entries(value)) {
+    const t = attrs.get(k);
+    if (t === undefined) out.push(`${path}.${k}`);
+    else unknownFields(v, t, `${path}.${k}`, out);
+  }
+  return out;
+}
+
+const modelName = (apiVersion: string, kind: string): string => {
+  const version = apiVersion.split('/').pop()!;
+  return `${version[0]!.toUpperCase()}${version.slice(1)}${kind}`;
+};
+
+describe('manifests', () => {
+  it('are found and parse', () => {
+    expect(FILES).toContain(MANIFEST);
+    expect(SEINE.length).toBeGreaterThan(5);
+    for (const d of DOCS) expect([relative(ROOT, d.file), typeof d.obj.apiVersion, typeof d.obj.kind, typeof d.obj.metadata?.name]).toEqual([relative(ROOT, d.file), 'string', 'string', 'string']);
+  });
+
+  it.each(DOCS.map((d) => [`${relative(ROOT, d.file)}: ${label(d.obj)}`, d.obj] as const))('%s is valid for its kind', async (_name, obj) => {
+    const { apiVersion, kind } = obj;
+    const [group, version] = apiVersion.includes('/') ? apiVersion.split('/') : ['', apiVersion];
+    if (CUSTOM_KINDS.has(`${group}/${version}/${kind}`)) return;
+    const Model = await modelFor(apiVersion, kind);
+    if (!Model) throw new Error(`${apiVersion} ${kind} is not a Kubernetes kind, nor defined by a CRD in the repository`);
+    new Model(obj).validate();
+    expect(unknownFields(obj, modelName(apiVersion, kind), kind, [])).toEqual([]);
+  });
+
+  it('the field check finds misspelt fields', () => {
+    const ds = structuredClone(find('DaemonSet', 'seine-agent'));
+    ds.spec.template.spec.containers[0].volumeMounts[0].mountPropagaton = 'HostToContainer';
+    ds.spec.template.spec.hostNetwrok = true;
+    expect(unknownFields(ds, 'V1DaemonSet', 'DaemonSet', []).sort()).toEqual(['DaemonSet.spec.template.spec.containers[0].volumeMounts[0].mountPropagaton', 'DaemonSet.spec.template.spec.hostNetwrok']);
+  });
+
+  it('seine-config holds an agent.yaml and a controller.yaml the programs accept, with the same cluster CIDR', () => {
+    const cm = find('ConfigMap', 'seine-config');
+    expect(Object.keys(cm.data).sort()).toEqual(['agent.yaml', 'controller.yaml']);
+    const agent = parseAgentConfig(parseYaml(cm.data['agent.yaml']), { NODE_NAME: 'node-1' });
+    expect(agent.nodeName).toBe('node-1');
+    const controller = parseControllerConfig(parseYaml(cm.data['controller.yaml']), { POD_NAMESPACE: 'kube-system' });
+    expect(controller.clusterCIDR).toBe(agent.clusterCIDR);
+    expect(controller.leaderElection).toMatchObject({ enabled: true, namespace: 'kube-system', leaseName: 'seine-controller', leaseDurationSeconds: 15, renewDeadlineSeconds: 10, retryPeriodSeconds: 2 });
+  });
+
+  describe('RBAC', () => {
+    const roles = SEINE.filter((o) => o.kind === 'Role' || o.kind === 'ClusterRole');
+    /** `group/resource[names]: verbs`, one line per resource. */
+    const grants = (role: Obj): string[] =>
+      role.rules.flatMap((r: Obj) =>
+        r.resources.flatMap((res: string) => r.apiGroups.map((g: string) => `${g || 'core'}/${res}${r.resourceNames ? `[${r.resourceNames.join(',')}]` : ''}: ${[...r.verbs].sort().join(',')}`)),
+      );
+
+    it('has no wildcards, no secrets and no privilege-granting verbs', () => {
+      expect(roles.length).toBeGreaterThan(0);
+      for (const role of roles) {
+        for (const r of role.rules) {
+          for (const field of ['apiGroups', 'resources', 'verbs', 'resourceNames'] as const) expect([label(role), field, (r[field] ?? []).filter((v: string) => v.includes('*'))]).toEqual([label(role), field, []]);
+          expect(r.nonResourceURLs).toBeUndefined();
+          expect(r.resources.filter((x: string) => x.startsWith('secrets') || x.startsWith('serviceaccounts/token'))).toEqual([]);
+          expect(r.verbs.filter((v: string) => ['escalate', 'bind', 'impersonate', 'delete', 'deletecollection'].includes(v))).toEqual([]);
+        }
+      }
+    });
+
+    it('grants the agent and the controller exactly what they use', () => {
+      expect(grants(find('ClusterRole', 'seine-agent')).sort()).toEqual(
+        [
+          'core/nodes: get,list,watch',
+          'core/pods: get,list,patch,watch',
+          'core/namespaces: get,list,watch',
+          'core/events: create,patch',
+          'k8s.cni.cncf.io/network-attachment-definitions: get,list,watch',
+          'crd.seine.dev/ippools: get,list,patch,update,watch',
+          'crd.seine.dev/ippools/status: get,patch,update',
+        ].sort(),
+      );
+      expect(grants(find('ClusterRole', 'seine-controller')).sort()).toEqual(['core/events: create,patch', 'core/nodes: get,list,patch,watch']);
+      const le = find('Role', 'seine-controller-leader-election');
+      expect(le.metadata.namespace).toBe('kube-system');
+      expect(grants(le).sort()).toEqual(['coordination.k8s.io/leases: create', 'coordination.k8s.io/leases[seine-controller]: get,update']);
+    });
+
+    it('binds roles that exist to service accounts that exist', () => {
+      const sas = new Set(SEINE.filter((o) => o.kind === 'ServiceAccount').map((o) => `${o.metadata.namespace}/${o.metadata.name}`));
+      const bindings = SEINE.filter((o) => o.kind === 'RoleBinding' || o.kind === 'ClusterRoleBinding');
+      expect(bindings.length).toBe(3);
+      for (const b of bindings) {
+        const role = find(b.roleRef.kind, b.roleRef.name);
+        if (b.roleRef.kind === 'Role') expect(role.metadata.namespace).toBe(b.metadata.namespace);
+        for (const s of b.subjects) {
+          expect(s.kind).toBe('ServiceAccount');
+          expect(sas).toContain(`${s.namespace}/${s.name}`);
+        }
+      }
+      const workloads = SEINE.filter((o) => ['DaemonSet', 'Deployment'].includes(o.kind));
+      expect(workloads.map(label).sort()).toEqual(['DaemonSet/kube-system/seine-agent', 'Deployment/kube-system/seine-controller']);
+      for (const w of workloads) expect(sas).toContain(`${w.metadata.namespace}/${w.spec.template.spec.serviceAccountName}`);
+    });
+  });
+
+  describe('workloads', () => {
+    const ds = find('DaemonSet', 'seine-agent');
+    const deploy = find('Deployment', 'seine-controller');
+    const agentConfig = parseAgentConfig(parseYaml(find('ConfigMap', 'seine-config').data['agent.yaml']), { NODE_NAME: 'n' });
+    const pod = ds.spec.template.spec;
+    const container = (spec: Obj, name: string): Obj => [...(spec.initContainers ?? []), ...spec.containers].find((c: Obj) => c.name === name);
+    const hostPathOf = (spec: Obj, volume: string): string | undefined => spec.volumes.find((v: Obj) => v.name === volume)?.hostPath?.path;
+    const mountOf = (_spec: Obj, c: Obj, path: string): Obj => c.volumeMounts.find((m: Obj) => m.mountPath === path);
+
+    it('mount only volumes the pod defines, and run the image without pulling', () => {
+      for (const spec of [pod, deploy.spec.template.spec]) {
+        const volumes = new Set(spec.volumes.map((v: Obj) => v.name));
+        for (const c of [...(spec.initContainers ?? []), ...spec.containers]) {
+          for (const m of c.volumeMounts ?? []) expect([c.name, m.name, volumes.has(m.name)]).toEqual([c.name, m.name, true]);
+          expect([c.name, c.image, c.imagePullPolicy]).toEqual([c.name, 'seine:0.1.0', 'IfNotPresent']);
+        }
+        for (const v of spec.volumes) if (v.configMap) expect(find('ConfigMap', v.configMap.name)).toBeDefined();
+      }
+    });
+
+    it('the agent DaemonSet: host network, critical, everywhere, privileged agent, OVS beside it, install-cni first', () => {
+      expect(pod).toMatchObject({ hostNetwork: true, hostPID: false, priorityClassName: 'system-node-critical', tolerations: [{ operator: 'Exists' }] });
+      expect(ds.spec.updateStrategy.type).toBe('RollingUpdate');
+      expect(pod.initContainers.map((c: Obj) => c.name)).toEqual(['install-cni']);
+      expect(pod.containers.map((c: Obj) => c.name)).toEqual(['seine-agent', 'openvswitch']);
+      const agent = container(pod, 'seine-agent');
+      expect(agent.args).toEqual(['agent', '--config', '/etc/seine/agent.yaml']);
+      expect(agent.securityContext.privileged).toBe(true);
+      for (const c of [agent, container(pod, 'install-cni')]) expect(c.env).toContainEqual({ name: 'NODE_NAME', valueFrom: { fieldRef: { fieldPath: 'spec.nodeName' } } });
+      expect(mountOf(pod, agent, '/var/run/netns').mountPropagation).toBe('HostToContainer');
+      expect(mountOf(pod, agent, '/lib/modules').readOnly).toBe(true);
+      for (const path of ['/etc/cni/net.d', '/opt/cni/bin', '/var/run/seine', '/var/lib/seine', '/var/run/openvswitch', '/var/run/netns', '/lib/modules']) {
+        expect([path, hostPathOf(pod, mountOf(pod, agent, path).name)]).toEqual([path, path]);
+      }
+      // Probes use the agent's health endpoint on the port its config serves.
+      expect(agent.readinessProbe.httpGet).toEqual({ path: '/readyz', port: agentConfig.metricsPort, host: '127.0.0.1' });
+      expect(agent.livenessProbe.httpGet).toEqual({ path: '/healthz', port: agentConfig.metricsPort, host: '127.0.0.1' });
+    });
+
+    it('install-cni and the agent agree on paths, mounted where they are on the host', () => {
+      const install = container(pod, 'install-cni');
+      expect(install.args).toEqual(['install-cni', '--config', '/etc/seine/agent.yaml']);
+      // The installed plugin names its files by absolute path: container and host paths must be the same.
+      for (const dir of [agentConfig.cniConfDir, agentConfig.cniBinDir]) expect(hostPathOf(pod, mountOf(pod, install, dir).name)).toBe(dir);
+      const agent = container(pod, 'seine-agent');
+      const ovs = container(pod, 'openvswitch');
+      expect(mountOf(pod, agent, resolve(agentConfig.cniSocket, '..'))).toBeDefined();
+      for (const c of [agent, ovs]) expect(mountOf(pod, c, resolve(agentConfig.ovs.dbSocket, '..'))).toBeDefined();
+      expect(resolve(agentConfig.ovs.dbSocket, '..')).toBe(agentConfig.ovs.rundir);
+      expect(ovs.command.join('\n')).toContain(`--remote=punix:$run/db.sock`);
+      expect(ovs.command.join('\n')).toContain(`run=${agentConfig.ovs.rundir}`);
+    });
+
+    it('the controller Deployment: two replicas on the host network, cluster-critical, linux, probes on its health port', () => {
+      const spec = deploy.spec.template.spec;
+      expect(deploy.spec.replicas).toBe(2);
+      expect(spec).toMatchObject({ hostNetwork: true, priorityClassName: 'system-cluster-critical', nodeSelector: { 'kubernetes.io/os': 'linux' } });
+      const c = container(spec, 'seine-controller');
+      expect(c.args).toEqual(['controller', '--config', '/etc/seine/controller.yaml']);
+      expect(c.env).toContainEqual({ name: 'POD_NAME', valueFrom: { fieldRef: { fieldPath: 'metadata.name' } } });
+      const port = parseControllerConfig(parseYaml(find('ConfigMap', 'seine-config').data['controller.yaml']), {}).healthPort;
+      expect(port).toBeGreaterThan(0);
+      expect([c.livenessProbe.httpGet.port, c.readinessProbe.httpGet.port, c.ports[0].containerPort]).toEqual([port, port, port]);
+    });
+  });
+
+  describe('kubectl against the embedded API server', () => {
+    let api: ApiServer;
+    let dir: string;
+    let kubeconfig: string;
+    beforeAll(async () => {
+      dir = mkdtempSync(join(tmpdir(), 'seine-manifests-'));
+      api = await ApiServer.start({});
+      kubeconfig = join(dir, 'kubeconfig');
+      api.writeKubeconfig(kubeconfig);
+    });
+    afterAll(async () => {
+      await api?.close();
+      rmSync(dir, { recursive: true, force: true });
+    });
+
+    const kubectl = (...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> =>
+      new Promise((done) => {
+        execFile(process.env.KUBECTL ?? 'kubectl', ['--kubeconfig', kubeconfig, '--cache-dir', join(dir, 'cache'), ...args], { timeout: 60_000 }, (err, stdout, stderr) =>
+          done({ code: err ? Number((err as { code?: unknown }).code ?? 1) || 1 : 0, stdout, stderr }),
+        );
+      });
+
+    it('apply --dry-run=server accepts every object and creates none', async () => {
+      const r = await kubectl('apply', '--dry-run=server', '-f', MANIFEST);
+      expect(r.stderr).toBe('');
+      expect(r.code).toBe(0);
+      const lines = r.stdout.trim().split('\n');
+      expect(lines).toHaveLength(SEINE.length);
+      for (const l of lines) expect(l).toMatch(/ created \(server dry run\)$/);
+      expect(api.resource('apps/v1', 'daemonsets').tryGet('seine-agent', 'kube-system')).toBeUndefined();
+      expect(api.resource('v1', 'configmaps').tryGet('seine-config', 'kube-system')).toBeUndefined();
+    });
+
+    it('apply creates everything, and applying again changes nothing', async () => {
+      const first = await kubectl('apply', '-f', MANIFEST);
+      expect(first.stderr).toBe('');
+      expect(first.code).toBe(0);
+      const cm = api.resource('v1', 'configmaps').get<Obj>('seine-config', 'kube-system');
+      expect(cm.data).toEqual(find('ConfigMap', 'seine-config').data);
+      const again = await kubectl('apply', '-f', MANIFEST);
+      expect(again.code).toBe(0);
+      for (const l of again.stdout.trim().split('\n')) expect(l).toMatch(/ unchanged$/);
+    });
+  });
+});
