@@ -88,31 +88,20 @@ export class OvsDaemons {
   }
 
   async startOvsdb(): Promise<void> {
-    const d: Daemon = 'ovsdb-server';
-    this.ledger?.pidfile(this.pidfile(d));
-    await run(
-      d,
-      [
-        this.dbPath,
-        `--remote=punix:${this.dbSocket}`,
-        `--pidfile=${this.pidfile(d)}`,
-        `--log-file=${this.logFile(d)}`,
-        `--unixctl=${this.ctlSocket(d)}`,
-        '-vconsole:off',
-        '--detach',
-        '--no-chdir',
-      ],
-      this.runOpts(),
-    );
+    await this.startDaemon('ovsdb-server', [this.dbPath, `--remote=punix:${this.dbSocket}`]);
   }
 
   async startVswitchd(): Promise<void> {
-    const d: Daemon = 'ovs-vswitchd';
+    await this.startDaemon('ovs-vswitchd', [this.dbRemote]);
+  }
+
+  /** Starts one daemon detached, with its pidfile recorded in the ledger first so a crash mid-start is reaped. */
+  private async startDaemon(d: Daemon, args: string[]): Promise<void> {
     this.ledger?.pidfile(this.pidfile(d));
     await run(
       d,
       [
-        this.dbRemote,
+        ...args,
         `--pidfile=${this.pidfile(d)}`,
         `--log-file=${this.logFile(d)}`,
         `--unixctl=${this.ctlSocket(d)}`,
