@@ -161,4 +161,35 @@ describe('secondary networks (NADs + networks annotation) on 3 nodes', () => {
     expect(out).toMatch(/40 packets transmitted, 40 received/);
     expect(status(await fresh('hot')).map((e) => e.interface)).toEqual(['eth0']);
   }, 60_000);
+
+  it('hot-plug keeps auto-named interfaces in place when an earlier element is removed', async () => {
+    const p = await make('shift', 0, 'vlan100,vlan200');
+    const net2 = await addrOf(lab, p, 'net2');
+    const v3_200 = (await addrOf(lab, pods.v3!, 'net1')).ip!;
+    // Traffic on net2 (VLAN 200) while net1 (VLAN 100) goes: net2 must not be torn down and re-made.
+    const stream = podExec(lab, p, ['ping', '-c', '40', '-i', '0.1', '-I', 'net2', v3_200], 30_000);
+    await lab.core.patchNamespacedPod(
+      { name: 'shift', namespace: 'default', body: { metadata: { annotations: { [NETWORKS_ANNOTATION]: 'vlan200' } } } },
+      (await import('../../src/k8s/api.js')).MERGE_PATCH,
+    );
+    await eventually('net1 removed', async () => ((await addrOf(lab, p, 'net1').catch(() => undefined)) === undefined ? true : undefined), 20_000);
+    expect(await stream).toMatch(/40 packets transmitted, 40 received/);
+    expect(await addrOf(lab, p, 'net2')).toEqual(net2);
+    const st = await eventually('network-status shows net2 only', async () => {
+      const s = status(await fresh('shift'));
+      return s.length === 2 ? s : undefined;
+    }, 20_000);
+    expect(st.map((e) => [e.interface, e.ips])).toEqual([
+      ['eth0', [p.status!.podIP]],
+      ['net2', [net2.ip]],
+    ]);
+    // Adding a network again takes the lowest free name.
+    await lab.core.patchNamespacedPod(
+      { name: 'shift', namespace: 'default', body: { metadata: { annotations: { [NETWORKS_ANNOTATION]: 'vlan200,vlan100' } } } },
+      (await import('../../src/k8s/api.js')).MERGE_PATCH,
+    );
+    const again = await eventually('vlan100 back as net1', async () => (await addrOf(lab, p, 'net1').catch(() => ({ ip: undefined }))).ip, 20_000);
+    expect(again).toMatch(/^10\.100\.0\./);
+    expect(await addrOf(lab, p, 'net2')).toEqual(net2);
+  }, 90_000);
 });

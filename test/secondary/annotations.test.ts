@@ -5,6 +5,7 @@ import {
   buildNetworkStatus,
   capabilityArgs,
   diffSelections,
+  keepInterfaceNames,
   NETWORKS_ANNOTATION,
   NetworksAnnotationError,
   NetworkStatusError,
@@ -66,6 +67,7 @@ describe('networks annotation: valid values', () => {
       namespace: 'pods',
       name: 'vlan100',
       interface: 'net1',
+      autoNamed: true,
       ips: ['10.10.0.5/24', 'fd00::5/64'],
       mac: '02:aa:bb:00:00:01',
       defaultRoute: ['10.10.0.1'],
@@ -86,7 +88,7 @@ describe('networks annotation: valid values', () => {
 
   it('treats null cni-args and an empty default-route as absent', () => {
     const [s] = parse('[{"name":"a","cni-args":null,"default-route":[]},{"name":"b","default-route":["10.0.0.1"]}]');
-    expect(s).toEqual({ index: 0, namespace: 'pods', name: 'a', interface: 'net1' });
+    expect(s).toEqual({ index: 0, namespace: 'pods', name: 'a', interface: 'net1', autoNamed: true });
   });
 
   it('a different default interface name moves the collision', () => {
@@ -191,15 +193,41 @@ describe('diffSelections', () => {
     expect(d.changed.map((c) => [attachmentKey(c.from), c.from.ips, c.to.ips])).toEqual([['pods/d@w', ['10.0.0.5/24'], ['10.0.0.6/24']]]);
   });
 
-  it('ignores positions and key order; auto-named interfaces that shift are re-attached', () => {
+  it('ignores positions and key order', () => {
     const a = parse('[{"name":"x","interface":"i1","cni-args":{"p":1,"q":2}}]');
     const b = parse('[{"name":"y","interface":"i0"},{"interface":"i1","cni-args":{"q":2,"p":1},"name":"x"}]');
     const d = diffSelections(a, b);
     expect(brief(d.unchanged)).toEqual(['pods/x@i1']);
     expect(brief(d.add)).toEqual(['pods/y@i0']);
+  });
+
+  it('auto-named interfaces keep their names when an earlier element goes', () => {
     const shifted = diffSelections(parse('a,b'), parse('b'));
-    expect(brief(shifted.remove)).toEqual(['pods/b@net2', 'pods/a@net1']);
-    expect(brief(shifted.add)).toEqual(['pods/b@net1']);
+    expect(brief(shifted.remove)).toEqual(['pods/a@net1']);
+    expect(brief(shifted.add)).toEqual([]);
+    expect(brief(shifted.unchanged)).toEqual(['pods/b@net2']);
+  });
+
+  it('a new auto-named element takes its position if free, else the lowest free net<N>', () => {
+    // x's position (net2) is b's now, so x takes the lowest free name (net1, freed by a); c's own net3 is free.
+    expect(brief(diffSelections(parse('a,b'), parse('b,x,c')).add)).toEqual(['pods/x@net1', 'pods/c@net3']);
+    // b keeps net2; c at position 2 wants net2 -> lowest free is net1.
+    expect(brief(diffSelections(parse('a,b'), parse('b,c')).add)).toEqual(['pods/c@net1']);
+  });
+
+  it('the same network twice keeps each interface; explicit names always win', () => {
+    const d = diffSelections(parse('a,a'), parse('a'));
+    expect(brief(d.unchanged)).toEqual(['pods/a@net1']);
+    expect(brief(d.remove)).toEqual(['pods/a@net2']);
+    // An explicit net2 for another network displaces the auto-named one there.
+    const e = diffSelections(parse('a,b'), parse('[{"name":"b"},{"name":"c","interface":"net2"}]'));
+    expect(brief(e.remove)).toEqual(['pods/b@net2', 'pods/a@net1']);
+    expect(brief(e.add).sort()).toEqual(['pods/b@net1', 'pods/c@net2']);
+  });
+
+  it('keepInterfaceNames maps an unchanged annotation onto itself', () => {
+    const sel = parse('a,b,a');
+    expect(brief(keepInterfaceNames(sel, sel))).toEqual(brief(sel));
   });
 
   it('an empty annotation removes everything', () => {

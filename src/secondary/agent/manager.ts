@@ -18,6 +18,7 @@ import {
   NetworksAnnotationError,
   buildNetworkStatus,
   capabilityArgs,
+  keepInterfaceNames,
   parseNetworksAnnotation,
   serializeNetworkStatus,
   type NetworkSelection,
@@ -167,13 +168,18 @@ export class SecondaryNetworkManager {
     }
   }
 
+  /** The pod's selections with auto-named interfaces kept where its sandbox already has them (hot-plug). */
+  private wanted(pod: V1Pod, containerId: string): NetworkSelection[] {
+    return keepInterfaceNames(this.selections(pod), this.attachmentsOf(containerId).map(selectionOf));
+  }
+
   private ref(pod: V1Pod): { kind: string; apiVersion: string; name: string; namespace: string; uid?: string } {
     return { kind: 'Pod', apiVersion: 'v1', name: pod.metadata!.name!, namespace: pod.metadata!.namespace!, uid: pod.metadata?.uid };
   }
 
   /** CNI ADD: every requested attachment in order; any failure rolls back this call's attachments and fails. */
   async attachPod(ctx: SandboxContext): Promise<void> {
-    const selections = this.selections(ctx.pod);
+    const selections = this.wanted(ctx.pod, ctx.containerId);
     this.sandboxes.set(ctx.containerId, ctx);
     const added: AttachmentRecord[] = [];
     for (const sel of selections) {
@@ -217,7 +223,7 @@ export class SecondaryNetworkManager {
     ctx.pod = pod;
     let wanted: NetworkSelection[];
     try {
-      wanted = this.selections(pod);
+      wanted = this.wanted(pod, containerId);
     } catch {
       return; // reported as an Event; the pod keeps what it has
     }
@@ -432,7 +438,7 @@ export class SecondaryNetworkManager {
     const records = this.attachmentsOf(ctx.containerId);
     const selections = (() => {
       try {
-        return this.selections(ctx.pod);
+        return this.wanted(ctx.pod, ctx.containerId);
       } catch {
         return [];
       }

@@ -17,7 +17,7 @@ export interface SelectionDiff {
 
 /** The request part of a selection, in a canonical form to compare (index and key excluded). */
 function requestOf(s: NetworkSelection): string {
-  const { index: _i, namespace: _ns, name: _n, interface: _if, ...rest } = s;
+  const { index: _i, namespace: _ns, name: _n, interface: _if, autoNamed: _a, ...rest } = s;
   return canonical(rest);
 }
 
@@ -33,13 +33,53 @@ function canonical(v: unknown): string {
   return JSON.stringify(v);
 }
 
+const AUTO_NAME = /^net(\d+)$/;
+
+/**
+ * Hot-plug keeps attached interfaces where they are. Positional names (net<N>) would shift when an
+ * earlier element is removed and so tear down a live interface that did not change; instead an
+ * auto-named element takes over the interface an attachment of the same network already has (the one
+ * at its own position first, then the others in order), and a new auto-named element gets its
+ * positional name if free, else the lowest free net<N>. Explicit names are never changed.
+ */
+export function keepInterfaceNames(
+  wanted: readonly NetworkSelection[],
+  attached: ReadonlyArray<Pick<NetworkSelection, 'namespace' | 'name' | 'interface'>>,
+): NetworkSelection[] {
+  const explicit = new Set(wanted.filter((s) => !s.autoNamed).map((s) => s.interface));
+  const claimed = new Set(explicit);
+  const available = attached.filter((a) => AUTO_NAME.test(a.interface) && !explicit.has(a.interface));
+  const out = wanted.map((s) => ({ ...s }));
+  const auto = out.filter((s) => s.autoNamed);
+  const take = (s: NetworkSelection, pick: (a: (typeof available)[number]) => boolean): boolean => {
+    const a = available.find((x) => !claimed.has(x.interface) && x.namespace === s.namespace && x.name === s.name && pick(x));
+    if (!a) return false;
+    s.interface = a.interface;
+    claimed.add(a.interface);
+    return true;
+  };
+  const settled = new Set<NetworkSelection>();
+  // Same network at the same name first, so an unchanged annotation maps onto itself.
+  for (const s of auto) if (take(s, (a) => a.interface === s.interface)) settled.add(s);
+  for (const s of auto) if (!settled.has(s) && take(s, () => true)) settled.add(s);
+  for (const s of auto) {
+    if (settled.has(s)) continue;
+    let name = s.interface;
+    for (let n = 1; claimed.has(name); n++) name = `net${n}`;
+    s.interface = name;
+    claimed.add(name);
+  }
+  return out;
+}
+
 /**
  * Compares two parsed annotations. An attachment is identified by namespace/name plus interface, so
- * moving a network to another interface is a removal and an addition, and so is an auto-named
- * interface whose position changed (net2 becoming net1): workloads that hot-plug should name their
- * interfaces. Apply removals before additions: an added attachment may reuse a freed interface name.
+ * moving a network to another (explicit) interface is a removal and an addition; auto-named
+ * interfaces keep their names (see keepInterfaceNames). Apply removals before additions: an added
+ * attachment may reuse a freed interface name.
  */
-export function diffSelections(oldSel: readonly NetworkSelection[], newSel: readonly NetworkSelection[]): SelectionDiff {
+export function diffSelections(oldSel: readonly NetworkSelection[], newSelRaw: readonly NetworkSelection[]): SelectionDiff {
+  const newSel = keepInterfaceNames(newSelRaw, oldSel);
   const before = new Map(oldSel.map((s) => [attachmentKey(s), s]));
   const after = new Set(newSel.map(attachmentKey));
   const diff: SelectionDiff = { add: [], remove: [], unchanged: [], changed: [] };

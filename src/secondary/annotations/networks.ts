@@ -47,6 +47,8 @@ export interface NetworkSelection extends NetworkSelectionRequest {
   interface: string;
   /** Position in the annotation (0-based): attachments happen in this order. */
   index: number;
+  /** The interface name came from the position (net<N>), not from the annotation. */
+  autoNamed?: true;
 }
 
 export interface ParseOptions {
@@ -246,7 +248,7 @@ export function assignInterfaceNames(requests: readonly NetworkSelectionRequest[
     if (name === defaultInterface) problems.push({ index, element, message: `interface: ${JSON.stringify(name)} is the default network's interface` });
     else if (taken.has(name)) problems.push({ index, element, message: `interface: ${JSON.stringify(name)} is already used by element ${taken.get(name)! + 1}` });
     else taken.set(name, index);
-    return { ...structuredClone(r), interface: name, index };
+    return { ...structuredClone(r), interface: name, index, ...(r.interface === undefined ? { autoNamed: true as const } : {}) };
   });
   if (problems.length) throw new NetworksAnnotationError(problems);
   return out;
