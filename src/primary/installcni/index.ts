@@ -208,7 +208,15 @@ async function installCopy(opts: InstallCniOptions, pluginPath: string, log: Log
     log.info({ dir, files: files.length }, 'installed the seine-cni bundle');
   }
   const script = join(dir, relative(root, entry));
-  const launcher = `#!/bin/sh\n# Seine CNI plugin, installed by seine install-cni: seine-cni run by its own Node.js.\nexec ${shellQuote(join(dir, 'node'))} ${shellQuote(script)} "$@"\n`;
+  // The plugin talks only to a unix socket; with NODE_EXTRA_CA_CERTS set, Node would parse that CA bundle on
+  // every start (about 50 ms per CNI call).
+  const launcher = [
+    '#!/bin/sh',
+    '# Seine CNI plugin, installed by seine install-cni: seine-cni run by its own Node.js.',
+    'unset NODE_EXTRA_CA_CERTS',
+    `exec ${shellQuote(join(dir, 'node'))} ${shellQuote(script)} "$@"`,
+    '',
+  ].join('\n');
   const current = await lstat(pluginPath).catch(() => undefined);
   const same = current?.isFile() && (await readIfExists(pluginPath))?.toString() === launcher && (current.mode & 0o111) !== 0;
   if (!same) {

@@ -113,7 +113,8 @@ describe('install-cni', () => {
 
     // The tree may go away: the copy needs nothing from it (nor from PATH).
     rmSync(join(dir, 'tree'), { recursive: true });
-    const version = await run(plugin, { CNI_COMMAND: 'VERSION', PATH: '/nonexistent' }, JSON.stringify({ cniVersion: '1.0.0' }));
+    // NODE_EXTRA_CA_CERTS is dropped by the launcher (Node would warn on stderr about a missing bundle).
+    const version = await run(plugin, { CNI_COMMAND: 'VERSION', PATH: '/nonexistent', NODE_EXTRA_CA_CERTS: '/nonexistent/ca.pem' }, JSON.stringify({ cniVersion: '1.0.0' }));
     expect(version.stderr).toBe('');
     expect(version.code).toBe(0);
     expect(JSON.parse(version.stdout)).toMatchObject({ supportedVersions: expect.arrayContaining(['1.0.0', '1.1.0']) });
