@@ -1,6 +1,6 @@
 import { CoreV1Api, type V1Node, type V1Pod } from '@kubernetes/client-node';
 import { Semaphore } from 'async-mutex';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { IpRoute } from '../../host/ip.js';
 import { ResilientInformer } from '../../k8s/informer.js';
 import { loadKubeConfig } from '../../k8s/kubeconfig.js';
@@ -26,6 +26,8 @@ import type { Server } from 'node:http';
 /** VXLAN and Geneve (no options) both add 50 bytes over IPv4. */
 const ENCAP_OVERHEAD = 50;
 const WATCHDOG_MS = 2000;
+/** Flows are read at least this often even when ovs-vswitchd's pid has not changed (e.g. no pidfile). */
+const FLOW_CHECK_MS = 30_000;
 /** ADD/DEL/GC take one unit; re-realizing the whole node takes all of them. */
 const LOCK_UNITS = 1024;
 
@@ -58,6 +60,8 @@ export class Agent {
   private ready = false;
   private stopped = false;
   private watchdog?: NodeJS.Timeout;
+  /** ovs-vswitchd's pid when its flows were last found in place, and when that was. */
+  private checkedVswitchd?: { pid: string | undefined; at: number };
   private peerTimer?: NodeJS.Timeout;
   private recovering?: Promise<void>;
   readonly metrics = new AgentMetrics({ pods: () => this.store.size, peers: () => this.peers.size });
@@ -316,9 +320,16 @@ export class Agent {
    */
   private async checkDatapath(): Promise<void> {
     if (!this.ready || this.stopped || this.recovering) return;
+    // Reading the pidfile is cheap; dumping flows spawns ovs-ofctl. A restart writes a new pid.
+    const pid = this.vswitchdPid();
+    const last = this.checkedVswitchd;
+    if (pid !== undefined && last && last.pid === pid && Date.now() - last.at < FLOW_CHECK_MS) return;
     try {
       const base = await this.flows!.dumpFlows({ table: 0, cookie: baseScope() });
-      if (base.length > 0) return;
+      if (base.length > 0) {
+        this.checkedVswitchd = { pid, at: Date.now() };
+        return;
+      }
     } catch (e) {
       this.log.warn({ err: String(e) }, 'cannot read flows (ovs-vswitchd down?)');
       return;
@@ -339,6 +350,14 @@ export class Agent {
       .finally(() => {
         this.recovering = undefined;
       });
+  }
+
+  private vswitchdPid(): string | undefined {
+    try {
+      return readFileSync(join(this.cfg.ovs.rundir, 'ovs-vswitchd.pid'), 'utf8').trim() || undefined;
+    } catch {
+      return undefined;
+    }
   }
 
   /** Stops serving and watching. Pods, ports and flows stay: forwarding continues without the agent. */
