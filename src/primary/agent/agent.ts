@@ -1,6 +1,6 @@
 import { CoreV1Api, type V1Node, type V1Pod } from '@kubernetes/client-node';
 import { Semaphore } from 'async-mutex';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { IpRoute } from '../../host/ip.js';
 import { ResilientInformer } from '../../k8s/informer.js';
 import { loadKubeConfig } from '../../k8s/kubeconfig.js';
@@ -60,8 +60,8 @@ export class Agent {
   private ready = false;
   private stopped = false;
   private watchdog?: NodeJS.Timeout;
-  /** ovs-vswitchd's pid when its flows were last found in place, and when that was. */
-  private checkedVswitchd?: { pid: string | undefined; at: number };
+  /** Which ovs-vswitchd (see vswitchdIdentity) last had its flows in place, and when that was seen. */
+  private checkedVswitchd?: { id: string | undefined; at: number };
   private peerTimer?: NodeJS.Timeout;
   private recovering?: Promise<void>;
   readonly metrics = new AgentMetrics({ pods: () => this.store.size, peers: () => this.peers.size });
@@ -320,14 +320,14 @@ export class Agent {
    */
   private async checkDatapath(): Promise<void> {
     if (!this.ready || this.stopped || this.recovering) return;
-    // Reading the pidfile is cheap; dumping flows spawns ovs-ofctl. A restart writes a new pid.
-    const pid = this.vswitchdPid();
+    // A stat is cheap; dumping flows spawns ovs-ofctl.
+    const id = this.vswitchdIdentity();
     const last = this.checkedVswitchd;
-    if (pid !== undefined && last && last.pid === pid && Date.now() - last.at < FLOW_CHECK_MS) return;
+    if (id !== undefined && last && last.id === id && Date.now() - last.at < FLOW_CHECK_MS) return;
     try {
       const base = await this.flows!.dumpFlows({ table: 0, cookie: baseScope() });
       if (base.length > 0) {
-        this.checkedVswitchd = { pid, at: Date.now() };
+        this.checkedVswitchd = { id, at: Date.now() };
         return;
       }
     } catch (e) {
@@ -352,9 +352,14 @@ export class Agent {
       });
   }
 
-  private vswitchdPid(): string | undefined {
+  /**
+   * Every start of ovs-vswitchd writes its pidfile anew (a new inode and mtime). The file, not the pid: a
+   * restarted OVS container often gets the same pid in its fresh pid namespace.
+   */
+  private vswitchdIdentity(): string | undefined {
     try {
-      return readFileSync(join(this.cfg.ovs.rundir, 'ovs-vswitchd.pid'), 'utf8').trim() || undefined;
+      const st = statSync(join(this.cfg.ovs.rundir, 'ovs-vswitchd.pid'), { bigint: true });
+      return `${st.ino}:${st.mtimeNs}`;
     } catch {
       return undefined;
     }
