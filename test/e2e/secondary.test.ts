@@ -192,4 +192,39 @@ describe('secondary networks (NADs + networks annotation) on 3 nodes', () => {
     expect(again).toMatch(/^10\.100\.0\./);
     expect(await addrOf(lab, p, 'net2')).toEqual(net2);
   }, 90_000);
+
+  it('hot-plug re-attaches an interface whose request changed; the old pool address is returned', async () => {
+    const p = await make('renum', 1, JSON.stringify([{ name: 'vlan200' }, { name: 'vlan100', ips: ['10.100.0.77/24'] }]));
+    const net1 = await addrOf(lab, p, 'net1');
+    expect((await addrOf(lab, p, 'net2')).ip).toBe('10.100.0.77');
+    const allocated = async (ip: string): Promise<boolean> => {
+      const pool = (await lab.kubeConfig.makeApiClient(CustomObjectsApi).getClusterCustomObject({ group: 'crd.seine.dev', version: 'v1alpha1', plural: 'ippools', name: 'vlan100' })) as {
+        status?: { allocations?: Array<{ ip: string }> };
+      };
+      return (pool.status?.allocations ?? []).some((a) => a.ip === ip);
+    };
+    expect(await allocated('10.100.0.77')).toBe(true);
+    // Traffic on net1 (unchanged) while net2 is renumbered.
+    const v3_200 = (await addrOf(lab, pods.v3!, 'net1')).ip!;
+    const stream = podExec(lab, p, ['ping', '-c', '30', '-i', '0.1', '-I', 'net1', v3_200], 30_000);
+    await lab.core.patchNamespacedPod(
+      { name: 'renum', namespace: 'default', body: { metadata: { annotations: { [NETWORKS_ANNOTATION]: JSON.stringify([{ name: 'vlan200' }, { name: 'vlan100', ips: ['10.100.0.78/24'], mac: '02:00:00:00:01:78' }]) } } } },
+      (await import('../../src/k8s/api.js')).MERGE_PATCH,
+    );
+    const renumbered = await eventually('net2 renumbered', async () => {
+      const a = await addrOf(lab, p, 'net2').catch(() => undefined);
+      return a?.ip === '10.100.0.78' ? a : undefined;
+    }, 20_000);
+    expect(renumbered.mac).toBe('02:00:00:00:01:78');
+    expect(await stream).toMatch(/30 packets transmitted, 30 received/);
+    expect(await addrOf(lab, p, 'net1')).toEqual(net1);
+    expect(await pings(lab, pods.v2!, '10.100.0.78')).toBe(true);
+    await eventually('old address returned to the pool', async () => ((await allocated('10.100.0.77')) ? undefined : true), 20_000);
+    expect(await allocated('10.100.0.78')).toBe(true);
+    const st = await eventually('network-status shows the new address', async () => {
+      const s = status(await fresh('renum'));
+      return s[2]?.ips?.[0] === '10.100.0.78' ? s : undefined;
+    }, 20_000);
+    expect(st.map((e) => e.interface)).toEqual(['eth0', 'net1', 'net2']);
+  }, 90_000);
 });

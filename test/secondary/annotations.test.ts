@@ -4,8 +4,10 @@ import {
   attachmentKey,
   buildNetworkStatus,
   capabilityArgs,
+  diffAttachments,
   diffSelections,
   keepInterfaceNames,
+  requestFingerprint,
   NETWORKS_ANNOTATION,
   NetworksAnnotationError,
   NetworkStatusError,
@@ -223,6 +225,24 @@ describe('diffSelections', () => {
     const e = diffSelections(parse('a,b'), parse('[{"name":"b"},{"name":"c","interface":"net2"}]'));
     expect(brief(e.remove)).toEqual(['pods/b@net2', 'pods/a@net1']);
     expect(brief(e.add).sort()).toEqual(['pods/b@net1', 'pods/c@net2']);
+  });
+
+  it('the request fingerprint ignores key order and interface, and sees ips, mac and cni-args', () => {
+    const [a] = parse('[{"name":"x","mac":"02:00:00:00:00:01","cni-args":{"p":1,"q":2}}]');
+    const [b] = parse('[{"cni-args":{"q":2,"p":1},"mac":"02:00:00:00:00:01","name":"x","interface":"other"}]');
+    expect(requestFingerprint(a!)).toBe(requestFingerprint(b!));
+    expect(requestFingerprint(a!)).toMatch(/^[A-Za-z0-9_-]{22}$/);
+    for (const v of ['[{"name":"x","mac":"02:00:00:00:00:02","cni-args":{"p":1,"q":2}}]', '[{"name":"x","mac":"02:00:00:00:00:01","cni-args":{"p":1}}]', '[{"name":"x","mac":"02:00:00:00:00:01","cni-args":{"p":1,"q":2},"ips":["10.0.0.1/24"]}]']) {
+      expect(requestFingerprint(parse(v)[0]!)).not.toBe(requestFingerprint(a!));
+    }
+  });
+
+  it('diffAttachments: a changed fingerprint is a change; an unknown one is kept as is', () => {
+    const [want] = parse('[{"name":"a","ips":["10.0.0.6/24"]}]');
+    const rec = { namespace: 'pods', name: 'a', interface: 'net1' };
+    expect(diffAttachments([{ ...rec, request: 'old' }], [want!]).changed.map((c) => [c.from.interface, c.to.ips])).toEqual([['net1', ['10.0.0.6/24']]]);
+    expect(brief(diffAttachments([{ ...rec, request: requestFingerprint(want!) }], [want!]).unchanged)).toEqual(['pods/a@net1']);
+    expect(brief(diffAttachments([rec], [want!]).unchanged)).toEqual(['pods/a@net1']);
   });
 
   it('keepInterfaceNames maps an unchanged annotation onto itself', () => {

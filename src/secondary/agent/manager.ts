@@ -18,8 +18,10 @@ import {
   NetworksAnnotationError,
   buildNetworkStatus,
   capabilityArgs,
+  diffAttachments,
   keepInterfaceNames,
   parseNetworksAnnotation,
+  requestFingerprint,
   serializeNetworkStatus,
   type NetworkSelection,
 } from '../annotations/index.js';
@@ -124,6 +126,7 @@ export class SecondaryNetworkManager {
         kind: 'delegated',
         cniNetwork: entry.networkName,
         result: entry.result ?? { cniVersion: '1.0.0' },
+        request: args.get('SEINE_REQUEST'),
       });
     }
     // Pods deleted while the agent was away: their DEL found nobody (the shim reports success), so their
@@ -216,24 +219,26 @@ export class SecondaryNetworkManager {
     await this.refreshOverlays();
   }
 
-  /** Hot-plug: applies annotation changes of a running pod (removals first, then additions in order). */
+  /**
+   * Hot-plug: applies annotation changes of a running pod. Removals and the old side of changed requests
+   * (new ips, mac, cni-args, ...) first, then additions and re-attachments in annotation order.
+   */
   async reconcilePod(pod: V1Pod, containerId: string): Promise<void> {
     const ctx = this.sandboxes.get(containerId);
     if (!ctx) return;
     ctx.pod = pod;
-    let wanted: NetworkSelection[];
+    let selections: NetworkSelection[];
     try {
-      wanted = this.wanted(pod, containerId);
+      selections = this.selections(pod);
     } catch {
       return; // reported as an Event; the pod keeps what it has
     }
-    const current = this.attachmentsOf(containerId);
-    const wantedIds = new Set(wanted.map((s) => `${s.namespace}/${s.name}@${s.interface}`));
-    const toRemove = current.filter((r) => !wantedIds.has(attachmentId(r)));
-    const currentIds = new Set(current.map(attachmentId));
-    const toAdd = wanted.filter((s) => !currentIds.has(`${s.namespace}/${s.name}@${s.interface}`));
+    const attached = this.attachmentsOf(containerId).map((rec) => ({ ...selectionOf(rec), request: rec.request, rec }));
+    const diff = diffAttachments(attached, selections);
+    const toRemove = [...diff.remove, ...diff.changed.map((c) => c.from).reverse()].map((a) => a.rec);
+    const toAdd = [...diff.add, ...diff.changed.map((c) => c.to)].sort((a, b) => a.index - b.index);
     if (!toRemove.length && !toAdd.length) return;
-    for (const rec of [...toRemove].reverse()) {
+    for (const rec of toRemove) {
       try {
         await this.detachOne(rec);
         void this.events.record(this.ref(pod), 'Normal', 'RemovedInterface', `Removed ${rec.ifname} (${rec.network})`);
@@ -299,6 +304,7 @@ export class SecondaryNetworkManager {
       ifname: sel.interface,
       netns: ctx.netns,
       defaultRoute: sel.defaultRoute,
+      request: requestFingerprint(sel),
     };
     const args = k8sCniArgs({ namespace: pod.namespace!, name: pod.name!, infraContainerId: ctx.containerId, uid: pod.uid });
     if (net.kind === 'delegated') {
@@ -307,7 +313,7 @@ export class SecondaryNetworkManager {
         containerId: ctx.containerId,
         netns: ctx.netns,
         ifname: sel.interface,
-        args: [...args, ['SEINE_NETWORK', base.network]],
+        args: [...args, ['SEINE_NETWORK', base.network], ['SEINE_REQUEST', base.request]],
         capabilityArgs: capabilityArgs(sel),
       });
       return { ...base, kind: 'delegated', cniNetwork: list.name, result };
@@ -379,6 +385,7 @@ export class SecondaryNetworkManager {
       [SEC.ips]: addresses.join(','),
       [SEC.mac]: mac,
       [SEC.netns]: ctx.netns,
+      [SEC.request]: base.request,
       ...(sel.defaultRoute?.length ? { [SEC.defaultRoute]: sel.defaultRoute.join(',') } : {}),
       ...(ipamConf ? { 'ipam-conf': ipamConf } : {}),
     };

@@ -14,6 +14,7 @@ export const SEC = {
   mac: 'mac',
   netns: 'netns',
   defaultRoute: 'default-route',
+  request: 'request',
 } as const;
 
 /** One secondary interface of a pod, however it was made. */
@@ -36,6 +37,8 @@ export interface AttachmentRecord {
   cniNetwork?: string;
   result: CniResult;
   defaultRoute?: string[];
+  /** Fingerprint of the annotation element that made it (requestFingerprint); hot-plug re-attaches on change. */
+  request?: string;
 }
 
 export const attachmentId = (r: Pick<AttachmentRecord, 'network' | 'ifname'>): string => `${r.network}@${r.ifname}`;
@@ -62,5 +65,6 @@ export function recordFromPort(p: AttachedInterface): AttachmentRecord | undefin
       ips: ips.map((address) => ({ address, interface: 1 })),
     },
     defaultRoute: x[SEC.defaultRoute] ? x[SEC.defaultRoute]!.split(',') : undefined,
+    request: x[SEC.request],
   };
 }

@@ -1,24 +1,39 @@
 // Hot-plug: what changes when a running pod's networks annotation is edited.
+import { createHash } from 'node:crypto';
 import { attachmentKey, type NetworkSelection } from './networks.js';
 
-export interface SelectionDiff {
+/** What is attached: the NAD, the interface and (when known) the fingerprint of the request that made it. */
+export interface AttachedSelection {
+  namespace: string;
+  name: string;
+  interface: string;
+  request?: string;
+}
+
+export interface AttachmentDiff<A extends AttachedSelection> {
   /** New attachments, in annotation order (the order to attach them in). */
   add: NetworkSelection[];
   /** Attachments gone from the annotation, last first (the order to detach them in). */
-  remove: NetworkSelection[];
-  /** Same attachment, same request. */
+  remove: A[];
+  /** Same attachment, same request (or a request not recorded). */
   unchanged: NetworkSelection[];
   /**
    * Same attachment (NAD and interface), different request (ips, mac, cni-args, ...): an attached
-   * interface cannot be changed in place; the caller decides (re-attach, or report).
+   * interface cannot be changed in place, so the caller re-attaches it.
    */
-  changed: Array<{ from: NetworkSelection; to: NetworkSelection }>;
+  changed: Array<{ from: A; to: NetworkSelection }>;
 }
 
-/** The request part of a selection, in a canonical form to compare (index and key excluded). */
-function requestOf(s: NetworkSelection): string {
+export type SelectionDiff = AttachmentDiff<NetworkSelection & { request: string }>;
+
+/**
+ * A short fingerprint of what an element asks for beyond NAD and interface (ips, mac, default-route,
+ * cni-args, ...), independent of key order: kept with an attachment to notice a changed request. Made of
+ * [A-Za-z0-9_-] so it can travel in CNI_ARGS and OVSDB external_ids.
+ */
+export function requestFingerprint(s: NetworkSelection): string {
   const { index: _i, namespace: _ns, name: _n, interface: _if, autoNamed: _a, ...rest } = s;
-  return canonical(rest);
+  return createHash('sha256').update(canonical(rest)).digest('base64url').slice(0, 22);
 }
 
 function canonical(v: unknown): string {
@@ -73,22 +88,30 @@ export function keepInterfaceNames(
 }
 
 /**
- * Compares two parsed annotations. An attachment is identified by namespace/name plus interface, so
- * moving a network to another (explicit) interface is a removal and an addition; auto-named
- * interfaces keep their names (see keepInterfaceNames). Apply removals before additions: an added
- * attachment may reuse a freed interface name.
+ * Compares what is attached with what the annotation asks for. An attachment is identified by NAD plus
+ * interface, so moving a network to another (explicit) interface is a removal and an addition;
+ * auto-named interfaces keep their names (see keepInterfaceNames). Apply removals (and the old side of
+ * changes) before additions: an added attachment may reuse a freed interface name.
  */
-export function diffSelections(oldSel: readonly NetworkSelection[], newSelRaw: readonly NetworkSelection[]): SelectionDiff {
-  const newSel = keepInterfaceNames(newSelRaw, oldSel);
-  const before = new Map(oldSel.map((s) => [attachmentKey(s), s]));
-  const after = new Set(newSel.map(attachmentKey));
-  const diff: SelectionDiff = { add: [], remove: [], unchanged: [], changed: [] };
-  for (const s of newSel) {
+export function diffAttachments<A extends AttachedSelection>(attached: readonly A[], wantedRaw: readonly NetworkSelection[]): AttachmentDiff<A> {
+  const wanted = keepInterfaceNames(wantedRaw, attached);
+  const before = new Map(attached.map((a) => [attachmentKey(a), a]));
+  const after = new Set(wanted.map(attachmentKey));
+  const diff: AttachmentDiff<A> = { add: [], remove: [], unchanged: [], changed: [] };
+  for (const s of wanted) {
     const prev = before.get(attachmentKey(s));
     if (!prev) diff.add.push(s);
-    else if (requestOf(prev) === requestOf(s)) diff.unchanged.push(s);
+    else if (prev.request === undefined || prev.request === requestFingerprint(s)) diff.unchanged.push(s);
     else diff.changed.push({ from: prev, to: s });
   }
-  diff.remove = oldSel.filter((s) => !after.has(attachmentKey(s))).reverse();
+  diff.remove = attached.filter((a) => !after.has(attachmentKey(a))).reverse();
   return diff;
+}
+
+/** diffAttachments between two parsed annotations. */
+export function diffSelections(oldSel: readonly NetworkSelection[], newSel: readonly NetworkSelection[]): SelectionDiff {
+  return diffAttachments(
+    oldSel.map((s) => ({ ...s, request: requestFingerprint(s) })),
+    newSel,
+  );
 }
