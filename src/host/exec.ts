@@ -30,6 +30,11 @@ export interface RunResult {
   stderr: string;
 }
 
+/** Quotes one word for a POSIX shell. */
+export function shellQuote(s: string): string {
+  return `'${s.replace(/'/g, `'\\''`)}'`;
+}
+
 /** argv as executed, with the nsenter prefix when a netns is given. */
 export function commandLine(cmd: string, args: readonly string[], netns?: string): string[] {
   return netns ? ['nsenter', `--net=${netns}`, '--', cmd, ...args] : [cmd, ...args];

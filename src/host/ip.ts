@@ -1,4 +1,34 @@
-import { run, CommandError } from './exec.js';
+import { run, shellQuote, CommandError } from './exec.js';
+
+/** A command run in the namespace right after a batch, in the same spawn (see IpRoute.apply). */
+export type FollowUp = readonly [cmd: string, ...args: string[]];
+
+/** TX checksum offload off: required for veths on a userspace (netdev) OVS datapath. */
+export function txOffloadOffCommand(dev: string): FollowUp {
+  return ['ethtool', '-K', dev, 'tx', 'off'];
+}
+
+/** Sets IPv4/IPv6 sysctls (net.* keys are per namespace). */
+export function sysctlCommand(values: Record<string, string | number>): FollowUp {
+  return ['sysctl', '-q', '-w', ...Object.entries(values).map(([k, v]) => `${k}=${v}`)];
+}
+
+/**
+ * Keeps the kernel's IP stack off devices whose frames belong to a userspace switch (OVS netdev reads
+ * them through AF_PACKET, but the kernel still sees them): no ARP answers for local addresses, strict
+ * reverse-path filtering (nothing received there is delivered or routed), no IPv6. Without this the kernel
+ * answers a pod's ARP for the gateway and routes its traffic around the switch.
+ */
+export function isolateFromHostStackCommand(...devs: string[]): FollowUp {
+  const values: Record<string, number> = {};
+  for (const d of devs) {
+    const key = d.replaceAll('.', '/');
+    values[`net.ipv4.conf.${key}.arp_ignore`] = 8;
+    values[`net.ipv4.conf.${key}.rp_filter`] = 1;
+    values[`net.ipv6.conf.${key}.disable_ipv6`] = 1;
+  }
+  return sysctlCommand(values);
+}
 
 /** What `ip -json -details link show` reports of one link (fields Seine reads). */
 export interface Link {
@@ -161,10 +191,21 @@ export class IpRoute {
     return this.json<Route[]>([...fam, 'route', 'show', ...(opts.table !== undefined ? ['table', String(opts.table)] : [])]);
   }
 
-  /** Applies a batch in one spawn; stops at the first failing line (reported in the error). */
-  async apply(batch: IpBatch): Promise<void> {
-    if (batch.empty) return;
-    await run('ip', ['-batch', '-'], { netns: this.netns, input: batch.lines.join('\n') + '\n' });
+  /**
+   * Applies a batch, then the follow-up commands, in one spawn (a process spawned from the agent costs
+   * milliseconds of its event loop; these run on every CNI ADD). Stops at the first failing line or command
+   * (reported in the error).
+   */
+  async apply(batch: IpBatch, ...followUps: FollowUp[]): Promise<void> {
+    const commands: FollowUp[] = [...(batch.empty ? [] : [['ip', '-batch', '-'] as const]), ...followUps];
+    const input = batch.empty ? '' : batch.lines.join('\n') + '\n';
+    if (commands.length === 0) return;
+    if (commands.length === 1) {
+      const [cmd, ...args] = commands[0]!;
+      await run(cmd, args, { netns: this.netns, input });
+      return;
+    }
+    await run('sh', ['-ec', commands.map((c) => c.map(shellQuote).join(' ')).join('\n')], { netns: this.netns, input });
   }
 
   /** Runs a batch with `-force`: every line is tried; failures (e.g. already gone) are ignored. */
@@ -179,29 +220,16 @@ export class IpRoute {
 
   /** Sets IPv4/IPv6 sysctls inside this namespace (net.* keys are per namespace). */
   async sysctl(values: Record<string, string | number>): Promise<void> {
-    const args = Object.entries(values).map(([k, v]) => `${k}=${v}`);
-    if (args.length) await run('sysctl', ['-q', '-w', ...args], { netns: this.netns });
+    if (Object.keys(values).length) await this.apply(new IpBatch(), sysctlCommand(values));
   }
 
-  /**
-   * Keeps the kernel's IP stack off a device whose frames belong to a userspace switch (OVS netdev reads
-   * them through AF_PACKET, but the kernel still sees them): no ARP answers for local addresses, strict
-   * reverse-path filtering (nothing received there is delivered or routed), no IPv6. Without this the kernel
-   * answers a pod's ARP for the gateway and routes its traffic around the switch.
-   */
+  /** See isolateFromHostStackCommand. */
   async isolateFromHostStack(...devs: string[]): Promise<void> {
-    const values: Record<string, number> = {};
-    for (const d of devs) {
-      const key = d.replaceAll('.', '/');
-      values[`net.ipv4.conf.${key}.arp_ignore`] = 8;
-      values[`net.ipv4.conf.${key}.rp_filter`] = 1;
-      values[`net.ipv6.conf.${key}.disable_ipv6`] = 1;
-    }
-    await this.sysctl(values);
+    if (devs.length) await this.apply(new IpBatch(), isolateFromHostStackCommand(...devs));
   }
 
   /** Turns TX checksum offload off: required for veths on a userspace (netdev) OVS datapath. */
   async txOffloadOff(...devs: string[]): Promise<void> {
-    for (const dev of devs) await run('ethtool', ['-K', dev, 'tx', 'off'], { netns: this.netns });
+    await this.apply(new IpBatch(), ...devs.map(txOffloadOffCommand));
   }
 }

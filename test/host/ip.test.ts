@@ -1,6 +1,6 @@
 import { existsSync } from 'node:fs';
 import { CommandError, run } from '../../src/host/exec.js';
-import { IpBatch } from '../../src/host/ip.js';
+import { IpBatch, isolateFromHostStackCommand, txOffloadOffCommand } from '../../src/host/ip.js';
 import { netnsExists } from '../../src/host/netns.js';
 import { isAlive, processRef } from '../../src/host/ledger.js';
 import { OvsSandbox } from '../harness/sandbox.js';
@@ -36,6 +36,25 @@ describe('host commands in namespaces', () => {
     expect(err).toBeInstanceOf(CommandError);
     expect((err as CommandError).argv).toContain('nsenter');
     expect((err as CommandError).message).toMatch(/no-such-dev|Cannot find device/);
+  });
+
+  it('runs a batch and its follow-up commands in one namespace entry, stopping at the first failure', async () => {
+    const pod = await sb.addPod('10.9.0.3/24');
+    await pod.ip.apply(new IpBatch().setLink('eth0', { mtu: 1300 }), txOffloadOffCommand('eth0'), isolateFromHostStackCommand('eth0'));
+    expect((await pod.ip.link('eth0'))?.mtu).toBe(1300);
+    expect((await run('sysctl', ['-n', 'net.ipv4.conf.eth0.arp_ignore'], { netns: pod.netns })).stdout.trim()).toBe('8');
+    // Words reach the command unsplit and unexpanded.
+    const odd = "it's $HOME; `x`";
+    await pod.ip.apply(new IpBatch(), ['ip', 'link', 'set', 'eth0', 'alias', odd]);
+    const [link] = JSON.parse((await run('ip', ['-json', 'link', 'show', 'eth0'], { netns: pod.netns })).stdout) as Array<{ ifalias?: string }>;
+    expect(link?.ifalias).toBe(odd);
+    // A failing batch line stops everything after it; a failing follow-up is reported with its stderr.
+    const err = await pod.ip.apply(new IpBatch().setLink('no-such-dev', { up: true }), ['ip', 'link', 'set', 'eth0', 'mtu', '1200']).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(CommandError);
+    expect((await pod.ip.link('eth0'))?.mtu).toBe(1300);
+    const err2 = await pod.ip.apply(new IpBatch().setLink('eth0', { mtu: 1250 }), ['ethtool', '-K', 'no-such-dev', 'tx', 'off'], ['ip', 'link', 'set', 'eth0', 'mtu', '1200']).catch((e: unknown) => e);
+    expect((err2 as CommandError).message).toMatch(/ethtool' '-K' 'no-such-dev'.*No such device/s);
+    expect((await pod.ip.link('eth0'))?.mtu).toBe(1250);
   });
 
   it('link() returns undefined for a missing device', async () => {

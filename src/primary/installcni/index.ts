@@ -7,6 +7,7 @@ import { chmod, copyFile, lstat, mkdir, readdir, readFile, readlink, realpath, r
 import { isBuiltin } from 'node:module';
 import { basename, dirname, extname, isAbsolute, join, relative, resolve } from 'node:path';
 import { CONF_EXTENSIONS, parseConfList } from '../../cni/conf.js';
+import { shellQuote } from '../../host/exec.js';
 import { logger, type Logger } from '../../util/log.js';
 
 /** The conflist's file name: early in the order, as the runtime takes the lexically first one. */
@@ -161,7 +162,6 @@ async function hashFile(path: string, h: ReturnType<typeof createHash>): Promise
   for await (const chunk of createReadStream(path)) h.update(chunk as Buffer);
 }
 
-const shellQuote = (s: string): string => `'${s.replace(/'/g, `'\\''`)}'`;
 
 /**
  * A self-contained copy: `<binDir>/seine-cni.d/<content hash>/` holds Node.js, the launcher and the modules it

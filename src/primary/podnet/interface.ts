@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { IpBatch, IpRoute } from '../../host/ip.js';
+import { IpBatch, IpRoute, isolateFromHostStackCommand, txOffloadOffCommand } from '../../host/ip.js';
 
 export interface PodInterfaceSpec {
   /** Pod network namespace path. */
@@ -34,12 +34,15 @@ export function randomMac(): string {
 
 /**
  * Creates the pod's veth (peer straight into the pod netns), addresses it, adds a default route via the
- * gateway on it. Two iproute2 spawns plus the offload changes; on failure the host end (and with it the peer) is removed.
+ * gateway on it, then brings the host end up. Three spawns: the veth alone (its failure means nothing was
+ * made), the pod side, the host side, each with its offload/sysctl changes; on failure the host end (and
+ * with it the peer) is removed.
  */
 export async function setUpPodInterface(host: IpRoute, spec: PodInterfaceSpec): Promise<void> {
-  await host.apply(new IpBatch().addVeth(spec.hostIfname, spec.ifname, { peerNetns: spec.netns, mtu: spec.mtu, peerMac: spec.mac }).setLink(spec.hostIfname, { up: true }));
+  await host.apply(new IpBatch().addVeth(spec.hostIfname, spec.ifname, { peerNetns: spec.netns, mtu: spec.mtu, peerMac: spec.mac }));
   try {
     const pod = new IpRoute(spec.netns);
+    const userspace = spec.userspaceDatapath;
     await pod.apply(
       new IpBatch()
         .setLink('lo', { up: true })
@@ -48,10 +51,13 @@ export async function setUpPodInterface(host: IpRoute, spec: PodInterfaceSpec): 
         // Appended, not replaced: another attachment of this network in the pod keeps its default route
         // (the first one stays in use), and each interface's route goes with it when it is deleted.
         .raw(`route append default via ${spec.gateway} dev ${spec.ifname}`),
+      ...(userspace ? [txOffloadOffCommand(spec.ifname)] : []),
     );
-    if (spec.userspaceDatapath) {
-      await Promise.all([host.txOffloadOff(spec.hostIfname), pod.txOffloadOff(spec.ifname), host.isolateFromHostStack(spec.hostIfname)]);
-    }
+    // The host end goes up last: no frame reaches the switch before the pod end is configured.
+    await host.apply(
+      new IpBatch().setLink(spec.hostIfname, { up: true }),
+      ...(userspace ? [txOffloadOffCommand(spec.hostIfname), isolateFromHostStackCommand(spec.hostIfname)] : []),
+    );
   } catch (e) {
     await tearDownPodInterface(host, spec.hostIfname);
     throw e;

@@ -1,7 +1,7 @@
 import ipaddr from 'ipaddr.js';
 import type { CniRoute } from '../../cni/types.js';
 import { CommandError } from '../../host/exec.js';
-import { IpBatch, IpRoute, type Route } from '../../host/ip.js';
+import { IpBatch, IpRoute, isolateFromHostStackCommand, txOffloadOffCommand, type Route } from '../../host/ip.js';
 
 export interface SecondaryInterfaceSpec {
   netns: string;
@@ -103,13 +103,11 @@ export async function setUpSecondaryInterface(host: IpRoute, spec: SecondaryInte
     }
     // The host end goes up last: no frame reaches the switch before the pod end is configured.
     const hostSide = new IpBatch().setLink(spec.hostIfname, { up: true });
-    await pod.apply(b).catch((e: unknown) => {
+    const userspace = spec.userspaceDatapath;
+    await pod.apply(b, ...(userspace ? [txOffloadOffCommand(spec.ifname)] : [])).catch((e: unknown) => {
       throw e instanceof CommandError ? new Error(`configuring ${spec.ifname} in ${spec.netns}: ${e.stderr.trim() || e.message}`, { cause: e }) : e;
     });
-    if (spec.userspaceDatapath) {
-      await Promise.all([host.txOffloadOff(spec.hostIfname), pod.txOffloadOff(spec.ifname), host.isolateFromHostStack(spec.hostIfname)]);
-    }
-    await host.apply(hostSide);
+    await host.apply(hostSide, ...(userspace ? [txOffloadOffCommand(spec.hostIfname), isolateFromHostStackCommand(spec.hostIfname)] : []));
   } catch (e) {
     await undo();
     throw e;
