@@ -1,4 +1,5 @@
-import { CoreV1Api, KubeConfig, type V1Pod } from '@kubernetes/client-node';
+import { CoreV1Api, type V1Pod } from '@kubernetes/client-node';
+import { loadKubeConfig } from '../k8s/kubeconfig.js';
 import { run } from '../host/exec.js';
 import { netnsPath } from '../host/netns.js';
 import { podNetnsName } from '../lab/kubelet.js';
@@ -28,8 +29,7 @@ async function waitRunning(core: CoreV1Api, names: string[], timeoutMs = 60_000)
  * traffic from a pod to the external host. Prints what it sees; throws if any traffic fails.
  */
 export async function runDemo({ status, say }: DemoContext): Promise<void> {
-  const kc = new KubeConfig();
-  kc.loadFromFile(status.kubeconfig);
+  const kc = loadKubeConfig(status.kubeconfig);
   const core = kc.makeApiClient(CoreV1Api);
   await core.createNamespace({ body: { metadata: { name: NAMESPACE } } });
   const names = status.nodes.map((_, i) => `pod${i + 1}`);

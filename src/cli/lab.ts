@@ -2,7 +2,8 @@ import { Command, Option } from 'commander';
 import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, openSync, closeSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { CoreV1Api, KubeConfig } from '@kubernetes/client-node';
+import { CoreV1Api } from '@kubernetes/client-node';
+import { loadKubeConfig } from '../k8s/kubeconfig.js';
 import { ResourceLedger } from '../host/ledger.js';
 import { netnsPath } from '../host/netns.js';
 import { DEFAULT_STATE_ROOT, Lab, labStateDir, type LabStatus } from '../lab/lab.js';
@@ -108,8 +109,7 @@ async function exec(o: Common & { node?: string; external?: boolean }, target: s
   else {
     if (!target || !target.includes('/')) throw new Error('give a pod as NAMESPACE/NAME, or --node NODE, or --external');
     const [namespace, name] = target.split('/') as [string, string];
-    const kc = new KubeConfig();
-    kc.loadFromFile(readStatus(o).kubeconfig);
+    const kc = loadKubeConfig(readStatus(o).kubeconfig);
     const pod = await kc.makeApiClient(CoreV1Api).readNamespacedPod({ name, namespace });
     netns = netnsPath(podNetnsName(o.name, pod.metadata!.uid!));
   }

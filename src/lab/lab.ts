@@ -1,4 +1,4 @@
-import { CoreV1Api, KubeConfig, type V1Node } from '@kubernetes/client-node';
+import { CoreV1Api, type KubeConfig, type V1Node } from '@kubernetes/client-node';
 import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { release as kernelRelease } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -9,6 +9,7 @@ import { ResourceLedger, reapStaleLedgers } from '../host/ledger.js';
 import { netnsPath } from '../host/netns.js';
 import { SubnetAllocator } from '../ipam/subnets.js';
 import { MERGE_PATCH } from '../k8s/api.js';
+import { loadKubeConfig } from '../k8s/kubeconfig.js';
 import { logger } from '../util/log.js';
 import { repoRoot } from '../util/paths.js';
 import { ApiServer } from './apiserver/index.js';
@@ -104,8 +105,7 @@ export class Lab {
     readonly options: { network: 'seine' | 'bridge'; encap: 'vxlan' | 'geneve' | 'noEncap'; podCidrs: 'lab' | 'seine' },
   ) {
     this.log = logger('lab', { lab: plan.name });
-    this.kubeConfig = new KubeConfig();
-    this.kubeConfig.loadFromFile(kubeconfigPath);
+    this.kubeConfig = loadKubeConfig(kubeconfigPath);
     this.core = this.kubeConfig.makeApiClient(CoreV1Api);
   }
 
