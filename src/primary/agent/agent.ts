@@ -26,7 +26,7 @@ import type { Server } from 'node:http';
 /** VXLAN and Geneve (no options) both add 50 bytes over IPv4. */
 const ENCAP_OVERHEAD = 50;
 const WATCHDOG_MS = 2000;
-/** Flows are read at least this often even when ovs-vswitchd's pid has not changed (e.g. no pidfile). */
+/** Flows are read at least this often even when ovs-vswitchd's pidfile has not changed (every tick without one). */
 const FLOW_CHECK_MS = 30_000;
 /** ADD/DEL/GC take one unit; re-realizing the whole node takes all of them. */
 const LOCK_UNITS = 1024;
