@@ -5,7 +5,6 @@ import {
   buildNetworkStatus,
   capabilityArgs,
   diffAttachments,
-  diffSelections,
   keepInterfaceNames,
   requestFingerprint,
   NETWORKS_ANNOTATION,
@@ -19,6 +18,12 @@ import {
 
 const parse = (v: string, ns = 'pods'): NetworkSelection[] => parseNetworksAnnotation(v, ns);
 const brief = (sels: NetworkSelection[]): string[] => sels.map(attachmentKey);
+/** What hot-plug computes when the old annotation's attachments are in place (each with its request recorded). */
+const diffSelections = (before: NetworkSelection[], after: NetworkSelection[]) =>
+  diffAttachments(
+    before.map((s) => ({ ...s, request: requestFingerprint(s) })),
+    after,
+  );
 
 /** The error's message, or a marker when parsing succeeded. */
 function errorOf(v: string): string {

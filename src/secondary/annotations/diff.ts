@@ -24,8 +24,6 @@ export interface AttachmentDiff<A extends AttachedSelection> {
   changed: Array<{ from: A; to: NetworkSelection }>;
 }
 
-export type SelectionDiff = AttachmentDiff<NetworkSelection & { request: string }>;
-
 /**
  * A short fingerprint of what an element asks for beyond NAD and interface (ips, mac, default-route,
  * cni-args, ...), independent of key order: kept with an attachment to notice a changed request. Made of
@@ -106,12 +104,4 @@ export function diffAttachments<A extends AttachedSelection>(attached: readonly 
   }
   diff.remove = attached.filter((a) => !after.has(attachmentKey(a))).reverse();
   return diff;
-}
-
-/** diffAttachments between two parsed annotations. */
-export function diffSelections(oldSel: readonly NetworkSelection[], newSel: readonly NetworkSelection[]): SelectionDiff {
-  return diffAttachments(
-    oldSel.map((s) => ({ ...s, request: requestFingerprint(s) })),
-    newSel,
-  );
 }

@@ -1,5 +1,5 @@
 // Pod annotations of the multi-network spec: the networks a pod asks for, and the status of what it got.
-export { diffAttachments, diffSelections, keepInterfaceNames, requestFingerprint, type AttachedSelection, type AttachmentDiff, type SelectionDiff } from './diff.js';
+export { diffAttachments, keepInterfaceNames, requestFingerprint, type AttachedSelection, type AttachmentDiff } from './diff.js';
 export { NETWORK_STATUS_ANNOTATION, NETWORKS_ANNOTATION, NetworksAnnotationError, NetworkStatusError, type AnnotationProblem } from './errors.js';
 export {
   assignInterfaceNames,
