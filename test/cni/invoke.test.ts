@@ -121,11 +121,10 @@ describe('invoking one plugin binary', () => {
   });
 
   it('a plugin that does not answer in time is killed', async () => {
-    const started = Date.now();
+    // The plugin hangs forever: an answer at all shows it was killed at the timeout.
     const e = await failure(invokeAdd('rec', { ...base, config: { cniVersion: '1.0.0', name: 'n', type: 'rec', behavior: { ADD: 'hang' } } }, '1.0.0', { ...opts, timeoutMs: 1500 }));
     expect(e.kind).toBe('timeout');
     expect(e.message).toBe('plugin type="rec" failed (add): no answer within 1500 ms');
-    expect(Date.now() - started).toBeLessThan(10_000);
   });
 
   it('VERSION: the supported versions; a garbage answer is an error', async () => {

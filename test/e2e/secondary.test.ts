@@ -88,8 +88,8 @@ describe('secondary networks (NADs + networks annotation) on 3 nodes', () => {
     const r3 = await addrOf(lab, pods.r3!, 'net1');
     expect(b1.mtu).toBe(1400);
     // Tunnels follow the nodes' published VNIs: the peer side converges within moments of the pod starting.
-    await eventually('blue across nodes', async () => ((await pings(lab, pods.b1!, b2blue.ip!)) ? true : undefined), 15_000);
-    await eventually('red across nodes', async () => ((await pings(lab, pods.r3!, b2red.ip!)) ? true : undefined), 15_000);
+    await eventually('blue across nodes', async () => ((await pings(lab, pods.b1!, b2blue.ip!)) ? true : undefined), 60_000);
+    await eventually('red across nodes', async () => ((await pings(lab, pods.r3!, b2red.ip!)) ? true : undefined), 60_000);
     // Same subnet, different VNI: 10.50.0.99 exists only on red, so blue never reaches it.
     expect(r3.ip).toBe('10.50.0.99');
     expect(await pings(lab, pods.r2!, r3.ip!)).toBe(true);
@@ -150,17 +150,17 @@ describe('secondary networks (NADs + networks annotation) on 3 nodes', () => {
       { name: 'hot', namespace: 'default', body: { metadata: { annotations: { [NETWORKS_ANNOTATION]: 'vlan100@data0' } } } },
       (await import('../../src/k8s/api.js')).MERGE_PATCH,
     );
-    const data0 = await eventually('data0 added', async () => (await addrOf(lab, p, 'data0').catch(() => ({ ip: undefined }))).ip, 20_000);
+    const data0 = await eventually('data0 added', async () => (await addrOf(lab, p, 'data0').catch(() => ({ ip: undefined }))).ip, 60_000);
     expect(await pings(lab, pods.v1!, data0)).toBe(true);
     await lab.core.patchNamespacedPod(
       { name: 'hot', namespace: 'default', body: { metadata: { annotations: { [NETWORKS_ANNOTATION]: '' } } } },
       (await import('../../src/k8s/api.js')).MERGE_PATCH,
     );
-    await eventually('data0 removed', async () => ((await addrOf(lab, p, 'data0').catch(() => undefined)) === undefined ? true : undefined), 20_000);
+    await eventually('data0 removed', async () => ((await addrOf(lab, p, 'data0').catch(() => undefined)) === undefined ? true : undefined), 60_000);
     const out = await stream;
     expect(out).toMatch(/40 packets transmitted, 40 received/);
     expect(status(await fresh('hot')).map((e) => e.interface)).toEqual(['eth0']);
-  }, 60_000);
+  }, 180_000);
 
   it('hot-plug keeps auto-named interfaces in place when an earlier element is removed', async () => {
     const p = await make('shift', 0, 'vlan100,vlan200');
@@ -172,13 +172,13 @@ describe('secondary networks (NADs + networks annotation) on 3 nodes', () => {
       { name: 'shift', namespace: 'default', body: { metadata: { annotations: { [NETWORKS_ANNOTATION]: 'vlan200' } } } },
       (await import('../../src/k8s/api.js')).MERGE_PATCH,
     );
-    await eventually('net1 removed', async () => ((await addrOf(lab, p, 'net1').catch(() => undefined)) === undefined ? true : undefined), 20_000);
+    await eventually('net1 removed', async () => ((await addrOf(lab, p, 'net1').catch(() => undefined)) === undefined ? true : undefined), 60_000);
     expect(await stream).toMatch(/40 packets transmitted, 40 received/);
     expect(await addrOf(lab, p, 'net2')).toEqual(net2);
     const st = await eventually('network-status shows net2 only', async () => {
       const s = status(await fresh('shift'));
       return s.length === 2 ? s : undefined;
-    }, 20_000);
+    }, 60_000);
     expect(st.map((e) => [e.interface, e.ips])).toEqual([
       ['eth0', [p.status!.podIP]],
       ['net2', [net2.ip]],
@@ -188,10 +188,10 @@ describe('secondary networks (NADs + networks annotation) on 3 nodes', () => {
       { name: 'shift', namespace: 'default', body: { metadata: { annotations: { [NETWORKS_ANNOTATION]: 'vlan200,vlan100' } } } },
       (await import('../../src/k8s/api.js')).MERGE_PATCH,
     );
-    const again = await eventually('vlan100 back as net1', async () => (await addrOf(lab, p, 'net1').catch(() => ({ ip: undefined }))).ip, 20_000);
+    const again = await eventually('vlan100 back as net1', async () => (await addrOf(lab, p, 'net1').catch(() => ({ ip: undefined }))).ip, 60_000);
     expect(again).toMatch(/^10\.100\.0\./);
     expect(await addrOf(lab, p, 'net2')).toEqual(net2);
-  }, 90_000);
+  }, 180_000);
 
   it('hot-plug re-attaches an interface whose request changed; the old pool address is returned', async () => {
     const p = await make('renum', 1, JSON.stringify([{ name: 'vlan200' }, { name: 'vlan100', ips: ['10.100.0.77/24'] }]));
@@ -214,17 +214,17 @@ describe('secondary networks (NADs + networks annotation) on 3 nodes', () => {
     const renumbered = await eventually('net2 renumbered', async () => {
       const a = await addrOf(lab, p, 'net2').catch(() => undefined);
       return a?.ip === '10.100.0.78' ? a : undefined;
-    }, 20_000);
+    }, 60_000);
     expect(renumbered.mac).toBe('02:00:00:00:01:78');
     expect(await stream).toMatch(/30 packets transmitted, 30 received/);
     expect(await addrOf(lab, p, 'net1')).toEqual(net1);
     expect(await pings(lab, pods.v2!, '10.100.0.78')).toBe(true);
-    await eventually('old address returned to the pool', async () => ((await allocated('10.100.0.77')) ? undefined : true), 20_000);
+    await eventually('old address returned to the pool', async () => ((await allocated('10.100.0.77')) ? undefined : true), 60_000);
     expect(await allocated('10.100.0.78')).toBe(true);
     const st = await eventually('network-status shows the new address', async () => {
       const s = status(await fresh('renum'));
       return s[2]?.ips?.[0] === '10.100.0.78' ? s : undefined;
-    }, 20_000);
+    }, 60_000);
     expect(st.map((e) => e.interface)).toEqual(['eth0', 'net1', 'net2']);
-  }, 90_000);
+  }, 180_000);
 });

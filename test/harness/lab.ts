@@ -35,7 +35,7 @@ export function simplePod(name: string, opts: { node?: string; command?: string[
   };
 }
 
-export async function waitRunning(lab: Lab, name: string, namespace = 'default', timeoutMs = 30_000): Promise<V1Pod> {
+export async function waitRunning(lab: Lab, name: string, namespace = 'default', timeoutMs = 90_000): Promise<V1Pod> {
   return eventually(`pod ${namespace}/${name} Running`, async () => {
     const p = await lab.core.readNamespacedPod({ name, namespace });
     return p.status?.phase === 'Running' && p.status.podIP ? p : undefined;

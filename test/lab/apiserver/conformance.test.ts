@@ -446,14 +446,14 @@ describe('API server conformance', () => {
       const refused = await call(api(), 'POST', '/api/v1/namespaces/doomed/configmaps', cm('late'));
       expect(refused.status).toBe(403);
       expect(refused.body.message).toMatch(/being terminated/);
-      await eventually(async () => (await call(api(), 'GET', '/api/v1/namespaces/doomed/pods')).body.items.length === 0, 3000, 'pods gone');
+      await eventually(async () => (await call(api(), 'GET', '/api/v1/namespaces/doomed/pods')).body.items.length === 0, 30_000, 'pods gone');
       expect((await call(api(), 'GET', '/apis/apps/v1/namespaces/doomed/deployments')).body.items).toHaveLength(0);
       const left = (await call(api(), 'GET', '/api/v1/namespaces/doomed/configmaps')).body.items;
       expect(left.map((c: Json) => c.metadata.name)).toEqual(['held']);
       expect(left[0].metadata.deletionTimestamp).toBeTruthy();
       expect((await call(api(), 'GET', '/api/v1/namespaces/doomed')).body.status.phase).toBe('Terminating');
       await call(api(), 'PATCH', '/api/v1/namespaces/doomed/configmaps/held', { metadata: { finalizers: null } }, { 'content-type': 'application/merge-patch+json' });
-      await eventually(async () => (await call(api(), 'GET', '/api/v1/namespaces/doomed')).status === 404, 3000, 'namespace gone');
+      await eventually(async () => (await call(api(), 'GET', '/api/v1/namespaces/doomed')).status === 404, 30_000, 'namespace gone');
       expect((await call(api(), 'DELETE', '/api/v1/namespaces/kube-system')).status).toBe(403);
     });
 
@@ -465,18 +465,18 @@ describe('API server conformance', () => {
       const bg = await mk('owner-bg');
       await mk('dep-bg', bg);
       await call(api(), 'DELETE', `${path}/owner-bg`, { propagationPolicy: 'Background' });
-      await eventually(async () => !(await exists('dep-bg')), 3000, 'background dependent deleted');
+      await eventually(async () => !(await exists('dep-bg')), 30_000, 'background dependent deleted');
       const or = await mk('owner-or');
       await mk('dep-or', or);
       await call(api(), 'DELETE', `${path}/owner-or`, { propagationPolicy: 'Orphan' });
-      await eventually(async () => !(await exists('owner-or')), 3000, 'orphaning owner deleted');
+      await eventually(async () => !(await exists('owner-or')), 30_000, 'orphaning owner deleted');
       const orphan = (await call(api(), 'GET', `${path}/dep-or`)).body;
       expect(orphan.metadata.ownerReferences).toBeUndefined();
       const fg = await mk('owner-fg');
       await mk('dep-fg', fg);
       const d = await call(api(), 'DELETE', `${path}/owner-fg`, { propagationPolicy: 'Foreground' });
       expect(d.body.metadata.finalizers).toContain('foregroundDeletion');
-      await eventually(async () => !(await exists('owner-fg')) && !(await exists('dep-fg')), 3000, 'foreground deletion done');
+      await eventually(async () => !(await exists('owner-fg')) && !(await exists('dep-fg')), 30_000, 'foreground deletion done');
     });
   });
 

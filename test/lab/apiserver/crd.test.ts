@@ -189,19 +189,19 @@ describe('CustomResourceDefinitions', () => {
     const d = await call(api(), 'DELETE', `${CRDS}/widgets.example.com`);
     expect(d.status).toBe(200);
     expect(d.body.metadata.deletionTimestamp).toBeTruthy();
-    await eventually(async () => (await call(api(), 'GET', W)).body.items?.length === 1, 3000, 'only the held widget left');
+    await eventually(async () => (await call(api(), 'GET', W)).body.items?.length === 1, 30_000, 'only the held widget left');
     expect((await call(api(), 'POST', W, widget('late', { size: 1 }))).status).toBe(405);
     const crd = (await call(api(), 'GET', `${CRDS}/widgets.example.com`)).body;
     expect(crd.status.conditions).toContainEqual(expect.objectContaining({ type: 'Terminating', status: 'True' }));
     await call(api(), 'PATCH', `${W}/held`, { metadata: { finalizers: null } }, { 'content-type': 'application/merge-patch+json' });
-    await eventually(async () => (await call(api(), 'GET', `${CRDS}/widgets.example.com`)).status === 404, 3000, 'CRD gone');
+    await eventually(async () => (await call(api(), 'GET', `${CRDS}/widgets.example.com`)).status === 404, 30_000, 'CRD gone');
     expect((await call(api(), 'GET', W)).status).toBe(404);
     await w.ended;
     expect(w.events.filter((e) => e.type === 'DELETED').length).toBeGreaterThan(0);
     // The refused CRD gets the freed names.
-    await eventually(async () => (await call(api(), 'GET', '/apis/example.com/v1')).body.resources.map((r: Json) => r.name).join() === 'gizmos,gizmos/status,globals', 3000, 'gizmos accepted');
+    await eventually(async () => (await call(api(), 'GET', '/apis/example.com/v1')).body.resources.map((r: Json) => r.name).join() === 'gizmos,gizmos/status,globals', 30_000, 'gizmos accepted');
     await call(api(), 'DELETE', `${CRDS}/gizmos.example.com`);
-    await eventually(async () => (await call(api(), 'GET', `${CRDS}/gizmos.example.com`)).status === 404, 3000, 'gizmos gone');
+    await eventually(async () => (await call(api(), 'GET', `${CRDS}/gizmos.example.com`)).status === 404, 30_000, 'gizmos gone');
     // Recreating the CRD starts empty.
     expect((await call(api(), 'POST', CRDS, widgetCrd())).status).toBe(201);
     expect((await call(api(), 'GET', W)).body.items).toEqual([]);

@@ -4,6 +4,7 @@ import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ApiServer, type ApiServerOptions } from '../../../src/lab/apiserver/index.js';
+import { eventually as eventuallyShared, sleep } from '../../../src/util/wait.js';
 
 /** A server in its own temp dir (kubeconfig, kubectl cache, data file); `stop()` removes it all. */
 export interface TestServer {
@@ -177,19 +178,13 @@ export function kubectl(srv: TestServer, args: string[], input?: string): Promis
   });
 }
 
-export async function eventually<T>(fn: () => T | Promise<T>, timeoutMs = 5000, what = 'condition'): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const v = await fn();
-      if (v) return v;
-    } catch (e) {
-      last = e;
-    }
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${last ? `: ${String(last)}` : ''}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
+/** Polls until fn returns something truthy, and returns it (a generous bound: CI machines are busy). */
+export function eventually<T>(fn: () => T | Promise<T>, timeoutMs = 30_000, what = 'condition'): Promise<T> {
+  return eventuallyShared(what, async (saw) => {
+    const v = await fn();
+    saw(v);
+    return v ? v : undefined;
+  }, timeoutMs, 25);
 }
 
-export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+export { sleep };

@@ -63,11 +63,11 @@ describe('client-node informers', () => {
     cms.create({ metadata: { name: 'pre', namespace: 'default' }, data: { a: '1' } });
     const h = startInformer(srv.api.kubeconfig());
     try {
-      await eventually(() => h.events.includes('add:pre'), 5000, 'initial add');
+      await eventually(() => h.events.includes('add:pre'), 30_000, 'initial add');
       cms.create({ metadata: { name: 'new', namespace: 'default' }, data: { b: '1' } });
       cms.patch('pre', { data: { a: '2' } }, { namespace: 'default' });
       cms.delete('new', { namespace: 'default' });
-      await eventually(() => h.events.includes('delete:new'), 5000, 'delete event');
+      await eventually(() => h.events.includes('delete:new'), 30_000, 'delete event');
       expect(h.events).toEqual(['add:pre', 'add:new', 'update:pre:{"a":"2"}', 'delete:new']);
       expect(names(h)).toEqual(['pre']);
       expect(h.informer.get('pre', 'default')?.data).toEqual({ a: '2' });
@@ -87,11 +87,11 @@ describe('client-node informers', () => {
     const h = startInformer(first.api.kubeconfig({ plain: true }));
     let second: TestServer | undefined;
     try {
-      await eventually(() => names(h).length === 3, 5000, 'initial list');
+      await eventually(() => names(h).length === 3, 30_000, 'initial list');
       const rvBefore = first.api.store.resourceVersion;
       await first.close();
       // While the server is down the informer's re-watch fails and the consumer backs off.
-      await eventually(() => h.errors() > 0, 5000, 'watch failure while down');
+      await eventually(() => h.errors() > 0, 30_000, 'watch failure while down');
       second = await startServer({ dataFile, port }, first.dir);
       // Same objects, and the resourceVersion sequence goes on.
       expect(second.api.store.resourceVersion).toBe(rvBefore);
@@ -101,7 +101,7 @@ describe('client-node informers', () => {
       expect(Number(created.metadata.resourceVersion)).toBeGreaterThan(rvBefore);
       cms.patch('change', { data: { v: '2' } }, { namespace: 'default' });
       cms.delete('drop', { namespace: 'default' });
-      await eventually(() => names(h).join() === 'after,change,keep' && h.informer.get('change', 'default')?.data?.v === '2', 10_000, 'informer caught up after restart');
+      await eventually(() => names(h).join() === 'after,change,keep' && h.informer.get('change', 'default')?.data?.v === '2', 30_000, 'informer caught up after restart');
       expect(h.events).toEqual(expect.arrayContaining(['add:after', 'update:change:{"v":"2"}', 'delete:drop']));
     } finally {
       await h.stop();
@@ -116,18 +116,18 @@ describe('client-node informers', () => {
     cms.create({ metadata: { name: 'one', namespace: 'default' } });
     const h = startInformer(srv.api.kubeconfig());
     try {
-      await eventually(() => names(h).join() === 'one', 5000, 'initial list');
+      await eventually(() => names(h).join() === 'one', 30_000, 'initial list');
       expect(h.lists()).toBe(1);
       // Cut the watch and move history past the informer's resourceVersion before it comes back.
       srv.api.closeWatches();
       for (let i = 0; i < 5; i++) cms.create({ metadata: { name: `burst${i}`, namespace: 'default' } });
       cms.delete('one', { namespace: 'default' });
-      await eventually(() => h.lists() === 2, 5000, 'relist after 410');
-      await eventually(() => names(h).join() === 'burst0,burst1,burst2,burst3,burst4', 5000, 'cache matches the server');
+      await eventually(() => h.lists() === 2, 30_000, 'relist after 410');
+      await eventually(() => names(h).join() === 'burst0,burst1,burst2,burst3,burst4', 30_000, 'cache matches the server');
       expect(h.events).toContain('delete:one');
       // And it keeps watching afterwards.
       cms.create({ metadata: { name: 'later', namespace: 'default' } });
-      await eventually(() => names(h).includes('later'), 5000, 'live event after relist');
+      await eventually(() => names(h).includes('later'), 30_000, 'live event after relist');
       expect(h.errors()).toBe(0);
     } finally {
       await h.stop();

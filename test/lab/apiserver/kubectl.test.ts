@@ -155,9 +155,9 @@ describe('kubectl against the API server', () => {
     child.stdout.on('data', (b: Buffer) => (out += b.toString()));
     const exited = new Promise<void>((r) => child.on('exit', () => r()));
     try {
-      await eventually(() => /settings/.test(out), 10_000, 'initial list');
+      await eventually(() => /settings/.test(out), 30_000, 'initial list');
       await call(srv.api, 'POST', '/api/v1/namespaces/default/configmaps', { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'watched' }, data: { a: '1', b: '2' } });
-      await eventually(() => /^watched\s+2\s+\d+s$/m.test(out), 10_000, 'watch line for the new configmap');
+      await eventually(() => /^watched\s+2\s+\d+s$/m.test(out), 30_000, 'watch line for the new configmap');
     } finally {
       child.kill('SIGTERM');
       await exited;

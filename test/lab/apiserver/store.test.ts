@@ -107,7 +107,7 @@ describe('persistence', () => {
     a.resource('apiextensions.k8s.io/v1', 'customresourcedefinitions').create(crd);
     a.resource('example.com/v1', 'things').create({ metadata: { name: 't1' }, spec: { n: 1 } });
     a.resource('v1', 'configmaps').create({ metadata: { name: 'c1', namespace: 'default' }, data: { k: 'v' } });
-    await eventually(() => existsSync(dataFile) && readFileSync(dataFile, 'utf8').includes('"c1"'), 3000, 'snapshot written');
+    await eventually(() => existsSync(dataFile) && readFileSync(dataFile, 'utf8').includes('"c1"'), 30_000, 'snapshot written');
     const rv = a.store.resourceVersion;
     const { token, tls } = a;
     const port = a.port;

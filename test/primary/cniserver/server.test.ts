@@ -279,9 +279,8 @@ describe('CniServer over a unix socket', () => {
         req.signal.addEventListener('abort', () => (aborted = req.signal.reason));
         await hang.promise;
       };
-      const t0 = Date.now();
+      // Both answer (the test would time out otherwise), each with the agent's own timeout error.
       const [first, second] = await Promise.all([invoke(socket, inv('ADD')), invoke(socket, inv('DEL'))]);
-      expect(Date.now() - t0).toBeLessThan(3000);
       expect(first.error).toEqual({ cniVersion: '1.1.0', code: CniCode.TryAgainLater, msg: 'seine agent timed out on ADD', details: 'container ctr1 eth0: no answer within 300 ms' });
       expect(second.error).toMatchObject({ code: CniCode.TryAgainLater, msg: 'seine agent timed out on DEL' });
       expect(aborted).toBeInstanceOf(CniError);

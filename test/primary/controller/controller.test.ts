@@ -39,11 +39,11 @@ describe('seine controller against the API server', () => {
     t.createNode('n-a');
     t.createNode('n-far', '10.244.7.0/24');
     const c = await start('c1');
-    await eventually(() => t.podCIDR('n-a'), 10_000, 'n-a assigned');
+    await eventually(() => t.podCIDR('n-a'), 30_000, 'n-a assigned');
     expect(t.podCIDR('n-a')).toBe('10.244.1.0/24');
     t.createNode('n-b');
     t.createNode('n-c');
-    await eventually(() => t.podCIDR('n-b') && t.podCIDR('n-c'), 10_000, 'n-b and n-c assigned');
+    await eventually(() => t.podCIDR('n-b') && t.podCIDR('n-c'), 30_000, 'n-b and n-c assigned');
     expect([t.podCIDR('n-b'), t.podCIDR('n-c')].sort()).toEqual(['10.244.2.0/24', '10.244.3.0/24']);
     expect(t.podCIDR('n-old')).toBe('10.244.0.0/24');
     expect(t.podCIDR('n-far')).toBe('10.244.7.0/24');
@@ -56,7 +56,7 @@ describe('seine controller against the API server', () => {
   it('after a restart respects what nodes hold, and reuses what deleted nodes held', async () => {
     const first = await start('c1');
     for (const n of ['n1', 'n2', 'n3']) t.createNode(n);
-    await eventually(() => ['n1', 'n2', 'n3'].every((n) => t.podCIDR(n)), 10_000, 'three nodes assigned');
+    await eventually(() => ['n1', 'n2', 'n3'].every((n) => t.podCIDR(n)), 30_000, 'three nodes assigned');
     const before = Object.fromEntries(['n1', 'n2', 'n3'].map((n) => [n, t.podCIDR(n)]));
     await first.stop();
     controllers.splice(controllers.indexOf(first), 1);
@@ -64,7 +64,7 @@ describe('seine controller against the API server', () => {
     t.nodes.delete('n2');
     await start('c2');
     t.createNode('n4');
-    await eventually(() => t.podCIDR('n4'), 10_000, 'n4 assigned');
+    await eventually(() => t.podCIDR('n4'), 30_000, 'n4 assigned');
     expect(t.podCIDR('n4')).toBe(before.n2);
     expect(t.podCIDR('n1')).toBe(before.n1);
     expect(t.podCIDR('n3')).toBe(before.n3);
@@ -73,12 +73,12 @@ describe('seine controller against the API server', () => {
   it('releases the subnet of a deleted node and hands it out again', async () => {
     const c = await start('c1');
     for (const n of ['n1', 'n2']) t.createNode(n);
-    await eventually(() => t.podCIDR('n1') && t.podCIDR('n2'), 10_000, 'assigned');
+    await eventually(() => t.podCIDR('n1') && t.podCIDR('n2'), 30_000, 'assigned');
     const freed = t.podCIDR('n1');
     t.nodes.delete('n1');
-    await eventually(() => !c.nodeIpam?.assignments().has('n1'), 10_000, 'n1 released');
+    await eventually(() => !c.nodeIpam?.assignments().has('n1'), 30_000, 'n1 released');
     t.createNode('n3');
-    await eventually(() => t.podCIDR('n3'), 10_000, 'n3 assigned');
+    await eventually(() => t.podCIDR('n3'), 30_000, 'n3 assigned');
     expect(t.podCIDR('n3')).toBe(freed);
   });
 
@@ -86,9 +86,9 @@ describe('seine controller against the API server', () => {
     const c = await start('c1', { clusterCIDR: '10.250.0.0/23', nodeCIDRMaskSize: 24 });
     t.createNode('n1');
     t.createNode('n2');
-    await eventually(() => t.podCIDR('n1') && t.podCIDR('n2'), 10_000, 'two nodes assigned');
+    await eventually(() => t.podCIDR('n1') && t.podCIDR('n2'), 30_000, 'two nodes assigned');
     t.createNode('n3');
-    const warning = await eventually(() => t.warnings('n3')[0], 10_000, 'exhaustion event');
+    const warning = await eventually(() => t.warnings('n3')[0], 30_000, 'exhaustion event');
     expect(warning).toBe(`${NodeIpamReason.CIDRNotAvailable}: no free /24 left in cluster CIDR 10.250.0.0/23; the node gets one when another node is deleted`);
     expect(t.podCIDR('n3')).toBeUndefined();
     // Updates of the waiting node neither assign nor repeat the event.
@@ -98,7 +98,7 @@ describe('seine controller against the API server', () => {
     expect(c.nodeIpam?.free).toBe(0);
     const freed = t.podCIDR('n1');
     t.nodes.delete('n1');
-    await eventually(() => t.podCIDR('n3'), 10_000, 'n3 assigned after n1 left');
+    await eventually(() => t.podCIDR('n3'), 30_000, 'n3 assigned after n1 left');
     expect(t.podCIDR('n3')).toBe(freed);
   });
 
@@ -110,10 +110,10 @@ describe('seine controller against the API server', () => {
     t.createNode('ipv6', 'fd00:10::/64');
     await start('c1');
     t.createNode('fresh');
-    await eventually(() => t.podCIDR('fresh'), 10_000, 'fresh assigned');
+    await eventually(() => t.podCIDR('fresh'), 30_000, 'fresh assigned');
     // 10.244.0.0/23 covers the first two /24s.
     expect(t.podCIDR('fresh')).toBe('10.244.2.0/24');
-    await eventually(() => t.warnings('b-overlap').length && t.warnings('outside').length && t.warnings('ipv6').length, 10_000, 'warnings');
+    await eventually(() => t.warnings('b-overlap').length && t.warnings('outside').length && t.warnings('ipv6').length, 30_000, 'warnings');
     expect(t.warnings('outside')).toEqual([`${NodeIpamReason.PodCIDROutsideClusterCIDR}: podCIDR 192.168.7.0/24 is not inside the cluster CIDR 10.244.0.0/16; Seine leaves it as it is`]);
     expect(t.warnings('b-overlap')).toEqual([`${NodeIpamReason.PodCIDROverlap}: podCIDR 10.244.1.0/24 overlaps the podCIDR of a-wide (10.244.0.0/23); Seine leaves it as it is`]);
     expect(t.warnings('ipv6')).toEqual([`${NodeIpamReason.InvalidPodCIDR}: podCIDR fd00:10::/64 is not an IPv4 CIDR; Seine leaves it as it is`]);
@@ -124,7 +124,7 @@ describe('seine controller against the API server', () => {
   it('with two replicas only the leader allocates; the other takes over when the leader stops', async () => {
     const a = await start('replica-a');
     const b = await start('replica-b');
-    const leader = await eventually(() => (a.isLeader ? a : b.isLeader ? b : undefined), 10_000, 'a leader');
+    const leader = await eventually(() => (a.isLeader ? a : b.isLeader ? b : undefined), 30_000, 'a leader');
     const standby = leader === a ? b : a;
     // Both keep competing for a while; the lease never changes hands and only one acts.
     for (let i = 0; i < 10; i++) {
@@ -134,16 +134,16 @@ describe('seine controller against the API server', () => {
     expect(lease()?.holderIdentity).toBe(leader.identity);
     expect(standby.nodeIpam).toBeUndefined();
     t.createNode('n1');
-    await eventually(() => t.podCIDR('n1'), 10_000, 'n1 assigned');
+    await eventually(() => t.podCIDR('n1'), 30_000, 'n1 assigned');
     expect(leader.nodeIpam?.assignments().get('n1')).toBe('10.244.0.0/24');
     const transitions = lease()?.leaseTransitions ?? 0;
 
     await leader.stop();
     controllers.splice(controllers.indexOf(leader), 1);
-    await eventually(() => standby.isLeader, 10_000, 'failover');
+    await eventually(() => standby.isLeader, 30_000, 'failover');
     expect(lease()).toMatchObject({ holderIdentity: standby.identity, leaseTransitions: transitions + 1 });
     t.createNode('n2');
-    await eventually(() => t.podCIDR('n2'), 10_000, 'n2 assigned by the new leader');
+    await eventually(() => t.podCIDR('n2'), 30_000, 'n2 assigned by the new leader');
     expect(t.podCIDR('n2')).toBe('10.244.1.0/24');
     expect(t.podCIDR('n1')).toBe('10.244.0.0/24');
   });
@@ -152,19 +152,19 @@ describe('seine controller against the API server', () => {
     const proxy = await CuttableProxy.start(t.api.port);
     try {
       const a = await start('replica-a', {}, proxy.kubeConfig(t.api));
-      await eventually(() => a.isLeader && a.nodeIpam?.isSynced, 10_000, 'a leads');
+      await eventually(() => a.isLeader && a.nodeIpam?.isSynced, 30_000, 'a leads');
       const b = await start('replica-b');
       await sleep(1500);
       expect(b.isLeader).toBe(false);
       proxy.partition();
       const cutAt = Date.now();
       // a gives up after renewDeadline (0.6 s) without a renewal; b waits out the lease (1 s) from its own view.
-      await eventually(() => !a.isLeader && a.nodeIpam === undefined, 5_000, 'a stops acting');
-      await eventually(() => b.isLeader, 5_000, 'b takes over');
+      await eventually(() => !a.isLeader && a.nodeIpam === undefined, 30_000, 'a stops acting');
+      await eventually(() => b.isLeader, 30_000, 'b takes over');
       expect(Date.now() - cutAt).toBeGreaterThanOrEqual(500);
       expect(lease()?.holderIdentity).toBe('replica-b');
       t.createNode('n1');
-      await eventually(() => t.podCIDR('n1'), 10_000, 'n1 assigned by b');
+      await eventually(() => t.podCIDR('n1'), 30_000, 'n1 assigned by b');
       expect(b.nodeIpam?.assignments().get('n1')).toBe(t.podCIDR('n1'));
       expect(a.isLeader).toBe(false);
     } finally {
@@ -176,12 +176,12 @@ describe('seine controller against the API server', () => {
     const c = await start('solo', { leaderElection: { enabled: false } });
     expect(c.isLeader).toBe(true);
     t.createNode('n1');
-    await eventually(() => t.podCIDR('n1'), 10_000, 'n1 assigned');
+    await eventually(() => t.podCIDR('n1'), 30_000, 'n1 assigned');
     expect(lease()).toBeUndefined();
     await c.stop();
     controllers.splice(0);
     const off = await start('off', { allocateNodeCIDRs: false });
-    await eventually(() => off.isLeader, 10_000, 'leader');
+    await eventually(() => off.isLeader, 30_000, 'leader');
     t.createNode('n2');
     await sleep(500);
     expect(t.podCIDR('n2')).toBeUndefined();
@@ -211,7 +211,7 @@ describe('seine controller against the API server', () => {
     let started: Controller | undefined;
     const running = controllerCommand({ signal: ac.signal, onStarted: (c) => (started = c) }).parseAsync(['--config', config, '--kubeconfig', t.kubeconfigPath], { from: 'user' });
     t.createNode('n1');
-    await eventually(() => t.podCIDR('n1'), 10_000, 'n1 assigned');
+    await eventually(() => t.podCIDR('n1'), 30_000, 'n1 assigned');
     expect(t.podCIDR('n1')).toBe('10.99.0.0/26');
     expect(lease()?.holderIdentity).toBe(started?.identity);
     ac.abort();

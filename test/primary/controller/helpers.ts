@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ApiServer, type KubeObject } from '../../../src/lab/apiserver/index.js';
 import { parseControllerConfig, type ControllerConfig } from '../../../src/primary/controller/config.js';
+import { eventually as eventuallyShared, sleep } from '../../../src/util/wait.js';
 
 /** An API server in a temp dir with a kubeconfig (HTTPS, as in a cluster); stop() removes it all. */
 export interface TestApi {
@@ -62,22 +63,16 @@ export function testConfig(over: Record<string, unknown> = {}): ControllerConfig
 }
 
 /** Polls until fn returns something truthy, and returns it. */
-export async function eventually<T>(fn: () => T | Promise<T>, timeoutMs = 10_000, what = 'condition'): Promise<NonNullable<T>> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const v = await fn();
-      if (v) return v as NonNullable<T>;
-    } catch (e) {
-      last = e;
-    }
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${last ? `: ${String(last)}` : ''}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
+/** Polls until fn returns something truthy, and returns it (a generous bound: CI machines are busy). */
+export function eventually<T>(fn: () => T | Promise<T>, timeoutMs = 30_000, what = 'condition'): Promise<NonNullable<T>> {
+  return eventuallyShared(what, async (saw) => {
+    const v = await fn();
+    saw(v);
+    return v ? (v as NonNullable<T>) : undefined;
+  }, timeoutMs, 25);
 }
 
-export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+export { sleep };
 
 /**
  * A TCP proxy in front of the API server whose link can be cut: a controller behind it loses the API server
