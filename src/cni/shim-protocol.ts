@@ -1,5 +1,7 @@
-// The wire contract between the seine-cni shim and the agent's CNI server. Dependency-free: the
-// shim imports it on every pod event.
+// The wire contract between the seine-cni shim and the agent's CNI server, and the limits both ends
+// apply to the same input. Dependency-free: the shim imports it on every pod event.
+import { CniCode, CniError } from './errors.js';
+import { brief, hasControlCharacters } from './values.js';
 
 /** The one endpoint: POST, JSON body CniInvocation, JSON reply CniReply (HTTP 200 for both outcomes). */
 export const CNI_ENDPOINT = '/v1/cni';
@@ -33,5 +35,47 @@ export interface CniReply {
   error?: { cniVersion?: string; code: number; msg: string; details?: string };
 }
 
-/** Bound on stdin, as skel's default. */
+/** Bound on the network configuration (stdin), for the shim, the agent and skel plugins alike. */
 export const MAX_STDIN_BYTES = 1 << 20;
+
+/** Bound on each forwarded CNI_* value: Linux's own bound on one environment string (MAX_ARG_STRLEN). */
+export const MAX_ENV_VALUE_BYTES = 128 * 1024;
+
+/**
+ * The largest request body a shim sends: JSON escaping turns one byte into at most six (a control
+ * character becomes \u00XX), so any stdin and env within the limits above fits, however it escapes.
+ */
+export const MAX_REQUEST_BODY_BYTES = 6 * (MAX_STDIN_BYTES + FORWARDED_ENV.length * MAX_ENV_VALUE_BYTES) + 4096;
+
+/** Node fires a timer of more than 2^31-1 ms after 1 ms (TimeoutOverflowWarning). */
+export const MAX_TIMER_MS = 2 ** 31 - 1;
+
+function invalidConfig(details: string): CniError {
+  return new CniError(CniCode.InvalidNetworkConfig, 'invalid network configuration', details);
+}
+
+/**
+ * A configured duration in seconds as a timer's milliseconds. Every config number that becomes a timer
+ * goes through here: code 7 unless it is a positive number a timer can hold.
+ */
+export function timerMsFromSeconds(value: unknown, field: string): number {
+  const ms = typeof value === 'number' && Number.isFinite(value) && value > 0 ? Math.ceil(value * 1000) : NaN;
+  if (!(ms <= MAX_TIMER_MS)) throw invalidConfig(`${field}: must be a number of seconds above 0 and at most ${MAX_TIMER_MS / 1000} (got ${brief(value)})`);
+  return ms;
+}
+
+/** The network config keys of the `seine` plugin itself. */
+export interface SeinePluginConf {
+  /** Agent socket; default DEFAULT_CNI_SOCKET. */
+  cniSocket?: unknown;
+  /** How long the shim waits for the agent; default DEFAULT_SHIM_TIMEOUT_MS. */
+  cniTimeoutSeconds?: unknown;
+}
+
+/** Socket path and timeout from the network config; code 7 when unusable. The shim and the agent both check them. */
+export function seinePluginSettings(conf: SeinePluginConf): { socketPath: string; timeoutMs: number } {
+  const s = conf.cniSocket ?? DEFAULT_CNI_SOCKET;
+  if (typeof s !== 'string' || !s.startsWith('/') || hasControlCharacters(s)) throw invalidConfig(`cniSocket: must be an absolute path without control characters (got ${brief(s)})`);
+  const t = conf.cniTimeoutSeconds;
+  return { socketPath: s, timeoutMs: t === undefined ? DEFAULT_SHIM_TIMEOUT_MS : timerMsFromSeconds(t, 'cniTimeoutSeconds') };
+}

@@ -4,7 +4,7 @@
 import { readSync, writeSync } from 'node:fs';
 import { CniCode, CniError } from './errors.js';
 import { HttpConnectionError, postJson, type HttpReply } from './shim-http.js';
-import { CNI_ENDPOINT, DEFAULT_CNI_SOCKET, DEFAULT_SHIM_TIMEOUT_MS, FORWARDED_ENV, MAX_STDIN_BYTES, type CniInvocation, type CniReply } from './shim-protocol.js';
+import { CNI_ENDPOINT, FORWARDED_ENV, MAX_ENV_VALUE_BYTES, MAX_STDIN_BYTES, seinePluginSettings, type CniInvocation, type CniReply, type SeinePluginConf } from './shim-protocol.js';
 import { CNI_COMMANDS, type CniCommand, type VersionResult } from './types.js';
 import { CURRENT_VERSION, SUPPORTED_VERSIONS } from './version.js';
 
@@ -23,12 +23,8 @@ export interface ShimIo {
 }
 
 /** What the shim needs from the network config; the agent validates the rest. */
-export interface ShimConf {
+export interface ShimConf extends SeinePluginConf {
   cniVersion?: unknown;
-  /** Agent socket; default /var/run/seine/cni.sock. */
-  cniSocket?: unknown;
-  /** How long to wait for the agent; default 55. */
-  cniTimeoutSeconds?: unknown;
 }
 
 /** The agent could not be asked (as opposed to: it answered with an error). */
@@ -71,15 +67,6 @@ async function readAll(stdin: ShimIo['stdin']): Promise<string> {
 
 function write(sink: Sink, text: string): Promise<void> {
   return new Promise((resolve) => sink.write(text, () => resolve()));
-}
-
-/** Socket path and timeout from the config; code 7 when they are unusable. */
-export function shimSettings(conf: ShimConf): { socketPath: string; timeoutMs: number } {
-  const s = conf.cniSocket ?? DEFAULT_CNI_SOCKET;
-  if (typeof s !== 'string' || !s.startsWith('/')) throw new CniError(CniCode.InvalidNetworkConfig, 'invalid network configuration', `cniSocket: must be an absolute path (got ${JSON.stringify(s)})`);
-  const t = conf.cniTimeoutSeconds;
-  if (t !== undefined && (typeof t !== 'number' || !(t > 0))) throw new CniError(CniCode.InvalidNetworkConfig, 'invalid network configuration', `cniTimeoutSeconds: must be a positive number (got ${JSON.stringify(t)})`);
-  return { socketPath: s, timeoutMs: t === undefined ? DEFAULT_SHIM_TIMEOUT_MS : Math.ceil(t * 1000) };
 }
 
 /** Posts the invocation; Unreachable when no agent answers, CniError for a broken exchange. */
@@ -148,9 +135,14 @@ export async function runShim(io: ShimIo): Promise<number> {
     }
     if (typeof conf !== 'object' || conf === null || Array.isArray(conf)) throw new CniError(CniCode.InvalidNetworkConfig, 'invalid network configuration', '(root): must be object');
     if (typeof conf.cniVersion === 'string' && SUPPORTED_VERSIONS.includes(conf.cniVersion)) version = conf.cniVersion;
-    const { socketPath, timeoutMs } = shimSettings(conf);
+    const { socketPath, timeoutMs } = seinePluginSettings(conf);
     const env: CniInvocation['env'] = {};
-    for (const name of FORWARDED_ENV) if (io.env[name] !== undefined) env[name] = io.env[name];
+    for (const name of FORWARDED_ENV) {
+      const value = io.env[name];
+      if (value === undefined) continue;
+      if (Buffer.byteLength(value) > MAX_ENV_VALUE_BYTES) throw new CniError(CniCode.InvalidEnvironment, `${name} is too long`, `more than ${MAX_ENV_VALUE_BYTES} bytes`);
+      env[name] = value;
+    }
 
     let reply: CniReply;
     try {

@@ -1,11 +1,12 @@
 // Plugin side of CNI: turns one invocation (env + stdin) into typed, validated arguments, calls the
 // plugin's handler and prints the result or error. Seine's CNI binary starts on every pod event, so
 // this module's import graph must stay small: no ajv (validators are precompiled), no logger.
-import { parseCniArgs, validateContainerId, validateIfName } from './args.js';
+import { attachmentEnv, type AttachmentEnv } from './args.js';
 import { MIN_VERSION, REQUIRED_ENV } from './commands.js';
 import { CniCode, CniError } from './errors.js';
 import { convertResult } from './result.js';
 import { gcAttachments, parseJson, resultProblems, validateNetConf } from './schema/validate.js';
+import { MAX_STDIN_BYTES } from './shim-protocol.js';
 import type { CniCommand, CniResult, GcAttachment, NetConf, VersionResult } from './types.js';
 import { CNI_COMMANDS } from './types.js';
 import { compareVersions, CURRENT_VERSION, requireVersion, SUPPORTED_VERSIONS } from './version.js';
@@ -35,15 +36,8 @@ interface BaseArgs<C> {
 }
 
 /** ADD, DEL and CHECK: one attachment of a container to the network. */
-export interface AttachmentArgs<C extends NetConf = NetConf> extends BaseArgs<C> {
+export interface AttachmentArgs<C extends NetConf = NetConf> extends BaseArgs<C>, AttachmentEnv {
   command: 'ADD' | 'DEL' | 'CHECK';
-  containerId: string;
-  /** Empty on a DEL whose namespace is already gone. */
-  netns: string;
-  ifname: string;
-  /** CNI_ARGS as given, and as pairs. */
-  args: string;
-  argPairs: Array<[string, string]>;
   /** The previous result, converted to `cniVersion` (present for CHECK, for DEL after a cached ADD, and for chained ADDs). */
   prevResult?: CniResult;
 }
@@ -83,7 +77,7 @@ export interface PluginSpec<C extends NetConf = NetConf> {
   parseConfig?(config: NetConf): C;
 }
 
-export const DEFAULT_MAX_STDIN_BYTES = 1 << 20;
+export const DEFAULT_MAX_STDIN_BYTES = MAX_STDIN_BYTES;
 
 
 async function readStdin(stdin: SkelIo['stdin'], max: number): Promise<string> {
@@ -154,10 +148,7 @@ async function execute<C extends NetConf>(spec: PluginSpec<C>, io: SkelIo, setVe
   const generic = validateNetConf(raw);
   const cniVersion = generic.cniVersion;
 
-  if (command === 'ADD' || command === 'DEL' || command === 'CHECK') {
-    validateContainerId(env.CNI_CONTAINERID!);
-    validateIfName(env.CNI_IFNAME!);
-  }
+  const attachment = command === 'ADD' || command === 'DEL' || command === 'CHECK' ? attachmentEnv(env) : undefined;
   requireVersion(cniVersion, supported);
   const min = MIN_VERSION[command];
   if (min && compareVersions(cniVersion, min) < 0) {
@@ -175,24 +166,14 @@ async function execute<C extends NetConf>(spec: PluginSpec<C>, io: SkelIo, setVe
       await spec.handlers.status?.({ ...base, command });
       return {};
     default: {
-      const args = env.CNI_ARGS ?? '';
-      const attachment: AttachmentArgs<C> = {
-        ...base,
-        command,
-        containerId: env.CNI_CONTAINERID!,
-        netns: env.CNI_NETNS ?? '',
-        ifname: env.CNI_IFNAME!,
-        args,
-        argPairs: parseCniArgs(args),
-        ...(prevResult ? { prevResult } : {}),
-      };
+      const args: AttachmentArgs<C> = { ...base, command, ...attachment!, ...(prevResult ? { prevResult } : {}) };
       if (command === 'ADD') {
-        const result = await spec.handlers.add(attachment);
+        const result = await spec.handlers.add(args);
         const problems = resultProblems(result);
         if (problems.length) throw new CniError(CniCode.Internal, 'plugin produced an invalid result', problems.join('; '));
         return { print: convertResult(result, cniVersion) };
       }
-      await (command === 'DEL' ? spec.handlers.del(attachment) : spec.handlers.check(attachment));
+      await (command === 'DEL' ? spec.handlers.del(args) : spec.handlers.check(args));
       return {};
     }
   }

@@ -1,4 +1,4 @@
-import { buildCniArgs, cniArgsRecord, k8sCniArgs, parseCniArgs, validateContainerId, validateIfName, validateNetworkName } from '../../src/cni/args.js';
+import { attachmentEnv, buildCniArgs, cniArgsRecord, k8sCniArgs, parseCniArgs, validateContainerId, validateIfName, validateNetns, validateNetworkName } from '../../src/cni/args.js';
 import { CniCode, CniError } from '../../src/cni/errors.js';
 
 function codeOf(fn: () => unknown): number | undefined {
@@ -40,7 +40,9 @@ describe('CNI_ARGS', () => {
     expect(cniArgsRecord('A=1;B=2;A=3')).toEqual({ A: '3', B: '2' });
   });
 
-  it('refuses malformed pairs (code 4)', () => {
+  it('refuses malformed pairs and control characters (code 4)', () => {
+    for (const bad of ['A=1\n', 'A\u0000=1', 'A=\u007f', 'A=\r']) expect(codeOf(() => parseCniArgs(bad))).toBe(CniCode.InvalidEnvironment);
+    expect(codeOf(() => buildCniArgs({ A: 'x\ny' }))).toBe(CniCode.InvalidEnvironment);
     expect(codeOf(() => parseCniArgs('A'))).toBe(CniCode.InvalidEnvironment);
     expect(codeOf(() => parseCniArgs('A=1=2'))).toBe(CniCode.InvalidEnvironment);
     expect(codeOf(() => parseCniArgs('=1'))).toBe(CniCode.InvalidEnvironment);
@@ -58,9 +60,26 @@ describe('invocation argument rules', () => {
   it('interface names follow the Linux rules (code 4)', () => {
     expect(codeOf(() => validateIfName('eth0'))).toBeUndefined();
     expect(codeOf(() => validateIfName('a23456789012345'))).toBeUndefined();
-    for (const bad of ['', '.', '..', 'a234567890123456', 'a/b', 'a:b', 'a b']) {
+    for (const bad of ['', '.', '..', 'a234567890123456', 'a/b', 'a:b', 'a b', 'a\u0001b', 'a\u007f']) {
       expect(codeOf(() => validateIfName(bad))).toBe(CniCode.InvalidEnvironment);
     }
+  });
+
+  it('interface names are counted in bytes, as the kernel does (IFNAMSIZ)', () => {
+    expect(codeOf(() => validateIfName('éééééee'))).toBeUndefined();
+    expect(codeOf(() => validateIfName('éééééééé'))).toBe(CniCode.InvalidEnvironment);
+  });
+
+  it('network namespace paths: absolute, no control characters (code 4); empty is left to the command', () => {
+    for (const ok of ['', '/var/run/netns/cni-1', '/proc/42/ns/net', '/run/netns/with space']) expect(codeOf(() => validateNetns(ok))).toBeUndefined();
+    for (const bad of ['netns', '/run/netns/a\nb', '/run/netns/\u0000', '/run/\u001b[0m']) expect(codeOf(() => validateNetns(bad))).toBe(CniCode.InvalidEnvironment);
+  });
+
+  it('attachmentEnv checks all four and returns them with the parsed pairs', () => {
+    const env = { CNI_CONTAINERID: 'c1', CNI_NETNS: '/run/netns/c1', CNI_IFNAME: 'eth0', CNI_ARGS: 'IgnoreUnknown=1;K8S_POD_NAME=p' };
+    expect(attachmentEnv(env)).toEqual({ containerId: 'c1', netns: '/run/netns/c1', ifname: 'eth0', args: env.CNI_ARGS, argPairs: [['IgnoreUnknown', '1'], ['K8S_POD_NAME', 'p']] });
+    expect(attachmentEnv({ ...env, CNI_NETNS: undefined, CNI_ARGS: undefined })).toMatchObject({ netns: '', args: '', argPairs: [] });
+    expect(codeOf(() => attachmentEnv({ ...env, CNI_NETNS: 'x\n' }))).toBe(CniCode.InvalidEnvironment);
   });
 
   it('network names (code 7)', () => {

@@ -3,7 +3,7 @@ import { join, resolve } from 'node:path';
 import { parseConfList } from '../../src/cni/conf.js';
 import { CniCode, CniError } from '../../src/cni/errors.js';
 import { generateValidators } from '../../src/cni/schema/generate.js';
-import { gcAttachments, parseJson, readablePath, resultProblems, validateNetConf, validateResult, validateVersionResult } from '../../src/cni/schema/validate.js';
+import { gcAttachments, MAX_JSON_DEPTH, parseJson, readablePath, resultProblems, validateNetConf, validateResult, validateVersionResult } from '../../src/cni/schema/validate.js';
 import type { NetConf } from '../../src/cni/types.js';
 import { importGraph } from './helpers.js';
 
@@ -70,6 +70,15 @@ describe('network configuration schema', () => {
     const e = caught(() => parseJson('{"cniVersion": ', 'network configuration'));
     expect(e.code).toBe(CniCode.DecodeFailure);
     expect(e.msg).toBe('cannot decode network configuration');
+  });
+
+  it('refuses values nested deeper than any configuration needs (code 6), before anything recurses into them', () => {
+    const nested = (depth: number) => `${'['.repeat(depth)}${']'.repeat(depth)}`;
+    expect(parseJson(`{"a":${nested(MAX_JSON_DEPTH - 1)}}`, 'x')).toBeDefined();
+    for (const text of [`{"a":${nested(MAX_JSON_DEPTH)}}`, nested(300_000)]) {
+      const e = caught(() => parseJson(text, 'network configuration'));
+      expect([e.code, e.msg, e.details]).toEqual([CniCode.DecodeFailure, 'cannot decode network configuration', `values nest deeper than ${MAX_JSON_DEPTH} levels`]);
+    }
   });
 
   it('reads GC attachments from either key', () => {

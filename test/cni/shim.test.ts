@@ -54,7 +54,7 @@ describe('seine-cni shim (a real process) against the CNI server', () => {
   it('imports node built-ins and tiny local modules only', () => {
     const { files, packages } = importGraph(resolve('src/cni/shim.ts'));
     expect(packages.every((p) => p.startsWith('node:'))).toBe(true);
-    expect(files.map((f) => f.replace(`${resolve('src/cni')}/`, '')).sort()).toEqual(['errors.ts', 'shim-http.ts', 'shim-protocol.ts', 'shim.ts', 'types.ts', 'version.ts']);
+    expect(files.map((f) => f.replace(`${resolve('src/cni')}/`, '')).sort()).toEqual(['errors.ts', 'shim-http.ts', 'shim-protocol.ts', 'shim.ts', 'types.ts', 'values.ts', 'version.ts']);
   });
 
   it('answers VERSION itself (no agent needed, stdin not read)', async () => {
@@ -110,13 +110,102 @@ describe('seine-cni shim (a real process) against the CNI server', () => {
     const garbage = await shim('ADD', 'not json');
     expect([garbage.code, JSON.parse(garbage.stdout).code]).toEqual([1, CniCode.DecodeFailure]);
     const relative = await shim('ADD', conf({ cniSocket: 'cni.sock', cniVersion: '0.3.1' }));
-    expect(JSON.parse(relative.stdout)).toEqual({ cniVersion: '0.3.1', code: CniCode.InvalidNetworkConfig, msg: 'invalid network configuration', details: 'cniSocket: must be an absolute path (got "cni.sock")' });
+    expect(JSON.parse(relative.stdout)).toEqual({ cniVersion: '0.3.1', code: CniCode.InvalidNetworkConfig, msg: 'invalid network configuration', details: 'cniSocket: must be an absolute path without control characters (got "cni.sock")' });
     const huge = await shim('ADD', conf({ padding: 'x'.repeat(1 << 20) }));
     expect(JSON.parse(huge.stdout)).toMatchObject({ code: CniCode.IoFailure, msg: 'configuration on stdin is too large' });
     const empty = await shim('ADD', '');
     expect(JSON.parse(empty.stdout)).toMatchObject({ code: CniCode.DecodeFailure });
     const timeout = await shim('ADD', conf({ cniTimeoutSeconds: 'soon' }));
     expect(JSON.parse(timeout.stdout).details).toContain('cniTimeoutSeconds');
+  });
+
+  describe('hostile input: a CNI error with the right code and a short message, never an internal error', () => {
+    /** A failed call: exit 1, one short JSON error on stdout, no stack trace on stderr. */
+    const expectCniError = (r: { code: number | null; stdout: string; stderr: string }, code: number) => {
+      expect(r.code).toBe(1);
+      expect(r.stdout.trim().split('\n')).toHaveLength(1);
+      expect(r.stdout.length).toBeLessThan(600);
+      expect(r.stderr).not.toMatch(/\n\s+at /);
+      expect(JSON.parse(r.stdout).code).toBe(code);
+    };
+
+    it('cniTimeoutSeconds beyond what a timer holds is code 7, also on DEL (which must not report success)', async () => {
+      const before = driver.requests.length;
+      for (const cmd of ['ADD', 'DEL']) {
+        for (const t of [2147484, 1e300, -1, 0]) {
+          const r = await shim(cmd, conf({ cniTimeoutSeconds: t }));
+          expectCniError(r, CniCode.InvalidNetworkConfig);
+          expect(JSON.parse(r.stdout).details).toMatch(/^cniTimeoutSeconds: must be a number of seconds above 0 and at most 2147483\.647 /);
+        }
+      }
+      expect(driver.requests.length).toBe(before);
+      // The largest a timer holds still works.
+      expect((await shim('DEL', conf({ cniTimeoutSeconds: 2147483.647 }))).code).toBe(0);
+    });
+
+    it('deeply nested cniSocket or cniTimeoutSeconds: code 7 with a short message', async () => {
+      const deep = `${'['.repeat(200_000)}${']'.repeat(200_000)}`;
+      for (const key of ['cniSocket', 'cniTimeoutSeconds']) {
+        const r = await shim('ADD', conf({ [key]: 'PLACEHOLDER' }).replace('"PLACEHOLDER"', deep));
+        expectCniError(r, CniCode.InvalidNetworkConfig);
+        expect(JSON.parse(r.stdout).details).toMatch(new RegExp(`^${key}: .*\\(got array\\)$`));
+      }
+    });
+
+    it('deep nesting anywhere else is refused by the agent with code 6', async () => {
+      const r = await shim('ADD', conf({ args: 'PLACEHOLDER' }).replace('"PLACEHOLDER"', `${'{"a":'.repeat(100_000)}1${'}'.repeat(100_000)}`));
+      expectCniError(r, CniCode.DecodeFailure);
+    });
+
+    it('a valid config of 900 KB, mostly newlines, is served (the agent takes what the shim takes)', async () => {
+      const stdin = conf().replace('{', `{${'\n'.repeat(900_000)}`);
+      const r = await shim('ADD', stdin);
+      expect(r.stderr).toBe('');
+      expect([r.code, JSON.parse(r.stdout).cniVersion]).toEqual([0, '1.0.0']);
+    });
+
+    it.each([
+      ['CNI_IFNAME of 8 characters but 16 bytes', { CNI_IFNAME: 'éééééééé' }],
+      ['CNI_IFNAME with a newline', { CNI_IFNAME: 'eth0\nx' }],
+      ['CNI_NETNS with a newline', { CNI_NETNS: '/var/run/netns/pod1\naddr flush dev eth0' }],
+      ['CNI_NETNS with an escape character', { CNI_NETNS: '/var/run/netns/\u001b[2Jpod1' }],
+      ['CNI_CONTAINERID with a tab', { CNI_CONTAINERID: 'ctr\t1' }],
+      ['CNI_ARGS value with a carriage return', { CNI_ARGS: `${POD_ARGS}\r` }],
+      ['CNI_ARGS key with a control character', { CNI_ARGS: `${POD_ARGS};K8S\u0001=1` }],
+    ])('%s: code 4, before anything is done', async (_name, over) => {
+      const before = driver.requests.length;
+      expectCniError(await shim('ADD', conf(), over), CniCode.InvalidEnvironment);
+      expect(driver.requests.length).toBe(before);
+    });
+
+    it('fuzzed invocations get a CNI error code or succeed, never code 999 or a stack trace', async () => {
+      // Deterministic: the same cases on every run.
+      let seed = 0x5e1e;
+      const rand = (n: number) => {
+        seed = (seed * 1103515245 + 12345) & 0x7fffffff;
+        return seed % n;
+      };
+      const pick = <T>(xs: readonly T[]): T => xs[rand(xs.length)]!;
+      const nasty = ['', ' ', '\n', '\u0000', '\u007f', 'é'.repeat(8), '\ud800', '../..', '/', ';', '=', '%s', '$(id)', 'a'.repeat(300), 'x'.repeat(70_000)];
+      const values = [...nasty, 'eth0', 'ctr1', '/var/run/netns/pod1'];
+      const confValues: unknown[] = [null, true, -1, 0, 1e21, 2147484, 0.001, 'soon', [], {}, [[[[]]]], { a: { b: [1] } }, 'x'.repeat(70_000), socket];
+      const keys = ['CNI_CONTAINERID', 'CNI_NETNS', 'CNI_IFNAME', 'CNI_ARGS', 'CNI_PATH'] as const;
+      const known = new Set<number>(Object.values(CniCode).filter((c) => c !== CniCode.Internal));
+      for (let i = 0; i < 40; i++) {
+        const env: Record<string, string> = {};
+        const key = pick(keys);
+        env[key] = key === 'CNI_ARGS' ? `IgnoreUnknown=1;${pick(['K8S_POD_NAME', 'X', ''])}=${pick(values)}` : pick(values);
+        const stdinConf: Record<string, unknown> = { cniVersion: pick(['0.3.1', '0.4.0', '1.0.0', '1.1.0']) };
+        if (rand(2)) stdinConf[pick(['cniSocket', 'cniTimeoutSeconds', 'name', 'type', 'args', 'runtimeConfig', 'prevResult', 'ipam', 'dns'])] = pick(confValues);
+        const command = pick(['ADD', 'DEL', 'CHECK']);
+        const r = await shim(command, conf(stdinConf), env);
+        const what = `${command} ${JSON.stringify(env).slice(0, 200)} ${JSON.stringify(stdinConf).slice(0, 200)}`;
+        expect({ what, stderr: r.stderr.includes('    at ') ? r.stderr.slice(0, 300) : '' }).toEqual({ what, stderr: '' });
+        if (r.code === 0) continue;
+        const err = JSON.parse(r.stdout) as { code: number; msg: string; details?: string };
+        expect({ what, code: known.has(err.code) || err.code >= 100, short: r.stdout.length < 600 }).toEqual({ what, code: true, short: true });
+      }
+    });
   });
 
   describe('agent unreachable', () => {

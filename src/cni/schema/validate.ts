@@ -1,6 +1,7 @@
 import type { ErrorObject } from 'ajv';
 import ipaddr from 'ipaddr.js';
 import { CniCode, CniError } from '../errors.js';
+import { brief } from '../values.js';
 import type { CniResult, GcAttachment, NetConf, PluginConf, VersionResult } from '../types.js';
 import * as compiled from './compiled.js';
 
@@ -24,25 +25,17 @@ export function readablePath(pointer: string, prefix = ''): string {
   return out || '(root)';
 }
 
-function describe(value: unknown): string {
-  if (value === null) return 'null';
-  if (Array.isArray(value)) return 'array';
-  if (typeof value === 'object') return 'object';
-  const s = JSON.stringify(value);
-  return s.length > 60 ? `${s.slice(0, 57)}...` : s;
-}
-
 function problem(e: ErrorObject, prefix: string): string {
   const at = readablePath(e.instancePath, prefix);
   switch (e.keyword) {
     case 'required':
       return `${readablePath(`${e.instancePath}/${String((e.params as { missingProperty: string }).missingProperty).replace(/~/g, '~0').replace(/\//g, '~1')}`, prefix)}: is required`;
     case 'type':
-      return `${at}: must be ${String((e.params as { type: string }).type)} (got ${describe(e.data)})`;
+      return `${at}: must be ${String((e.params as { type: string }).type)} (got ${brief(e.data)})`;
     case 'pattern':
-      return `${at}: ${describe(e.data)} is not valid (must match ${(e.params as { pattern: string }).pattern})`;
+      return `${at}: ${brief(e.data)} is not valid (must match ${(e.params as { pattern: string }).pattern})`;
     case 'enum':
-      return `${at}: must be one of ${JSON.stringify((e.params as { allowedValues: unknown[] }).allowedValues)} (got ${describe(e.data)})`;
+      return `${at}: must be one of ${JSON.stringify((e.params as { allowedValues: unknown[] }).allowedValues)} (got ${brief(e.data)})`;
     default:
       return `${at}: ${e.message ?? e.keyword}`;
   }
@@ -55,7 +48,7 @@ export function formatErrors(errors: readonly ErrorObject[], prefix = ''): strin
   for (const e of errors) {
     if (e.keyword === 'anyOf') {
       const branches = errors.filter((b) => b !== e && b.instancePath === e.instancePath && b.schemaPath.startsWith(`${e.schemaPath}/`));
-      out.push(`${readablePath(e.instancePath, prefix)}: ${describe(e.data)} is not valid (${branches.map((b) => b.message).join(', or ')})`);
+      out.push(`${readablePath(e.instancePath, prefix)}: ${brief(e.data)} is not valid (${branches.map((b) => b.message).join(', or ')})`);
       continue;
     }
     if (anyOfs.some((a) => a.instancePath === e.instancePath && e.schemaPath.startsWith(`${a.schemaPath}/`))) continue;
@@ -72,13 +65,35 @@ function fail(code: number, msg: string, problems: string[]): never {
   throw new CniError(code, msg, problems.join('; '));
 }
 
-/** Parses JSON text; undecodable input is code 6 naming what it was. */
+/**
+ * Far deeper than any network configuration or result nests. Deeper documents are refused when decoded:
+ * JSON.parse takes any depth, but copying or printing such a value later (structuredClone,
+ * JSON.stringify, logging) overflows the stack.
+ */
+export const MAX_JSON_DEPTH = 64;
+
+/** Whether arrays/objects in `value` nest more than `max` levels; iterative, so any depth is safe to ask. */
+export function nestsDeeperThan(value: unknown, max: number): boolean {
+  const todo: Array<[unknown, number]> = [[value, 0]];
+  while (todo.length) {
+    const [v, depth] = todo.pop()!;
+    if (typeof v !== 'object' || v === null) continue;
+    if (depth + 1 > max) return true;
+    for (const child of Array.isArray(v) ? v : Object.values(v)) if (typeof child === 'object' && child !== null) todo.push([child, depth + 1]);
+  }
+  return false;
+}
+
+/** Parses JSON text; undecodable or too deeply nested input is code 6 naming what it was. */
 export function parseJson(text: string, what: string): unknown {
+  let value: unknown;
   try {
-    return JSON.parse(text) as unknown;
+    value = JSON.parse(text) as unknown;
   } catch (e) {
     throw new CniError(CniCode.DecodeFailure, `cannot decode ${what}`, (e as Error).message);
   }
+  if (nestsDeeperThan(value, MAX_JSON_DEPTH)) throw new CniError(CniCode.DecodeFailure, `cannot decode ${what}`, `values nest deeper than ${MAX_JSON_DEPTH} levels`);
+  return value;
 }
 
 function isIpv4(s: string): boolean {

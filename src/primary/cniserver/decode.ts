@@ -1,16 +1,16 @@
 // A raw invocation (command, CNI_* env, stdin text) to a typed, validated request, with the same
-// checks and error codes as a plugin built on skel would apply.
-import { parseCniArgs, validateContainerId, validateIfName } from '../../cni/args.js';
+// checks and error codes as a plugin built on skel would apply, and the same limits as the shim.
+import { attachmentEnv } from '../../cni/args.js';
+import { MIN_VERSION, REQUIRED_ENV } from '../../cni/commands.js';
 import { CniCode, CniError } from '../../cni/errors.js';
 import { convertResult } from '../../cni/result.js';
 import { gcAttachments, parseJson, validateNetConf } from '../../cni/schema/validate.js';
+import { FORWARDED_ENV, MAX_ENV_VALUE_BYTES, MAX_STDIN_BYTES, seinePluginSettings, type CniInvocation } from '../../cni/shim-protocol.js';
 import { splitCniPath } from '../../cni/skel.js';
-import { MIN_VERSION, REQUIRED_ENV } from '../../cni/commands.js';
-import type { CniInvocation } from '../../cni/shim-protocol.js';
-import { CNI_COMMANDS, type CniCommand } from '../../cni/types.js';
+import { CNI_COMMANDS, type CniCommand, type CniResult } from '../../cni/types.js';
+import { brief } from '../../cni/values.js';
 import { compareVersions, CURRENT_VERSION, requireVersion, SUPPORTED_VERSIONS } from '../../cni/version.js';
 import type { CniRequest, GcRequest, PodIdentity, StatusRequest } from './types.js';
-
 
 /** CNI_ARGS keys the server understands; others need IgnoreUnknown (as libcni's LoadArgs). */
 export const K8S_ARG_KEYS = ['K8S_POD_NAMESPACE', 'K8S_POD_NAME', 'K8S_POD_INFRA_CONTAINER_ID', 'K8S_POD_UID'] as const;
@@ -33,7 +33,11 @@ function parseBool(key: string, v: string): boolean {
   throw new CniError(CniCode.InvalidEnvironment, 'invalid CNI_ARGS value', `${key}=${JSON.stringify(v)} is not a boolean`);
 }
 
-/** The pod named by CNI_ARGS; code 4 for unknown keys without IgnoreUnknown, or half a pod name. */
+/**
+ * The pod named by CNI_ARGS; code 4 for unknown keys without IgnoreUnknown. Without both
+ * K8S_POD_NAMESPACE and K8S_POD_NAME (podman passes only the name, other runtimes nothing) the container
+ * is not a Kubernetes pod: undefined, and it gets the primary network without pod-specific features.
+ */
 export function podFromArgs(pairs: ReadonlyArray<readonly [string, string]>, opts: DecodeOptions = {}): PodIdentity | undefined {
   const rec = Object.fromEntries(pairs) as Record<string, string>;
   const ignoreUnknown = rec.IgnoreUnknown !== undefined && parseBool('IgnoreUnknown', rec.IgnoreUnknown);
@@ -44,14 +48,27 @@ export function podFromArgs(pairs: ReadonlyArray<readonly [string, string]>, opt
   }
   const namespace = rec.K8S_POD_NAMESPACE;
   const name = rec.K8S_POD_NAME;
-  if (namespace === undefined && name === undefined) return undefined;
-  if (!namespace || !name) throw new CniError(CniCode.InvalidEnvironment, 'incomplete pod identity in CNI_ARGS', 'K8S_POD_NAMESPACE and K8S_POD_NAME go together');
+  if (!namespace || !name) return undefined;
   return {
     namespace,
     name,
     ...(rec.K8S_POD_INFRA_CONTAINER_ID ? { infraContainerId: rec.K8S_POD_INFRA_CONTAINER_ID } : {}),
     ...(rec.K8S_POD_UID ? { uid: rec.K8S_POD_UID } : {}),
   };
+}
+
+/**
+ * On ADD a prevResult comes from a plugin listed before Seine, which has already set the container up.
+ * Seine makes the container's interface itself and has no chaining mode yet: code 2 (the field it does
+ * not support), before anything is allocated.
+ */
+function refuseChainedAdd(prev: CniResult): never {
+  const made = [...(prev.interfaces ?? []).map((i) => `interface ${brief(i.name)}`), ...(prev.ips ?? []).map((ip) => `address ${brief(ip.address)}`)];
+  throw new CniError(
+    CniCode.UnsupportedField,
+    'prevResult from another plugin is not supported in this mode',
+    `prevResult (${made.length ? made.join(', ') : 'empty'}): seine must be the first plugin of its network configuration list; running after another plugin (CNI chaining) is not supported`,
+  );
 }
 
 /** The version errors for this invocation are reported in: the config's when supported, else the newest. */
@@ -76,12 +93,15 @@ export function decodeInvocation(inv: CniInvocation, opts: DecodeOptions = {}): 
   if (missing.length) throw new CniError(CniCode.InvalidEnvironment, `required env variables [${missing.join(',')}] missing`);
   if (command === 'VERSION') return { command };
 
-  const config = validateNetConf(parseJson(inv.stdin, 'network configuration from stdin'));
-  const cniVersion = config.cniVersion;
-  if (command === 'ADD' || command === 'DEL' || command === 'CHECK') {
-    validateContainerId(env.CNI_CONTAINERID!);
-    validateIfName(env.CNI_IFNAME!);
+  // The shim's limits, for a request that did not come through a shim.
+  for (const name of FORWARDED_ENV) {
+    if (Buffer.byteLength(env[name] ?? '') > MAX_ENV_VALUE_BYTES) throw new CniError(CniCode.InvalidEnvironment, `${name} is too long`, `more than ${MAX_ENV_VALUE_BYTES} bytes`);
   }
+  if (Buffer.byteLength(inv.stdin) > MAX_STDIN_BYTES) throw new CniError(CniCode.IoFailure, 'configuration on stdin is too large', `more than ${MAX_STDIN_BYTES} bytes`);
+  const config = validateNetConf(parseJson(inv.stdin, 'network configuration from stdin'));
+  seinePluginSettings({ cniSocket: config.cniSocket, cniTimeoutSeconds: config.cniTimeoutSeconds });
+  const cniVersion = config.cniVersion;
+  const attachment = command === 'ADD' || command === 'DEL' || command === 'CHECK' ? attachmentEnv(env) : undefined;
   requireVersion(cniVersion);
   const min = MIN_VERSION[command];
   if (min && compareVersions(cniVersion, min) < 0) {
@@ -91,22 +111,17 @@ export function decodeInvocation(inv: CniInvocation, opts: DecodeOptions = {}): 
   if (command === 'GC') return { command, req: { ...base, command, validAttachments: gcAttachments(config) } };
   if (command === 'STATUS') return { command, req: { ...base, command } };
 
-  const args = env.CNI_ARGS ?? '';
-  const argPairs = parseCniArgs(args);
-  const pod = podFromArgs(argPairs, opts);
+  const pod = podFromArgs(attachment!.argPairs, opts);
   const prevResult = config.prevResult ? convertResult(config.prevResult, cniVersion) : undefined;
+  if (command === 'ADD' && prevResult) refuseChainedAdd(prevResult);
   const rc = config.runtimeConfig;
   return {
     command,
     req: {
       ...base,
       command,
-      containerId: env.CNI_CONTAINERID!,
-      netns: env.CNI_NETNS ?? '',
-      ifname: env.CNI_IFNAME!,
+      ...attachment!,
       ...(pod ? { pod } : {}),
-      args,
-      argPairs,
       ...(prevResult ? { prevResult } : {}),
       capabilityArgs: rc && typeof rc === 'object' && !Array.isArray(rc) ? { ...rc } : {},
     },

@@ -4,13 +4,13 @@ import { lstat, mkdir, chmod, rm, stat } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { connect } from 'node:net';
 import { dirname } from 'node:path';
-import { CNI_ENDPOINT, FORWARDED_ENV, MAX_STDIN_BYTES, type CniInvocation, type CniReply } from '../../cni/shim-protocol.js';
+import { CNI_ENDPOINT, FORWARDED_ENV, MAX_REQUEST_BODY_BYTES, type CniInvocation, type CniReply } from '../../cni/shim-protocol.js';
 import { logger, type Logger } from '../../util/log.js';
 import { CniHandler, type CniHandlerOptions } from './handler.js';
 
 export interface CniServerOptions extends CniHandlerOptions {
   socketPath: string;
-  /** Bound on a request body (stdin plus envelope). Default 1 MiB + 64 KiB. */
+  /** Bound on a request body; default the largest a shim sends (MAX_REQUEST_BODY_BYTES). */
   maxBodyBytes?: number;
 }
 
@@ -150,7 +150,7 @@ export class CniServer {
   }
 
   private body(req: IncomingMessage): Promise<string> {
-    const max = this.opts.maxBodyBytes ?? MAX_STDIN_BYTES + 65536;
+    const max = this.opts.maxBodyBytes ?? MAX_REQUEST_BODY_BYTES;
     return new Promise((resolve, reject) => {
       const chunks: Buffer[] = [];
       let size = 0;

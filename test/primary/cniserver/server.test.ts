@@ -2,7 +2,7 @@ import { existsSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import { CniCode, CniError } from '../../../src/cni/errors.js';
-import type { CniInvocation } from '../../../src/cni/shim-protocol.js';
+import { MAX_REQUEST_BODY_BYTES, MAX_STDIN_BYTES, type CniInvocation } from '../../../src/cni/shim-protocol.js';
 import { CniServer } from '../../../src/primary/cniserver/index.js';
 import type { CniRequest, GcRequest } from '../../../src/primary/cniserver/types.js';
 import { httpOnSocket, invoke } from './client.js';
@@ -95,7 +95,8 @@ describe('CniServer over a unix socket', () => {
       expect(await httpOnSocket(socket, { body: 'not json' })).toMatchObject({ status: 400, body: expect.stringContaining('body is not JSON') });
       expect(await httpOnSocket(socket, { body: JSON.stringify({ command: 'ADD', env: {} }) })).toMatchObject({ status: 400, body: expect.stringContaining('stdin: must be a string') });
       expect((await httpOnSocket(socket, { body: JSON.stringify({ command: 'ADD', env: { CNI_NETNS: 5 }, stdin: '' }) })).status).toBe(400);
-      expect((await httpOnSocket(socket, { body: JSON.stringify({ command: 'ADD', env: {}, stdin: 'x'.repeat(2 << 20) }) })).status).toBe(413);
+      // Larger than any shim sends: stdin and env at their limits, every byte escaped to six.
+      expect((await httpOnSocket(socket, { body: JSON.stringify({ command: 'ADD', env: {}, stdin: 'x'.repeat(MAX_REQUEST_BODY_BYTES) }) })).status).toBe(413);
       expect(driver.requests).toHaveLength(0);
     });
   });
@@ -130,7 +131,23 @@ describe('CniServer over a unix socket', () => {
       ['bad ifname', inv('DEL', { env: { CNI_IFNAME: 'a-very-long-interface' } }), CniCode.InvalidEnvironment, 'invalid interface name', '1.1.0'],
       ['malformed CNI_ARGS', inv('ADD', { env: { CNI_ARGS: 'K8S_POD_NAME' } }), CniCode.InvalidEnvironment, 'invalid CNI_ARGS pair', '1.1.0'],
       ['unknown CNI_ARGS key', inv('ADD', { env: { CNI_ARGS: 'K8S_POD_NAMESPACE=a;K8S_POD_NAME=b;FOO=1' } }), CniCode.InvalidEnvironment, 'unknown CNI_ARGS keys', '1.1.0'],
-      ['half a pod name', inv('ADD', { env: { CNI_ARGS: 'IgnoreUnknown=1;K8S_POD_NAME=b' } }), CniCode.InvalidEnvironment, 'incomplete pod identity in CNI_ARGS', '1.1.0'],
+      ['ifname of 8 characters but 16 bytes', inv('ADD', { env: { CNI_IFNAME: 'éééééééé' } }), CniCode.InvalidEnvironment, 'invalid interface name', '1.1.0'],
+      ['ifname with a newline', inv('ADD', { env: { CNI_IFNAME: 'eth\n0' } }), CniCode.InvalidEnvironment, 'invalid interface name', '1.1.0'],
+      ['netns with a newline', inv('ADD', { env: { CNI_NETNS: '/var/run/netns/pod1\nlink del eth0' } }), CniCode.InvalidEnvironment, 'invalid network namespace path', '1.1.0'],
+      ['relative netns', inv('DEL', { env: { CNI_NETNS: 'pod1' } }), CniCode.InvalidEnvironment, 'invalid network namespace path', '1.1.0'],
+      ['CNI_ARGS value with a control character', inv('ADD', { env: { CNI_ARGS: 'IgnoreUnknown=1;K8S_POD_NAMESPACE=a;K8S_POD_NAME=b\r' } }), CniCode.InvalidEnvironment, 'invalid CNI_ARGS pair', '1.1.0'],
+      ['CNI_ARGS longer than an environment string can be', inv('ADD', { env: { CNI_ARGS: `IgnoreUnknown=1;X=${'x'.repeat(128 * 1024)}` } }), CniCode.InvalidEnvironment, 'CNI_ARGS is too long', '1.1.0'],
+      ['stdin over the limit', inv('ADD', { conf: { padding: 'x'.repeat(MAX_STDIN_BYTES) } }), CniCode.IoFailure, 'configuration on stdin is too large', '1.1.0'],
+      ['stdin nested too deeply', inv('ADD', { stdin: `{"cniVersion":"1.0.0","name":"seine","type":"seine","cniSocket":${'['.repeat(100_000)}${']'.repeat(100_000)}}` }), CniCode.DecodeFailure, 'cannot decode network configuration from stdin', '1.0.0'],
+      ['cniTimeoutSeconds too large for a timer', inv('DEL', { conf: { cniTimeoutSeconds: 2147484 } }), CniCode.InvalidNetworkConfig, 'invalid network configuration', '1.1.0'],
+      ['cniSocket not a path', inv('ADD', { conf: { cniSocket: { nested: [[[1]]] } } }), CniCode.InvalidNetworkConfig, 'invalid network configuration', '1.1.0'],
+      [
+        'ADD after another plugin (prevResult)',
+        inv('ADD', { conf: { cniVersion: '1.0.0', prevResult: { cniVersion: '1.0.0', interfaces: [{ name: 'eth0', sandbox: '/var/run/netns/pod1' }], ips: [{ address: '10.1.0.5/24', interface: 0 }] } } }),
+        CniCode.UnsupportedField,
+        'prevResult from another plugin is not supported in this mode',
+        '1.0.0',
+      ],
       ['stdin not JSON', inv('ADD', { stdin: '{"cniVersion": "0.4.0",' }), CniCode.DecodeFailure, 'cannot decode network configuration from stdin', '1.1.0'],
       ['invalid config', inv('ADD', { conf: { cniVersion: '1.0.0', name: 'bad name!' } }), CniCode.InvalidNetworkConfig, 'invalid network configuration', '1.0.0'],
       ['invalid prevResult', inv('DEL', { conf: { prevResult: { cniVersion: '1.1.0', ips: [{ address: '10.0.0.300/24' }] } } }), CniCode.InvalidNetworkConfig, 'invalid network configuration', '1.1.0'],
@@ -157,6 +174,30 @@ describe('CniServer over a unix socket', () => {
       expect((driver.requests[0] as CniRequest).pod).toBeUndefined();
       await invoke(socket, inv('ADD', { env: { CNI_ARGS: 'IgnoreUnknown=true;FOO=1;K8S_POD_NAMESPACE=a;K8S_POD_NAME=b' } }));
       expect((driver.requests[1] as CniRequest).pod).toEqual({ namespace: 'a', name: 'b' });
+    });
+
+    it('a container that is not a Kubernetes pod (podman passes K8S_POD_NAME only) is served without a pod', async () => {
+      for (const args of ['IgnoreUnknown=1;K8S_POD_NAME=web', 'IgnoreUnknown=1;K8S_POD_NAMESPACE=default']) {
+        const reply = await invoke(socket, inv('ADD', { env: { CNI_ARGS: args } }));
+        expect(reply.error).toBeUndefined();
+        expect(reply.result).toMatchObject({ ips: [{ address: expect.any(String) }] });
+        expect((driver.requests.at(-1) as CniRequest).pod).toBeUndefined();
+      }
+      expect(await invoke(socket, inv('DEL', { env: { CNI_ARGS: 'IgnoreUnknown=1;K8S_POD_NAME=web' } }))).toEqual({});
+    });
+
+    it('a prevResult on DEL and CHECK (the cached ADD result) is passed on, not refused', async () => {
+      const prevResult = { cniVersion: '1.0.0', interfaces: [{ name: 'eth0' }], ips: [{ address: '10.244.1.9/24', interface: 0 }] };
+      expect(await invoke(socket, inv('DEL', { conf: { cniVersion: '1.0.0', prevResult } }))).toEqual({});
+      expect(await invoke(socket, inv('CHECK', { conf: { cniVersion: '1.0.0', prevResult } }))).toEqual({});
+      expect(driver.requests.map((r) => (r as CniRequest).prevResult)).toEqual([prevResult, prevResult]);
+    });
+
+    it('a configuration of almost 1 MiB that JSON escaping doubles is served', async () => {
+      const stdin = conf().replace('{', `{${'\n'.repeat(MAX_STDIN_BYTES - 200)}`);
+      expect(Buffer.byteLength(stdin)).toBeLessThanOrEqual(MAX_STDIN_BYTES);
+      expect(Buffer.byteLength(JSON.stringify(stdin))).toBeGreaterThan(2 * MAX_STDIN_BYTES - 1000);
+      expect((await invoke(socket, inv('ADD', { stdin }))).result).toBeDefined();
     });
 
     it('VERSION is answered without the driver', async () => {
@@ -210,9 +251,10 @@ describe('CniServer over a unix socket', () => {
 
     it('a driver result in an old version is converted up; prevResult reaches the driver in the config version', async () => {
       driver.hook = () => ({ cniVersion: '0.3.0', ips: [{ version: '4', address: '10.244.1.9/24' }] });
+      expect((await invoke(socket, inv('ADD', { conf: { cniVersion: '1.0.0' } }))).result).toEqual({ cniVersion: '1.0.0', ips: [{ address: '10.244.1.9/24' }] });
       const prevResult = { cniVersion: '0.4.0', interfaces: [{ name: 'eth0' }], ips: [{ version: '4', address: '10.244.1.9/24', interface: 0 }] };
-      expect((await invoke(socket, inv('ADD', { conf: { cniVersion: '1.0.0', prevResult } }))).result).toEqual({ cniVersion: '1.0.0', ips: [{ address: '10.244.1.9/24' }] });
-      expect((driver.requests[0] as CniRequest).prevResult).toEqual({ cniVersion: '1.0.0', interfaces: [{ name: 'eth0' }], ips: [{ address: '10.244.1.9/24', interface: 0 }] });
+      expect(await invoke(socket, inv('CHECK', { conf: { cniVersion: '1.0.0', prevResult } }))).toEqual({});
+      expect((driver.requests[1] as CniRequest).prevResult).toEqual({ cniVersion: '1.0.0', interfaces: [{ name: 'eth0' }], ips: [{ address: '10.244.1.9/24', interface: 0 }] });
     });
   });
 
