@@ -7,6 +7,7 @@ import { chmod, copyFile, lstat, mkdir, readdir, readFile, readlink, realpath, r
 import { isBuiltin } from 'node:module';
 import { basename, dirname, extname, isAbsolute, join, relative, resolve } from 'node:path';
 import { CONF_EXTENSIONS, parseConfList } from '../../cni/conf.js';
+import { SUPPORTED_VERSIONS } from '../../cni/version.js';
 import { shellQuote } from '../../host/exec.js';
 import { logger, type Logger } from '../../util/log.js';
 
@@ -52,6 +53,7 @@ export interface InstallCniResult {
 
 export interface SeineConfList {
   cniVersion: string;
+  cniVersions?: string[];
   name: string;
   plugins: Array<Record<string, unknown> & { type: string }>;
 }
@@ -59,10 +61,18 @@ export interface SeineConfList {
 /** The install cannot proceed (e.g. a foreign conflist of the same name). */
 export class InstallCniError extends Error {}
 
+/**
+ * What a runtime whose libcni predates `cniVersions` (libcni 1.1: containerd 1.6/1.7, podman 4) runs the
+ * list in: it reads only `cniVersion` and cannot parse a 1.1.0 result.
+ */
+export const CONFLIST_VERSION = '1.0.0';
+
 export function seineConfList(socket: string, chainPortmap: boolean): SeineConfList {
   return {
-    // 1.1.0 lets runtimes send STATUS and GC; the reference portmap plugin stops at 1.0.0.
-    cniVersion: chainPortmap ? '1.0.0' : '1.1.0',
+    cniVersion: CONFLIST_VERSION,
+    // Runtimes that read `cniVersions` (spec 1.1) take the newest they know: 1.1.0 brings STATUS and GC.
+    // Not with portmap: the reference plugins in use stop at 1.0.0.
+    ...(chainPortmap ? {} : { cniVersions: [...SUPPORTED_VERSIONS] }),
     name: NETWORK_NAME,
     plugins: [{ type: PLUGIN_TYPE, cniSocket: socket }, ...(chainPortmap ? [{ type: 'portmap', capabilities: { portMappings: true } }] : [])],
   };

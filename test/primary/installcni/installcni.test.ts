@@ -34,8 +34,11 @@ describe('install-cni', () => {
     expect(first).toMatchObject({ confChanged: true, pluginChanged: true, removed: [] });
     const conf = join(confDir, CONFLIST_NAME);
     const text = readFileSync(conf, 'utf8');
-    expect(JSON.parse(text)).toEqual({ cniVersion: '1.1.0', name: 'seine', plugins: [{ type: 'seine', cniSocket: socket }] });
+    // cniVersion for runtimes whose libcni reads only that (1.1: no 1.1.0 results); the newest for the others.
+    expect(JSON.parse(text)).toEqual({ cniVersion: '1.0.0', cniVersions: ['0.3.0', '0.3.1', '0.4.0', '1.0.0', '1.1.0'], name: 'seine', plugins: [{ type: 'seine', cniSocket: socket }] });
     const list = parseConfList(text);
+    expect(list.cniVersion).toBe('1.1.0');
+    expect(parseConfList(text, { supportedVersions: ['0.3.0', '0.3.1', '0.4.0', '1.0.0'] }).cniVersion).toBe('1.0.0');
     expect(list.plugins.map((p) => p.type)).toEqual(['seine']);
     expect(statSync(conf).mode & 0o777).toBe(0o644);
     const plugin = join(binDir, 'seine');
@@ -61,6 +64,9 @@ describe('install-cni', () => {
       { type: 'seine', cniSocket: '/run/seine/other.sock' },
       { type: 'portmap', capabilities: { portMappings: true } },
     ]);
+    // The reference portmap plugin in use stops at 1.0.0: no runtime may pick 1.1.0 for this list.
+    expect(list.cniVersion).toBe('1.0.0');
+    expect(list.cniVersions).toBeUndefined();
   });
 
   it('refuses to replace a conflist of the same name that is not Seine\'s', async () => {
