@@ -1,16 +1,84 @@
 import { run, shellQuote, CommandError } from './exec.js';
 
+/**
+ * A value that cannot be handed to a command as the single, literal argument it is meant to be (it would
+ * split, end a line, start a comment or be read as something else). Thrown while a command is being built,
+ * so nothing has run.
+ */
+export class UnsafeArgumentError extends Error {
+  constructor(
+    /** What the value was for, e.g. "netns" or "link name". */
+    readonly what: string,
+    readonly value: string,
+    readonly reason: string,
+  ) {
+    super(`${what} ${JSON.stringify(value)} ${reason}`);
+    this.name = 'UnsafeArgumentError';
+  }
+}
+
+// Control characters (C0, DEL, C1): a newline ends a batch line, NUL ends a C string, none belongs in a name.
+const CONTROL = /\p{Cc}/u;
+
+/**
+ * One word of an `ip -batch` line, exactly as iproute2 (lib/utils.c) reads it back: getcmdline cuts the line
+ * at the first '#' (even inside quotes) and joins a line ending in a backslash with the next; makeargs splits
+ * on space, tab, CR and LF, and a word that starts with ' or " runs to the next same quote, without escapes.
+ * So '#' and control characters are refused, and a word that is empty, holds a space, starts with a quote or
+ * ends in a backslash is quoted with a quote character it does not contain.
+ */
+export function batchWord(word: string, what = 'argument'): string {
+  if (CONTROL.test(word)) throw new UnsafeArgumentError(what, word, 'contains a control character');
+  if (word.includes('#')) throw new UnsafeArgumentError(what, word, "contains '#' (a comment in an iproute2 batch)");
+  if (word !== '' && !word.includes(' ') && !/^['"]/.test(word) && !word.endsWith('\\')) return word;
+  if (!word.includes('"')) return `"${word}"`;
+  if (!word.includes("'")) return `'${word}'`;
+  throw new UnsafeArgumentError(what, word, 'holds a space or leading quote and both quote characters');
+}
+
+/** Words per command line: iproute2 before 5.x split at most 99 (later ones 511); ours stay far below. */
+const MAX_BATCH_WORDS = 99;
+
+/** A network device name as the kernel accepts it (dev_valid_name), and that no command reads as an option. */
+export function checkIfname(name: string, what = 'link name'): string {
+  if (!name || Buffer.byteLength(name) > 15) throw new UnsafeArgumentError(what, name, 'is not 1 to 15 bytes long');
+  if (name === '.' || name === '..' || /[/:\s]/.test(name) || CONTROL.test(name)) throw new UnsafeArgumentError(what, name, "is not a valid device name (no '/', ':', whitespace, '.' or '..')");
+  if (name.startsWith('-')) throw new UnsafeArgumentError(what, name, "starts with '-' (read as an option)");
+  return name;
+}
+
+/**
+ * A network namespace for `netns`: an absolute path, or the name of one under /var/run/netns. iproute2 reads
+ * anything else that parses as a number as a process id (`netns 1` is the init namespace), and a relative
+ * path relative to its working directory.
+ */
+export function checkNetnsRef(ref: string): string {
+  if (ref.includes('/')) {
+    if (!ref.startsWith('/')) throw new UnsafeArgumentError('netns', ref, 'is a relative path');
+  } else if (!/^[A-Za-z0-9_.-]+$/.test(ref) || ref === '.' || ref === '..' || /^[0-9xX]+$/.test(ref) || ref.startsWith('-')) {
+    throw new UnsafeArgumentError('netns', ref, 'is neither an absolute path nor a namespace name');
+  }
+  batchWord(ref, 'netns');
+  return ref;
+}
+
 /** A command run in the namespace right after a batch, in the same spawn (see IpRoute.apply). */
 export type FollowUp = readonly [cmd: string, ...args: string[]];
 
 /** TX checksum offload off: required for veths on a userspace (netdev) OVS datapath. */
 export function txOffloadOffCommand(dev: string): FollowUp {
-  return ['ethtool', '-K', dev, 'tx', 'off'];
+  return ['ethtool', '-K', checkIfname(dev), 'tx', 'off'];
 }
 
 /** Sets IPv4/IPv6 sysctls (net.* keys are per namespace). */
 export function sysctlCommand(values: Record<string, string | number>): FollowUp {
-  return ['sysctl', '-q', '-w', ...Object.entries(values).map(([k, v]) => `${k}=${v}`)];
+  const assignments = Object.entries(values).map(([k, v]) => {
+    // sysctl splits `key=value` at the first '='; a key starting with '-' would be an option.
+    if (!k || k.includes('=') || k.startsWith('-') || /\s/.test(k) || CONTROL.test(k)) throw new UnsafeArgumentError('sysctl key', k, "is empty, starts with '-' or holds '=' or whitespace");
+    if (CONTROL.test(String(v))) throw new UnsafeArgumentError(`sysctl ${k} value`, String(v), 'contains a control character');
+    return `${k}=${v}`;
+  });
+  return ['sysctl', '-q', '-w', ...assignments];
 }
 
 /**
@@ -22,7 +90,8 @@ export function sysctlCommand(values: Record<string, string | number>): FollowUp
 export function isolateFromHostStackCommand(...devs: string[]): FollowUp {
   const values: Record<string, number> = {};
   for (const d of devs) {
-    const key = d.replaceAll('.', '/');
+    // sysctl keys use '.' as separator, so a '.' in the device name is written as '/'.
+    const key = checkIfname(d).replaceAll('.', '/');
     values[`net.ipv4.conf.${key}.arp_ignore`] = 8;
     values[`net.ipv4.conf.${key}.rp_filter`] = 1;
     values[`net.ipv6.conf.${key}.disable_ipv6`] = 1;
@@ -81,80 +150,91 @@ export interface LinkChange {
 }
 
 /**
- * Builds an `ip -batch -` script so several changes cost one process spawn.
- * Each method appends one iproute2 command line.
+ * Builds an `ip -batch -` script so several changes cost one process spawn. Each method appends one iproute2
+ * command line from separate words; every word is checked or quoted (batchWord), device names and namespaces
+ * are validated, so no value can add a line or an argument. Invalid input throws UnsafeArgumentError here,
+ * before anything runs.
  */
 export class IpBatch {
-  readonly lines: string[] = [];
+  private readonly script: string[] = [];
 
-  raw(line: string): this {
-    this.lines.push(line);
+  /** One command line, e.g. `command('route', 'append', 'default', 'via', gw, 'dev', ifname)`. */
+  command(...words: string[]): this {
+    if (words.length === 0) throw new RangeError('an ip batch command needs at least one word');
+    if (words.length > MAX_BATCH_WORDS) throw new RangeError(`an ip batch command takes at most ${MAX_BATCH_WORDS} words, not ${words.length}`);
+    this.script.push(words.map((w) => batchWord(w)).join(' '));
     return this;
+  }
+
+  /** The command lines, as iproute2 will read them. */
+  get lines(): readonly string[] {
+    return this.script;
   }
 
   /** A veth pair; the peer goes straight into `peerNetns` (a path or name) when given. */
   addVeth(name: string, peer: string, opts: { peerNetns?: string; mtu?: number; mac?: string; peerMac?: string } = {}): this {
-    const mtu = opts.mtu ? ` mtu ${opts.mtu}` : '';
-    const mac = opts.mac ? ` address ${opts.mac}` : '';
-    const peerMac = opts.peerMac ? ` address ${opts.peerMac}` : '';
-    const ns = opts.peerNetns ? ` netns ${opts.peerNetns}` : '';
-    return this.raw(`link add ${name}${mtu}${mac} type veth peer name ${peer}${mtu}${peerMac}${ns}`);
+    const mtu = opts.mtu ? ['mtu', String(opts.mtu)] : [];
+    const mac = opts.mac ? ['address', opts.mac] : [];
+    const peerMac = opts.peerMac ? ['address', opts.peerMac] : [];
+    const ns = opts.peerNetns ? ['netns', checkNetnsRef(opts.peerNetns)] : [];
+    return this.command('link', 'add', 'name', checkIfname(name), ...mtu, ...mac, 'type', 'veth', 'peer', 'name', checkIfname(peer, 'peer name'), ...mtu, ...peerMac, ...ns);
   }
 
-  addLink(name: string, kind: string, extra = ''): this {
-    return this.raw(`link add ${name} type ${kind}${extra ? ` ${extra}` : ''}`);
+  /** A link of another kind, with its type's own arguments (e.g. 'stp_state', '0'). */
+  addLink(name: string, kind: string, ...typeArgs: string[]): this {
+    return this.command('link', 'add', 'name', checkIfname(name), 'type', kind, ...typeArgs);
   }
 
   setLink(dev: string, change: LinkChange): this {
-    const parts: string[] = [];
-    if (change.netns) parts.push(`netns ${change.netns}`);
-    if (change.name) parts.push(`name ${change.name}`);
-    if (change.mac) parts.push(`address ${change.mac}`);
-    if (change.mtu) parts.push(`mtu ${change.mtu}`);
-    if (change.master) parts.push(`master ${change.master}`);
-    if (change.up !== undefined) parts.push(change.up ? 'up' : 'down');
-    return this.raw(`link set dev ${dev} ${parts.join(' ')}`);
+    const words: string[] = [];
+    if (change.netns) words.push('netns', checkNetnsRef(change.netns));
+    if (change.name) words.push('name', checkIfname(change.name));
+    if (change.mac) words.push('address', change.mac);
+    if (change.mtu) words.push('mtu', String(change.mtu));
+    if (change.master) words.push('master', checkIfname(change.master, 'master'));
+    if (change.up !== undefined) words.push(change.up ? 'up' : 'down');
+    return this.command('link', 'set', 'dev', checkIfname(dev), ...words);
   }
 
   delLink(dev: string): this {
-    return this.raw(`link del dev ${dev}`);
+    return this.command('link', 'del', 'dev', checkIfname(dev));
   }
 
   addAddr(dev: string, cidr: string): this {
-    return this.raw(`addr replace ${cidr} dev ${dev}`);
+    return this.command('addr', 'replace', cidr, 'dev', checkIfname(dev));
   }
 
   flushAddrs(dev: string): this {
-    return this.raw(`addr flush dev ${dev}`);
+    return this.command('addr', 'flush', 'dev', checkIfname(dev));
   }
 
   /** Adds or replaces a route. `dst` is a CIDR or `default`. */
   replaceRoute(dst: string, opts: { via?: string; dev?: string; src?: string; onlink?: boolean; mtu?: number; table?: string | number; scope?: string } = {}): this {
-    const parts = [`route replace ${dst}`];
-    if (opts.via) parts.push(`via ${opts.via}`);
-    if (opts.dev) parts.push(`dev ${opts.dev}`);
-    if (opts.src) parts.push(`src ${opts.src}`);
-    if (opts.scope) parts.push(`scope ${opts.scope}`);
-    if (opts.mtu) parts.push(`mtu ${opts.mtu}`);
-    if (opts.table !== undefined) parts.push(`table ${opts.table}`);
-    if (opts.onlink) parts.push('onlink');
-    return this.raw(parts.join(' '));
+    const words = ['route', 'replace', dst];
+    if (opts.via) words.push('via', opts.via);
+    if (opts.dev) words.push('dev', checkIfname(opts.dev));
+    if (opts.src) words.push('src', opts.src);
+    if (opts.scope) words.push('scope', opts.scope);
+    if (opts.mtu) words.push('mtu', String(opts.mtu));
+    if (opts.table !== undefined) words.push('table', String(opts.table));
+    if (opts.onlink) words.push('onlink');
+    return this.command(...words);
   }
 
   delRoute(dst: string, opts: { dev?: string; table?: string | number } = {}): this {
-    const parts = [`route del ${dst}`];
-    if (opts.dev) parts.push(`dev ${opts.dev}`);
-    if (opts.table !== undefined) parts.push(`table ${opts.table}`);
-    return this.raw(parts.join(' '));
+    const words = ['route', 'del', dst];
+    if (opts.dev) words.push('dev', checkIfname(opts.dev));
+    if (opts.table !== undefined) words.push('table', String(opts.table));
+    return this.command(...words);
   }
 
   /** Permanent neighbour entry. */
   replaceNeigh(ip: string, mac: string, dev: string): this {
-    return this.raw(`neigh replace ${ip} lladdr ${mac} dev ${dev} nud permanent`);
+    return this.command('neigh', 'replace', ip, 'lladdr', mac, 'dev', checkIfname(dev), 'nud', 'permanent');
   }
 
   get empty(): boolean {
-    return this.lines.length === 0;
+    return this.script.length === 0;
   }
 }
 

@@ -13,8 +13,8 @@ export async function buildFabric(plan: LabPlan, ledger: ResourceLedger): Promis
   const fabric = new IpRoute(await createNetns(plan.fabricNetns));
   await fabric.apply(
     new IpBatch()
-      .addLink(UNDERLAY_BRIDGE, 'bridge', 'stp_state 0 forward_delay 0')
-      .addLink(VLAN_FABRIC_BRIDGE, 'bridge', 'stp_state 0 forward_delay 0')
+      .addLink(UNDERLAY_BRIDGE, 'bridge', 'stp_state', '0', 'forward_delay', '0')
+      .addLink(VLAN_FABRIC_BRIDGE, 'bridge', 'stp_state', '0', 'forward_delay', '0')
       .setLink(UNDERLAY_BRIDGE, { up: true, mtu: plan.underlayMtu })
       .setLink(VLAN_FABRIC_BRIDGE, { up: true, mtu: plan.underlayMtu }),
   );

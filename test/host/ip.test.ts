@@ -1,6 +1,6 @@
 import { existsSync } from 'node:fs';
 import { CommandError, run } from '../../src/host/exec.js';
-import { IpBatch, isolateFromHostStackCommand, txOffloadOffCommand } from '../../src/host/ip.js';
+import { IpBatch, isolateFromHostStackCommand, txOffloadOffCommand, UnsafeArgumentError } from '../../src/host/ip.js';
 import { netnsExists } from '../../src/host/netns.js';
 import { isAlive, processRef } from '../../src/host/ledger.js';
 import { OvsSandbox } from '../harness/sandbox.js';
@@ -55,6 +55,27 @@ describe('host commands in namespaces', () => {
     const err2 = await pod.ip.apply(new IpBatch().setLink('eth0', { mtu: 1250 }), ['ethtool', '-K', 'no-such-dev', 'tx', 'off'], ['ip', 'link', 'set', 'eth0', 'mtu', '1200']).catch((e: unknown) => e);
     expect((err2 as CommandError).message).toMatch(/ethtool' '-K' 'no-such-dev'.*No such device/s);
     expect((await pod.ip.link('eth0'))?.mtu).toBe(1250);
+  });
+
+  it('batch words reach iproute2 exactly as given, quoted where its reader would split them', async () => {
+    const pod = await sb.addPod('10.9.0.4/24');
+    for (const alias of ['a b', "'lead", '"lead', 'tail\\', "q'x y", 'x\\y', "it's"]) {
+      await pod.ip.apply(new IpBatch().command('link', 'set', 'dev', 'eth0', 'alias', alias));
+      const [link] = JSON.parse((await run('ip', ['-json', 'link', 'show', 'eth0'], { netns: pod.netns })).stdout) as Array<{ ifalias?: string }>;
+      expect(link?.ifalias).toBe(alias);
+    }
+  });
+
+  it('a netns path carrying another batch line is refused and nothing runs', async () => {
+    const pod = await sb.addPod('10.9.0.5/24');
+    const injected = `${sb.id}inj`;
+    for (const tail of [`\nlink add name ${injected} type bridge`, ` # comment`, `\rlink add name ${injected} type bridge`]) {
+      const attempt = (async () => sb.ip.apply(new IpBatch().addVeth(`${sb.id}v`, 'eth1', { peerNetns: `${pod.netns}${tail}` })))();
+      await expect(attempt).rejects.toThrow(UnsafeArgumentError);
+    }
+    expect(await sb.ip.link(injected)).toBeUndefined();
+    expect(await sb.ip.link(`${sb.id}v`)).toBeUndefined();
+    expect(await pod.ip.link('eth1')).toBeUndefined();
   });
 
   it('link() returns undefined for a missing device', async () => {

@@ -134,7 +134,7 @@ export async function ensureUplinkBridge(vs: Vswitch, ip: IpRoute, spec: UplinkS
   await vs.waitForOfport(PHY_BRIDGE);
   const [uplinkAddrs] = await ip.addrs(spec.uplink);
   const batch = new IpBatch();
-  for (const a of uplinkAddrs?.addr_info ?? []) if (a.family === 'inet') batch.raw(`addr del ${a.local}/${a.prefixlen} dev ${spec.uplink}`);
+  for (const a of uplinkAddrs?.addr_info ?? []) if (a.family === 'inet') batch.command('addr', 'del', `${a.local}/${a.prefixlen}`, 'dev', spec.uplink);
   batch.setLink(PHY_BRIDGE, { up: true, mtu: spec.mtu }).addAddr(PHY_BRIDGE, spec.nodeCidr);
   if (spec.defaultGateway) batch.replaceRoute('default', { via: spec.defaultGateway, dev: PHY_BRIDGE });
   await ip.apply(batch);

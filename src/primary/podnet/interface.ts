@@ -1,5 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { IpBatch, IpRoute, isolateFromHostStackCommand, txOffloadOffCommand } from '../../host/ip.js';
+import { CniCode, CniError } from '../../cni/errors.js';
+import { IpBatch, IpRoute, isolateFromHostStackCommand, txOffloadOffCommand, UnsafeArgumentError, type FollowUp } from '../../host/ip.js';
 
 export interface PodInterfaceSpec {
   /** Pod network namespace path. */
@@ -34,34 +35,69 @@ export function randomMac(): string {
 
 /**
  * Creates the pod's veth (peer straight into the pod netns), addresses it, adds a default route via the
- * gateway on it, then brings the host end up. Three spawns: the veth alone (its failure means nothing was
- * made), the pod side, the host side, each with its offload/sysctl changes; on failure the host end (and
- * with it the peer) is removed.
+ * gateway on it, then brings the host end up. Three spawns: the veth alone, the pod side, the host side, each
+ * with its offload/sysctl changes. On failure everything it made is removed. A value that cannot be passed
+ * to iproute2 (e.g. a netns path with a newline) is refused with CNI code 4 before anything runs.
  */
 export async function setUpPodInterface(host: IpRoute, spec: PodInterfaceSpec): Promise<void> {
-  await host.apply(new IpBatch().addVeth(spec.hostIfname, spec.ifname, { peerNetns: spec.netns, mtu: spec.mtu, peerMac: spec.mac }));
+  const userspace = spec.userspaceDatapath;
+  // Everything is built first: an argument iproute2 cannot carry fails here, with nothing made.
+  // Both ends get a MAC of ours, so a failed first step can tell its own links from ones that were there.
+  const hostMac = randomMac();
+  let veth: IpBatch, podSide: IpBatch, hostSide: IpBatch;
+  let podFollowUps: FollowUp[], hostFollowUps: FollowUp[];
   try {
-    const pod = new IpRoute(spec.netns);
-    const userspace = spec.userspaceDatapath;
-    await pod.apply(
-      new IpBatch()
-        .setLink('lo', { up: true })
-        .addAddr(spec.ifname, spec.cidr)
-        .setLink(spec.ifname, { up: true })
-        // Appended, not replaced: another attachment of this network in the pod keeps its default route
-        // (the first one stays in use), and each interface's route goes with it when it is deleted.
-        .raw(`route append default via ${spec.gateway} dev ${spec.ifname}`),
-      ...(userspace ? [txOffloadOffCommand(spec.ifname)] : []),
-    );
+    veth = new IpBatch().addVeth(spec.hostIfname, spec.ifname, { peerNetns: spec.netns, mtu: spec.mtu, mac: hostMac, peerMac: spec.mac });
+    podSide = new IpBatch()
+      .setLink('lo', { up: true })
+      .addAddr(spec.ifname, spec.cidr)
+      .setLink(spec.ifname, { up: true })
+      // Appended, not replaced: another attachment of this network in the pod keeps its default route
+      // (the first one stays in use), and each interface's route goes with it when it is deleted.
+      .command('route', 'append', 'default', 'via', spec.gateway, 'dev', spec.ifname);
+    podFollowUps = userspace ? [txOffloadOffCommand(spec.ifname)] : [];
+    hostSide = new IpBatch().setLink(spec.hostIfname, { up: true });
+    hostFollowUps = userspace ? [txOffloadOffCommand(spec.hostIfname), isolateFromHostStackCommand(spec.hostIfname)] : [];
+  } catch (e) {
+    if (e instanceof UnsafeArgumentError) throw invalidArgument(e, spec);
+    throw e;
+  }
+  try {
+    await host.apply(veth);
+  } catch (e) {
+    // The kernel makes a veth pair in one step, but the batch may have died after it (killed, timed out).
+    await removeOwnVeth(host, spec, hostMac);
+    throw e;
+  }
+  try {
+    await new IpRoute(spec.netns).apply(podSide, ...podFollowUps);
     // The host end goes up last: no frame reaches the switch before the pod end is configured.
-    await host.apply(
-      new IpBatch().setLink(spec.hostIfname, { up: true }),
-      ...(userspace ? [txOffloadOffCommand(spec.hostIfname), isolateFromHostStackCommand(spec.hostIfname)] : []),
-    );
+    await host.apply(hostSide, ...hostFollowUps);
   } catch (e) {
     await tearDownPodInterface(host, spec.hostIfname);
     throw e;
   }
+}
+
+/** The CNI error for a value iproute2 cannot be given: the runtime's CNI_NETNS or CNI_IFNAME. */
+function invalidArgument(e: UnsafeArgumentError, spec: PodInterfaceSpec): CniError {
+  const env = e.value === spec.netns ? 'CNI_NETNS' : e.value === spec.ifname ? 'CNI_IFNAME' : undefined;
+  return new CniError(CniCode.InvalidEnvironment, env ? `invalid ${env}` : 'invalid pod interface parameter', e.message, { cause: e });
+}
+
+/**
+ * Removes what a failed veth step may have made: the host end in the node and the pod end in the pod netns,
+ * each only when it carries the MAC this attempt gave it (a link of that name that was already there is
+ * left alone). Deleting either end of a veth deletes both.
+ */
+export async function removeOwnVeth(host: IpRoute, spec: PodInterfaceSpec, hostMac: string): Promise<void> {
+  const ours = async (ip: IpRoute, name: string, mac: string): Promise<boolean> => {
+    const link = await ip.link(name).catch(() => undefined);
+    return link?.linkinfo?.info_kind === 'veth' && link.address?.toLowerCase() === mac.toLowerCase();
+  };
+  const pod = new IpRoute(spec.netns);
+  if (await ours(host, spec.hostIfname, hostMac)) await tearDownPodInterface(host, spec.hostIfname);
+  if (await ours(pod, spec.ifname, spec.mac)) await pod.applyBestEffort(new IpBatch().delLink(spec.ifname));
 }
 
 /** Removes the host end of a pod veth (the pod end goes with it). Already gone is fine. */

@@ -45,7 +45,7 @@ export class HostNetwork {
     for (const [dst, want] of desired) {
       const have = ours.find((r) => r.dst === dst);
       if (have && have.gateway === want.via && (!want.dev || have.dev === want.dev)) continue;
-      batch.raw(`route replace ${dst} via ${want.via}${want.dev ? ` dev ${want.dev} onlink` : ''} proto ${SEINE_ROUTE_PROTO}`);
+      batch.command('route', 'replace', dst, 'via', want.via, ...(want.dev ? ['dev', want.dev, 'onlink'] : []), 'proto', String(SEINE_ROUTE_PROTO));
     }
     await this.ip.apply(batch);
   }

@@ -25,7 +25,7 @@ function family(dst: string): 4 | 6 {
 }
 
 /** One `ip route` argument list for a CNI route via the pod interface. */
-export function routeArgs(r: CniRoute, dev: string): string {
+export function routeArgs(r: CniRoute, dev: string): string[] {
   const parts = [r.dst];
   if (r.gw) parts.push('via', r.gw);
   parts.push('dev', dev);
@@ -34,18 +34,18 @@ export function routeArgs(r: CniRoute, dev: string): string {
   if (r.scope !== undefined) parts.push('scope', String(r.scope));
   if (r.mtu !== undefined) parts.push('mtu', String(r.mtu));
   if (r.advmss !== undefined) parts.push('advmss', String(r.advmss));
-  return parts.join(' ');
+  return parts;
 }
 
 /** The arguments that name an installed default route exactly (for deleting it and putting it back). */
-function installedDefaultArgs(r: Route, fam: 4 | 6): string {
+function installedDefaultArgs(r: Route, fam: 4 | 6): string[] {
   const parts = [fam === 4 ? '0.0.0.0/0' : '::/0'];
   if (r.gateway) parts.push('via', r.gateway);
   if (r.dev) parts.push('dev', r.dev);
   if (r.metric !== undefined) parts.push('metric', String(r.metric));
   if (r.protocol) parts.push('proto', r.protocol);
   if (r.flags?.includes('onlink')) parts.push('onlink');
-  return parts.join(' ');
+  return parts;
 }
 
 /** Checks what would otherwise fail half way (names, MAC, MTU, addresses, routes); throws before anything is made. */
@@ -78,28 +78,28 @@ export async function setUpSecondaryInterface(host: IpRoute, spec: SecondaryInte
   // Alone, so that its failure (e.g. the name exists) means nothing was made.
   await host.apply(new IpBatch().addVeth(spec.hostIfname, spec.ifname, { peerNetns: spec.netns, mtu: spec.mtu, peerMac: spec.mac }));
   const pod = new IpRoute(spec.netns);
-  const replaced: Array<{ fam: 4 | 6; args: string }> = [];
+  const replaced: Array<{ fam: 4 | 6; args: string[] }> = [];
   const undo = async (): Promise<void> => {
     await host.applyBestEffort(new IpBatch().delLink(spec.hostIfname));
     // Routes via the removed interface went with it; the replaced ones come back (when the failure came
     // before their deletion, re-adding them fails with "exists", which is ignored).
-    if (replaced.length) await pod.applyBestEffort(replaced.reduce((b, r) => b.raw(`route append ${r.args}`), new IpBatch()));
+    if (replaced.length) await pod.applyBestEffort(replaced.reduce((b, r) => b.command('route', 'append', ...r.args), new IpBatch()));
   };
   try {
     const b = new IpBatch().setLink('lo', { up: true });
-    for (const a of spec.addresses) b.raw(`addr replace ${a} dev ${spec.ifname}${family(a) === 6 ? ' nodad' : ''}`);
+    for (const a of spec.addresses) b.command('addr', 'replace', a, 'dev', spec.ifname, ...(family(a) === 6 ? ['nodad'] : []));
     b.setLink(spec.ifname, { up: true });
     const defaults = spec.routes.filter(isDefaultRoute);
-    for (const r of spec.routes.filter((x) => !isDefaultRoute(x))) b.raw(`route replace ${routeArgs(r, spec.ifname)}`);
+    for (const r of spec.routes.filter((x) => !isDefaultRoute(x))) b.command('route', 'replace', ...routeArgs(r, spec.ifname));
     // Every default route of the family goes (the primary network may have appended several), then ours.
     for (const r of defaults) {
       const fam = family(r.dst);
       for (const old of (await pod.routes({ family: fam })).filter((x) => x.dst === 'default')) {
         const args = installedDefaultArgs(old, fam);
         replaced.push({ fam, args });
-        b.raw(`route del ${args}`);
+        b.command('route', 'del', ...args);
       }
-      b.raw(`route replace ${routeArgs(r, spec.ifname)}`);
+      b.command('route', 'replace', ...routeArgs(r, spec.ifname));
     }
     // The host end goes up last: no frame reaches the switch before the pod end is configured.
     const hostSide = new IpBatch().setLink(spec.hostIfname, { up: true });

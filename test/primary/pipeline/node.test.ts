@@ -66,7 +66,7 @@ describe('primary pipeline on one node', () => {
       expect(await spoofDrops()).toBeGreaterThan(before);
       expect(await ping(pod1.netns, pod2.addr, { from: pod1.addr })).toBe(true);
     } finally {
-      await pod1.ip.apply(new IpBatch().raw('addr del 10.244.1.99/24 dev eth0'));
+      await pod1.ip.apply(new IpBatch().command('addr', 'del', '10.244.1.99/24', 'dev', 'eth0'));
     }
   });
 

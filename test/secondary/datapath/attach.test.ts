@@ -37,7 +37,7 @@ describe('secondary datapath: pod interfaces on one node', () => {
     await gw.ip.apply(new IpBatch().addAddr('lo', '10.99.0.1/32'));
     const pod = await podWithEth0();
     // The primary plugin may have appended two default routes; both must go.
-    await pod.apply(new IpBatch().raw('route append default via 10.244.1.254 dev eth0'));
+    await pod.apply(new IpBatch().command('route', 'append', 'default', 'via', '10.244.1.254', 'dev', 'eth0'));
     expect(await defaults(pod)).toHaveLength(2);
     const mac = testMac();
     const att = await n.dp.attach({

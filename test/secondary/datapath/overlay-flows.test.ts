@@ -81,8 +81,8 @@ describe('pod interface spec', () => {
   const spec = { netns: '/var/run/netns/x', ifname: 'net1', hostIfname: 'h1', mac: '02:00:00:00:00:01', mtu: 1500, addresses: ['10.0.0.2/24'], routes: [] };
 
   it('renders routes via the interface', () => {
-    expect(routeArgs({ dst: '0.0.0.0/0', gw: '10.0.0.1' }, 'net1')).toBe('0.0.0.0/0 via 10.0.0.1 dev net1');
-    expect(routeArgs({ dst: '10.8.0.0/16', priority: 50, mtu: 1400 }, 'net1')).toBe('10.8.0.0/16 dev net1 metric 50 mtu 1400');
+    expect(routeArgs({ dst: '0.0.0.0/0', gw: '10.0.0.1' }, 'net1').join(' ')).toBe('0.0.0.0/0 via 10.0.0.1 dev net1');
+    expect(routeArgs({ dst: '10.8.0.0/16', priority: 50, mtu: 1400 }, 'net1').join(' ')).toBe('10.8.0.0/16 dev net1 metric 50 mtu 1400');
     expect(isDefaultRoute({ dst: '::/0' })).toBe(true);
     expect(isDefaultRoute({ dst: '0.0.0.0/0', table: 100 })).toBe(false);
   });

@@ -38,7 +38,7 @@ describe('secondary datapath: overlay networks across three nodes', () => {
     const fabricName = `${a.sb.id}-fab`;
     a.sb.ledger.netns(fabricName);
     const fabric = new IpRoute(await createNetns(fabricName));
-    await fabric.apply(new IpBatch().addLink('fab', 'bridge', 'stp_state 0 forward_delay 0').setLink('fab', { up: true }));
+    await fabric.apply(new IpBatch().addLink('fab', 'bridge', 'stp_state', '0', 'forward_delay', '0').setLink('fab', { up: true }));
     for (const [i, n] of nodes().entries()) {
       await fabric.apply(new IpBatch().addVeth(`fab${i}`, 'uplink', { peerNetns: n.sb.netns }).setLink(`fab${i}`, { master: 'fab', up: true }));
       await n.sb.ip.txOffloadOff('uplink');

@@ -100,7 +100,7 @@ describe('secondary datapath: VLAN networks across two nodes', () => {
       expect(await neighbourMac(pod.ip, a.nodeIp)).toBe((await a.sb.ip.link(host))?.address);
     } finally {
       await isolate(true);
-      await pod.ip.apply(new IpBatch().raw('neigh flush dev net1').raw('addr del 192.168.50.10/24 dev net1'));
+      await pod.ip.apply(new IpBatch().command('neigh', 'flush', 'dev', 'net1').command('addr', 'del', '192.168.50.10/24', 'dev', 'net1'));
     }
   });
 
