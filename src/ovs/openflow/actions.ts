@@ -179,7 +179,7 @@ function renderOne(a: Action): string {
       if (!a.text) throw new RangeError('note: empty');
       return `note:${noteHex(a.text)}`;
     case 'raw':
-      if (!a.text.trim() || /\s/.test(a.text)) throw new RangeError(`raw action: "${a.text}" is empty or contains whitespace`);
+      if (!a.text.trim() || /[\s#\p{Cc}]/u.test(a.text)) throw new RangeError(`raw action: "${a.text}" is empty or contains whitespace, '#' or control characters`);
       return a.text;
   }
 }

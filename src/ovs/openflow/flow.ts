@@ -137,7 +137,7 @@ export function renderChange(c: Change): BundleLine {
     return { kind: 'group', op: c.op, groupId: c.group.id, text: `group ${c.op} ${renderGroup(c.group)}` };
   }
   if ('line' in c) {
-    if (/[\r\n]/.test(c.line) || !c.line.trim()) throw new RangeError(`pre-rendered flow line is empty or spans lines: ${JSON.stringify(c.line)}`);
+    if (/[#\p{Cc}]/u.test(c.line) || !c.line.trim()) throw new RangeError(`pre-rendered flow line is empty, spans lines or holds a '#' comment: ${JSON.stringify(c.line)}`);
     return { kind: 'flow', op: c.op, table: c.table, priority: c.priority, text: `flow ${c.op} ${c.line}` };
   }
   switch (c.op) {

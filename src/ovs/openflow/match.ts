@@ -89,7 +89,8 @@ const PROTOCOLS: ReadonlySet<string> = new Set<Protocol>(['ip', 'ipv6', 'arp', '
 const CT_FLAGS: ReadonlySet<string> = new Set<CtFlag>(['new', 'est', 'rel', 'rpl', 'inv', 'trk', 'snat', 'dnat']);
 const MAC_RE = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/i;
 /** Characters that would break a comma-separated ovs-ofctl flow line. */
-const UNSAFE = /[\s,]/;
+// Whitespace and commas split a field; ovs-ofctl cuts a line at '#' (a comment); control characters end lines.
+const UNSAFE = /[\s,#\p{Cc}]/u;
 const FIELD_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 
 export function checkUint(field: string, v: number | bigint, bits: number): bigint {
@@ -142,7 +143,7 @@ function num(field: string, v: number): string {
 }
 
 export function checkToken(what: string, v: string): string {
-  if (!v || UNSAFE.test(v)) throw new RangeError(`${what}: "${v}" is empty or contains whitespace or commas`);
+  if (!v || UNSAFE.test(v)) throw new RangeError(`${what}: "${v}" is empty or contains whitespace, commas, '#' or control characters`);
   return v;
 }
 

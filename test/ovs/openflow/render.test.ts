@@ -63,6 +63,8 @@ describe('match rendering', () => {
     expect(() => renderMatch({ ct_state: '+trk+bogus' })).toThrow(RangeError);
     expect(() => renderMatch({ protocol: 'ip', dl_type: 0x800 })).toThrow(RangeError);
     expect(() => renderMatch({ extra: { 'nw_src,actions': '1' } })).toThrow(RangeError);
+    // ovs-ofctl reads flow files line by line and cuts each at '#': no value may end a line or start a comment.
+    for (const v of ['1#', '1\nflow delete table=0', '1\r']) expect(() => renderMatch({ extra: { metadata: v } })).toThrow(RangeError);
     expect(() => renderMatch({ extra: { nw_tos: '1,actions=NORMAL' } })).toThrow(RangeError);
   });
 });
