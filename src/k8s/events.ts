@@ -17,6 +17,29 @@ export interface InvolvedObject {
 }
 
 /**
+ * kube-apiserver's limits (pkg/apis/core/validation/events.go): an Event's message (note) at most 1024 bytes,
+ * its reason at most 128; a longer one is refused with 422 and the Event is lost.
+ */
+export const EVENT_MESSAGE_MAX_BYTES = 1024;
+export const EVENT_REASON_MAX_BYTES = 128;
+
+/** `text` cut to at most `maxBytes` of UTF-8 on a character boundary, saying how long it was when cut. */
+export function boundEventText(text: string, maxBytes: number): string {
+  const total = Buffer.byteLength(text);
+  if (total <= maxBytes) return text;
+  const tail = ` ... (${total} bytes, cut)`;
+  let used = Buffer.byteLength(tail);
+  let head = '';
+  for (const ch of text) {
+    const n = Buffer.byteLength(ch);
+    if (used + n > maxBytes) break;
+    head += ch;
+    used += n;
+  }
+  return head + tail;
+}
+
+/**
  * Records core/v1 Events (what `kubectl describe` shows). Repeats of the same reason and message for the same
  * object within a short window bump `count` on the existing Event instead of creating a new one.
  */
@@ -29,7 +52,10 @@ export class EventRecorder {
     private readonly source: EventSource,
   ) {}
 
-  async record(obj: InvolvedObject, type: 'Normal' | 'Warning', reason: string, message: string): Promise<void> {
+  async record(obj: InvolvedObject, type: 'Normal' | 'Warning', reasonText: string, messageText: string): Promise<void> {
+    // Bounded here, the one place Events are written, so no caller can produce one the API server refuses.
+    const reason = boundEventText(reasonText, EVENT_REASON_MAX_BYTES);
+    const message = boundEventText(messageText, EVENT_MESSAGE_MAX_BYTES);
     const namespace = obj.namespace ?? 'default';
     const key = `${obj.uid ?? `${namespace}/${obj.name}`}|${reason}|${message}`;
     const now = new Date();

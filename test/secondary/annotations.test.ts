@@ -167,6 +167,21 @@ describe('networks annotation: invalid values', () => {
     expect(err!.message).toContain('element 3 ("pods/c"): interface:');
     expect(err!.message).toContain('element 3 ("pods/c"): ips[0]:');
   });
+
+  it('a thousand invalid elements: every problem kept, the message names the first few and counts the rest', () => {
+    const elements = Array.from({ length: 1000 }, (_, i) => ({ name: `net-${i}-${'x'.repeat(80)}`, mac: 'not-a-mac', ips: ['nope'] }));
+    let err: NetworksAnnotationError | undefined;
+    try {
+      parse(JSON.stringify(elements));
+    } catch (e) {
+      err = e as NetworksAnnotationError;
+    }
+    expect(err).toBeInstanceOf(NetworksAnnotationError);
+    expect(err!.problems).toHaveLength(2000);
+    expect(err!.message).toMatch(new RegExp(`^invalid ${NETWORKS_ANNOTATION} annotation: 2000 problems: element 1 .*; and 1995 more$`));
+    // Fits the 1024 bytes kube-apiserver allows an Event message, with room for a prefix.
+    expect(Buffer.byteLength(err!.message)).toBeLessThan(1000);
+  });
 });
 
 describe('assignInterfaceNames', () => {
