@@ -22,7 +22,7 @@ RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund
 FROM node:20-bookworm-slim
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-      openvswitch-switch iproute2 ethtool nftables iptables conntrack util-linux kmod \
+      openvswitch-switch iproute2 iputils-arping ethtool nftables iptables conntrack util-linux kmod \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /opt/seine
 # package.json: "type": "module" for dist/, and the version `seine --version` prints.

@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(openvswitch-switch iproute2 ethtool iputils-ping iperf3 tcpdump conntrack nftables iptables
+APT_PACKAGES=(openvswitch-switch iproute2 ethtool iputils-ping iputils-arping iperf3 tcpdump conntrack nftables iptables
   containernetworking-plugins netcat-openbsd util-linux procps)
 
 missing=()

@@ -7,7 +7,8 @@ import { loadKubeConfig } from '../../k8s/kubeconfig.js';
 import { FlowWriter, addFlow } from '../../ovs/openflow/index.js';
 import { Vswitch } from '../../ovs/ovsdb/index.js';
 import { logger } from '../../util/log.js';
-import { GATEWAY_PORT, discoverUplink, ensureIntegrationBridge, ensureUplinkBridge, gatewayMacFor, type IntegrationBridge } from '../bridge/bridge.js';
+import { TunnelNeighbours } from '../bridge/tunnel-neighbours.js';
+import { GATEWAY_PORT, PHY_BRIDGE, discoverUplink, ensureIntegrationBridge, ensureUplinkBridge, gatewayMacFor, type IntegrationBridge } from '../bridge/bridge.js';
 import { CniServer } from '../cniserver/index.js';
 import { InterfaceStore } from '../interfacestore/store.js';
 import { NodeIpam } from '../ipam/index.js';
@@ -28,6 +29,9 @@ const ENCAP_OVERHEAD = 50;
 const WATCHDOG_MS = 2000;
 /** Flows are read at least this often even when ovs-vswitchd's pidfile has not changed (every tick without one). */
 const FLOW_CHECK_MS = 30_000;
+/** Tunnel next hops are checked this often; sooner while one of them does not answer yet (a node coming up). */
+const NEIGHBOUR_SYNC_MS = 15_000;
+const NEIGHBOUR_RETRY_MS = 2000;
 /** ADD/DEL/GC take one unit; re-realizing the whole node takes all of them. */
 const LOCK_UNITS = 1024;
 
@@ -63,6 +67,12 @@ export class Agent {
   /** Which ovs-vswitchd (see vswitchdIdentity) last had its flows in place, and when that was seen. */
   private checkedVswitchd?: { id: string | undefined; at: number };
   private peerTimer?: NodeJS.Timeout;
+  /** Userspace tunnels only: OVS's tunnel neighbour table, seeded so no first packet waits on ARP. */
+  private neighbours?: TunnelNeighbours;
+  private neighbourTimer?: NodeJS.Timeout;
+  private neighbourSync?: Promise<void>;
+  private neighbourSyncAgain = false;
+  private announcedMac?: string;
   private recovering?: Promise<void>;
   readonly metrics = new AgentMetrics({ pods: () => this.store.size, peers: () => this.peers.size });
   private health?: Server;
@@ -156,6 +166,10 @@ export class Agent {
     const result = await this.flows.sync(pipelineSync(this.state()));
     this.log.info({ round: this.bridge.round, pods: this.store.size, peers: this.peers.size, ...result, changes: undefined }, 'flows synced');
     await this.endFlowRestoreWait();
+    if (cfg.ovs.datapathType === 'netdev' && encap) {
+      this.neighbours = new TunnelNeighbours({ netns: cfg.hostNetns, ovsRundir: cfg.ovs.rundir, bridge: PHY_BRIDGE });
+      await this.syncNeighbours();
+    }
     this.ready = true;
 
     if (cfg.secondaryNetworks.enabled) await this.startSecondary(kc);
@@ -237,6 +251,47 @@ export class Agent {
     for (const index of this.peers.keys()) if (!next.has(index)) await this.flows!.sync(peerRemoval(index));
     if (next.size !== this.peers.size || [...next.keys()].some((k) => !this.peers.has(k))) this.log.info({ peers: [...next.values()].map((p) => p.nodeIp) }, 'peers updated');
     this.peers = next;
+    await this.syncNeighbours();
+  }
+
+  /**
+   * Seeds OVS's tunnel neighbour table for every peer (and so for the secondary overlays' tunnels, which go to
+   * the same nodes), and announces this node's MAC when it is new or changed; then schedules the next check.
+   * Never throws: a failure is retried on the next check.
+   */
+  private syncNeighbours(): Promise<void> {
+    // One sync at a time; a request meanwhile runs once more after it (peers may have changed).
+    if (this.neighbourSync) {
+      this.neighbourSyncAgain = true;
+      return this.neighbourSync;
+    }
+    this.neighbourSync = (async () => {
+      do {
+        this.neighbourSyncAgain = false;
+        await this.syncNeighboursOnce();
+      } while (this.neighbourSyncAgain && !this.stopped);
+    })().finally(() => (this.neighbourSync = undefined));
+    return this.neighbourSync;
+  }
+
+  private async syncNeighboursOnce(): Promise<void> {
+    if (!this.neighbours || this.stopped) return;
+    if (this.neighbourTimer) clearTimeout(this.neighbourTimer);
+    let retry: boolean;
+    try {
+      const mac = this.vswitch!.cache.iface(PHY_BRIDGE)?.macInUse;
+      if (mac && mac !== this.announcedMac) {
+        await this.neighbours.announce(this.nodeIp);
+        this.announcedMac = mac;
+      }
+      const { unresolved } = await this.neighbours.sync([...this.peers.values()].map((p) => p.nodeIp));
+      retry = unresolved.length > 0;
+    } catch (e) {
+      retry = true;
+      this.log.warn({ err: String(e) }, 'tunnel neighbour sync failed');
+    }
+    if (this.stopped) return;
+    this.neighbourTimer = setTimeout(() => void this.syncNeighbours(), retry ? NEIGHBOUR_RETRY_MS : NEIGHBOUR_SYNC_MS);
   }
 
   /** Secondary networks: their own bridges on this node's OVS, driven by NADs and pod annotations. */
@@ -342,6 +397,9 @@ export class Agent {
         await this.hostNet.syncPeerRoutes([...this.peers.values()], this.cfg.trafficEncapMode);
         await this.flows!.submit(pipelineFlows(this.state()).map(addFlow));
         await this.secondaryDatapath?.restore();
+        // The new ovs-vswitchd starts with an empty tunnel neighbour table.
+        this.announcedMac = undefined;
+        await this.syncNeighbours();
         await this.endFlowRestoreWait();
         this.metrics.restores.inc();
         this.log.info({ pods: this.store.size }, 'datapath restored');
@@ -371,12 +429,14 @@ export class Agent {
     this.ready = false;
     if (this.watchdog) clearInterval(this.watchdog);
     if (this.peerTimer) clearTimeout(this.peerTimer);
+    if (this.neighbourTimer) clearTimeout(this.neighbourTimer);
     if (this.ipamGcTimer) clearInterval(this.ipamGcTimer);
     await this.server?.close();
     await this.secondary?.stop();
     await this.nodesInformer?.stop();
     await this.podsInformer?.stop();
     await this.recovering;
+    await this.neighbourSync;
     await this.vswitch?.close();
     await new Promise((r) => (this.health ? this.health.close(r) : r(undefined)));
   }
