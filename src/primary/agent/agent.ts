@@ -1,6 +1,6 @@
 import { CoreV1Api, type V1Node, type V1Pod } from '@kubernetes/client-node';
 import { Semaphore } from 'async-mutex';
-import { existsSync, statSync } from 'node:fs';
+import { statSync } from 'node:fs';
 import { IpRoute } from '../../host/ip.js';
 import { ResilientInformer } from '../../k8s/informer.js';
 import { loadKubeConfig } from '../../k8s/kubeconfig.js';
@@ -18,6 +18,8 @@ import { HostNetwork } from '../route/host.js';
 import type { AgentConfig } from './config.js';
 import { PodNetworkDriver } from './driver.js';
 import { PodDriver } from './pod-driver.js';
+import { SandboxReconciler } from './reconciler.js';
+import { NETWORK_NAME } from '../installcni/index.js';
 import { SecondaryNetworkManager } from '../../secondary/agent/manager.js';
 import { OvsSecondaryDatapath } from '../../secondary/datapath/index.js';
 import { join } from 'node:path';
@@ -47,6 +49,9 @@ export class Agent {
   private readonly hostNet: HostNetwork;
   private nodesInformer?: ResilientInformer<V1Node>;
   private podsInformer?: ResilientInformer<V1Pod>;
+  /** Set once the pods informer has delivered its first list. */
+  private podsKnown = false;
+  private reconciler?: SandboxReconciler;
   private vswitch?: Vswitch;
   private flows?: FlowWriter;
   private ipam?: NodeIpam;
@@ -89,6 +94,17 @@ export class Agent {
   /** Runs `fn` as one pod operation: many at once, but never during a whole-node re-realization. */
   private shared<T>(fn: () => Promise<T>): Promise<T> {
     return this.lock.runExclusive(fn, 1);
+  }
+
+  /** Runs `fn` as a pod operation in turn with the CNI calls of `containerId` (the same order of locks as they take). */
+  private serialize<T>(containerId: string, fn: () => Promise<T>): Promise<T> {
+    return this.server!.handler.scheduler.attachment(containerId, () => this.shared(fn));
+  }
+
+  /** UIDs of this node's pods that exist and are not being deleted; undefined until the pods are known. */
+  private livePodUids(): ReadonlySet<string> | undefined {
+    if (!this.podsKnown) return undefined;
+    return new Set(this.podsInformer!.list().flatMap((p) => (p.metadata?.uid && !p.metadata.deletionTimestamp ? [p.metadata.uid] : [])));
   }
 
   async start(): Promise<void> {
@@ -150,14 +166,10 @@ export class Agent {
       mtu: this.mtu,
       userspaceDatapath: cfg.ovs.datapathType === 'netdev',
       ready: () => this.ready,
+      defaultNetwork: NETWORK_NAME,
     });
-    // Pods deleted while the agent was away: their DEL found nobody, so their ports are still here.
-    for (const itf of this.store.list()) {
-      if (!existsSync(itf.netns)) {
-        this.log.info({ pod: `${itf.podNamespace}/${itf.podName}`, port: itf.portName }, 'pod gone while the agent was down; cleaning up');
-        await this.driver.detach(itf);
-      }
-    }
+    // Pods deleted while the agent was away (their DEL found nobody) are released by the reconciler once
+    // the pods are known; addresses without a port (an ADD killed half way) go now.
     const released = await this.ipam.reconcile(this.store.list().map((i) => ({ containerId: i.containerId, ifname: i.ifname })));
     if (released.length) this.log.info({ released: released.map((a) => a.ip) }, 'reclaimed leaked addresses');
 
@@ -187,6 +199,13 @@ export class Agent {
     await this.server.start();
     this.metrics.round.set(this.bridge.round);
     this.watchdog = setInterval(() => void this.checkDatapath(), WATCHDOG_MS);
+    this.reconciler = new SandboxReconciler({
+      primary: this.driver,
+      secondary: this.secondary,
+      livePods: () => this.livePodUids(),
+      serialize: (containerId, fn) => this.serialize(containerId, fn),
+    });
+    this.reconciler.start();
     this.startPodsInformer(kc, core);
     this.log.info({ socket: cfg.cniSocket, mtu: this.mtu, mode: cfg.trafficEncapMode, tunnel: encap ? cfg.tunnelType : 'none' }, 'agent ready');
   }
@@ -328,24 +347,17 @@ export class Agent {
       if (!this.secondary || pod.metadata?.deletionTimestamp) return;
       const itf = this.store.list().find((i) => i.podUid === pod.metadata?.uid && i.ifname === 'eth0');
       if (!itf) return;
-      void this.shared(() => this.secondary!.reconcilePod(pod, itf.containerId)).catch((e: unknown) => this.log.error({ err: String(e) }, 'hot-plug failed'));
+      void this.serialize(itf.containerId, () => this.secondary!.reconcilePod(pod, itf.containerId)).catch((e: unknown) => this.log.error({ err: String(e) }, 'hot-plug failed'));
     });
-    this.podsInformer.on('delete', (pod) => {
-      const uid = pod.metadata?.uid;
-      for (const itf of this.store.list()) {
-        if (itf.podUid && itf.podUid === uid && !existsSync(itf.netns)) {
-          void this.shared(async () => {
-            if (this.store.get(itf.containerId, itf.ifname)) {
-              await this.driver!.detach(itf);
-              await this.ipam!.release(itf.containerId, itf.ifname);
-            }
-          }).catch((e: unknown) => this.log.error({ err: String(e) }, 'cleanup of a deleted pod failed'));
-        }
-      }
-    });
+    // A deleted pod's sandbox may have lost its DEL: the reconciler looks at once rather than at its next tick.
+    this.podsInformer.on('delete', () => this.reconciler?.trigger());
     void this.podsInformer
       .start()
-      .then(() => this.adoptSandboxes())
+      .then(() => {
+        this.podsKnown = true;
+        this.reconciler?.trigger(0);
+        this.adoptSandboxes();
+      })
       .catch((e: unknown) => this.log.warn({ err: String(e) }, 'pods informer failed to start'));
   }
 
@@ -355,9 +367,9 @@ export class Agent {
     for (const itf of this.store.list()) {
       const pod = this.podsInformer!.list().find((p) => p.metadata?.uid === itf.podUid);
       if (!pod || itf.ifname !== 'eth0') continue;
-      this.secondary.adoptSandbox({ pod, containerId: itf.containerId, netns: itf.netns, cniPath: [this.cfg.cniBinDir], primary: this.driver!.result(itf, '1.0.0') });
+      this.secondary.adoptSandbox({ pod, containerId: itf.containerId, netns: itf.netns, ...(itf.netnsId ? { netnsId: itf.netnsId } : {}), cniPath: [this.cfg.cniBinDir], primary: this.driver!.result(itf, '1.0.0') });
       // The annotation may have changed while the agent was away.
-      void this.shared(() => this.secondary!.reconcilePod(pod, itf.containerId)).catch((e: unknown) => this.log.error({ err: String(e) }, 'hot-plug after restart failed'));
+      void this.serialize(itf.containerId, () => this.secondary!.reconcilePod(pod, itf.containerId)).catch((e: unknown) => this.log.error({ err: String(e) }, 'hot-plug after restart failed'));
     }
     const collect = (): void => {
       const pods = this.podsInformer!.list().map((p) => ({ namespace: p.metadata!.namespace!, name: p.metadata!.name!, uid: p.metadata!.uid }));
@@ -431,6 +443,7 @@ export class Agent {
     if (this.peerTimer) clearTimeout(this.peerTimer);
     if (this.neighbourTimer) clearTimeout(this.neighbourTimer);
     if (this.ipamGcTimer) clearInterval(this.ipamGcTimer);
+    await this.reconciler?.stop();
     await this.server?.close();
     await this.secondary?.stop();
     await this.nodesInformer?.stop();

@@ -10,6 +10,7 @@ import { type InterfaceStore, type PodInterface, portExternalIds } from '../inte
 import { IpamExhaustedError, type NodeIpam } from '../ipam/index.js';
 import { podFlows, podScope, type NodeConfig } from '../pipeline/index.js';
 import { checkPodInterface, hostInterfaceName, podInterfacePresent, randomMac, setUpPodInterface, tearDownPodInterface } from '../podnet/interface.js';
+import { sandboxIdentity } from './sandbox.js';
 
 /** Plugin-specific CNI error codes (>= 100). */
 export const SeineCode = {
@@ -32,6 +33,8 @@ export interface DriverDeps {
   userspaceDatapath: boolean;
   /** False until the bridge, gateway and base flows are in place. */
   ready: () => boolean;
+  /** The network of attachments and addresses recorded without one (made before networks were recorded). */
+  defaultNetwork: string;
 }
 
 const log = logger('podnet');
@@ -66,6 +69,7 @@ export class PodNetworkDriver implements CniDriver {
   async add(req: CniRequest): Promise<CniResult> {
     if (!this.d.ready()) throw new CniError(CniCode.TryAgainLater, 'seine agent is not ready yet', 'the node bridge and base flows are still being set up');
     if (!existsSync(req.netns)) throw new CniError(CniCode.UnknownContainer, 'network namespace not found', req.netns);
+    const netnsId = sandboxIdentity(req.netns);
     const existing = this.d.store.get(req.containerId, req.ifname);
     if (existing) {
       if (existing.netns !== req.netns) {
@@ -73,17 +77,19 @@ export class PodNetworkDriver implements CniDriver {
       }
       // A repeated ADD for the same attachment returns what is there, if it is still there: a namespace
       // deleted and re-created under the same path (its DEL lost) no longer holds the pod's interface.
-      if (await podInterfacePresent(existing.netns, existing.ifname, existing.mac)) return this.result(existing, req.cniVersion);
+      const sameSandbox = !existing.netnsId || !netnsId || existing.netnsId === netnsId;
+      if (sameSandbox && (await podInterfacePresent(existing.netns, existing.ifname, existing.mac))) return this.result(existing, req.cniVersion);
       log.info({ pod: `${existing.podNamespace}/${existing.podName}`, container: req.containerId.slice(0, 12), netns: req.netns }, 'pod interface gone from its namespace; attaching again');
       await this.detach(existing);
     }
+    const network = req.config.name;
     const pod = { namespace: req.pod?.namespace ?? '', name: req.pod?.name ?? req.containerId.slice(0, 12), uid: req.pod?.uid ?? '' };
     const node = this.d.node();
     const undo: Array<() => Promise<unknown>> = [];
     try {
       let alloc;
       try {
-        alloc = await this.d.ipam.allocate({ containerId: req.containerId, ifname: req.ifname, podNamespace: pod.namespace, podName: pod.name, podUid: pod.uid });
+        alloc = await this.d.ipam.allocate({ containerId: req.containerId, ifname: req.ifname, podNamespace: pod.namespace, podName: pod.name, podUid: pod.uid, network });
       } catch (e) {
         if (e instanceof IpamExhaustedError) throw new CniError(SeineCode.IpamExhausted, 'no free pod address on this node', e.message);
         throw asCni(e, SeineCode.IpamFailure, 'pod address allocation failed');
@@ -108,7 +114,18 @@ export class PodNetworkDriver implements CniDriver {
       }
       undo.push(() => tearDownPodInterface(this.d.host, hostIfname));
 
-      const base = { containerId: req.containerId, ifname: req.ifname, podNamespace: pod.namespace, podName: pod.name, podUid: pod.uid, ip: alloc.ip, mac, netns: req.netns };
+      const base = {
+        containerId: req.containerId,
+        ifname: req.ifname,
+        podNamespace: pod.namespace,
+        podName: pod.name,
+        podUid: pod.uid,
+        ip: alloc.ip,
+        mac,
+        netns: req.netns,
+        network,
+        ...(netnsId ? { netnsId } : {}),
+      };
       let ofport: number;
       try {
         const added = await this.d.vswitch.addPort(this.d.bridge, { name: hostIfname, externalIds: portExternalIds(base) });
@@ -151,6 +168,22 @@ export class PodNetworkDriver implements CniDriver {
     await this.d.ipam.release(req.containerId, req.ifname);
   }
 
+  /** Removes one attachment entirely: flows, port, veth and address (its DEL, when the runtime's never came). */
+  async release(itf: PodInterface): Promise<void> {
+    await this.detach(itf);
+    await this.d.ipam.release(itf.containerId, itf.ifname);
+  }
+
+  /** Every attachment of this node. */
+  attachments(): PodInterface[] {
+    return this.d.store.list();
+  }
+
+  /** The CNI network an attachment belongs to. */
+  networkOf(itf: Pick<PodInterface, 'network'>): string {
+    return itf.network ?? this.d.defaultNetwork;
+  }
+
   /** Removes one attachment's flows, port and veth (not its address). */
   async detach(itf: PodInterface): Promise<void> {
     await this.d.flows.deleteWhere({ cookie: podScope(itf.ofport) });
@@ -173,13 +206,18 @@ export class PodNetworkDriver implements CniDriver {
     if (problems.length) throw new CniError(SeineCode.InterfaceFailure, 'pod network is not as configured', problems.join('; '));
   }
 
+  /** CNI GC: removes the attachments of the network the config names that are not among the valid ones; others' are not touched. */
   async gc(req: GcRequest): Promise<void> {
+    const network = req.config.name;
     const valid = new Set(req.validAttachments.map((a) => `${a.containerID}/${a.ifname}`));
     for (const itf of this.d.store.list()) {
-      if (!valid.has(`${itf.containerId}/${itf.ifname}`)) await this.detach(itf);
+      if (this.networkOf(itf) === network && !valid.has(`${itf.containerId}/${itf.ifname}`)) await this.detach(itf);
     }
-    const released = await this.d.ipam.reconcile(req.validAttachments.map((a) => ({ containerId: a.containerID, ifname: a.ifname })));
-    if (released.length) log.info({ released: released.map((a) => a.ip) }, 'GC released addresses');
+    const released = await this.d.ipam.reconcile(
+      req.validAttachments.map((a) => ({ containerId: a.containerID, ifname: a.ifname })),
+      (owner) => this.networkOf(owner) === network,
+    );
+    if (released.length) log.info({ network, released: released.map((a) => a.ip) }, 'GC released addresses');
   }
 
   async status(): Promise<void> {

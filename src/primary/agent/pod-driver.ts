@@ -6,6 +6,7 @@ import { logger } from '../../util/log.js';
 import type { SecondaryNetworkManager } from '../../secondary/agent/manager.js';
 import type { CniDriver, CniRequest, GcRequest, StatusRequest } from '../cniserver/index.js';
 import type { PodNetworkDriver } from './driver.js';
+import { sandboxIdentity } from './sandbox.js';
 
 /**
  * What a pod's CNI ADD realizes: the primary network first (eth0), then the secondary networks its annotation
@@ -43,7 +44,8 @@ export class PodDriver implements CniDriver {
     const result = await this.primary.add(req);
     if (!this.secondary || !pod) return result;
     try {
-      await this.secondary.attachPod({ pod, containerId: req.containerId, netns: req.netns, cniPath: req.cniPath, primary: result });
+      const netnsId = sandboxIdentity(req.netns);
+      await this.secondary.attachPod({ pod, containerId: req.containerId, netns: req.netns, ...(netnsId ? { netnsId } : {}), cniPath: req.cniPath, primary: result });
     } catch (e) {
       await this.primary.del(req).catch((err: unknown) => this.log.error({ err: String(err) }, 'primary rollback failed'));
       throw e;
@@ -66,9 +68,16 @@ export class PodDriver implements CniDriver {
     return this.primary.check(req);
   }
 
+  /**
+   * CNI GC of the network the config names. Secondary interfaces belong to the network of their sandbox's
+   * eth0 attachment (its ADD made them), or to the node's default network when that attachment is gone.
+   */
   async gc(req: GcRequest): Promise<void> {
+    const network = req.config.name;
+    const valid = new Set(req.validAttachments.map((a) => a.containerID));
+    const sandboxNetwork = new Map(this.primary.attachments().filter((i) => i.ifname === 'eth0').map((i) => [i.containerId, this.primary.networkOf(i)]));
     await this.primary.gc(req);
-    await this.secondary?.gc(new Set(req.validAttachments.map((a) => a.containerID)));
+    await this.secondary?.gc((containerId) => !valid.has(containerId) && (sandboxNetwork.get(containerId) ?? this.primary.networkOf({})) === network);
   }
 
   status(_req: StatusRequest): Promise<void> {

@@ -13,6 +13,10 @@ export interface PodInterface {
   /** Host-side veth, also the OVS port name. */
   portName: string;
   ofport: number;
+  /** The CNI network (conflist `name`) of the ADD; absent on ports made before it was recorded. */
+  network?: string;
+  /** Identity of the namespace at `netns` when attached (see sandboxIdentity): a namespace re-made there differs. */
+  netnsId?: string;
 }
 
 /** external_ids keys on a pod's OVS port: they are the interface store after a restart. */
@@ -26,6 +30,8 @@ export const EXT = {
   mac: 'mac',
   netns: 'netns',
   ifname: 'ifname',
+  network: 'cni-network',
+  netnsId: 'netns-id',
 } as const;
 
 export const PRIMARY_OWNER = 'primary';
@@ -41,6 +47,8 @@ export function portExternalIds(itf: Omit<PodInterface, 'portName' | 'ofport'>):
     [EXT.mac]: itf.mac,
     [EXT.netns]: itf.netns,
     [EXT.ifname]: itf.ifname,
+    ...(itf.network ? { [EXT.network]: itf.network } : {}),
+    ...(itf.netnsId ? { [EXT.netnsId]: itf.netnsId } : {}),
   };
 }
 
@@ -105,6 +113,8 @@ export class InterfaceStore {
         netns: x[EXT.netns] ?? '',
         portName: port.name,
         ofport: iface.ofport,
+        ...(x[EXT.network] ? { network: x[EXT.network] } : {}),
+        ...(x[EXT.netnsId] ? { netnsId: x[EXT.netnsId] } : {}),
       });
     }
     return { store, broken };

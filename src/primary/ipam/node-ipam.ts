@@ -12,6 +12,8 @@ export interface IpamOwner {
   podNamespace: string;
   podName: string;
   podUid?: string;
+  /** The CNI network (conflist `name`) the attachment belongs to; absent on allocations made before it was recorded. */
+  network?: string;
 }
 
 /** The key of an allocation (what GC's valid-attachments lists). */
@@ -81,11 +83,19 @@ function checkOwner(owner: IpamOwner): void {
   const bad: string[] = (['containerId', 'ifname'] as const).filter((k) => typeof owner[k] !== 'string' || owner[k] === '');
   bad.push(...(['podNamespace', 'podName'] as const).filter((k) => typeof owner[k] !== 'string'));
   if (owner.podUid !== undefined && typeof owner.podUid !== 'string') bad.push('podUid');
+  if (owner.network !== undefined && typeof owner.network !== 'string') bad.push('network');
   if (bad.length) throw new RangeError(`invalid IPAM owner: ${bad.join(', ')} missing or not a string`);
 }
 
 function ownerFields(o: IpamOwner): IpamOwner {
-  return { containerId: o.containerId, ifname: o.ifname, podNamespace: o.podNamespace, podName: o.podName, ...(o.podUid !== undefined ? { podUid: o.podUid } : {}) };
+  return {
+    containerId: o.containerId,
+    ifname: o.ifname,
+    podNamespace: o.podNamespace,
+    podName: o.podName,
+    ...(o.podUid !== undefined ? { podUid: o.podUid } : {}),
+    ...(o.network !== undefined ? { network: o.network } : {}),
+  };
 }
 
 export class NodeIpam {
@@ -324,12 +334,13 @@ export class NodeIpam {
 
   /**
    * Frees every allocation whose attachment is not in `validOwners` (leaks after an agent restart, a
-   * missed DEL, CNI GC) in one write; returns what it freed.
+   * missed DEL, CNI GC) in one write; returns what it freed. With `only`, allocations it rejects are kept
+   * whatever `validOwners` says (CNI GC of one network leaves the others' alone).
    */
-  reconcile(validOwners: Iterable<IpamOwnerKey>): Promise<IpamAllocation[]> {
+  reconcile(validOwners: Iterable<IpamOwnerKey>, only?: (owner: IpamOwner) => boolean): Promise<IpamAllocation[]> {
     const keep = new Set<string>();
     for (const o of validOwners) keep.add(ownerKey(o.containerId, o.ifname));
-    return this.serial(() => this.commitRemove([...this.byOwner.entries()].filter(([k]) => !keep.has(k)).map(([, a]) => a)));
+    return this.serial(() => this.commitRemove([...this.byOwner.entries()].filter(([k, a]) => !keep.has(k) && (!only || only(ownerFields(a)))).map(([, a]) => a)));
   }
 
   /** Current allocations, lowest address first (copies). */

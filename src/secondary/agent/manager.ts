@@ -1,5 +1,4 @@
 import { CoreV1Api, CustomObjectsApi, type KubeConfig, type V1Node, type V1Pod } from '@kubernetes/client-node';
-import { existsSync } from 'node:fs';
 import { k8sCniArgs } from '../../cni/args.js';
 import { parseConfList } from '../../cni/conf.js';
 import { cachedConfig } from '../../cni/cache.js';
@@ -11,6 +10,7 @@ import { MERGE_PATCH, apiMessage, isNotFound } from '../../k8s/api.js';
 import { EventRecorder } from '../../k8s/events.js';
 import { ResilientInformer } from '../../k8s/informer.js';
 import { logger } from '../../util/log.js';
+import { IpRoute } from '../../host/ip.js';
 import { hostInterfaceName, randomMac } from '../../primary/podnet/interface.js';
 import {
   NETWORK_STATUS_ANNOTATION,
@@ -55,9 +55,19 @@ export interface SandboxContext {
   pod: V1Pod;
   containerId: string;
   netns: string;
+  /** Identity of the namespace at `netns` (device:inode), recorded with each attachment when known. */
+  netnsId?: string;
   cniPath: string[];
   /** The primary (default network) result, for network-status. */
   primary: CniResult;
+}
+
+/** A sandbox with secondary attachments, as the agent's reconciliation of vanished sandboxes sees it. */
+export interface SecondarySandbox {
+  containerId: string;
+  netns: string;
+  netnsId?: string;
+  podUid: string;
 }
 
 function cniFailure(e: unknown, what: string): CniError {
@@ -129,15 +139,14 @@ export class SecondaryNetworkManager {
         request: args.get('SEINE_REQUEST'),
       });
     }
-    // Pods deleted while the agent was away: their DEL found nobody (the shim reports success), so their
-    // ports and pool addresses are still here. As the primary network does for its ports: a sandbox whose
-    // network namespace is gone is torn down now, which frees its pool addresses at once.
-    for (const [containerId, recs] of [...this.byContainer]) {
-      const netns = recs.find((r) => r.netns)?.netns;
-      if (!netns || existsSync(netns)) continue;
-      this.log.info({ pod: `${recs[0]!.podNamespace}/${recs[0]!.podName}`, containerId, attachments: recs.map(attachmentId) }, 'pod gone while the agent was down; removing its secondary interfaces');
-      await this.detachPod(containerId).catch((e: unknown) => this.log.warn({ containerId, err: String(e) }, 'cleanup of a vanished pod failed'));
-    }
+    // Addresses taken by an ADD that died before its port was made (the agent was killed): no record names
+    // them. Nothing else allocates for this node while the agent starts, so they are safe to free now.
+    const recorded = [...this.byContainer.values()].flat().filter((r) => r.ipam?.startsWith('pool:')).map((r) => ({ containerID: r.containerId, interface: r.ifname }));
+    const freed = await this.allocator.releaseUnrecorded(this.o.nodeName, recorded).catch((e: unknown) => {
+      this.log.warn({ err: String(e) }, 'cannot free pool addresses of unfinished attachments');
+      return [];
+    });
+    if (freed.length) this.log.info({ freed: freed.map((a) => `${a.pool}/${a.ip}`) }, 'freed pool addresses of attachments never completed');
     await this.syncOverlayPeers();
     this.log.info({ sandboxes: this.byContainer.size, attachments: [...this.byContainer.values()].flat().length }, 'secondary networks loaded');
   }
@@ -154,6 +163,14 @@ export class SecondaryNetworkManager {
 
   attachmentsOf(containerId: string): readonly AttachmentRecord[] {
     return this.byContainer.get(containerId) ?? [];
+  }
+
+  /** Every sandbox with secondary attachments on this node. */
+  sandboxesWithAttachments(): SecondarySandbox[] {
+    return [...this.byContainer].map(([containerId, recs]) => {
+      const netnsId = recs.find((r) => r.netnsId)?.netnsId;
+      return { containerId, netns: recs.find((r) => r.netns)?.netns ?? '', podUid: recs.find((r) => r.podUid)?.podUid ?? '', ...(netnsId ? { netnsId } : {}) };
+    });
   }
 
   /** The pod's requested networks; an invalid annotation is reported as an Event and a CNI error. */
@@ -182,6 +199,8 @@ export class SecondaryNetworkManager {
 
   /** CNI ADD: every requested attachment in order; any failure rolls back this call's attachments and fails. */
   async attachPod(ctx: SandboxContext): Promise<void> {
+    // A repeated ADD (runtimes retry with the same container id) trusts what exists, not the records.
+    await this.dropVanished(ctx);
     const selections = this.wanted(ctx.pod, ctx.containerId);
     this.sandboxes.set(ctx.containerId, ctx);
     const added: AttachmentRecord[] = [];
@@ -201,6 +220,24 @@ export class SecondaryNetworkManager {
     for (const rec of added) void this.events.record(this.ref(ctx.pod), 'Normal', 'AddedInterface', `Add ${rec.ifname} [${ipsOf(rec.result).join(', ')}] from ${rec.network}`);
     await this.writeStatus(ctx);
     await this.refreshOverlays();
+  }
+
+  /**
+   * Removes (with their addresses) the sandbox's recorded attachments that are no longer really there: made
+   * in another namespace (the sandbox was re-made at the same path after a lost DEL), without their OVS port,
+   * or without their interface in the pod. The ADD then makes them again.
+   */
+  private async dropVanished(ctx: SandboxContext): Promise<void> {
+    const recs = this.attachmentsOf(ctx.containerId);
+    if (!recs.length) return;
+    const pod = new IpRoute(ctx.netns);
+    const ports = new Set(this.o.datapath.attachments().map((p) => p.hostIfname));
+    for (const rec of [...recs].reverse()) {
+      const why = await vanished(rec, ctx, pod, ports);
+      if (!why) continue;
+      this.log.info({ pod: podKey(ctx.pod), containerId: ctx.containerId, attachment: attachmentId(rec), why }, 'recorded attachment is gone; making it again');
+      await this.detachOne(rec);
+    }
   }
 
   /** CNI DEL: tears down every attachment (reverse order), then reports any failures. */
@@ -265,10 +302,10 @@ export class SecondaryNetworkManager {
     this.sandboxes.set(ctx.containerId, ctx);
   }
 
-  /** CNI GC: removes the attachments of sandboxes that no longer exist, and frees their pool addresses. */
-  async gc(validContainerIds: ReadonlySet<string>): Promise<void> {
+  /** CNI GC: removes the attachments of the sandboxes `collect` picks, and frees their pool addresses. */
+  async gc(collect: (containerId: string) => boolean): Promise<void> {
     for (const containerId of [...this.byContainer.keys()]) {
-      if (!validContainerIds.has(containerId)) await this.detachPod(containerId).catch((e: unknown) => this.log.warn({ err: String(e) }, 'GC detach failed'));
+      if (collect(containerId)) await this.detachPod(containerId).catch((e: unknown) => this.log.warn({ err: String(e) }, 'GC detach failed'));
     }
   }
 
@@ -305,6 +342,7 @@ export class SecondaryNetworkManager {
       netns: ctx.netns,
       defaultRoute: sel.defaultRoute,
       request: requestFingerprint(sel),
+      ...(ctx.netnsId ? { netnsId: ctx.netnsId } : {}),
     };
     const args = k8sCniArgs({ namespace: pod.namespace!, name: pod.name!, infraContainerId: ctx.containerId, uid: pod.uid });
     if (net.kind === 'delegated') {
@@ -386,6 +424,7 @@ export class SecondaryNetworkManager {
       [SEC.mac]: mac,
       [SEC.netns]: ctx.netns,
       [SEC.request]: base.request,
+      ...(ctx.netnsId ? { [SEC.netnsId]: ctx.netnsId } : {}),
       ...(sel.defaultRoute?.length ? { [SEC.defaultRoute]: sel.defaultRoute.join(',') } : {}),
       ...(ipamConf ? { 'ipam-conf': ipamConf } : {}),
     };
@@ -505,6 +544,18 @@ export class SecondaryNetworkManager {
   refreshOverlays(): Promise<void> {
     return this.publishVnis().then(() => this.syncOverlayPeers());
   }
+}
+
+/** Why a recorded attachment is not really in the sandbox of this ADD, or undefined when it is. */
+async function vanished(rec: AttachmentRecord, ctx: SandboxContext, pod: IpRoute, ports: ReadonlySet<string>): Promise<string | undefined> {
+  if (rec.netns !== ctx.netns) return `made in ${rec.netns}`;
+  if (rec.netnsId && ctx.netnsId && rec.netnsId !== ctx.netnsId) return 'made in a namespace since replaced';
+  if (rec.kind === 'seine' && !ports.has(rec.hostIfname!)) return `OVS port ${rec.hostIfname} missing`;
+  const mac = rec.result.interfaces?.find((i) => i.name === rec.ifname && i.sandbox !== undefined)?.mac;
+  const link = await pod.link(rec.ifname).catch(() => undefined);
+  if (!link) return `${rec.ifname} missing in the pod`;
+  if (mac && link.address?.toLowerCase() !== mac.toLowerCase()) return `${rec.ifname} in the pod is another interface`;
+  return undefined;
 }
 
 function ipsOf(r: CniResult): string[] {

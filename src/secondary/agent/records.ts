@@ -15,6 +15,7 @@ export const SEC = {
   netns: 'netns',
   defaultRoute: 'default-route',
   request: 'request',
+  netnsId: 'netns-id',
 } as const;
 
 /** One secondary interface of a pod, however it was made. */
@@ -39,6 +40,8 @@ export interface AttachmentRecord {
   defaultRoute?: string[];
   /** Fingerprint of the annotation element that made it (requestFingerprint); hot-plug re-attaches on change. */
   request?: string;
+  /** Identity of the namespace at `netns` when attached (device:inode), when known: a namespace re-made there differs. */
+  netnsId?: string;
 }
 
 export const attachmentId = (r: Pick<AttachmentRecord, 'network' | 'ifname'>): string => `${r.network}@${r.ifname}`;
@@ -66,5 +69,6 @@ export function recordFromPort(p: AttachedInterface): AttachmentRecord | undefin
     },
     defaultRoute: x[SEC.defaultRoute] ? x[SEC.defaultRoute]!.split(',') : undefined,
     request: x[SEC.request],
+    ...(x[SEC.netnsId] ? { netnsId: x[SEC.netnsId] } : {}),
   };
 }

@@ -303,6 +303,16 @@ export class IPPoolAllocator {
   }
 
   /**
+   * Frees the allocations recorded for `node` whose attachment is not in `keep`: what an agent that knows
+   * every attachment of its node (and allocates nothing meanwhile) finds unaccounted for. Returns them.
+   */
+  async releaseUnrecorded(node: string, keep: Iterable<OwnerKey>): Promise<PoolAllocation[]> {
+    const kept = new Set<string>();
+    for (const k of keep) kept.add(`${k.containerID}\0${k.interface}`);
+    return this.removeEverywhere(undefined, (a) => a.owner.node === node && !kept.has(`${a.owner.containerID}\0${a.owner.interface}`));
+  }
+
+  /**
    * Removes allocations whose owner is gone: neither its container nor its pod is in `live`. Returns what
    * it removed. At least one of `live.pods` and `live.containerIDs` must be given (an empty list is fine):
    * an empty `live` would otherwise collect everything by mistake.

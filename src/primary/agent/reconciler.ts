@@ -1,0 +1,136 @@
+import type { SecondaryNetworkManager } from '../../secondary/agent/manager.js';
+import { logger } from '../../util/log.js';
+import type { PodNetworkDriver } from './driver.js';
+import { sandboxState, type SandboxState } from './sandbox.js';
+
+/** Between passes: each is a stat per sandbox, so a lost DEL is made good within seconds. */
+export const RECONCILE_INTERVAL_MS = 3000;
+/** Pod deletions come in bursts: one pass after the burst. */
+const TRIGGER_DELAY_MS = 200;
+
+export interface SandboxReconcilerDeps {
+  primary: PodNetworkDriver;
+  secondary?: SecondaryNetworkManager;
+  /** UIDs of this node's pods that exist and are not being deleted; undefined until they are known. */
+  livePods: () => ReadonlySet<string> | undefined;
+  /** Runs `fn` in turn with the CNI calls of `containerId` (so never beside an ADD or DEL of it). */
+  serialize: (containerId: string, fn: () => Promise<void>) => Promise<void>;
+  intervalMs?: number;
+}
+
+/** One sandbox as the records describe it: the pod network's attachments and the secondary ones share it. */
+interface Sandbox {
+  containerId: string;
+  netns: string;
+  netnsId?: string;
+  podUid: string;
+}
+
+/**
+ * CNI GC without waiting for a GC call: releases the attachments (pod network and secondary, with their
+ * addresses) of sandboxes whose network namespace is gone, or was replaced by another one at the same path,
+ * when no live pod claims them. That is what a DEL lost while the agent was down would have done. A
+ * sandbox whose namespace is still there is never touched, with or without a pod (a container that is not
+ * a Kubernetes pod has none); one a live pod claims is left to its runtime's next ADD or DEL.
+ */
+export class SandboxReconciler {
+  private readonly log = logger('reconciler');
+  private timer?: NodeJS.Timeout;
+  private soon?: NodeJS.Timeout;
+  private running?: Promise<void>;
+  private again = false;
+  private stopped = false;
+
+  constructor(private readonly d: SandboxReconcilerDeps) {}
+
+  start(): void {
+    this.timer = setInterval(() => this.trigger(0), this.d.intervalMs ?? RECONCILE_INTERVAL_MS);
+    this.trigger(0);
+  }
+
+  /** A pass shortly (a pod was deleted, or the pods became known). */
+  trigger(delayMs = TRIGGER_DELAY_MS): void {
+    if (this.stopped || this.soon) return;
+    this.soon = setTimeout(() => {
+      this.soon = undefined;
+      void this.pass();
+    }, delayMs);
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.timer) clearInterval(this.timer);
+    if (this.soon) clearTimeout(this.soon);
+    await this.running;
+  }
+
+  /** One pass; a pass asked for while one runs follows it. */
+  pass(): Promise<void> {
+    if (this.running) {
+      this.again = true;
+      return this.running;
+    }
+    this.running = (async () => {
+      do {
+        this.again = false;
+        await this.releaseVanished().catch((e: unknown) => this.log.error({ err: String(e) }, 'reconciliation pass failed'));
+      } while (this.again && !this.stopped);
+    })().finally(() => {
+      this.running = undefined;
+    });
+    return this.running;
+  }
+
+  /** Sandboxes from the records: the pod network's first (they record the namespace identity), then secondary-only ones. */
+  private sandboxes(): Map<string, Sandbox> {
+    const out = new Map<string, Sandbox>();
+    for (const itf of this.d.primary.attachments()) {
+      const known = out.get(itf.containerId);
+      if (!known || (!known.netnsId && itf.netnsId)) out.set(itf.containerId, { containerId: itf.containerId, netns: itf.netns, netnsId: itf.netnsId, podUid: itf.podUid });
+    }
+    for (const sb of this.d.secondary?.sandboxesWithAttachments() ?? []) if (!out.has(sb.containerId)) out.set(sb.containerId, sb);
+    return out;
+  }
+
+  /** Whether the sandbox is to be released now, and why. */
+  private verdict(sb: Sandbox): SandboxState | undefined {
+    const state = sandboxState(sb.netns, sb.netnsId);
+    if (state === 'present') return undefined;
+    if (sb.podUid) {
+      const live = this.d.livePods();
+      if (!live || live.has(sb.podUid)) return undefined;
+    }
+    return state;
+  }
+
+  private async releaseVanished(): Promise<void> {
+    for (const sb of this.sandboxes().values()) {
+      if (this.stopped) return;
+      if (!this.verdict(sb)) continue;
+      await this.d.serialize(sb.containerId, async () => {
+        // Looked at again in turn: an ADD that ran meanwhile may have made the sandbox anew.
+        const now = this.sandboxes().get(sb.containerId);
+        const state = now && this.verdict(now);
+        if (!now || !state) return;
+        await this.release(now, state);
+      });
+    }
+  }
+
+  private async release(sb: Sandbox, state: SandboxState): Promise<void> {
+    const primary = this.d.primary.attachments().filter((i) => i.containerId === sb.containerId);
+    const pod = primary[0] ? `${primary[0].podNamespace}/${primary[0].podName}` : undefined;
+    this.log.info({ containerId: sb.containerId, pod, netns: sb.netns, sandbox: state }, 'sandbox gone without its DEL; releasing its attachments');
+    let failure: unknown;
+    await this.d.secondary?.detachPod(sb.containerId).catch((e: unknown) => {
+      failure = e;
+    });
+    for (const itf of primary) {
+      await this.d.primary.release(itf).catch((e: unknown) => {
+        failure = e;
+      });
+    }
+    // The next pass tries again: what is left is still recorded.
+    if (failure) this.log.warn({ containerId: sb.containerId, err: String(failure) }, 'releasing a vanished sandbox failed in part');
+  }
+}
