@@ -4,8 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# golang-go + golang-github-appc-cni-dev: the libcni client the end-to-end tests drive Seine through.
 APT_PACKAGES=(openvswitch-switch iproute2 ethtool iputils-ping iputils-arping iperf3 tcpdump conntrack nftables iptables
-  containernetworking-plugins netcat-openbsd util-linux procps)
+  containernetworking-plugins netcat-openbsd util-linux procps golang-go golang-github-appc-cni-dev)
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
