@@ -4,15 +4,19 @@
 //    the pod on its node: no secondary or primary OVS port, no veth, no IPPool address, no node IPAM entry;
 //  - an agent crash keeps secondary traffic flowing; afterwards hot-plug, network-status and DEL still work;
 //  - deleting a NAD in use breaks nothing, and the pods' teardown still frees everything;
-//  - a pod deleted while its agent is down: its secondary addresses and ports go when the agent returns.
+//  - a pod deleted while its agent is down: its secondary addresses and ports go when the agent returns;
+//  - a sandbox re-made at the same path after a DEL lost to a killed agent: the runtime's retried ADD (same
+//    container id and netns path) gets every interface back, network-status and the pools follow.
 import { CustomObjectsApi, type V1Pod } from '@kubernetes/client-node';
 import { existsSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { CommandError, run } from '../../src/host/exec.js';
+import { createNetns, deleteNetns } from '../../src/host/netns.js';
 import { MERGE_PATCH } from '../../src/k8s/api.js';
 import type { Lab } from '../../src/lab/lab.js';
 import { NETWORK_STATUS_ANNOTATION, NETWORKS_ANNOTATION, type NetworkStatus } from '../../src/secondary/annotations/index.js';
 import { eventually, kubectl, podExec, podNetns, simplePod, startTestLab, waitRunning } from '../harness/lab.js';
+import { agentLogLines, agentReadyAfter, cniCall, labSandboxId, podArgs } from '../primary/agent/node-probe.js';
 
 const EXAMPLES = join(process.cwd(), 'manifests', 'examples', 'secondary-networks.yaml');
 const NS = 'default';
@@ -458,6 +462,49 @@ describe('secondary networks: bad input, restarts and deletions leave a consiste
     await deletePod(pod);
     await expectClean(pod, node);
   }, 150_000);
+
+  it('a sandbox re-made at the same path after a DEL lost to kill -9: the retried ADD brings back every interface', async () => {
+    const node = 0;
+    const labNode = lab.nodes[node]!;
+    const created = await create('remade', node, 'vlan100');
+    const pod = await waitRunning(lab, 'remade', NS, 60_000);
+    const uid = pod.metadata!.uid!;
+    const before = (await addrOf(lab, pod, 'net1'))!;
+    expect(await poolHoldings(created)).toEqual([`vlan100 ${before.ip} net1`]);
+    // What the lab's kubelet (as containerd) passes for this sandbox, on every retry alike.
+    const sandbox = { containerId: labSandboxId(uid), netns: podNetns(lab, pod), args: podArgs(NS, 'remade', uid, labSandboxId(uid)) };
+
+    const agent = lab.agents.get(nodeName(node))!;
+    agent.crash();
+    await agent.stop(); // keep it down: the DEL must find no agent
+    const lines = agentLogLines(labNode).length;
+    try {
+      expect((await cniCall(labNode, 'DEL', sandbox)).exitCode).toBe(0);
+      await deleteNetns(basename(sandbox.netns));
+      await createNetns(basename(sandbox.netns));
+    } finally {
+      agent.start();
+    }
+    await agentReadyAfter(labNode, lines);
+    const add = await cniCall(labNode, 'ADD', sandbox);
+    expect({ exitCode: add.exitCode, error: add.json?.msg as unknown }).toEqual({ exitCode: 0, error: undefined });
+    const podIp = (add.json.ips[0].address as string).split('/')[0];
+
+    // Every interface the pod asks for is in the new namespace; the pool holds exactly net1's address.
+    const net1 = await addrOf(lab, pod, 'net1');
+    expect(net1?.ip).toMatch(/^10\.100\.0\./);
+    expect((await addrOf(lab, pod, 'eth0'))?.ip).toBe(podIp);
+    expect(await poolHoldings(created)).toEqual([`vlan100 ${net1!.ip} net1`]);
+    expect(status(await read('remade')).map((e) => [e.name, e.interface, e.ips?.[0], e.mac ?? ''])).toEqual([
+      ['seine', 'eth0', podIp, expect.any(String)],
+      ['default/vlan100', 'net1', net1!.ip, net1!.mac],
+    ]);
+    const ports = (await ovsPorts(node)).filter((p) => p.split('/')[1]!.startsWith(portPrefix('remade'))).map((p) => p.split('/')[0]);
+    expect(ports.sort()).toEqual(['br-int', 'br-vlan']);
+
+    await deletePod(await read('remade'));
+    await expectClean(created, node);
+  }, 180_000);
 
   it('a pod deleted while its agent is down: its secondary addresses and ports go when the agent returns', async () => {
     const node = 2;
