@@ -21,6 +21,8 @@ export interface CniHandlerOptions extends DecodeOptions {
   driver: CniDriver;
   /** From arrival (queueing included) to answer; the answer is then code 11. Default 45 s. */
   requestTimeoutMs?: number;
+  /** Attachment calls (ADD/DEL/CHECK) running at once; the rest wait in arrival order. Default 8. */
+  maxConcurrentCalls?: number;
   log?: Logger;
 }
 
@@ -33,7 +35,7 @@ export class RequestTimeoutError extends CniError {
 }
 
 export class CniHandler {
-  readonly scheduler = new RequestScheduler();
+  readonly scheduler: RequestScheduler;
   private readonly driver: CniDriver;
   private readonly timeoutMs: number;
   private readonly log: Logger;
@@ -41,6 +43,7 @@ export class CniHandler {
 
   constructor(private readonly opts: CniHandlerOptions) {
     this.driver = opts.driver;
+    this.scheduler = new RequestScheduler(opts.maxConcurrentCalls);
     this.timeoutMs = opts.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS;
     this.log = opts.log ?? logger('cniserver');
   }

@@ -1,9 +1,19 @@
-// Ordering of driver calls: one at a time per container, containers in parallel, and GC alone (it
-// decides what is stale from the set of attachments, so none may be half made while it runs).
+// Ordering of driver calls: one at a time per container, containers in parallel up to a bound (in arrival
+// order), and GC alone (it decides what is stale from the set of attachments, so none may be half made while
+// it runs).
+import { Semaphore } from 'async-mutex';
 
 type Waiter = () => void;
 
+/**
+ * Attachment calls running at once. A burst of ADDs (a node filling with pods) then completes in arrival
+ * order at the node's pace, instead of every call sharing the CPU until all of them reach the request
+ * timeout together and are rolled back, which made no progress at all on a busy node.
+ */
+export const DEFAULT_MAX_CONCURRENT_CALLS = 8;
+
 export class RequestScheduler {
+  private readonly slots: Semaphore;
   private readonly containers = new Map<string, Promise<unknown>>();
   /** Attachment calls admitted (queued behind their container, or running) and not finished. */
   private admitted = 0;
@@ -12,6 +22,11 @@ export class RequestScheduler {
   private gcChain: Promise<unknown> = Promise.resolve();
   private readonly afterGc: Waiter[] = [];
   private readonly whenIdle: Waiter[] = [];
+
+  constructor(maxConcurrentCalls = DEFAULT_MAX_CONCURRENT_CALLS) {
+    if (!(Number.isInteger(maxConcurrentCalls) && maxConcurrentCalls > 0)) throw new RangeError(`maxConcurrentCalls must be a positive integer (got ${maxConcurrentCalls})`);
+    this.slots = new Semaphore(maxConcurrentCalls);
+  }
 
   /** Runs `fn` once every earlier call for `containerId` has finished and no GC is pending. */
   attachment<T>(containerId: string, fn: () => Promise<T>): Promise<T> {
@@ -26,7 +41,8 @@ export class RequestScheduler {
   private admit<T>(containerId: string, fn: () => Promise<T>): Promise<T> {
     this.admitted++;
     const prev = this.containers.get(containerId) ?? Promise.resolve();
-    const next = prev.then(fn, fn).finally(() => {
+    const inTurn = () => this.slots.runExclusive(fn);
+    const next = prev.then(inTurn, inTurn).finally(() => {
       this.admitted--;
       if (this.admitted === 0) this.whenIdle.splice(0).forEach((w) => w());
     });

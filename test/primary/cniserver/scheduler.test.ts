@@ -21,6 +21,32 @@ describe('RequestScheduler', () => {
     expect(s.busyContainers).toBe(0);
   });
 
+  it('runs at most maxConcurrentCalls calls at once; the others start in arrival order', async () => {
+    const s = new RequestScheduler(2);
+    const log: string[] = [];
+    const gates = [deferred(), deferred(), deferred(), deferred()];
+    const calls = gates.map((g, i) =>
+      s.attachment(`c${i}`, async () => {
+        log.push(`${i}+`);
+        await g.promise;
+      }),
+    );
+    await sleep(10);
+    expect(log).toEqual(['0+', '1+']);
+    gates[1]!.resolve();
+    await calls[1];
+    await sleep(10);
+    expect(log).toEqual(['0+', '1+', '2+']);
+    gates[0]!.resolve();
+    await calls[0];
+    await sleep(10);
+    expect(log).toEqual(['0+', '1+', '2+', '3+']);
+    gates[2]!.resolve();
+    gates[3]!.resolve();
+    await Promise.all(calls);
+    expect(() => new RequestScheduler(0)).toThrow(RangeError);
+  });
+
   it('a failed call does not block the next one of its container', async () => {
     const s = new RequestScheduler();
     await expect(s.attachment('c1', () => Promise.reject(new Error('x')))).rejects.toThrow('x');
