@@ -306,7 +306,8 @@ describe('seine-cni against a lab node: bad input and failures leave nothing beh
       ['bad container id', { ...good, CNI_CONTAINERID: 'bad/id' }],
       ['bad ifname', { ...good, CNI_IFNAME: 'much-too-long-ifname' }],
       ['unknown CNI_ARGS key', { ...good, CNI_ARGS: 'K8S_POD_NAMESPACE=default;K8S_POD_NAME=x;FOO=bar' }],
-      ['half a pod name', { ...good, CNI_ARGS: 'IgnoreUnknown=1;K8S_POD_NAME=x' }],
+      ['ifname of 8 characters but 16 bytes', { ...good, CNI_IFNAME: 'éééééééé' }],
+      ['netns with a control character', { ...good, CNI_NETNS: `${sb.netns}\n` }],
       ['no CNI_CONTAINERID on DEL', { ...envFor('DEL', sb), CNI_CONTAINERID: undefined }],
       ['no CNI_NETNS on CHECK', { ...envFor('CHECK', sb), CNI_NETNS: undefined }],
     ];
