@@ -1,6 +1,7 @@
 import type { V1Pod } from '@kubernetes/client-node';
 import { run } from '../../src/host/exec.js';
 import type { Lab } from '../../src/lab/lab.js';
+import { startCapture } from '../harness/capture.js';
 import { podExec, simplePod, startTestLab, waitRunning } from '../harness/lab.js';
 
 /** Ping succeeds with no duplicates (a duplicate means a packet bypassed or looped around the switch). */
@@ -76,10 +77,10 @@ describe.each([
   it('pod to the external host, which sees the node IP as source', async () => {
     const pod = pods[pods.length - 1]!;
     const nodeIp = lab.plan.nodes.find((n) => n.name === pod.spec!.nodeName)!.ip;
-    const capture = run('tcpdump', ['-n', '-l', '-c', '1', '-i', 'eth0', 'icmp and icmp[icmptype] == icmp-echo'], { netns: lab.externalNetns, timeoutMs: 15_000 });
-    await new Promise((r) => setTimeout(r, 500));
+    const capture = startCapture(lab.externalNetns, ['-c', '1', '-i', 'eth0', 'icmp and icmp[icmptype] == icmp-echo']);
+    await capture.ready;
     await expectPing((argv) => podExec(lab, pod, argv), lab.plan.externalIp);
-    const { stdout } = await capture;
+    const stdout = await capture.done;
     expect(stdout).toContain(`${nodeIp} > ${lab.plan.externalIp}`);
     expect(stdout).not.toContain(pod.status!.podIP!);
   });

@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { run } from '../../src/host/exec.js';
 import type { Lab } from '../../src/lab/lab.js';
 import { NETWORK_STATUS_ANNOTATION, NETWORKS_ANNOTATION, type NetworkStatus } from '../../src/secondary/annotations/index.js';
+import { startCapture } from '../harness/capture.js';
 import { eventually, kubectl, podExec, simplePod, startTestLab, waitRunning } from '../harness/lab.js';
 
 const EXAMPLES = join(process.cwd(), 'manifests', 'examples', 'secondary-networks.yaml');
@@ -73,10 +74,10 @@ describe('secondary networks (NADs + networks annotation) on 3 nodes', () => {
     // A pod without the network cannot reach its addresses through the pod network.
     expect(await pings(lab, pods.plain!, v2_100.ip!)).toBe(false);
     // While VLAN pods talk, the node's primary gateway sees none of it.
-    const capture = run('timeout', ['3', 'tcpdump', '-n', '-i', 'seine-gw0', 'net 10.100.0.0/16 or net 10.200.0.0/16'], { netns: lab.nodes[0]!.netns }).catch((e: { stdout?: string }) => ({ stdout: e.stdout ?? '' }));
-    await new Promise((r) => setTimeout(r, 300));
+    const capture = startCapture(lab.nodes[0]!.netns, ['-i', 'seine-gw0', 'net 10.100.0.0/16 or net 10.200.0.0/16']);
+    await capture.ready;
     expect(await pings(lab, pods.v2!, (await addrOf(lab, pods.v1!, 'net1')).ip!)).toBe(true);
-    expect((await capture).stdout).not.toMatch(/10\.(100|200)\.0\./);
+    expect(await capture.stop()).not.toMatch(/10\.(100|200)\.0\./);
     // Primary traffic still works beside it.
     expect(await pings(lab, pods.v1!, pods.plain!.status!.podIP!)).toBe(true);
   });

@@ -1,11 +1,11 @@
-import { spawn } from 'node:child_process';
-import { commandLine, run } from '../../../src/host/exec.js';
+import { run } from '../../../src/host/exec.js';
 import { IpBatch, IpRoute } from '../../../src/host/ip.js';
 import { createNetns } from '../../../src/host/netns.js';
 import { Vswitch } from '../../../src/ovs/ovsdb/index.js';
 import { OvsSecondaryDatapath } from '../../../src/secondary/datapath/index.js';
 import type { AttachedInterface, NetworkRealization, SecondaryAttachment } from '../../../src/secondary/datapath/index.js';
 import { OvsSandbox } from '../../harness/sandbox.js';
+import { captureWhile } from '../../harness/capture.js';
 
 export { tcpTransfer } from '../../primary/pipeline/harness.js';
 
@@ -114,39 +114,12 @@ export async function reaches(netns: string, to: string): Promise<boolean> {
  * numeric). The capture is our own child process and is stopped by its pid.
  */
 export async function capture(netns: string, iface: string, filter: string[], fn: () => Promise<void>): Promise<string[]> {
-  const argv = commandLine('tcpdump', ['-i', iface, '-e', '-nn', '-l', '-Q', 'in', ...filter], netns);
-  return captureArgv(argv, fn);
+  return captureWhile(netns, ['-i', iface, '-e', '-nn', '-Q', 'in', ...filter], fn);
 }
 
 /** Like capture, in both directions. */
 export async function captureBoth(netns: string, iface: string, filter: string[], fn: () => Promise<void>): Promise<string[]> {
-  const argv = commandLine('tcpdump', ['-i', iface, '-e', '-nn', '-l', ...filter], netns);
-  return captureArgv(argv, fn);
-}
-
-async function captureArgv(argv: string[], fn: () => Promise<void>): Promise<string[]> {
-  const child = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  let err = '';
-  child.stdout.on('data', (b: Buffer) => (out += b.toString()));
-  const ready = new Promise<void>((resolve, reject) => {
-    child.stderr.on('data', (b: Buffer) => {
-      err += b.toString();
-      if (err.includes('listening on')) resolve();
-    });
-    child.on('close', () => reject(new Error(`tcpdump exited: ${err}`)));
-  });
-  const exited = new Promise<void>((r) => child.on('close', () => r()));
-  try {
-    await ready;
-    await fn();
-    // Let the last frames be printed.
-    await new Promise((r) => setTimeout(r, 300));
-  } finally {
-    if (child.exitCode === null && child.signalCode === null) child.kill('SIGINT');
-    await exited;
-  }
-  return out.split('\n').filter((l) => l.trim());
+  return captureWhile(netns, ['-i', iface, '-e', '-nn', ...filter], fn);
 }
 
 /** The MAC a namespace resolved for an address (its neighbour entry), if any. */
