@@ -4,9 +4,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# golang-go + golang-github-appc-cni-dev: the libcni client the end-to-end tests drive Seine through.
+# golang-go + golang-github-appc-cni-dev (a libcni client) and podman + runc + busybox-static (a real runtime):
+# what the end-to-end tests drive Seine through besides the lab's own runtime.
 APT_PACKAGES=(openvswitch-switch iproute2 ethtool iputils-ping iputils-arping iperf3 tcpdump conntrack nftables iptables
-  containernetworking-plugins netcat-openbsd util-linux procps golang-go golang-github-appc-cni-dev)
+  containernetworking-plugins netcat-openbsd util-linux procps golang-go golang-github-appc-cni-dev
+  podman runc busybox-static)
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do

@@ -3,10 +3,11 @@
 // loads the conflist install-cni wrote on a lab node and runs ADD, CHECK and DEL through libcni inside the
 // node's namespace, for a container that is not a Kubernetes pod (CNI_ARGS as podman passes them).
 // Every case checks what libcni made of Seine's answers, traffic to a pod, and that DEL leaves nothing.
+// Last, Debian's podman (4.3, its CNI backend on the same libcni) runs a container on the Seine network.
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import type { V1Pod } from '@kubernetes/client-node';
 import { CommandError, run } from '../../src/host/exec.js';
 import { createNetns, deleteNetns, netnsPath } from '../../src/host/netns.js';
@@ -59,6 +60,8 @@ describe('Seine through the real libcni (1.1.2), for a container that is not a p
       timeoutMs: 300_000,
     });
     lab = await startTestLab({ nodes: 1 });
+    // From here on a crashed run's leftovers are reaped with the lab's.
+    lab.ledger.directory(work);
     node = lab.nodes[0]!;
     cacheDir = join(lab.stateDir, 'libcni-cache');
     mkdirSync(cacheDir);
@@ -173,6 +176,75 @@ describe('Seine through the real libcni (1.1.2), for a container that is not a p
       await expectNothingLeft(c);
     } finally {
       await removeContainer(c);
+    }
+  });
+
+  /** A podman of its own: storage, state and network config under `work`, run in the node's namespace only. */
+  function podmanSetup(): { run: (args: string[]) => Promise<string>; rootfs: string } {
+    const dir = join(work, 'podman');
+    const netDir = join(dir, 'networks');
+    const rootfs = join(dir, 'rootfs');
+    for (const d of [netDir, join(rootfs, 'bin'), join(rootfs, 'etc'), join(rootfs, 'proc'), join(rootfs, 'sys'), join(rootfs, 'dev'), join(rootfs, 'tmp')]) mkdirSync(d, { recursive: true });
+    // A busybox-static tree as the container's root: no image, no registry.
+    copyFileSync('/bin/busybox', join(rootfs, 'bin', 'busybox'));
+    for (const applet of ['sh', 'sleep', 'ping']) symlinkSync('busybox', join(rootfs, 'bin', applet));
+    copyFileSync(join(node.dirs.cniConfDir, '10-seine.conflist'), join(netDir, '10-seine.conflist'));
+    const conf = join(dir, 'containers.conf');
+    writeFileSync(
+      conf,
+      [
+        '[containers]',
+        // Root here cannot raise rlimits; podman's defaults would fail with setrlimit: Operation not permitted.
+        'default_ulimits = ["nofile=1024:1024", "nproc=16384:16384"]',
+        '[network]',
+        'network_backend = "cni"',
+        `cni_plugin_dirs = ["${node.dirs.cniBinDir}", "${REFERENCE_PLUGINS}"]`,
+        '[engine]',
+        'cgroup_manager = "cgroupfs"',
+        // crun fails here: cgroups in hybrid mode not supported.
+        'runtime = "runc"',
+        '',
+      ].join('\n'),
+    );
+    const global = ['--root', join(dir, 'root'), '--runroot', join(dir, 'runroot'), '--tmpdir', join(dir, 'tmp'), '--storage-driver', 'vfs', '--network-config-dir', netDir, '--events-backend', 'none', '--runtime-flag', `root=${join(dir, 'runc')}`];
+    return {
+      rootfs,
+      // Only the node's network namespace is entered: podman's /run/netns mounts must stay visible to the agent.
+      run: async (args) => (await run('podman', [...global, ...args], { netns: node.netns, env: { ...process.env, CONTAINERS_CONF: conf }, timeoutMs: 120_000 })).stdout,
+    };
+  }
+
+  it('podman runs a container on the Seine network: traffic to a pod, nothing left after rm', async () => {
+    const podman = podmanSetup();
+    const name = `seine-${randomBytes(4).toString('hex')}`;
+    try {
+      const id = (await podman.run(['run', '-d', '--name', name, '--network', 'seine', '--cap-add', 'NET_RAW', '--rootfs', podman.rootfs, 'sleep', '600'])).trim();
+      const info = (JSON.parse(await podman.run(['inspect', name])) as Array<{ State: { Pid: number; ConmonPid: number }; NetworkSettings: { SandboxKey: string; Networks: Record<string, { IPAddress: string }> } }>)[0]!;
+      // Recorded, so that a crashed run's container and namespace are reaped with the lab.
+      lab.ledger.process(info.State.ConmonPid, 'podman conmon');
+      lab.ledger.process(info.State.Pid, 'podman container');
+      lab.ledger.netns(basename(info.NetworkSettings.SandboxKey));
+      const ip = info.NetworkSettings.Networks.seine!.IPAddress;
+      expect(ip).toMatch(/^\d+\.\d+\.\d+\.\d+$/);
+      expect((await nodeAttachments(node)).ips).toEqual([...base.ips, `${ip} ${id}/eth0`].sort());
+      const podIp = pod.status!.podIP!;
+      await eventually(
+        `ping from the podman container (${ip}) to pod target (${podIp})`,
+        () => podman.run(['exec', name, 'ping', '-c', '1', '-W', '2', podIp]).then(() => true, () => undefined),
+        30_000,
+      );
+      await eventually(`ping from pod target to the podman container (${ip})`, async () => ((await ping(podNetns(lab, pod), ip)) ? true : undefined), 30_000);
+      await podman.run(['rm', '-f', '-t', '0', name]);
+      expect(await nodeAttachments(node)).toEqual(base);
+      expect(existsSync(info.NetworkSettings.SandboxKey)).toBe(false);
+      lab.ledger.forgetNetns(basename(info.NetworkSettings.SandboxKey));
+      lab.ledger.forgetProcess(info.State.Pid);
+      lab.ledger.forgetProcess(info.State.ConmonPid);
+      // podman's libcni keeps its result cache in the system's /var/lib/cni: the DEL emptied this container's.
+      const cached = existsSync('/var/lib/cni/results') ? readdirSync('/var/lib/cni/results') : [];
+      expect(cached.filter((f) => f.includes(id))).toEqual([]);
+    } finally {
+      await podman.run(['rm', '-f', '-t', '0', '--ignore', name]).catch(() => undefined);
     }
   });
 
