@@ -7,6 +7,7 @@ import { loadKubeConfig } from '../../k8s/kubeconfig.js';
 import { FlowWriter, addFlow } from '../../ovs/openflow/index.js';
 import { Vswitch } from '../../ovs/ovsdb/index.js';
 import { logger } from '../../util/log.js';
+import { SerialPass } from '../../util/serial.js';
 import { TunnelNeighbours } from '../bridge/tunnel-neighbours.js';
 import { GATEWAY_PORT, PHY_BRIDGE, discoverUplink, ensureIntegrationBridge, ensureUplinkBridge, gatewayMacFor, type IntegrationBridge } from '../bridge/bridge.js';
 import { CniServer } from '../cniserver/index.js';
@@ -75,8 +76,8 @@ export class Agent {
   /** Userspace tunnels only: OVS's tunnel neighbour table, seeded so no first packet waits on ARP. */
   private neighbours?: TunnelNeighbours;
   private neighbourTimer?: NodeJS.Timeout;
-  private neighbourSync?: Promise<void>;
-  private neighbourSyncAgain = false;
+  /** One sync at a time; a request meanwhile runs once more after it (peers may have changed). */
+  private readonly neighbourSync = new SerialPass(() => this.syncNeighboursOnce(), () => this.stopped);
   private announcedMac?: string;
   private recovering?: Promise<void>;
   readonly metrics = new AgentMetrics({ pods: () => this.store.size, peers: () => this.peers.size });
@@ -279,18 +280,7 @@ export class Agent {
    * Never throws: a failure is retried on the next check.
    */
   private syncNeighbours(): Promise<void> {
-    // One sync at a time; a request meanwhile runs once more after it (peers may have changed).
-    if (this.neighbourSync) {
-      this.neighbourSyncAgain = true;
-      return this.neighbourSync;
-    }
-    this.neighbourSync = (async () => {
-      do {
-        this.neighbourSyncAgain = false;
-        await this.syncNeighboursOnce();
-      } while (this.neighbourSyncAgain && !this.stopped);
-    })().finally(() => (this.neighbourSync = undefined));
-    return this.neighbourSync;
+    return this.neighbourSync.run();
   }
 
   private async syncNeighboursOnce(): Promise<void> {
@@ -449,7 +439,7 @@ export class Agent {
     await this.nodesInformer?.stop();
     await this.podsInformer?.stop();
     await this.recovering;
-    await this.neighbourSync;
+    await this.neighbourSync.current;
     await this.vswitch?.close();
     await new Promise((r) => (this.health ? this.health.close(r) : r(undefined)));
   }

@@ -1,5 +1,6 @@
 import type { SecondaryNetworkManager } from '../../secondary/agent/manager.js';
 import { logger } from '../../util/log.js';
+import { SerialPass } from '../../util/serial.js';
 import type { PodNetworkDriver } from './driver.js';
 import { sandboxState, type SandboxState } from './sandbox.js';
 
@@ -37,8 +38,10 @@ export class SandboxReconciler {
   private readonly log = logger('reconciler');
   private timer?: NodeJS.Timeout;
   private soon?: NodeJS.Timeout;
-  private running?: Promise<void>;
-  private again = false;
+  private readonly passes = new SerialPass(
+    () => this.releaseVanished().catch((e: unknown) => this.log.error({ err: String(e) }, 'reconciliation pass failed')),
+    () => this.stopped,
+  );
   private stopped = false;
 
   constructor(private readonly d: SandboxReconcilerDeps) {}
@@ -61,24 +64,12 @@ export class SandboxReconciler {
     this.stopped = true;
     if (this.timer) clearInterval(this.timer);
     if (this.soon) clearTimeout(this.soon);
-    await this.running;
+    await this.passes.current;
   }
 
   /** One pass; a pass asked for while one runs follows it. */
   pass(): Promise<void> {
-    if (this.running) {
-      this.again = true;
-      return this.running;
-    }
-    this.running = (async () => {
-      do {
-        this.again = false;
-        await this.releaseVanished().catch((e: unknown) => this.log.error({ err: String(e) }, 'reconciliation pass failed'));
-      } while (this.again && !this.stopped);
-    })().finally(() => {
-      this.running = undefined;
-    });
-    return this.running;
+    return this.passes.run();
   }
 
   /** Sandboxes from the records: the pod network's first (they record the namespace identity), then secondary-only ones. */
