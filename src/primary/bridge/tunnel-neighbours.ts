@@ -100,24 +100,29 @@ export class TunnelNeighbours {
   }
 
   /**
-   * Makes OVS's tunnel neighbour table hold the current MAC of every peer's next hop: next hops never asked,
-   * or last asked more than REVALIDATE_MS ago, are asked by ARP; entries OVS lacks or holds with another MAC
-   * are written. Cheap when nothing is due: one `ip` and one `ovs-appctl` call.
+   * Makes OVS's tunnel neighbour table hold the current MAC of every peer's next hop. A next hop is asked by
+   * ARP when it was never asked, when it was last asked REVALIDATE_MS ago, or when OVS holds another MAC for it
+   * (OVS learns from ARP replies it sees, e.g. a peer's announcement: newer than what was asked, or not);
+   * what answered is written where OVS lacks it or differs. Cheap when nothing is due: one `ip` and one
+   * `ovs-appctl` call.
    */
   async sync(peers: readonly string[], now = Date.now()): Promise<NeighbourSyncResult> {
     const valid = [...new Set(peers)].filter((p) => ipaddr.IPv4.isValidFourPartDecimal(p));
     if (!valid.length) return { seeded: [], unresolved: [] };
     const hops = await this.nextHops(valid);
+    const current = parseTunnelNeighbours(await this.appctl(['tnl/neigh/show']), this.o.bridge);
     const due = [...new Set(hops.values())].filter((h) => {
       const r = this.resolved.get(h);
-      return !r || now - r.at >= REVALIDATE_MS;
+      const held = current.get(h);
+      return !r || now - r.at >= REVALIDATE_MS || (held !== undefined && held !== r.mac);
     });
     for (const [ip, mac] of await this.arp(due)) this.resolved.set(ip, { mac, at: now });
-    const current = parseTunnelNeighbours(await this.appctl(['tnl/neigh/show']), this.o.bridge);
     const seeded: string[] = [];
     for (const hop of new Set(hops.values())) {
       const r = this.resolved.get(hop);
-      if (!r || current.get(hop) === r.mac) continue;
+      const held = current.get(hop);
+      // A MAC OVS holds is replaced only by one that answered just now.
+      if (!r || held === r.mac || (held !== undefined && r.at !== now)) continue;
       await this.appctl(['tnl/neigh/set', this.o.bridge, hop, r.mac]);
       seeded.push(hop);
     }
