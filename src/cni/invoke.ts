@@ -87,7 +87,8 @@ export interface PluginRequest {
   config: object;
 }
 
-export const DEFAULT_PLUGIN_TIMEOUT_MS = 60_000;
+/** As kubelet's runtime request timeout (2 min) bounds containerd's network setup of a sandbox. */
+export const DEFAULT_PLUGIN_TIMEOUT_MS = 120_000;
 
 /** Absolute path of the plugin executable `type` in `dirs`; PluginError 'not-found' otherwise. */
 export async function findPlugin(type: string, dirs: readonly string[], command: CniCommand = 'ADD'): Promise<string> {

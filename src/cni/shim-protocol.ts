@@ -14,7 +14,7 @@ export const DEFAULT_CNI_SOCKET = '/var/run/seine/cni.sock';
  * otherwise. Longer than the server's own request timeout, so that a slow driver call comes back as
  * the server's CNI error rather than as the shim giving up.
  */
-export const DEFAULT_SHIM_TIMEOUT_MS = 55_000;
+export const DEFAULT_SHIM_TIMEOUT_MS = 110_000;
 
 /** The CNI_* variables the shim passes on (CNI_COMMAND travels as `command`). */
 export const FORWARDED_ENV = ['CNI_CONTAINERID', 'CNI_NETNS', 'CNI_IFNAME', 'CNI_ARGS', 'CNI_PATH'] as const;

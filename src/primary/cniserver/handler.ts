@@ -12,16 +12,17 @@ import { RequestScheduler } from './scheduler.js';
 import type { CniDriver } from './types.js';
 
 /**
- * Below the shim's default wait (55 s) so that a slow driver call is reported by the server, and
- * below the 60 s a CNI runtime commonly allows a plugin.
+ * Below the shim's default wait (110 s) so that a slow driver call is reported by the server, and below
+ * kubelet's runtime request timeout (2 min), so the answer reaches the runtime while kubelet still waits.
+ * Generous because it counts the wait for a turn: a node taking dozens of pods at once queues their ADDs.
  */
-export const DEFAULT_REQUEST_TIMEOUT_MS = 45_000;
+export const DEFAULT_REQUEST_TIMEOUT_MS = 100_000;
 
 export interface CniHandlerOptions extends DecodeOptions {
   driver: CniDriver;
-  /** From arrival (queueing included) to answer; the answer is then code 11. Default 45 s. */
+  /** From arrival (queueing included) to answer; the answer is then code 11. Default 100 s. */
   requestTimeoutMs?: number;
-  /** Attachment calls (ADD/DEL/CHECK) running at once; the rest wait in arrival order. Default 8. */
+  /** Attachment calls (ADD/DEL/CHECK) running at once; the rest wait in arrival order. Default 4. */
   maxConcurrentCalls?: number;
   log?: Logger;
 }

@@ -6,11 +6,12 @@ import { Semaphore } from 'async-mutex';
 type Waiter = () => void;
 
 /**
- * Attachment calls running at once. A burst of ADDs (a node filling with pods) then completes in arrival
- * order at the node's pace, instead of every call sharing the CPU until all of them reach the request
- * timeout together and are rolled back, which made no progress at all on a busy node.
+ * Attachment calls running at once: enough to overlap their waits on OVS, iproute2 and the API server. A
+ * burst of ADDs (a node filling with pods) then completes in arrival order at the node's pace, instead of
+ * every call sharing the CPU until all of them reach the request timeout together and are rolled back,
+ * which made no progress at all on a busy node; a call whose time ran out while it waited never starts.
  */
-export const DEFAULT_MAX_CONCURRENT_CALLS = 8;
+export const DEFAULT_MAX_CONCURRENT_CALLS = 4;
 
 export class RequestScheduler {
   private readonly slots: Semaphore;
