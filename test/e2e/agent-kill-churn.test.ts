@@ -114,8 +114,8 @@ describe('agent kill -9 under pod churn (1 node, 20 pods)', () => {
     await Promise.all([creations, ...doomed.map(remove)]);
     const back = await agentReadyAfter(node, lines);
     expect(agent.pid).not.toBe(oldPid);
+    // The wait's own bound is what is left of the 30 s since the agent's return.
     await consistentWithin('a consistent node within 30 s of the agent\'s return', CONVERGE_MS - (Date.now() - back));
-    expect(Date.now() - back).toBeLessThan(CONVERGE_MS);
 
     // The churn completes: the survivors and the new pods run with every interface; the deleted are gone.
     const survivors = [...first.slice(6), ...second];

@@ -100,10 +100,18 @@ describe('primary network: restarts without disruption', () => {
     const lines = logLines(lab, 0);
     agent.start();
     await agentReady(lab, 0, lines);
-    expect(await ports()).not.toContain(portBefore!);
-    const ipam = JSON.parse(readFileSync(join(lab.nodes[0]!.dirs.stateDir, 'ipam-ipv4.json'), 'utf8')) as { allocations: Array<{ ip: string }> };
-    expect(ipam.allocations.map((a) => a.ip)).not.toContain(doomed.status!.podIP);
-    expect(await ofctl(lab, 0, ['dump-flows'])).not.toContain(`nw_src=${doomed.status!.podIP},`);
+    // The agent's reconciliation releases it once it knows the node's pods (within seconds of its start).
+    await eventually('the deleted pod\'s port released', async (saw) => {
+      const now = await ports();
+      saw(now);
+      return now.includes(portBefore!) ? undefined : true;
+    }, 30_000);
+    await eventually('the deleted pod\'s address and flows released', async (saw) => {
+      const ipam = JSON.parse(readFileSync(join(lab.nodes[0]!.dirs.stateDir, 'ipam-ipv4.json'), 'utf8')) as { allocations: Array<{ ip: string }> };
+      const flows = await ofctl(lab, 0, ['dump-flows']);
+      saw({ addresses: ipam.allocations.map((a) => a.ip) });
+      return ipam.allocations.some((a) => a.ip === doomed.status!.podIP) || flows.includes(`nw_src=${doomed.status!.podIP},`) ? undefined : true;
+    }, 30_000);
   }, 120_000);
 
   it('ovs-vswitchd restart: the agent restores flows and addresses; the connection survives a short interruption', async () => {
