@@ -36,8 +36,9 @@ export function simplePod(name: string, opts: { node?: string; command?: string[
 }
 
 export async function waitRunning(lab: Lab, name: string, namespace = 'default', timeoutMs = 90_000): Promise<V1Pod> {
-  return eventually(`pod ${namespace}/${name} Running`, async () => {
+  return eventually(`pod ${namespace}/${name} Running`, async (saw) => {
     const p = await lab.core.readNamespacedPod({ name, namespace });
+    saw({ phase: p.status?.phase, podIP: p.status?.podIP, conditions: p.status?.conditions?.map((c) => `${c.type}=${c.status}${c.reason ? ` (${c.reason})` : ''}`) });
     return p.status?.phase === 'Running' && p.status.podIP ? p : undefined;
   }, timeoutMs);
 }
