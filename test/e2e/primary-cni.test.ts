@@ -373,11 +373,13 @@ describe('seine-cni against a lab node: bad input and failures leave nothing beh
     const r = out.json;
     const eth0 = (await links(sb.netns)).find((l) => l.ifname === 'eth0');
     expect(eth0?.address).toBe(r.interfaces[1].mac);
-    // The same address; the old port and its flows were replaced.
-    expect(r.ips).toEqual(first.result.ips);
+    // The old port and its flows were replaced. The address is the same one, or a new one when the agent's
+    // reconciler released the vanished sandbox (no pod claims it) before this ADD came: either way the node
+    // holds exactly one address for it (checked below).
+    expect(r.ips).toHaveLength(1);
     attached.splice(attached.indexOf(first), 1);
     const port = r.interfaces[0].name as string;
-    attached.push({ ...first, port, ofport: await ofportOf(port), result: r });
+    attached.push({ ...first, port, ip: (r.ips[0].address as string).split('/')[0]!, ofport: await ofportOf(port), result: r });
     expect(await exec(envFor('CHECK', sb), stdinFor({ prevResult: r }))).toMatchObject({ exitCode: 0 });
     await expectNodeHoldsExactly();
   });
@@ -513,7 +515,11 @@ describe('seine-cni against a lab node: bad input and failures leave nothing beh
     attached.splice(attached.indexOf(recreated), 1);
     await attach(recreated.sandbox);
     expect((await links(recreated.sandbox.netns)).map((l) => l.ifname).sort()).toEqual(['eth0', 'lo']);
-    await expectNodeHoldsExactly();
+    // The reconciler releases the vanished sandbox within seconds of the agent's start (once it knows the pods).
+    await eventually('the sandbox gone during the outage released', async () => {
+      await expectNodeHoldsExactly();
+      return true;
+    }, 30_000);
     for (const a of attached) {
       const check = await exec(envFor('CHECK', a.sandbox), stdinFor({ prevResult: a.result }));
       expect(check).toMatchObject({ exitCode: 0 });
