@@ -11,7 +11,7 @@ import { createNetns, deleteNetns, netnsPath } from '../../src/host/netns.js';
 import type { Lab } from '../../src/lab/lab.js';
 import type { LabNode } from '../../src/lab/node.js';
 import { decodeCookie } from '../../src/ovs/openflow/cookie.js';
-import { hostInterfaceName } from '../../src/primary/podnet/interface.js';
+import { hostInterfaceName } from '../../src/podif/interface.js';
 import { repoRoot } from '../../src/util/paths.js';
 import { eventually, startTestLab } from '../harness/lab.js';
 

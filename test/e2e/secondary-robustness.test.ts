@@ -30,7 +30,7 @@ interface PoolObject {
   status?: { allocations?: PoolAllocation[] };
 }
 
-/** The prefix of every host-side veth / OVS port of a pod (src/primary/podnet/interface.ts hostInterfaceName). */
+/** The prefix of every host-side veth / OVS port of a pod (src/podif/interface.ts hostInterfaceName). */
 function portPrefix(podName: string): string {
   return `${podName.toLowerCase().replace(/[^a-z0-9]/g, '').slice(0, 6) || 'pod'}-`;
 }

@@ -9,8 +9,8 @@ import type { CniDriver, CniRequest, GcRequest } from '../cniserver/index.js';
 import { type InterfaceStore, type PodInterface, portExternalIds } from '../interfacestore/store.js';
 import { IpamExhaustedError, type NodeIpam } from '../ipam/index.js';
 import { podFlows, podScope, type NodeConfig } from '../pipeline/index.js';
-import { checkPodInterface, hostInterfaceName, podInterfacePresent, randomMac, setUpPodInterface, tearDownPodInterface } from '../podnet/interface.js';
-import { sandboxIdentity } from './sandbox.js';
+import { checkPodInterface, hostInterfaceName, podInterfacePresent, randomMac, setUpPodInterface, tearDownPodInterface } from '../../podif/interface.js';
+import { sandboxIdentity } from '../../podif/sandbox.js';
 
 /** Plugin-specific CNI error codes (>= 100). */
 export const SeineCode = {

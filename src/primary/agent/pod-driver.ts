@@ -6,7 +6,7 @@ import { logger } from '../../util/log.js';
 import type { SecondaryNetworkManager } from '../../secondary/agent/manager.js';
 import type { CniDriver, CniRequest, GcRequest, StatusRequest } from '../cniserver/index.js';
 import type { PodNetworkDriver } from './driver.js';
-import { sandboxIdentity } from './sandbox.js';
+import { sandboxIdentity } from '../../podif/sandbox.js';
 
 /**
  * What a pod's CNI ADD realizes: the primary network first (eth0), then the secondary networks its annotation

@@ -2,7 +2,7 @@ import type { SecondaryNetworkManager } from '../../secondary/agent/manager.js';
 import { logger } from '../../util/log.js';
 import { SerialPass } from '../../util/serial.js';
 import type { PodNetworkDriver } from './driver.js';
-import { sandboxState, type SandboxState } from './sandbox.js';
+import { sandboxState, type SandboxState } from '../../podif/sandbox.js';
 
 /** Between passes: each is a stat per sandbox, so a lost DEL is made good within seconds. */
 export const RECONCILE_INTERVAL_MS = 3000;

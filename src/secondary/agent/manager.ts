@@ -11,7 +11,7 @@ import { EventRecorder } from '../../k8s/events.js';
 import { ResilientInformer } from '../../k8s/informer.js';
 import { logger } from '../../util/log.js';
 import { IpRoute } from '../../host/ip.js';
-import { hostInterfaceName, randomMac } from '../../primary/podnet/interface.js';
+import { hostInterfaceName, randomMac } from '../../podif/interface.js';
 import {
   NETWORK_STATUS_ANNOTATION,
   NETWORKS_ANNOTATION,

@@ -1,6 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { CniCode, CniError } from '../../cni/errors.js';
-import { IpBatch, IpRoute, isolateFromHostStackCommand, txOffloadOffCommand, UnsafeArgumentError, type FollowUp } from '../../host/ip.js';
+import { CniCode, CniError } from '../cni/errors.js';
+import { IpBatch, IpRoute, isolateFromHostStackCommand, txOffloadOffCommand, UnsafeArgumentError, type FollowUp } from '../host/ip.js';
 
 export interface PodInterfaceSpec {
   /** Pod network namespace path. */

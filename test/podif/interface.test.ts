@@ -1,8 +1,8 @@
-import { CniError } from '../../../src/cni/errors.js';
-import { createNetns } from '../../../src/host/netns.js';
-import { IpBatch, IpRoute } from '../../../src/host/ip.js';
-import { removeOwnVeth, setUpPodInterface, type PodInterfaceSpec } from '../../../src/primary/podnet/interface.js';
-import { OvsSandbox } from '../../harness/sandbox.js';
+import { CniError } from '../../src/cni/errors.js';
+import { createNetns } from '../../src/host/netns.js';
+import { IpBatch, IpRoute } from '../../src/host/ip.js';
+import { removeOwnVeth, setUpPodInterface, type PodInterfaceSpec } from '../../src/podif/interface.js';
+import { OvsSandbox } from '../harness/sandbox.js';
 
 describe('pod interface setup', () => {
   let sb: OvsSandbox;
