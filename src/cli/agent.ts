@@ -1,7 +1,15 @@
 import { Command } from 'commander';
-import { Agent } from '../primary/agent/agent.js';
-import { loadAgentConfig } from '../primary/agent/config.js';
+import { Agent } from '../agent/agent.js';
+import type { AgentFeature } from '../agent/feature.js';
+import { loadAgentConfig, type AgentConfig } from '../primary/agent/config.js';
+import { PrimaryNetworkFeature } from '../primary/agent/feature.js';
+import { SecondaryNetworksFeature } from '../secondary/agent/feature.js';
 import { logger } from '../util/log.js';
+
+/** The node's features, in start order: the pod network first (every other one attaches around its eth0). */
+export function nodeFeatures(cfg: AgentConfig): AgentFeature[] {
+  return [new PrimaryNetworkFeature(), ...(cfg.secondaryNetworks.enabled ? [new SecondaryNetworksFeature()] : [])];
+}
 
 /** `seine agent`: the per-node agent (DaemonSet). */
 export function agentCommand(): Command {
@@ -10,7 +18,8 @@ export function agentCommand(): Command {
     .requiredOption('--config <file>', 'agent config (YAML)')
     .action(async (o: { config: string }) => {
       const log = logger('agent');
-      const agent = new Agent(loadAgentConfig(o.config));
+      const cfg = loadAgentConfig(o.config);
+      const agent = new Agent(cfg, nodeFeatures(cfg));
       const stop = (signal: string): void => {
         log.info({ signal }, 'stopping (pods keep their network)');
         void agent.stop().finally(() => process.exit(0));

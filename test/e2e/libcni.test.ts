@@ -13,7 +13,7 @@ import { CommandError, run } from '../../src/host/exec.js';
 import { createNetns, deleteNetns, netnsPath } from '../../src/host/netns.js';
 import type { Lab } from '../../src/lab/lab.js';
 import type { LabNode } from '../../src/lab/node.js';
-import { RECONCILE_INTERVAL_MS } from '../../src/primary/agent/reconciler.js';
+import { RECONCILE_INTERVAL_MS } from '../../src/agent/reconciler.js';
 import { sleep } from '../../src/util/wait.js';
 import { repoRoot } from '../../src/util/paths.js';
 import { eventually, podNetns, simplePod, startTestLab, waitRunning } from '../harness/lab.js';

@@ -5,7 +5,8 @@ import type { IpRoute } from '../../host/ip.js';
 import { addFlow, type FlowWriter } from '../../ovs/openflow/index.js';
 import type { Vswitch } from '../../ovs/ovsdb/index.js';
 import { logger } from '../../util/log.js';
-import type { CniDriver, CniRequest, GcRequest } from '../cniserver/index.js';
+import type { PodAttachment, PodNetwork } from '../../agent/feature.js';
+import type { CniRequest, GcRequest } from '../cniserver/index.js';
 import { type InterfaceStore, type PodInterface, portExternalIds } from '../interfacestore/store.js';
 import { IpamExhaustedError, type NodeIpam } from '../ipam/index.js';
 import { podFlows, podScope, type NodeConfig } from '../pipeline/index.js';
@@ -48,11 +49,11 @@ function asCni(e: unknown, code: number, what: string): CniError {
  * Realizes primary pod attachments: IP from the node IPAM, a veth with eth0 in the pod, an OVS port whose
  * external_ids make it recoverable, and the pod's flows. ADD is idempotent and rolls back fully on failure.
  */
-export class PodNetworkDriver implements CniDriver {
+export class PodNetworkDriver implements PodNetwork {
   constructor(private readonly d: DriverDeps) {}
 
   /** The CNI result of an attachment (also rebuilt from the interface store after a restart). */
-  result(itf: PodInterface, cniVersion: string, hostMac?: string): CniResult {
+  private result(itf: PodInterface, cniVersion: string, hostMac?: string): CniResult {
     const node = this.d.node();
     const prefix = node.podCidr.split('/')[1];
     return {
@@ -174,13 +175,32 @@ export class PodNetworkDriver implements CniDriver {
     await this.d.ipam.release(itf.containerId, itf.ifname);
   }
 
-  /** Every attachment of this node. */
-  attachments(): PodInterface[] {
-    return this.d.store.list();
+  /** Releases every attachment of the sandbox, each attempted; the first failure is thrown. */
+  async releaseSandbox(containerId: string): Promise<void> {
+    let failure: unknown;
+    for (const itf of this.d.store.list().filter((i) => i.containerId === containerId)) {
+      await this.release(itf).catch((e: unknown) => {
+        failure ??= e;
+      });
+    }
+    if (failure) throw failure;
+  }
+
+  attachments(): PodAttachment[] {
+    return this.d.store.list().map((i) => ({ ...i, network: this.networkOf(i) }));
+  }
+
+  get defaultNetwork(): string {
+    return this.d.defaultNetwork;
+  }
+
+  resultOf(containerId: string, ifname: string, cniVersion: string): CniResult | undefined {
+    const itf = this.d.store.get(containerId, ifname);
+    return itf && this.result(itf, cniVersion);
   }
 
   /** The CNI network an attachment belongs to. */
-  networkOf(itf: Pick<PodInterface, 'network'>): string {
+  private networkOf(itf: Pick<PodInterface, 'network'>): string {
     return itf.network ?? this.d.defaultNetwork;
   }
 

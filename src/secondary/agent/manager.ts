@@ -9,6 +9,7 @@ import type { CniResult, CniRoute, NetConfList } from '../../cni/types.js';
 import { MERGE_PATCH, apiMessage, isNotFound } from '../../k8s/api.js';
 import { EventRecorder } from '../../k8s/events.js';
 import { ResilientInformer } from '../../k8s/informer.js';
+import type { PodSandbox, SandboxRef } from '../../agent/feature.js';
 import { logger } from '../../util/log.js';
 import { IpRoute } from '../../host/ip.js';
 import { hostInterfaceName, randomMac } from '../../podif/interface.js';
@@ -50,26 +51,6 @@ export interface SecondaryManagerOptions {
   mtu: { vlan: number; overlay: number };
 }
 
-/** What the CNI ADD that created the pod sandbox knows. */
-export interface SandboxContext {
-  pod: V1Pod;
-  containerId: string;
-  netns: string;
-  /** Identity of the namespace at `netns` (device:inode), recorded with each attachment when known. */
-  netnsId?: string;
-  cniPath: string[];
-  /** The primary (default network) result, for network-status. */
-  primary: CniResult;
-}
-
-/** A sandbox with secondary attachments, as the agent's reconciliation of vanished sandboxes sees it. */
-export interface SecondarySandbox {
-  containerId: string;
-  netns: string;
-  netnsId?: string;
-  podUid: string;
-}
-
 function cniFailure(e: unknown, what: string): CniError {
   if (e instanceof CniError) return new CniError(e.code, `${what}: ${e.msg}`, e.details);
   return new CniError(CniCode.Internal, what, e instanceof Error ? e.message : String(e));
@@ -95,7 +76,7 @@ export class SecondaryNetworkManager {
   /** Attachments by sandbox, in attachment order. */
   private readonly byContainer = new Map<string, AttachmentRecord[]>();
   /** Sandboxes whose pods this node runs: what hot-plug needs to act. */
-  private readonly sandboxes = new Map<string, SandboxContext>();
+  private readonly sandboxes = new Map<string, PodSandbox>();
   private publishedVnis = '';
 
   constructor(private readonly o: SecondaryManagerOptions) {
@@ -166,7 +147,7 @@ export class SecondaryNetworkManager {
   }
 
   /** Every sandbox with secondary attachments on this node. */
-  sandboxesWithAttachments(): SecondarySandbox[] {
+  sandboxesWithAttachments(): SandboxRef[] {
     return [...this.byContainer].map(([containerId, recs]) => {
       const netnsId = recs.find((r) => r.netnsId)?.netnsId;
       return { containerId, netns: recs.find((r) => r.netns)?.netns ?? '', podUid: recs.find((r) => r.podUid)?.podUid ?? '', ...(netnsId ? { netnsId } : {}) };
@@ -198,7 +179,7 @@ export class SecondaryNetworkManager {
   }
 
   /** CNI ADD: every requested attachment in order; any failure rolls back this call's attachments and fails. */
-  async attachPod(ctx: SandboxContext): Promise<void> {
+  async attachPod(ctx: PodSandbox): Promise<void> {
     // A repeated ADD (runtimes retry with the same container id) trusts what exists, not the records.
     await this.dropVanished(ctx);
     const selections = this.wanted(ctx.pod, ctx.containerId);
@@ -227,7 +208,7 @@ export class SecondaryNetworkManager {
    * in another namespace (the sandbox was re-made at the same path after a lost DEL), without their OVS port,
    * or without their interface in the pod. The ADD then makes them again.
    */
-  private async dropVanished(ctx: SandboxContext): Promise<void> {
+  private async dropVanished(ctx: PodSandbox): Promise<void> {
     const recs = this.attachmentsOf(ctx.containerId);
     if (!recs.length) return;
     const pod = new IpRoute(ctx.netns);
@@ -298,7 +279,7 @@ export class SecondaryNetworkManager {
   }
 
   /** After an agent restart: the sandboxes of running pods, so hot-plug and status keep working. */
-  adoptSandbox(ctx: SandboxContext): void {
+  adoptSandbox(ctx: PodSandbox): void {
     this.sandboxes.set(ctx.containerId, ctx);
   }
 
@@ -327,7 +308,7 @@ export class SecondaryNetworkManager {
     }
   }
 
-  private async attachOne(ctx: SandboxContext, sel: NetworkSelection): Promise<AttachmentRecord> {
+  private async attachOne(ctx: PodSandbox, sel: NetworkSelection): Promise<AttachmentRecord> {
     const net = await this.resolve(sel);
     if (net.kind === 'node-file') throw new CniError(CniCode.InvalidNetworkConfig, `no configuration for ${sel.namespace}/${sel.name}`);
     checkCapabilities(net, sel);
@@ -480,7 +461,7 @@ export class SecondaryNetworkManager {
   }
 
   /** Writes network-status: the default network first, then every attachment in order. */
-  private async writeStatus(ctx: SandboxContext): Promise<void> {
+  private async writeStatus(ctx: PodSandbox): Promise<void> {
     const records = this.attachmentsOf(ctx.containerId);
     const selections = (() => {
       try {
@@ -547,7 +528,7 @@ export class SecondaryNetworkManager {
 }
 
 /** Why a recorded attachment is not really in the sandbox of this ADD, or undefined when it is. */
-async function vanished(rec: AttachmentRecord, ctx: SandboxContext, pod: IpRoute, ports: ReadonlySet<string>): Promise<string | undefined> {
+async function vanished(rec: AttachmentRecord, ctx: PodSandbox, pod: IpRoute, ports: ReadonlySet<string>): Promise<string | undefined> {
   if (rec.netns !== ctx.netns) return `made in ${rec.netns}`;
   if (rec.netnsId && ctx.netnsId && rec.netnsId !== ctx.netnsId) return 'made in a namespace since replaced';
   if (rec.kind === 'seine' && !ports.has(rec.hostIfname!)) return `OVS port ${rec.hostIfname} missing`;

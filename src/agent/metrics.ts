@@ -1,7 +1,7 @@
 import { createServer, type Server } from 'node:http';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import { CniError } from '../../cni/errors.js';
-import type { CniDriver } from '../cniserver/index.js';
+import { CniError } from '../cni/errors.js';
+import type { CniDriver } from '../primary/cniserver/index.js';
 
 /** The agent's Prometheus metrics. */
 export class AgentMetrics {
@@ -22,23 +22,18 @@ export class AgentMetrics {
   readonly round = new Gauge({ name: 'seine_flow_round', help: 'The flow round of this agent run', registers: [this.registry] });
   readonly restores = new Counter({ name: 'seine_datapath_restores_total', help: 'Times the agent restored flows after ovs-vswitchd lost them', registers: [this.registry] });
 
-  /** `counts` is read at scrape time. */
-  constructor(counts: { pods: () => number; peers: () => number }) {
+  constructor() {
     collectDefaultMetrics({ register: this.registry, prefix: 'seine_agent_' });
+  }
+
+  /** A gauge a feature owns, read at scrape time. */
+  gauge(name: string, help: string, read: () => number): void {
     new Gauge({
-      name: 'seine_pods',
-      help: 'Pod interfaces attached to the integration bridge',
+      name,
+      help,
       registers: [this.registry],
       collect() {
-        this.set(counts.pods());
-      },
-    });
-    new Gauge({
-      name: 'seine_peer_nodes',
-      help: 'Peer nodes with a pod CIDR',
-      registers: [this.registry],
-      collect() {
-        this.set(counts.peers());
+        this.set(read());
       },
     });
   }

@@ -1,8 +1,7 @@
-import type { SecondaryNetworkManager } from '../../secondary/agent/manager.js';
-import { logger } from '../../util/log.js';
-import { SerialPass } from '../../util/serial.js';
-import type { PodNetworkDriver } from './driver.js';
-import { sandboxState, type SandboxState } from '../../podif/sandbox.js';
+import { sandboxState, type SandboxState } from '../podif/sandbox.js';
+import { logger } from '../util/log.js';
+import { SerialPass } from '../util/serial.js';
+import type { RecordedSandbox } from './pod-driver.js';
 
 /** Between passes: each is a stat per sandbox, so a lost DEL is made good within seconds. */
 export const RECONCILE_INTERVAL_MS = 3000;
@@ -10,8 +9,10 @@ export const RECONCILE_INTERVAL_MS = 3000;
 const TRIGGER_DELAY_MS = 200;
 
 export interface SandboxReconcilerDeps {
-  primary: PodNetworkDriver;
-  secondary?: SecondaryNetworkManager;
+  /** The sandboxes the pod network and the hooks have records of (PodDriver). */
+  sandboxes: () => Map<string, RecordedSandbox>;
+  /** Releases everything of a sandbox: the hooks' attachments, then the pod network's. */
+  release: (containerId: string) => Promise<void>;
   /** UIDs of this node's pods that exist and are not being deleted; undefined until they are known. */
   livePods: () => ReadonlySet<string> | undefined;
   /** Runs `fn` in turn with the CNI calls of `containerId` (so never beside an ADD or DEL of it). */
@@ -19,17 +20,9 @@ export interface SandboxReconcilerDeps {
   intervalMs?: number;
 }
 
-/** One sandbox as the records describe it: the pod network's attachments and the secondary ones share it. */
-interface Sandbox {
-  containerId: string;
-  netns: string;
-  netnsId?: string;
-  podUid: string;
-}
-
 /**
- * CNI GC without waiting for a GC call: releases the attachments (pod network and secondary, with their
- * addresses) of sandboxes whose network namespace is gone, or was replaced by another one at the same path,
+ * CNI GC without waiting for a GC call: releases the attachments (the pod network's and the hooks', with
+ * their addresses) of sandboxes whose network namespace is gone, or was replaced by another one at the same path,
  * when no live pod claims them. That is what a DEL lost while the agent was down would have done. A
  * sandbox whose namespace is still there is never touched, with or without a pod (a container that is not
  * a Kubernetes pod has none); one a live pod claims is left to its runtime's next ADD or DEL.
@@ -72,19 +65,8 @@ export class SandboxReconciler {
     return this.passes.run();
   }
 
-  /** Sandboxes from the records: the pod network's first (they record the namespace identity), then secondary-only ones. */
-  private sandboxes(): Map<string, Sandbox> {
-    const out = new Map<string, Sandbox>();
-    for (const itf of this.d.primary.attachments()) {
-      const known = out.get(itf.containerId);
-      if (!known || (!known.netnsId && itf.netnsId)) out.set(itf.containerId, { containerId: itf.containerId, netns: itf.netns, netnsId: itf.netnsId, podUid: itf.podUid });
-    }
-    for (const sb of this.d.secondary?.sandboxesWithAttachments() ?? []) if (!out.has(sb.containerId)) out.set(sb.containerId, sb);
-    return out;
-  }
-
   /** Whether the sandbox is to be released now, and why. */
-  private verdict(sb: Sandbox): SandboxState | undefined {
+  private verdict(sb: RecordedSandbox): SandboxState | undefined {
     const state = sandboxState(sb.netns, sb.netnsId);
     if (state === 'present') return undefined;
     if (sb.podUid) {
@@ -95,12 +77,12 @@ export class SandboxReconciler {
   }
 
   private async releaseVanished(): Promise<void> {
-    for (const sb of this.sandboxes().values()) {
+    for (const sb of this.d.sandboxes().values()) {
       if (this.stopped) return;
       if (!this.verdict(sb)) continue;
       await this.d.serialize(sb.containerId, async () => {
         // Looked at again in turn: an ADD that ran meanwhile may have made the sandbox anew.
-        const now = this.sandboxes().get(sb.containerId);
+        const now = this.d.sandboxes().get(sb.containerId);
         const state = now && this.verdict(now);
         if (!now || !state) return;
         await this.release(now, state);
@@ -108,20 +90,9 @@ export class SandboxReconciler {
     }
   }
 
-  private async release(sb: Sandbox, state: SandboxState): Promise<void> {
-    const primary = this.d.primary.attachments().filter((i) => i.containerId === sb.containerId);
-    const pod = primary[0] ? `${primary[0].podNamespace}/${primary[0].podName}` : undefined;
-    this.log.info({ containerId: sb.containerId, pod, netns: sb.netns, sandbox: state }, 'sandbox gone without its DEL; releasing its attachments');
-    let failure: unknown;
-    await this.d.secondary?.detachPod(sb.containerId).catch((e: unknown) => {
-      failure = e;
-    });
-    for (const itf of primary) {
-      await this.d.primary.release(itf).catch((e: unknown) => {
-        failure = e;
-      });
-    }
+  private async release(sb: RecordedSandbox, state: SandboxState): Promise<void> {
+    this.log.info({ containerId: sb.containerId, pod: sb.pod, netns: sb.netns, sandbox: state }, 'sandbox gone without its DEL; releasing its attachments');
     // The next pass tries again: what is left is still recorded.
-    if (failure) this.log.warn({ containerId: sb.containerId, err: String(failure) }, 'releasing a vanished sandbox failed in part');
+    await this.d.release(sb.containerId).catch((e: unknown) => this.log.warn({ containerId: sb.containerId, err: String(e) }, 'releasing a vanished sandbox failed in part'));
   }
 }

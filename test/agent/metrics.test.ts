@@ -1,12 +1,13 @@
 import type { AddressInfo } from 'node:net';
-import { CniError } from '../../../src/cni/errors.js';
-import { AgentMetrics, serveHealth } from '../../../src/primary/agent/metrics.js';
-import type { CniDriver } from '../../../src/primary/cniserver/index.js';
+import { CniError } from '../../src/cni/errors.js';
+import { AgentMetrics, serveHealth } from '../../src/agent/metrics.js';
+import type { CniDriver } from '../../src/primary/cniserver/index.js';
 
 describe('agent health and metrics endpoint', () => {
   it('counts and times CNI requests by outcome, and serves readiness', async () => {
     let ready = false;
-    const metrics = new AgentMetrics({ pods: () => 7, peers: () => 2 });
+    const metrics = new AgentMetrics();
+    metrics.gauge('seine_pods', 'Pod interfaces attached to the integration bridge', () => 7);
     const driver: CniDriver = {
       add: async () => ({ cniVersion: '1.0.0' }),
       del: async () => {
@@ -32,7 +33,6 @@ describe('agent health and metrics endpoint', () => {
       expect(text).toMatch(/seine_cni_requests_total\{command="DEL",result="11"\} 1/);
       expect(text).toMatch(/seine_cni_request_duration_seconds_count\{command="ADD"\} 2/);
       expect(text).toMatch(/seine_pods 7/);
-      expect(text).toMatch(/seine_peer_nodes 2/);
       expect(text).toMatch(/seine_agent_process_resident_memory_bytes/);
       expect((await fetch(`${base}/nope`)).status).toBe(404);
     } finally {

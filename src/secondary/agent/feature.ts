@@ -1,0 +1,104 @@
+import { join } from 'node:path';
+import type { NodeContext } from '../../agent/context.js';
+import type { AgentFeature, PodAttachmentHook, PodSandbox, SandboxRef } from '../../agent/feature.js';
+import { logger } from '../../util/log.js';
+import { OvsSecondaryDatapath } from '../datapath/index.js';
+import { SecondaryNetworkManager } from './manager.js';
+
+/** Pool addresses of pods that no longer exist are looked for this often. */
+const POOL_GC_INTERVAL_MS = 60_000;
+/** The default network's name in the pods' network-status. */
+const DEFAULT_NETWORK_NAME = 'seine';
+
+/**
+ * Secondary networks: their own bridges on the node's Open vSwitch, driven by NetworkAttachmentDefinitions and
+ * the pods' networks annotation. Attaches after the pod network's eth0, detaches before it, follows annotation
+ * changes of running pods (hot-plug) and frees the cluster-wide pool addresses of pods that are gone.
+ */
+export class SecondaryNetworksFeature implements AgentFeature, PodAttachmentHook {
+  readonly name = 'secondary';
+  private readonly log = logger('secondary');
+  private ctx?: NodeContext;
+  private manager?: SecondaryNetworkManager;
+  private datapath?: OvsSecondaryDatapath;
+  private poolGcTimer?: NodeJS.Timeout;
+  private stopped = false;
+
+  get podAttachments(): PodAttachmentHook {
+    return this;
+  }
+
+  async start(ctx: NodeContext): Promise<void> {
+    this.ctx = ctx;
+    const cfg = ctx.config;
+    this.datapath = new OvsSecondaryDatapath({
+      vswitch: ctx.vswitch,
+      ovsRundir: cfg.ovs.rundir,
+      host: ctx.host,
+      nodeIp: ctx.node.ip,
+      userspaceDatapath: cfg.ovs.datapathType === 'netdev',
+      round: ctx.bridge.round,
+    });
+    this.manager = new SecondaryNetworkManager({
+      kubeConfig: ctx.kubeConfig,
+      nodeName: ctx.node.name,
+      hostNetns: cfg.hostNetns,
+      datapath: this.datapath,
+      delegateCacheDir: join(cfg.stateDir, 'secondary-cni'),
+      cniConfDir: cfg.cniConfDir,
+      defaultNetworkName: DEFAULT_NETWORK_NAME,
+      uplinks: cfg.secondaryNetworks.uplinks,
+      mtu: { vlan: ctx.mtu.underlay, overlay: ctx.mtu.pod },
+    });
+    await this.manager.start();
+    void ctx.podsSynced.then(() => {
+      if (this.stopped) return;
+      this.collectPoolAddresses();
+      this.poolGcTimer = setInterval(() => this.collectPoolAddresses(), POOL_GC_INTERVAL_MS);
+    });
+  }
+
+  /** Overlay bridges' tunnels and flows, after ovs-vswitchd restarted. */
+  async restore(): Promise<void> {
+    await this.datapath?.restore();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.poolGcTimer) clearInterval(this.poolGcTimer);
+    await this.manager?.stop();
+  }
+
+  afterAdd(sandbox: PodSandbox): Promise<void> {
+    return this.manager!.attachPod(sandbox);
+  }
+
+  beforeDel(containerId: string): Promise<void> {
+    return this.manager!.detachPod(containerId);
+  }
+
+  gc(collect: (containerId: string) => boolean): Promise<void> {
+    return this.manager!.gc(collect);
+  }
+
+  sandboxes(): SandboxRef[] {
+    return this.manager?.sandboxesWithAttachments() ?? [];
+  }
+
+  podUpdated(sandbox: PodSandbox): Promise<void> {
+    return this.manager!.reconcilePod(sandbox.pod, sandbox.containerId);
+  }
+
+  adopt(sandbox: PodSandbox): void {
+    this.manager!.adoptSandbox(sandbox);
+  }
+
+  /** Frees the pool addresses this node holds for pods that no longer exist. */
+  private collectPoolAddresses(): void {
+    const ctx = this.ctx!;
+    const pods = ctx.pods.list().map((p) => ({ namespace: p.metadata!.namespace!, name: p.metadata!.name!, uid: p.metadata!.uid }));
+    void this.manager!.allocator.gc({ pods }, { node: ctx.node.name })
+      .then((freed) => freed.length && this.log.info({ freed: freed.map((a) => `${a.pool}/${a.ip}`) }, 'freed pool addresses of vanished pods'))
+      .catch((e: unknown) => this.log.warn({ err: String(e) }, 'IP pool GC failed'));
+  }
+}
