@@ -24,6 +24,17 @@ export const EXT = {
   peer: 'seine-peer',
 } as const;
 
+/**
+ * Pod identity keys on a pod's OVS port, the same on the primary network's ports and on the secondary
+ * attachments' (the agent writes them); function ports must carry them so a chain finds its CNF's ports.
+ */
+export const POD_EXT = {
+  containerId: 'container-id',
+  podNamespace: 'pod-namespace',
+  podName: 'pod-name',
+  podUid: 'pod-uid',
+} as const;
+
 /** seine-owner values: pod ports (the attachments), tunnel ports, VLAN uplinks, and the bridges themselves. */
 export const OWNER = {
   pod: 'secondary',

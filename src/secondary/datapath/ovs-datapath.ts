@@ -8,6 +8,7 @@ import { op, type BridgeRow, type InterfaceRow, type PortRow, type Vswitch } fro
 import { logger } from '../../util/log.js';
 import { BRIDGE_NAME_PATTERN, RESERVED_BRIDGES } from '../nad/bridges.js';
 import { OverlayTable, OVERLAY_SYNC_SCOPE, learnedScope, overlayFlows } from './overlay-flows.js';
+import { checkFunctionAttachment } from './function-ports.js';
 import { EXT, MAX_VNI, OVERLAY_VXLAN_PORT, OWNER, tunnelPortName } from './names.js';
 import { setUpSecondaryInterface, tearDownSecondaryInterface, validateInterfaceSpec } from './pod-interface.js';
 import type { AttachedInterface, NetworkRealization, SecondaryAttachment, SecondaryDatapath } from './types.js';
@@ -36,6 +37,10 @@ function checkNetwork(net: NetworkRealization): void {
     throw new RangeError(`network on bridge ${net.bridge}: ${what}`);
   };
   if (!BRIDGE_RE.test(net.bridge)) bad('invalid bridge name');
+  if (net.networkType === 'function') {
+    if (net.vlan !== undefined || net.vni !== undefined || net.uplink !== undefined) bad('a function port has no VLAN, VNI or uplink');
+    return;
+  }
   if (RESERVED_BRIDGES.includes(net.bridge)) bad('the bridge belongs to the primary network');
   if (net.networkType === 'vlan') {
     if (!Number.isInteger(net.vlan) || net.vlan! < 1 || net.vlan! > 4094) bad(`VLAN ${net.vlan} outside 1..4094`);
@@ -64,6 +69,8 @@ function normalizeIp(s: string): string {
  *   with the VLAN, the uplink is a trunk. With one uplink and only access ports there is no loop to avoid.
  * - Overlay: a bridge per VNI (fail_mode secure) with a VXLAN port per peer node that has pods on the VNI
  *   (key = VNI, UDP OVERLAY_VXLAN_PORT) and the explicit learning/split-horizon pipeline of overlay-flows.ts.
+ * - Function (CNF ports of service chains): a port on the pod network's bridge with no tag and no flow;
+ *   that bridge's table-miss drops what it sends until a chain steers through it (function-ports.ts).
  *
  * OVSDB is the state: pod ports carry their attachment in external_ids, tunnel ports their peer, bridges
  * their network, so a new instance (agent restart) finds everything. Only the peer lists live in memory;
@@ -122,6 +129,7 @@ export class OvsSecondaryDatapath implements SecondaryDatapath {
 
   async ensureNetwork(net: NetworkRealization): Promise<void> {
     checkNetwork(net);
+    if (net.networkType === 'function') return this.checkFunctionBridge(net.bridge);
     // The agent ensures the network before every attachment. Converging a bridge that this instance already
     // converged for the same realization would change nothing, yet costs an OVSDB transaction and, for VLAN, five
     // host commands (uplink checks), for an overlay a flow sync, all under the bridge's lock: with dozens of
@@ -137,6 +145,16 @@ export class OvsSecondaryDatapath implements SecondaryDatapath {
       await (net.networkType === 'vlan' ? this.ensureVlanBridge(net) : this.ensureOverlayBridge(net));
       this.ensured.set(net.bridge, key);
     });
+  }
+
+  /**
+   * A function port goes on a bridge someone else made and programs (the pod network's br-int): this
+   * neither creates nor converges it, and installs no flow there.
+   */
+  private checkFunctionBridge(bridge: string): void {
+    const b = this.vs.cache.bridge(bridge);
+    if (!b) throw new Error(`bridge ${bridge} for function ports does not exist (the pod network makes it)`);
+    if (b.externalIds[EXT.owner] === OWNER.bridge) throw new Error(`bridge ${bridge} is a secondary network's: function ports there are not supported yet`);
   }
 
   /** Refuses a bridge that exists for something else: not a secondary bridge, another type or VNI. */
@@ -276,30 +294,34 @@ export class OvsSecondaryDatapath implements SecondaryDatapath {
     const net = att.network;
     checkNetwork(net);
     validateInterfaceSpec(att);
+    if (net.networkType === 'function') checkFunctionAttachment(att);
     if (this.vs.cache.port(att.hostIfname)) throw new Error(`attachment ${att.hostIfname}: an OVS port of that name exists`);
     const existing = this.vs.cache.bridge(net.bridge);
-    if (existing) this.checkBridgeUse(net, existing);
+    if (net.networkType === 'function') this.checkFunctionBridge(net.bridge);
+    else if (existing) this.checkBridgeUse(net, existing);
     else await this.ensureNetwork(net);
 
     const overlay = net.networkType === 'overlay';
+    const vlan = net.networkType === 'vlan';
     const externalIds: Record<string, string> = {
       ...att.externalIds,
       [EXT.owner]: OWNER.pod,
       [EXT.bridge]: net.bridge,
       [EXT.networkType]: net.networkType,
-      ...(overlay ? { [EXT.vni]: String(net.vni) } : { [EXT.vlan]: String(net.vlan) }),
+      ...(overlay ? { [EXT.vni]: String(net.vni) } : {}),
+      ...(vlan ? { [EXT.vlan]: String(net.vlan) } : {}),
       [EXT.netns]: att.netns,
       [EXT.ifname]: att.ifname,
       [EXT.mac]: att.mac.toLowerCase(),
       [EXT.mtu]: String(att.mtu),
       [EXT.addresses]: att.addresses.join(','),
     };
-    const undoInterface = await setUpSecondaryInterface(this.host, { ...att, userspaceDatapath: this.userspace });
+    const undoInterface = await setUpSecondaryInterface(this.host, { ...att, userspaceDatapath: this.userspace, ipv6LinkLocal: net.networkType !== 'function' });
     let portAdded = false;
     try {
       const added = await this.vs.addPort(net.bridge, {
         name: att.hostIfname,
-        ...(overlay ? {} : { tag: net.vlan, vlanMode: 'access' as const }),
+        ...(vlan ? { tag: net.vlan, vlanMode: 'access' as const } : {}),
         externalIds,
       });
       portAdded = true;

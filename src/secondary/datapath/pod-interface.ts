@@ -13,6 +13,11 @@ export interface SecondaryInterfaceSpec {
   routes: readonly CniRoute[];
   /** TX offload off on both ends and the host end kept from the kernel's IP stack (userspace datapath). */
   userspaceDatapath: boolean;
+  /**
+   * False: the pod end gets no IPv6 link-local address, so its kernel sends nothing by itself (no DAD,
+   * router solicitation or MLD): a function port carries steered traffic only. Default true.
+   */
+  ipv6LinkLocal?: boolean;
 }
 
 /** A route for the main table's default of its family: the one `default-route` replaces. */
@@ -88,6 +93,8 @@ export async function setUpSecondaryInterface(host: IpRoute, spec: SecondaryInte
   try {
     const b = new IpBatch().setLink('lo', { up: true });
     for (const a of spec.addresses) b.command('addr', 'replace', a, 'dev', spec.ifname, ...(family(a) === 6 ? ['nodad'] : []));
+    // Before the link goes up: the kernel generates the link-local address when it does.
+    if (spec.ipv6LinkLocal === false) b.command('link', 'set', 'dev', spec.ifname, 'addrgenmode', 'none');
     b.setLink(spec.ifname, { up: true });
     const defaults = spec.routes.filter(isDefaultRoute);
     for (const r of spec.routes.filter((x) => !isDefaultRoute(x))) b.command('route', 'replace', ...routeArgs(r, spec.ifname));

@@ -23,7 +23,11 @@ export interface SecondaryDatapath {
 }
 
 export interface NetworkRealization {
-  networkType: 'vlan' | 'overlay';
+  /**
+   * `function`: a CNF's port for steered traffic only (service chains) on an existing bridge the caller
+   * names (the pod network's); no addresses, no flows: the chain feature owns what enters and leaves it.
+   */
+  networkType: 'vlan' | 'overlay' | 'function';
   bridge: string;
   /** VLAN networks: the trunk uplink on this node, if any (without one, the bridge is node-local). */
   uplink?: string;
@@ -45,7 +49,10 @@ export interface SecondaryAttachment {
   addresses: string[];
   /** Routes to add in the pod via this interface (e.g. a default route when `default-route` is asked). */
   routes: CniRoute[];
-  /** Recorded on the OVS port: container id, pod, NAD, interface, IPAM owner... (the store after a restart). */
+  /**
+   * Recorded on the OVS port: container id, pod, NAD, interface, IPAM owner... (the store after a restart).
+   * A function port needs the pod identity keys of POD_EXT (functionPorts() reads them back).
+   */
   externalIds: Record<string, string>;
 }
 
