@@ -18,6 +18,7 @@ import {
   resolveUplink,
   supportedCapabilities,
   type NadNetwork,
+  type SegmentNetwork,
   type SeineNadNetwork,
   type SeineNetwork,
 } from '../../src/secondary/nad/index.js';
@@ -31,6 +32,11 @@ const seine = (conf: unknown): SeineNadNetwork => {
   const n = parse(conf);
   if (n.kind !== 'seine') throw new Error(`expected a seine network, got ${n.kind}`);
   return n;
+};
+const ipamOf = (conf: unknown): SegmentNetwork['ipam'] => {
+  const n = seine(conf).network;
+  if (n.networkType === 'function') throw new Error('expected a VLAN or overlay network');
+  return n.ipam;
 };
 function errorOf(conf: unknown): NadConfigError {
   try {
@@ -64,15 +70,15 @@ describe("Seine's own NAD config", () => {
   });
 
   it('takes static IPAM (with or without default addresses) and delegates any other IPAM plugin', () => {
-    expect(seine({ ...VLAN, ipam: { type: 'static' } }).network.ipam).toEqual({ type: 'static', addresses: [], routes: [] });
-    expect(seine({ ...VLAN, ipam: { type: 'static', addresses: [{ address: '10.1.1.5/24', gateway: '10.1.1.1' }], routes: [{ dst: '0.0.0.0/0' }], dns: { nameservers: ['10.1.1.1'] } } }).network.ipam).toEqual({
+    expect(ipamOf({ ...VLAN, ipam: { type: 'static' } })).toEqual({ type: 'static', addresses: [], routes: [] });
+    expect(ipamOf({ ...VLAN, ipam: { type: 'static', addresses: [{ address: '10.1.1.5/24', gateway: '10.1.1.1' }], routes: [{ dst: '0.0.0.0/0' }], dns: { nameservers: ['10.1.1.1'] } } })).toEqual({
       type: 'static',
       addresses: [{ address: '10.1.1.5/24', gateway: '10.1.1.1' }],
       routes: [{ dst: '0.0.0.0/0' }],
       dns: { nameservers: ['10.1.1.1'] },
     });
     const hl = { type: 'host-local', ranges: [[{ subnet: '10.1.1.0/24' }]] };
-    expect(seine({ ...VLAN, ipam: hl }).network.ipam).toEqual({ type: 'delegated', plugin: 'host-local', conf: hl });
+    expect(ipamOf({ ...VLAN, ipam: hl })).toEqual({ type: 'delegated', plugin: 'host-local', conf: hl });
   });
 
   it('accepts a conflist with Seine first and plugins chained after it', () => {
@@ -93,7 +99,7 @@ describe("Seine's own NAD config", () => {
     ['overlay with uplink', { ...OVERLAY, uplink: 'eth1' }, 'uplink: not allowed for networkType overlay'],
     ['MTU too small', { ...VLAN, mtu: 100 }, 'mtu: 100 must be >= 576'],
     ['MTU too large', { ...VLAN, mtu: 65000 }, 'mtu: 65000 must be <= 9216'],
-    ['unknown network type', { ...VLAN, networkType: 'vxlan' }, 'networkType: must be one of "vlan", "overlay" (got "vxlan")'],
+    ['unknown network type', { ...VLAN, networkType: 'vxlan' }, 'networkType: must be one of "vlan", "overlay", "function" (got "vxlan")'],
     ['misspelt option', { ...VLAN, vlanId: 100 }, 'vlanId: unknown field'],
     ['no IPAM', { ...VLAN, ipam: undefined }, 'ipam: is required'],
     ['IPAM without type', { ...VLAN, ipam: { ippools: ['a'] } }, 'ipam.type: is required'],
@@ -180,6 +186,53 @@ describe('delegated and absent configs', () => {
   });
 });
 
+describe('function ports (networkType function)', () => {
+  const FUNCTION = { cniVersion: '1.0.0', type: 'seine', networkType: 'function' };
+
+  it('binds to the pod network without a network key or with an empty one; no IPAM, bridge or MTU of its own', () => {
+    expect(seine(FUNCTION)).toMatchObject({ kind: 'seine', name: 'vlan100', network: { networkType: 'function' } });
+    expect(seine(FUNCTION).network).toEqual({ networkType: 'function' });
+    expect(seine({ ...FUNCTION, network: '' }).network).toEqual({ networkType: 'function' });
+    // As the first plugin of a list too, with generic keys (capabilities, args) allowed.
+    expect(seine({ cniVersion: '1.0.0', plugins: [{ ...FUNCTION, cniVersion: undefined, capabilities: { mac: true }, args: { x: 1 } }] }).network).toEqual({ networkType: 'function' });
+  });
+
+  it('refuses ipam with the reason, and every key that a function port takes from its network', () => {
+    const e = errorOf({ ...FUNCTION, ipam: { type: 'seine', ippools: ['p'] } });
+    expect(e.code).toBe(CniCode.InvalidNetworkConfig);
+    expect(e.problems).toEqual([expect.stringMatching(/^ipam: not allowed for networkType function \(a function port has no addresses: it carries only the traffic a service chain steers into it/)]);
+    expect(e.message).toContain('NetworkAttachmentDefinition telco/vlan100: invalid spec.config');
+    expect(errorOf({ ...FUNCTION, vlan: 100, vni: 5, bridge: 'br-x', uplink: 'eth1', mtu: 1400 }).problems.map((p) => p.split(':')[0])).toEqual(['vlan', 'vni', 'bridge', 'uplink', 'mtu']);
+    expect(errorOf({ cniVersion: '1.0.0', plugins: [{ ...FUNCTION, ipam: { type: 'static' } }] }).problems).toEqual([expect.stringMatching(/^plugins\[0\]\.ipam: not allowed for networkType function/)]);
+  });
+
+  it('refuses a malformed network reference, and a well-formed one as not supported yet', () => {
+    for (const bad of ['Telco/vlan100', 'telco/', '/vlan100', 'a/b/c', 'telco/VLAN', 'x'.repeat(64) + '/n']) {
+      expect(errorOf({ ...FUNCTION, network: bad }).problems).toEqual([`network: ${JSON.stringify(bad)} is not "<namespace>/<name>" of a NetworkAttachmentDefinition (namespace: RFC 1123 label, name: RFC 1123 subdomain)`]);
+    }
+    expect(errorOf({ ...FUNCTION, network: 'vlan100' }).problems).toEqual([expect.stringMatching(/^network: "vlan100" is not "<namespace>\/<name>"/)]);
+    expect(errorOf({ ...FUNCTION, network: 7 }).problems).toEqual(['network: must be string (got 7)']);
+    expect(errorOf({ ...FUNCTION, network: 'telco/vlan100' }).problems).toEqual([
+      'network: function ports on a secondary network (telco/vlan100) are not supported yet; leave network out (or "") for the pod network',
+    ]);
+  });
+
+  it('keeps network for function ports, and ipam required for VLAN and overlay networks', () => {
+    expect(errorOf({ ...VLAN, network: 'telco/x' }).problems).toEqual(['network: not allowed for networkType vlan']);
+    const { ipam: _i, ...noIpam } = OVERLAY;
+    expect(errorOf(noIpam).problems).toEqual(['ipam: is required']);
+    expect(errorOf({ ...FUNCTION, networkType: 'chain' }).problems).toEqual([expect.stringMatching(/^networkType: must be one of "vlan", "overlay", "function"/)]);
+  });
+
+  it('supports mac but not ips (no IPAM)', () => {
+    const n = seine(FUNCTION);
+    expect([...supportedCapabilities(n)]).toEqual(['mac']);
+    const sel = (v: string) => parseNetworksAnnotation(v, 'telco')[0]!;
+    expect(() => checkCapabilities(n, sel('[{"name":"chain-port","interface":"in0","mac":"02:00:00:00:00:05"}]'))).not.toThrow();
+    expect(() => checkCapabilities(n, sel('[{"name":"chain-port","interface":"in0","ips":["10.0.0.5/24"]}]'))).toThrow(/does not support ips/);
+  });
+});
+
 describe('capabilities', () => {
   const sel = (v: string) => parseNetworksAnnotation(v, 'telco')[0]!;
 
@@ -236,13 +289,15 @@ describe('bridges and uplinks', () => {
   });
 
   it('finds networks that cannot share a bridge', () => {
-    const net = (n: Partial<SeineNetwork>): SeineNetwork => ({ networkType: 'vlan', vlan: 1, bridge: 'br-vlan', ipam: { type: 'seine', ippools: ['p'] }, ...n });
+    const net = (n: Partial<SegmentNetwork>): SegmentNetwork => ({ networkType: 'vlan', vlan: 1, bridge: 'br-vlan', ipam: { type: 'seine', ippools: ['p'] }, ...n });
     expect(
       bridgeConflicts([
         { nad: 'a/v1', network: net({}) },
         { nad: 'a/v2', network: net({ vlan: 2 }) },
         { nad: 'a/o1', network: net({ networkType: 'overlay', vni: 1, vlan: undefined, bridge: 'br-ovl-1' }) },
         { nad: 'a/o1b', network: net({ networkType: 'overlay', vni: 1, vlan: undefined, bridge: 'br-ovl-1' }) },
+        // Function ports have no bridge of their own: never in conflict.
+        { nad: 'a/f', network: { networkType: 'function' } satisfies SeineNetwork },
       ]),
     ).toEqual([]);
     expect(

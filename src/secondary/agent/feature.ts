@@ -49,6 +49,7 @@ export class SecondaryNetworksFeature implements AgentFeature, PodAttachmentHook
       defaultNetworkName: DEFAULT_NETWORK_NAME,
       uplinks: cfg.secondaryNetworks.uplinks,
       mtu: { vlan: ctx.mtu.underlay, overlay: ctx.mtu.pod },
+      podNetwork: { bridge: cfg.ovs.bridge, mtu: ctx.mtu.pod },
     });
     await this.manager.start();
     void ctx.podsSynced.then(() => {

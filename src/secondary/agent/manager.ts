@@ -49,6 +49,8 @@ export interface SecondaryManagerOptions {
   /** Agent-config uplinks of VLAN bridges (bridge -> interface). */
   uplinks: Record<string, string>;
   mtu: { vlan: number; overlay: number };
+  /** The pod network's bridge and pod MTU: function ports (CNF interfaces of service chains) go there. */
+  podNetwork: { bridge: string; mtu: number };
 }
 
 function cniFailure(e: unknown, what: string): CniError {
@@ -339,10 +341,15 @@ export class SecondaryNetworkManager {
     }
 
     const network = net.network;
+    if (network.networkType === 'function' && sel.defaultRoute?.length) {
+      throw new CniError(CniCode.InvalidNetworkConfig, `default-route via ${sel.namespace}/${sel.name}`, 'a function port has no addresses and no routes');
+    }
     const realization: NetworkRealization =
-      network.networkType === 'vlan'
-        ? { networkType: 'vlan', bridge: network.bridge, vlan: network.vlan, uplink: this.uplinkFor(network.bridge, network.uplink) }
-        : { networkType: 'overlay', bridge: network.bridge, vni: network.vni };
+      network.networkType === 'function'
+        ? { networkType: 'function', bridge: this.o.podNetwork.bridge }
+        : network.networkType === 'vlan'
+          ? { networkType: 'vlan', bridge: network.bridge, vlan: network.vlan, uplink: this.uplinkFor(network.bridge, network.uplink) }
+          : { networkType: 'overlay', bridge: network.bridge, vni: network.vni };
     await this.o.datapath.ensureNetwork(realization);
 
     // Addresses.
@@ -353,7 +360,9 @@ export class SecondaryNetworkManager {
     let ipam: string;
     let releaseIpam = async (): Promise<void> => undefined;
     let ipamConf: string | undefined;
-    if (network.ipam.type === 'seine') {
+    if (network.networkType === 'function') {
+      ipam = 'none';
+    } else if (network.ipam.type === 'seine') {
       const pools = network.ipam.ippools;
       const requested = sel.ips?.length ? sel.ips : [undefined];
       releaseIpam = async () => void (await this.allocator.release({ containerID: ctx.containerId, interface: sel.interface }, pools));
@@ -392,7 +401,7 @@ export class SecondaryNetworkManager {
 
     const mac = sel.mac ?? randomMac();
     const hostIfname = hostInterfaceName(pod.namespace!, pod.name!, ctx.containerId, sel.interface);
-    const mtu = network.mtu ?? (network.networkType === 'vlan' ? this.o.mtu.vlan : this.o.mtu.overlay);
+    const mtu = network.networkType === 'function' ? this.o.podNetwork.mtu : (network.mtu ?? (network.networkType === 'vlan' ? this.o.mtu.vlan : this.o.mtu.overlay));
     const externalIds: Record<string, string> = {
       [SEC.containerId]: ctx.containerId,
       [SEC.podNamespace]: pod.namespace!,

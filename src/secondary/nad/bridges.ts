@@ -10,7 +10,7 @@
 //   `uplink` (a cluster-wide default for that network), then the agent config's map (bridge -> interface).
 //   With none, the bridge has no uplink: pods on one node reach each other only.
 import { ajv, check, isInterfaceName } from '../annotations/validation.js';
-import type { SeineNetwork } from './types.js';
+import type { SegmentNetwork, SeineNetwork } from './types.js';
 
 export const VLAN_BRIDGE = 'br-vlan';
 export const OVERLAY_BRIDGE_PREFIX = 'br-ovl-';
@@ -81,8 +81,11 @@ export function resolveUplink(bridge: string, sources: UplinkSources): { uplink:
  * A node cannot realize such networks side by side; the agent reports them instead.
  */
 export function bridgeConflicts(networks: ReadonlyArray<{ nad: string; network: SeineNetwork }>): string[] {
-  const byBridge = new Map<string, Array<{ nad: string; network: SeineNetwork }>>();
-  for (const n of networks) byBridge.set(n.network.bridge, [...(byBridge.get(n.network.bridge) ?? []), n]);
+  const byBridge = new Map<string, Array<{ nad: string; network: SegmentNetwork }>>();
+  for (const { nad, network } of networks) {
+    // Function ports have no bridge of their own.
+    if (network.networkType !== 'function') byBridge.set(network.bridge, [...(byBridge.get(network.bridge) ?? []), { nad, network }]);
+  }
   const out: string[] = [];
   for (const [bridge, users] of byBridge) {
     const vlan = users.filter((u) => u.network.networkType === 'vlan');

@@ -6,7 +6,7 @@ import type { DelegatedNadNetwork, SeineNadNetwork } from './types.js';
 
 /**
  * CNI capabilities a network supports: whatever its plugins declare (`capabilities: {"ips": true}`), and
- * for Seine's own network `mac` always and `ips` with seine or static IPAM.
+ * for Seine's own network `mac` always and `ips` with seine or static IPAM (a function port has no IPAM).
  */
 export function supportedCapabilities(net: SeineNadNetwork | DelegatedNadNetwork): Set<string> {
   const caps = new Set<string>();
@@ -15,7 +15,7 @@ export function supportedCapabilities(net: SeineNadNetwork | DelegatedNadNetwork
   }
   if (net.kind === 'seine') {
     caps.add('mac');
-    if (net.network.ipam.type !== 'delegated') caps.add('ips');
+    if (net.network.networkType !== 'function' && net.network.ipam.type !== 'delegated') caps.add('ips');
   }
   return caps;
 }

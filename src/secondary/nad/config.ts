@@ -3,11 +3,11 @@
 import { confFiles, confListFromConf, loadConfListFile, parseConfList } from '../../cni/conf.js';
 import { CniCode, CniError } from '../../cni/errors.js';
 import type { IpamConf, NetConfList, PluginConf } from '../../cni/types.js';
-import { check } from '../annotations/validation.js';
+import { check, isDnsLabel, isDnsSubdomain } from '../annotations/validation.js';
 import { defaultBridge, OVERLAY_BRIDGE_PREFIX, RESERVED_BRIDGES, VLAN_BRIDGE } from './bridges.js';
 import { NadConfigError } from './errors.js';
 import { validateOverlayRules, validateSeineBase, validateSeineIpam, validateStaticIpam, validateVlanRules } from './schema.js';
-import type { NadNetwork, NadRef, NetworkAttachmentDefinition, SeineIpam, SeineNadNetwork, SeineNetwork, StaticIpam } from './types.js';
+import type { NadNetwork, NadRef, NetworkAttachmentDefinition, SegmentNetwork, SeineIpam, SeineNadNetwork, SeineNetwork, StaticIpam } from './types.js';
 
 export const SEINE_PLUGIN = 'seine';
 
@@ -22,27 +22,57 @@ function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
-/** Seine's plugin entry, validated and resolved; throws NadConfigError naming each problem under `prefix`. */
-function seineNetwork(conf: Record<string, unknown>, ref: NadRef, prefix: string, opts: NadParseOptions): SeineNetwork {
-  const at = (s: string): string => (prefix ? `${prefix}.${s}` : s);
-  let problems = check(validateSeineBase, conf, prefix);
-  if (!problems.length) {
-    const type = conf.networkType as 'vlan' | 'overlay';
-    problems = check(type === 'vlan' ? validateVlanRules : validateOverlayRules, conf, prefix, `not allowed for networkType ${type}`);
-    const ipam = conf.ipam as IpamConf;
-    const ipamPrefix = at('ipam');
-    if (ipam.type === 'seine') problems.push(...check(validateSeineIpam, ipam, ipamPrefix));
-    else if (ipam.type === 'static') problems.push(...check(validateStaticIpam, ipam, ipamPrefix));
-    const bridge = conf.bridge as string | undefined;
-    if (bridge !== undefined) {
-      if ((opts.reservedBridges ?? RESERVED_BRIDGES).includes(bridge)) problems.push(`${at('bridge')}: ${bridge} is the primary network's bridge`);
-      // Keep the default names of the two network types apart, so defaults never collide with choices.
-      else if (type === 'vlan' && bridge.startsWith(OVERLAY_BRIDGE_PREFIX)) problems.push(`${at('bridge')}: ${bridge} is a name reserved for overlay networks (${OVERLAY_BRIDGE_PREFIX}<vni>)`);
-      else if (type === 'overlay' && bridge === VLAN_BRIDGE) problems.push(`${at('bridge')}: ${bridge} is the default bridge of VLAN networks`);
+/**
+ * Keys a function port refuses, with the reason: it has no addresses, and it takes its bridge, VLAN and MTU
+ * from the network it is bound to, so steered frames stay in that network and fit it.
+ */
+const NOT_FOR_FUNCTION: Readonly<Record<string, string>> = {
+  ipam: 'a function port has no addresses: it carries only the traffic a service chain steers into it (the pod has its own interfaces for the rest)',
+  vlan: 'a function port is in the network it is bound to; it has no VLAN of its own',
+  vni: 'a function port is in the network it is bound to; it has no VNI of its own',
+  bridge: "a function port goes on the bridge of the network it is bound to (the pod network's)",
+  uplink: 'a function port has no uplink',
+  mtu: 'a function port takes the MTU of the network it is bound to, so that steered frames fit',
+};
+
+/** Problems of a function network's config (the base schema already passed). */
+function functionProblems(conf: Record<string, unknown>, at: (s: string) => string): string[] {
+  const problems = Object.keys(NOT_FOR_FUNCTION)
+    .filter((k) => conf[k] !== undefined)
+    .map((k) => `${at(k)}: not allowed for networkType function (${NOT_FOR_FUNCTION[k]})`);
+  const network = conf.network as string | undefined;
+  if (network) {
+    const [ns, name, ...rest] = network.split('/');
+    if (rest.length || name === undefined || !isDnsLabel(ns!) || !isDnsSubdomain(name)) {
+      problems.push(`${at('network')}: ${JSON.stringify(network)} is not "<namespace>/<name>" of a NetworkAttachmentDefinition (namespace: RFC 1123 label, name: RFC 1123 subdomain)`);
+    } else {
+      problems.push(`${at('network')}: function ports on a secondary network (${network}) are not supported yet; leave network out (or "") for the pod network`);
     }
   }
-  if (problems.length) throw new NadConfigError(refText(ref), problems);
-  const networkType = conf.networkType as 'vlan' | 'overlay';
+  return problems;
+}
+
+/** Problems of a VLAN or overlay network's config (the base schema already passed). */
+function segmentProblems(conf: Record<string, unknown>, prefix: string, at: (s: string) => string, opts: NadParseOptions): string[] {
+  const type = conf.networkType as SegmentNetwork['networkType'];
+  const problems = check(type === 'vlan' ? validateVlanRules : validateOverlayRules, conf, prefix, `not allowed for networkType ${type}`);
+  const ipam = conf.ipam as IpamConf | undefined;
+  const ipamPrefix = at('ipam');
+  if (ipam?.type === 'seine') problems.push(...check(validateSeineIpam, ipam, ipamPrefix));
+  else if (ipam?.type === 'static') problems.push(...check(validateStaticIpam, ipam, ipamPrefix));
+  const bridge = conf.bridge as string | undefined;
+  if (bridge !== undefined) {
+    if ((opts.reservedBridges ?? RESERVED_BRIDGES).includes(bridge)) problems.push(`${at('bridge')}: ${bridge} is the primary network's bridge`);
+    // Keep the default names of the two network types apart, so defaults never collide with choices.
+    else if (type === 'vlan' && bridge.startsWith(OVERLAY_BRIDGE_PREFIX)) problems.push(`${at('bridge')}: ${bridge} is a name reserved for overlay networks (${OVERLAY_BRIDGE_PREFIX}<vni>)`);
+    else if (type === 'overlay' && bridge === VLAN_BRIDGE) problems.push(`${at('bridge')}: ${bridge} is the default bridge of VLAN networks`);
+  }
+  return problems;
+}
+
+/** A VLAN or overlay network from its valid config, defaults applied. */
+function segmentNetwork(conf: Record<string, unknown>): SegmentNetwork {
+  const networkType = conf.networkType as SegmentNetwork['networkType'];
   const ipamConf = conf.ipam as IpamConf;
   let ipam: SeineIpam;
   if (ipamConf.type === 'seine') ipam = { type: 'seine', ippools: [...(ipamConf.ippools as string[])] };
@@ -63,6 +93,15 @@ function seineNetwork(conf: Record<string, unknown>, ref: NadRef, prefix: string
     ...(conf.uplink !== undefined ? { uplink: conf.uplink as string } : {}),
     ipam,
   };
+}
+
+/** Seine's plugin entry, validated and resolved; throws NadConfigError naming each problem under `prefix`. */
+function seineNetwork(conf: Record<string, unknown>, ref: NadRef, prefix: string, opts: NadParseOptions): SeineNetwork {
+  const at = (s: string): string => (prefix ? `${prefix}.${s}` : s);
+  let problems = check(validateSeineBase, conf, prefix);
+  if (!problems.length) problems = conf.networkType === 'function' ? functionProblems(conf, at) : segmentProblems(conf, prefix, at, opts);
+  if (problems.length) throw new NadConfigError(refText(ref), problems);
+  return conf.networkType === 'function' ? { networkType: 'function' } : segmentNetwork(conf);
 }
 
 /** Classifies a loaded list: Seine's own when its first plugin is Seine's, delegated otherwise. */
@@ -87,7 +126,7 @@ function rethrow(e: unknown, ref: NadRef): never {
  * Parses and validates a NAD's spec.config. Absent or empty: the node's file of that name is meant
  * (kind 'node-file', see loadNodeNetworkConfig). A config without `name` takes the NAD's name (spec
  * rule). Seine's own config is checked against its schema (network type, VLAN/VNI, MTU, bridge, uplink,
- * IPAM); anything else is checked as a generic CNI config or conflist. NadConfigError names every problem.
+ * IPAM; for function ports the keys they refuse); anything else is checked as a generic CNI config or conflist. NadConfigError names every problem.
  */
 export function parseNadConfig(config: string | undefined, ref: NadRef, opts: NadParseOptions = {}): NadNetwork {
   if (config === undefined || config.trim() === '') return { kind: 'node-file', ref: { ...ref }, name: ref.name };

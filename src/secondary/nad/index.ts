@@ -21,11 +21,13 @@ export { CapabilityError, NadConfigError } from './errors.js';
 export type {
   DelegatedIpam,
   DelegatedNadNetwork,
+  FunctionNetwork,
   NadNetwork,
   NadRef,
   NetworkAttachmentDefinition,
   NodeFileNadNetwork,
   PoolIpam,
+  SegmentNetwork,
   SeineIpam,
   SeineNadNetwork,
   SeineNetwork,

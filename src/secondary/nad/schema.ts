@@ -9,13 +9,16 @@ const VERSION = { type: 'string', pattern: '^\\d+\\.\\d+\\.\\d+$' } as const;
 const base = {
   type: 'object',
   additionalProperties: false,
-  required: ['type', 'networkType', 'ipam'],
+  required: ['type', 'networkType'],
   properties: {
     cniVersion: VERSION,
     cniVersions: { type: 'array', items: VERSION },
     name: { type: 'string', pattern: '^[a-zA-Z0-9][a-zA-Z0-9_.\\-]*$' },
     type: { const: 'seine' },
-    networkType: { enum: ['vlan', 'overlay'] },
+    networkType: { enum: ['vlan', 'overlay', 'function'] },
+    // networkType function: the network whose bridge the port goes on, "<namespace>/<name>" of a Seine
+    // VLAN or overlay NAD; absent or "": the pod network. Checked further in config.ts.
+    network: { type: 'string' },
     // 0 is untagged and 4095 reserved by 802.1Q.
     vlan: { type: 'integer', minimum: 1, maximum: 4094 },
     // 24 bits.
@@ -35,9 +38,9 @@ const base = {
   },
 } as const;
 
-const vlanRules = { type: 'object', required: ['vlan'], properties: { vlan: true, vni: false } } as const;
+const vlanRules = { type: 'object', required: ['vlan', 'ipam'], properties: { vlan: true, ipam: true, vni: false, network: false } } as const;
 // Overlay traffic leaves through the node's own address: no uplink of its own.
-const overlayRules = { type: 'object', required: ['vni'], properties: { vni: true, vlan: false, uplink: false } } as const;
+const overlayRules = { type: 'object', required: ['vni', 'ipam'], properties: { vni: true, ipam: true, vlan: false, uplink: false, network: false } } as const;
 
 const seineIpam = {
   type: 'object',

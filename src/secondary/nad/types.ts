@@ -40,8 +40,8 @@ export interface DelegatedIpam {
 
 export type SeineIpam = PoolIpam | StaticIpam | DelegatedIpam;
 
-/** Seine's own network, resolved: defaults applied. */
-export interface SeineNetwork {
+/** Seine's own VLAN or overlay network (a segment on its own bridge), resolved: defaults applied. */
+export interface SegmentNetwork {
   networkType: 'vlan' | 'overlay';
   /** VLAN id, 1..4094 (vlan networks). */
   vlan?: number;
@@ -55,6 +55,16 @@ export interface SeineNetwork {
   uplink?: string;
   ipam: SeineIpam;
 }
+
+/**
+ * CNF ports for service chains (`networkType: function`): interfaces on the pod network's bridge that carry
+ * only what a chain steers into them. No addresses, no routes, no flows of their own; the pod network's MTU.
+ */
+export interface FunctionNetwork {
+  networkType: 'function';
+}
+
+export type SeineNetwork = SegmentNetwork | FunctionNetwork;
 
 interface NadNetworkBase {
   ref: NadRef;
