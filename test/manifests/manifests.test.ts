@@ -164,16 +164,27 @@ describe('manifests', () => {
     it('grants the agent and the controller exactly what they use', () => {
       expect(grants(find('ClusterRole', 'seine-agent')).sort()).toEqual(
         [
-          'core/nodes: get,list,watch',
+          'core/nodes: get,list,patch,watch',
           'core/pods: get,list,patch,watch',
           'core/namespaces: get,list,watch',
           'core/events: create,patch',
           'k8s.cni.cncf.io/network-attachment-definitions: get,list,watch',
           'crd.seine.dev/ippools: get,list,patch,update,watch',
           'crd.seine.dev/ippools/status: get,patch,update',
+          'crd.seine.dev/servicechains: get,list,watch',
         ].sort(),
       );
-      expect(grants(find('ClusterRole', 'seine-controller')).sort()).toEqual(['core/events: create,patch', 'core/nodes: get,list,patch,watch']);
+      expect(grants(find('ClusterRole', 'seine-controller')).sort()).toEqual(
+        [
+          'core/events: create,patch',
+          'core/nodes: get,list,patch,watch',
+          'core/pods: get,list,watch',
+          'core/namespaces: get,list,watch',
+          'k8s.cni.cncf.io/network-attachment-definitions: get,list,watch',
+          'crd.seine.dev/servicechains: get,list,watch',
+          'crd.seine.dev/servicechains/status: get,patch,update',
+        ].sort(),
+      );
       const le = find('Role', 'seine-controller-leader-election');
       expect(le.metadata.namespace).toBe('kube-system');
       expect(grants(le).sort()).toEqual(['coordination.k8s.io/leases: create', 'coordination.k8s.io/leases[seine-controller]: get,update']);

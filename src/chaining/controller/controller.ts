@@ -104,13 +104,13 @@ export class ChainController {
   /** Resolves once every informer has listed and chains are being synced (or when stopped first). */
   async start(): Promise<void> {
     for (const inf of [this.nodes, this.namespaces, this.pods, this.nads, this.chains] as Array<ResilientInformer<never>>) {
-      while (!this.stopped) {
+      for (let attempt = 0; !this.stopped; attempt++) {
         try {
           await inf.start();
           break;
         } catch (e) {
           // Until the CRDs are installed the list fails: keep trying, as the informer does for watches.
-          this.log.warn({ err: apiMessage(e) }, 'informer did not start; retrying');
+          if (attempt === 0) this.log.warn({ err: apiMessage(e) }, 'informer did not start; retrying every second');
           await inf.stop();
           await new Promise((r) => setTimeout(r, 1000));
         }

@@ -3,6 +3,7 @@ import { CoreV1Api } from '@kubernetes/client-node';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { hostname } from 'node:os';
+import { ChainController } from '../../chaining/controller/controller.js';
 import { EventRecorder } from '../../k8s/events.js';
 import { logger, type Logger } from '../../util/log.js';
 import type { ControllerConfig } from './config.js';
@@ -22,7 +23,8 @@ const HEALTH_MARGIN_MS = 20_000;
 
 /**
  * The cluster controller: competes for the leader lease (when enabled) and, while leading, runs the node IPAM
- * controller. Losing the lease stops it; winning it again starts a fresh one from a new list of Nodes.
+ * controller and the service chain controller. Losing the lease stops them; winning it again starts fresh ones
+ * from new lists.
  */
 export class Controller {
   readonly identity: string;
@@ -30,6 +32,7 @@ export class Controller {
   private readonly events: EventRecorder;
   private elector: LeaderElector | undefined;
   private ipam: NodeIpamController | undefined;
+  private chains: ChainController | undefined;
   private health: Server | undefined;
   private started = false;
 
@@ -83,6 +86,11 @@ export class Controller {
     return this.ipam;
   }
 
+  /** The running service chain controller (while leading). */
+  get chainController(): ChainController | undefined {
+    return this.chains;
+  }
+
   /** The health endpoint's port (0 when there is none). */
   get healthPort(): number {
     return (this.health?.address() as AddressInfo | null)?.port ?? 0;
@@ -96,8 +104,12 @@ export class Controller {
   }
 
   private startActing(): Promise<void> {
+    // Set synchronously, so a stopActing() that comes before start() resolves stops these very instances.
+    const chains = new ChainController({ kubeConfig: this.opts.kubeConfig, events: this.events });
+    this.chains = chains;
+    // Not awaited: until the ServiceChain CRD is installed its informer keeps retrying, node IPAM must not wait.
+    chains.start().catch((e: unknown) => this.log.error({ err: String(e) }, 'chain controller failed to start'));
     if (!this.opts.config.allocateNodeCIDRs) return Promise.resolve();
-    // Set synchronously, so a stopActing() that comes before start() resolves stops this very instance.
     const ipam = new NodeIpamController({
       kubeConfig: this.opts.kubeConfig,
       clusterCIDR: this.opts.config.clusterCIDR,
@@ -110,8 +122,10 @@ export class Controller {
 
   private async stopActing(): Promise<void> {
     const ipam = this.ipam;
+    const chains = this.chains;
     this.ipam = undefined;
-    await ipam?.stop();
+    this.chains = undefined;
+    await Promise.all([ipam?.stop(), chains?.stop()]);
   }
 
   private async startHealth(port: number): Promise<void> {
