@@ -89,6 +89,8 @@ export function baseFlows(node: NodeConfig): Flow[] {
     f(Table.EgressPolicy, Priority.establishedBypass, ESTABLISHED, [goto(SEAMS.egressPolicy.exit)]),
     f(Table.EgressPolicy, Priority.miss, {}, [goto(SEAMS.egressPolicy.exit)]),
 
+    f(Table.ServiceChain, Priority.miss, {}, [goto(SEAMS.serviceChain.exit)]),
+
     // From a tunnel the destination MAC is the virtual one: the gateway needs its own.
     f(Table.L3Forwarding, Priority.normal, { protocol: 'ip', nw_dst: node.gatewayIp }, [{ type: 'mod_dl_dst', mac: gwMac }, goto(Table.L2ForwardingCalc)]),
     // Within the local subnet the sender already addressed the pod's MAC (ARPResponder gave it out).

@@ -11,8 +11,10 @@ export const Table = {
   ConntrackState: 31,
   /** Seam: first Service table (40..49 are reserved for Services). */
   Service: 40,
-  /** Seam: first egress NetworkPolicy table (50..69 are reserved for egress policy). */
+  /** Seam: first egress NetworkPolicy table (50..64 are reserved for egress policy). */
   EgressPolicy: 50,
+  /** Seam: first service-chain table (65..69 are reserved for service chains: classification and steering). */
+  ServiceChain: 65,
   L3Forwarding: 70,
   L2ForwardingCalc: 80,
   /** Seam: first ingress NetworkPolicy table (90..104 are reserved for ingress policy). */
@@ -35,7 +37,7 @@ export interface TableInfo {
 export const TABLES: readonly TableInfo[] = (Object.keys(Table) as TableName[]).map((name) => ({
   name,
   id: Table[name],
-  seam: name === 'Service' || name === 'EgressPolicy' || name === 'IngressPolicy',
+  seam: name === 'Service' || name === 'EgressPolicy' || name === 'ServiceChain' || name === 'IngressPolicy',
 }));
 
 /** The table's name, for logs and dumps. */
@@ -58,7 +60,9 @@ export interface Seam {
 
 export const SEAMS = {
   service: { first: Table.Service, last: 49, exit: Table.EgressPolicy },
-  egressPolicy: { first: Table.EgressPolicy, last: 69, exit: Table.L3Forwarding },
+  egressPolicy: { first: Table.EgressPolicy, last: 64, exit: Table.ServiceChain },
+  /** After egress policy (a client's policy applies before its traffic is steered), before routing. */
+  serviceChain: { first: Table.ServiceChain, last: 69, exit: Table.L3Forwarding },
   ingressPolicy: { first: Table.IngressPolicy, last: 104, exit: Table.ConntrackCommit },
 } as const satisfies Record<string, Seam>;
 

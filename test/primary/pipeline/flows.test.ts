@@ -65,7 +65,7 @@ describe('pipeline tables', () => {
     expect(ids).toEqual([...ids].sort((a, b) => a - b));
     expect(new Set(ids).size).toBe(ids.length);
     expect(TABLES.map((t) => t.name)).toEqual([
-      'Classifier', 'SpoofGuard', 'ARPResponder', 'Conntrack', 'ConntrackState', 'Service', 'EgressPolicy',
+      'Classifier', 'SpoofGuard', 'ARPResponder', 'Conntrack', 'ConntrackState', 'Service', 'EgressPolicy', 'ServiceChain',
       'L3Forwarding', 'L2ForwardingCalc', 'IngressPolicy', 'ConntrackCommit', 'Output',
     ]);
     expect(tableName(Table.L3Forwarding)).toBe('L3Forwarding');
@@ -79,7 +79,7 @@ describe('pipeline tables', () => {
       expect(inside[0]!.seam).toBe(true);
       expect(TABLES.find((t) => t.id > seam.last)?.id).toBe(seam.exit);
     }
-    expect(TABLES.filter((t) => t.seam).map((t) => t.name)).toEqual(['Service', 'EgressPolicy', 'IngressPolicy']);
+    expect(TABLES.filter((t) => t.seam).map((t) => t.name)).toEqual(['Service', 'EgressPolicy', 'ServiceChain', 'IngressPolicy']);
   });
 });
 
