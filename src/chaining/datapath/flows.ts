@@ -39,7 +39,15 @@ export const NEXT_HOP_MAC = 'aa:bb:cc:dd:ee:fe';
 /** The next-hop address given to Routed CNFs (link-local, never routed beyond the CNF's interface). */
 export const NEXT_HOP_IP = '169.254.200.1';
 
+/** Forwarding probes: UDP from PROBE_SRC to PROBE_DST:PROBE_PORT, link-local so they never leave a CNF elsewhere. */
+export const PROBE_SRC = '169.254.200.2';
+export const PROBE_DST = '169.254.200.3';
+export const PROBE_PORT = 7;
+export const PROBE_SRC_MAC = 'aa:bb:cc:dd:ee:fd';
+
 const Priority = {
+  /** Table 0: a probe coming back out of a replica, above the port's own flows. */
+  probeReturn: 250,
   /** Table 0: chained packets from the tunnel, above the primary network's tunnel flow (200). */
   tunnelExit: 220,
   tunnelHop: 215,
@@ -312,6 +320,11 @@ export function chainFlows(node: ChainNodeInfo, chain: DatapathChain): Flow[] {
       };
       hook(l.egressOfport, 0);
       if (!oneArmed) hook(l.ingressOfport, 1);
+      if (hop.probe) {
+        add(Table.Classifier, Priority.probeReturn, { in_port: l.egressOfport, protocol: 'udp', nw_src: PROBE_SRC, nw_dst: PROBE_DST, tp_dst: PROBE_PORT }, [
+          { type: 'raw', text: 'controller(max_len=128)' },
+        ], cookies.cookie(C, CookieKind.probe, h, 0, r.id));
+      }
     }
     if (locals.length) {
       const forward: Action[] = h < last

@@ -157,6 +157,8 @@ export const CookieKind = {
   structure: 0,
   entry: 1,
   deliver: 2,
+  /** A forwarding probe's return flow (packet-in to the agent). */
+  probe: 3,
 } as const;
 
 export function chainObject(chain: number, kind = 0, hop = 0, direction = 0, replica = 0): bigint {

@@ -30,6 +30,8 @@ export interface HopReplica {
 export interface DatapathHop {
   mode: 'Transparent' | 'Routed';
   failurePolicy: 'FailOpen' | 'FailClosed';
+  /** Forwarding health checks: probes injected into local replicas come back to the agent from their egress port. */
+  probe?: boolean;
   /** Sorted by id. */
   replicas: HopReplica[];
 }

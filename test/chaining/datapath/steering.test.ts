@@ -11,6 +11,7 @@ import type { DatapathChain, HopReplica } from '../../../src/chaining/datapath/s
 import { decodeCookie } from '../../../src/ovs/openflow/cookie.js';
 import { eventually } from '../../../src/util/wait.js';
 import { OvsSandbox, type SandboxPod } from '../../harness/sandbox.js';
+import { ForwardingProber, probeDestinationMac, probeKey } from '../../../src/chaining/agent/probe.js';
 
 const BR = 'br-int';
 const GW = 1;
@@ -172,5 +173,42 @@ describe('service chain steering on a real bridge', () => {
     for (const hop of [0, 1, 2]) expect(count(CookieKind.deliver, hop, 0)).toBeGreaterThan(0);
     for (const hop of [0, 1, 2]) expect(count(CookieKind.deliver, hop, 1)).toBeGreaterThan(0);
     expect(count(CookieKind.entry, 0, 0)).toBeGreaterThan(0);
+  }, 120_000);
+
+  it('sees a forwarding probe come back out of a working replica, and not out of a broken one', async () => {
+    const cnf = await addCnf('f', ['in0', 'out0'], 40);
+    await cnf.ip.apply(new IpBatch().addLink('br0', 'bridge').setLink('in0', { master: 'br0' }).setLink('out0', { master: 'br0' }).setLink('br0', { up: true }));
+    const r = replica(2, cnf);
+    await install([
+      {
+        index: 9,
+        precedence: 1,
+        symmetric: true,
+        classifier: { source: ['10.10.0.99/32'], destination: ['0.0.0.0/0'], protocol: 'UDP', ports: [] },
+        hops: [{ mode: 'Transparent', failurePolicy: 'FailOpen', probe: true, replicas: [r] }],
+      },
+    ]);
+    const seen: string[] = [];
+    const prober = new ForwardingProber({ target: w.ofctl.target, onReturn: (k) => seen.push(k) });
+    prober.start();
+    try {
+      const target = { chain: 9, hop: 0, replica: 2, ingressOfport: r.local!.ingressOfport, dstMac: probeDestinationMac('Transparent', r.local!.ingressMac) };
+      // The monitor may not be connected for the first probes: keep probing until one comes back.
+      let seq = 0;
+      await eventually('a probe back from the bridging CNF', async () => {
+        await prober.send([target], ++seq);
+        await new Promise((res) => setTimeout(res, 300));
+        return seen.includes(probeKey(9, 0, 2));
+      }, 30_000);
+      // The CNF stops forwarding: no probe comes back any more.
+      await cnf.ip.apply(new IpBatch().setLink('br0', { up: false }));
+      await new Promise((res) => setTimeout(res, 500));
+      seen.length = 0;
+      for (let i = 0; i < 5; i++) await prober.send([target], ++seq);
+      await new Promise((res) => setTimeout(res, 1500));
+      expect(seen).toEqual([]);
+    } finally {
+      prober.stop();
+    }
   }, 120_000);
 });
