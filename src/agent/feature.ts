@@ -15,9 +15,9 @@ export interface AgentFeature {
   stop(): Promise<void>;
   /** After an ovs-vswitchd restart lost the flows: put them back. Runs under the node-wide exclusive lock. */
   restore?(): Promise<void>;
-  /** The feature that answers the CNI calls (exactly one: the pod network). */
+  /** The feature that answers the CNI calls (exactly one: the pod network). Read once every feature has started. */
   readonly podNetwork?: PodNetwork;
-  /** A feature that adds interfaces to, or acts on, the pod network's sandboxes. */
+  /** Offered by a feature that adds interfaces to, or acts on, the pod network's sandboxes. Read once every feature has started. */
   readonly podAttachments?: PodAttachmentHook;
 }
 
