@@ -4,11 +4,13 @@ import type { AgentFeature } from '../agent/feature.js';
 import { loadAgentConfig, type AgentConfig } from '../primary/agent/config.js';
 import { PrimaryNetworkFeature } from '../primary/agent/feature.js';
 import { SecondaryNetworksFeature } from '../secondary/agent/feature.js';
+import { ServiceChainsFeature } from '../chaining/agent/feature.js';
 import { logger } from '../util/log.js';
 
 /** The node's features, in start order: the pod network first (every other one attaches around its eth0). */
 export function nodeFeatures(cfg: AgentConfig): AgentFeature[] {
-  return [new PrimaryNetworkFeature(), ...(cfg.secondaryNetworks.enabled ? [new SecondaryNetworksFeature()] : [])];
+  // Service chains steer through CNF function ports, which the secondary networks feature attaches.
+  return [new PrimaryNetworkFeature(), ...(cfg.secondaryNetworks.enabled ? [new SecondaryNetworksFeature(), new ServiceChainsFeature()] : [])];
 }
 
 /** `seine agent`: the per-node agent (DaemonSet). */

@@ -1,0 +1,399 @@
+import { CoreV1Api, CustomObjectsApi, type KubernetesListObject, type V1Namespace, type V1Pod } from '@kubernetes/client-node';
+import { Gauge } from 'prom-client';
+import type { NodeContext } from '../../agent/context.js';
+import type { AgentFeature } from '../../agent/feature.js';
+import { MERGE_PATCH } from '../../k8s/api.js';
+import { EventRecorder } from '../../k8s/events.js';
+import { ResilientInformer } from '../../k8s/informer.js';
+import { decodeCookie } from '../../ovs/openflow/index.js';
+import { functionPorts, type FunctionPort } from '../../secondary/datapath/function-ports.js';
+import { logger } from '../../util/log.js';
+import { SerialPass } from '../../util/serial.js';
+import { CHAIN_API_VERSION, CHAIN_GROUP, CHAIN_KIND, CHAIN_PLURAL, CHAIN_VERSION, chainKey, hopDefaults, type Counters, type ServiceChain } from '../api/types.js';
+import { chainRemoval, chainSync, chainingSync, usableReplicas } from '../datapath/flows.js';
+import { CookieKind, chainingScope, decodeChainObject } from '../datapath/layout.js';
+import type { ChainNodeInfo, DatapathChain, DatapathHop, HopReplica } from '../datapath/state.js';
+import { desiredChains, isPodReady, isPodTerminating, nodeReports, type DesiredChain } from '../model/desired.js';
+import { NODE_CHAIN_REPORT_ANNOTATION, nodeChainReportPatch, parseNodeChainReport, type NodeChainReport, type ReplicaReport } from '../model/report.js';
+import { ensureRoutedCnf } from './cnf-routing.js';
+import { ReplicaHealth, type ReplicaCheck, type ReplicaVerdict } from './health.js';
+import { ForwardingProber, probeDestinationMac, probeKey, type ProbeTarget } from './probe.js';
+
+/** Object events come in bursts: one realization after the burst. */
+const REALIZE_DELAY_MS = 50;
+/** Health is looked at (and probes sent) this often; the shortest probe period is 1 s. */
+const TICK_MS = 250;
+/** Counters are reported at most this often (the controller writes status at most every 10 s). */
+const REPORT_MS = 5000;
+
+/** A replica of a chain on this node, as health and reports see it. */
+interface LocalReplica {
+  key: string;
+  chain: DesiredChain;
+  hop: number;
+  replicaId: number;
+  podUid: string;
+  pod: string;
+  ports?: { ingress: FunctionPort; egress: FunctionPort };
+}
+
+const emptyCounters = (): Counters => ({ forward: 0, reverse: 0 });
+
+/**
+ * Service chains on this node: watches chains, pods, namespaces and the Nodes' reports, computes the shared
+ * desired state (src/chaining/model), realizes this node's part of it in br-int's chain stage (one cookie scope
+ * per chain, atomic bundles), prepares Routed CNFs, probes the local replicas, and reports their health and the
+ * flow counters on its Node for the controller and the other agents.
+ */
+export class ServiceChainsFeature implements AgentFeature {
+  readonly name = 'service-chains';
+  private readonly log = logger('chains');
+  private ctx!: NodeContext;
+  private chains?: ResilientInformer<ServiceChain>;
+  private pods?: ResilientInformer<V1Pod>;
+  private namespaces?: ResilientInformer<V1Namespace>;
+  private events?: EventRecorder;
+  private stopped = false;
+  private started = false;
+  private readonly pass = new SerialPass(() => this.realize(), () => this.stopped);
+  private realizeTimer?: NodeJS.Timeout;
+  private tickTimer?: NodeJS.Timeout;
+  private reportTimer?: NodeJS.Timeout;
+  private readonly reportPass = new SerialPass(() => this.report(), () => this.stopped);
+  private readonly health = new ReplicaHealth();
+  private prober?: ForwardingProber;
+  private probeSeq = 0;
+  /** What each chain's flows were last synced from (JSON), by chain index. */
+  private realized = new Map<number, string>();
+  private locals: LocalReplica[] = [];
+  private checks: ReplicaCheck[] = [];
+  private verdicts = new Map<string, ReplicaVerdict>();
+  private routedReady = new Set<string>();
+  private lastReport?: string;
+  private fullSync = true;
+  private packets?: Gauge;
+  private bytes?: Gauge;
+
+  async start(ctx: NodeContext): Promise<void> {
+    this.ctx = ctx;
+    const kc = ctx.kubeConfig;
+    const core = kc.makeApiClient(CoreV1Api);
+    const custom = kc.makeApiClient(CustomObjectsApi);
+    this.events = new EventRecorder(core, { component: 'seine-agent', host: ctx.node.name });
+    this.chains = new ResilientInformer<ServiceChain>({
+      kubeConfig: kc,
+      name: 'agent-chains',
+      path: `/apis/${CHAIN_GROUP}/${CHAIN_VERSION}/${CHAIN_PLURAL}`,
+      list: () => custom.listClusterCustomObject({ group: CHAIN_GROUP, version: CHAIN_VERSION, plural: CHAIN_PLURAL }) as Promise<KubernetesListObject<ServiceChain>>,
+    });
+    this.pods = new ResilientInformer<V1Pod>({ kubeConfig: kc, name: 'agent-chain-pods', path: '/api/v1/pods', list: () => core.listPodForAllNamespaces() });
+    this.namespaces = new ResilientInformer<V1Namespace>({ kubeConfig: kc, name: 'agent-chain-namespaces', path: '/api/v1/namespaces', list: () => core.listNamespace() });
+    const changed = (): void => this.schedule();
+    for (const inf of [this.chains, this.pods, this.namespaces] as Array<ResilientInformer<never>>) inf.on('add', changed).on('update', changed).on('delete', changed);
+    ctx.nodes.on('add', changed).on('update', changed).on('delete', changed);
+    this.packets = new Gauge({ name: 'seine_chain_packets', help: 'Packets steered into a chain replica (direction forward or reverse) or classified into a chain (replica "entry") on this node', labelNames: ['chain', 'hop', 'replica', 'direction'], registers: [ctx.metrics.registry] });
+    this.bytes = new Gauge({ name: 'seine_chain_bytes', help: 'Bytes, as seine_chain_packets', labelNames: ['chain', 'hop', 'replica', 'direction'], registers: [ctx.metrics.registry] });
+
+    await this.pods.start();
+    await this.namespaces.start();
+    // Without the CRD (not installed yet) there are no chains: realize none and keep trying in the background.
+    const chainsListed = await this.chains.start().then(() => true, (e: unknown) => {
+      this.log.warn({ err: String(e) }, 'cannot list ServiceChains (CRD not installed?); retrying');
+      void this.retryChains();
+      return false;
+    });
+    // Health as this node last reported it, until probes say otherwise: a restarted agent keeps the replicas in use.
+    const own = parseNodeChainReport(ctx.nodes.get(ctx.node.name)?.metadata?.annotations?.[NODE_CHAIN_REPORT_ANNOTATION]).report;
+    for (const r of own?.replicas ?? []) this.health.seed(`${r.chain}/${r.hop}/${r.pod}`, r.healthy, r.since ? new Date(r.since) : new Date());
+    this.prober = new ForwardingProber({ target: `unix:${ctx.config.ovs.rundir}/${ctx.config.ovs.bridge}.mgmt`, onReturn: (k) => this.probeReturned(k) });
+    this.prober.start();
+    await this.pass.run();
+    this.started = true;
+    this.tickTimer = setInterval(() => this.tick(), TICK_MS);
+    this.reportTimer = setInterval(() => void this.reportPass.run(), REPORT_MS);
+    this.log.info({ chains: chainsListed ? this.chains.list().length : 0, realized: this.realized.size }, 'service chains started');
+  }
+
+  private async retryChains(): Promise<void> {
+    while (!this.stopped) {
+      await new Promise((r) => setTimeout(r, 2000));
+      if (this.stopped) return;
+      try {
+        await this.chains!.stop();
+        await this.chains!.start();
+        this.schedule();
+        return;
+      } catch {
+        /* still not there */
+      }
+    }
+  }
+
+  private schedule(): void {
+    if (this.stopped || !this.started) return;
+    if (this.realizeTimer) return;
+    this.realizeTimer = setTimeout(() => {
+      this.realizeTimer = undefined;
+      void this.pass.run().catch((e: unknown) => this.log.error({ err: String(e) }, 'realizing chains failed'));
+    }, REALIZE_DELAY_MS);
+  }
+
+  private nodeInfo(): ChainNodeInfo {
+    const encap = this.ctx.config.trafficEncapMode === 'encap';
+    return { round: this.ctx.bridge.round, tunnelOfport: encap ? (this.ctx.bridge.tunnelOfport ?? 0) : 0 };
+  }
+
+  private chainObject(key: string): ServiceChain | undefined {
+    return this.chains?.list().find((c) => chainKey(c) === key);
+  }
+
+  /** Computes the desired chains, this node's replicas and their health, and syncs what changed. */
+  private async realize(): Promise<void> {
+    if (this.stopped) return;
+    const ctx = this.ctx;
+    const nodes = ctx.nodes.list();
+    const { chains } = desiredChains({
+      chains: this.chains?.list() ?? [],
+      pods: this.pods!.list(),
+      namespaces: this.namespaces!.list(),
+      nodes,
+      reports: nodeReports(nodes),
+    });
+    const ports = new Map(functionPorts(ctx.vswitch, ctx.config.ovs.bridge).map((p) => [`${p.podUid}/${p.ifname}`, p]));
+    const podsByUid = new Map(this.pods!.list().map((p) => [p.metadata?.uid ?? '', p]));
+    const locals: LocalReplica[] = [];
+    const checks: ReplicaCheck[] = [];
+    const routed: Array<{ netns: string; ingress: string; egress: string }> = [];
+    // A function port serves one hop of one chain: the chain of higher precedence keeps it.
+    const claimed = new Set<number>();
+    const onPrimary = chains.filter((c) => {
+      if (c.network === '') return true;
+      this.log.debug({ chain: c.key, network: c.network }, 'chains on secondary networks are not realized by this agent yet');
+      return false;
+    });
+    for (const chain of onPrimary) {
+      const spec = this.chainObject(chain.key)?.spec;
+      chain.hops.forEach((hop, h) => {
+        const hc = spec?.hops[h] ? hopDefaults(spec.hops[h]!).healthCheck : undefined;
+        for (const r of hop.replicas) {
+          if (r.node !== ctx.node.name) continue;
+          const key = `${chain.uid}/${hop.name}/${r.podUid}`;
+          const ingress = ports.get(`${r.podUid}/${r.ingress}`);
+          const egress = ports.get(`${r.podUid}/${r.egress}`);
+          const free = ingress && egress && !claimed.has(ingress.ofport) && !claimed.has(egress.ofport);
+          if (free) {
+            claimed.add(ingress.ofport);
+            claimed.add(egress.ofport);
+          }
+          const pod = podsByUid.get(r.podUid);
+          locals.push({ key, chain, hop: h, replicaId: r.id, podUid: r.podUid, pod: r.pod, ...(free ? { ports: { ingress, egress } } : {}) });
+          checks.push({
+            key,
+            podReady: !!pod && isPodReady(pod) && !isPodTerminating(pod),
+            portsPresent: !!free,
+            ...(hc?.type === 'Forwarding' ? { probe: { periodMs: hc.periodSeconds * 1000, failureThreshold: hc.failureThreshold } } : {}),
+          });
+          if (free && hop.mode === 'Routed') routed.push({ netns: ingress.netns, ingress: r.ingress, egress: r.egress });
+        }
+      });
+    }
+    this.locals = locals;
+    this.checks = checks;
+    const { verdicts, changed } = this.health.evaluate(checks);
+    this.verdicts = verdicts;
+    for (const cnf of routed) await this.prepareRouted(cnf);
+
+    const localOf = new Map(locals.map((l) => [`${l.chain.index}/${l.hop}/${l.replicaId}`, l]));
+    const datapath: DatapathChain[] = onPrimary.map((c) => ({
+      index: c.index,
+      precedence: c.precedence,
+      symmetric: c.symmetric,
+      classifier: { source: c.classifier.source.cidrs, destination: c.classifier.destination.cidrs, ...(c.classifier.protocol ? { protocol: c.classifier.protocol } : {}), ports: c.classifier.ports },
+      hops: c.hops.map((hop, h): DatapathHop => ({
+        mode: hop.mode,
+        failurePolicy: hop.failurePolicy,
+        probe: this.forwardingCheck(c, h),
+        replicas: hop.replicas.map((r): HopReplica => {
+          const l = localOf.get(`${c.index}/${h}/${r.id}`);
+          if (r.node !== ctx.node.name) return { id: r.id, nodeIp: r.nodeIp, usable: r.healthy };
+          if (!l?.ports) return { id: r.id, nodeIp: r.nodeIp, usable: false };
+          const { ingress, egress } = l.ports;
+          return { id: r.id, nodeIp: r.nodeIp, usable: verdicts.get(l.key)?.healthy ?? false, local: { ingressOfport: ingress.ofport, egressOfport: egress.ofport, ingressMac: ingress.mac, egressMac: egress.mac } };
+        }),
+      })),
+    }));
+    await this.sync(datapath);
+    if (changed.length) {
+      this.recordHealthEvents(changed);
+      void this.reportPass.run();
+    }
+  }
+
+  private forwardingCheck(chain: DesiredChain, hop: number): boolean {
+    const spec = this.chainObject(chain.key)?.spec.hops[hop];
+    return !!spec && hopDefaults(spec).healthCheck.type === 'Forwarding';
+  }
+
+  private async sync(datapath: DatapathChain[]): Promise<void> {
+    const info = this.nodeInfo();
+    const next = new Map(datapath.map((c) => [c.index, JSON.stringify(c)]));
+    if (this.fullSync) {
+      // First realization of this run (or after ovs-vswitchd restarted): one bundle replaces every earlier round's flows.
+      const r = await this.ctx.flows.sync(chainingSync(info, datapath));
+      this.fullSync = false;
+      this.realized = next;
+      this.log.info({ chains: datapath.map((c) => c.index), added: r.added, deleted: r.deleted, modified: r.modified }, 'chain stage synced');
+      return;
+    }
+    for (const c of datapath) {
+      if (this.realized.get(c.index) === next.get(c.index)) continue;
+      await this.ctx.flows.sync(chainSync(info, c));
+      this.realized.set(c.index, next.get(c.index)!);
+      this.log.info({ chain: c.index, usable: c.hops.map((h) => usableReplicas(info, h).map((r) => r.id)) }, 'chain realized');
+    }
+    for (const index of [...this.realized.keys()]) {
+      if (next.has(index)) continue;
+      await this.ctx.flows.sync(chainRemoval(index));
+      this.realized.delete(index);
+      this.log.info({ chain: index }, 'chain removed');
+    }
+  }
+
+  private async prepareRouted(cnf: { netns: string; ingress: string; egress: string }): Promise<void> {
+    const key = `${cnf.netns}|${cnf.ingress}|${cnf.egress}`;
+    if (this.routedReady.has(key)) return;
+    try {
+      await ensureRoutedCnf(cnf.netns, cnf.ingress, cnf.egress);
+      this.routedReady.add(key);
+    } catch (e) {
+      this.log.warn({ netns: cnf.netns, ingress: cnf.ingress, egress: cnf.egress, err: String(e) }, 'cannot prepare a Routed CNF');
+    }
+  }
+
+  private probeReturned(key: string): void {
+    const l = this.locals.find((x) => probeKey(x.chain.index, x.hop, x.replicaId) === key);
+    if (l) this.health.returned(l.key);
+  }
+
+  /** Sends the probes that are due and applies health changes at once. */
+  private tick(): void {
+    if (this.stopped) return;
+    const due = new Set(this.health.due(this.checks));
+    const targets: ProbeTarget[] = [];
+    for (const l of this.locals) {
+      if (!due.has(l.key) || !l.ports) continue;
+      targets.push({ chain: l.chain.index, hop: l.hop, replica: l.replicaId, ingressOfport: l.ports.ingress.ofport, dstMac: probeDestinationMac(l.chain.hops[l.hop]!.mode, l.ports.ingress.mac) });
+    }
+    if (targets.length) void this.prober?.send(targets, ++this.probeSeq).catch((e: unknown) => this.log.warn({ err: String(e) }, 'sending probes failed'));
+    const { changed } = this.health.evaluate(this.checks);
+    if (changed.length) this.schedule();
+  }
+
+  private recordHealthEvents(keys: string[]): void {
+    for (const key of keys) {
+      const l = this.locals.find((x) => x.key === key);
+      const v = this.verdicts.get(key);
+      if (!l || !v) continue;
+      const [namespace, name] = l.chain.key.split('/') as [string, string];
+      const hop = l.chain.hops[l.hop]!.name;
+      this.log.info({ chain: l.chain.key, hop, pod: l.pod, healthy: v.healthy, reason: v.reason }, 'replica health changed');
+      void this.events?.record(
+        { kind: CHAIN_KIND, apiVersion: CHAIN_API_VERSION, name, namespace, uid: l.chain.uid },
+        v.healthy ? 'Normal' : 'Warning',
+        v.healthy ? 'ReplicaHealthy' : 'ReplicaUnhealthy',
+        `replica ${l.pod} of hop ${hop} on node ${this.ctx.node.name} is ${v.healthy ? 'healthy' : `out of rotation: ${v.reason ?? 'unhealthy'}`}`,
+      );
+    }
+  }
+
+  /** Publishes the local replicas' health and this node's counters on the Node (only when something changed). */
+  private async report(): Promise<void> {
+    if (this.stopped || !this.started) return;
+    const counters = new Map<string, { packets: Counters; bytes: Counters }>();
+    const at = (k: string): { packets: Counters; bytes: Counters } => {
+      let c = counters.get(k);
+      if (!c) counters.set(k, (c = { packets: emptyCounters(), bytes: emptyCounters() }));
+      return c;
+    };
+    try {
+      for (const f of await this.ctx.flows.dumpFlows({ cookie: chainingScope() })) {
+        const o = decodeChainObject(decodeCookie(f.cookie).object);
+        const dir = o.direction === 0 ? 'forward' : 'reverse';
+        const k = o.kind === CookieKind.deliver ? `${o.chain}/${o.hop}/${o.replica}` : o.kind === CookieKind.entry ? `${o.chain}` : undefined;
+        if (!k) continue;
+        const c = at(k);
+        c.packets[dir] += Number(f.nPackets);
+        c.bytes[dir] += Number(f.nBytes);
+      }
+    } catch (e) {
+      this.log.warn({ err: String(e) }, 'cannot read chain counters');
+      return;
+    }
+    const replicas: ReplicaReport[] = this.locals.map((l) => {
+      const v = this.verdicts.get(l.key);
+      const c = counters.get(`${l.chain.index}/${l.hop}/${l.replicaId}`) ?? { packets: emptyCounters(), bytes: emptyCounters() };
+      return { chain: l.chain.uid, hop: l.chain.hops[l.hop]!.name, pod: l.podUid, healthy: v?.healthy ?? false, ...(v?.reason ? { reason: v.reason } : {}), since: (v?.since ?? new Date()).toISOString(), ...c };
+    });
+    const chains = [...new Map(this.locals.map((l) => [l.chain.index, l.chain])).values()]
+      .concat([...this.realizedChains()].filter((c) => !this.locals.some((l) => l.chain.index === c.index)))
+      .map((c) => ({ chain: c.uid, ...(counters.get(`${c.index}`) ?? { packets: emptyCounters(), bytes: emptyCounters() }) }))
+      .filter((c) => c.packets.forward + c.packets.reverse > 0 || this.locals.some((l) => l.chain.uid === c.chain));
+    this.exportMetrics(counters);
+    const body = { replicas, chains };
+    const json = JSON.stringify(body);
+    if (json === this.lastReport) return;
+    const report: NodeChainReport | undefined = replicas.length || chains.length ? { v: 1, at: new Date().toISOString(), ...body } : undefined;
+    try {
+      await this.ctx.core.patchNode({ name: this.ctx.node.name, body: nodeChainReportPatch(report) }, MERGE_PATCH);
+      this.lastReport = json;
+    } catch (e) {
+      this.log.warn({ err: String(e) }, 'cannot write the chain report on the Node');
+    }
+  }
+
+  /** Chains realized on this node (for entry counters of chains without local replicas). */
+  private *realizedChains(): Iterable<DesiredChain> {
+    const nodes = this.ctx.nodes.list();
+    const { chains } = desiredChains({ chains: this.chains?.list() ?? [], pods: this.pods!.list(), namespaces: this.namespaces!.list(), nodes, reports: nodeReports(nodes) });
+    for (const c of chains) if (this.realized.has(c.index)) yield c;
+  }
+
+  private exportMetrics(counters: Map<string, { packets: Counters; bytes: Counters }>): void {
+    this.packets?.reset();
+    this.bytes?.reset();
+    const names = new Map<number, DesiredChain>([...this.realizedChains()].map((c) => [c.index, c]));
+    for (const [k, c] of counters) {
+      const [index, hop, replica] = k.split('/').map(Number) as [number, number | undefined, number | undefined];
+      const chain = names.get(index);
+      if (!chain) continue;
+      const hopName = hop === undefined ? '' : (chain.hops[hop]?.name ?? String(hop));
+      const replicaName = hop === undefined ? 'entry' : (chain.hops[hop]?.replicas.find((r) => r.id === replica)?.pod ?? String(replica));
+      for (const direction of ['forward', 'reverse'] as const) {
+        this.packets?.set({ chain: chain.key, hop: hopName, replica: replicaName, direction }, c.packets[direction]);
+        this.bytes?.set({ chain: chain.key, hop: hopName, replica: replicaName, direction }, c.bytes[direction]);
+      }
+    }
+  }
+
+  /** After ovs-vswitchd restarted: every chain flow again (ports may have new numbers), in one bundle. */
+  async restore(): Promise<void> {
+    this.fullSync = true;
+    this.routedReady.clear();
+    await this.pass.run();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.realizeTimer) clearTimeout(this.realizeTimer);
+    if (this.tickTimer) clearInterval(this.tickTimer);
+    if (this.reportTimer) clearInterval(this.reportTimer);
+    this.prober?.stop();
+    await this.pass.current;
+    await this.reportPass.current;
+    await this.chains?.stop();
+    await this.pods?.stop();
+    await this.namespaces?.stop();
+    if (this.packets) this.ctx.metrics.registry.removeSingleMetric('seine_chain_packets');
+    if (this.bytes) this.ctx.metrics.registry.removeSingleMetric('seine_chain_bytes');
+  }
+}
