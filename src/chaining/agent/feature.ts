@@ -105,7 +105,7 @@ export class ServiceChainsFeature implements AgentFeature {
     // Health as this node last reported it, until probes say otherwise: a restarted agent keeps the replicas in use.
     const own = parseNodeChainReport(ctx.nodes.get(ctx.node.name)?.metadata?.annotations?.[NODE_CHAIN_REPORT_ANNOTATION]).report;
     for (const r of own?.replicas ?? []) this.health.seed(`${r.chain}/${r.hop}/${r.pod}`, r.healthy, r.since ? new Date(r.since) : new Date());
-    this.prober = new ForwardingProber({ target: `unix:${ctx.config.ovs.rundir}/${ctx.config.ovs.bridge}.mgmt`, onReturn: (k) => this.probeReturned(k) });
+    this.prober = new ForwardingProber({ target: `unix:${ctx.config.ovs.rundir}/${ctx.config.ovs.bridge}.mgmt`, rundir: ctx.config.ovs.rundir, onReturn: (k) => this.probeReturned(k) });
     this.prober.start();
     await this.pass.run();
     this.started = true;

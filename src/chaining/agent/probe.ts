@@ -62,6 +62,8 @@ export class ForwardingProber {
     private readonly opts: {
       /** ovs-ofctl switch target of the bridge (unix:RUNDIR/BRIDGE.mgmt). */
       target: string;
+      /** Open vSwitch's run directory: ovs-ofctl monitor makes its control socket there. */
+      rundir: string;
       /** Called for every probe that came back. */
       onReturn: (key: string) => void;
     },
@@ -74,17 +76,19 @@ export class ForwardingProber {
 
   private spawnMonitor(): void {
     if (this.stopped) return;
-    // Only packet-ins matter; the flow monitor's other messages are ignored.
-    const child = spawn('ovs-ofctl', ['-O', 'OpenFlow15', 'monitor', this.opts.target], { stdio: ['ignore', 'pipe', 'pipe'] });
+    // A service connection (the management socket) gets packet-ins only once it sets a miss length (128).
+    // ovs-ofctl block-buffers its output into a pipe: line buffering makes each packet-in arrive as it happens.
+    const child = spawn('stdbuf', ['-oL', 'ovs-ofctl', '-O', 'OpenFlow15', 'monitor', this.opts.target, '128'], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, OVS_RUNDIR: this.opts.rundir } });
     this.monitor = child;
-    const lines = createInterface({ input: child.stdout });
-    lines.on('line', (line) => {
+    const onLine = (line: string): void => {
       const m = /cookie=(0x[0-9a-f]+)/.exec(line);
       if (!m || !/PACKET_IN/.test(line)) return;
       const o = decodeChainObject(decodeCookie(BigInt(m[1]!)).object);
       if (o.kind === CookieKind.probe) this.opts.onReturn(probeKey(o.chain, o.hop, o.replica));
-    });
-    child.stderr.on('data', () => undefined);
+    };
+    // Where ovs-ofctl prints the messages it receives differs between its versions and modes: read both streams.
+    createInterface({ input: child.stdout }).on('line', onLine);
+    createInterface({ input: child.stderr }).on('line', onLine);
     child.on('exit', (code, signal) => {
       if (this.monitor === child) this.monitor = undefined;
       if (this.stopped) return;

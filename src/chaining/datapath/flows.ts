@@ -247,9 +247,10 @@ export function chainFlows(node: ChainNodeInfo, chain: DatapathChain): Flow[] {
     for (const d of directions) {
       const at = matchTag({ chain: C, hop: h, direction: d });
       if (usable.length) {
-        // multipath hashes the connection (both directions alike) onto the usable replicas.
+        // multipath hashes the connection (both directions alike) onto the usable replicas; a basis per hop keeps
+        // the choices of successive hops independent.
         add(ChainTable.Select, Priority.hash, { ...at, [`reg${SCRATCH_REG}`]: { value: 0, mask: fieldMask(Scratch.selected) } }, [
-          { type: 'raw', text: `multipath(symmetric_l3l4+udp,0,hrw,${usable.length},0,NXM_NX_REG${SCRATCH_REG}[${Scratch.index.start}..${Scratch.index.end}])` },
+          { type: 'raw', text: `multipath(symmetric_l3l4+udp,${C * MAX_HOPS + h},hrw,${usable.length},0,NXM_NX_REG${SCRATCH_REG}[${Scratch.index.start}..${Scratch.index.end}])` },
           { type: 'load', value: 1, dst: reg9(Scratch.selected) },
           resubmit(ChainTable.Select),
         ]);

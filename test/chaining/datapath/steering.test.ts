@@ -189,7 +189,7 @@ describe('service chain steering on a real bridge', () => {
       },
     ]);
     const seen: string[] = [];
-    const prober = new ForwardingProber({ target: w.ofctl.target, onReturn: (k) => seen.push(k) });
+    const prober = new ForwardingProber({ target: w.ofctl.target, rundir: sb.ovs.rundir, onReturn: (k) => seen.push(k) });
     prober.start();
     try {
       const target = { chain: 9, hop: 0, replica: 2, ingressOfport: r.local!.ingressOfport, dstMac: probeDestinationMac('Transparent', r.local!.ingressMac) };
