@@ -188,6 +188,9 @@ export class ChainController {
     try {
       const parsed = parseNad(nad);
       if (parsed.kind !== 'seine') return { reason: ChainReason.UnsupportedNetwork, message: `spec.network: ${network} is not a Seine VLAN or overlay network (chains need Seine's datapath)` };
+      // The agents steer on the pod network's bridge only so far: a chain that no node would realize is refused
+      // rather than reported Ready.
+      return { reason: ChainReason.UnsupportedNetwork, message: `spec.network: chains on Seine's ${parsed.network.networkType} networks are not supported yet; leave spec.network empty for the primary pod network` };
     } catch (e) {
       return { reason: ChainReason.UnsupportedNetwork, message: `spec.network: ${network} has an invalid config: ${(e as Error).message}` };
     }
