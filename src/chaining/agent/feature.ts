@@ -66,6 +66,8 @@ export class ServiceChainsFeature implements AgentFeature {
   /** What each chain's flows were last synced from (JSON), by chain index. */
   private realized = new Map<number, string>();
   private locals: LocalReplica[] = [];
+  /** The chains of the last realization (on the pod network). */
+  private desired: DesiredChain[] = [];
   private checks: ReplicaCheck[] = [];
   private verdicts = new Map<string, ReplicaVerdict>();
   private routedReady = new Set<string>();
@@ -199,6 +201,7 @@ export class ServiceChainsFeature implements AgentFeature {
     }
     this.locals = locals;
     this.checks = checks;
+    this.desired = onPrimary;
     const { verdicts, changed } = this.health.evaluate(checks);
     this.verdicts = verdicts;
     for (const cnf of routed) await this.prepareRouted(cnf);
@@ -335,7 +338,7 @@ export class ServiceChainsFeature implements AgentFeature {
       return { chain: l.chain.uid, hop: l.chain.hops[l.hop]!.name, pod: l.podUid, healthy: v?.healthy ?? false, ...(v?.reason ? { reason: v.reason } : {}), since: (v?.since ?? new Date()).toISOString(), ...c };
     });
     const chains = [...new Map(this.locals.map((l) => [l.chain.index, l.chain])).values()]
-      .concat([...this.realizedChains()].filter((c) => !this.locals.some((l) => l.chain.index === c.index)))
+      .concat(this.realizedChains().filter((c) => !this.locals.some((l) => l.chain.index === c.index)))
       .map((c) => ({ chain: c.uid, ...(counters.get(`${c.index}`) ?? { packets: emptyCounters(), bytes: emptyCounters() }) }))
       .filter((c) => c.packets.forward + c.packets.reverse > 0 || this.locals.some((l) => l.chain.uid === c.chain));
     this.exportMetrics(counters);
@@ -352,16 +355,14 @@ export class ServiceChainsFeature implements AgentFeature {
   }
 
   /** Chains realized on this node (for entry counters of chains without local replicas). */
-  private *realizedChains(): Iterable<DesiredChain> {
-    const nodes = this.ctx.nodes.list();
-    const { chains } = desiredChains({ chains: this.chains?.list() ?? [], pods: this.pods!.list(), namespaces: this.namespaces!.list(), nodes, reports: nodeReports(nodes) });
-    for (const c of chains) if (this.realized.has(c.index)) yield c;
+  private realizedChains(): DesiredChain[] {
+    return this.desired.filter((c) => this.realized.has(c.index));
   }
 
   private exportMetrics(counters: Map<string, { packets: Counters; bytes: Counters }>): void {
     this.packets?.reset();
     this.bytes?.reset();
-    const names = new Map<number, DesiredChain>([...this.realizedChains()].map((c) => [c.index, c]));
+    const names = new Map<number, DesiredChain>(this.realizedChains().map((c) => [c.index, c]));
     for (const [k, c] of counters) {
       const [index, hop, replica] = k.split('/').map(Number) as [number, number | undefined, number | undefined];
       const chain = names.get(index);
