@@ -38,6 +38,7 @@ interface LocalReplica {
 }
 
 const emptyCounters = (): Counters => ({ forward: 0, reverse: 0 });
+const portsSignature = (ports: readonly FunctionPort[]): string => ports.map((p) => `${p.podUid}/${p.ifname}=${p.ofport}`).join(',');
 
 /**
  * Service chains on this node: watches chains, pods, namespaces and the Nodes' reports, computes the shared
@@ -73,6 +74,8 @@ export class ServiceChainsFeature implements AgentFeature {
   private routedReady = new Set<string>();
   private lastReport?: string;
   private fullSync = true;
+  /** The function ports (pod/interface -> ofport) the last realization saw; a change means realizing again. */
+  private portsSeen = '';
   private packets?: Gauge;
   private bytes?: Gauge;
 
@@ -161,7 +164,9 @@ export class ServiceChainsFeature implements AgentFeature {
       nodes,
       reports: nodeReports(nodes),
     });
-    const ports = new Map(functionPorts(ctx.vswitch, ctx.config.ovs.bridge).map((p) => [`${p.podUid}/${p.ifname}`, p]));
+    const found = functionPorts(ctx.vswitch, ctx.config.ovs.bridge);
+    this.portsSeen = portsSignature(found);
+    const ports = new Map(found.map((p) => [`${p.podUid}/${p.ifname}`, p]));
     const podsByUid = new Map(this.pods!.list().map((p) => [p.metadata?.uid ?? '', p]));
     const locals: LocalReplica[] = [];
     const checks: ReplicaCheck[] = [];
@@ -278,9 +283,11 @@ export class ServiceChainsFeature implements AgentFeature {
     if (l) this.health.returned(l.key);
   }
 
-  /** Sends the probes that are due and applies health changes at once. */
+  /** Sends the probes that are due and applies health changes at once; notices function ports that came or went. */
   private tick(): void {
     if (this.stopped) return;
+    // OVSDB, not the API, says when a CNF's port appears, disappears or is renumbered (e.g. after ovs-vswitchd restarted).
+    if (portsSignature(functionPorts(this.ctx.vswitch, this.ctx.config.ovs.bridge)) !== this.portsSeen) this.schedule();
     const due = new Set(this.health.due(this.checks));
     const targets: ProbeTarget[] = [];
     for (const l of this.locals) {
