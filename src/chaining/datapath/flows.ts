@@ -267,7 +267,9 @@ export function chainFlows(node: ChainNodeInfo, chain: DatapathChain): Flow[] {
         const next = d === 0 ? h + 1 : h - 1;
         add(ChainTable.Select, Priority.hash, at, next < 0 || next > last
           ? [setTagField(Tag.exit, 1), resubmit(ChainTable.Target)]
-          : [setTagField(Tag.hop, next), { type: 'load', value: 0, dst: reg9(Scratch.mayRecord) }, resubmit(ChainTable.Select)]);
+          // The choice made for the next hop is still recorded (with its hop in the tag), so later packets of the
+          // connection keep skipping to the same replica instead of falling out of the chain.
+          : [setTagField(Tag.hop, next), resubmit(ChainTable.Select)]);
       } else {
         add(ChainTable.Select, Priority.hash, at, []);
       }
