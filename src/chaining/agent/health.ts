@@ -21,10 +21,15 @@ export interface ReplicaVerdict {
 interface ProbeState {
   /** The last probe sent has not come back yet. */
   outstanding: boolean;
-  /** Probes sent since the last one that came back. */
-  misses: number;
   lastSentAt: number;
+  /** Probes in a row that did not come back in time. */
+  misses: number;
   everReturned: boolean;
+}
+
+/** A probe not back this long after it was sent is missed: half the period, at most 500 ms (loopback round trips take microseconds). */
+export function probeTimeoutMs(periodMs: number): number {
+  return Math.min(periodMs / 2, 500);
 }
 
 export class ReplicaHealth {
@@ -48,7 +53,7 @@ export class ReplicaHealth {
     p.everReturned = true;
   }
 
-  /** Which replicas are due a probe now; records that it was sent. */
+  /** Counts the probes that did not come back in time, and says which replicas are due a probe now (recording that it is sent). */
   due(checks: readonly ReplicaCheck[]): string[] {
     const out: string[] = [];
     const t = this.now();
@@ -59,9 +64,11 @@ export class ReplicaHealth {
         p = { outstanding: false, misses: 0, lastSentAt: 0, everReturned: false };
         this.probes.set(c.key, p);
       }
+      if (p.outstanding && t - p.lastSentAt >= probeTimeoutMs(c.probe.periodMs)) {
+        p.outstanding = false;
+        p.misses++;
+      }
       if (t - p.lastSentAt < c.probe.periodMs) continue;
-      // A probe still out when the next is due was missed.
-      if (p.outstanding) p.misses++;
       p.outstanding = true;
       p.lastSentAt = t;
       out.push(c.key);
@@ -85,7 +92,7 @@ export class ReplicaHealth {
       if (!c.portsPresent) [healthy, reason] = [false, 'InterfacesMissing'];
       else if (!c.podReady) [healthy, reason] = [false, 'PodNotReady'];
       else if (c.probe) {
-        // Misses count probes whose successor was already due: failureThreshold of them in a row fail the replica.
+        // failureThreshold probes in a row that did not come back in time fail the replica.
         if (!p?.everReturned) [healthy, reason] = [false, p && p.misses >= c.probe.failureThreshold ? 'ProbeFailed' : 'Probing'];
         else if (p.misses >= c.probe.failureThreshold) [healthy, reason] = [false, 'ProbeFailed'];
       }

@@ -1,4 +1,4 @@
-import { ReplicaHealth, type ReplicaCheck } from '../../../src/chaining/agent/health.js';
+import { ReplicaHealth, probeTimeoutMs, type ReplicaCheck } from '../../../src/chaining/agent/health.js';
 import { probeFrame } from '../../../src/chaining/agent/probe.js';
 
 describe('replica health', () => {
@@ -14,19 +14,23 @@ describe('replica health', () => {
     const h = new ReplicaHealth(clock);
     expect(h.due([check()])).toEqual(['r']);
     expect(h.evaluate([check()]).verdicts.get('r')).toMatchObject({ healthy: false, reason: 'Probing' });
+    expect(probeTimeoutMs(1000)).toBe(500);
+    expect(probeTimeoutMs(600)).toBe(300);
     h.returned('r');
     expect(h.evaluate([check()])).toMatchObject({ changed: ['r'] });
     expect(h.evaluate([check()]).verdicts.get('r')?.healthy).toBe(true);
     // Not due again before the period.
     now += 500;
     expect(h.due([check()])).toEqual([]);
-    // Two probes go unanswered: the first miss is counted when the second is sent, the second when the third is.
+    // Two probes go unanswered: each is missed half a period after it was sent.
     now += 500;
     expect(h.due([check()])).toEqual(['r']);
-    now += 1000;
-    h.due([check()]);
+    now += 500;
+    expect(h.due([check()])).toEqual([]);
     expect(h.evaluate([check()]).verdicts.get('r')?.healthy).toBe(true);
-    now += 1000;
+    now += 500;
+    expect(h.due([check()])).toEqual(['r']);
+    now += 500;
     h.due([check()]);
     const v = h.evaluate([check()]);
     expect(v.verdicts.get('r')).toMatchObject({ healthy: false, reason: 'ProbeFailed' });
