@@ -295,8 +295,13 @@ export class ServiceChainsFeature implements AgentFeature {
       targets.push({ chain: l.chain.index, hop: l.hop, replica: l.replicaId, ingressOfport: l.ports.ingress.ofport, dstMac: probeDestinationMac(l.chain.hops[l.hop]!.mode, l.ports.ingress.mac) });
     }
     if (targets.length) void this.prober?.send(targets, ++this.probeSeq).catch((e: unknown) => this.log.warn({ err: String(e) }, 'sending probes failed'));
-    const { changed } = this.health.evaluate(this.checks);
-    if (changed.length) this.schedule();
+    const { verdicts, changed } = this.health.evaluate(this.checks);
+    if (!changed.length) return;
+    // Local steering changes with the next realization; the other nodes learn it from the report, sent now.
+    this.verdicts = verdicts;
+    this.recordHealthEvents(changed);
+    this.schedule();
+    void this.reportPass.run();
   }
 
   private recordHealthEvents(keys: string[]): void {
