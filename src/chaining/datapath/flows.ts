@@ -232,8 +232,12 @@ export function chainFlows(node: ChainNodeInfo, chain: DatapathChain): Flow[] {
     goto(EXIT_TABLE),
   ]);
   if (chain.symmetric) {
-    add(ChainTable.Target, Priority.exit, matchTag({ chain: C, direction: 1, exit: true }), [
+    // Replies leave the chain at a hop-0 replica, often on the client's own node: its primary zone must see them
+    // (as it sees replies from the tunnel), or it tracks the connection one way and, once the client has sent a
+    // window's worth, finds the client's packets out of window (invalid, dropped).
+    add(ChainTable.Target, Priority.exit, { protocol: 'ip', ...matchTag({ chain: C, direction: 1, exit: true }) }, [
       setTagField(Tag.target, 0),
+      { type: 'ct', zone: PRIMARY_ZONE },
       { type: 'set_tunnel_id', id: 0 },
       moveBits(TAG_REF, TUN_REF),
       loadMark(RewriteMac),
