@@ -18,6 +18,11 @@ import { eventually, kubectl, podExec, simplePod, startTestLab, waitRunning } fr
 import { ConnectionAttempts, connectionPorts, startIperf, type IperfInterval, type IperfRun } from '../harness/pod-traffic.js';
 
 const CHAIN = 'guard';
+/**
+ * The rate of the long iperf3 streams: steady traffic through the chain that leaves the lab's userspace datapaths
+ * (2 cores for 3 nodes) room, so a new connection that fails is one the chain failed, not one lost in a full queue.
+ */
+const STREAM_RATE = '50M';
 const NAD = 'chain-port';
 const FUNCTION_PORTS = JSON.stringify([{ name: NAD, interface: 'in0' }, { name: NAD, interface: 'out0' }]);
 
@@ -226,7 +231,7 @@ describe('service chains under failure (3 nodes)', () => {
   async function iperfThroughOneFilter(seconds: number): Promise<{ run: IperfRun; carrier: number }> {
     const filters = [pods['filter-1']!, pods['filter-2']!];
     for (let attempt = 1; ; attempt++) {
-      const run = startIperf(lab, pods.client!, serverIp, seconds);
+      const run = startIperf(lab, pods.client!, serverIp, seconds, STREAM_RATE);
       running.push(run);
       const ports = await eventually('the iperf3 control and data connections established', async (saw) => {
         const p = await connectionPorts(lab, pods.client!, 5201);
@@ -278,9 +283,13 @@ describe('service chains under failure (3 nodes)', () => {
       const failures = after.filter((a) => !a.ok);
       const lastFailureMs = failures.length ? failures[failures.length - 1]!.at - t0 : 0;
       const { intervals, retransmits } = await run.done;
+      // When the client's node (which picks the first hop's replica) changed its steering after the failure.
+      const clientSteered = agentLog(lab, 0)
+        .map((l) => (l.includes('"chain realized"') ? (JSON.parse(l) as { time: number }).time : 0))
+        .find((t) => t >= t0);
       console.log(
-        `failover of ${names[failed]}: Event ReplicaUnhealthy seen after ${eventMs} ms, status after ${statusMs} ms; ` +
-          `${failures.length} of ${after.length} new connections started after the failure failed, the last one started ${lastFailureMs} ms after it; ` +
+        `failover of ${names[failed]}: Event ReplicaUnhealthy seen after ${eventMs} ms, status after ${statusMs} ms, the client's node steered around it after ${clientSteered ? `${clientSteered - t0} ms` : '(not logged)'}; ` +
+          `${failures.length} of ${after.length} new connections started after the failure failed (started at ${failures.map((a) => a.at - t0).join(', ')} ms), the last one started ${lastFailureMs} ms after it; ` +
           `iperf3 through ${names[carrier]}: ${intervals.length} s, ${retransmits} retransmits, idle seconds [${idleSeconds(intervals).join(', ')}]`,
       );
       // The connection on the surviving replica never stalled and finished.
@@ -356,7 +365,7 @@ describe('service chains under failure (3 nodes)', () => {
   it('kill -9 of the agents on a replica\'s node and on the client\'s node: the chained connection survives, the chain keeps its replicas', async () => {
     const replicas = await allHealthy(lab);
     const beforeKill = await chainEvents(lab);
-    const run = startIperf(lab, pods.client!, serverIp, 15);
+    const run = startIperf(lab, pods.client!, serverIp, 15, STREAM_RATE);
     running.push(run);
     await eventually('the iperf3 connections established', async () => ((await connectionPorts(lab, pods.client!, 5201)).length >= 2 ? true : undefined), 30_000, 200);
     await sleep(2000);
@@ -385,7 +394,7 @@ describe('service chains under failure (3 nodes)', () => {
     const beforeRestart = await chainEvents(lab);
     const line = agentLog(lab, 2).length;
     // Long enough that TCP's retransmission backoff after the outage still ends inside the run on a busy machine.
-    const run = startIperf(lab, pods.client!, serverIp, 30);
+    const run = startIperf(lab, pods.client!, serverIp, 30, STREAM_RATE);
     running.push(run);
     await eventually('the iperf3 connections established', async () => ((await connectionPorts(lab, pods.client!, 5201)).length >= 2 ? true : undefined), 30_000, 200);
     await sleep(2000);
