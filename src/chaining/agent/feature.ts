@@ -288,7 +288,7 @@ export class ServiceChainsFeature implements AgentFeature {
     if (this.stopped) return;
     // OVSDB, not the API, says when a CNF's port appears, disappears or is renumbered (e.g. after ovs-vswitchd restarted).
     if (portsSignature(functionPorts(this.ctx.vswitch, this.ctx.config.ovs.bridge)) !== this.portsSeen) this.schedule();
-    const due = new Set(this.health.due(this.checks));
+    const due = new Set(this.health.due(this.checks, this.prober?.observing() ?? false));
     const targets: ProbeTarget[] = [];
     for (const l of this.locals) {
       if (!due.has(l.key) || !l.ports) continue;

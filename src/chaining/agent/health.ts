@@ -53,12 +53,21 @@ export class ReplicaHealth {
     p.everReturned = true;
   }
 
-  /** Counts the probes that did not come back in time, and says which replicas are due a probe now (recording that it is sent). */
-  due(checks: readonly ReplicaCheck[]): string[] {
+  /**
+   * Counts the probes that did not come back in time, and says which replicas are due a probe now (recording that
+   * it is sent). While nothing can be observed (`observing` false: the switch connection is down or just back),
+   * no probe is sent and none counts as missed: verdicts stay as they are.
+   */
+  due(checks: readonly ReplicaCheck[], observing = true): string[] {
     const out: string[] = [];
     const t = this.now();
     for (const c of checks) {
       if (!c.probe || !c.portsPresent) continue;
+      if (!observing) {
+        const p = this.probes.get(c.key);
+        if (p) p.outstanding = false;
+        continue;
+      }
       let p = this.probes.get(c.key);
       if (!p) {
         p = { outstanding: false, misses: 0, lastSentAt: 0, everReturned: false };

@@ -49,6 +49,9 @@ export function probeDestinationMac(mode: 'Transparent' | 'Routed', ingressMac: 
   return mode === 'Routed' ? ingressMac : NEXT_HOP_MAC;
 }
 
+/** Longer than the agent's datapath watchdog period (2 s) plus a restore. */
+export const OBSERVE_GRACE_MS = 4000;
+
 export const probeKey = (chain: number, hop: number, replica: number): string => `${chain}/${hop}/${replica}`;
 
 /** Sends probes (all targets in one ovs-ofctl bundle) and reports the returns seen by a monitor process. */
@@ -57,6 +60,8 @@ export class ForwardingProber {
   private monitor?: ChildProcess;
   private stopped = false;
   private restartTimer?: NodeJS.Timeout;
+  /** When the running monitor was started; undefined while there is none. */
+  private monitorSince?: number;
 
   constructor(
     private readonly opts: {
@@ -80,6 +85,7 @@ export class ForwardingProber {
     // ovs-ofctl block-buffers its output into a pipe: line buffering makes each packet-in arrive as it happens.
     const child = spawn('stdbuf', ['-oL', 'ovs-ofctl', '-O', 'OpenFlow15', 'monitor', this.opts.target, '128'], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, OVS_RUNDIR: this.opts.rundir } });
     this.monitor = child;
+    this.monitorSince = Date.now();
     const onLine = (line: string): void => {
       const m = /cookie=(0x[0-9a-f]+)/.exec(line);
       if (!m || !/PACKET_IN/.test(line)) return;
@@ -90,11 +96,23 @@ export class ForwardingProber {
     createInterface({ input: child.stdout }).on('line', onLine);
     createInterface({ input: child.stderr }).on('line', onLine);
     child.on('exit', (code, signal) => {
-      if (this.monitor === child) this.monitor = undefined;
+      if (this.monitor === child) {
+        this.monitor = undefined;
+        this.monitorSince = undefined;
+      }
       if (this.stopped) return;
       this.log.warn({ code, signal }, 'probe monitor exited; restarting in 1 s');
       this.restartTimer = setTimeout(() => this.spawnMonitor(), 1000);
     });
+  }
+
+  /**
+   * Whether a probe that does not come back now says something about the replica. Not while the monitor is down
+   * (ovs-vswitchd restarting closes its connection), nor for OBSERVE_GRACE_MS after it (re)connected: a restarted
+   * ovs-vswitchd has no flows until the agent's watchdog has put them back.
+   */
+  observing(now = Date.now()): boolean {
+    return this.monitorSince !== undefined && now - this.monitorSince >= OBSERVE_GRACE_MS;
   }
 
   /** Injects one probe into each target's ingress port. */

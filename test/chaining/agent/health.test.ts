@@ -40,6 +40,20 @@ describe('replica health', () => {
     expect(h.evaluate([check()]).verdicts.get('r')?.healthy).toBe(true);
   });
 
+  it('neither sends nor counts probes while nothing can be observed', () => {
+    const h = new ReplicaHealth(clock);
+    h.due([check()]);
+    h.returned('r');
+    h.evaluate([check()]);
+    for (let i = 0; i < 10; i++) {
+      now += 1000;
+      expect(h.due([check()], false)).toEqual([]);
+    }
+    expect(h.evaluate([check()]).verdicts.get('r')?.healthy).toBe(true);
+    // Observing again: the next probe goes out at once.
+    expect(h.due([check()], true)).toEqual(['r']);
+  });
+
   it('needs the pod Ready and both ports, and forgets replicas no longer checked', () => {
     const h = new ReplicaHealth(clock);
     expect(h.evaluate([check({ probe: undefined, podReady: false })]).verdicts.get('r')).toMatchObject({ healthy: false, reason: 'PodNotReady' });
