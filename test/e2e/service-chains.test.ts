@@ -326,7 +326,18 @@ describe('service chains in the lab (3 nodes)', () => {
     // Deleting the chains removes every flow of theirs on every node; the chain stage's node-wide flows (chain 0) stay.
     const indexes = await Promise.all(['web', 'nobody', 'spare'].map(async (n) => (await chainStatus(n))!.index!));
     for (const node of [0, 1, 2]) expect({ node, realized: [...new Set(await chainFlowIndexes(node))].filter((i) => indexes.includes(i)).sort() }).toEqual({ node, realized: [...indexes].sort() });
+    // The agent's policy routing in the Routed CNFs (src/chaining/agent/cnf-routing.ts) is there while they serve the chain.
+    const seineRules = async (pod: string): Promise<number> => {
+      const rules = JSON.parse((await run('ip', ['-j', 'rule', 'show'], { netns: cnfNetns(pod) })).stdout || '[]') as Array<{ table?: string | number }>;
+      return rules.filter((r) => Number(r.table) >= 0x5e000 && Number(r.table) <= 0x5efff).length;
+    };
+    expect({ router: await seineRules('router-1'), inspector: await seineRules('inspector-1') }).toEqual({ router: 2, inspector: 1 });
     await kubectl(lab, ['delete', 'sc', '--all', '-n', NS]);
+    await eventually('the Routed CNFs without Seine\'s rules', async (saw) => {
+      const left = { router: await seineRules('router-1'), inspector: await seineRules('inspector-1') };
+      saw(left);
+      return left.router + left.inspector === 0 ? true : undefined;
+    }, 60_000);
     for (const node of [0, 1, 2]) {
       await eventually(`no chain flow left on node ${node}`, async (saw) => {
         const left = (await chainFlowIndexes(node)).filter((i) => i !== 0);

@@ -46,3 +46,27 @@ export async function ensureRoutedCnf(netns: string, ingress: string, egress: st
   await ip.apply(batch);
   await ip.sysctl(sysctls);
 }
+
+/**
+ * Undoes ensureRoutedCnf when the CNF no longer serves a Routed hop through these interfaces (its chain was
+ * deleted or changed, or the pod was deselected): rules, routes and the neighbour entry go; sysctls stay (they
+ * are the namespace's, possibly the CNF's own choice). A namespace or interface already gone is fine.
+ */
+export async function removeRoutedCnf(netns: string, ingress: string, egress: string): Promise<void> {
+  const pairs: Array<[string, string]> = ingress === egress ? [[ingress, ingress]] : [[ingress, egress], [egress, ingress]];
+  let rules: Rule[];
+  try {
+    rules = JSON.parse((await run('ip', ['-j', 'rule', 'show'], { netns })).stdout || '[]') as Rule[];
+  } catch {
+    return; // the pod's namespace is gone
+  }
+  const script: string[][] = [];
+  for (const [from, to] of pairs) {
+    const table = routingTable(from, to);
+    if (rules.some((r) => r.iif === from && String(r.table) === String(table))) script.push(['rule', 'del', 'iif', from, 'lookup', String(table), 'priority', String(RULE_PRIORITY)]);
+    script.push(['route', 'flush', 'table', String(table)]);
+  }
+  for (const i of new Set([ingress, egress])) script.push(['neigh', 'del', NEXT_HOP_IP, 'dev', i]);
+  // Each step on its own: one already undone must not stop the others.
+  for (const args of script) await run('ip', args, { netns }).catch(() => undefined);
+}

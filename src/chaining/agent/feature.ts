@@ -15,7 +15,7 @@ import { CookieKind, chainingScope, decodeChainObject } from '../datapath/layout
 import type { ChainNodeInfo, DatapathChain, DatapathHop, HopReplica } from '../datapath/state.js';
 import { desiredChains, isPodReady, isPodTerminating, nodeReports, type DesiredChain } from '../model/desired.js';
 import { NODE_CHAIN_REPORT_ANNOTATION, nodeChainReportPatch, parseNodeChainReport, type NodeChainReport, type ReplicaReport } from '../model/report.js';
-import { ensureRoutedCnf } from './cnf-routing.js';
+import { ensureRoutedCnf, removeRoutedCnf } from './cnf-routing.js';
 import { ReplicaHealth, type ReplicaCheck, type ReplicaVerdict } from './health.js';
 import { ForwardingProber, probeDestinationMac, probeKey, type ProbeTarget } from './probe.js';
 
@@ -38,6 +38,7 @@ interface LocalReplica {
 }
 
 const emptyCounters = (): Counters => ({ forward: 0, reverse: 0 });
+const routedKey = (cnf: { netns: string; ingress: string; egress: string }): string => `${cnf.netns}|${cnf.ingress}|${cnf.egress}`;
 const portsSignature = (ports: readonly FunctionPort[]): string => ports.map((p) => `${p.podUid}/${p.ifname}=${p.ofport}`).join(',');
 
 /**
@@ -210,6 +211,14 @@ export class ServiceChainsFeature implements AgentFeature {
     const { verdicts, changed } = this.health.evaluate(checks);
     this.verdicts = verdicts;
     for (const cnf of routed) await this.prepareRouted(cnf);
+    const wanted = new Set(routed.map(routedKey));
+    for (const key of [...this.routedReady]) {
+      if (wanted.has(key)) continue;
+      this.routedReady.delete(key);
+      const [netns, ingress, egress] = key.split('|') as [string, string, string];
+      await removeRoutedCnf(netns, ingress, egress);
+      this.log.info({ netns, ingress, egress }, 'Routed CNF plumbing removed');
+    }
 
     const localOf = new Map(locals.map((l) => [`${l.chain.index}/${l.hop}/${l.replicaId}`, l]));
     const datapath: DatapathChain[] = onPrimary.map((c) => ({
@@ -268,7 +277,7 @@ export class ServiceChainsFeature implements AgentFeature {
   }
 
   private async prepareRouted(cnf: { netns: string; ingress: string; egress: string }): Promise<void> {
-    const key = `${cnf.netns}|${cnf.ingress}|${cnf.egress}`;
+    const key = routedKey(cnf);
     if (this.routedReady.has(key)) return;
     try {
       await ensureRoutedCnf(cnf.netns, cnf.ingress, cnf.egress);
