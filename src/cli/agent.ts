@@ -10,7 +10,9 @@ import { logger } from '../util/log.js';
 /** The node's features, in start order: the pod network first (every other one attaches around its eth0). */
 export function nodeFeatures(cfg: AgentConfig): AgentFeature[] {
   // Service chains steer through CNF function ports, which the secondary networks feature attaches.
-  return [new PrimaryNetworkFeature(), ...(cfg.secondaryNetworks.enabled ? [new SecondaryNetworksFeature(), new ServiceChainsFeature()] : [])];
+  const secondary = cfg.secondaryNetworks.enabled ? [new SecondaryNetworksFeature()] : [];
+  const chains = cfg.secondaryNetworks.enabled && cfg.serviceChains.enabled ? [new ServiceChainsFeature()] : [];
+  return [new PrimaryNetworkFeature(), ...secondary, ...chains];
 }
 
 /** `seine agent`: the per-node agent (DaemonSet). */

@@ -51,6 +51,8 @@ export interface LabOptions extends Partial<Omit<PlanOptions, 'name'>> {
    * controller (for clusters that do not allocate them).
    */
   podCidrs?: 'lab' | 'seine';
+  /** Whether Seine's agents steer service chains (default true); off lets a test write the agents' chain reports itself. */
+  serviceChains?: boolean;
 }
 
 export interface LabStatus {
@@ -102,7 +104,7 @@ export class Lab {
     readonly api: ApiServer,
     readonly kubeconfigPath: string,
     readonly nodes: LabNode[],
-    readonly options: { network: 'seine' | 'bridge'; encap: 'vxlan' | 'geneve' | 'noEncap'; podCidrs: 'lab' | 'seine' },
+    readonly options: { network: 'seine' | 'bridge'; encap: 'vxlan' | 'geneve' | 'noEncap'; podCidrs: 'lab' | 'seine'; serviceChains: boolean },
   ) {
     this.log = logger('lab', { lab: plan.name });
     this.kubeConfig = loadKubeConfig(kubeconfigPath);
@@ -131,7 +133,7 @@ export class Lab {
         progress(`node ${n.name}: namespace, uplinks, Open vSwitch`);
         nodes.push(await LabNode.create(plan, n, stateDir, ledger));
       }
-      const lab = new Lab(plan, stateDir, ledger, api, kubeconfigPath, nodes, { network: opts.network ?? 'seine', encap: opts.encap ?? 'vxlan', podCidrs: opts.podCidrs ?? 'lab' });
+      const lab = new Lab(plan, stateDir, ledger, api, kubeconfigPath, nodes, { network: opts.network ?? 'seine', encap: opts.encap ?? 'vxlan', podCidrs: opts.podCidrs ?? 'lab', serviceChains: opts.serviceChains ?? true });
       await lab.start(progress);
       progress('ready');
       return lab;
@@ -256,6 +258,7 @@ export class Lab {
         metricsAddress: '127.0.0.1',
         // eth1 is the node's leg on the VLAN fabric.
         secondaryNetworks: { enabled: true, uplinks: { 'br-vlan': node.plan.vlanUplink } },
+        serviceChains: { enabled: this.options.serviceChains },
       });
       await installCni({ confDir: node.dirs.cniConfDir, binDir: node.dirs.cniBinDir, socket, pluginSource: SEINE_CNI_BIN, link: true });
       const agent = new SupervisedProcess(

@@ -51,6 +51,10 @@ export interface AgentConfig {
     /** Uplink of each VLAN trunk bridge on this node (e.g. {"br-vlan": "eth1"}); a node annotation overrides it. */
     uplinks: Record<string, string>;
   };
+  /** Service function chains (ServiceChain objects) steered through CNF function ports; needs secondary networks. */
+  serviceChains: {
+    enabled: boolean;
+  };
 }
 
 export const DEFAULT_AGENT_CONFIG: Omit<AgentConfig, 'nodeName'> = {
@@ -67,6 +71,7 @@ export const DEFAULT_AGENT_CONFIG: Omit<AgentConfig, 'nodeName'> = {
   metricsPort: 0,
   metricsAddress: '0.0.0.0',
   secondaryNetworks: { enabled: true, uplinks: {} },
+  serviceChains: { enabled: true },
 };
 
 const cidr = { type: 'string', pattern: '^\\d{1,3}(\\.\\d{1,3}){3}/\\d{1,2}$' } as const;
@@ -74,7 +79,7 @@ const cidr = { type: 'string', pattern: '^\\d{1,3}(\\.\\d{1,3}){3}/\\d{1,2}$' } 
 const schema: JSONSchemaType<AgentConfig> = {
   type: 'object',
   additionalProperties: false,
-  required: ['nodeName', 'ovs', 'trafficEncapMode', 'tunnelType', 'cniSocket', 'stateDir', 'clusterCIDR', 'serviceCIDR', 'egressSNAT', 'cniConfDir', 'cniBinDir', 'metricsPort', 'metricsAddress', 'secondaryNetworks'],
+  required: ['nodeName', 'ovs', 'trafficEncapMode', 'tunnelType', 'cniSocket', 'stateDir', 'clusterCIDR', 'serviceCIDR', 'egressSNAT', 'cniConfDir', 'cniBinDir', 'metricsPort', 'metricsAddress', 'secondaryNetworks', 'serviceChains'],
   properties: {
     nodeName: { type: 'string', minLength: 1 },
     kubeconfig: { type: 'string', nullable: true },
@@ -112,6 +117,12 @@ const schema: JSONSchemaType<AgentConfig> = {
         uplinks: { type: 'object', required: [], additionalProperties: { type: 'string', pattern: '^[^/\\s]{1,15}$' } },
       },
     },
+    serviceChains: {
+      type: 'object',
+      additionalProperties: false,
+      required: ['enabled'],
+      properties: { enabled: { type: 'boolean' } },
+    },
   },
 };
 
@@ -130,6 +141,7 @@ export function parseAgentConfig(raw: unknown, env: NodeJS.ProcessEnv = process.
     nodeName: given.nodeName ?? env.NODE_NAME ?? '',
     ovs: { ...DEFAULT_AGENT_CONFIG.ovs, ...(given.ovs ?? {}) },
     secondaryNetworks: { ...DEFAULT_AGENT_CONFIG.secondaryNetworks, ...(given.secondaryNetworks ?? {}) },
+    serviceChains: { ...DEFAULT_AGENT_CONFIG.serviceChains, ...(given.serviceChains ?? {}) },
   };
   if (!validate(merged)) {
     const problems = (validate.errors ?? []).map((e) => `${e.instancePath || '(root)'} ${e.message}${e.params && 'allowedValues' in e.params ? ` (${(e.params.allowedValues as string[]).join(', ')})` : ''}`);
