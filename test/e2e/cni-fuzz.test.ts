@@ -97,6 +97,16 @@ describe('seine-cni under seeded fuzzing', () => {
     return JSON.stringify({ ...pluginConf, ...extra });
   }
 
+  /** Whether a config sends the plugin to this node's agent (the socket the node's conflist names). */
+  function reachesAgent(stdin: string): boolean {
+    try {
+      const conf = JSON.parse(stdin) as { cniSocket?: unknown } | null;
+      return typeof conf === 'object' && conf !== null && conf.cniSocket === pluginConf.cniSocket;
+    } catch {
+      return false;
+    }
+  }
+
   /** Runs bin/seine-cni inside the node namespace with exactly `env` (plus PATH/HOME) and `stdin`. */
   async function exec(env: Record<string, string | undefined>, stdin: string): Promise<{ exitCode: number; stdout: string; stderr: string }> {
     const full: NodeJS.ProcessEnv = { PATH: process.env.PATH, HOME: process.env.HOME };
@@ -264,7 +274,10 @@ describe('seine-cni under seeded fuzzing', () => {
         if (found.length) problems.push(`${what}: ADD succeeded with an invalid result: ${found.join('; ')}`);
         added.set(key, call);
       } else if (call.env.CNI_COMMAND === 'DEL') {
-        added.delete(key);
+        // Only a DEL that reached this node's agent releases anything. One whose config names no socket (or another)
+        // finds no agent there and succeeds by the rule for an unreachable agent (docs/cni-plugin.md): the
+        // attachment stays, and the final DEL with the ADD's own config releases it.
+        if (reachesAgent(call.stdin)) added.delete(key);
       } else if (call.env.CNI_COMMAND === 'VERSION') {
         if (typeof (json as { cniVersion?: unknown } | undefined)?.cniVersion !== 'string') problems.push(`${what}: VERSION without a version object`);
       } else if (json !== undefined) {
