@@ -340,7 +340,9 @@ export class ServiceChainsFeature implements AgentFeature {
       return c;
     };
     try {
-      for (const f of await this.ctx.flows.dumpFlows({ cookie: chainingScope() })) {
+      // No chain realized here: no counters to read (spares an ovs-ofctl spawn every REPORT_MS on chainless nodes).
+      const flows = this.realized.size ? await this.ctx.flows.dumpFlows({ cookie: chainingScope() }) : [];
+      for (const f of flows) {
         const o = decodeChainObject(decodeCookie(f.cookie).object);
         const dir = o.direction === 0 ? 'forward' : 'reverse';
         const k = o.kind === CookieKind.deliver ? `${o.chain}/${o.hop}/${o.replica}` : o.kind === CookieKind.entry ? `${o.chain}` : undefined;
