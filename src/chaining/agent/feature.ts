@@ -5,19 +5,21 @@ import type { AgentFeature } from '../../agent/feature.js';
 import { MERGE_PATCH } from '../../k8s/api.js';
 import { EventRecorder } from '../../k8s/events.js';
 import { ResilientInformer } from '../../k8s/informer.js';
-import { decodeCookie } from '../../ovs/openflow/index.js';
+import { decodeCookie, FlowWriter } from '../../ovs/openflow/index.js';
 import { functionPorts, type FunctionPort } from '../../secondary/datapath/function-ports.js';
+import type { NetworkAttachmentDefinition } from '../../secondary/nad/index.js';
 import { logger } from '../../util/log.js';
 import { SerialPass } from '../../util/serial.js';
 import { CHAIN_API_VERSION, CHAIN_GROUP, CHAIN_KIND, CHAIN_PLURAL, CHAIN_VERSION, chainKey, hopDefaults, type Counters, type ServiceChain } from '../api/types.js';
-import { chainRemoval, chainSync, chainingSync, usableReplicas } from '../datapath/flows.js';
+import { chainRemoval, chainSync, chainingSync, segmentSync, usableReplicas } from '../datapath/flows.js';
 import { CookieKind, chainingScope, decodeChainObject } from '../datapath/layout.js';
-import type { ChainNodeInfo, DatapathChain, DatapathHop, HopReplica } from '../datapath/state.js';
+import type { ChainNodeInfo, ChainSegment, DatapathChain, DatapathHop, HopReplica, SegmentHook } from '../datapath/state.js';
 import { desiredChains, isPodReady, isPodTerminating, nodeReports, type DesiredChain } from '../model/desired.js';
 import { NODE_CHAIN_REPORT_ANNOTATION, nodeChainReportPatch, parseNodeChainReport, type NodeChainReport, type ReplicaReport } from '../model/report.js';
 import { ensureRoutedCnf, removeRoutedCnf } from './cnf-routing.js';
 import { ReplicaHealth, type ReplicaCheck, type ReplicaVerdict } from './health.js';
 import { ForwardingProber, probeDestinationMac, probeKey, type ProbeTarget } from './probe.js';
+import { CHAIN_TUNNEL_OWNER, chainNetworkOf, chainTunnel, deliverableDestinations, localPodPorts, segmentEndpoints, type ChainNetwork } from './segments.js';
 
 /** Object events come in bursts: one realization after the burst. */
 const REALIZE_DELAY_MS = 50;
@@ -34,18 +36,33 @@ interface LocalReplica {
   replicaId: number;
   podUid: string;
   pod: string;
+  /** The bridge of the chain's network here (br-int, or the secondary network's). */
+  bridge: string;
   ports?: { ingress: FunctionPort; egress: FunctionPort };
+}
+
+/** What a secondary bridge's chain stage was last synced from. */
+interface SegmentBridgeState {
+  /** JSON of the sync request's inputs. */
+  inputs: string;
+  /** Chain indexes realized there. */
+  chains: number[];
 }
 
 const emptyCounters = (): Counters => ({ forward: 0, reverse: 0 });
 const routedKey = (cnf: { netns: string; ingress: string; egress: string }): string => `${cnf.netns}|${cnf.ingress}|${cnf.egress}`;
 const portsSignature = (ports: readonly FunctionPort[]): string => ports.map((p) => `${p.podUid}/${p.ifname}=${p.ofport}`).join(',');
+/** The network a function port is bound to ('' = the pod network). */
+const boundNetwork = (p: FunctionPort): string => (p as FunctionPort & { network?: string }).network ?? '';
+const NAD_PATH = '/apis/k8s.cni.cncf.io/v1/network-attachment-definitions';
+type Nad = NetworkAttachmentDefinition & { apiVersion?: string; kind?: string; metadata: { name?: string; namespace?: string; uid?: string } };
 
 /**
  * Service chains on this node: watches chains, pods, namespaces and the Nodes' reports, computes the shared
  * desired state (src/chaining/model), realizes this node's part of it in br-int's chain stage (one cookie scope
- * per chain, atomic bundles), prepares Routed CNFs, probes the local replicas, and reports their health and the
- * flow counters on its Node for the controller and the other agents.
+ * per chain, atomic bundles) and, for chains on Seine VLAN and overlay networks, in the chain stage of those
+ * networks' bridges (one scope per bridge), prepares Routed CNFs, probes the local replicas, and reports their
+ * health and the flow counters on its Node for the controller and the other agents.
  */
 export class ServiceChainsFeature implements AgentFeature {
   readonly name = 'service-chains';
@@ -54,6 +71,7 @@ export class ServiceChainsFeature implements AgentFeature {
   private chains?: ResilientInformer<ServiceChain>;
   private pods?: ResilientInformer<V1Pod>;
   private namespaces?: ResilientInformer<V1Namespace>;
+  private nads?: ResilientInformer<Nad>;
   private events?: EventRecorder;
   private stopped = false;
   private started = false;
@@ -63,12 +81,19 @@ export class ServiceChainsFeature implements AgentFeature {
   private reportTimer?: NodeJS.Timeout;
   private readonly reportPass = new SerialPass(() => this.report(), () => this.stopped);
   private readonly health = new ReplicaHealth();
-  private prober?: ForwardingProber;
+  /** Forwarding probers by bridge (br-int's always runs; a secondary bridge's while it has local replicas). */
+  private readonly probers = new Map<string, ForwardingProber>();
   private probeSeq = 0;
-  /** What each chain's flows were last synced from (JSON), by chain index. */
+  /** What each chain's flows on br-int were last synced from (JSON), by chain index. */
   private realized = new Map<number, string>();
+  /** Secondary bridges with a chain stage, by name. */
+  private segmentBridges = new Map<string, SegmentBridgeState>();
+  /** OpenFlow writers of secondary bridges. */
+  private readonly writers = new Map<string, FlowWriter>();
+  /** The secondary networks with chains at the last realization (their ports are watched). */
+  private segmentNetworks: ChainNetwork[] = [];
   private locals: LocalReplica[] = [];
-  /** The chains of the last realization (on the pod network). */
+  /** The chains of the last realization (every network).  */
   private desired: DesiredChain[] = [];
   private checks: ReplicaCheck[] = [];
   private verdicts = new Map<string, ReplicaVerdict>();
@@ -94,8 +119,14 @@ export class ServiceChainsFeature implements AgentFeature {
     });
     this.pods = new ResilientInformer<V1Pod>({ kubeConfig: kc, name: 'agent-chain-pods', path: '/api/v1/pods', list: () => core.listPodForAllNamespaces() });
     this.namespaces = new ResilientInformer<V1Namespace>({ kubeConfig: kc, name: 'agent-chain-namespaces', path: '/api/v1/namespaces', list: () => core.listNamespace() });
+    this.nads = new ResilientInformer<Nad>({
+      kubeConfig: kc,
+      name: 'agent-chain-nads',
+      path: NAD_PATH,
+      list: () => custom.listClusterCustomObject({ group: 'k8s.cni.cncf.io', version: 'v1', plural: 'network-attachment-definitions' }) as Promise<KubernetesListObject<Nad>>,
+    });
     const changed = (): void => this.schedule();
-    for (const inf of [this.chains, this.pods, this.namespaces] as Array<ResilientInformer<never>>) inf.on('add', changed).on('update', changed).on('delete', changed);
+    for (const inf of [this.chains, this.pods, this.namespaces, this.nads] as Array<ResilientInformer<never>>) inf.on('add', changed).on('update', changed).on('delete', changed);
     ctx.nodes.on('add', changed).on('update', changed).on('delete', changed);
     this.packets = new Gauge({ name: 'seine_chain_packets', help: 'Packets steered into a chain replica (direction forward or reverse) or classified into a chain (replica "entry") on this node', labelNames: ['chain', 'hop', 'replica', 'direction'], registers: [ctx.metrics.registry] });
     this.bytes = new Gauge({ name: 'seine_chain_bytes', help: 'Bytes, as seine_chain_packets', labelNames: ['chain', 'hop', 'replica', 'direction'], registers: [ctx.metrics.registry] });
@@ -105,14 +136,17 @@ export class ServiceChainsFeature implements AgentFeature {
     // Without the CRD (not installed yet) there are no chains: realize none and keep trying in the background.
     const chainsListed = await this.chains.start().then(() => true, (e: unknown) => {
       this.log.warn({ err: String(e) }, 'cannot list ServiceChains (CRD not installed?); retrying');
-      void this.retryChains();
+      void this.retryStart(this.chains!);
       return false;
+    });
+    await this.nads.start().catch((e: unknown) => {
+      this.log.warn({ err: String(e) }, 'cannot list NetworkAttachmentDefinitions (CRD not installed?); retrying');
+      void this.retryStart(this.nads!);
     });
     // Health as this node last reported it, until probes say otherwise: a restarted agent keeps the replicas in use.
     const own = parseNodeChainReport(ctx.nodes.get(ctx.node.name)?.metadata?.annotations?.[NODE_CHAIN_REPORT_ANNOTATION]).report;
     for (const r of own?.replicas ?? []) this.health.seed(`${r.chain}/${r.hop}/${r.pod}`, r.healthy, r.since ? new Date(r.since) : new Date());
-    this.prober = new ForwardingProber({ target: `unix:${ctx.config.ovs.rundir}/${ctx.config.ovs.bridge}.mgmt`, rundir: ctx.config.ovs.rundir, onReturn: (k) => this.probeReturned(k) });
-    this.prober.start();
+    this.proberOf(ctx.config.ovs.bridge);
     await this.pass.run();
     this.started = true;
     this.tickTimer = setInterval(() => this.tick(), TICK_MS);
@@ -120,13 +154,13 @@ export class ServiceChainsFeature implements AgentFeature {
     this.log.info({ chains: chainsListed ? this.chains.list().length : 0, realized: this.realized.size }, 'service chains started');
   }
 
-  private async retryChains(): Promise<void> {
+  private async retryStart(inf: ResilientInformer<ServiceChain> | ResilientInformer<Nad>): Promise<void> {
     while (!this.stopped) {
       await new Promise((r) => setTimeout(r, 2000));
       if (this.stopped) return;
       try {
-        await this.chains!.stop();
-        await this.chains!.start();
+        await inf.stop();
+        await inf.start();
         this.schedule();
         return;
       } catch {
@@ -149,37 +183,99 @@ export class ServiceChainsFeature implements AgentFeature {
     return { round: this.ctx.bridge.round, tunnelOfport: encap ? (this.ctx.bridge.tunnelOfport ?? 0) : 0 };
   }
 
+  private proberOf(bridge: string): ForwardingProber {
+    let p = this.probers.get(bridge);
+    if (!p) {
+      const rundir = this.ctx.config.ovs.rundir;
+      p = new ForwardingProber({ target: `unix:${rundir}/${bridge}.mgmt`, rundir, onReturn: (k) => this.probeReturned(k) });
+      p.start();
+      this.probers.set(bridge, p);
+    }
+    return p;
+  }
+
+  private writerOf(bridge: string): FlowWriter {
+    let w = this.writers.get(bridge);
+    if (!w) {
+      w = new FlowWriter({ target: `unix:${this.ctx.config.ovs.rundir}/${bridge}.mgmt`, bridge });
+      this.writers.set(bridge, w);
+    }
+    return w;
+  }
+
+  /** The secondary networks chains are on, as this node's NADs say (networks that cannot carry chains left out). */
+  private chainNetworks(names: readonly string[]): Map<string, ChainNetwork> {
+    const out = new Map<string, ChainNetwork>();
+    const zones = new Map<number, string>();
+    for (const name of [...new Set(names)].sort()) {
+      const nad = this.nads?.list().find((n) => `${n.metadata.namespace}/${n.metadata.name}` === name);
+      if (!nad) continue;
+      const net = chainNetworkOf(nad);
+      if ('problem' in net) {
+        this.log.debug({ network: name, problem: net.problem }, 'chains on this network are not realized');
+        continue;
+      }
+      const clash = zones.get(net.zone);
+      if (clash) {
+        this.log.warn({ network: name, other: clash, zone: net.zone }, 'two networks with chains map to one conntrack zone; chains on the second are not realized here');
+        continue;
+      }
+      zones.set(net.zone, name);
+      out.set(name, net);
+    }
+    return out;
+  }
+
   private chainObject(key: string): ServiceChain | undefined {
     return this.chains?.list().find((c) => chainKey(c) === key);
+  }
+
+  /** Function ports and pod ports the chain stages depend on, as OVSDB has them now: a change means realizing again. */
+  private observedPorts(networks: Iterable<ChainNetwork>): string {
+    const vs = this.ctx.vswitch;
+    const parts = [portsSignature(functionPorts(vs, this.ctx.config.ovs.bridge))];
+    for (const net of networks) {
+      if (!vs.cache.bridge(net.bridge)) continue;
+      const pods = localPodPorts(vs, net.bridge, net.network).map((p) => `${p.ofport}=${p.mac}/${p.ips.join('+')}`);
+      parts.push(net.network, portsSignature(functionPorts(vs, net.bridge)), pods.join(','));
+    }
+    return parts.join('|');
   }
 
   /** Computes the desired chains, this node's replicas and their health, and syncs what changed. */
   private async realize(): Promise<void> {
     if (this.stopped) return;
     const ctx = this.ctx;
+    const vs = ctx.vswitch;
     const nodes = ctx.nodes.list();
-    const { chains } = desiredChains({
-      chains: this.chains?.list() ?? [],
-      pods: this.pods!.list(),
-      namespaces: this.namespaces!.list(),
-      nodes,
-      reports: nodeReports(nodes),
-    });
-    const found = functionPorts(ctx.vswitch, ctx.config.ovs.bridge);
-    this.portsSeen = portsSignature(found);
-    const ports = new Map(found.map((p) => [`${p.podUid}/${p.ifname}`, p]));
-    const podsByUid = new Map(this.pods!.list().map((p) => [p.metadata?.uid ?? '', p]));
+    const pods = this.pods!.list();
+    const { chains } = desiredChains({ chains: this.chains?.list() ?? [], pods, namespaces: this.namespaces!.list(), nodes, reports: nodeReports(nodes) });
+    const brInt = ctx.config.ovs.bridge;
+    const networks = this.chainNetworks(chains.filter((c) => c.network !== '').map((c) => c.network));
+    // A chain on a secondary network has something to do here only where that network's bridge exists (a pod or CNF of it runs here).
+    const bridgeOf = (c: DesiredChain): string | undefined => {
+      if (c.network === '') return brInt;
+      const net = networks.get(c.network);
+      return net && vs.cache.bridge(net.bridge) ? net.bridge : undefined;
+    };
+    const here = chains.filter((c) => bridgeOf(c) !== undefined);
+    const present = [...networks.values()].filter((n) => here.some((c) => c.network === n.network));
+    this.segmentNetworks = present;
+    this.portsSeen = this.observedPorts(present);
+    const portsOn = new Map<string, FunctionPort[]>();
+    const functionPortsOf = (bridge: string, network: string): Map<string, FunctionPort> => {
+      if (!portsOn.has(bridge)) portsOn.set(bridge, functionPorts(vs, bridge));
+      return new Map(portsOn.get(bridge)!.filter((p) => boundNetwork(p) === network).map((p) => [`${p.podUid}/${p.ifname}`, p]));
+    };
+    const podsByUid = new Map(pods.map((p) => [p.metadata?.uid ?? '', p]));
     const locals: LocalReplica[] = [];
     const checks: ReplicaCheck[] = [];
     const routed: Array<{ netns: string; ingress: string; egress: string }> = [];
     // A function port serves one hop of one chain: the chain of higher precedence keeps it.
-    const claimed = new Set<number>();
-    const onPrimary = chains.filter((c) => {
-      if (c.network === '') return true;
-      this.log.debug({ chain: c.key, network: c.network }, 'chains on secondary networks are not realized by this agent yet');
-      return false;
-    });
-    for (const chain of onPrimary) {
+    const claimed = new Set<string>();
+    for (const chain of here) {
+      const bridge = bridgeOf(chain)!;
+      const ports = functionPortsOf(bridge, chain.network);
       const spec = this.chainObject(chain.key)?.spec;
       chain.hops.forEach((hop, h) => {
         const hc = spec?.hops[h] ? hopDefaults(spec.hops[h]!).healthCheck : undefined;
@@ -188,13 +284,13 @@ export class ServiceChainsFeature implements AgentFeature {
           const key = `${chain.uid}/${hop.name}/${r.podUid}`;
           const ingress = ports.get(`${r.podUid}/${r.ingress}`);
           const egress = ports.get(`${r.podUid}/${r.egress}`);
-          const free = ingress && egress && !claimed.has(ingress.ofport) && !claimed.has(egress.ofport);
+          const free = ingress && egress && !claimed.has(`${bridge}/${ingress.ofport}`) && !claimed.has(`${bridge}/${egress.ofport}`);
           if (free) {
-            claimed.add(ingress.ofport);
-            claimed.add(egress.ofport);
+            claimed.add(`${bridge}/${ingress.ofport}`);
+            claimed.add(`${bridge}/${egress.ofport}`);
           }
           const pod = podsByUid.get(r.podUid);
-          locals.push({ key, chain, hop: h, replicaId: r.id, podUid: r.podUid, pod: r.pod, ...(free ? { ports: { ingress, egress } } : {}) });
+          locals.push({ key, chain, hop: h, replicaId: r.id, podUid: r.podUid, pod: r.pod, bridge, ...(free ? { ports: { ingress, egress } } : {}) });
           checks.push({
             key,
             podReady: !!pod && isPodReady(pod) && !isPodTerminating(pod),
@@ -207,7 +303,12 @@ export class ServiceChainsFeature implements AgentFeature {
     }
     this.locals = locals;
     this.checks = checks;
-    this.desired = onPrimary;
+    this.desired = here;
+    for (const [bridge, prober] of [...this.probers]) {
+      if (bridge === brInt || locals.some((l) => l.bridge === bridge)) continue;
+      prober.stop();
+      this.probers.delete(bridge);
+    }
     const { verdicts, changed } = this.health.evaluate(checks);
     this.verdicts = verdicts;
     for (const cnf of routed) await this.prepareRouted(cnf);
@@ -221,11 +322,11 @@ export class ServiceChainsFeature implements AgentFeature {
     }
 
     const localOf = new Map(locals.map((l) => [`${l.chain.index}/${l.hop}/${l.replicaId}`, l]));
-    const datapath: DatapathChain[] = onPrimary.map((c) => ({
+    const toDatapath = (c: DesiredChain, segment?: ChainSegment, destination?: string[]): DatapathChain => ({
       index: c.index,
       precedence: c.precedence,
       symmetric: c.symmetric,
-      classifier: { source: c.classifier.source.cidrs, destination: c.classifier.destination.cidrs, ...(c.classifier.protocol ? { protocol: c.classifier.protocol } : {}), ports: c.classifier.ports },
+      classifier: { source: c.classifier.source.cidrs, destination: destination ?? c.classifier.destination.cidrs, ...(c.classifier.protocol ? { protocol: c.classifier.protocol } : {}), ports: c.classifier.ports },
       hops: c.hops.map((hop, h): DatapathHop => ({
         mode: hop.mode,
         failurePolicy: hop.failurePolicy,
@@ -238,8 +339,24 @@ export class ServiceChainsFeature implements AgentFeature {
           return { id: r.id, nodeIp: r.nodeIp, usable: verdicts.get(l.key)?.healthy ?? false, local: { ingressOfport: ingress.ofport, egressOfport: egress.ofport, ingressMac: ingress.mac, egressMac: egress.mac } };
         }),
       })),
-    }));
-    await this.sync(datapath);
+      ...(segment ? { segment } : {}),
+    });
+    const full = this.fullSync;
+    await this.sync(here.filter((c) => c.network === '').map((c) => toDatapath(c)), full);
+
+    const segments = new Map<string, { hooks: SegmentHook[]; chains: DatapathChain[] }>();
+    for (const net of present) {
+      const local = localPodPorts(vs, net.bridge, net.network);
+      const s = segments.get(net.bridge) ?? { hooks: [], chains: [] };
+      segments.set(net.bridge, s);
+      s.hooks.push({ zone: net.zone, podOfports: local.map((p) => p.ofport) });
+      for (const c of here.filter((x) => x.network === net.network)) {
+        const endpoints = segmentEndpoints({ network: net.network, nodeName: ctx.node.name, local, pods, nodes, cidrs: [...c.classifier.source.cidrs, ...c.classifier.destination.cidrs] });
+        s.chains.push(toDatapath(c, { zone: net.zone, endpoints }, deliverableDestinations(c.classifier.destination.cidrs, endpoints)));
+      }
+    }
+    await this.syncSegments(segments, full);
+    this.fullSync = false;
     if (changed.length) {
       this.recordHealthEvents(changed);
       void this.reportPass.run();
@@ -251,13 +368,12 @@ export class ServiceChainsFeature implements AgentFeature {
     return !!spec && hopDefaults(spec).healthCheck.type === 'Forwarding';
   }
 
-  private async sync(datapath: DatapathChain[]): Promise<void> {
+  private async sync(datapath: DatapathChain[], full: boolean): Promise<void> {
     const info = this.nodeInfo();
     const next = new Map(datapath.map((c) => [c.index, JSON.stringify(c)]));
-    if (this.fullSync) {
+    if (full) {
       // First realization of this run (or after ovs-vswitchd restarted): one bundle replaces every earlier round's flows.
       const r = await this.ctx.flows.sync(chainingSync(info, datapath));
-      this.fullSync = false;
       this.realized = next;
       this.log.info({ chains: datapath.map((c) => c.index), added: r.added, deleted: r.deleted, modified: r.modified }, 'chain stage synced');
       return;
@@ -274,6 +390,82 @@ export class ServiceChainsFeature implements AgentFeature {
       this.realized.delete(index);
       this.log.info({ chain: index }, 'chain removed');
     }
+  }
+
+  /**
+   * The chain stages of secondary bridges: each bridge's whole stage in one bundle when its inputs changed, its
+   * chain tunnel while it has chains; bridges left without chains lose both. After a start or an ovs-vswitchd
+   * restart every secondary bridge is synced, so flows of chains deleted meanwhile go too.
+   */
+  private async syncSegments(segments: Map<string, { hooks: SegmentHook[]; chains: DatapathChain[] }>, full: boolean): Promise<void> {
+    const vs = this.ctx.vswitch;
+    const ports = new Map<number, string>();
+    for (const [bridge, want] of segments) {
+      const { dstPort } = chainTunnel(bridge);
+      const other = ports.get(dstPort);
+      if (other) {
+        this.log.warn({ bridge, other, dstPort }, 'two bridges with chains derive one chain tunnel port; chains on the second are not realized here');
+        segments.delete(bridge);
+        continue;
+      }
+      ports.set(dstPort, bridge);
+      try {
+        const tunnelOfport = await this.ensureChainTunnel(bridge);
+        const info: ChainNodeInfo = { round: this.ctx.bridge.round, tunnelOfport };
+        const inputs = JSON.stringify({ info, want });
+        if (!full && this.segmentBridges.get(bridge)?.inputs === inputs) continue;
+        const r = await this.writerOf(bridge).sync(segmentSync(info, want.hooks, want.chains));
+        this.segmentBridges.set(bridge, { inputs, chains: want.chains.map((c) => c.index) });
+        this.log.info({ bridge, chains: want.chains.map((c) => c.index), added: r.added, deleted: r.deleted, modified: r.modified }, 'chain stage of a secondary bridge synced');
+      } catch (e) {
+        this.segmentBridges.set(bridge, { inputs: '', chains: [] });
+        this.log.error({ bridge, err: String(e) }, 'cannot realize the chains of a secondary bridge; retrying');
+        this.retrySoon();
+      }
+    }
+    const leftovers = new Set([...this.segmentBridges.keys()].filter((b) => !segments.has(b)));
+    for (const p of vs.cache.findPorts({ 'seine-owner': CHAIN_TUNNEL_OWNER })) {
+      const b = vs.cache.bridgeOf(p.name)?.name;
+      if (b && !segments.has(b)) leftovers.add(b);
+    }
+    if (full) for (const b of vs.cache.bridges()) if (b.externalIds['seine-owner'] === 'secondary' && !segments.has(b.name)) leftovers.add(b.name);
+    for (const bridge of leftovers) {
+      try {
+        if (vs.cache.bridge(bridge)) {
+          const r = await this.writerOf(bridge).sync({ cookie: chainingScope(), flows: [] });
+          if (r.deleted) this.log.info({ bridge, deleted: r.deleted }, 'chain stage of a secondary bridge removed');
+          const { name } = chainTunnel(bridge);
+          if (vs.cache.port(name)) await vs.removePort(name);
+        }
+        this.segmentBridges.delete(bridge);
+      } catch (e) {
+        this.log.error({ bridge, err: String(e) }, 'cannot remove the chain stage of a secondary bridge; retrying');
+        this.retrySoon();
+      }
+    }
+  }
+
+  private retrySoon(): void {
+    setTimeout(() => this.schedule(), 1000).unref();
+  }
+
+  /** The chain tunnel port of a secondary bridge (made or remade as chainTunnel says), its OpenFlow port. */
+  private async ensureChainTunnel(bridge: string): Promise<number> {
+    const vs = this.ctx.vswitch;
+    const { name, dstPort } = chainTunnel(bridge);
+    const iface = vs.cache.iface(name);
+    const o = iface?.options ?? {};
+    const current = iface?.type === 'vxlan' && vs.cache.bridgeOf(name)?.name === bridge && o.dst_port === String(dstPort) && o.local_ip === this.ctx.node.ip && o.key === 'flow' && o.remote_ip === 'flow';
+    if (current) return (await vs.waitForOfport(name)).ofport ?? 0;
+    if (vs.cache.port(name)) await vs.removePort(name);
+    const added = await vs.addPort(bridge, {
+      name,
+      type: 'vxlan',
+      tunnel: { remoteIp: 'flow', localIp: this.ctx.node.ip, key: 'flow', dstPort },
+      externalIds: { 'seine-owner': CHAIN_TUNNEL_OWNER, 'seine-bridge': bridge },
+    });
+    this.log.info({ bridge, port: name, dstPort, ofport: added.ofport }, 'chain tunnel added');
+    return added.ofport ?? 0;
   }
 
   private async prepareRouted(cnf: { netns: string; ingress: string; egress: string }): Promise<void> {
@@ -296,14 +488,21 @@ export class ServiceChainsFeature implements AgentFeature {
   private tick(): void {
     if (this.stopped) return;
     // OVSDB, not the API, says when a CNF's port appears, disappears or is renumbered (e.g. after ovs-vswitchd restarted).
-    if (portsSignature(functionPorts(this.ctx.vswitch, this.ctx.config.ovs.bridge)) !== this.portsSeen) this.schedule();
-    const due = new Set(this.health.due(this.checks, this.prober?.observing() ?? false));
-    const targets: ProbeTarget[] = [];
-    for (const l of this.locals) {
-      if (!due.has(l.key) || !l.ports) continue;
-      targets.push({ chain: l.chain.index, hop: l.hop, replica: l.replicaId, ingressOfport: l.ports.ingress.ofport, dstMac: probeDestinationMac(l.chain.hops[l.hop]!.mode, l.ports.ingress.mac) });
+    if (this.observedPorts(this.segmentNetworks) !== this.portsSeen) this.schedule();
+    // Each bridge's probes go out (and come back) on that bridge; a bridge whose monitor is down sends none.
+    const seq = ++this.probeSeq;
+    for (const bridge of new Set(this.locals.map((l) => l.bridge))) {
+      const prober = this.proberOf(bridge);
+      const mine = this.locals.filter((l) => l.bridge === bridge);
+      const keys = new Set(mine.map((l) => l.key));
+      const due = new Set(this.health.due(this.checks.filter((c) => keys.has(c.key)), prober.observing()));
+      const targets: ProbeTarget[] = [];
+      for (const l of mine) {
+        if (!due.has(l.key) || !l.ports) continue;
+        targets.push({ chain: l.chain.index, hop: l.hop, replica: l.replicaId, ingressOfport: l.ports.ingress.ofport, dstMac: probeDestinationMac(l.chain.hops[l.hop]!.mode, l.ports.ingress.mac) });
+      }
+      if (targets.length) void prober.send(targets, seq).catch((e: unknown) => this.log.warn({ bridge, err: String(e) }, 'sending probes failed'));
     }
-    if (targets.length) void this.prober?.send(targets, ++this.probeSeq).catch((e: unknown) => this.log.warn({ err: String(e) }, 'sending probes failed'));
     const { verdicts, changed } = this.health.evaluate(this.checks);
     if (!changed.length) return;
     // Local steering changes with the next realization; the other nodes learn it from the report, sent now.
@@ -342,6 +541,7 @@ export class ServiceChainsFeature implements AgentFeature {
     try {
       // No chain realized here: no counters to read (spares an ovs-ofctl spawn every REPORT_MS on chainless nodes).
       const flows = this.realized.size ? await this.ctx.flows.dumpFlows({ cookie: chainingScope() }) : [];
+      for (const [bridge, st] of this.segmentBridges) if (st.chains.length) flows.push(...(await this.writerOf(bridge).dumpFlows({ cookie: chainingScope() })));
       for (const f of flows) {
         const o = decodeChainObject(decodeCookie(f.cookie).object);
         const dir = o.direction === 0 ? 'forward' : 'reverse';
@@ -379,7 +579,8 @@ export class ServiceChainsFeature implements AgentFeature {
 
   /** Chains realized on this node (for entry counters of chains without local replicas). */
   private realizedChains(): DesiredChain[] {
-    return this.desired.filter((c) => this.realized.has(c.index));
+    const onSegments = new Set([...this.segmentBridges.values()].flatMap((b) => b.chains));
+    return this.desired.filter((c) => this.realized.has(c.index) || onSegments.has(c.index));
   }
 
   private exportMetrics(counters: Map<string, { packets: Counters; bytes: Counters }>): void {
@@ -411,12 +612,14 @@ export class ServiceChainsFeature implements AgentFeature {
     if (this.realizeTimer) clearTimeout(this.realizeTimer);
     if (this.tickTimer) clearInterval(this.tickTimer);
     if (this.reportTimer) clearInterval(this.reportTimer);
-    this.prober?.stop();
+    for (const p of this.probers.values()) p.stop();
+    this.probers.clear();
     await this.pass.current;
     await this.reportPass.current;
     await this.chains?.stop();
     await this.pods?.stop();
     await this.namespaces?.stop();
+    await this.nads?.stop();
     if (this.packets) this.ctx.metrics.registry.removeSingleMetric('seine_chain_packets');
     if (this.bytes) this.ctx.metrics.registry.removeSingleMetric('seine_chain_bytes');
   }

@@ -7,7 +7,7 @@ import { apiMessage, isNotFound, MERGE_PATCH } from '../../k8s/api.js';
 import type { EventRecorder } from '../../k8s/events.js';
 import { ResilientInformer } from '../../k8s/informer.js';
 import { WorkQueue } from '../../primary/controller/queue.js';
-import { parseNad, type NetworkAttachmentDefinition } from '../../secondary/nad/index.js';
+import type { NetworkAttachmentDefinition } from '../../secondary/nad/index.js';
 import { logger, type Logger } from '../../util/log.js';
 import {
   CHAIN_API_VERSION,
@@ -25,6 +25,7 @@ import {
 import { describeProblems, validateChainSpec } from '../api/validate.js';
 import { chainClassifier, comparePrecedence, hopCandidates, nodeReports, type ChainClassifier } from '../model/desired.js';
 import { classifiersOverlap } from '../model/overlap.js';
+import { chainNetworkOf } from '../model/network.js';
 import { assignReplicaIds, lowestFree } from './ids.js';
 import { chainStatus, ChainReason, withoutCounters, type Verdict } from './status.js';
 
@@ -185,15 +186,8 @@ export class ChainController {
     const [ns, name] = network.split('/') as [string, string];
     const nad = this.nads.get(name, ns);
     if (!nad) return { reason: ChainReason.NetworkNotFound, message: `spec.network: NetworkAttachmentDefinition ${network} does not exist` };
-    try {
-      const parsed = parseNad(nad);
-      if (parsed.kind !== 'seine') return { reason: ChainReason.UnsupportedNetwork, message: `spec.network: ${network} is not a Seine VLAN or overlay network (chains need Seine's datapath)` };
-      // The agents steer on the pod network's bridge only so far: a chain that no node would realize is refused
-      // rather than reported Ready.
-      return { reason: ChainReason.UnsupportedNetwork, message: `spec.network: chains on Seine's ${parsed.network.networkType} networks are not supported yet; leave spec.network empty for the primary pod network` };
-    } catch (e) {
-      return { reason: ChainReason.UnsupportedNetwork, message: `spec.network: ${network} has an invalid config: ${(e as Error).message}` };
-    }
+    const net = chainNetworkOf(nad);
+    if ('problem' in net) return { reason: ChainReason.UnsupportedNetwork, message: `spec.network: ${net.problem} (chains need Seine's datapath)` };
     return undefined;
   }
 

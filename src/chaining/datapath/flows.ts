@@ -15,8 +15,10 @@ import {
   MAX_CHAIN_INDEX,
   MAX_HOPS,
   MAX_REPLICA_ID,
+  NETWORK_REG,
   PRIMARY_ZONE,
   SCRATCH_REG,
+  SEGMENT_EXIT_TABLE,
   Scratch,
   TAG_BITS,
   TAG_REG,
@@ -32,7 +34,7 @@ import {
   type TagField,
   type TagValues,
 } from './layout.js';
-import type { ChainNodeInfo, DatapathChain, DatapathHop, HopReplica } from './state.js';
+import type { ChainNodeInfo, DatapathChain, DatapathHop, HopReplica, SegmentHook } from './state.js';
 
 /** The MAC a Routed CNF's next hop answers with (locally administered, never a pod's: those come from the pod MAC scheme). */
 export const NEXT_HOP_MAC = 'aa:bb:cc:dd:ee:fe';
@@ -51,6 +53,10 @@ const Priority = {
   /** Table 0: chained packets from the tunnel, above the primary network's tunnel flow (200). */
   tunnelExit: 220,
   tunnelHop: 215,
+  /** Table 0 of a secondary bridge: a pod's packet into the chain stage (pod ports are never function or tunnel ports). */
+  podHook: 210,
+  /** Table 0 of a secondary bridge: anything else from the chain tunnel. */
+  tunnelOther: 205,
   /** Table 0: a function port (never a primary pod port, so no overlap with the pipeline's in_port flows). */
   functionPort: 200,
   /** Classify: packets that already left the chain elsewhere. */
@@ -69,6 +75,8 @@ const Priority = {
   returnFlow: 100,
   arrivedMiss: 10,
   chainedMiss: 5,
+  /** Classify on a secondary bridge: a pod's packet no chain classified goes on as if never looked at. */
+  pass: 1,
 } as const;
 
 const reg9 = (f: TagField): string => regRef(SCRATCH_REG, f);
@@ -125,11 +133,16 @@ function nextHopArpReply(): Action[] {
   ];
 }
 
-/** Node-wide flows of the chain stage (cookie chain 0). */
-export function chainBaseFlows(node: ChainNodeInfo): Flow[] {
+type FlowMaker = (table: number, priority: number, match: Match, actions: Action[]) => Flow;
+
+function baseFlowMaker(node: ChainNodeInfo): FlowMaker {
   const cookie = new ChainCookies(node.round).cookie(0);
-  const f = (table: number, priority: number, match: Match, actions: Action[]): Flow => ({ table, priority, cookie, match, actions });
-  const flows: Flow[] = [
+  return (table, priority, match, actions) => ({ table, priority, cookie, match, actions });
+}
+
+/** Replica selection and delivery, the same on every bridge with a chain stage. */
+function steeringBaseFlows(f: FlowMaker): Flow[] {
+  return [
     // A choice of replica is remembered in conntrack (zone in reg9) so later packets of the connection keep it.
     f(ChainTable.Target, Priority.record, { protocol: 'ip', [`reg${SCRATCH_REG}`]: { value: fieldValue(Scratch.record, 1), mask: fieldMask(Scratch.record) } }, [
       {
@@ -150,21 +163,77 @@ export function chainBaseFlows(node: ChainNodeInfo): Flow[] {
     f(ChainTable.Deliver, 0, {}, []),
     f(ChainTable.Return, 0, {}, []),
   ];
+}
+
+/** The tunnel key of a chained packet for a replica on the receiving node (any chain). */
+const CHAINED_KEY = { value: fieldValue(Tag.chained, 1), mask: fieldMask(Tag.chained) };
+
+/** The tunnel key of a packet that left chain `chain` (any chain when absent) for a pod on the receiving node. */
+function exitKey(chain?: number): { value: number; mask: number } {
+  const t = tag(chain === undefined ? { target: 0 } : { chain, target: 0 });
+  return { value: t.value & 0xffffff, mask: t.mask & 0xffffff };
+}
+
+/** Node-wide flows of br-int's chain stage (cookie chain 0). */
+export function chainBaseFlows(node: ChainNodeInfo): Flow[] {
+  const f = baseFlowMaker(node);
+  const flows = steeringBaseFlows(f);
   if (node.tunnelOfport > 0) {
     const tun = node.tunnelOfport;
-    const exitKey = { value: tag({ target: 0 }).value & 0xffffff, mask: tag({ target: 0 }).mask & 0xffffff };
-    const chainedKey = { value: fieldValue(Tag.chained, 1), mask: fieldMask(Tag.chained) };
     flows.push(
       // Left the chain on another node, for a pod here (or a reply for a client here): routed like tunnel traffic.
-      f(Table.Classifier, Priority.tunnelExit, { in_port: tun, tun_id: exitKey }, [loadMark(FromTunnel), loadMark(RewriteMac), moveBits(TUN_REF, TAG_REF), goto(Table.Conntrack)]),
-      // For a replica on this node.
-      f(Table.Classifier, Priority.tunnelHop, { in_port: tun, tun_id: chainedKey }, [moveBits(TUN_REF, TAG_REF), { type: 'load', value: 1, dst: reg9(Scratch.arrived) }, goto(ChainTable.Target)]),
+      f(Table.Classifier, Priority.tunnelExit, { in_port: tun, tun_id: exitKey() }, [loadMark(FromTunnel), loadMark(RewriteMac), moveBits(TUN_REF, TAG_REF), goto(Table.Conntrack)]),
+      tunnelHopFlow(f, tun),
       // Forward: the destination's node records where the connection left the chain, so replies go back through it.
       f(ChainTable.Classify, Priority.arrival, { protocol: 'ip', ...matchTag({ target: 0, direction: 0, exit: false }), ...matchMarks(FromTunnel) }, [
         { type: 'ct', commit: true, zone: PRIMARY_ZONE, exec: [moveBits(TAG_REF, labelRef(EXIT_LABEL_SHIFT, EXIT_LABEL_SHIFT + TAG_BITS - 1))] },
         goto(EXIT_TABLE),
       ]),
       f(ChainTable.Classify, Priority.arrival, { protocol: 'ip', ...matchTag({ target: 0, direction: 1, exit: false }), ...matchMarks(FromTunnel) }, [goto(EXIT_TABLE)]),
+    );
+  }
+  return flows;
+}
+
+/** A chained packet from another node for a replica on this one. */
+function tunnelHopFlow(f: FlowMaker, tun: number): Flow {
+  return f(Table.Classifier, Priority.tunnelHop, { in_port: tun, tun_id: CHAINED_KEY }, [moveBits(TUN_REF, TAG_REF), { type: 'load', value: 1, dst: reg9(Scratch.arrived) }, goto(ChainTable.Target)]);
+}
+
+const passed = { [`reg${TAG_REG}`]: { value: 0, mask: fieldMask(Tag.passed) } };
+
+/**
+ * Node-wide flows of a secondary bridge's chain stage (cookie chain 0). The bridge has no pipeline of its own
+ * around the stage (a VLAN trunk switches with NORMAL, an overlay bridge learns): the pod ports of every network
+ * with a chain are taken into conntrack in their network's zone and to Classify; what no chain classifies
+ * goes back to table 0, marked so that it passes on to the bridge's own flows as if never looked at.
+ */
+export function segmentBaseFlows(node: ChainNodeInfo, hooks: readonly SegmentHook[]): Flow[] {
+  const f = baseFlowMaker(node);
+  const flows = steeringBaseFlows(f);
+  flows.push(
+    f(ChainTable.Classify, Priority.pass, matchMarks(FromLocalPod), [
+      { type: 'load', value: 0, dst: 'reg0[0..3]' },
+      { type: 'load', value: 1, dst: regRef(TAG_REG, Tag.passed) },
+      resubmit(Table.Classifier),
+    ]),
+    f(ChainTable.Classify, 0, {}, []),
+    f(SEGMENT_EXIT_TABLE, 0, {}, []),
+  );
+  for (const h of hooks) {
+    for (const port of [...new Set(h.podOfports)].sort((a, b) => a - b)) {
+      flows.push(f(Table.Classifier, Priority.podHook, { in_port: port, protocol: 'ip', ...passed }, [
+        loadMark(FromLocalPod),
+        { type: 'load', value: h.zone, dst: `reg${NETWORK_REG}` },
+        { type: 'ct', zone: h.zone, table: ChainTable.Classify },
+      ]));
+    }
+  }
+  if (node.tunnelOfport > 0) {
+    flows.push(
+      tunnelHopFlow(f, node.tunnelOfport),
+      // The chain tunnel carries chained packets only: nothing from it reaches the bridge's switching.
+      f(Table.Classifier, Priority.tunnelOther, { in_port: node.tunnelOfport }, []),
     );
   }
   return flows;
@@ -182,12 +251,17 @@ export function chainFlows(node: ChainNodeInfo, chain: DatapathChain): Flow[] {
     flows.push({ table, priority, cookie, match, actions });
   };
 
+  // The connection's records live in the network's zone: br-int's primary zone, or a secondary network's.
+  const seg = chain.segment;
+  const netZone = seg ? seg.zone : PRIMARY_ZONE;
+  const fromPod: Match = seg ? { ...matchMarks(FromLocalPod), [`reg${NETWORK_REG}`]: seg.zone } : matchMarks(FromLocalPod);
+
   // Classification of new connections from local pods: conjunctive over source, destination and ports.
-  const entry: Action[] = [setTag({ chain: C, hop: 0, direction: 0, target: 0, from: 0, exit: false }), setScratch(PRIMARY_ZONE), goto(ChainTable.Select)];
+  const entry: Action[] = [setTag({ chain: C, hop: 0, direction: 0, target: 0, from: 0, exit: false }), setScratch(netZone), goto(ChainTable.Select)];
   const entryCookie = cookies.cookie(C, CookieKind.entry, 0, 0);
   const { protocol, clauses, empty } = classifierClauses(chain.classifier);
   const priority = Priority.classifyTop - chain.precedence;
-  const newFromPod: Match = { ct_state: { new: true, trk: true }, ...matchMarks(FromLocalPod) };
+  const newFromPod: Match = { ct_state: { new: true, trk: true }, ...fromPod };
   if (!empty) {
     if (clauses.length >= 2) {
       clauses.forEach((alternatives, i) => {
@@ -204,14 +278,14 @@ export function chainFlows(node: ChainNodeInfo, chain: DatapathChain): Flow[] {
   });
   // Later packets of a connection this node classified (conntrack still says +new until a reply): the hop-0
   // replica recorded in the entry record.
-  add(ChainTable.Classify, Priority.established, { protocol: 'ip', ct_state: { trk: true, rpl: false }, ct_label: chainBits(0), ...matchMarks(FromLocalPod) }, [
+  add(ChainTable.Classify, Priority.established, { protocol: 'ip', ct_state: { trk: true, rpl: false }, ct_label: chainBits(0), ...fromPod }, [
     moveBits(labelRef(0, TAG_BITS - 1), TAG_REF),
-    setScratch(PRIMARY_ZONE),
+    setScratch(netZone),
     goto(ChainTable.Target),
   ], entryCookie);
   if (chain.symmetric) {
     // Replies of a connection that left the chain towards a pod here: back into the last hop's replica it used.
-    add(ChainTable.Classify, Priority.established, { protocol: 'ip', ct_state: { trk: true, rpl: true, inv: false }, ct_label: chainBits(EXIT_LABEL_SHIFT), ...matchMarks(FromLocalPod) }, [
+    add(ChainTable.Classify, Priority.established, { protocol: 'ip', ct_state: { trk: true, rpl: true, inv: false }, ct_label: chainBits(EXIT_LABEL_SHIFT), ...fromPod }, [
       moveBits(labelRef(EXIT_LABEL_SHIFT, EXIT_LABEL_SHIFT + TAG_BITS - 1), TAG_REF),
       moveBits(`NXM_NX_REG${TAG_REG}[${Tag.from.start}..${Tag.from.end}]`, `NXM_NX_REG${TAG_REG}[${Tag.target.start}..${Tag.target.end}]`),
       setTagField(Tag.from, 0),
@@ -221,29 +295,21 @@ export function chainFlows(node: ChainNodeInfo, chain: DatapathChain): Flow[] {
     ], cookies.cookie(C, CookieKind.entry, 0, 1));
   }
 
-  // Leaving the chain on this node: routed on from here as if it came through a tunnel (tun_id tells a remote
-  // destination's node that the packet was chained; replies are steered back by the exit record).
-  add(ChainTable.Target, Priority.exit, { protocol: 'ip', ...matchTag({ chain: C, direction: 0, exit: true }) }, [
-    setTagField(Tag.target, 0),
-    { type: 'ct', commit: true, zone: PRIMARY_ZONE, exec: [moveBits(TAG_REF, labelRef(EXIT_LABEL_SHIFT, EXIT_LABEL_SHIFT + TAG_BITS - 1))] },
-    { type: 'set_tunnel_id', id: 0 },
-    moveBits(TAG_REF, TUN_REF),
-    loadMark(RewriteMac),
-    goto(EXIT_TABLE),
-  ]);
+  // Leaving the chain on this node. On br-int: routed on from here as if it came through a tunnel (tun_id tells a
+  // remote destination's node that the packet was chained; replies are steered back by the exit record). On a
+  // secondary bridge: to the pod address's port or node (segment exit table).
+  const leave: Action[] = seg
+    ? [resubmit(SEGMENT_EXIT_TABLE)]
+    : [{ type: 'set_tunnel_id', id: 0 }, moveBits(TAG_REF, TUN_REF), loadMark(RewriteMac), goto(EXIT_TABLE)];
+  const recordExit: Action = { type: 'ct', commit: true, zone: netZone, exec: [moveBits(TAG_REF, labelRef(EXIT_LABEL_SHIFT, EXIT_LABEL_SHIFT + TAG_BITS - 1))] };
+  add(ChainTable.Target, Priority.exit, { protocol: 'ip', ...matchTag({ chain: C, direction: 0, exit: true }) }, [setTagField(Tag.target, 0), recordExit, ...leave]);
   if (chain.symmetric) {
     // Replies leave the chain at a hop-0 replica, often on the client's own node: its primary zone must see them
     // (as it sees replies from the tunnel), or it tracks the connection one way and, once the client has sent a
     // window's worth, finds the client's packets out of window (invalid, dropped).
-    add(ChainTable.Target, Priority.exit, { protocol: 'ip', ...matchTag({ chain: C, direction: 1, exit: true }) }, [
-      setTagField(Tag.target, 0),
-      { type: 'ct', zone: PRIMARY_ZONE },
-      { type: 'set_tunnel_id', id: 0 },
-      moveBits(TAG_REF, TUN_REF),
-      loadMark(RewriteMac),
-      goto(EXIT_TABLE),
-    ]);
+    add(ChainTable.Target, Priority.exit, { protocol: 'ip', ...matchTag({ chain: C, direction: 1, exit: true }) }, [setTagField(Tag.target, 0), { type: 'ct', zone: netZone }, ...leave]);
   }
+  if (seg) addSegmentExit(node, chain, add);
 
   chain.hops.forEach((hop, h) => {
     const usable = usableReplicas(node, hop);
@@ -358,6 +424,41 @@ export function chainFlows(node: ChainNodeInfo, chain: DatapathChain): Flow[] {
   return flows;
 }
 
+/**
+ * A chain on a secondary network, where packets leave it: arrivals from the chain tunnel (records the exit as
+ * br-int's arrival flows do), and per pod address of the network, its local port (with its MAC: a Routed CNF
+ * addressed its next hop) or the tunnel to its node. An address the chain does not know is dropped.
+ */
+function addSegmentExit(node: ChainNodeInfo, chain: DatapathChain, add: (table: number, priority: number, match: Match, actions: Action[]) => void): void {
+  const seg = chain.segment!;
+  const C = chain.index;
+  const tun = node.tunnelOfport;
+  const ofChain = { [`reg${TAG_REG}`]: { value: fieldValue(Tag.chain, C) + fieldValue(Tag.chained, 1), mask: fieldMask(Tag.chain) + fieldMask(Tag.chained) } };
+  if (tun > 0) {
+    add(Table.Classifier, Priority.tunnelExit, { in_port: tun, tun_id: exitKey(C) }, [
+      loadMark(FromTunnel),
+      moveBits(TUN_REF, TAG_REF),
+      { type: 'load', value: seg.zone, dst: `reg${NETWORK_REG}` },
+      { type: 'ct', zone: seg.zone, table: ChainTable.Classify },
+    ]);
+    add(ChainTable.Classify, Priority.arrival, { protocol: 'ip', ...matchTag({ chain: C, target: 0, direction: 0, exit: false }), ...matchMarks(FromTunnel) }, [
+      { type: 'ct', commit: true, zone: seg.zone, exec: [moveBits(TAG_REF, labelRef(EXIT_LABEL_SHIFT, EXIT_LABEL_SHIFT + TAG_BITS - 1))] },
+      resubmit(SEGMENT_EXIT_TABLE),
+    ]);
+    if (chain.symmetric) add(ChainTable.Classify, Priority.arrival, { protocol: 'ip', ...matchTag({ chain: C, target: 0, direction: 1, exit: false }), ...matchMarks(FromTunnel) }, [resubmit(SEGMENT_EXIT_TABLE)]);
+  }
+  const seen = new Set<string>();
+  for (const e of seg.endpoints) {
+    if (seen.has(e.ip)) continue;
+    seen.add(e.ip);
+    const match: Match = { protocol: 'ip', nw_dst: e.ip, ...ofChain };
+    if (e.ofport !== undefined && e.ofport > 0) add(SEGMENT_EXIT_TABLE, Priority.deliver, match, [{ type: 'mod_dl_dst', mac: e.mac }, { type: 'output', port: e.ofport }]);
+    else if (e.nodeIp && tun > 0) {
+      add(SEGMENT_EXIT_TABLE, Priority.deliver, match, [{ type: 'set_tunnel_id', id: 0 }, moveBits(TAG_REF, TUN_REF), { type: 'set_tunnel_dst', ip: e.nodeIp }, { type: 'output', port: tun }]);
+    }
+  }
+}
+
 /** Sync request making the chain's flows on this node exactly these (none: the chain is removed). */
 export function chainSync(node: ChainNodeInfo, chain: DatapathChain): SyncRequest {
   return { cookie: chainScope(chain.index), flows: chainFlows(node, chain) };
@@ -365,6 +466,11 @@ export function chainSync(node: ChainNodeInfo, chain: DatapathChain): SyncReques
 
 export function chainRemoval(index: number): SyncRequest {
   return { cookie: chainScope(index), flows: [] };
+}
+
+/** A secondary bridge's whole chain stage: its base flows and its chains' (synced as one scope on that bridge). */
+export function segmentSync(node: ChainNodeInfo, hooks: readonly SegmentHook[], chains: readonly DatapathChain[]): SyncRequest {
+  return { cookie: chainingScope(), flows: [...segmentBaseFlows(node, hooks), ...chains.flatMap((c) => chainFlows(node, c))] };
 }
 
 /** The whole chain stage of the node: used at start (replacing every earlier round's flows) and after ovs-vswitchd restarts. */

@@ -30,6 +30,8 @@ export const Tag = {
   chained: { start: 23, end: 23 },
   /** reg8 only, never in a tunnel key. */
   exit: { start: 24, end: 24 },
+  /** reg8 only, secondary bridges: a pod's packet the chain stage already looked at (not classified, passed on). */
+  passed: { start: 25, end: 25 },
 } as const satisfies Record<string, TagField>;
 
 export const TAG_BITS = 24;
@@ -55,6 +57,12 @@ export const Scratch = {
   arrived: { start: 9, end: 9 },
   recordZone: { start: 16, end: 31 },
 } as const satisfies Record<string, TagField>;
+
+/**
+ * reg11, secondary bridges only: the conntrack zone of the network a pod's packet was taken in for (several VLAN
+ * networks share one trunk bridge; a chain classifies only its own network's packets).
+ */
+export const NETWORK_REG = 11;
 
 /** reg10: scratch for the ARP responder of function ports. */
 export const ARP_SCRATCH = 'reg10';
@@ -128,6 +136,20 @@ export function hopZone(chain: number, hop: number): number {
   return HOP_ZONE_BASE + chain * MAX_HOPS + hop;
 }
 
+/**
+ * The conntrack zone of a chain's secondary network on a node: 0x2000 + VLAN for VLAN networks (8193..12286),
+ * 0x3000 + the VNI's low 12 bits for overlay networks (12288..16383). Two overlay networks with chains on one node
+ * whose VNIs share those bits would meet in one zone: the agent refuses the second (a collision, not a guess).
+ */
+export function segmentZone(segment: { networkType: 'vlan'; vlan: number } | { networkType: 'overlay'; vni: number }): number {
+  if (segment.networkType === 'vlan') {
+    if (!Number.isInteger(segment.vlan) || segment.vlan < 1 || segment.vlan > 4094) throw new RangeError(`VLAN ${segment.vlan} outside 1..4094`);
+    return 0x2000 + segment.vlan;
+  }
+  if (!Number.isInteger(segment.vni) || segment.vni < 1 || segment.vni > 0xffffff) throw new RangeError(`VNI ${segment.vni} outside 1..16777215`);
+  return 0x3000 + (segment.vni & 0xfff);
+}
+
 export function labelRef(start: number, end: number): string {
   return `NXM_NX_CT_LABEL[${start}..${end}]`;
 }
@@ -147,6 +169,12 @@ export const ChainTable = {
 } as const;
 
 export const EXIT_TABLE = SEAMS.serviceChain.exit;
+
+/**
+ * Secondary bridges have no routing pipeline after the chain stage: chained packets that leave the chain go to
+ * this table, which knows where each pod address of the network is (a local port, or another node's tunnel).
+ */
+export const SEGMENT_EXIT_TABLE = 70;
 
 /**
  * Flow cookies (owner `chaining`): object = chain index << 16 | kind << 12 | hop << 6 | direction << 5 |

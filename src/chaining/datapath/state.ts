@@ -3,8 +3,38 @@
 export interface ChainNodeInfo {
   /** Flow cookie round of this agent run. */
   round: number;
-  /** The primary tunnel's OpenFlow port; 0 without encapsulation (replicas on other nodes are then unusable). */
+  /**
+   * The OpenFlow port that carries chained packets to other nodes on the bridge being programmed: br-int's
+   * tunnel (0 without encapsulation), or a secondary bridge's chain tunnel. Without one, replicas on other nodes
+   * are unusable.
+   */
   tunnelOfport: number;
+}
+
+/** A pod address on a secondary network: where a chained packet for it leaves the chain. */
+export interface SegmentEndpoint {
+  ip: string;
+  /** The pod interface's MAC (a Routed CNF sent the frame to its next hop's). */
+  mac: string;
+  /** The pod's port, when it is on this node. */
+  ofport?: number;
+  /** Otherwise the underlay IP of its node. */
+  nodeIp?: string;
+}
+
+/** What a chain on a Seine VLAN or overlay network needs on a node's secondary bridge. */
+export interface ChainSegment {
+  /** The network's conntrack zone (segmentZone). */
+  zone: number;
+  /** The pod addresses of the network the classifier can name (sources and destinations). */
+  endpoints: SegmentEndpoint[];
+}
+
+/** A network with chains on a secondary bridge: its pods' packets pass the chain stage. */
+export interface SegmentHook {
+  zone: number;
+  /** This network's pod ports on the bridge (not function ports). */
+  podOfports: number[];
 }
 
 /** A replica's function ports on this node's bridge. One-armed: ingress and egress are the same port. */
@@ -58,4 +88,6 @@ export interface DatapathChain {
   /** Replies go back through the same replicas, hops in reverse order. */
   symmetric: boolean;
   hops: DatapathHop[];
+  /** Set for a chain on a secondary network (its flows go on that network's bridge); absent on the pod network. */
+  segment?: ChainSegment;
 }
