@@ -206,15 +206,24 @@ describe('function ports (networkType function)', () => {
     expect(errorOf({ cniVersion: '1.0.0', plugins: [{ ...FUNCTION, ipam: { type: 'static' } }] }).problems).toEqual([expect.stringMatching(/^plugins\[0\]\.ipam: not allowed for networkType function/)]);
   });
 
-  it('refuses a malformed network reference, and a well-formed one as not supported yet', () => {
+  it('binds to a Seine VLAN or overlay NAD named "<namespace>/<name>", in any namespace', () => {
+    expect(seine({ ...FUNCTION, network: 'telco/vlan200' }).network).toEqual({ networkType: 'function', network: { namespace: 'telco', name: 'vlan200' } });
+    expect(seine({ ...FUNCTION, network: 'edge/blue.overlay' }).network).toEqual({ networkType: 'function', network: { namespace: 'edge', name: 'blue.overlay' } });
+    // Still refuses what the port takes from that network, with the binding given.
+    expect(errorOf({ ...FUNCTION, network: 'telco/vlan200', vlan: 200, mtu: 1400 }).problems.map((p) => p.split(':')[0])).toEqual(['vlan', 'mtu']);
+  });
+
+  it('refuses a malformed network reference, and one naming the function NAD itself', () => {
     for (const bad of ['Telco/vlan100', 'telco/', '/vlan100', 'a/b/c', 'telco/VLAN', 'x'.repeat(64) + '/n']) {
       expect(errorOf({ ...FUNCTION, network: bad }).problems).toEqual([`network: ${JSON.stringify(bad)} is not "<namespace>/<name>" of a NetworkAttachmentDefinition (namespace: RFC 1123 label, name: RFC 1123 subdomain)`]);
     }
     expect(errorOf({ ...FUNCTION, network: 'vlan100' }).problems).toEqual([expect.stringMatching(/^network: "vlan100" is not "<namespace>\/<name>"/)]);
     expect(errorOf({ ...FUNCTION, network: 7 }).problems).toEqual(['network: must be string (got 7)']);
+    // ref is telco/vlan100.
     expect(errorOf({ ...FUNCTION, network: 'telco/vlan100' }).problems).toEqual([
-      'network: function ports on a secondary network (telco/vlan100) are not supported yet; leave network out (or "") for the pod network',
+      'network: telco/vlan100 is this NetworkAttachmentDefinition; name the Seine VLAN or overlay network the port belongs to',
     ]);
+    expect(errorOf({ cniVersion: '1.0.0', plugins: [{ ...FUNCTION, network: 'a/b/c' }] }).problems).toEqual([expect.stringMatching(/^plugins\[0\]\.network: "a\/b\/c" is not/)]);
   });
 
   it('keeps network for function ports, and ipam required for VLAN and overlay networks', () => {

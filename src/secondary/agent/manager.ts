@@ -26,9 +26,21 @@ import {
   serializeNetworkStatus,
   type NetworkSelection,
 } from '../annotations/index.js';
+import { EXT } from '../datapath/names.js';
 import type { SecondaryDatapath, NetworkRealization } from '../datapath/types.js';
 import { IPPoolAllocator } from '../ippool/index.js';
-import { NODE_UPLINKS_ANNOTATION, checkCapabilities, loadNodeNetworkConfig, parseNad, parseNodeUplinksAnnotation, resolveUplink, type NadNetwork, type NetworkAttachmentDefinition } from '../nad/index.js';
+import {
+  NODE_UPLINKS_ANNOTATION,
+  checkCapabilities,
+  loadNodeNetworkConfig,
+  parseNad,
+  parseNodeUplinksAnnotation,
+  resolveUplink,
+  type NadNetwork,
+  type NadRef,
+  type NetworkAttachmentDefinition,
+  type SegmentNetwork,
+} from '../nad/index.js';
 import { SEC, attachmentId, recordFromPort, type AttachmentRecord } from './records.js';
 
 /** Node annotation listing the overlay VNIs with pods on the node: peers tunnel to exactly those nodes. */
@@ -49,7 +61,7 @@ export interface SecondaryManagerOptions {
   /** Agent-config uplinks of VLAN bridges (bridge -> interface). */
   uplinks: Record<string, string>;
   mtu: { vlan: number; overlay: number };
-  /** The pod network's bridge and pod MTU: function ports (CNF interfaces of service chains) go there. */
+  /** The pod network's bridge and pod MTU: unbound function ports (CNF interfaces of service chains) go there. */
   podNetwork: { bridge: string; mtu: number };
 }
 
@@ -292,16 +304,25 @@ export class SecondaryNetworkManager {
     }
   }
 
-  private async resolve(sel: NetworkSelection): Promise<NadNetwork> {
-    const nad = this.nads.get(sel.name, sel.namespace) ?? (await this.fetchNad(sel));
+  private async resolve(sel: NadRef): Promise<NadNetwork> {
+    const nad = await this.findNad(sel);
     if (!nad) throw new CniError(CniCode.InvalidNetworkConfig, `NetworkAttachmentDefinition ${sel.namespace}/${sel.name} not found`);
+    return this.networkOf(nad);
+  }
+
+  private async findNad(sel: NadRef): Promise<NetworkAttachmentDefinition | undefined> {
+    return this.nads.get(sel.name, sel.namespace) ?? (await this.fetchNad(sel));
+  }
+
+  /** A NAD's network; without spec.config, the node's configuration of that name. */
+  private async networkOf(nad: NetworkAttachmentDefinition): Promise<NadNetwork> {
     const net = parseNad(nad);
     if (net.kind === 'node-file') return loadNodeNetworkConfig(this.o.cniConfDir, net.ref);
     return net;
   }
 
   /** The informer may lag behind a NAD created just before the pod. */
-  private async fetchNad(sel: NetworkSelection): Promise<NetworkAttachmentDefinition | undefined> {
+  private async fetchNad(sel: NadRef): Promise<NetworkAttachmentDefinition | undefined> {
     try {
       return (await this.custom.getNamespacedCustomObject({ group: 'k8s.cni.cncf.io', version: 'v1', plural: 'network-attachment-definitions', namespace: sel.namespace, name: sel.name })) as NetworkAttachmentDefinition;
     } catch (e) {
@@ -344,12 +365,14 @@ export class SecondaryNetworkManager {
     if (network.networkType === 'function' && sel.defaultRoute?.length) {
       throw new CniError(CniCode.InvalidNetworkConfig, `default-route via ${sel.namespace}/${sel.name}`, 'a function port has no addresses and no routes');
     }
+    // A function port bound to a VLAN or overlay network joins that network's bridge, VLAN or VNI, and MTU.
+    const bound = network.networkType === 'function' && network.network ? await this.boundNetwork(base.network, network.network) : undefined;
     const realization: NetworkRealization =
-      network.networkType === 'function'
-        ? { networkType: 'function', bridge: this.o.podNetwork.bridge }
-        : network.networkType === 'vlan'
-          ? { networkType: 'vlan', bridge: network.bridge, vlan: network.vlan, uplink: this.uplinkFor(network.bridge, network.uplink) }
-          : { networkType: 'overlay', bridge: network.bridge, vni: network.vni };
+      network.networkType !== 'function'
+        ? this.segmentRealization(network)
+        : bound
+          ? { networkType: 'function', bridge: bound.bridge, boundTo: this.segmentRealization(bound) }
+          : { networkType: 'function', bridge: this.o.podNetwork.bridge };
     await this.o.datapath.ensureNetwork(realization);
 
     // Addresses.
@@ -401,7 +424,7 @@ export class SecondaryNetworkManager {
 
     const mac = sel.mac ?? randomMac();
     const hostIfname = hostInterfaceName(pod.namespace!, pod.name!, ctx.containerId, sel.interface);
-    const mtu = network.networkType === 'function' ? this.o.podNetwork.mtu : (network.mtu ?? (network.networkType === 'vlan' ? this.o.mtu.vlan : this.o.mtu.overlay));
+    const mtu = network.networkType !== 'function' ? this.segmentMtu(network) : bound ? this.segmentMtu(bound) : this.o.podNetwork.mtu;
     const externalIds: Record<string, string> = {
       [SEC.containerId]: ctx.containerId,
       [SEC.podNamespace]: pod.namespace!,
@@ -417,6 +440,7 @@ export class SecondaryNetworkManager {
       ...(ctx.netnsId ? { [SEC.netnsId]: ctx.netnsId } : {}),
       ...(sel.defaultRoute?.length ? { [SEC.defaultRoute]: sel.defaultRoute.join(',') } : {}),
       ...(ipamConf ? { 'ipam-conf': ipamConf } : {}),
+      ...(network.networkType === 'function' && network.network ? { [EXT.functionNetwork]: `${network.network.namespace}/${network.network.name}` } : {}),
     };
     try {
       await this.o.datapath.attach({ network: realization, netns: ctx.netns, ifname: sel.interface, hostIfname, mac, mtu, addresses, routes, externalIds });
@@ -455,6 +479,42 @@ export class SecondaryNetworkManager {
     const list = (this.byContainer.get(rec.containerId) ?? []).filter((r) => attachmentId(r) !== attachmentId(rec));
     if (list.length) this.byContainer.set(rec.containerId, list);
     else this.byContainer.delete(rec.containerId);
+  }
+
+  /** How a VLAN or overlay network is realized on this node (the uplink of a VLAN bridge is per node). */
+  private segmentRealization(n: SegmentNetwork): NetworkRealization {
+    return n.networkType === 'vlan'
+      ? { networkType: 'vlan', bridge: n.bridge, vlan: n.vlan, uplink: this.uplinkFor(n.bridge, n.uplink) }
+      : { networkType: 'overlay', bridge: n.bridge, vni: n.vni };
+  }
+
+  /** The MTU of a VLAN or overlay network's interfaces: the NAD's, else the agent's default for the type. */
+  private segmentMtu(n: SegmentNetwork): number {
+    return n.mtu ?? (n.networkType === 'vlan' ? this.o.mtu.vlan : this.o.mtu.overlay);
+  }
+
+  /**
+   * The Seine VLAN or overlay network a function NAD (`functionNad`, "ns/name") is bound to, looked up as a
+   * pod's networks are; InvalidNetworkConfig naming both NADs when it is missing, invalid or of another kind.
+   */
+  private async boundNetwork(functionNad: string, ref: NadRef): Promise<SegmentNetwork> {
+    const refText = `${ref.namespace}/${ref.name}`;
+    const refuse = (why: string): never => {
+      throw new CniError(CniCode.InvalidNetworkConfig, `function network ${functionNad} is bound to ${refText}, which ${why}`, 'a function port joins a Seine VLAN or overlay network ("network": "<namespace>/<name>" of its NetworkAttachmentDefinition), or the pod network without "network"');
+    };
+    const nad = await this.findNad(ref);
+    if (!nad) return refuse('does not exist');
+    let net: NadNetwork;
+    try {
+      net = await this.networkOf(nad);
+    } catch (e) {
+      if (!(e instanceof CniError)) throw e;
+      return refuse(`cannot be used: ${e.msg}${e.details ? ` (${e.details})` : ''}`);
+    }
+    if (net.kind === 'node-file') return refuse('has no configuration');
+    if (net.kind === 'delegated') return refuse(`is not a Seine VLAN or overlay network (it is delegated to the CNI plugin ${net.list.plugins[0]?.type ?? '?'})`);
+    if (net.network.networkType === 'function') return refuse('is a function network itself, not a VLAN or overlay network');
+    return net.network;
   }
 
   private uplinkFor(bridge: string, nadUplink?: string): string | undefined {

@@ -19,6 +19,8 @@ export interface FunctionPort {
   mac: string;
   netns: string;
   containerId: string;
+  /** "ns/name" of the VLAN or overlay NAD the port is bound to; "" for the pod network. */
+  network: string;
 }
 
 /**
@@ -42,6 +44,7 @@ export function functionPorts(vswitch: Pick<Vswitch, 'cache'>, bridge: string): 
       mac: x[EXT.mac] ?? '',
       netns: x[EXT.netns] ?? '',
       containerId: x[POD_EXT.containerId] ?? '',
+      network: x[EXT.functionNetwork] ?? '',
     });
   }
   const key = (f: FunctionPort): string => `${f.podNamespace}/${f.podName}/${f.ifname}`;
@@ -50,9 +53,10 @@ export function functionPorts(vswitch: Pick<Vswitch, 'cache'>, bridge: string): 
 
 /**
  * What a function attachment must be, checked before anything is made: no addresses or routes (it carries
- * steered frames only, the pod's own traffic uses its other interfaces), and the pod identity on its port.
+ * steered frames only, the pod's own traffic uses its other interfaces), the pod identity on its port, and
+ * the bound network's NAD recorded exactly when it is bound to one.
  */
-export function checkFunctionAttachment(att: Pick<SecondaryAttachment, 'hostIfname' | 'addresses' | 'routes' | 'externalIds'>): void {
+export function checkFunctionAttachment(att: Pick<SecondaryAttachment, 'network' | 'hostIfname' | 'addresses' | 'routes' | 'externalIds'>): void {
   const bad = (what: string): never => {
     throw new RangeError(`function attachment ${att.hostIfname}: ${what}`);
   };
@@ -61,4 +65,7 @@ export function checkFunctionAttachment(att: Pick<SecondaryAttachment, 'hostIfna
   // A pod's uid may be unknown to the caller (recorded empty); the rest names the pod and its sandbox.
   const missing = Object.values(POD_EXT).filter((k) => att.externalIds[k] === undefined || (k !== POD_EXT.podUid && !att.externalIds[k]));
   if (missing.length) bad(`external_ids lack the pod identity (${missing.join(', ')})`);
+  const recorded = att.externalIds[EXT.functionNetwork] ?? '';
+  if (att.network.boundTo && !recorded) bad(`is bound to a ${att.network.boundTo.networkType} network but external_ids lack its NAD (${EXT.functionNetwork})`);
+  if (!att.network.boundTo && recorded) bad(`records ${EXT.functionNetwork}=${recorded} but is not bound to a network`);
 }

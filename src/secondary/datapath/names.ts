@@ -22,6 +22,8 @@ export const EXT = {
   mtu: 'seine-mtu',
   addresses: 'seine-addresses',
   peer: 'seine-peer',
+  /** Function ports: "ns/name" of the NAD of the VLAN or overlay network they are bound to; absent or "": the pod network. */
+  functionNetwork: 'seine-function-network',
 } as const;
 
 /**

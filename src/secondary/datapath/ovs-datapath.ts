@@ -1,6 +1,7 @@
 import { join } from 'node:path';
 import { Mutex } from 'async-mutex';
 import ipaddr from 'ipaddr.js';
+import { run } from '../../host/exec.js';
 import { IpBatch, type IpRoute } from '../../host/ip.js';
 import { CookieOwner, makeCookie } from '../../ovs/openflow/cookie.js';
 import { FlowWriter } from '../../ovs/openflow/writer.js';
@@ -8,6 +9,7 @@ import { op, type BridgeRow, type InterfaceRow, type PortRow, type Vswitch } fro
 import { logger } from '../../util/log.js';
 import { BRIDGE_NAME_PATTERN, RESERVED_BRIDGES } from '../nad/bridges.js';
 import { OverlayTable, OVERLAY_SYNC_SCOPE, learnedScope, overlayFlows } from './overlay-flows.js';
+import { reinstallChanges, TRUNK_SYNC_SCOPE, trunkFlows } from './trunk-flows.js';
 import { checkFunctionAttachment } from './function-ports.js';
 import { EXT, MAX_VNI, OVERLAY_VXLAN_PORT, OWNER, tunnelPortName } from './names.js';
 import { setUpSecondaryInterface, tearDownSecondaryInterface, validateInterfaceSpec } from './pod-interface.js';
@@ -38,9 +40,14 @@ function checkNetwork(net: NetworkRealization): void {
   };
   if (!BRIDGE_RE.test(net.bridge)) bad('invalid bridge name');
   if (net.networkType === 'function') {
-    if (net.vlan !== undefined || net.vni !== undefined || net.uplink !== undefined) bad('a function port has no VLAN, VNI or uplink');
-    return;
+    if (net.vlan !== undefined || net.vni !== undefined || net.uplink !== undefined) bad('a function port has no VLAN, VNI or uplink of its own (it takes those of boundTo)');
+    const bound = net.boundTo;
+    if (!bound) return;
+    if (bound.networkType === 'function') bad('a function port is bound to a VLAN or overlay network, not to another function network');
+    if (bound.bridge !== net.bridge) bad(`a function port bound to a network goes on its bridge ${bound.bridge}`);
+    return checkNetwork(bound);
   }
+  if (net.boundTo !== undefined) bad('only function ports are bound to a network');
   if (RESERVED_BRIDGES.includes(net.bridge)) bad('the bridge belongs to the primary network');
   if (net.networkType === 'vlan') {
     if (!Number.isInteger(net.vlan) || net.vlan! < 1 || net.vlan! > 4094) bad(`VLAN ${net.vlan} outside 1..4094`);
@@ -69,8 +76,11 @@ function normalizeIp(s: string): string {
  *   with the VLAN, the uplink is a trunk. With one uplink and only access ports there is no loop to avoid.
  * - Overlay: a bridge per VNI (fail_mode secure) with a VXLAN port per peer node that has pods on the VNI
  *   (key = VNI, UDP OVERLAY_VXLAN_PORT) and the explicit learning/split-horizon pipeline of overlay-flows.ts.
- * - Function (CNF ports of service chains): a port on the pod network's bridge with no tag and no flow;
- *   that bridge's table-miss drops what it sends until a chain steers through it (function-ports.ts).
+ * - Function (CNF ports of service chains): unbound, a port on the pod network's bridge with no tag and no
+ *   flow; that bridge's table-miss drops what it sends until a chain steers through it (function-ports.ts).
+ *   Bound to a VLAN network, an access port of its VLAN on the trunk bridge, which turns fail_mode secure for
+ *   good with flows that keep NORMAL away from function ports (trunk-flows.ts); bound to an overlay network,
+ *   a port of the VNI's bridge that is no flooding target and whose frames the table-miss drops.
  *
  * OVSDB is the state: pod ports carry their attachment in external_ids, tunnel ports their peer, bridges
  * their network, so a new instance (agent restart) finds everything. Only the peer lists live in memory;
@@ -129,7 +139,13 @@ export class OvsSecondaryDatapath implements SecondaryDatapath {
 
   async ensureNetwork(net: NetworkRealization): Promise<void> {
     checkNetwork(net);
-    if (net.networkType === 'function') return this.checkFunctionBridge(net.bridge);
+    if (net.networkType === 'function') {
+      if (!net.boundTo) return this.checkFunctionBridge(net.bridge);
+      // The bound network exactly as its own attachments ensure it; a trunk bridge also turns secure now.
+      await this.ensureNetwork(net.boundTo);
+      if (net.boundTo.networkType === 'vlan') await this.locked(net.bridge, () => this.secureTrunk(net.bridge));
+      return;
+    }
     // The agent ensures the network before every attachment. Converging a bridge that this instance already
     // converged for the same realization would change nothing, yet costs an OVSDB transaction and, for VLAN, five
     // host commands (uplink checks), for an overlay a flow sync, all under the bridge's lock: with dozens of
@@ -148,13 +164,13 @@ export class OvsSecondaryDatapath implements SecondaryDatapath {
   }
 
   /**
-   * A function port goes on a bridge someone else made and programs (the pod network's br-int): this
-   * neither creates nor converges it, and installs no flow there.
+   * An unbound function port goes on a bridge someone else made and programs (the pod network's br-int):
+   * this neither creates nor converges it, and installs no flow there.
    */
   private checkFunctionBridge(bridge: string): void {
     const b = this.vs.cache.bridge(bridge);
     if (!b) throw new Error(`bridge ${bridge} for function ports does not exist (the pod network makes it)`);
-    if (b.externalIds[EXT.owner] === OWNER.bridge) throw new Error(`bridge ${bridge} is a secondary network's: function ports there are not supported yet`);
+    if (b.externalIds[EXT.owner] === OWNER.bridge) throw new Error(`bridge ${bridge} is a secondary network's: a function port there must be bound to that network (boundTo)`);
   }
 
   /** Refuses a bridge that exists for something else: not a secondary bridge, another type or VNI. */
@@ -168,11 +184,15 @@ export class OvsSecondaryDatapath implements SecondaryDatapath {
 
   private async ensureVlanBridge(net: NetworkRealization): Promise<void> {
     const bridge = net.bridge;
-    this.checkBridgeUse(net, this.vs.cache.bridge(bridge));
+    const existing = this.vs.cache.bridge(bridge);
+    this.checkBridgeUse(net, existing);
+    // A trunk bridge that has had function ports stays secure (see secureTrunk): back to standalone would
+    // flood into them again.
+    const secure = existing?.failMode === 'secure';
     await this.vs.ensureBridge(bridge, {
       datapathType: this.datapathType,
       protocols: PROTOCOLS,
-      failMode: 'standalone',
+      failMode: secure ? 'secure' : 'standalone',
       externalIds: { [EXT.owner]: OWNER.bridge, [EXT.networkType]: 'vlan' },
       otherConfig: { 'disable-in-band': 'true' },
     });
@@ -183,6 +203,47 @@ export class OvsSecondaryDatapath implements SecondaryDatapath {
       }
     }
     if (net.uplink) await this.ensureUplink(bridge, net.uplink);
+    if (secure) await this.convergeTrunk(bridge);
+  }
+
+  /**
+   * Makes a trunk bridge ready for function ports (caller holds its lock): fail_mode secure, so that only
+   * the flows of trunk-flows.ts switch it. ovs-vswitchd flushes every flow of a bridge whose fail_mode
+   * changes, so the flows of others (service chains) are read before and put back after, and the bridge
+   * forwards nothing between the change and our NORMAL flow.
+   */
+  private async secureTrunk(bridge: string): Promise<void> {
+    if (this.vs.cache.bridge(bridge)?.failMode === 'secure') return this.convergeTrunk(bridge);
+    const w = this.writer(bridge);
+    const others = reinstallChanges(await w.dumpFlows(), TRUNK_SYNC_SCOPE);
+    await this.vs.ensureBridge(bridge, { failMode: 'secure' });
+    await this.vs.cache.waitUntil((c) => (c.bridge(bridge)?.failMode === 'secure' ? true : undefined), {
+      timeoutMs: RECONFIGURE_TIMEOUT_MS,
+      description: `bridge ${bridge} in fail_mode secure`,
+    });
+    // Once ovs-vswitchd applied the change it has flushed the flows: what is added now stays.
+    await this.waitReconfigured();
+    await this.convergeTrunk(bridge);
+    if (others.length) await w.submit(others);
+    this.log.info({ bridge, reinstalled: others.length }, 'trunk bridge switched to fail_mode secure for function ports');
+  }
+
+  /**
+   * The function ports of a secure trunk bridge and its flows (caller holds its lock): first no-flood on every
+   * function port (after an ovs-vswitchd restart the bridge forwards nothing until then), then the flows.
+   */
+  private async convergeTrunk(bridge: string): Promise<void> {
+    const ofports = this.functionPortsOn(bridge).flatMap((p) => this.ofport(p.name) ?? []);
+    for (const ofport of ofports) await this.setNoFlood(bridge, ofport);
+    await this.writer(bridge).sync({ cookie: TRUNK_SYNC_SCOPE, flows: trunkFlows({ round: this.round, functionPorts: ofports }) });
+  }
+
+  /**
+   * Sets the OpenFlow port config no-flood: NORMAL (and FLOOD) then never send to the port. Only OpenFlow 1.0
+   * has the flag; ovs-vswitchd keeps it until it restarts or the port is re-created.
+   */
+  private async setNoFlood(bridge: string, ofport: number): Promise<void> {
+    await run('ovs-ofctl', ['-O', 'OpenFlow10', 'mod-port', this.writer(bridge).ofctl.target, String(ofport), 'no-flood'], { timeoutMs: RECONFIGURE_TIMEOUT_MS });
   }
 
   private async ensureUplink(bridge: string, uplink: string): Promise<void> {
@@ -222,8 +283,13 @@ export class OvsSecondaryDatapath implements SecondaryDatapath {
     await this.convergeOverlay(net.bridge, net.vni!);
   }
 
+  /** The pod ports a bridge switches (function ports are not among them). */
   private podPorts(bridge: string): PortRow[] {
-    return this.vs.cache.portsOf(bridge).filter((p) => p.externalIds[EXT.owner] === OWNER.pod);
+    return this.vs.cache.portsOf(bridge).filter((p) => p.externalIds[EXT.owner] === OWNER.pod && p.externalIds[EXT.networkType] !== 'function');
+  }
+
+  private functionPortsOn(bridge: string): PortRow[] {
+    return this.vs.cache.portsOf(bridge).filter((p) => p.externalIds[EXT.owner] === OWNER.pod && p.externalIds[EXT.networkType] === 'function');
   }
 
   private ofport(name: string): number | undefined {
@@ -239,15 +305,17 @@ export class OvsSecondaryDatapath implements SecondaryDatapath {
 
   /**
    * Converges an overlay bridge (caller holds its lock): tunnels to the VNI's peers while there is a local
-   * pod (none otherwise), then the static flows for the current ports in one bundle, then learned entries
-   * of removed tunnels.
+   * pod or function port (none otherwise), then the static flows for the current pod ports in one bundle,
+   * then learned entries of removed tunnels. Function ports get no flow: the table-miss drops what they send,
+   * and they are no flooding target.
    */
   private async convergeOverlay(bridge: string, vni: number): Promise<void> {
     const pods = this.podPorts(bridge);
+    const inUse = pods.length > 0 || this.functionPortsOn(bridge).length > 0;
     const tunnels = this.vs.cache.portsOf(bridge).filter((p) => p.externalIds[EXT.owner] === OWNER.tunnel);
     const known = this.peers.get(vni) ?? tunnels.map((t) => t.externalIds[EXT.peer]!).filter(Boolean);
     const wanted = new Map<string, string>();
-    for (const peer of pods.length ? known : []) {
+    for (const peer of inUse ? known : []) {
       const name = tunnelPortName(vni, peer);
       const clash = [...wanted].find(([, n]) => n === name);
       if (clash) throw new Error(`peers ${clash[0]} and ${peer} of VNI ${vni} map to one tunnel port name ${name}`);
@@ -296,47 +364,54 @@ export class OvsSecondaryDatapath implements SecondaryDatapath {
     validateInterfaceSpec(att);
     if (net.networkType === 'function') checkFunctionAttachment(att);
     if (this.vs.cache.port(att.hostIfname)) throw new Error(`attachment ${att.hostIfname}: an OVS port of that name exists`);
+    // The network whose bridge, VLAN or VNI the port takes: its own, or the one a function port is bound to.
+    const segment = net.networkType === 'function' ? net.boundTo : net;
     const existing = this.vs.cache.bridge(net.bridge);
-    if (net.networkType === 'function') this.checkFunctionBridge(net.bridge);
-    else if (existing) this.checkBridgeUse(net, existing);
-    else await this.ensureNetwork(net);
+    if (!segment) this.checkFunctionBridge(net.bridge);
+    else if (existing) this.checkBridgeUse(segment, existing);
+    else await this.ensureNetwork(segment);
+    const isFunction = net.networkType === 'function';
+    const overlay = segment?.networkType === 'overlay';
+    const vlan = segment?.networkType === 'vlan';
+    // A function port on a trunk bridge: the bridge secure before the port exists, and the port passes nothing
+    // (host end down) until it is no-flood and has its drop flow.
+    const trunkFunction = isFunction && vlan;
+    if (trunkFunction) await this.locked(net.bridge, () => this.secureTrunk(net.bridge));
 
-    const overlay = net.networkType === 'overlay';
-    const vlan = net.networkType === 'vlan';
     const externalIds: Record<string, string> = {
       ...att.externalIds,
       [EXT.owner]: OWNER.pod,
       [EXT.bridge]: net.bridge,
       [EXT.networkType]: net.networkType,
-      ...(overlay ? { [EXT.vni]: String(net.vni) } : {}),
-      ...(vlan ? { [EXT.vlan]: String(net.vlan) } : {}),
+      ...(overlay ? { [EXT.vni]: String(segment.vni) } : {}),
+      ...(vlan ? { [EXT.vlan]: String(segment.vlan) } : {}),
       [EXT.netns]: att.netns,
       [EXT.ifname]: att.ifname,
       [EXT.mac]: att.mac.toLowerCase(),
       [EXT.mtu]: String(att.mtu),
       [EXT.addresses]: att.addresses.join(','),
     };
-    const undoInterface = await setUpSecondaryInterface(this.host, { ...att, userspaceDatapath: this.userspace, ipv6LinkLocal: net.networkType !== 'function' });
+    const undoInterface = await setUpSecondaryInterface(this.host, { ...att, userspaceDatapath: this.userspace, ipv6LinkLocal: !isFunction, hostUp: !trunkFunction });
     let portAdded = false;
     try {
       const added = await this.vs.addPort(net.bridge, {
         name: att.hostIfname,
-        ...(vlan ? { tag: net.vlan, vlanMode: 'access' as const } : {}),
+        ...(vlan ? { tag: segment.vlan, vlanMode: 'access' as const } : {}),
         externalIds,
       });
       portAdded = true;
-      if (overlay) await this.locked(net.bridge, () => this.convergeOverlay(net.bridge, net.vni!));
+      if (overlay) await this.locked(net.bridge, () => this.convergeOverlay(net.bridge, segment.vni!));
+      if (trunkFunction) {
+        await this.locked(net.bridge, () => this.convergeTrunk(net.bridge));
+        await this.host.apply(new IpBatch().setLink(att.hostIfname, { up: true }));
+      }
       this.log.info({ bridge: net.bridge, port: att.hostIfname, ofport: added.ofport, netns: att.netns, ifname: att.ifname }, 'attached');
       return { hostIfname: att.hostIfname, ofport: added.ofport!, bridge: net.bridge, externalIds };
     } catch (e) {
       this.log.warn({ bridge: net.bridge, port: att.hostIfname, err: String(e) }, 'attach failed; undoing');
       if (portAdded) {
         await this.removePort(att.hostIfname).catch((err: unknown) => this.log.error({ port: att.hostIfname, err: String(err) }, 'cannot remove port'));
-        if (overlay) {
-          await this.locked(net.bridge, () => this.convergeOverlay(net.bridge, net.vni!)).catch((err: unknown) =>
-            this.log.error({ bridge: net.bridge, err: String(err) }, 'cannot converge overlay after a failed attach'),
-          );
-        }
+        await this.convergeAfterPortRemoval(net.bridge, externalIds).catch((err: unknown) => this.log.error({ bridge: net.bridge, err: String(err) }, 'cannot converge the bridge after a failed attach'));
       }
       await undoInterface();
       throw e;
@@ -350,16 +425,28 @@ export class OvsSecondaryDatapath implements SecondaryDatapath {
       const bridge = this.vs.cache.bridgeOf(hostIfname)?.name ?? port.externalIds[EXT.bridge]!;
       const ofport = this.ofport(hostIfname);
       await this.removePort(hostIfname);
-      const vni = Number(port.externalIds[EXT.vni]);
-      if (port.externalIds[EXT.networkType] === 'overlay' && this.vs.cache.bridge(bridge)) {
-        await this.locked(bridge, async () => {
-          await this.convergeOverlay(bridge, vni);
-          if (ofport) await this.writer(bridge).deleteWhere({ table: OverlayTable.MacTable, cookie: learnedScope(ofport) });
-        });
-      }
+      await this.convergeAfterPortRemoval(bridge, port.externalIds, ofport);
       this.log.info({ bridge, port: hostIfname }, 'detached');
     }
     await tearDownSecondaryInterface(this.host, hostIfname);
+  }
+
+  /**
+   * After a pod or function port left a bridge: an overlay bridge re-converges (flood lists, tunnels when it was
+   * the last user) and forgets what it learned there; a secure trunk bridge loses the port's drop flow and
+   * stays secure.
+   */
+  private async convergeAfterPortRemoval(bridge: string, ids: Readonly<Record<string, string>>, ofport?: number): Promise<void> {
+    const b = this.vs.cache.bridge(bridge);
+    if (!b) return;
+    if (ids[EXT.vni]) {
+      await this.locked(bridge, async () => {
+        await this.convergeOverlay(bridge, Number(ids[EXT.vni]));
+        if (ofport) await this.writer(bridge).deleteWhere({ table: OverlayTable.MacTable, cookie: learnedScope(ofport) });
+      });
+    } else if (ids[EXT.vlan] && b.failMode === 'secure') {
+      await this.locked(bridge, () => this.convergeTrunk(bridge));
+    }
   }
 
   async setOverlayPeers(vni: number, peerNodeIps: readonly string[]): Promise<void> {
@@ -389,12 +476,18 @@ export class OvsSecondaryDatapath implements SecondaryDatapath {
 
   /**
    * After ovs-vswitchd restarted (or on agent start, with a new round): waits until the daemon applied the
-   * database, then converges every overlay bridge (tunnels and flows). VLAN bridges need nothing: the
-   * daemon re-creates their NORMAL flow itself, and uplinks and veths are kernel devices that kept their settings.
+   * database, then converges every secure trunk bridge (no-flood, flows) and every overlay bridge (tunnels and
+   * flows). Standalone trunk bridges need nothing: the daemon re-creates their NORMAL flow itself, and uplinks
+   * and veths are kernel devices that kept their settings.
    */
   async restore(): Promise<void> {
     this.ensured.clear();
     await this.waitReconfigured();
+    // A secure trunk bridge comes back from OVSDB secure and without flows: it forwards nothing until
+    // convergeTrunk made its function ports no-flood and put the flows back.
+    for (const b of this.secondaryBridges().filter((x) => x.externalIds[EXT.networkType] === 'vlan' && x.failMode === 'secure')) {
+      await this.locked(b.name, () => this.convergeTrunk(b.name));
+    }
     for (const b of this.overlayBridges()) {
       const vni = Number(b.externalIds[EXT.vni]);
       await this.locked(b.name, () => this.convergeOverlay(b.name, vni));
@@ -412,8 +505,9 @@ export class OvsSecondaryDatapath implements SecondaryDatapath {
   }
 
   localVnis(): number[] {
+    // Pod ports and the function ports bound to an overlay network both carry the VNI.
     const vnis = this.vs.cache
-      .findPorts({ [EXT.owner]: OWNER.pod, [EXT.networkType]: 'overlay' })
+      .findPorts({ [EXT.owner]: OWNER.pod })
       .map((p) => Number(p.externalIds[EXT.vni]))
       .filter((v) => Number.isInteger(v) && v > 0);
     return [...new Set(vnis)].sort((a, b) => a - b);

@@ -18,6 +18,11 @@ export interface SecondaryInterfaceSpec {
    * router solicitation or MLD): a function port carries steered traffic only. Default true.
    */
   ipv6LinkLocal?: boolean;
+  /**
+   * False: the host end is left down (nothing passes) for the caller to bring up once the switch is ready
+   * for the port (a function port on a trunk bridge: no-flood and its drop flow first). Default true.
+   */
+  hostUp?: boolean;
 }
 
 /** A route for the main table's default of its family: the one `default-route` replaces. */
@@ -109,7 +114,7 @@ export async function setUpSecondaryInterface(host: IpRoute, spec: SecondaryInte
       b.command('route', 'replace', ...routeArgs(r, spec.ifname));
     }
     // The host end goes up last: no frame reaches the switch before the pod end is configured.
-    const hostSide = new IpBatch().setLink(spec.hostIfname, { up: true });
+    const hostSide = spec.hostUp === false ? new IpBatch() : new IpBatch().setLink(spec.hostIfname, { up: true });
     const userspace = spec.userspaceDatapath;
     await pod.apply(b, ...(userspace ? [txOffloadOffCommand(spec.ifname)] : [])).catch((e: unknown) => {
       throw e instanceof CommandError ? new Error(`configuring ${spec.ifname} in ${spec.netns}: ${e.stderr.trim() || e.message}`, { cause: e }) : e;

@@ -24,8 +24,9 @@ export interface SecondaryDatapath {
 
 export interface NetworkRealization {
   /**
-   * `function`: a CNF's port for steered traffic only (service chains) on an existing bridge the caller
-   * names (the pod network's); no addresses, no flows: the chain feature owns what enters and leaves it.
+   * `function`: a CNF's port for steered traffic only (service chains). Unbound, it goes on an existing bridge
+   * the caller names (the pod network's), with no flows: the chain feature owns what enters and leaves it.
+   * Bound (`boundTo`), it joins that Seine VLAN or overlay network's bridge but takes no part in its switching.
    */
   networkType: 'vlan' | 'overlay' | 'function';
   bridge: string;
@@ -33,6 +34,11 @@ export interface NetworkRealization {
   uplink?: string;
   vlan?: number;
   vni?: number;
+  /**
+   * Function ports only: the VLAN or overlay network the port is bound to, as that network's own attachments
+   * realize it (same `bridge`); the port is an access port of its VLAN, or a port of its VNI's bridge.
+   */
+  boundTo?: NetworkRealization;
 }
 
 export interface SecondaryAttachment {

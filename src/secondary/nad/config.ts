@@ -30,26 +30,33 @@ const NOT_FOR_FUNCTION: Readonly<Record<string, string>> = {
   ipam: 'a function port has no addresses: it carries only the traffic a service chain steers into it (the pod has its own interfaces for the rest)',
   vlan: 'a function port is in the network it is bound to; it has no VLAN of its own',
   vni: 'a function port is in the network it is bound to; it has no VNI of its own',
-  bridge: "a function port goes on the bridge of the network it is bound to (the pod network's)",
+  bridge: "a function port goes on the bridge of the network it is bound to (`network`, else the pod network's)",
   uplink: 'a function port has no uplink',
   mtu: 'a function port takes the MTU of the network it is bound to, so that steered frames fit',
 };
 
 /** Problems of a function network's config (the base schema already passed). */
-function functionProblems(conf: Record<string, unknown>, at: (s: string) => string): string[] {
+function functionProblems(conf: Record<string, unknown>, ref: NadRef, at: (s: string) => string): string[] {
   const problems = Object.keys(NOT_FOR_FUNCTION)
     .filter((k) => conf[k] !== undefined)
     .map((k) => `${at(k)}: not allowed for networkType function (${NOT_FOR_FUNCTION[k]})`);
   const network = conf.network as string | undefined;
   if (network) {
-    const [ns, name, ...rest] = network.split('/');
-    if (rest.length || name === undefined || !isDnsLabel(ns!) || !isDnsSubdomain(name)) {
+    const bound = parseBoundNetwork(network);
+    if (!bound) {
       problems.push(`${at('network')}: ${JSON.stringify(network)} is not "<namespace>/<name>" of a NetworkAttachmentDefinition (namespace: RFC 1123 label, name: RFC 1123 subdomain)`);
-    } else {
-      problems.push(`${at('network')}: function ports on a secondary network (${network}) are not supported yet; leave network out (or "") for the pod network`);
+    } else if (refText(bound) === refText(ref)) {
+      problems.push(`${at('network')}: ${network} is this NetworkAttachmentDefinition; name the Seine VLAN or overlay network the port belongs to`);
     }
   }
   return problems;
+}
+
+/** "<namespace>/<name>" of a NAD, or undefined when it is not one. */
+function parseBoundNetwork(text: string): NadRef | undefined {
+  const [namespace, name, ...rest] = text.split('/');
+  if (rest.length || name === undefined || !isDnsLabel(namespace!) || !isDnsSubdomain(name)) return undefined;
+  return { namespace: namespace!, name };
 }
 
 /** Problems of a VLAN or overlay network's config (the base schema already passed). */
@@ -99,9 +106,11 @@ function segmentNetwork(conf: Record<string, unknown>): SegmentNetwork {
 function seineNetwork(conf: Record<string, unknown>, ref: NadRef, prefix: string, opts: NadParseOptions): SeineNetwork {
   const at = (s: string): string => (prefix ? `${prefix}.${s}` : s);
   let problems = check(validateSeineBase, conf, prefix);
-  if (!problems.length) problems = conf.networkType === 'function' ? functionProblems(conf, at) : segmentProblems(conf, prefix, at, opts);
+  if (!problems.length) problems = conf.networkType === 'function' ? functionProblems(conf, ref, at) : segmentProblems(conf, prefix, at, opts);
   if (problems.length) throw new NadConfigError(refText(ref), problems);
-  return conf.networkType === 'function' ? { networkType: 'function' } : segmentNetwork(conf);
+  if (conf.networkType !== 'function') return segmentNetwork(conf);
+  const bound = conf.network ? parseBoundNetwork(conf.network as string) : undefined;
+  return bound ? { networkType: 'function', network: bound } : { networkType: 'function' };
 }
 
 /** Classifies a loaded list: Seine's own when its first plugin is Seine's, delegated otherwise. */

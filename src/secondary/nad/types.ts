@@ -57,11 +57,14 @@ export interface SegmentNetwork {
 }
 
 /**
- * CNF ports for service chains (`networkType: function`): interfaces on the pod network's bridge that carry
- * only what a chain steers into them. No addresses, no routes, no flows of their own; the pod network's MTU.
+ * CNF ports for service chains (`networkType: function`): interfaces that carry only what a chain steers into
+ * them, on the bridge of the network they are bound to. No addresses, no routes, no flows of their own; that
+ * network's MTU.
  */
 export interface FunctionNetwork {
   networkType: 'function';
+  /** The Seine VLAN or overlay NAD whose bridge (and VLAN or VNI) the port joins; absent: the pod network. */
+  network?: NadRef;
 }
 
 export type SeineNetwork = SegmentNetwork | FunctionNetwork;

@@ -103,8 +103,8 @@ describe('secondary datapath: function ports on the pod network bridge', () => {
     // The chain feature's lookup, from the cache alone.
     const found = functionPorts(vs, BR_INT);
     expect(found).toEqual([
-      { ofport: a.ofport, hostIfname: a.hostIfname, podNamespace: 'telco', podName: 'cnf-a', podUid: 'uid-a', ifname: 'in0', mac: in0.mac, netns, containerId: 'cafe01' },
-      { ofport: b.ofport, hostIfname: b.hostIfname, podNamespace: 'telco', podName: 'cnf-a', podUid: 'uid-a', ifname: 'out0', mac: out0.mac, netns, containerId: 'cafe01' },
+      { ofport: a.ofport, hostIfname: a.hostIfname, podNamespace: 'telco', podName: 'cnf-a', podUid: 'uid-a', ifname: 'in0', mac: in0.mac, netns, containerId: 'cafe01', network: '' },
+      { ofport: b.ofport, hostIfname: b.hostIfname, podNamespace: 'telco', podName: 'cnf-a', podUid: 'uid-a', ifname: 'out0', mac: out0.mac, netns, containerId: 'cafe01', network: '' },
     ]);
     // Pod network ports are not function ports.
     expect(found.map((f) => f.hostIfname)).not.toContain(n.pods[0]!.hostIf);
@@ -179,10 +179,12 @@ describe('secondary datapath: function ports on the pod network bridge', () => {
     await refused(functionAttachment(netns, 'in0', { routes: [{ dst: '10.2.0.0/16' }] }), /has routes/);
     await refused(functionAttachment(netns, 'in0', { externalIds: { 'pod-name': 'cnf-a' } }), /pod identity \(container-id, pod-namespace, pod-uid\)/);
     await refused(functionAttachment(netns, 'in0', { network: { networkType: 'function', bridge: 'br-none' } }), /br-none .*does not exist/);
-    await refused(functionAttachment(netns, 'in0', { network: { networkType: 'function', bridge: BR_INT, vlan: 10 } }), /no VLAN, VNI or uplink/);
+    await refused(functionAttachment(netns, 'in0', { network: { networkType: 'function', bridge: BR_INT, vlan: 10 } }), /no VLAN, VNI or uplink of its own/);
     await dp.ensureNetwork({ networkType: 'vlan', bridge: 'br-vlan', vlan: 10 });
-    await refused(functionAttachment(netns, 'in0', { network: { networkType: 'function', bridge: 'br-vlan' } }), /secondary network's: function ports there are not supported yet/);
-    await expect(dp.ensureNetwork({ networkType: 'function', bridge: 'br-vlan' })).rejects.toThrow(/not supported yet/);
+    await refused(functionAttachment(netns, 'in0', { network: { networkType: 'function', bridge: 'br-vlan' } }), /secondary network's: a function port there must be bound to that network/);
+    await expect(dp.ensureNetwork({ networkType: 'function', bridge: 'br-vlan' })).rejects.toThrow(/must be bound to that network/);
+    // Unbound, it records no bound network.
+    await refused(functionAttachment(netns, 'in0', { externalIds: { ...functionAttachment(netns, 'in0').externalIds, 'seine-function-network': 'telco/vlan100' } }), /records seine-function-network=telco\/vlan100 but is not bound/);
     // Ensuring the function "network" neither makes nor changes the pod network's bridge.
     const before = vs.cache.bridge(BR_INT);
     await dp.ensureNetwork(FUNCTION);
