@@ -9,7 +9,7 @@ import { op, type BridgeRow, type InterfaceRow, type PortRow, type Vswitch } fro
 import { logger } from '../../util/log.js';
 import { BRIDGE_NAME_PATTERN, RESERVED_BRIDGES } from '../nad/bridges.js';
 import { OverlayTable, OVERLAY_SYNC_SCOPE, learnedScope, overlayFlows } from './overlay-flows.js';
-import { reinstallChanges, TRUNK_SYNC_SCOPE, trunkFlows } from './trunk-flows.js';
+import { noFloodPorts, reinstallChanges, TRUNK_SYNC_SCOPE, trunkFlows } from './trunk-flows.js';
 import { checkFunctionAttachment } from './function-ports.js';
 import { EXT, MAX_VNI, OVERLAY_VXLAN_PORT, OWNER, tunnelPortName } from './names.js';
 import { setUpSecondaryInterface, tearDownSecondaryInterface, validateInterfaceSpec } from './pod-interface.js';
@@ -213,18 +213,25 @@ export class OvsSecondaryDatapath implements SecondaryDatapath {
    * forwards nothing between the change and our NORMAL flow.
    */
   private async secureTrunk(bridge: string): Promise<void> {
-    if (this.vs.cache.bridge(bridge)?.failMode === 'secure') return this.convergeTrunk(bridge);
+    // Secure already: its flows were converged when it turned secure, by ensureVlanBridge or by restore().
+    if (this.vs.cache.bridge(bridge)?.failMode === 'secure') return;
     const w = this.writer(bridge);
     const others = reinstallChanges(await w.dumpFlows(), TRUNK_SYNC_SCOPE);
     await this.vs.ensureBridge(bridge, { failMode: 'secure' });
-    await this.vs.cache.waitUntil((c) => (c.bridge(bridge)?.failMode === 'secure' ? true : undefined), {
-      timeoutMs: RECONFIGURE_TIMEOUT_MS,
-      description: `bridge ${bridge} in fail_mode secure`,
-    });
-    // Once ovs-vswitchd applied the change it has flushed the flows: what is added now stays.
-    await this.waitReconfigured();
-    await this.convergeTrunk(bridge);
-    if (others.length) await w.submit(others);
+    try {
+      await this.vs.cache.waitUntil((c) => (c.bridge(bridge)?.failMode === 'secure' ? true : undefined), {
+        timeoutMs: RECONFIGURE_TIMEOUT_MS,
+        description: `bridge ${bridge} in fail_mode secure`,
+      });
+      // Once ovs-vswitchd applied the change it has flushed the flows: what is added now stays.
+      await this.waitReconfigured();
+      await this.convergeTrunk(bridge);
+      if (others.length) await w.submit(others);
+    } catch (e) {
+      // Secure without its flows: the next ensureNetwork converges the bridge again instead of trusting it.
+      this.ensured.delete(bridge);
+      throw e;
+    }
     this.log.info({ bridge, reinstalled: others.length }, 'trunk bridge switched to fail_mode secure for function ports');
   }
 
@@ -234,16 +241,20 @@ export class OvsSecondaryDatapath implements SecondaryDatapath {
    */
   private async convergeTrunk(bridge: string): Promise<void> {
     const ofports = this.functionPortsOn(bridge).flatMap((p) => this.ofport(p.name) ?? []);
-    for (const ofport of ofports) await this.setNoFlood(bridge, ofport);
+    if (ofports.length) {
+      const set = noFloodPorts(await this.ofctl10(bridge, 'show'));
+      for (const ofport of ofports.filter((o) => !set.has(o))) await this.ofctl10(bridge, 'mod-port', String(ofport), 'no-flood');
+    }
     await this.writer(bridge).sync({ cookie: TRUNK_SYNC_SCOPE, flows: trunkFlows({ round: this.round, functionPorts: ofports }) });
   }
 
   /**
-   * Sets the OpenFlow port config no-flood: NORMAL (and FLOOD) then never send to the port. Only OpenFlow 1.0
-   * has the flag; ovs-vswitchd keeps it until it restarts or the port is re-created.
+   * ovs-ofctl in OpenFlow 1.0, the only version with the port config no-flood (NORMAL and FLOOD then never send
+   * to the port; ovs-vswitchd keeps it until it restarts or the port is re-created).
    */
-  private async setNoFlood(bridge: string, ofport: number): Promise<void> {
-    await run('ovs-ofctl', ['-O', 'OpenFlow10', 'mod-port', this.writer(bridge).ofctl.target, String(ofport), 'no-flood'], { timeoutMs: RECONFIGURE_TIMEOUT_MS });
+  private async ofctl10(bridge: string, command: string, ...args: string[]): Promise<string> {
+    const { stdout } = await run('ovs-ofctl', ['-O', 'OpenFlow10', command, this.writer(bridge).ofctl.target, ...args], { timeoutMs: RECONFIGURE_TIMEOUT_MS });
+    return stdout;
   }
 
   private async ensureUplink(bridge: string, uplink: string): Promise<void> {

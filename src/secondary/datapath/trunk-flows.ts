@@ -65,3 +65,19 @@ export function reinstallChanges(installed: readonly InstalledFlow[], own: Cooki
       return { kind: 'flow', op: 'add', line: parts.join(','), table: f.table, priority: f.priority } satisfies Change;
     });
 }
+
+/**
+ * The OpenFlow port numbers that `ovs-ofctl -O OpenFlow10 show` lists with the port config NO_FLOOD. Its port
+ * blocks start with ` <ofport>(<name>): addr:...`, followed by indented `config:` and `state:` lines.
+ */
+export function noFloodPorts(show: string): Set<number> {
+  const out = new Set<number>();
+  let port: number | undefined;
+  for (const line of show.split('\n')) {
+    const head = /^\s*(\d+|LOCAL)\([^)]*\):/.exec(line);
+    if (head) port = head[1] === 'LOCAL' ? undefined : Number(head[1]);
+    const config = /^\s+config:\s+(.*)$/.exec(line);
+    if (config && port !== undefined && config[1]!.split(/\s+/).includes('NO_FLOOD')) out.add(port);
+  }
+  return out;
+}
