@@ -3,7 +3,7 @@ import type { HopSpec, ReplicaStatus, ServiceChain, ServiceChainSpec, ServiceCha
 import { run } from '../../src/host/exec.js';
 import type { Lab } from '../../src/lab/lab.js';
 import { captureWhile } from '../harness/capture.js';
-import { cnfConnections, cnfCounters, cnfPod, type CnfMarking, type NftCounter } from '../harness/cnf.js';
+import { cnfConnections, cnfCounters, cnfPod, threeHops, type CnfMarking, type HopPlan, type NftCounter } from '../harness/cnf.js';
 import { eventually, kubectl, podExec, podNetns, simplePod, startTestLab, waitRunning } from '../harness/lab.js';
 
 const NS = 'default';
@@ -17,22 +17,10 @@ const ETH_HEADER = 14;
 /** Cookie owner byte of the chain stage's flows (CookieOwner.chaining). */
 const CHAINING_OWNER = 3n;
 
-interface HopPlan {
-  name: string;
-  mode: 'Transparent' | 'Routed';
-  interfaces: string[];
-  marking: CnfMarking;
-  /** Replica pod name -> node position. */
-  replicas: Array<[string, number]>;
-}
 
 // Server web-1 is on node 1; the inspectors (the last hop, where packets leave the chain) on nodes 1 and 2, so
 // both ways of leaving the chain, on the server's node and on another one, happen.
-const HOPS: HopPlan[] = [
-  { name: 'firewall', mode: 'Transparent', interfaces: ['in0', 'out0'], marking: { family: 'bridge', port: WEB, mark: 8 }, replicas: [['firewall-1', 0], ['firewall-2', 1]] },
-  { name: 'router', mode: 'Routed', interfaces: ['in0', 'out0'], marking: { family: 'ip', port: WEB, requires: 8, mark: 16 }, replicas: [['router-1', 1], ['router-2', 2]] },
-  { name: 'inspector', mode: 'Routed', interfaces: ['arm0'], marking: { family: 'ip', port: WEB, requires: 16, mark: 24 }, replicas: [['inspector-1', 1], ['inspector-2', 2]] },
-];
+const HOPS: HopPlan[] = threeHops(WEB);
 const CHAIN_PORT_NAD = { apiVersion: 'k8s.cni.cncf.io/v1', kind: 'NetworkAttachmentDefinition', metadata: { name: 'chain-port', namespace: NS }, spec: { config: '{"cniVersion":"1.0.0","type":"seine","networkType":"function"}' } };
 const MACVLAN_NAD = { apiVersion: 'k8s.cni.cncf.io/v1', kind: 'NetworkAttachmentDefinition', metadata: { name: 'macvlan', namespace: NS }, spec: { config: '{"cniVersion":"1.0.0","type":"macvlan","master":"mv0","mode":"bridge","ipam":{"type":"host-local","ranges":[[{"subnet":"10.77.0.0/24"}]]}}' } };
 const SERVER = `nc -lk -n -p ${WEB} </dev/null >/dev/null & nc -lk -n -p ${DIRECT} </dev/null >/dev/null & wait`;

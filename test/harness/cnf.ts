@@ -96,3 +96,25 @@ export async function cnfConnections(netns: string, family: NftFamily, set: 'con
   }
   return out;
 }
+
+/** A hop of a test chain: its CNFs' interfaces and marking, and where each replica runs. */
+export interface HopPlan {
+  name: string;
+  mode: 'Transparent' | 'Routed';
+  interfaces: string[];
+  marking: CnfMarking;
+  /** Replica pod name -> node position. */
+  replicas: Array<[string, number]>;
+}
+
+/**
+ * The end-to-end tests' chain for service `port`: a Transparent firewall (DSCP 8), a Routed router (16, only after
+ * 8) and a one-armed Routed inspector (24, only after 16), 2 replicas each on different nodes of 3.
+ */
+export function threeHops(port: number): HopPlan[] {
+  return [
+    { name: 'firewall', mode: 'Transparent', interfaces: ['in0', 'out0'], marking: { family: 'bridge', port, mark: 8 }, replicas: [['firewall-1', 0], ['firewall-2', 1]] },
+    { name: 'router', mode: 'Routed', interfaces: ['in0', 'out0'], marking: { family: 'ip', port, requires: 8, mark: 16 }, replicas: [['router-1', 1], ['router-2', 2]] },
+    { name: 'inspector', mode: 'Routed', interfaces: ['arm0'], marking: { family: 'ip', port, requires: 16, mark: 24 }, replicas: [['inspector-1', 1], ['inspector-2', 2]] },
+  ];
+}

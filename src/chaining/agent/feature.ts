@@ -19,12 +19,14 @@ import { NODE_CHAIN_REPORT_ANNOTATION, nodeChainReportPatch, parseNodeChainRepor
 import { ensureRoutedCnf, removeRoutedCnf } from './cnf-routing.js';
 import { ReplicaHealth, type ReplicaCheck, type ReplicaVerdict } from './health.js';
 import { ForwardingProber, probeDestinationMac, probeKey, type ProbeTarget } from './probe.js';
-import { CHAIN_TUNNEL_OWNER, chainNetworkOf, chainTunnel, deliverableDestinations, localPodPorts, segmentEndpoints, type ChainNetwork } from './segments.js';
+import { CHAIN_TUNNEL_OVERHEAD, CHAIN_TUNNEL_OWNER, chainNetworkOf, chainTunnel, deliverableDestinations, localPodPorts, segmentEndpoints, type ChainNetwork } from './segments.js';
 
 /** Object events come in bursts: one realization after the burst. */
 const REALIZE_DELAY_MS = 50;
 /** Health is looked at (and probes sent) this often; the shortest probe period is 1 s. */
 const TICK_MS = 250;
+/** A secondary bridge whose chain stage could not be written is tried again after this long. */
+const RETRY_MS = 2000;
 /** Counters are reported at most this often (the controller writes status at most every 10 s). */
 const REPORT_MS = 5000;
 
@@ -53,7 +55,7 @@ const emptyCounters = (): Counters => ({ forward: 0, reverse: 0 });
 const routedKey = (cnf: { netns: string; ingress: string; egress: string }): string => `${cnf.netns}|${cnf.ingress}|${cnf.egress}`;
 const portsSignature = (ports: readonly FunctionPort[]): string => ports.map((p) => `${p.podUid}/${p.ifname}=${p.ofport}`).join(',');
 /** The network a function port is bound to ('' = the pod network). */
-const boundNetwork = (p: FunctionPort): string => (p as FunctionPort & { network?: string }).network ?? '';
+const boundNetwork = (p: FunctionPort): string => p.network;
 const NAD_PATH = '/apis/k8s.cni.cncf.io/v1/network-attachment-definitions';
 type Nad = NetworkAttachmentDefinition & { apiVersion?: string; kind?: string; metadata: { name?: string; namespace?: string; uid?: string } };
 
@@ -77,6 +79,9 @@ export class ServiceChainsFeature implements AgentFeature {
   private started = false;
   private readonly pass = new SerialPass(() => this.realize(), () => this.stopped);
   private realizeTimer?: NodeJS.Timeout;
+  private retryTimer?: NodeJS.Timeout;
+  /** Chains already warned about a network MTU that does not fit the chain tunnel. */
+  private readonly mtuWarned = new Set<string>();
   private tickTimer?: NodeJS.Timeout;
   private reportTimer?: NodeJS.Timeout;
   private readonly reportPass = new SerialPass(() => this.report(), () => this.stopped);
@@ -350,8 +355,11 @@ export class ServiceChainsFeature implements AgentFeature {
       const s = segments.get(net.bridge) ?? { hooks: [], chains: [] };
       segments.set(net.bridge, s);
       s.hooks.push({ zone: net.zone, podOfports: local.map((p) => p.ofport) });
+      const mtu = Math.max(0, ...local.map((p) => p.mtu));
       for (const c of here.filter((x) => x.network === net.network)) {
         const endpoints = segmentEndpoints({ network: net.network, nodeName: ctx.node.name, local, pods, nodes, cidrs: [...c.classifier.source.cidrs, ...c.classifier.destination.cidrs] });
+        const crossesNodes = c.hops.some((h) => h.replicas.some((r) => r.node !== ctx.node.name)) || endpoints.some((e) => e.nodeIp);
+        if (crossesNodes && mtu + CHAIN_TUNNEL_OVERHEAD > ctx.mtu.underlay) this.warnTunnelMtu(c, net.network, mtu);
         s.chains.push(toDatapath(c, { zone: net.zone, endpoints }, deliverableDestinations(c.classifier.destination.cidrs, endpoints)));
       }
     }
@@ -445,8 +453,27 @@ export class ServiceChainsFeature implements AgentFeature {
     }
   }
 
+  /**
+   * Frames of a network whose MTU leaves no room for the chain tunnel cannot cross nodes inside a chain: the
+   * underlay drops them (no fragmentation, no ICMP). Said once per chain and node, as a warning Event.
+   */
+  private warnTunnelMtu(chain: DesiredChain, network: string, mtu: number): void {
+    const key = `${chain.uid}/${mtu}/${this.ctx.mtu.underlay}`;
+    if (this.mtuWarned.has(key)) return;
+    this.mtuWarned.add(key);
+    const message = `network ${network} has MTU ${mtu} on node ${this.ctx.node.name}: with the chain tunnel's ${CHAIN_TUNNEL_OVERHEAD} bytes its full-size frames exceed the underlay's ${this.ctx.mtu.underlay} and are dropped between nodes; give the network an MTU of at most ${this.ctx.mtu.underlay - CHAIN_TUNNEL_OVERHEAD} (or a larger underlay MTU)`;
+    this.log.warn({ chain: chain.key, network, mtu, underlay: this.ctx.mtu.underlay }, 'frames of the network do not fit the chain tunnel');
+    const [namespace, name] = chain.key.split('/') as [string, string];
+    void this.events?.record({ kind: CHAIN_KIND, apiVersion: CHAIN_API_VERSION, name, namespace, uid: chain.uid }, 'Warning', 'TunnelMtu', message);
+  }
+
+  /** One realization again in a while (however many bridges failed). */
   private retrySoon(): void {
-    setTimeout(() => this.schedule(), 1000).unref();
+    if (this.retryTimer || this.stopped) return;
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = undefined;
+      this.schedule();
+    }, RETRY_MS);
   }
 
   /** The chain tunnel port of a secondary bridge (made or remade as chainTunnel says), its OpenFlow port. */
@@ -610,6 +637,7 @@ export class ServiceChainsFeature implements AgentFeature {
   async stop(): Promise<void> {
     this.stopped = true;
     if (this.realizeTimer) clearTimeout(this.realizeTimer);
+    if (this.retryTimer) clearTimeout(this.retryTimer);
     if (this.tickTimer) clearInterval(this.tickTimer);
     if (this.reportTimer) clearInterval(this.reportTimer);
     for (const p of this.probers.values()) p.stop();

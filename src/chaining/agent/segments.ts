@@ -35,7 +35,12 @@ export interface LocalPodPort {
   ofport: number;
   mac: string;
   ips: string[];
+  /** The pod interface's MTU, as attached (0 when not recorded). */
+  mtu: number;
 }
+
+/** What the chain tunnel adds to a frame: outer Ethernet, IPv4, UDP and VXLAN headers. */
+export const CHAIN_TUNNEL_OVERHEAD = 50;
 
 /** The pod ports (not function ports) of `network` on `bridge`, from the OVSDB cache. */
 export function localPodPorts(vs: Pick<Vswitch, 'cache'>, bridge: string, network: string): LocalPodPort[] {
@@ -46,7 +51,7 @@ export function localPodPorts(vs: Pick<Vswitch, 'cache'>, bridge: string, networ
     const ofport = vs.cache.iface(p.name)?.ofport;
     if (ofport === undefined || ofport <= 0) continue;
     const ips = (x[EXT.addresses] ?? '').split(',').filter(Boolean).map((a) => a.split('/')[0]!);
-    out.push({ ofport, mac: (x[EXT.mac] ?? '').toLowerCase(), ips });
+    out.push({ ofport, mac: (x[EXT.mac] ?? '').toLowerCase(), ips, mtu: Number(x[EXT.mtu] ?? 0) || 0 });
   }
   return out.sort((a, b) => a.ofport - b.ofport);
 }

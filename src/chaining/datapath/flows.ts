@@ -435,7 +435,7 @@ function addSegmentExit(node: ChainNodeInfo, chain: DatapathChain, add: (table: 
   const tun = node.tunnelOfport;
   const ofChain = { [`reg${TAG_REG}`]: { value: fieldValue(Tag.chain, C) + fieldValue(Tag.chained, 1), mask: fieldMask(Tag.chain) + fieldMask(Tag.chained) } };
   if (tun > 0) {
-    add(Table.Classifier, Priority.tunnelExit, { in_port: tun, tun_id: exitKey(C) }, [
+    add(Table.Classifier, Priority.tunnelExit, { in_port: tun, protocol: 'ip', tun_id: exitKey(C) }, [
       loadMark(FromTunnel),
       moveBits(TUN_REF, TAG_REF),
       { type: 'load', value: seg.zone, dst: `reg${NETWORK_REG}` },

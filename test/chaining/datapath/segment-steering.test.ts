@@ -103,6 +103,16 @@ describe('service chain steering on a VLAN trunk bridge', () => {
     expect([0, 1, 2].map((hop) => [count(CookieKind.deliver, hop, 0) > 0, count(CookieKind.deliver, hop, 1) > 0])).toEqual([[true, true], [true, true], [true, true]]);
     expect(count(CookieKind.entry, 0, 0)).toBeGreaterThan(0);
 
+    // With a chain tunnel (replicas and pods on other nodes), OVS takes the whole stage too.
+    await sb.ovs.vsctl(['add-port', BR, 'sctest', '--', 'set', 'interface', 'sctest', 'type=vxlan', 'options:remote_ip=flow', 'options:key=flow', 'options:dst_port=4899', 'ofport_request=40']);
+    const remote: DatapathChain = {
+      ...chain,
+      hops: chain.hops.map((h) => ({ ...h, replicas: [...h.replicas, { id: 9, nodeIp: '192.168.0.2', usable: true }] })),
+      segment: { ...chain.segment!, endpoints: [...chain.segment!.endpoints, { ip: '10.30.0.9', mac: '02:00:00:00:09:01', nodeIp: '192.168.0.2' }] },
+    };
+    const installed = await w.sync(segmentSync({ round: 1, tunnelOfport: 40 }, hooks, [remote]));
+    expect(installed.added).toBeGreaterThan(0);
+
     // Without the chain the stage is gone and the network is switched as before.
     await w.sync({ cookie: chainingScope(), flows: [] });
     expect(await tcp(client!, server!, 80)).toBe('hello');
