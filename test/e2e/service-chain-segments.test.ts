@@ -1,4 +1,5 @@
 import type { V1Pod } from '@kubernetes/client-node';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { HopSpec, ServiceChain, ServiceChainSpec, ServiceChainStatus } from '../../src/chaining/api/types.js';
 import { run } from '../../src/host/exec.js';
@@ -8,6 +9,7 @@ import { overlayBridgeName, VLAN_BRIDGE } from '../../src/secondary/nad/index.js
 import { captureWhile } from '../harness/capture.js';
 import { cnfConnections, cnfCounters, cnfPod, threeHops, type HopPlan } from '../harness/cnf.js';
 import { eventually, kubectl, podExec, podNetns, simplePod, startTestLab, waitRunning } from '../harness/lab.js';
+import { startIperf } from '../harness/pod-traffic.js';
 
 const NS = 'default';
 const EXAMPLES = join(process.cwd(), 'manifests', 'examples', 'secondary-networks.yaml');
@@ -116,6 +118,8 @@ describe('service chains on secondary networks (3 nodes)', () => {
       ['outsider', 0, {}, 'vlan100', 'exec sleep infinity'],
       ['web-1', 1, { role: 'web' }, 'vlan100,blue', SERVER],
       ['web-2', 2, { role: 'web' }, 'vlan100', SERVER],
+      // A classified iperf3 server (the chain takes port 80) for the restart test.
+      ['sink', 1, { role: 'web' }, 'vlan100', `exec iperf3 -s -p ${WEB}`],
     ];
     const bodies: V1Pod[] = plain.map(([name, node, labels, networks, script]) => {
       const p = simplePod(name, { node: nodeName(node), command: ['sh', '-c', script], annotations: { 'k8s.v1.cni.cncf.io/networks': networks } });
@@ -216,6 +220,35 @@ describe('service chains on secondary networks (3 nodes)', () => {
     for (const r of seen) expect(r.reverse.filter((c) => all.includes(c))).toEqual(r.forward.filter((c) => all.includes(c)));
     expect(await tcpCounts(VLAN_HOPS)).toEqual(vlanBefore);
   }, 120_000);
+
+  it('keeps a chained VLAN connection through kill -9 of the agents on the client\'s and a replica\'s node and an ovs-vswitchd restart on another replica\'s node', async () => {
+    const logLines = (i: number): string[] => readFileSync(join(lab.nodes[i]!.dirs.logDir, 'seine-agent.log'), 'utf8').split('\n');
+    const logged = (i: number, from: number, msg: string): Promise<boolean> =>
+      eventually(`agent on node ${i} logs "${msg}"`, async () => (logLines(i).slice(from).some((l) => l.includes(`"${msg}"`)) ? true : undefined), 90_000, 500);
+    const before = await tcpCounts(VLAN_HOPS);
+    // Long enough that TCP's retransmission backoff after the outages still ends inside the run on a busy machine.
+    const run = startIperf(lab, pods.client!, on('sink', VLAN_NET).ip, 40, '20M', WEB);
+    try {
+      await eventually('the iperf3 connections through the chain', async () => {
+        const now = await tcpCounts(VLAN_HOPS);
+        return VLAN_HOPS.every((h) => h.replicas.some(([p]) => now[p]! - before[p]! > 100)) ? true : undefined;
+      }, 30_000, 500);
+      const killed = [0, 1].map((i) => ({ i, agent: lab.agents.get(lab.plan.nodes[i]!.name)!, from: logLines(i).length }));
+      for (const k of killed) k.agent.crash();
+      for (const k of killed) await logged(k.i, k.from, 'agent ready');
+      const from = logLines(2).length;
+      await lab.nodes[2]!.ovs.restartVswitchd({ flowRestoreWait: true });
+      await logged(2, from, 'datapath restored');
+      const { intervals } = await run.done;
+      // The same connections finished the run and carried data again at its end.
+      expect(intervals.length).toBeGreaterThanOrEqual(39);
+      expect(intervals.slice(-3).every((i) => i.sum.bytes > 0)).toBe(true);
+    } finally {
+      run.kill();
+    }
+    await waitChain('web-vlan', 'Ready with 6/6 replicas healthy again', (s) => ready(s, '6/6'));
+    expect(await connect('client', 'web-1', VLAN_NET, WEB, range(42700, 2))).toEqual([]);
+  }, 240_000);
 
   it('counts in the status, and deleting the chains leaves no flow or tunnel behind while traffic goes direct again', async () => {
     await waitChain('web-vlan', 'forward and reverse packets counted', (s) => (s.packets?.forward ?? 0) > 0 && (s.packets?.reverse ?? 0) > 0 && (s.hops ?? []).every((h) => (h.packets?.forward ?? 0) > 0), 60_000);

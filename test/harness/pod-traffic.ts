@@ -21,10 +21,11 @@ export interface IperfRun {
 
 /**
  * An iperf3 client in `pod` towards `serverIp` for `seconds`, reporting every second as JSON; `bitrate` (iperf3's
- * -b, e.g. '50M') keeps it from saturating the lab's userspace datapaths, where it would drop other tests' packets.
+ * -b, e.g. '50M') keeps it from saturating the lab's userspace datapaths, where it would drop other tests' packets;
+ * `port` is the server's (default 5201).
  */
-export function startIperf(lab: Lab, pod: V1Pod, serverIp: string, seconds: number, bitrate?: string): IperfRun {
-  const args = ['-c', serverIp, '-t', String(seconds), '-i', '1', '-J', '--connect-timeout', '10000', ...(bitrate ? ['-b', bitrate] : [])];
+export function startIperf(lab: Lab, pod: V1Pod, serverIp: string, seconds: number, bitrate?: string, port?: number): IperfRun {
+  const args = ['-c', serverIp, '-t', String(seconds), '-i', '1', '-J', '--connect-timeout', '10000', ...(bitrate ? ['-b', bitrate] : []), ...(port ? ['-p', String(port)] : [])];
   const argv = commandLine('iperf3', args, podNetns(lab, pod));
   const child = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
