@@ -73,11 +73,15 @@ export class ReplicaHealth {
         p = { outstanding: false, misses: 0, lastSentAt: 0, everReturned: false };
         this.probes.set(c.key, p);
       }
+      let missed = false;
       if (p.outstanding && t - p.lastSentAt >= probeTimeoutMs(c.probe.periodMs)) {
         p.outstanding = false;
         p.misses++;
+        missed = true;
       }
-      if (t - p.lastSentAt < c.probe.periodMs) continue;
+      // A miss is confirmed (or refuted) by the next probe at once, not a period later: a replica that stopped
+      // forwarding leaves rotation within one period plus failureThreshold probe timeouts.
+      if (!missed && t - p.lastSentAt < c.probe.periodMs) continue;
       p.outstanding = true;
       p.lastSentAt = t;
       out.push(c.key);

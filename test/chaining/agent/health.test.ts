@@ -22,14 +22,15 @@ describe('replica health', () => {
     // Not due again before the period.
     now += 500;
     expect(h.due([check()])).toEqual([]);
-    // Two probes go unanswered: each is missed half a period after it was sent.
+    // Two probes go unanswered: each is missed half a period after it was sent, and a miss sends the next probe at
+    // once (one period plus two timeouts from the first unanswered probe's due time to the verdict).
     now += 500;
     expect(h.due([check()])).toEqual(['r']);
-    now += 500;
+    now += 250;
     expect(h.due([check()])).toEqual([]);
-    expect(h.evaluate([check()]).verdicts.get('r')?.healthy).toBe(true);
-    now += 500;
+    now += 250;
     expect(h.due([check()])).toEqual(['r']);
+    expect(h.evaluate([check()]).verdicts.get('r')?.healthy).toBe(true);
     now += 500;
     h.due([check()]);
     const v = h.evaluate([check()]);
