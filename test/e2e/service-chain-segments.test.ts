@@ -13,6 +13,7 @@ import { startIperf } from '../harness/pod-traffic.js';
 
 const NS = 'default';
 const EXAMPLES = join(process.cwd(), 'manifests', 'examples', 'secondary-networks.yaml');
+const VLAN_CHAIN_EXAMPLE = join(process.cwd(), 'manifests', 'examples', 'service-chain-vlan.yaml');
 const WEB = 80;
 const DIRECT = 81;
 const INITIAL_TTL = 64;
@@ -268,4 +269,24 @@ describe('service chains on secondary networks (3 nodes)', () => {
     expect([...syns.values()].flat()).toEqual([0, 1, 2].map(() => ({ tos: 0, ttl: INITIAL_TTL })));
     expect(await tcpCounts([...VLAN_HOPS, ...BLUE_HOPS])).toEqual(before);
   }, 180_000);
+
+  it('runs manifests/examples/service-chain-vlan.yaml as written: Ready, and its servers receive the inspector\'s mark', async () => {
+    await kubectl(lab, ['apply', '-f', VLAN_CHAIN_EXAMPLE]);
+    const ex = 'vlan-chain';
+    await eventually('the example chain Ready with 4/4 replicas', async (saw) => {
+      const s = (JSON.parse(await kubectl(lab, ['get', 'sc', 'web', '-n', ex, '-o', 'json'])) as ServiceChain).status;
+      saw({ ready: s?.readyReplicas, conditions: s?.conditions?.map((c) => `${c.type}=${c.status} ${c.reason}`) });
+      return s && ready(s, '4/4') ? true : undefined;
+    }, 180_000, 1000);
+    // The client sends every second; each server counts what reaches port 80 with DSCP 24.
+    for (const name of ['web-1', 'web-2']) {
+      await eventually(`${ex}/${name} receives DSCP 24 on port 80`, async (saw) => {
+        const pod = await lab.core.readNamespacedPod({ name, namespace: ex });
+        const { stdout } = await run('nft', ['-j', 'list', 'table', 'ip', 'web'], { netns: podNetns(lab, pod) });
+        const packets = [...stdout.matchAll(/"packets":\s*(\d+)/g)].reduce((n, m) => n + Number(m[1]), 0);
+        saw(packets);
+        return packets > 0 ? true : undefined;
+      }, 90_000, 1000);
+    }
+  }, 300_000);
 });
