@@ -54,8 +54,6 @@ interface SegmentBridgeState {
 const emptyCounters = (): Counters => ({ forward: 0, reverse: 0 });
 const routedKey = (cnf: { netns: string; ingress: string; egress: string }): string => `${cnf.netns}|${cnf.ingress}|${cnf.egress}`;
 const portsSignature = (ports: readonly FunctionPort[]): string => ports.map((p) => `${p.podUid}/${p.ifname}=${p.ofport}`).join(',');
-/** The network a function port is bound to ('' = the pod network). */
-const boundNetwork = (p: FunctionPort): string => p.network;
 const NAD_PATH = '/apis/k8s.cni.cncf.io/v1/network-attachment-definitions';
 type Nad = NetworkAttachmentDefinition & { apiVersion?: string; kind?: string; metadata: { name?: string; namespace?: string; uid?: string } };
 
@@ -270,7 +268,7 @@ export class ServiceChainsFeature implements AgentFeature {
     const portsOn = new Map<string, FunctionPort[]>();
     const functionPortsOf = (bridge: string, network: string): Map<string, FunctionPort> => {
       if (!portsOn.has(bridge)) portsOn.set(bridge, functionPorts(vs, bridge));
-      return new Map(portsOn.get(bridge)!.filter((p) => boundNetwork(p) === network).map((p) => [`${p.podUid}/${p.ifname}`, p]));
+      return new Map(portsOn.get(bridge)!.filter((p) => p.network === network).map((p) => [`${p.podUid}/${p.ifname}`, p]));
     };
     const podsByUid = new Map(pods.map((p) => [p.metadata?.uid ?? '', p]));
     const locals: LocalReplica[] = [];
