@@ -2,7 +2,7 @@ import { CoreV1Api, type KubeConfig, type V1ContainerStatus, type V1Pod, type V1
 import { join } from 'node:path';
 import { createNetns, deleteNetns, netnsPath } from '../host/netns.js';
 import type { ResourceLedger } from '../host/ledger.js';
-import { apiMessage, isNotFound, MERGE_PATCH } from '../k8s/api.js';
+import { apiMessage, isConflict, isNotFound, MERGE_PATCH } from '../k8s/api.js';
 import { EventRecorder } from '../k8s/events.js';
 import { ResilientInformer } from '../k8s/informer.js';
 import { logger } from '../util/log.js';
@@ -317,17 +317,27 @@ export class Kubelet {
     this.pods.delete(rt.identity.uid);
   }
 
-  /** Completes a graceful deletion, as kubelet does once the pod's containers are gone. */
+  /**
+   * Completes a graceful deletion, as kubelet does once the pod's containers are gone; retried (as kubelet's sync
+   * loop would) while the API server refuses or times out, or the pod would stay Terminating for good.
+   */
   private async finalizeDeletion(pod: V1Pod): Promise<void> {
-    try {
-      await this.core.deleteNamespacedPod({
-        name: pod.metadata!.name!,
-        namespace: pod.metadata!.namespace!,
-        gracePeriodSeconds: 0,
-        body: { gracePeriodSeconds: 0, preconditions: { uid: pod.metadata!.uid } },
-      });
-    } catch (e) {
-      if (!isNotFound(e) && !this.stopped) this.log.warn({ pod: `${pod.metadata!.namespace}/${pod.metadata!.name}`, err: apiMessage(e) }, 'final delete failed');
+    const ref = `${pod.metadata!.namespace}/${pod.metadata!.name}`;
+    for (let delay = MIN_BACKOFF_MS; !this.stopped; delay = Math.min(delay * 2, MAX_BACKOFF_MS)) {
+      try {
+        await this.core.deleteNamespacedPod({
+          name: pod.metadata!.name!,
+          namespace: pod.metadata!.namespace!,
+          gracePeriodSeconds: 0,
+          body: { gracePeriodSeconds: 0, preconditions: { uid: pod.metadata!.uid } },
+        });
+        return;
+      } catch (e) {
+        // Gone already, or another pod now has the name (the uid precondition failed): nothing left to complete.
+        if (isNotFound(e) || isConflict(e) || this.stopped) return;
+        this.log.warn({ pod: ref, err: apiMessage(e) }, 'final delete failed; retrying');
+        await new Promise((r) => setTimeout(r, delay));
+      }
     }
   }
 }
