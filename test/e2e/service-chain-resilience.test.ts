@@ -15,6 +15,7 @@ import type { ServiceChain } from '../../src/chaining/api/types.js';
 import type { Lab } from '../../src/lab/lab.js';
 import { sleep } from '../../src/util/wait.js';
 import { eventually, kubectl, podExec, simplePod, startTestLab, waitRunning } from '../harness/lab.js';
+import { datapathDiagnosis } from '../harness/datapath-diagnosis.js';
 import { ConnectionAttempts, connectionPorts, startIperf, type IperfInterval, type IperfRun } from '../harness/pod-traffic.js';
 
 const CHAIN = 'guard';
@@ -402,7 +403,10 @@ describe('service chains under failure (3 nodes)', () => {
     await lab.nodes[2]!.ovs.restartVswitchd({ flowRestoreWait: true });
     await agentLogged(lab, 2, line, 'datapath restored');
     const restoredMs = Date.now() - t0;
-    const { intervals, retransmits } = await run.done;
+    const { intervals, retransmits } = await run.done.catch(async (e: Error) => {
+      // A stalled connection keeps retransmitting: say where its packets go.
+      throw new Error(`${e.message}\n${await datapathDiagnosis(lab, { conntrackFilter: 'dport=5201' })}`);
+    });
     const events = newEvents(beforeRestart, await chainEvents(lab)).map((e) => `${e.reason}: ${e.message}`);
     console.log(
       `ovs-vswitchd restart on ${lab.plan.nodes[2]!.name}: datapath restored after ${restoredMs} ms; iperf3 ${intervals.length} s, ${retransmits} retransmits, ` +
