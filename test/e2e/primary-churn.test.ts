@@ -252,7 +252,9 @@ describe('primary network under pod churn: 200 pods on one node, 20 at a time', 
       async (saw) => {
         const pods = (await lab.core.listNamespacedPod({ namespace: NAMESPACE, labelSelector: LABEL })).items;
         const left = pods.filter((p) => wanted.has(p.metadata!.name!));
-        saw(`${left.length} left: ${left.map((p) => `${p.metadata!.name} (${p.status?.phase ?? 'no status'}${p.metadata!.deletionTimestamp ? ', terminating' : ''})`).join(', ')}`);
+        // The kubelet's side too: whether it still holds the sandbox (and in which state) or already let it go.
+        const sandboxes = new Map(lab.status().nodes.flatMap((n) => n.pods.map((s) => [s.name, s.state] as const)));
+        saw(`${left.length} left: ${left.map((p) => `${p.metadata!.name} (${p.status?.phase ?? 'no status'}${p.metadata!.deletionTimestamp ? ', terminating' : ''}; kubelet: ${sandboxes.get(p.metadata!.name!) ?? 'no sandbox'})`).join(', ')}`);
         return left.length ? undefined : true;
       },
       WAVE_WAIT_MS,
