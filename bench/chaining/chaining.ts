@@ -19,6 +19,8 @@
 import '../primary/quiet.js';
 import { CustomObjectsApi, type V1Pod } from '@kubernetes/client-node';
 import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { cpus } from 'node:os';
 import { createInterface } from 'node:readline';
 import { pathToFileURL } from 'node:url';
 import { CHAIN_GROUP, CHAIN_PLURAL, CHAIN_VERSION, type HopSpec, type ServiceChain } from '../../src/chaining/api/types.js';
@@ -205,10 +207,45 @@ interface Path {
   route: string;
 }
 
-async function iperf3(b: Bench, client: string, server: string): Promise<{ bps: number; retransmits: number }> {
+interface IperfResult {
+  bps: number;
+  bytes: number;
+  retransmits: number;
+  /** CPU seconds each node's ovs-vswitchd spent during the run (lab node order). */
+  vswitchdCpu: number[];
+  /** CPU seconds the whole machine was busy during the run. */
+  machineCpu: number;
+}
+
+const CLOCK_TICKS = 100;
+
+/** utime + stime of a process, in seconds. */
+function processCpu(pid: number | undefined): number {
+  if (!pid) return 0;
+  try {
+    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /, '').split(' ');
+    return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
+  } catch {
+    return 0;
+  }
+}
+
+/** Seconds of CPU time the machine spent busy (all cores), from /proc/stat. */
+function machineBusy(): number {
+  const [, ...t] = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/);
+  const n = t.map(Number);
+  return (n.reduce((a, x) => a + x, 0) - n[3]! - n[4]!) / CLOCK_TICKS;
+}
+
+async function iperf3(b: Bench, client: string, server: string): Promise<IperfResult> {
+  const pids = b.lab.nodes.map((n) => n.ovs.pid('ovs-vswitchd'));
+  const cpu0 = pids.map(processCpu);
+  const busy0 = machineBusy();
   const { stdout } = await run('iperf3', ['-c', b.ip(server), '-t', String(SECS), '-J'], { netns: b.netns(client), timeoutMs: (SECS + 30) * 1000 });
-  const j = JSON.parse(stdout) as { end: { sum_received: { bits_per_second: number }; sum_sent: { retransmits?: number } } };
-  return { bps: j.end.sum_received.bits_per_second, retransmits: j.end.sum_sent.retransmits ?? 0 };
+  const machineCpu = machineBusy() - busy0;
+  const vswitchdCpu = pids.map((p, i) => processCpu(p) - cpu0[i]!);
+  const j = JSON.parse(stdout) as { end: { sum_received: { bits_per_second: number; bytes: number }; sum_sent: { retransmits?: number } } };
+  return { bps: j.end.sum_received.bits_per_second, bytes: j.end.sum_received.bytes, retransmits: j.end.sum_sent.retransmits ?? 0, vswitchdCpu, machineCpu };
 }
 
 /** Round-trip times in ms of `count` echoes (lost ones left out) and the TTL of the replies. */
@@ -224,7 +261,7 @@ async function throughputAndLatency(b: Bench, paths: readonly Path[], server: st
     await eventually(`${p.name}: ${p.client} pings the server`, async () => ((await ping(b, p.client, server, 1)).rtts.length ? true : undefined), WAIT_MS, 500);
     await eventually(`${p.name}: iperf3 from ${p.client}`, async () => (await iperf3(b, p.client, server), true), WAIT_MS, 1000);
   }
-  const tput = new Map<PathName, Array<{ bps: number; retransmits: number }>>();
+  const tput = new Map<PathName, IperfResult[]>();
   const lat = new Map<PathName, { rtts: number[]; ttl: number; lost: number }>();
   const slice = Math.max(1, Math.ceil(PINGS / ROUNDS));
   for (let r = 0; r < ROUNDS; r++) {
@@ -244,6 +281,23 @@ async function throughputAndLatency(b: Bench, paths: readonly Path[], server: st
     const goal = p.name === '3 hops' ? `   (goal: at least 0.50x direct)` : '';
     console.log(`  ${p.name.padEnd(7)} ${(m / 1e9).toFixed(2)} Gbit/s  ${(m / base).toFixed(2)}x direct${goal} | runs ${xs.map((x) => (x.bps / 1e9).toFixed(2)).join(' / ')} Gbit/s; retransmits ${xs.map((x) => x.retransmits).join('/')}`);
     console.log(`  ${''.padEnd(7)} ${p.route}`);
+  }
+  // Where the machine's time goes: on 2 cores shared by 3 nodes, throughput is the machine's capacity divided by
+  // the work each byte costs, so the work per byte explains the ratios.
+  const work = (xs: IperfResult[]): { perNode: number[]; vswitchd: number; machine: number; busy: number } => {
+    const gb = xs.reduce((a, x) => a + x.bytes, 0) / 1e9;
+    const perNode = b.lab.nodes.map((_, i) => xs.reduce((a, x) => a + x.vswitchdCpu[i]!, 0) / gb);
+    const machine = xs.reduce((a, x) => a + x.machineCpu, 0);
+    return { perNode, vswitchd: perNode.reduce((a, x) => a + x, 0), machine: machine / gb, busy: machine / (xs.length * SECS) };
+  };
+  const baseWork = work(tput.get('direct')!);
+  console.log(`\nCPU per gigabyte carried (ovs-vswitchd per node, ${b.lab.nodes.map((n) => n.plan.name).join(' / ')}; the whole machine), same runs:`);
+  for (const p of paths) {
+    const w = work(tput.get(p.name)!);
+    console.log(
+      `  ${p.name.padEnd(7)} ovs-vswitchd ${w.vswitchd.toFixed(1)} s/GB (${(w.vswitchd / baseWork.vswitchd).toFixed(2)}x direct; ${w.perNode.map((x) => x.toFixed(1)).join(' / ')})` +
+        `  machine ${w.machine.toFixed(1)} s/GB (${(w.machine / baseWork.machine).toFixed(2)}x direct), ${w.busy.toFixed(2)} of ${cpus().length} cores busy`,
+    );
   }
   console.log(`\nping round trip (${PINGS} echoes per path, 10 ms apart, in ${ROUNDS} alternating slices):`);
   for (const p of paths) {
