@@ -4,6 +4,7 @@ import { patchMetaFor } from './patch-meta.js';
 import type { ResourceType, Strategy, StrategyContext } from './registry.js';
 import { isObject, type JsonObject, type KubeObject } from './types.js';
 import { crdStrategy } from './crd.js';
+import { networkPolicyStrategy } from './networkpolicy.js';
 
 // The built-in kinds the lab serves, with the defaulting and validation a client would notice
 // (pod phase and defaults, service cluster IPs, namespace finalizers, selector/template agreement ...).
@@ -511,7 +512,7 @@ export function builtinResources(opts: BuiltinOptions): ResourceType[] {
     def({ resource: 'secrets', kind: 'Secret', strategy: secretStrategy, fields: { type: (o) => str(o.type) } }),
     def({ resource: 'serviceaccounts', kind: 'ServiceAccount', shortNames: ['sa'] }),
     def({ group: 'discovery.k8s.io', resource: 'endpointslices', kind: 'EndpointSlice', allowCreateOnUpdate: true, strategy: endpointSliceStrategy, fields: { addressType: (o) => str(o.addressType) } }),
-    def({ group: 'networking.k8s.io', resource: 'networkpolicies', kind: 'NetworkPolicy', shortNames: ['netpol'], hasGeneration: true }),
+    def({ group: 'networking.k8s.io', resource: 'networkpolicies', kind: 'NetworkPolicy', shortNames: ['netpol'], hasGeneration: true, strategy: networkPolicyStrategy }),
     def({ group: 'coordination.k8s.io', resource: 'leases', kind: 'Lease' }),
     def({ group: 'apps', resource: 'deployments', kind: 'Deployment', shortNames: ['deploy'], categories: ['all'], subresources: ['status'], hasGeneration: true, strategy: workloadStrategy(deploymentDefaults) }),
     def({ group: 'apps', resource: 'daemonsets', kind: 'DaemonSet', shortNames: ['ds'], categories: ['all'], subresources: ['status'], hasGeneration: true, strategy: workloadStrategy(daemonSetDefaults) }),

@@ -118,6 +118,19 @@ export function validateQualifiedName(key: string, field: string): StatusCause[]
   return [];
 }
 
+/** A label value (also in label selectors): at most 63 characters, alphanumeric at both ends. */
+export function validateLabelValue(v: string, field: string): StatusCause[] {
+  if (v.length <= 63 && LABEL_VALUE.test(v)) return [];
+  if (v.length > 63) return [cause.invalid(field, v, 'must be no more than 63 characters')];
+  return [
+    cause.invalid(
+      field,
+      v,
+      "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyValue',  or 'my_value',  or '12345', regex used for validation is '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')",
+    ),
+  ];
+}
+
 /** metadata checks every kind gets: labels, annotations, finalizers, owner references. */
 export function validateObjectMeta(obj: KubeObject): StatusCause[] {
   const out: StatusCause[] = [];
@@ -128,15 +141,7 @@ export function validateObjectMeta(obj: KubeObject): StatusCause[] {
       for (const [k, v] of Object.entries(m.labels)) {
         out.push(...validateQualifiedName(k, 'metadata.labels'));
         if (typeof v !== 'string') out.push(cause.invalid(`metadata.labels`, v, 'label values must be strings'));
-        else if (v.length > 63 || !LABEL_VALUE.test(v)) {
-          out.push(
-            cause.invalid(
-              'metadata.labels',
-              v,
-              "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyValue',  or 'my_value',  or '12345', regex used for validation is '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')",
-            ),
-          );
-        }
+        else out.push(...validateLabelValue(v, 'metadata.labels'));
       }
     }
   }
