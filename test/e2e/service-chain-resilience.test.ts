@@ -389,7 +389,7 @@ describe('service chains under failure (3 nodes)', () => {
     expect((await serverCounters(lab, pods.server!)).hopped).toBeGreaterThan(before.hopped);
   }, 180_000);
 
-  it('ovs-vswitchd restart on the node of the marker and a filter: flows are restored and the chained connection survives', async () => {
+  it('ovs-vswitchd restart on the node of the marker and a filter: flows are restored, the chained connection survives, the counters do not go back', async () => {
     // Every chained connection passes the marker (node 2), whichever filter it uses.
     const replicas = await allHealthy(lab);
     const beforeRestart = await chainEvents(lab);
@@ -399,6 +399,17 @@ describe('service chains under failure (3 nodes)', () => {
     running.push(run);
     await eventually('the iperf3 connections established', async () => ((await connectionPorts(lab, pods.client!, 5201)).length >= 2 ? true : undefined), 30_000, 200);
     await sleep(2000);
+    // The marker's counters (its flows live on the restarted node) as the status shows them, every second.
+    const markerPackets = async (): Promise<number> => (await chain(lab)).status?.hops?.find((h) => h.name === 'marker')?.replicas?.[0]?.packets?.forward ?? 0;
+    const samples = [await markerPackets()];
+    let sampling = true;
+    const sampler = (async () => {
+      // Bounded, so that a failure elsewhere in the test does not leave it running.
+      for (let i = 0; sampling && i < 150; i++) {
+        await sleep(1000);
+        samples.push(await markerPackets().catch(() => samples[samples.length - 1]!));
+      }
+    })();
     const t0 = Date.now();
     await lab.nodes[2]!.ovs.restartVswitchd({ flowRestoreWait: true });
     await agentLogged(lab, 2, line, 'datapath restored');
@@ -407,11 +418,17 @@ describe('service chains under failure (3 nodes)', () => {
       // A stalled connection keeps retransmitting: say where its packets go.
       throw new Error(`${e.message}\n${await datapathDiagnosis(lab, { conntrackFilter: 'dport=5201' })}`);
     });
+    // The status is written at most every 10 s: wait for one that counts traffic after the restart.
+    await eventually('the marker\'s counters move past their value before the restart', async () => ((await markerPackets()) > samples[0]! ? true : undefined), 60_000, 1000);
+    sampling = false;
+    await sampler;
     const events = newEvents(beforeRestart, await chainEvents(lab)).map((e) => `${e.reason}: ${e.message}`);
     console.log(
       `ovs-vswitchd restart on ${lab.plan.nodes[2]!.name}: datapath restored after ${restoredMs} ms; iperf3 ${intervals.length} s, ${retransmits} retransmits, ` +
         `idle seconds [${idleSeconds(intervals).join(', ')}]; chain Events meanwhile: ${events.length ? events.join(' | ') : 'none'}`,
     );
+    // The flows restarted counting from zero; the counters did not.
+    expect(samples.filter((n, i) => i > 0 && n < samples[i - 1]!)).toEqual([]);
     // The same TCP connection finished its 30 s and carried data again at the end.
     expect(intervals.length).toBeGreaterThanOrEqual(29);
     expect(intervals.slice(-3).every((i) => i.sum.bytes > 0)).toBe(true);

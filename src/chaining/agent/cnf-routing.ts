@@ -70,3 +70,23 @@ export async function removeRoutedCnf(netns: string, ingress: string, egress: st
   // Each step on its own: one already undone must not stop the others.
   for (const args of script) await run('ip', args, { netns }).catch(() => undefined);
 }
+
+/**
+ * The interface pairs Seine's routing serves in a CNF's namespace, found from its rules (for an agent that
+ * restarted and no longer knows what it set up): `[a, b]` for each rule routing what enters `a` out of `b`.
+ */
+export async function installedRoutedPairs(netns: string, ifnames: readonly string[]): Promise<Array<[string, string]>> {
+  let rules: Rule[];
+  try {
+    rules = JSON.parse((await run('ip', ['-j', 'rule', 'show'], { netns })).stdout || '[]') as Rule[];
+  } catch {
+    return [];
+  }
+  const pairs: Array<[string, string]> = [];
+  for (const a of ifnames) {
+    for (const b of ifnames) {
+      if (rules.some((r) => r.iif === a && r.priority === RULE_PRIORITY && String(r.table) === String(routingTable(a, b)))) pairs.push([a, b]);
+    }
+  }
+  return pairs;
+}

@@ -15,8 +15,9 @@ import { chainRemoval, chainSync, chainingSync, segmentSync, usableReplicas } fr
 import { CookieKind, chainingScope, decodeChainObject } from '../datapath/layout.js';
 import type { ChainNodeInfo, ChainSegment, DatapathChain, DatapathHop, HopReplica, SegmentHook } from '../datapath/state.js';
 import { desiredChains, isPodReady, isPodTerminating, nodeReports, type DesiredChain } from '../model/desired.js';
+import { CounterTotals, type TrafficCounters } from './counter-totals.js';
 import { NODE_CHAIN_REPORT_ANNOTATION, nodeChainReportPatch, parseNodeChainReport, type NodeChainReport, type ReplicaReport } from '../model/report.js';
-import { ensureRoutedCnf, removeRoutedCnf } from './cnf-routing.js';
+import { ensureRoutedCnf, installedRoutedPairs, removeRoutedCnf } from './cnf-routing.js';
 import { ReplicaHealth, type ReplicaCheck, type ReplicaVerdict } from './health.js';
 import { ForwardingProber, probeDestinationMac, probeKey, type ProbeTarget } from './probe.js';
 import { CHAIN_TUNNEL_OVERHEAD, CHAIN_TUNNEL_OWNER, chainNetworkOf, chainTunnel, deliverableDestinations, localPodPorts, segmentEndpoints, type ChainNetwork } from './segments.js';
@@ -84,6 +85,8 @@ export class ServiceChainsFeature implements AgentFeature {
   private reportTimer?: NodeJS.Timeout;
   private readonly reportPass = new SerialPass(() => this.report(), () => this.stopped);
   private readonly health = new ReplicaHealth();
+  /** Counters as running totals (flow statistics restart from zero with the flows). */
+  private readonly totals = new CounterTotals();
   /** Forwarding probers by bridge (br-int's always runs; a secondary bridge's while it has local replicas). */
   private readonly probers = new Map<string, ForwardingProber>();
   private probeSeq = 0;
@@ -101,6 +104,9 @@ export class ServiceChainsFeature implements AgentFeature {
   private checks: ReplicaCheck[] = [];
   private verdicts = new Map<string, ReplicaVerdict>();
   private routedReady = new Set<string>();
+  /** Whether the Routed plumbing left from before this agent's start has been looked at (once the chains are listed). */
+  private routingScanned = false;
+  private chainsListed = false;
   private lastReport?: string;
   private fullSync = true;
   /** The function ports (pod/interface -> ofport) the last realization saw; a change means realizing again. */
@@ -142,13 +148,18 @@ export class ServiceChainsFeature implements AgentFeature {
       void this.retryStart(this.chains!);
       return false;
     });
+    this.chainsListed = chainsListed;
     await this.nads.start().catch((e: unknown) => {
       this.log.warn({ err: String(e) }, 'cannot list NetworkAttachmentDefinitions (CRD not installed?); retrying');
       void this.retryStart(this.nads!);
     });
     // Health as this node last reported it, until probes say otherwise: a restarted agent keeps the replicas in use.
     const own = parseNodeChainReport(ctx.nodes.get(ctx.node.name)?.metadata?.annotations?.[NODE_CHAIN_REPORT_ANNOTATION]).report;
-    for (const r of own?.replicas ?? []) this.health.seed(`${r.chain}/${r.hop}/${r.pod}`, r.healthy, r.since ? new Date(r.since) : new Date());
+    for (const r of own?.replicas ?? []) {
+      this.health.seed(`${r.chain}/${r.hop}/${r.pod}`, r.healthy, r.since ? new Date(r.since) : new Date());
+      this.totals.seed(`${r.chain}/${r.hop}/${r.pod}`, r);
+    }
+    for (const c of own?.chains ?? []) this.totals.seed(c.chain, c);
     this.proberOf(ctx.config.ovs.bridge);
     await this.pass.run();
     this.started = true;
@@ -164,6 +175,7 @@ export class ServiceChainsFeature implements AgentFeature {
       try {
         await inf.stop();
         await inf.start();
+        if (inf === this.chains) this.chainsListed = true;
         this.schedule();
         return;
       } catch {
@@ -314,6 +326,10 @@ export class ServiceChainsFeature implements AgentFeature {
     }
     const { verdicts, changed } = this.health.evaluate(checks);
     this.verdicts = verdicts;
+    if (!this.routingScanned && this.chainsListed) {
+      this.routingScanned = true;
+      await this.removeStaleRouting(routed);
+    }
     for (const cnf of routed) await this.prepareRouted(cnf);
     const wanted = new Set(routed.map(routedKey));
     for (const key of [...this.routedReady]) {
@@ -493,6 +509,27 @@ export class ServiceChainsFeature implements AgentFeature {
     return added.ofport ?? 0;
   }
 
+  /**
+   * Once after start: Routed plumbing in local CNFs that no Routed hop wants any more (its chain was deleted or
+   * changed while the agent was away) goes; what the agent set up later it tracks itself.
+   */
+  private async removeStaleRouting(wanted: ReadonlyArray<{ netns: string; ingress: string; egress: string }>): Promise<void> {
+    const serves = (netns: string, a: string, b: string): boolean => wanted.some((w) => w.netns === netns && ((w.ingress === a && w.egress === b) || (w.ingress === b && w.egress === a)));
+    const byNetns = new Map<string, Set<string>>();
+    for (const bridge of this.ctx.vswitch.cache.bridges()) {
+      for (const p of functionPorts(this.ctx.vswitch, bridge.name)) if (p.netns) byNetns.set(p.netns, (byNetns.get(p.netns) ?? new Set()).add(p.ifname));
+    }
+    for (const [netns, ifnames] of byNetns) {
+      const removed = new Set<string>();
+      for (const [a, b] of await installedRoutedPairs(netns, [...ifnames])) {
+        if (serves(netns, a, b) || removed.has(`${b}|${a}`)) continue;
+        removed.add(`${a}|${b}`);
+        await removeRoutedCnf(netns, a, b);
+        this.log.info({ netns, ingress: a, egress: b }, 'Routed CNF plumbing removed (no Routed hop wants it since the agent restarted)');
+      }
+    }
+  }
+
   private async prepareRouted(cnf: { netns: string; ingress: string; egress: string }): Promise<void> {
     const key = routedKey(cnf);
     if (this.routedReady.has(key)) return;
@@ -580,16 +617,25 @@ export class ServiceChainsFeature implements AgentFeature {
       this.log.warn({ err: String(e) }, 'cannot read chain counters');
       return;
     }
+    const none = (): TrafficCounters => ({ packets: emptyCounters(), bytes: emptyCounters() });
+    const metrics: Array<{ labels: { chain: string; hop: string; replica: string }; c: TrafficCounters }> = [];
     const replicas: ReplicaReport[] = this.locals.map((l) => {
       const v = this.verdicts.get(l.key);
-      const c = counters.get(`${l.chain.index}/${l.hop}/${l.replicaId}`) ?? { packets: emptyCounters(), bytes: emptyCounters() };
-      return { chain: l.chain.uid, hop: l.chain.hops[l.hop]!.name, pod: l.podUid, healthy: v?.healthy ?? false, ...(v?.reason ? { reason: v.reason } : {}), since: (v?.since ?? new Date()).toISOString(), ...c };
+      const hop = l.chain.hops[l.hop]!.name;
+      const c = this.totals.totals(`${l.chain.uid}/${hop}/${l.podUid}`, counters.get(`${l.chain.index}/${l.hop}/${l.replicaId}`) ?? none());
+      metrics.push({ labels: { chain: l.chain.key, hop, replica: l.pod }, c });
+      return { chain: l.chain.uid, hop, pod: l.podUid, healthy: v?.healthy ?? false, ...(v?.reason ? { reason: v.reason } : {}), since: (v?.since ?? new Date()).toISOString(), ...c };
     });
     const chains = [...new Map(this.locals.map((l) => [l.chain.index, l.chain])).values()]
       .concat(this.realizedChains().filter((c) => !this.locals.some((l) => l.chain.index === c.index)))
-      .map((c) => ({ chain: c.uid, ...(counters.get(`${c.index}`) ?? { packets: emptyCounters(), bytes: emptyCounters() }) }))
+      .map((c) => {
+        const t = this.totals.totals(c.uid, counters.get(`${c.index}`) ?? none());
+        metrics.push({ labels: { chain: c.key, hop: '', replica: 'entry' }, c: t });
+        return { chain: c.uid, ...t };
+      })
       .filter((c) => c.packets.forward + c.packets.reverse > 0 || this.locals.some((l) => l.chain.uid === c.chain));
-    this.exportMetrics(counters);
+    this.totals.retain(new Set([...replicas.map((r) => `${r.chain}/${r.hop}/${r.pod}`), ...this.desired.map((c) => c.uid)]));
+    this.exportMetrics(metrics);
     const body = { replicas, chains };
     const json = JSON.stringify(body);
     if (json === this.lastReport) return;
@@ -608,19 +654,13 @@ export class ServiceChainsFeature implements AgentFeature {
     return this.desired.filter((c) => this.realized.has(c.index) || onSegments.has(c.index));
   }
 
-  private exportMetrics(counters: Map<string, { packets: Counters; bytes: Counters }>): void {
+  private exportMetrics(metrics: ReadonlyArray<{ labels: { chain: string; hop: string; replica: string }; c: TrafficCounters }>): void {
     this.packets?.reset();
     this.bytes?.reset();
-    const names = new Map<number, DesiredChain>(this.realizedChains().map((c) => [c.index, c]));
-    for (const [k, c] of counters) {
-      const [index, hop, replica] = k.split('/').map(Number) as [number, number | undefined, number | undefined];
-      const chain = names.get(index);
-      if (!chain) continue;
-      const hopName = hop === undefined ? '' : (chain.hops[hop]?.name ?? String(hop));
-      const replicaName = hop === undefined ? 'entry' : (chain.hops[hop]?.replicas.find((r) => r.id === replica)?.pod ?? String(replica));
+    for (const { labels, c } of metrics) {
       for (const direction of ['forward', 'reverse'] as const) {
-        this.packets?.set({ chain: chain.key, hop: hopName, replica: replicaName, direction }, c.packets[direction]);
-        this.bytes?.set({ chain: chain.key, hop: hopName, replica: replicaName, direction }, c.bytes[direction]);
+        this.packets?.set({ ...labels, direction }, c.packets[direction]);
+        this.bytes?.set({ ...labels, direction }, c.bytes[direction]);
       }
     }
   }
