@@ -1,11 +1,14 @@
 import { createHash } from 'node:crypto';
 import { apiVersionOf, hasSubresource, VERBS, type Registry, type ResourceType } from './registry.js';
+import { inlineDefinition } from './networkpolicy.js';
+import { openApiV2Definitions, v2Paths } from './openapi-v2.js';
 import type { JsonObject } from './types.js';
 
-// Discovery (/api, /apis, /apis/G/V ...) and just enough OpenAPI for kubectl: v3 documents whose
-// PATCH operations advertise `fieldValidation`, so kubectl leaves validation to the server instead
-// of fetching the protobuf v2 schema. Strategic merge is deliberately not advertised in OpenAPI, so
-// kubectl computes apply patches from its compiled-in types, which know the merge keys.
+// Discovery (/api, /apis, /apis/G/V ...) and the OpenAPI kubectl uses: v3 documents whose PATCH
+// operations advertise `fieldValidation`, so kubectl leaves validation of single objects to the
+// server, and the v2 document (openapi-v2.ts) it validates the items of a List with. Strategic merge
+// is deliberately not advertised in OpenAPI, so kubectl computes apply patches from its compiled-in
+// types, which know the merge keys.
 
 export const KUBE_VERSION = { major: '1', minor: '32', gitVersion: 'v1.32.4-seine' };
 
@@ -94,6 +97,12 @@ function schemaName(rt: ResourceType, version: string): string {
   return `${rt.group || 'core'}.${version}.${rt.kind}`;
 }
 
+/** The published schema of a built-in kind, where the lab has one (inlined: v3 documents here carry no refs). */
+function builtinSchema(rt: ResourceType, version: string): JsonObject | undefined {
+  if (rt.group === 'networking.k8s.io' && version === 'v1' && rt.kind === 'NetworkPolicy') return inlineDefinition('io.k8s.api.networking.v1.NetworkPolicy');
+  return undefined;
+}
+
 /** One group/version's OpenAPI v3 document. */
 export function openApiV3Doc(reg: Registry, group: string, version: string): JsonObject | undefined {
   const types = reg.inGroupVersion(group, version);
@@ -125,7 +134,7 @@ export function openApiV3Doc(reg: Registry, group: string, version: string): Jso
       get: { operationId: opId('list', rt, version, rt.namespaced), 'x-kubernetes-action': 'list', ...ext, responses: ok },
       post: { operationId: opId('create', rt, version, rt.namespaced), 'x-kubernetes-action': 'post', ...ext, parameters: WRITE_PARAMS, requestBody: body(['application/json']), responses: ok },
     };
-    const crdSchema = rt.crd?.versions.get(version)?.schema?.schema;
+    const crdSchema = rt.crd?.versions.get(version)?.schema?.schema ?? builtinSchema(rt, version);
     schemas[schemaName(rt, version)] = {
       ...(crdSchema ?? { type: 'object', 'x-kubernetes-preserve-unknown-fields': true }),
       'x-kubernetes-group-version-kind': [{ group: rt.group, version, kind: rt.kind }],
@@ -149,26 +158,13 @@ export function openApiV3Root(reg: Registry): JsonObject {
   return { paths };
 }
 
-/** A JSON OpenAPI v2 document with the same operations (kubectl asks for protobuf, and gets a 406). */
+/** The OpenAPI v2 (Swagger) document: the same operations, and the definitions kubectl validates with. */
 export function openApiV2(reg: Registry): JsonObject {
-  const paths: JsonObject = {};
+  let paths: JsonObject = {};
   const gvs: Array<[string, string]> = [['', 'v1'], ...[...reg.groups()].flatMap(([g, vs]) => vs.map((v): [string, string] => [g, v]))];
   for (const [g, v] of gvs) {
     const doc = openApiV3Doc(reg, g, v);
-    if (!doc) continue;
-    for (const [p, ops] of Object.entries(doc.paths as JsonObject)) {
-      const converted: JsonObject = {};
-      for (const [verb, op] of Object.entries(ops as JsonObject)) {
-        const { requestBody, responses: _r, parameters, ...rest } = op as JsonObject;
-        converted[verb] = {
-          ...rest,
-          ...(requestBody ? { consumes: Object.keys((requestBody as JsonObject).content as JsonObject) } : {}),
-          parameters: ((parameters as JsonObject[] | undefined) ?? []).map((q) => ({ name: q.name, in: 'query', type: 'string', uniqueItems: true })),
-          responses: { '200': { description: 'OK' } },
-        };
-      }
-      paths[p] = converted;
-    }
+    if (doc) paths = { ...paths, ...v2Paths(doc.paths as JsonObject) };
   }
-  return { swagger: '2.0', info: { title: 'Kubernetes', version: KUBE_VERSION.gitVersion }, paths, definitions: {} };
+  return { swagger: '2.0', info: { title: 'Kubernetes', version: KUBE_VERSION.gitVersion }, paths, definitions: openApiV2Definitions(reg) };
 }

@@ -13,6 +13,7 @@ import { ApiError, errors, successStatus } from './errors.js';
 import { hasSubresource, type ResourceType } from './registry.js';
 import { Store, type StoreSnapshot } from './store.js';
 import { toTable, type IncludeObject } from './table.js';
+import { cachedOpenApiV2, OPENAPI_V2_PROTOBUF, openApiV2Format } from './openapi-v2.js';
 import { decodeKubeProtobuf } from './protobuf.js';
 import { selfSignedCert, type ServingCert } from './tls.js';
 import { isObject, PATCH_CONTENT_TYPES, type DeleteOptions, type JsonObject, type KubeObject, type PropagationPolicy, type WatchEvent, type WriteOptions } from './types.js';
@@ -428,8 +429,11 @@ export class ApiServer {
         return list ? this.send(res, 200, list, req) : this.sendError(res, errors.noRoute());
       }
       if (path === '/openapi/v2') {
-        if (!/application\/json|\*\/\*/.test(req.headers.accept ?? '*/*')) throw errors.notAcceptable(['application/json']);
-        return this.send(res, 200, openApiV2(reg));
+        const format = openApiV2Format(req.headers.accept);
+        const doc = cachedOpenApiV2(reg, () => openApiV2(reg), format);
+        if (format === 'json') return this.send(res, 200, doc);
+        res.writeHead(200, { 'Content-Type': OPENAPI_V2_PROTOBUF, 'Cache-Control': 'no-cache, private' });
+        return void res.end(doc);
       }
       if (path === '/openapi/v3') return this.send(res, 200, this.openapi().root);
       if (seg[0] === 'openapi' && seg[1] === 'v3' && seg.length >= 4) {
