@@ -23,6 +23,7 @@ const atomicList = (items: JsonObject, description: string): JsonObject => ({ ..
 export const NETWORK_POLICY_DEFINITIONS: Record<string, JsonObject> = {
   [`${NET}.NetworkPolicy`]: {
     description: 'NetworkPolicy describes what network traffic is allowed for a set of Pods',
+    type: 'object',
     properties: {
       apiVersion: STRING,
       kind: STRING,
@@ -33,6 +34,7 @@ export const NETWORK_POLICY_DEFINITIONS: Record<string, JsonObject> = {
   },
   [`${NET}.NetworkPolicySpec`]: {
     description: 'NetworkPolicySpec provides the specification of a NetworkPolicy',
+    type: 'object',
     properties: {
       podSelector: ref(`${META}.LabelSelector`),
       ingress: atomicList(ref(`${NET}.NetworkPolicyIngressRule`), 'ingress is a list of ingress rules to be applied to the selected pods.'),
@@ -41,18 +43,21 @@ export const NETWORK_POLICY_DEFINITIONS: Record<string, JsonObject> = {
     },
   },
   [`${NET}.NetworkPolicyIngressRule`]: {
+    type: 'object',
     properties: {
       ports: atomicList(ref(`${NET}.NetworkPolicyPort`), 'ports is a list of ports which should be made accessible on the pods selected for this rule.'),
       from: atomicList(ref(`${NET}.NetworkPolicyPeer`), 'from is a list of sources which should be able to access the pods selected for this rule.'),
     },
   },
   [`${NET}.NetworkPolicyEgressRule`]: {
+    type: 'object',
     properties: {
       ports: atomicList(ref(`${NET}.NetworkPolicyPort`), 'ports is a list of destination ports for outgoing traffic.'),
       to: atomicList(ref(`${NET}.NetworkPolicyPeer`), 'to is a list of destinations for outgoing traffic of pods selected for this rule.'),
     },
   },
   [`${NET}.NetworkPolicyPort`]: {
+    type: 'object',
     properties: {
       protocol: { type: 'string', description: 'protocol represents the protocol (TCP, UDP, or SCTP) which traffic must match. If not specified, this field defaults to TCP.' },
       port: ref('io.k8s.apimachinery.pkg.util.intstr.IntOrString'),
@@ -60,6 +65,7 @@ export const NETWORK_POLICY_DEFINITIONS: Record<string, JsonObject> = {
     },
   },
   [`${NET}.NetworkPolicyPeer`]: {
+    type: 'object',
     properties: {
       podSelector: ref(`${META}.LabelSelector`),
       namespaceSelector: ref(`${META}.LabelSelector`),
@@ -67,11 +73,13 @@ export const NETWORK_POLICY_DEFINITIONS: Record<string, JsonObject> = {
     },
   },
   [`${NET}.IPBlock`]: {
+    type: 'object',
     properties: { cidr: STRING, except: atomicList(STRING, 'except is a slice of CIDRs that should not be included within an IPBlock') },
     required: ['cidr'],
   },
   'io.k8s.apimachinery.pkg.util.intstr.IntOrString': { type: 'string', format: 'int-or-string' },
   [`${META}.LabelSelector`]: {
+    type: 'object',
     properties: {
       matchLabels: { type: 'object', additionalProperties: STRING },
       matchExpressions: atomicList(ref(`${META}.LabelSelectorRequirement`), 'matchExpressions is a list of label selector requirements. The requirements are ANDed.'),
@@ -79,10 +87,12 @@ export const NETWORK_POLICY_DEFINITIONS: Record<string, JsonObject> = {
     'x-kubernetes-map-type': 'atomic',
   },
   [`${META}.LabelSelectorRequirement`]: {
+    type: 'object',
     properties: { key: STRING, operator: STRING, values: atomicList(STRING, 'values is an array of string values.') },
     required: ['key', 'operator'],
   },
   [`${META}.ObjectMeta`]: {
+    type: 'object',
     properties: {
       annotations: { type: 'object', additionalProperties: STRING },
       creationTimestamp: ref(`${META}.Time`),
@@ -108,6 +118,7 @@ export const NETWORK_POLICY_DEFINITIONS: Record<string, JsonObject> = {
     },
   },
   [`${META}.OwnerReference`]: {
+    type: 'object',
     properties: {
       apiVersion: STRING,
       blockOwnerDeletion: { type: 'boolean' },

@@ -28,8 +28,71 @@ export function openApiV2Format(accept: string | undefined): 'protobuf' | 'json'
 
 // ---- the document
 
+const ANY: JsonObject = {};
+const STRING: JsonObject = { type: 'string' };
+const STRING_MAP: JsonObject = { type: 'object', additionalProperties: STRING };
+const OBJECT_META: JsonObject = { $ref: '#/definitions/io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta' };
+
+/**
+ * The other built-in kinds, by the top-level fields kube publishes for them (under upstream's
+ * definition names). What lies below those fields is left to the server, so kubectl catches typos at
+ * the top and in metadata; a kind missing here is simply not validated by kubectl.
+ */
+const TOP_LEVEL_FIELDS: Array<[group: string, kind: string, definition: string, fields: JsonObject]> = [
+  ['', 'Namespace', 'io.k8s.api.core.v1.Namespace', { spec: ANY, status: ANY }],
+  ['', 'Node', 'io.k8s.api.core.v1.Node', { spec: ANY, status: ANY }],
+  ['', 'Pod', 'io.k8s.api.core.v1.Pod', { spec: ANY, status: ANY }],
+  ['', 'Service', 'io.k8s.api.core.v1.Service', { spec: ANY, status: ANY }],
+  ['', 'Endpoints', 'io.k8s.api.core.v1.Endpoints', { subsets: { type: 'array', items: ANY } }],
+  [
+    '',
+    'Event',
+    'io.k8s.api.core.v1.Event',
+    {
+      action: STRING,
+      count: { type: 'integer', format: 'int32' },
+      eventTime: STRING,
+      firstTimestamp: STRING,
+      involvedObject: ANY,
+      lastTimestamp: STRING,
+      message: STRING,
+      reason: STRING,
+      related: ANY,
+      reportingComponent: STRING,
+      reportingInstance: STRING,
+      series: ANY,
+      source: ANY,
+      type: STRING,
+    },
+  ],
+  ['', 'ConfigMap', 'io.k8s.api.core.v1.ConfigMap', { binaryData: STRING_MAP, data: STRING_MAP, immutable: { type: 'boolean' } }],
+  ['', 'Secret', 'io.k8s.api.core.v1.Secret', { data: STRING_MAP, immutable: { type: 'boolean' }, stringData: STRING_MAP, type: STRING }],
+  ['', 'ServiceAccount', 'io.k8s.api.core.v1.ServiceAccount', { automountServiceAccountToken: { type: 'boolean' }, imagePullSecrets: { type: 'array', items: ANY }, secrets: { type: 'array', items: ANY } }],
+  ['discovery.k8s.io', 'EndpointSlice', 'io.k8s.api.discovery.v1.EndpointSlice', { addressType: STRING, endpoints: { type: 'array', items: ANY }, ports: { type: 'array', items: ANY } }],
+  ['coordination.k8s.io', 'Lease', 'io.k8s.api.coordination.v1.Lease', { spec: ANY }],
+  ['apps', 'Deployment', 'io.k8s.api.apps.v1.Deployment', { spec: ANY, status: ANY }],
+  ['apps', 'DaemonSet', 'io.k8s.api.apps.v1.DaemonSet', { spec: ANY, status: ANY }],
+  ['rbac.authorization.k8s.io', 'Role', 'io.k8s.api.rbac.v1.Role', { rules: { type: 'array', items: ANY } }],
+  ['rbac.authorization.k8s.io', 'ClusterRole', 'io.k8s.api.rbac.v1.ClusterRole', { aggregationRule: ANY, rules: { type: 'array', items: ANY } }],
+  ['rbac.authorization.k8s.io', 'RoleBinding', 'io.k8s.api.rbac.v1.RoleBinding', { roleRef: ANY, subjects: { type: 'array', items: ANY } }],
+  ['rbac.authorization.k8s.io', 'ClusterRoleBinding', 'io.k8s.api.rbac.v1.ClusterRoleBinding', { roleRef: ANY, subjects: { type: 'array', items: ANY } }],
+  ['apiextensions.k8s.io', 'CustomResourceDefinition', 'io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.CustomResourceDefinition', { spec: ANY, status: ANY }],
+];
+
+function topLevelDefinitions(): JsonObject {
+  const defs: JsonObject = {};
+  for (const [group, kind, name, fields] of TOP_LEVEL_FIELDS) {
+    defs[name] = {
+      type: 'object',
+      properties: { apiVersion: { type: 'string' }, kind: { type: 'string' }, metadata: OBJECT_META, ...fields },
+      'x-kubernetes-group-version-kind': [{ group, version: 'v1', kind }],
+    };
+  }
+  return defs;
+}
+
 /** Built-in kinds with a published schema: their definitions (one of them carries the kind's GVK). */
-const BUILTIN_DEFINITIONS = [NETWORK_POLICY_DEFINITIONS];
+const BUILTIN_DEFINITIONS = [NETWORK_POLICY_DEFINITIONS, topLevelDefinitions()];
 
 /** `crd.seine.dev` -> `dev.seine.crd`: kube names CRD definitions by the reversed group. */
 function crdDefinitionName(rt: ResourceType, version: string): string {
@@ -52,6 +115,7 @@ export function toV2Schema(s: unknown): JsonObject {
   }
   if (s['x-kubernetes-preserve-unknown-fields'] === true || s['x-kubernetes-int-or-string'] === true) return out;
   if (isObject(s.properties)) {
+    out.type = 'object';
     out.properties = Object.fromEntries(Object.entries(s.properties).map(([k, v]) => [k, toV2Schema(v)]));
     if (Array.isArray(s.required) && s.required.length) out.required = s.required;
   } else if (s.type === 'object' && isObject(s.additionalProperties)) {
@@ -70,7 +134,7 @@ export function toV2Schema(s: unknown): JsonObject {
 function crdDefinition(rt: ResourceType, version: string, schema: JsonObject): JsonObject {
   const def = toV2Schema(schema);
   const props = isObject(def.properties) ? def.properties : {};
-  def.properties = { ...props, apiVersion: { type: 'string' }, kind: { type: 'string' }, metadata: { $ref: '#/definitions/io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta' } };
+  def.properties = { ...props, apiVersion: { type: 'string' }, kind: { type: 'string' }, metadata: OBJECT_META };
   def['x-kubernetes-group-version-kind'] = [{ group: rt.group, version, kind: rt.kind }];
   return def;
 }

@@ -1,12 +1,14 @@
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { parseAllDocuments, stringify } from 'yaml';
 import { call, eventually, kubectl, startServer, type Json, type TestServer } from './helpers.js';
 
 // kubectl's client-side validation against the lab API server: the items of a `kind: List` are
 // validated against /openapi/v2 (kubectl asks for it in gnostic's protobuf encoding), for built-in
 // kinds with a schema and for every CRD, with the messages kubectl prints against a real cluster.
 
-const CRD = readFileSync(join(import.meta.dirname, '../../../crds/servicechain.yaml'), 'utf8');
+const ROOT = join(import.meta.dirname, '../../..');
+const CRDS = readdirSync(join(ROOT, 'crds')).map((f) => readFileSync(join(ROOT, 'crds', f), 'utf8'));
 
 const POLICY = (spec: string): string => `  - apiVersion: networking.k8s.io/v1
     kind: NetworkPolicy
@@ -26,6 +28,12 @@ const POD = (image: string): string => `  - apiVersion: v1
     spec:
       containers:
       - {name: main, image: ${image}, env: [{name: MODE, value: lab}]}
+`;
+
+const CONFIGMAP = (data: string): string => `  - apiVersion: v1
+    kind: ConfigMap
+    metadata: {name: settings, namespace: default, labels: {team: net}}
+    ${data}
 `;
 
 const list = (...items: string[]): string => `apiVersion: v1\nkind: List\nitems:\n${items.join('')}`;
@@ -50,9 +58,9 @@ describe('kubectl client-side validation (OpenAPI v2)', () => {
   let srv: TestServer;
   beforeAll(async () => {
     srv = await startServer();
-    const r = await kubectl(srv, ['apply', '-f', '-'], CRD);
-    if (r.code !== 0) throw new Error(`applying the ServiceChain CRD: ${r.stderr}`);
-    await eventually(async () => (await kubectl(srv, ['get', 'servicechains'])).code === 0, 30_000, 'the ServiceChain CRD to be served');
+    const r = await kubectl(srv, ['apply', '-f', '-'], CRDS.join('\n---\n'));
+    if (r.code !== 0) throw new Error(`applying the project's CRDs: ${r.stderr}`);
+    await eventually(async () => (await kubectl(srv, ['get', 'servicechains,ippools,network-attachment-definitions'])).code === 0, 30_000, "the project's CRDs to be served");
   });
   afterAll(async () => {
     await srv?.stop();
@@ -97,6 +105,15 @@ describe('kubectl client-side validation (OpenAPI v2)', () => {
     expect(pod.spec.containers[0]).toMatchObject({ name: 'main', image: 'busybox:1.37', env: [{ name: 'MODE', value: 'lab' }] });
   });
 
+  it("passes every manifest the project ships, as one List", async () => {
+    const files = ['manifests/seine.yml', ...readdirSync(join(ROOT, 'manifests/examples')).map((f) => `manifests/examples/${f}`), ...readdirSync(join(ROOT, 'crds')).map((f) => `crds/${f}`)];
+    const items = files.flatMap((f) => parseAllDocuments(readFileSync(join(ROOT, f), 'utf8')).map((d) => d.toJSON() as Json)).filter((o) => o && o.kind);
+    expect(items.length).toBeGreaterThan(10);
+    const r = await kubectl(srv, ['create', '--dry-run=client', '-o', 'name', '-f', '-'], stringify({ apiVersion: 'v1', kind: 'List', items }));
+    expect(r.stderr).toBe('');
+    expect(r.stdout.trim().split('\n')).toHaveLength(items.length);
+  });
+
   it('reports a NetworkPolicy field typo in a List as kubectl does, and --validate=false lets it through', async () => {
     const typo = list(POLICY(GOOD_POLICY.replace('podSelector', 'podSelectr')).replace('allow-web', 'typo-web'));
     const r = await kubectl(srv, ['apply', '-f', '-'], typo);
@@ -108,6 +125,18 @@ describe('kubectl client-side validation (OpenAPI v2)', () => {
     expect(off.code).toBe(0);
     const np = (await call(srv.api, 'GET', '/apis/networking.k8s.io/v1/namespaces/default/networkpolicies/typo-web')).body;
     expect(np.spec.podSelector).toEqual({});
+  });
+
+  it('reports typos at the top and in metadata of any built-in kind in a List', async () => {
+    const r = await kubectl(srv, ['apply', '-f', '-'], list(CONFIGMAP('dat: {mode: lab}'), CONFIGMAP('data: {mode: lab}').replace('labels:', 'labes:')));
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toContain('ValidationError(ConfigMap): unknown field "dat" in io.k8s.api.core.v1.ConfigMap');
+    expect(r.stderr).toContain('ValidationError(ConfigMap.metadata): unknown field "labes" in io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta');
+    const wrongType = await kubectl(srv, ['apply', '-f', '-'], list(CONFIGMAP('immutable: "yes"')));
+    expect(wrongType.stderr).toContain('ValidationError(ConfigMap.immutable): invalid type for io.k8s.api.core.v1.ConfigMap.immutable: got "string", expected "boolean"');
+    expect((await call(srv.api, 'GET', '/api/v1/namespaces/default/configmaps/settings')).status).toBe(404);
+    const good = await kubectl(srv, ['apply', '-f', '-'], list(CONFIGMAP('data: {mode: lab}\n    immutable: true')));
+    expect(good).toMatchObject({ code: 0, stderr: '' });
   });
 
   it('reports missing required fields and typos in a ServiceChain of a List', async () => {
