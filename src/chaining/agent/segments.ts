@@ -9,7 +9,7 @@ import { SEC } from '../../secondary/agent/records.js';
 import { NETWORK_STATUS_ANNOTATION, parseNetworkStatus } from '../../secondary/annotations/index.js';
 import { EXT, OWNER } from '../../secondary/datapath/names.js';
 import type { SegmentEndpoint } from '../datapath/state.js';
-import { cidrsToRanges, rangesToCidrs } from '../model/ipset.js';
+import { cidrsToRanges, rangesToCidrs } from '../../ipam/ipv4-set.js';
 
 export { chainNetworkOf, type ChainNetwork } from '../model/network.js';
 

@@ -2,7 +2,7 @@
 // API server; these rules span fields (or stand where no schema ran, e.g. a cluster without the CRD's
 // validation) and end up in the Invalid condition, each naming its field.
 import { isDnsLabel, isDnsSubdomain, isInterfaceName } from '../../secondary/annotations/validation.js';
-import { cidrContains, cidrRange, isIpv4Cidr } from '../model/ipset.js';
+import { cidrContains, cidrRange, isIpv4Cidr } from '../../ipam/ipv4-set.js';
 import { CHAIN_PROTOCOLS, MAX_HOPS, type ChainPeer, type LabelSelector, type ServiceChainSpec } from './types.js';
 
 export interface ChainFieldProblem {

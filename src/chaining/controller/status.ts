@@ -14,7 +14,7 @@ import {
   type ServiceChainStatus,
 } from '../api/types.js';
 import { replicaHealth, type NodeReports } from '../model/desired.js';
-import { selectorMatches } from '../model/selector.js';
+import { selectorMatches } from '../../k8s/selector.js';
 
 /** Why a condition is what it is (the reason of metav1.Condition). */
 export const ChainReason = {

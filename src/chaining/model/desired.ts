@@ -16,9 +16,9 @@ import {
   type ServiceChain,
 } from '../api/types.js';
 import { describeProblems, validateChainSpec } from '../api/validate.js';
-import { ANY_IPV4, cidrRange, cidrsToRanges, rangesToCidrs, subtractRanges } from './ipset.js';
+import { ANY_IPV4, cidrRange, cidrsToRanges, rangesToCidrs, subtractRanges } from '../../ipam/ipv4-set.js';
 import { NODE_CHAIN_REPORT_ANNOTATION, parseNodeChainReport, type NodeChainReport } from './report.js';
-import { selectorMatches } from './selector.js';
+import { selectorMatches } from '../../k8s/selector.js';
 
 export interface ChainReplica {
   /** 1..31, unique in the hop. */

@@ -1,6 +1,6 @@
 // Whether two chains' classifiers can select the same packet: their source sets share an address, their
 // destination sets share an address, and their protocols and ports do not exclude each other.
-import { cidrsIntersect } from './ipset.js';
+import { cidrsIntersect } from '../../ipam/ipv4-set.js';
 import type { ChainClassifier } from './desired.js';
 
 type Ports = ChainClassifier['ports'];

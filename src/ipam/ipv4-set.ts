@@ -1,7 +1,7 @@
-// IPv4 address sets as sorted, disjoint ranges, written out as the fewest CIDRs: the classifier's source and
-// destination after ipBlock excepts are subtracted and pod addresses are gathered.
+// IPv4 address sets as sorted, disjoint ranges, written out as the fewest CIDRs (ipBlocks with their excepts,
+// gathered pod addresses).
 import ipaddr from 'ipaddr.js';
-import { intToIpv4, ipv4ToInt } from '../../ipam/subnets.js';
+import { intToIpv4, ipv4ToInt } from './subnets.js';
 
 export const ANY_IPV4 = '0.0.0.0/0';
 

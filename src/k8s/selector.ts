@@ -1,5 +1,5 @@
 // metav1.LabelSelector matching (matchLabels and matchExpressions, all must hold; {} matches everything).
-import type { LabelSelector } from '../api/types.js';
+import type { V1LabelSelector as LabelSelector } from '@kubernetes/client-node';
 
 export function selectorMatches(selector: LabelSelector | undefined, labels: Record<string, string> | undefined): boolean {
   if (!selector) return true;

@@ -1,0 +1,73 @@
+// networking.k8s.io/v1 NetworkPolicy compiled into the policy model: a policy in the NetworkPolicy tier that
+// isolates its pods in its policyTypes and accepts what its rules list.
+import type { V1NetworkPolicy, V1NetworkPolicyPeer, V1NetworkPolicyPort } from '@kubernetes/client-node';
+import { canonicalGroup, groupKey } from './groups.js';
+import type { Compiled, CompiledRule, Direction, PodGroupSpec, Protocol, RulePeers, RulePort } from './types.js';
+
+/** policyTypes as the API server defaults them: Ingress, and Egress when there are egress rules. */
+export function policyTypes(np: V1NetworkPolicy): Direction[] {
+  const given = np.spec?.policyTypes;
+  if (given?.length) return [...new Set(given.filter((t): t is Direction => t === 'Ingress' || t === 'Egress'))];
+  return np.spec?.egress?.length ? ['Ingress', 'Egress'] : ['Ingress'];
+}
+
+function rulePorts(ports: V1NetworkPolicyPort[] | undefined): RulePort[] {
+  return (ports ?? []).map((p) => {
+    const protocol = (p.protocol ?? 'TCP') as Protocol;
+    if (p.port === undefined || p.port === null) return { protocol };
+    if (typeof p.port === 'string') {
+      // An int-or-string may arrive as a numeric string.
+      return /^\d+$/.test(p.port) ? { protocol, port: Number(p.port), ...(p.endPort ? { endPort: p.endPort } : {}) } : { protocol, name: p.port };
+    }
+    return { protocol, port: p.port, ...(p.endPort ? { endPort: p.endPort } : {}) };
+  });
+}
+
+/**
+ * The peers of a rule. No peers at all: any address. A peer with a namespaceSelector picks pods of the namespaces
+ * it selects (with its podSelector, both must hold); a podSelector alone picks pods of the policy's namespace.
+ */
+function rulePeers(namespace: string, peers: V1NetworkPolicyPeer[] | undefined, groups: Map<string, PodGroupSpec>): RulePeers {
+  if (!peers?.length) return { any: true, groups: [], ipBlocks: [] };
+  const out: RulePeers = { groups: [], ipBlocks: [] };
+  for (const peer of peers) {
+    if (peer.ipBlock) {
+      out.ipBlocks.push({ cidr: peer.ipBlock.cidr, ...(peer.ipBlock.except?.length ? { except: [...peer.ipBlock.except] } : {}) });
+      continue;
+    }
+    if (!peer.podSelector && !peer.namespaceSelector) continue; // refused by validation; selects nothing here
+    const g = canonicalGroup(peer.namespaceSelector ? { namespaceSelector: peer.namespaceSelector, podSelector: peer.podSelector } : { namespace, podSelector: peer.podSelector });
+    const key = groupKey(g);
+    groups.set(key, g);
+    if (!out.groups.includes(key)) out.groups.push(key);
+  }
+  return out;
+}
+
+export function compileNetworkPolicy(np: V1NetworkPolicy): Compiled {
+  const namespace = np.metadata?.namespace ?? 'default';
+  const groups = new Map<string, PodGroupSpec>();
+  const appliedTo = canonicalGroup({ namespace, podSelector: np.spec?.podSelector });
+  const appliedKey = groupKey(appliedTo);
+  groups.set(appliedKey, appliedTo);
+  const types = policyTypes(np);
+  const rules: CompiledRule[] = [];
+  // Rules of a direction the policy does not isolate are ignored, as the API says.
+  if (types.includes('Ingress')) {
+    (np.spec?.ingress ?? []).forEach((r, i) => rules.push({ name: `ingress-${i}`, direction: 'Ingress', action: 'Accept', peers: rulePeers(namespace, r._from, groups), ports: rulePorts(r.ports) }));
+  }
+  if (types.includes('Egress')) {
+    (np.spec?.egress ?? []).forEach((r, i) => rules.push({ name: `egress-${i}`, direction: 'Egress', action: 'Accept', peers: rulePeers(namespace, r.to, groups), ports: rulePorts(r.ports) }));
+  }
+  return {
+    policy: {
+      ref: { kind: 'NetworkPolicy', namespace, name: np.metadata?.name ?? '', uid: np.metadata?.uid ?? '' },
+      tier: 'NetworkPolicy',
+      priority: 0,
+      appliedTo: appliedKey,
+      isolates: types,
+      rules,
+    },
+    groups,
+  };
+}
