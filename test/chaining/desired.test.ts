@@ -1,6 +1,6 @@
 import type { ServiceChain } from '../../src/chaining/api/types.js';
 import { desiredChains, nodeReports, peerAddresses } from '../../src/chaining/model/desired.js';
-import { rangesToCidrs, subtractRanges, cidrRange } from '../../src/chaining/model/ipset.js';
+import { rangesToCidrs, subtractRanges, cidrRange } from '../../src/ipam/ipv4-set.js';
 import { classifiersOverlap } from '../../src/chaining/model/overlap.js';
 import { NODE_CHAIN_REPORT_ANNOTATION, type NodeChainReport } from '../../src/chaining/model/report.js';
 import { chain, namespace, node, pod } from './fixtures.js';
