@@ -1,3 +1,4 @@
+import { compileValidationRules } from './cel.js';
 import { cause, errors, type StatusCause } from './errors.js';
 import { validJsonPath, evalJsonPath } from './jsonpath.js';
 import { deepEqual, timestamp, validateName } from './meta.js';
@@ -86,6 +87,7 @@ function validateCrd(crd: KubeObject, old: KubeObject | undefined): StatusCause[
       if (schema.type !== 'object') out.push(cause.required(`${f}.schema.openAPIV3Schema.type`, 'must not be empty at the root'));
       const err = checkSchema(schema);
       if (err) out.push(cause.invalid(`${f}.schema.openAPIV3Schema`, '', err));
+      else out.push(...compileValidationRules(schema).errors.map((c) => ({ ...c, field: `${f}.schema.${c.field ?? ''}` })));
     }
     const cols = Array.isArray(v.additionalPrinterColumns) ? v.additionalPrinterColumns : [];
     cols.forEach((c, j) => {
@@ -277,12 +279,13 @@ function customResourceStrategy(rt: ResourceType): Strategy {
     prepareForUpdate(obj, _old, ctx) {
       pruneAndDefault(rt, obj, ctx);
     },
-    validate(obj, _old, ctx) {
+    validate(obj, old, ctx) {
       const v = versionInfo(rt, ctx.version);
       if (!v.schema) return [];
       // metadata is the apiserver's; only the rest is the schema's business.
       const { metadata: _m, ...rest } = obj;
-      return validateAgainst(v.schema, { ...rest, metadata: {} }).filter((c) => !c.field?.startsWith('metadata'));
+      const causes = validateAgainst(v.schema, { ...rest, metadata: {} }).filter((c) => !c.field?.startsWith('metadata'));
+      return v.schema.rules ? [...causes, ...v.schema.rules.validate(obj, old, causes, ctx.warnings)] : causes;
     },
   };
 }

@@ -1,5 +1,6 @@
 import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
 import addFormats from 'ajv-formats';
+import { compileValidationRules, type CelValidator } from './cel.js';
 import { cause, formatValue, type StatusCause } from './errors.js';
 import { clone } from './meta.js';
 import { isObject, type JsonObject } from './types.js';
@@ -62,11 +63,14 @@ export function toJsonSchema(s: unknown): JsonObject {
 export interface CompiledSchema {
   schema: JsonObject;
   validate: ValidateFunction;
+  /** The schema's x-kubernetes-validations, when it has any. */
+  rules?: CelValidator;
 }
 
 export function compileSchema(openAPIV3Schema: unknown): CompiledSchema {
   const schema = isObject(openAPIV3Schema) ? openAPIV3Schema : {};
-  return { schema, validate: ajv.compile(toJsonSchema(schema)) };
+  const rules = compileValidationRules(schema).validator;
+  return { schema, validate: ajv.compile(toJsonSchema(schema)), ...(rules ? { rules } : {}) };
 }
 
 /** Throws a readable message if a CRD's schema cannot be compiled. */
@@ -116,7 +120,7 @@ function causeFor(e: ErrorObject, data: unknown): StatusCause | undefined {
       return cause.required(join(field, String(p.missingProperty)));
     case 'type': {
       const t = Array.isArray(p.type) ? (p.type as string[]).filter((x) => x !== 'null').join(',') : String(p.type);
-      return cause.invalid(field, goType(value), `${field} in body must be of type ${t}: ${JSON.stringify(goType(value))}`);
+      return { ...cause.invalid(field, goType(value), `${field} in body must be of type ${t}: ${JSON.stringify(goType(value))}`), reason: 'FieldValueTypeInvalid' };
     }
     case 'enum':
       return cause.notSupported(field, value, (p.allowedValues as unknown[]) ?? []);
