@@ -1,6 +1,7 @@
 // Pod groups: a canonical key per selector combination (so equal selectors written differently share a group),
 // and the membership test the controller evaluates over pods and namespaces.
 import type { V1LabelSelector, V1LabelSelectorRequirement } from '@kubernetes/client-node';
+import { createHash } from 'node:crypto';
 import { selectorMatches } from '../../k8s/selector.js';
 import type { PodGroupSpec } from './types.js';
 
@@ -27,10 +28,14 @@ export function canonicalGroup(g: PodGroupSpec): PodGroupSpec {
   return { ...(namespaceSelector ? { namespaceSelector } : {}), ...(podSelector ? { podSelector } : {}) };
 }
 
-/** A stable key naming the group (equal for groups that select the same pods by the same selectors). */
+/**
+ * A stable key naming the group: equal for groups that select the same pods by the same selectors, the same on
+ * every controller run, and short (it is sent to agents with every rule that names the group).
+ */
 export function groupKey(g: PodGroupSpec): string {
   const c = canonicalGroup(g);
-  return JSON.stringify([c.namespace ?? null, c.namespaceSelector ?? null, c.podSelector ?? null]);
+  const text = JSON.stringify([c.namespace ?? null, c.namespaceSelector ?? null, c.podSelector ?? null]);
+  return createHash('sha256').update(text).digest('base64url').slice(0, 16);
 }
 
 /** Whether a pod (its namespace, labels, and its namespace's labels) is a member of the group. */
