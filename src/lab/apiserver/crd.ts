@@ -1,6 +1,7 @@
 import { compileValidationRules } from './cel.js';
 import { cause, errors, type StatusCause } from './errors.js';
 import { validJsonPath, evalJsonPath } from './jsonpath.js';
+import { validateListTypes } from './listtype.js';
 import { deepEqual, timestamp, validateName } from './meta.js';
 import { compareKubeVersions, type CrdVersion, type PrinterColumn, type ResourceType, type Strategy, type StrategyContext } from './registry.js';
 import { applyDefaults, checkSchema, compileSchema, prune, validateAgainst } from './schema.js';
@@ -285,6 +286,8 @@ function customResourceStrategy(rt: ResourceType): Strategy {
       // metadata is the apiserver's; only the rest is the schema's business.
       const { metadata: _m, ...rest } = obj;
       const causes = validateAgainst(v.schema, { ...rest, metadata: {} }).filter((c) => !c.field?.startsWith('metadata'));
+      // Set and map lists must not repeat themselves; an update may keep what the old object already repeated.
+      if (!old || validateListTypes(v.schema.schema, { ...old, metadata: {} }).length === 0) causes.push(...validateListTypes(v.schema.schema, rest));
       return v.schema.rules ? [...causes, ...v.schema.rules.validate(obj, old, causes, ctx.warnings)] : causes;
     },
   };
