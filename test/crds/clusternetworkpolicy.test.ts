@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parse as parseYaml } from 'yaml';
-import { CRDS_DIR, installCrds, startCluster, type Cluster } from './helpers.js';
+import { CRDS_DIR, installCrds, kubectlOk, startCluster, type Cluster } from './helpers.js';
 
 // The ClusterNetworkPolicy CRD (crds/clusternetworkpolicy.yaml) accepts and refuses what the upstream
 // network-policy-api v0.2.0 standard CRD does: each policy is applied with the stock kubectl to the embedded
@@ -99,11 +99,7 @@ describe('ClusterNetworkPolicy CRD', () => {
     await c?.close();
   });
 
-  const ok = async (args: string[], input?: string): Promise<string> => {
-    const r = await c.kubectl(args, input);
-    if (r.code !== 0) throw new Error(`kubectl ${args.join(' ')} failed (${r.code}): ${r.stderr}`);
-    return r.stdout;
-  };
+  const ok = (args: string[], input?: string): Promise<string> => kubectlOk(c, args, input);
 
   it('is the upstream API: group, version, names, scope, status subresource, provenance', () => {
     const crd = parseYaml(readFileSync(join(CRDS_DIR, 'clusternetworkpolicy.yaml'), 'utf8')) as Json;

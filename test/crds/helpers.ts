@@ -58,6 +58,13 @@ export async function startCluster(prefix = 'seine-crds-'): Promise<Cluster> {
   };
 }
 
+/** kubectl's stdout, or a failure that shows what kubectl said. */
+export async function kubectlOk(c: Cluster, args: string[], input?: string): Promise<string> {
+  const r = await c.kubectl(args, input);
+  if (r.code !== 0) throw new Error(`kubectl ${args.join(' ')} failed (${r.code}): ${r.stderr}`);
+  return r.stdout;
+}
+
 /** `kubectl apply -f crds/`, then waits until both CRDs are Established; returns apply's output. */
 export async function installCrds(c: Cluster): Promise<string> {
   const applied = await c.kubectl(['apply', '-f', CRDS_DIR]);
