@@ -13,6 +13,7 @@ export const CookieOwner = {
   primary: 1,
   secondary: 2,
   chaining: 3,
+  policy: 4,
 } as const;
 
 export type CookieOwnerName = keyof typeof CookieOwner;

@@ -5,5 +5,6 @@ export * from './flow.js';
 export * from './group.js';
 export * from './match.js';
 export * from './ofctl.js';
+export * from './port-masks.js';
 export * from './sync.js';
 export * from './writer.js';

@@ -1,4 +1,5 @@
-import { portMasks, classifierClauses } from '../../../src/chaining/datapath/classifier.js';
+import { classifierClauses } from '../../../src/chaining/datapath/classifier.js';
+import { portMasks } from '../../../src/ovs/openflow/index.js';
 import { chainFlows, chainBaseFlows, usableReplicas } from '../../../src/chaining/datapath/flows.js';
 import { ChainTable, decodeTag, tag, hopZone, chainObject, decodeChainObject, chainScope } from '../../../src/chaining/datapath/layout.js';
 import type { DatapathChain } from '../../../src/chaining/datapath/state.js';

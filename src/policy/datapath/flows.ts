@@ -1,0 +1,187 @@
+// The policy feature's flows, computed from the node's resolved rules: per direction a table per tier, each rule
+// a conjunction of (pods it applies to) x (peer addresses) x (ports), so that it costs the sum of its parts in
+// flows, not their product. Established connections never get here (the pipeline's bypass).
+import { portMasks, type Action, type Flow, type Masked, type Match, type SyncRequest } from '../../ovs/openflow/index.js';
+import { cidrsToRanges, rangesToCidrs } from '../../ipam/ipv4-set.js';
+import { FromGateway, matchMarks } from '../../primary/pipeline/marks.js';
+import type { Direction, Protocol, RulePort } from '../model/types.js';
+import { POLICY_TABLES, PolicyCookies, PolicyPriority, conjId, policyScope, VARIANTS } from './layout.js';
+import type { DatapathRule, NamedPort, PolicyDatapath } from './state.js';
+
+const goto = (table: number): Action => ({ type: 'goto_table', table });
+const ovsProtocol = (p: Protocol): 'tcp' | 'udp' | 'sctp' => (p === 'TCP' ? 'tcp' : p === 'UDP' ? 'udp' : 'sctp');
+
+/** A resolved port: a protocol, and a port range (none: every port of the protocol). */
+interface PortMatch {
+  protocol: Protocol;
+  port?: number;
+  endPort?: number;
+}
+
+/** Numeric ports of a rule, and its named ports resolved against one pod's container ports. */
+function resolvePorts(ports: readonly RulePort[], named: readonly NamedPort[] | undefined): PortMatch[] {
+  const out: PortMatch[] = [];
+  for (const p of ports) {
+    if (p.name === undefined) {
+      if (p.protocol) out.push({ protocol: p.protocol, ...(p.port !== undefined ? { port: p.port, ...(p.endPort !== undefined ? { endPort: p.endPort } : {}) } : {}) });
+      continue;
+    }
+    for (const n of named ?? []) if (n.name === p.name && (p.protocol === undefined || p.protocol === n.protocol)) out.push({ protocol: n.protocol, port: n.port });
+  }
+  const seen = new Set<string>();
+  return out.filter((m) => {
+    const k = `${m.protocol}/${m.port ?? ''}/${m.endPort ?? ''}`;
+    return seen.has(k) ? false : (seen.add(k), true);
+  });
+}
+
+const portsKey = (ports: readonly PortMatch[]): string => ports.map((m) => `${m.protocol}/${m.port ?? ''}/${m.endPort ?? ''}`).sort().join(',');
+
+/** One conjunction of a rule: which pods, which peers (undefined: any), which ports (empty: all). */
+interface Variant {
+  ofports: number[];
+  cidrs?: string[];
+  ports: PortMatch[];
+}
+
+/**
+ * A rule's conjunctions. Without named ports, one. With named ports, the ports depend on the destination pod:
+ * ingress rules are split by the applied-to pods' resolved ports, egress rules by the peer pods'.
+ */
+function variants(rule: DatapathRule): Variant[] {
+  const ofports = [...new Set(rule.applied.map((a) => a.ofport))].sort((a, b) => a - b);
+  const peerCidrs = (ips: readonly string[], blocks: readonly string[]): string[] => rangesToCidrs(cidrsToRanges([...ips.map((ip) => `${ip}/32`), ...blocks]));
+  const allPeers = rule.peers.any ? undefined : peerCidrs(rule.peers.pods.map((p) => p.ip), rule.peers.cidrs);
+  if (!rule.ports.some((p) => p.name !== undefined)) return [{ ofports, ...(allPeers ? { cidrs: allPeers } : {}), ports: resolvePorts(rule.ports, undefined) }];
+  const out = new Map<string, Variant>();
+  if (rule.direction === 'Ingress') {
+    for (const a of rule.applied) {
+      const ports = resolvePorts(rule.ports, a.namedPorts);
+      if (!ports.length) continue; // no port of this pod has the name: the rule admits nothing to it
+      const k = portsKey(ports);
+      const v = out.get(k) ?? { ofports: [], ...(allPeers ? { cidrs: allPeers } : {}), ports };
+      v.ofports.push(a.ofport);
+      out.set(k, v);
+    }
+  } else {
+    // Peers by address: pods resolve names on themselves; address blocks (and "any") only match numeric ports.
+    const byPorts = new Map<string, { ips: string[]; blocks: string[]; any: boolean; ports: PortMatch[] }>();
+    const add = (ports: PortMatch[], f: (e: { ips: string[]; blocks: string[]; any: boolean }) => void): void => {
+      if (!ports.length) return;
+      const k = portsKey(ports);
+      const e = byPorts.get(k) ?? { ips: [], blocks: [], any: false, ports };
+      f(e);
+      byPorts.set(k, e);
+    };
+    const numeric = resolvePorts(rule.ports, undefined);
+    if (rule.peers.any) add(numeric, (e) => (e.any = true));
+    else {
+      for (const p of rule.peers.pods) add(resolvePorts(rule.ports, p.namedPorts), (e) => e.ips.push(p.ip));
+      add(numeric, (e) => e.blocks.push(...rule.peers.cidrs));
+    }
+    // With "any" peers, pods that resolve the name are still specific matches (any address on its own ports).
+    for (const [k, e] of byPorts) out.set(k, { ofports, ...(e.any ? {} : { cidrs: peerCidrs(e.ips, e.blocks) }), ports: e.ports });
+  }
+  const list = [...out.values()].filter((v) => v.ofports.length && (v.cidrs === undefined || v.cidrs.length));
+  if (list.length > VARIANTS) throw new RangeError(`rule ${rule.id}: ${list.length} distinct named-port resolutions (at most ${VARIANTS})`);
+  return list.sort((a, b) => (portsKey(a.ports) < portsKey(b.ports) ? -1 : 1));
+}
+
+function portAlternatives(ports: readonly PortMatch[]): Match[] {
+  return ports.flatMap((p) => {
+    const protocol = ovsProtocol(p.protocol);
+    if (p.port === undefined) return [{ protocol }];
+    return portMasks({ port: p.port, ...(p.endPort !== undefined ? { endPort: p.endPort } : {}) }).map((m: Masked): Match => ({ protocol, tp_dst: m }));
+  });
+}
+
+/** Where the rule's verdict sends a packet. */
+function verdict(rule: DatapathRule): Action[] {
+  const t = POLICY_TABLES[rule.direction];
+  if (rule.action === 'Deny') return [];
+  if (rule.action === 'Pass') return rule.tier === 'Admin' ? [goto(t.networkPolicy)] : [goto(t.exit)];
+  return [goto(t.exit)];
+}
+
+const appliedMatch = (direction: Direction, ofport: number): Match => (direction === 'Egress' ? { in_port: ofport } : { reg1: ofport });
+const peerMatch = (direction: Direction, cidr: string): Match => (direction === 'Egress' ? { nw_dst: cidr } : { nw_src: cidr });
+
+function tableOf(rule: DatapathRule): number {
+  const t = POLICY_TABLES[rule.direction];
+  return rule.tier === 'Admin' ? t.admin : rule.tier === 'Baseline' ? t.baseline : t.networkPolicy;
+}
+
+export function ruleFlows(round: number, rule: DatapathRule): Flow[] {
+  const cookie = new PolicyCookies(round).cookie(rule.id);
+  const table = tableOf(rule);
+  const flows: Flow[] = [];
+  const add = (match: Match, actions: Action[]): void => void flows.push({ table, priority: rule.priority, cookie, match, actions });
+  variants(rule).forEach((v, i) => {
+    const clauses: Match[][] = [v.ofports.map((o) => appliedMatch(rule.direction, o))];
+    if (v.cidrs) clauses.push(v.cidrs.map((c) => peerMatch(rule.direction, c)));
+    if (v.ports.length) clauses.push(portAlternatives(v.ports));
+    if (clauses.length === 1) {
+      // No conjunction: one flow per pod. One priority step up, so that it never shares a match and priority with
+      // another rule's conjunction clause (OVS cannot mix the two in one flow); only NetworkPolicy rules share a
+      // priority, and they all accept.
+      for (const m of clauses[0]!) flows.push({ table, priority: rule.priority + 1, cookie, match: { protocol: 'ip', ...m }, actions: verdict(rule) });
+      return;
+    }
+    const id = conjId(rule.id, i);
+    clauses.forEach((alternatives, c) => {
+      for (const m of alternatives) add({ ...(m.protocol ? {} : { protocol: 'ip' as const }), ...m }, [{ type: 'conjunction', id, clause: c + 1, clauses: clauses.length }]);
+    });
+    add({ protocol: 'ip', conj_id: id }, verdict(rule));
+  });
+  return flows;
+}
+
+/** Node-wide flows: each tier's table hands what it did not decide to the next; the node may reach its pods. */
+export function policyBaseFlows(round: number): Flow[] {
+  const cookie = new PolicyCookies(round).cookie(0);
+  const flows: Flow[] = [];
+  for (const direction of ['Egress', 'Ingress'] as const) {
+    const t = POLICY_TABLES[direction];
+    const f = (table: number, priority: number, match: Match, actions: Action[]): void => void flows.push({ table, priority, cookie, match, actions });
+    f(t.admin, PolicyPriority.next, {}, [goto(t.networkPolicy)]);
+    f(t.networkPolicy, 0, {}, [goto(t.isolation)]);
+    f(t.isolation, 0, {}, [goto(t.baseline)]);
+    f(t.baseline, 0, {}, [goto(t.exit)]);
+  }
+  // kubelet probes and other traffic of the node itself to its pods.
+  flows.push({ table: POLICY_TABLES.Ingress.admin, priority: PolicyPriority.fromNode, cookie, match: { protocol: 'ip', ...matchMarks(FromGateway) }, actions: [goto(POLICY_TABLES.Ingress.exit)] });
+  return flows;
+}
+
+/**
+ * Flows of different rules with the same table, priority and match are one flow in OVS: conjunction clauses are
+ * merged (one flow, every rule's conjunction action); otherwise the first rule's flow stays (NetworkPolicy rules
+ * all accept; tiered rules share a priority only between policies of equal priority, whose order the API leaves
+ * open, and the first by name wins).
+ */
+function merged(flows: readonly Flow[]): Flow[] {
+  const byKey = new Map<string, Flow>();
+  const isConj = (f: Flow): boolean => f.actions.length > 0 && f.actions.every((a) => a.type === 'conjunction');
+  for (const f of flows) {
+    const key = `${f.table}/${f.priority}/${JSON.stringify(f.match)}`;
+    const prior = byKey.get(key);
+    if (!prior) byKey.set(key, f);
+    else if (isConj(prior) && isConj(f)) byKey.set(key, { ...prior, actions: [...prior.actions, ...f.actions] });
+  }
+  return [...byKey.values()];
+}
+
+export function policyFlows(state: PolicyDatapath): Flow[] {
+  const cookies = new PolicyCookies(state.round);
+  const flows = [...policyBaseFlows(state.round), ...state.rules.flatMap((r) => ruleFlows(state.round, r))];
+  for (const iso of [...state.isolations].sort((a, b) => a.ruleId - b.ruleId)) {
+    const t = POLICY_TABLES[iso.direction];
+    flows.push({ table: t.isolation, priority: PolicyPriority.isolation, cookie: cookies.cookie(iso.ruleId), match: { protocol: 'ip', ...appliedMatch(iso.direction, iso.ofport) }, actions: [] });
+  }
+  return merged(flows);
+}
+
+/** The whole policy stage of the node, as one sync (one bundle). */
+export function policySync(state: PolicyDatapath): SyncRequest {
+  return { cookie: policyScope(), flows: policyFlows(state) };
+}

@@ -1,0 +1,146 @@
+// The policy stage's flows on a real bridge with real connections (one node, no agent): isolation, rules by peer
+// and port, tiers (Admin before NetworkPolicy, Pass, Baseline), named ports, replies, the node's own probes.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { commandLine, run } from '../../../src/host/exec.js';
+import { IpBatch } from '../../../src/host/ip.js';
+import { addFlow, FlowWriter } from '../../../src/ovs/openflow/index.js';
+import { tieredPriority, PolicyPriority } from '../../../src/policy/datapath/layout.js';
+import { policySync, policyFlows } from '../../../src/policy/datapath/flows.js';
+import type { DatapathRule, Isolation } from '../../../src/policy/datapath/state.js';
+import { pipelineFlows, type NodeConfig } from '../../../src/primary/pipeline/index.js';
+import { eventually } from '../../../src/util/wait.js';
+import { OvsSandbox, type SandboxPod } from '../../harness/sandbox.js';
+
+const BR = 'br-int';
+const GW = 1;
+const PORTS = [80, 81, 8080];
+
+describe('policy flows on a real bridge', () => {
+  let sb: OvsSandbox;
+  let w: FlowWriter;
+  const pods: Record<'a' | 'b' | 'c', SandboxPod> = {} as never;
+  const ofport = { a: 2, b: 3, c: 4 } as const;
+  const servers: ChildProcess[] = [];
+  const node: NodeConfig = {
+    mode: 'noEncap',
+    round: 1,
+    gatewayOfport: GW,
+    tunnelOfport: 0,
+    gatewayIp: '10.10.0.1',
+    gatewayMac: '0a:00:00:00:00:01',
+    podCidr: '10.10.0.0/24',
+    clusterCidr: '10.10.0.0/16',
+  };
+
+  beforeAll(async () => {
+    sb = await OvsSandbox.start();
+    await sb.addBridge(BR);
+    await sb.ovs.vsctl(['add-port', BR, 'gw0', '--', 'set', 'interface', 'gw0', 'type=internal', `ofport_request=${GW}`, `mac="${node.gatewayMac}"`]);
+    await sb.ip.apply(new IpBatch().addAddr('gw0', '10.10.0.1/24').setLink('gw0', { up: true }));
+    await sb.ip.txOffloadOff('gw0');
+    for (const [name, i] of [['a', 2], ['b', 3], ['c', 4]] as const) {
+      const p = await sb.addPod(`10.10.0.${i}/24`);
+      await sb.ovs.vsctl(['add-port', BR, p.hostIf, '--', 'set', 'interface', p.hostIf, `ofport_request=${ofport[name]}`]);
+      await p.ip.apply(new IpBatch().command('route', 'add', 'default', 'via', '10.10.0.1'));
+      pods[name] = p;
+      // A TCP server on each test port, for the whole suite (killed through the ledger).
+      for (const port of PORTS) {
+        const argv = commandLine('nc', ['-lk', '-p', String(port)], p.netns);
+        const child = spawn(argv[0]!, argv.slice(1), { stdio: 'ignore' });
+        sb.ledger.process(child.pid!, 'nc');
+        servers.push(child);
+      }
+    }
+    w = FlowWriter.forBridge(sb.ovs, BR);
+    const podList = (['a', 'b', 'c'] as const).map((n) => ({ ofport: ofport[n], ip: pods[n].addr, mac: pods[n].mac }));
+    await w.submit(pipelineFlows({ node, pods: podList, peers: [] }).map(addFlow));
+    for (const p of Object.values(pods)) {
+      await eventually(`servers listening in ${p.name}`, async () => ((await run('ss', ['-Hltn'], { netns: p.netns })).stdout.split('\n').filter(Boolean).length >= PORTS.length ? true : undefined), 10_000);
+    }
+  }, 60_000);
+
+  afterAll(async () => {
+    for (const s of servers) s.kill('SIGKILL');
+    await sb?.close();
+  });
+
+  /** Whether a TCP connection from `from` (a pod or the node) to a pod's port opens within 2 s. */
+  async function connects(from: SandboxPod | 'node', to: SandboxPod, port: number): Promise<boolean> {
+    const netns = from === 'node' ? sb.netns : from.netns;
+    return run('nc', ['-z', '-w', '2', to.addr, String(port)], { netns, timeoutMs: 10_000 }).then(() => true, () => false);
+  }
+
+  async function install(rules: DatapathRule[], isolations: Isolation[] = []): Promise<void> {
+    await w.sync(policySync({ round: 1, rules, isolations }));
+  }
+
+  /** Which of the pairs (x>y:port) connect. */
+  async function matrix(pairs: string[]): Promise<string[]> {
+    const ok: string[] = [];
+    for (const p of pairs) {
+      const m = /^(\w+)>(\w+):(\d+)$/.exec(p)!;
+      const from = m[1] === 'node' ? 'node' : pods[m[1] as 'a'];
+      if (await connects(from, pods[m[2] as 'a'], Number(m[3]))) ok.push(p);
+    }
+    return ok;
+  }
+
+  const np = (id: number, direction: 'Ingress' | 'Egress', applied: Array<'a' | 'b' | 'c'>, peers: Array<'a' | 'b' | 'c'> | 'any', ports: DatapathRule['ports'] = []): DatapathRule => ({
+    id,
+    direction,
+    tier: 'NetworkPolicy',
+    action: 'Accept',
+    priority: PolicyPriority.networkPolicy,
+    applied: applied.map((n) => ({ ofport: ofport[n], namedPorts: n === 'c' ? [{ name: 'web', protocol: 'TCP' as const, port: 8080 }] : [] })),
+    peers: peers === 'any' ? { any: true, cidrs: [], pods: [] } : { any: false, cidrs: [], pods: peers.map((n) => ({ ip: pods[n].addr, namedPorts: n === 'c' ? [{ name: 'web', protocol: 'TCP' as const, port: 8080 }] : [] })) },
+    ports,
+  });
+
+  it('passes everything without rules', async () => {
+    await install([]);
+    expect(await matrix(['a>b:80', 'b>c:81', 'c>a:8080'])).toEqual(['a>b:80', 'b>c:81', 'c>a:8080']);
+  }, 60_000);
+
+  it('isolates a pod for ingress and accepts what a rule lists (peer and port); its own connections and the node still pass', async () => {
+    await install([np(1, 'Ingress', ['c'], ['a'], [{ protocol: 'TCP', port: 80 }])], [{ direction: 'Ingress', ofport: ofport.c, ruleId: 2 }]);
+    expect(await matrix(['a>c:80', 'b>c:80', 'a>c:81', 'c>a:80', 'c>b:81', 'node>c:81'])).toEqual(['a>c:80', 'c>a:80', 'c>b:81', 'node>c:81']);
+  }, 60_000);
+
+  it('resolves a named port on the pod it applies to (ingress) and on the peer (egress)', async () => {
+    await install([np(1, 'Ingress', ['c'], 'any', [{ name: 'web' }])], [{ direction: 'Ingress', ofport: ofport.c, ruleId: 2 }]);
+    expect(await matrix(['a>c:8080', 'b>c:8080', 'a>c:80'])).toEqual(['a>c:8080', 'b>c:8080']);
+    await install([np(1, 'Egress', ['a'], ['b', 'c'], [{ name: 'web', protocol: 'TCP' }])], [{ direction: 'Egress', ofport: ofport.a, ruleId: 2 }]);
+    expect(await matrix(['a>c:8080', 'a>b:8080', 'a>c:80', 'b>a:80'])).toEqual(['a>c:8080', 'b>a:80']);
+  }, 60_000);
+
+  it('takes Admin rules first (Deny over an accepting NetworkPolicy), Pass to NetworkPolicy, Baseline for pods no NetworkPolicy isolates', async () => {
+    const tiered = (id: number, tier: 'Admin' | 'Baseline', action: 'Accept' | 'Deny' | 'Pass', prio: number, applied: Array<'a' | 'b' | 'c'>, peers: Array<'a' | 'b' | 'c'>): DatapathRule => ({
+      ...np(id, 'Ingress', applied, peers),
+      tier,
+      action,
+      priority: tieredPriority(prio, 0),
+    });
+    await install([
+      // Admin: a is passed to the lower tiers (priority 1), then everything to c is denied (priority 2).
+      tiered(1, 'Admin', 'Pass', 1, ['c'], ['a']),
+      tiered(2, 'Admin', 'Deny', 2, ['c'], ['a', 'b']),
+      // NetworkPolicy: accepts a and b into c (b never gets here: Admin denied it).
+      np(3, 'Ingress', ['c'], ['a', 'b']),
+      // Baseline: denies a into b (b is not isolated by NetworkPolicy, so Baseline decides).
+      tiered(4, 'Baseline', 'Deny', 0, ['b'], ['a']),
+    ], [{ direction: 'Ingress', ofport: ofport.c, ruleId: 5 }]);
+    expect(await matrix(['a>c:80', 'b>c:80', 'a>b:80', 'c>b:80'])).toEqual(['a>c:80', 'c>b:80']);
+  }, 60_000);
+
+  it('costs |pods| + |peers| + |ports| + 1 flows per rule, and merges clauses shared by rules into one flow', () => {
+    const base = policyFlows({ round: 1, rules: [], isolations: [] }).length;
+    // Peers a and c (10.10.0.2, .4): two /32s (a and b would be one /31: peers become the fewest CIDRs).
+    const rule = np(1, 'Ingress', ['a', 'b', 'c'], ['a', 'c'], [{ protocol: 'TCP', port: 80 }, { protocol: 'UDP', port: 53 }]);
+    expect(policyFlows({ round: 1, rules: [rule], isolations: [] }).length - base).toBe(3 + 2 + 2 + 1);
+    const other = np(2, 'Ingress', ['a', 'b', 'c'], ['b'], [{ protocol: 'TCP', port: 81 }]);
+    const both = policyFlows({ round: 1, rules: [rule, other], isolations: [] });
+    // The three applied-to clauses are shared: 8 + (1 + 1 + 1) flows.
+    expect(both.length - base).toBe(8 + 3);
+    expect(both.filter((f) => f.actions.length === 2 && f.actions.every((a) => a.type === 'conjunction')).length).toBe(3);
+  });
+});
