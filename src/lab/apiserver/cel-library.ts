@@ -34,6 +34,21 @@ export class CelURL {
   ) {}
 }
 
+/** A resource quantity (`kubernetes.Quantity`), exactly, as num/den. */
+export class CelQuantity {
+  constructor(
+    readonly num: bigint,
+    readonly den: bigint,
+  ) {}
+  compare(o: CelQuantity): number {
+    const d = this.num * o.den - o.num * this.den;
+    return d < 0n ? -1 : d > 0n ? 1 : 0;
+  }
+  plus(o: CelQuantity, sign: bigint): CelQuantity {
+    return new CelQuantity(this.num * o.den + sign * o.num * this.den, this.den * o.den);
+  }
+}
+
 // Namespaces (`sets.contains`, `ip.isCanonical`) are constants of their own type, so the CEL
 // library's receiver calls stand in for cel-go's namespaced functions; the library tells types by
 // constructor, hence one class each.
@@ -111,6 +126,26 @@ function parseUrl(s: string): CelURL | undefined {
   } catch {
     return undefined;
   }
+}
+
+const QUANTITY = /^([+-]?(?:\d+\.?\d*|\.\d+))(Ki|Mi|Gi|Ti|Pi|Ei|n|u|m|k|M|G|T|P|E|[eE][+-]?\d+)?$/;
+const DECIMAL_SI: Record<string, number> = { n: -9, u: -6, m: -3, k: 3, M: 6, G: 9, T: 12, P: 15, E: 18 };
+const BINARY_SI = ['Ki', 'Mi', 'Gi', 'Ti', 'Pi', 'Ei'];
+
+/** resource.ParseQuantity's grammar: a signed decimal and a binary-SI, decimal-SI or exponent suffix. */
+function parseQuantity(s: string): CelQuantity | string {
+  const m = QUANTITY.exec(s);
+  if (!m) return "quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'";
+  const [whole = '', frac = ''] = m[1]!.replace(/^[+-]/, '').split('.');
+  let num = BigInt(`${whole}${frac}` || '0') * (m[1]!.startsWith('-') ? -1n : 1n);
+  let den = 10n ** BigInt(frac.length);
+  const suffix = m[2] ?? '';
+  const binary = BINARY_SI.indexOf(suffix);
+  const exp = binary >= 0 ? 0 : suffix in DECIMAL_SI ? DECIMAL_SI[suffix]! : suffix ? Number(suffix.slice(1)) : 0;
+  if (binary >= 0) num *= 1024n ** BigInt(binary + 1);
+  if (exp >= 0) num *= 10n ** BigInt(exp);
+  else den *= 10n ** BigInt(-exp);
+  return new CelQuantity(num, den);
 }
 
 function compare(a: unknown, b: unknown): number {
@@ -192,6 +227,29 @@ export function kubernetesEnvironment(): Environment {
       for (const [k, v] of search) (out[k] ??= []).push(v);
       return out;
     });
+
+  // Quantities (library/quantity.go).
+  const intQuantity = (n: bigint): CelQuantity => new CelQuantity(n, 1n);
+  env
+    .registerType('kubernetes.Quantity', { ctor: CelQuantity })
+    .registerFunction('isQuantity(string): bool', (s: string) => typeof parseQuantity(s) !== 'string')
+    .registerFunction('quantity(string): kubernetes.Quantity', (s: string) => must(parseQuantity(s)))
+    .registerFunction('kubernetes.Quantity.sign(): int', (q: CelQuantity) => BigInt(q.compare(intQuantity(0n))))
+    .registerFunction('kubernetes.Quantity.isInteger(): bool', (q: CelQuantity) => q.num % q.den === 0n)
+    .registerFunction('kubernetes.Quantity.asInteger(): int', (q: CelQuantity) => {
+      const n = q.num / q.den;
+      if (q.num % q.den !== 0n || n > 2n ** 63n - 1n || n < -(2n ** 63n)) throw new Error('cannot convert value to integer');
+      return n;
+    })
+    .registerFunction('kubernetes.Quantity.asApproximateFloat(): double', (q: CelQuantity) => Number(q.num) / Number(q.den))
+    .registerFunction('kubernetes.Quantity.compareTo(kubernetes.Quantity): int', (a: CelQuantity, b: CelQuantity) => BigInt(a.compare(b)))
+    .registerFunction('kubernetes.Quantity.isGreaterThan(kubernetes.Quantity): bool', (a: CelQuantity, b: CelQuantity) => a.compare(b) > 0)
+    .registerFunction('kubernetes.Quantity.isLessThan(kubernetes.Quantity): bool', (a: CelQuantity, b: CelQuantity) => a.compare(b) < 0)
+    .registerFunction('kubernetes.Quantity.add(kubernetes.Quantity): kubernetes.Quantity', (a: CelQuantity, b: CelQuantity) => a.plus(b, 1n))
+    .registerFunction('kubernetes.Quantity.add(int): kubernetes.Quantity', (a: CelQuantity, b: bigint) => a.plus(intQuantity(b), 1n))
+    .registerFunction('kubernetes.Quantity.sub(kubernetes.Quantity): kubernetes.Quantity', (a: CelQuantity, b: CelQuantity) => a.plus(b, -1n))
+    .registerFunction('kubernetes.Quantity.sub(int): kubernetes.Quantity', (a: CelQuantity, b: bigint) => a.plus(intQuantity(b), -1n))
+    .registerOperator('kubernetes.Quantity == kubernetes.Quantity', (a: CelQuantity, b: CelQuantity) => a.compare(b) === 0);
 
   // Regex (library/regex.go).
   env

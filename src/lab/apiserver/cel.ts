@@ -27,10 +27,10 @@ type DeclType =
   | { kind: 'object'; cel: string; ctor: new () => Record<string, unknown>; fields: Map<string, { name: string; type: DeclType }> };
 
 interface CompiledRule {
-  index: number;
   rule: ValidationRule;
   program: ParseResult;
-  optionalProgram?: ParseResult;
+  /** optionalOldSelf: evaluated on create too, oldSelf being an optional. */
+  optional: boolean;
   message?: ParseResult;
   usesOldSelf: boolean;
   /** fieldPath as a field path relative to the node (`spec.x` style), or ''. */
@@ -319,7 +319,10 @@ function compileRules(rules: ValidationRule[], schema: JsonObject, type: DeclTyp
     }
   };
   rules.forEach((r, i) => {
-    const program = compile(env, r.rule, 'bool', 'compilation failed: ', 'cel expression must evaluate to a bool');
+    // With optionalOldSelf, oldSelf is an optional (none on create) and the rule is typed so.
+    const optional = r.optionalOldSelf === true;
+    if (optional) optionalEnv ??= ctx.env.clone().registerVariable('self', type.cel).registerVariable('oldSelf', `optional<${type.cel}>`);
+    const program = compile(optional ? optionalEnv! : env, r.rule, 'bool', 'compilation failed: ', 'cel expression must evaluate to a bool');
     if (typeof program === 'string') return invalid(i, 'rule', program);
     const usesOldSelf = usesIdentifier(program.ast as ASTNode, 'oldSelf');
     if (usesOldSelf && uncorrelatable !== undefined) {
@@ -330,20 +333,13 @@ function compileRules(rules: ValidationRule[], schema: JsonObject, type: DeclTyp
       ctx.errors.push(cause.invalid(ruleField(schemaPath, i, 'optionalOldSelf'), r.optionalOldSelf, 'may not be set if oldSelf is not used in rule'));
       return;
     }
-    let optionalProgram: ParseResult | undefined;
-    if (r.optionalOldSelf === true) {
-      optionalEnv ??= ctx.env.clone().registerVariable('self', type.cel).registerVariable('oldSelf', `optional<${type.cel}>`);
-      const p = compile(optionalEnv, r.rule, 'bool', 'compilation failed: ', 'cel expression must evaluate to a bool');
-      if (typeof p === 'string') return invalid(i, 'rule', p);
-      optionalProgram = p;
-    }
     let message: ParseResult | undefined;
     if (r.messageExpression?.trim()) {
       const m = compile(env, r.messageExpression, 'string', 'messageExpression compilation failed: ', 'must evaluate to a string');
       if (typeof m === 'string') return invalid(i, 'messageExpression', m);
       message = m;
     }
-    out.push({ index: i, rule: r, program, ...(optionalProgram ? { optionalProgram } : {}), ...(message ? { message } : {}), usesOldSelf, fieldPath: r.fieldPath ? (normalizeFieldPath(r.fieldPath, schema) ?? '') : '' });
+    out.push({ rule: r, program, optional, ...(message ? { message } : {}), usesOldSelf, fieldPath: r.fieldPath ? (normalizeFieldPath(r.fieldPath, schema) ?? '') : '' });
   });
   return out;
 }
@@ -434,12 +430,11 @@ function evaluateRules(node: RuleNode, value: unknown, old: unknown, path: strin
   const self = toCel(value, node.type);
   const oldSelf = old === undefined || old === null ? undefined : toCel(old, node.type);
   for (const r of node.rules) {
-    const optional = r.rule.optionalOldSelf === true && r.optionalProgram;
-    if (r.usesOldSelf && oldSelf === undefined && !optional) continue;
-    const vars = optional ? { self, oldSelf: oldSelf === undefined ? Optional.none() : Optional.of(oldSelf) } : { self, oldSelf };
+    if (r.usesOldSelf && oldSelf === undefined && !r.optional) continue;
+    const vars = r.optional ? { self, oldSelf: oldSelf === undefined ? Optional.none() : Optional.of(oldSelf) } : { self, oldSelf };
     let result: unknown;
     try {
-      result = (optional ? r.optionalProgram! : r.program)(vars);
+      result = r.program(vars);
     } catch (e) {
       out.causes.push(cause.invalid(path || '<nil>', schemaType, `${evalError(e)} evaluating rule: ${ruleErrorString(r.rule)}`));
       continue;

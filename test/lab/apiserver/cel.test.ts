@@ -54,6 +54,7 @@ function gadgetCrd(specRules: Json[] = [], extraProps: Json = {}): Json {
                     'owner-name': { type: 'string', 'x-kubernetes-validations': [rule("self != ''", { message: 'must not be empty' })] },
                     immutableName: { type: 'string', 'x-kubernetes-validations': [rule('self == oldSelf', { message: 'Value is immutable' })] },
                     counter: { type: 'integer', 'x-kubernetes-validations': [rule('self >= oldSelf', { message: 'counter may only grow' })] },
+                    level: { type: 'integer', 'x-kubernetes-validations': [rule('oldSelf.hasValue() || self == 1', { optionalOldSelf: true, message: 'level starts at 1' })] },
                     network: { type: 'string', 'x-kubernetes-validations': [rule('isCIDR(self) && cidr(self).prefixLength() <= 24', { message: 'must be a CIDR of /24 or larger' })] },
                     gateway: { type: 'string', 'x-kubernetes-validations': [rule('isIP(self) && ip(self).family() == 4', { message: 'must be an IPv4 address' })] },
                     endpoint: { type: 'string', 'x-kubernetes-validations': [rule("isURL(self) && url(self).getScheme() == 'https'", { message: 'must be an https URL' })] },
@@ -180,6 +181,12 @@ describe('CRD validation rules (CEL)', () => {
     expect((await ok(gadget('fresh', { ...withoutCounter, counter: 0 }))).stdout).toMatch(/configured/);
   });
 
+  it('evaluates optionalOldSelf rules on create too, with oldSelf an optional', async () => {
+    expect(await refused(gadget('leveled', { ...VALID, level: 2 }))).toContain('spec.level: Invalid value: "integer": level starts at 1');
+    expect((await ok(gadget('leveled', { ...VALID, level: 1 }))).stdout).toMatch(/created/);
+    expect((await ok(gadget('leveled', { ...VALID, level: 5 }))).stdout).toMatch(/configured/);
+  });
+
   it('validates the status subresource with the same rules', async () => {
     const gadgets = srv.api.resource(`${GROUP}/v1`, 'gadgets');
     const obj = gadgets.get('good', 'default') as Json;
@@ -284,6 +291,17 @@ describe('the Kubernetes CEL library', () => {
     ['url("https://example.com:8443/a?b=c&b=d").getQuery()', { b: ['c', 'd'] }],
     ['url("https://[::1]:8443/a").getHostname()', '::1'],
     ['url("https://example.com:8443/a").getPort()', '8443'],
+    ['isQuantity("1.5Gi")', true],
+    ['isQuantity("1.5GB")', false],
+    ['quantity("1") == quantity("1000m")', true],
+    ['quantity("1Ki").asInteger()', 1024n],
+    ['quantity("2e3").asInteger()', 2000n],
+    ['quantity("500m").isInteger()', false],
+    ['quantity("500m").asApproximateFloat()', 0.5],
+    ['quantity("1Gi").isGreaterThan(quantity("1G"))', true],
+    ['quantity("100Mi").compareTo(quantity("0.1Gi"))', -1n],
+    ['quantity("-1").sign()', -1n],
+    ['quantity("1").add(quantity("500m")).sub(1) == quantity("0.5")', true],
     ['[1, 2, 3].sum()', 6n],
     ['[3, 1, 2].min()', 1n],
     ['["b", "a"].max()', 'b'],
@@ -307,6 +325,7 @@ describe('the Kubernetes CEL library', () => {
     expect(() => evaluate('ip("1.2.3")')).toThrow(/parse error/);
     expect(() => evaluate('cidr("1.2.3.4")')).toThrow(/parse error/);
     expect(() => evaluate('[].min()')).toThrow(/min called on empty list/);
+    expect(() => evaluate('quantity("1.5").asInteger()')).toThrow(/cannot convert value to integer/);
   });
 
   it('escapes property names as kube does', () => {
