@@ -4,6 +4,7 @@ import { createNetns, netnsPath } from '../../src/host/netns.js';
 import { IpBatch, IpRoute } from '../../src/host/ip.js';
 import { ResourceLedger, reapStaleLedgers } from '../../src/host/ledger.js';
 import { OvsDaemons } from '../../src/ovs/daemons.js';
+import type { NodeConfig } from '../../src/primary/pipeline/index.js';
 
 /** Every test sandbox records what it makes under here; a later run reaps what a crashed run left. */
 export const TEST_LEDGER_ROOT = '/run/seine-test';
@@ -89,3 +90,15 @@ export class OvsSandbox {
 }
 
 export { netnsPath };
+
+/** A one-node pipeline for sandbox bridges: pods in 10.10.0.0/24 behind gateway port 1, no tunnel. */
+export const SANDBOX_NODE: NodeConfig = {
+  mode: 'noEncap',
+  round: 1,
+  gatewayOfport: 1,
+  tunnelOfport: 0,
+  gatewayIp: '10.10.0.1',
+  gatewayMac: '0a:00:00:00:00:01',
+  podCidr: '10.10.0.0/24',
+  clusterCidr: '10.10.0.0/16',
+};

@@ -9,7 +9,7 @@ import { decodeChainObject, CookieKind, chainingScope } from '../../../src/chain
 import type { DatapathChain } from '../../../src/chaining/datapath/state.js';
 import { decodeCookie } from '../../../src/ovs/openflow/cookie.js';
 import { eventually } from '../../../src/util/wait.js';
-import { OvsSandbox, type SandboxPod } from '../../harness/sandbox.js';
+import { OvsSandbox, SANDBOX_NODE, type SandboxPod } from '../../harness/sandbox.js';
 import { ForwardingProber, probeDestinationMac, probeKey } from '../../../src/chaining/agent/probe.js';
 import { addCnf as addBridgeCnf, bridging, oneArmedRouting, replica, routing, rx, seen, tcp as tcpTo, watchPort, type Cnf } from './bridge-cnf.js';
 
@@ -23,16 +23,7 @@ describe('service chain steering on a real bridge', () => {
   let w: FlowWriter;
   let client: SandboxPod;
   let server: SandboxPod;
-  const node: NodeConfig = {
-    mode: 'noEncap',
-    round: 1,
-    gatewayOfport: GW,
-    tunnelOfport: 0,
-    gatewayIp: '10.10.0.1',
-    gatewayMac: '0a:00:00:00:00:01',
-    podCidr: '10.10.0.0/24',
-    clusterCidr: '10.10.0.0/16',
-  };
+  const node: NodeConfig = SANDBOX_NODE;
 
   async function attach(pod: SandboxPod, ofport: number): Promise<void> {
     await sb.ovs.vsctl(['add-port', BR, pod.hostIf, '--', 'set', 'interface', pod.hostIf, `ofport_request=${ofport}`]);

@@ -9,7 +9,7 @@ import { policySync, policyFlows } from '../../../src/policy/datapath/flows.js';
 import type { DatapathRule, Isolation } from '../../../src/policy/datapath/state.js';
 import { pipelineFlows, type NodeConfig } from '../../../src/primary/pipeline/index.js';
 import { eventually } from '../../../src/util/wait.js';
-import { OvsSandbox, type SandboxPod } from '../../harness/sandbox.js';
+import { OvsSandbox, SANDBOX_NODE, type SandboxPod } from '../../harness/sandbox.js';
 
 const BR = 'br-int';
 const GW = 1;
@@ -21,16 +21,7 @@ describe('policy flows on a real bridge', () => {
   const pods: Record<'a' | 'b' | 'c', SandboxPod> = {} as never;
   const ofport = { a: 2, b: 3, c: 4 } as const;
   const servers: ChildProcess[] = [];
-  const node: NodeConfig = {
-    mode: 'noEncap',
-    round: 1,
-    gatewayOfport: GW,
-    tunnelOfport: 0,
-    gatewayIp: '10.10.0.1',
-    gatewayMac: '0a:00:00:00:00:01',
-    podCidr: '10.10.0.0/24',
-    clusterCidr: '10.10.0.0/16',
-  };
+  const node: NodeConfig = SANDBOX_NODE;
 
   beforeAll(async () => {
     sb = await OvsSandbox.start();
