@@ -200,11 +200,19 @@ function usesIdentifier(node: unknown, name: string): boolean {
   return usesIdentifier(node.args, name);
 }
 
+/** The CEL library's compile errors in cel-go's words, where they differ for the common mistakes. */
+function celGoWording(summary: string): string {
+  return summary.replace(/^No such key: (.*)$/, "undefined field '$1'").replace(/^Unknown variable: (.*)$/, "undeclared reference to '$1' (in container '')");
+}
+
 /** cel-go's way of showing where an expression is wrong: `ERROR: <input>:1:6: msg` and a caret line. */
 function celIssue(source: string, e: unknown): string {
   const err = e as { summary?: string; message?: string; range?: { start: number } };
-  const summary = err.summary ?? String(err.message ?? e).split('\n')[0];
-  const start = err.range?.start ?? 0;
+  const raw = err.summary ?? String(err.message ?? e).split('\n')[0]!;
+  const summary = celGoWording(raw);
+  let start = err.range?.start ?? 0;
+  // cel-go places a field selection at its dot, the CEL library at the field name.
+  if (summary !== raw && source[start - 1] === '.') start--;
   const before = source.slice(0, start).split('\n');
   const line = before.length;
   const col = before[before.length - 1]!.length;

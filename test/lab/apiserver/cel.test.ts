@@ -225,7 +225,8 @@ describe('CRDs whose rules are wrong are refused', () => {
   };
 
   it.each([
-    ['an unknown field', rule('self.nope > 1'), `${RULE_FIELD}.rule: Invalid value: apiextensions.ValidationRule{Rule:"self.nope > 1", Message:"", MessageExpression:"", Reason:(*apiextensions.FieldValueErrorReason)(nil), FieldPath:"", OptionalOldSelf:(*bool)(nil)}: compilation failed: ERROR: <input>:1:`],
+    ['an unknown field', rule('self.nope > 1'), `${RULE_FIELD}.rule: Invalid value: apiextensions.ValidationRule{Rule:"self.nope > 1", Message:"", MessageExpression:"", Reason:(*apiextensions.FieldValueErrorReason)(nil), FieldPath:"", OptionalOldSelf:(*bool)(nil)}: compilation failed: ERROR: <input>:1:5: undefined field 'nope'\n | self.nope > 1\n | ....^`],
+    ['an unknown variable', rule('other.minReplicas > 1'), "compilation failed: ERROR: <input>:1:1: undeclared reference to 'other' (in container '')"],
     ['a syntax error', rule('self.minReplicas >'), `${RULE_FIELD}.rule: Invalid value: apiextensions.ValidationRule{Rule:"self.minReplicas >"`],
     ['a type error', rule('self.minReplicas + "x" == 1'), 'compilation failed: ERROR: <input>:1:'],
     ['a rule that is not a bool', rule('self.minReplicas'), 'cel expression must evaluate to a bool'],
