@@ -96,6 +96,8 @@ export function directionVerdict(world: World, direction: Direction, subject: Wo
 
 /** A connection from `source` to `destination` (its port): both ends' policies must let it through. */
 export function connectionVerdict(world: World, source: Endpoint, destination: Endpoint, protocol: Protocol, port: number): Verdict {
+  // A pod reaching its own address never leaves it (the kernel loops it back): no policy can see it.
+  if (ipOf(source) === ipOf(destination)) return { allowed: true, by: 'loopback' };
   if ('pod' in source) {
     const egress = directionVerdict(world, 'Egress', source.pod, destination, protocol, port);
     if (!egress.allowed) return egress;
