@@ -44,6 +44,8 @@ interface RuleNode {
   properties: Map<string, RuleNode>;
   items?: RuleNode;
   additional?: RuleNode;
+  /** Rules of the node's allOf branches. */
+  allOf: RuleNode[];
   /** x-kubernetes-list-map-keys when items of this list correlate with the old list's. */
   listMapKeys?: string[];
 }
@@ -361,31 +363,43 @@ function hasRules(schema: unknown): boolean {
   if (!isObject(schema)) return false;
   if (rulesOf(schema).length) return true;
   if (hasRules(schema.items) || hasRules(schema.additionalProperties)) return true;
+  if (Array.isArray(schema.allOf) && schema.allOf.some(hasRules)) return true;
   return isObject(schema.properties) && Object.values(schema.properties).some(hasRules);
 }
 
-/** The validator tree for a schema node; undefined where no rule lives at or below it. */
-function buildNode(schema: JsonObject, type: DeclType, resourceRoot: boolean, schemaPath: string, uncorrelatable: string | undefined, ctx: CompileContext): RuleNode | undefined {
-  if (!hasRules(schema)) return undefined;
-  const node: RuleNode = { schema, type, rules: compileRules(rulesOf(schema), schema, type, schemaPath, uncorrelatable, ctx), properties: new Map() };
-  if (type.kind === 'object' && isObject(schema.properties)) {
-    for (const [k, p] of Object.entries(schema.properties)) {
+const isEmbedded = (s: JsonObject): boolean => s['x-kubernetes-embedded-resource'] === true;
+
+/**
+ * The validator tree for a schema node; undefined where no rule lives at or below it. Rules come from
+ * `v`, which is the node's schema `s` or one of its allOf branches: a branch's rules apply to the
+ * node's values, typed by the node's schema (as kube does).
+ */
+function buildNode(v: JsonObject, s: JsonObject, type: DeclType, resourceRoot: boolean, schemaPath: string, uncorrelatable: string | undefined, ctx: CompileContext): RuleNode | undefined {
+  if (!hasRules(v)) return undefined;
+  const node: RuleNode = { schema: s, type, rules: compileRules(rulesOf(v), v, type, schemaPath, uncorrelatable, ctx), properties: new Map(), allOf: [] };
+  if (type.kind === 'object' && isObject(v.properties) && isObject(s.properties)) {
+    for (const [k, p] of Object.entries(v.properties)) {
+      const sp = s.properties[k];
       const f = type.fields.get(k);
-      if (!isObject(p) || !f || (resourceRoot && k === 'metadata')) continue;
-      const sub = buildNode(p, f.type, p['x-kubernetes-embedded-resource'] === true, `${schemaPath}.properties[${k}]`, uncorrelatable, ctx);
+      if (!isObject(p) || !isObject(sp) || !f || (resourceRoot && k === 'metadata')) continue;
+      const sub = buildNode(p, sp, f.type, isEmbedded(sp), `${schemaPath}.properties[${k}]`, uncorrelatable, ctx);
       if (sub) node.properties.set(k, sub);
     }
   }
-  if (type.kind === 'map' && isObject(schema.additionalProperties)) {
-    const p = schema.additionalProperties;
-    node.additional = buildNode(p, type.elem, p['x-kubernetes-embedded-resource'] === true, `${schemaPath}.additionalProperties`, uncorrelatable, ctx);
+  if (type.kind === 'map' && isObject(v.additionalProperties) && isObject(s.additionalProperties)) {
+    const sp = s.additionalProperties;
+    node.additional = buildNode(v.additionalProperties, sp, type.elem, isEmbedded(sp), `${schemaPath}.additionalProperties`, uncorrelatable, ctx);
   }
-  if (type.kind === 'list' && isObject(schema.items)) {
-    const p = schema.items;
-    const keyed = schema['x-kubernetes-list-type'] === 'map' && Array.isArray(schema['x-kubernetes-list-map-keys']);
-    if (keyed) node.listMapKeys = (schema['x-kubernetes-list-map-keys'] as unknown[]).map(String);
-    node.items = buildNode(p, type.elem, p['x-kubernetes-embedded-resource'] === true, `${schemaPath}.items`, uncorrelatable ?? (keyed ? undefined : `${schemaPath}.items`), ctx);
+  if (type.kind === 'list' && isObject(v.items) && isObject(s.items)) {
+    const sp = s.items;
+    const keyed = s['x-kubernetes-list-type'] === 'map' && Array.isArray(s['x-kubernetes-list-map-keys']);
+    if (keyed) node.listMapKeys = (s['x-kubernetes-list-map-keys'] as unknown[]).map(String);
+    node.items = buildNode(v.items, sp, type.elem, isEmbedded(sp), `${schemaPath}.items`, uncorrelatable ?? (keyed ? undefined : `${schemaPath}.items`), ctx);
   }
+  (Array.isArray(v.allOf) ? v.allOf : []).forEach((branch, i) => {
+    const sub = isObject(branch) ? buildNode(branch, s, type, resourceRoot, `${schemaPath}.allOf[${i}]`, uncorrelatable, ctx) : undefined;
+    if (sub) node.allOf.push(sub);
+  });
   return node;
 }
 
@@ -465,6 +479,7 @@ function walk(node: RuleNode, value: unknown, old: unknown, path: string, ancest
   // Ratcheting: a value equal to its old self (or inside an unchanged, uncorrelatable ancestor) keeps its errors as warnings.
   const unchanged = old !== undefined ? deepEqual(value, old) : ancestorUnchanged;
   evaluateRules(node, value, old, path, unchanged, out);
+  for (const branch of node.allOf) walk(branch, value, old, path, ancestorUnchanged, out);
   if (Array.isArray(value) && node.items) {
     value.forEach((v, i) => walk(node.items!, v, correlatedItem(node, v, old), `${path}[${i}]`, unchanged, out));
   } else if (isObject(value)) {
@@ -507,7 +522,7 @@ export function compileValidationRules(openAPIV3Schema: unknown): CompiledRules 
   const types = new TypeRegistry(env);
   const rootType = types.declType(schema, true);
   const ctx: CompileContext = { env, errors: [] };
-  const root = rootType ? buildNode(schema, rootType, true, schemaPath, undefined, ctx) : undefined;
+  const root = rootType ? buildNode(schema, schema, rootType, true, schemaPath, undefined, ctx) : undefined;
   const compiled: CompiledRules = { errors: ctx.errors };
   if (root && ctx.errors.length === 0) {
     compiled.validator = {

@@ -75,6 +75,7 @@ function gadgetCrd(specRules: Json[] = [], extraProps: Json = {}): Json {
                     },
                     ...extraProps,
                   },
+                  allOf: [{ 'x-kubernetes-validations': [rule("!has(self.mode) || self.mode in ['modern', 'legacy']", { message: 'mode is modern or legacy' })] }],
                 },
                 status: { type: 'object', properties: { phase: { type: 'string', 'x-kubernetes-validations': [rule("self in ['Ready', 'Pending']")] } } },
               },
@@ -144,6 +145,7 @@ describe('CRD validation rules (CEL)', () => {
     ['a list extension (isSorted)', { ports: [{ start: 443, end: 444 }, { start: 80, end: 90 }] }, 'spec.ports: Invalid value: "array": ports must be sorted'],
     ['reason Forbidden on a map', { labels: { forbiddenKey: 'x' } }, 'spec.labels: Forbidden: no forbidden labels'],
     ['a rule on every value of a map', { labels: { tier: 'backend' } }, 'spec.labels[tier]: Invalid value: "string": label values are at most 5 characters'],
+    ['a rule in an allOf branch', { mode: 'retro' }, 'spec: Invalid value: "object": mode is modern or legacy'],
     ['a property whose name is escaped in CEL', { 'owner-name': '' }, 'spec.owner-name: Invalid value: "string": must not be empty'],
   ])('refuses an object when %s', async (_what, change, line) => {
     const err = await refused(gadget('bad', { ...VALID, ...change }));
@@ -303,6 +305,7 @@ describe('the Kubernetes CEL library', () => {
     ['quantity("100Mi").compareTo(quantity("0.1Gi"))', -1n],
     ['quantity("-1").sign()', -1n],
     ['quantity("1").add(quantity("500m")).sub(1) == quantity("0.5")', true],
+    ['1 < 1.5 && 2.5 >= 2 && !(3 <= 2.9)', true],
     ['[1, 2, 3].sum()', 6n],
     ['[3, 1, 2].min()', 1n],
     ['["b", "a"].max()', 'b'],
