@@ -24,7 +24,14 @@ type DeclType =
   | { kind: 'scalar'; cel: string }
   | { kind: 'list'; cel: string; elem: DeclType }
   | { kind: 'map'; cel: string; elem: DeclType }
-  | { kind: 'object'; cel: string; ctor: new () => Record<string, unknown>; fields: Map<string, { name: string; type: DeclType }> };
+  | {
+      kind: 'object';
+      cel: string;
+      ctor: new () => Record<string, unknown>;
+      fields: Map<string, { name: string; type: DeclType }>;
+      /** Properties whose names CEL cannot spell: not fields, but their own rules still apply. */
+      unnamed: Map<string, DeclType>;
+    };
 
 interface CompiledRule {
   rule: ValidationRule;
@@ -169,17 +176,19 @@ class TypeRegistry {
           return elem ? { kind: 'map', cel: `map<string, ${elem.cel}>`, elem } : undefined;
         }
         const fields = new Map<string, { name: string; type: DeclType }>();
+        const unnamed = new Map<string, DeclType>();
         for (const [k, p] of Object.entries(isObject(s.properties) ? s.properties : {})) {
           const name = escapeFieldName(k);
           const type = isObject(p) ? this.declType(p, p['x-kubernetes-embedded-resource'] === true) : undefined;
-          if (name && type) fields.set(k, { name, type });
+          if (type && name) fields.set(k, { name, type });
+          else if (type) unnamed.set(k, type);
         }
         const cel = `object${this.count++}`;
         const ctor = { [cel]: class {} }[cel] as new () => Record<string, unknown>;
         this.env
           .registerType(cel, { ctor, fields: Object.fromEntries([...fields.values()].map((f) => [f.name, f.type.cel])) })
           .registerOperator(`${cel} == ${cel}`, celEqual);
-        return { kind: 'object', cel, ctor, fields };
+        return { kind: 'object', cel, ctor, fields, unnamed };
       }
       case 'string':
         return { kind: 'scalar', cel: s.format === 'byte' ? 'bytes' : s.format === 'duration' ? DURATION : s.format === 'date' || s.format === 'date-time' ? TIMESTAMP : 'string' };
@@ -380,9 +389,9 @@ function buildNode(v: JsonObject, s: JsonObject, type: DeclType, resourceRoot: b
   if (type.kind === 'object' && isObject(v.properties) && isObject(s.properties)) {
     for (const [k, p] of Object.entries(v.properties)) {
       const sp = s.properties[k];
-      const f = type.fields.get(k);
-      if (!isObject(p) || !isObject(sp) || !f || (resourceRoot && k === 'metadata')) continue;
-      const sub = buildNode(p, sp, f.type, isEmbedded(sp), `${schemaPath}.properties[${k}]`, uncorrelatable, ctx);
+      const t = type.fields.get(k)?.type ?? type.unnamed.get(k);
+      if (!isObject(p) || !isObject(sp) || !t || (resourceRoot && k === 'metadata')) continue;
+      const sub = buildNode(p, sp, t, isEmbedded(sp), `${schemaPath}.properties[${k}]`, uncorrelatable, ctx);
       if (sub) node.properties.set(k, sub);
     }
   }

@@ -52,6 +52,7 @@ function gadgetCrd(specRules: Json[] = [], extraProps: Json = {}): Json {
                     legacyNote: { type: 'string' },
                     messageFallback: { type: 'string' },
                     'owner-name': { type: 'string', 'x-kubernetes-validations': [rule("self != ''", { message: 'must not be empty' })] },
+                    'weight%': { type: 'integer', 'x-kubernetes-validations': [rule('self <= 100', { message: 'at most 100 percent' })] },
                     immutableName: { type: 'string', 'x-kubernetes-validations': [rule('self == oldSelf', { message: 'Value is immutable' })] },
                     counter: { type: 'integer', 'x-kubernetes-validations': [rule('self >= oldSelf', { message: 'counter may only grow' })] },
                     level: { type: 'integer', 'x-kubernetes-validations': [rule('oldSelf.hasValue() || self == 1', { optionalOldSelf: true, message: 'level starts at 1' })] },
@@ -147,6 +148,7 @@ describe('CRD validation rules (CEL)', () => {
     ['a rule on every value of a map', { labels: { tier: 'backend' } }, 'spec.labels[tier]: Invalid value: "string": label values are at most 5 characters'],
     ['a rule in an allOf branch', { mode: 'retro' }, 'spec: Invalid value: "object": mode is modern or legacy'],
     ['a property whose name is escaped in CEL', { 'owner-name': '' }, 'spec.owner-name: Invalid value: "string": must not be empty'],
+    ['a property whose name CEL cannot spell', { 'weight%': 101 }, 'spec.weight%: Invalid value: "integer": at most 100 percent'],
   ])('refuses an object when %s', async (_what, change, line) => {
     const err = await refused(gadget('bad', { ...VALID, ...change }));
     expect(err).toContain(line);
