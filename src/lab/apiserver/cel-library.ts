@@ -167,6 +167,46 @@ function equalValues(a: unknown, b: unknown): boolean {
   return JSON.stringify(a, (_k, v: unknown) => (typeof v === 'bigint' ? `${v}n` : v)) === JSON.stringify(b, (_k, v: unknown) => (typeof v === 'bigint' ? `${v}n` : v));
 }
 
+/** A value as `%s` shows it (cel-go's string formatting). */
+function formatString(v: unknown): string {
+  if (Array.isArray(v)) return `[${v.map(formatString).join(', ')}]`;
+  if (v === null || v === undefined) return 'null';
+  if (v instanceof Uint8Array) return Buffer.from(v).toString('utf8');
+  if (v instanceof Date) return v.toISOString().replace('.000Z', 'Z');
+  if (typeof v === 'object' && v.constructor === Object) return `{${Object.entries(v).map(([k, x]) => `${formatString(k)}: ${formatString(x)}`).join(', ')}}`;
+  return String(v);
+}
+
+/** cel-go's `string.format(list)`: %s %d %f %e %b %o %x %X and %%, with an optional precision. */
+function format(template: string, args: unknown[]): string {
+  let next = 0;
+  return template.replace(/%(\.\d+)?([sdfebxXo%])/g, (whole, precision: string | undefined, verb: string) => {
+    if (verb === '%') return '%';
+    if (next >= args.length) throw new Error(`index ${next} out of range`);
+    const v = args[next++];
+    const digits = precision ? Number(precision.slice(1)) : 6;
+    switch (verb) {
+      case 's':
+        return formatString(v);
+      case 'd':
+        if (typeof v !== 'bigint') throw new Error(`error during formatting: decimal clause can only be used on integers, was given ${typeof v}`);
+        return v.toString();
+      case 'f':
+        return Number(v).toFixed(digits);
+      case 'e':
+        return Number(v).toExponential(digits).replace(/e([+-])(\d)$/, 'e$10$2');
+      case 'b':
+        return typeof v === 'boolean' ? String(v) : BigInt(v as bigint).toString(2);
+      case 'o':
+        return BigInt(v as bigint).toString(8);
+      default: {
+        const hex = typeof v === 'string' ? Buffer.from(v).toString('hex') : v instanceof Uint8Array ? Buffer.from(v).toString('hex') : BigInt(v as bigint).toString(16);
+        return verb === 'X' ? hex.toUpperCase() : hex;
+      }
+    }
+  });
+}
+
 function quote(s: string): string {
   return JSON.stringify(s);
 }
@@ -292,7 +332,8 @@ export function kubernetesEnvironment(): Environment {
       const head = parts.slice(0, Number(n) + 1).join(b);
       return [head, ...parts.slice(Number(n) + 1)].join(a);
     })
-    .registerFunction('string.reverse(): string', (s: string) => [...s].reverse().join(''));
+    .registerFunction('string.reverse(): string', (s: string) => [...s].reverse().join(''))
+    .registerFunction('string.format(list<dyn>): string', (s: string, args: unknown[]) => format(s, args));
 
   // cel-go's sets extension.
   env

@@ -317,6 +317,8 @@ describe('the Kubernetes CEL library', () => {
     ['"a-b-c".replace("-", "_", 1)', 'a_b-c'],
     ['"abc".charAt(1)', 'b'],
     ['"abc".reverse()', 'cba'],
+    ['"%s has %d items, %.2f%% full, mask %x".format([dyn("pool"), dyn(3), dyn(12.345), dyn(255)])', 'pool has 3 items, 12.35% full, mask ff'],
+    ['"%s and %s".format([[1, 2], [3]])', '[1, 2] and [3]'],
     ['"abc123".find("[0-9]+")', '123'],
     ['"a1b22".findAll("[0-9]+")', ['1', '22']],
     ['sets.contains([1, 2, 3], [2])', true],
