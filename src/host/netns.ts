@@ -28,13 +28,38 @@ export async function createNetns(name: string): Promise<string> {
   return path;
 }
 
-/** Deletes a named netns; already gone is fine. */
+/**
+ * Deletes a named netns, and first ends every process still running in it (as a container runtime ends what is
+ * left in a sandbox: a process a pod's command put in the background outlives the command otherwise, holding
+ * the namespace alive). Only namespaces Seine made are deleted, so whatever runs in them is Seine's or a test
+ * pod's. Already gone is fine.
+ */
 export async function deleteNetns(name: string): Promise<void> {
   if (!netnsExists(name)) return;
+  await killProcessesIn(name);
   try {
     await run('ip', ['netns', 'del', name]);
   } catch (e) {
     if (e instanceof CommandError && /No such file/.test(e.stderr)) return;
     throw e;
   }
+}
+
+/** SIGKILLs the processes in a named netns (`ip netns pids`), and waits a little for them to go. */
+async function killProcessesIn(name: string): Promise<void> {
+  const pids = async (): Promise<number[]> =>
+    (await run('ip', ['netns', 'pids', name]).then((r) => r.stdout, () => ''))
+      .split('\n')
+      .map((l) => Number.parseInt(l, 10))
+      .filter((p) => Number.isInteger(p) && p > 1 && p !== process.pid);
+  const found = await pids();
+  if (!found.length) return;
+  for (const pid of found) {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      /* already gone */
+    }
+  }
+  for (let i = 0; i < 50 && (await pids()).length; i++) await new Promise((r) => setTimeout(r, 20));
 }

@@ -1,5 +1,6 @@
-import { existsSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { run } from '../../src/host/exec.js';
 import { listNetns } from '../../src/host/netns.js';
 import type { Lab } from '../../src/lab/lab.js';
 import { eventually, kubectl, podExec, podNetns, simplePod, startTestLab, waitRunning } from '../harness/lab.js';
@@ -46,6 +47,18 @@ describe('lab: a 2-node cluster with the reference bridge plugin', () => {
     await kubectl(lab, ['delete', 'pod', 'a', '--wait=true', '--timeout=30s']);
     expect(existsSync(ns)).toBe(false);
     await expect(lab.core.readNamespacedPod({ name: 'a', namespace: 'default' })).rejects.toThrow();
+  });
+
+  it('deleting a pod ends every process in it, also what its command put in the background', async () => {
+    await lab.core.createNamespacedPod({ namespace: 'default', body: simplePod('bg', { command: ['sh', '-c', 'sleep 3001 & exec sleep 3002'] }) });
+    const bg = await waitRunning(lab, 'bg');
+    const netnsName = podNetns(lab, bg).split('/').pop()!;
+    const pids = await eventually('both sleeps in the pod', async () => {
+      const found = (await run('ip', ['netns', 'pids', netnsName])).stdout.split('\n').filter(Boolean).map(Number);
+      return found.length >= 2 ? found : undefined;
+    });
+    await kubectl(lab, ['delete', 'pod', 'bg', '--wait=true', '--timeout=60s']);
+    expect(pids.filter((pid) => existsSync(`/proc/${pid}`) && !readFileSync(`/proc/${pid}/stat`, 'utf8').includes(') Z '))).toEqual([]);
   });
 
   it('a failing CNI ADD records FailedCreatePodSandBox, leaves no namespace, and is retried until it works', async () => {
