@@ -180,7 +180,7 @@ function formatString(v: unknown): string {
 /** cel-go's `string.format(list)`: %s %d %f %e %b %o %x %X and %%, with an optional precision. */
 function format(template: string, args: unknown[]): string {
   let next = 0;
-  return template.replace(/%(\.\d+)?([sdfebxXo%])/g, (whole, precision: string | undefined, verb: string) => {
+  return template.replace(/%(\.\d+)?([sdfebxXo%])/g, (_whole, precision: string | undefined, verb: string) => {
     if (verb === '%') return '%';
     if (next >= args.length) throw new Error(`index ${next} out of range`);
     const v = args[next++];

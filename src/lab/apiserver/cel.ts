@@ -113,8 +113,6 @@ function toCel(v: unknown, t: DeclType): unknown {
       switch (t.cel) {
         case 'int':
           return typeof v === 'number' && Number.isInteger(v) ? BigInt(v) : v;
-        case 'double':
-          return typeof v === 'number' ? v : v;
         case 'bytes':
           return typeof v === 'string' ? new Uint8Array(Buffer.from(v, 'base64')) : v;
         case TIMESTAMP:
@@ -133,7 +131,9 @@ function toCel(v: unknown, t: DeclType): unknown {
 function celEqual(a: unknown, b: unknown): boolean {
   if (a === b) return true;
   if (typeof a !== 'object' || typeof b !== 'object' || a === null || b === null) return false;
-  if (a instanceof Date || b instanceof Date) return a instanceof Date && b instanceof Date && a.getTime() === b.getTime();
+  // Timestamps and durations compare by their value.
+  const va: unknown = a.valueOf();
+  if (va !== a) return a.constructor === b.constructor && va === b.valueOf();
   if (a instanceof Uint8Array || b instanceof Uint8Array) return a instanceof Uint8Array && b instanceof Uint8Array && Buffer.from(a).equals(b);
   if (Array.isArray(a) || Array.isArray(b)) return Array.isArray(a) && Array.isArray(b) && a.length === b.length && a.every((x, i) => celEqual(x, b[i]));
   if (a.constructor !== b.constructor) return false;
