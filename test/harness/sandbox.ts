@@ -1,10 +1,13 @@
+import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
+import { commandLine, run } from '../../src/host/exec.js';
 import { createNetns, netnsPath } from '../../src/host/netns.js';
 import { IpBatch, IpRoute } from '../../src/host/ip.js';
 import { ResourceLedger, reapStaleLedgers } from '../../src/host/ledger.js';
 import { OvsDaemons } from '../../src/ovs/daemons.js';
 import type { NodeConfig } from '../../src/primary/pipeline/index.js';
+import { eventually } from '../../src/util/wait.js';
 
 /** Every test sandbox records what it makes under here; a later run reaps what a crashed run left. */
 export const TEST_LEDGER_ROOT = '/run/seine-test';
@@ -82,6 +85,17 @@ export class OvsSandbox {
     await this.ip.txOffloadOff(hostIf);
     await podIp.txOffloadOff('eth0');
     return { name, netns: podNs, ip: podIp, hostIf, mac, addr: cidr.split('/')[0]! };
+  }
+
+  /** TCP servers (nc -lk) on `ports` in a pod, until the sandbox closes; resolves once they listen. */
+  async startTcpServers(pod: SandboxPod, ports: readonly number[]): Promise<void> {
+    for (const port of ports) {
+      const argv = commandLine('nc', ['-lk', '-p', String(port)], pod.netns);
+      const child = spawn(argv[0]!, argv.slice(1), { stdio: 'ignore', detached: true });
+      child.unref();
+      this.ledger.process(child.pid!, 'nc');
+    }
+    await eventually(`TCP servers listening in ${pod.name}`, async () => ((await run('ss', ['-Hltn'], { netns: pod.netns })).stdout.split('\n').filter(Boolean).length >= ports.length ? true : undefined), 10_000);
   }
 
   async close(): Promise<void> {

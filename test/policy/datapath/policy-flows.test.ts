@@ -1,14 +1,12 @@
 // The policy stage's flows on a real bridge with real connections (one node, no agent): isolation, rules by peer
 // and port, tiers (Admin before NetworkPolicy, Pass, Baseline), named ports, replies, the node's own probes.
-import { spawn, type ChildProcess } from 'node:child_process';
-import { commandLine, run } from '../../../src/host/exec.js';
+import { run } from '../../../src/host/exec.js';
 import { IpBatch } from '../../../src/host/ip.js';
 import { addFlow, FlowWriter } from '../../../src/ovs/openflow/index.js';
 import { tieredPriority, PolicyPriority } from '../../../src/policy/datapath/layout.js';
 import { policySync, policyFlows } from '../../../src/policy/datapath/flows.js';
 import type { DatapathRule, Isolation } from '../../../src/policy/datapath/state.js';
 import { pipelineFlows, type NodeConfig } from '../../../src/primary/pipeline/index.js';
-import { eventually } from '../../../src/util/wait.js';
 import { OvsSandbox, SANDBOX_NODE, type SandboxPod } from '../../harness/sandbox.js';
 
 const BR = 'br-int';
@@ -20,7 +18,6 @@ describe('policy flows on a real bridge', () => {
   let w: FlowWriter;
   const pods: Record<'a' | 'b' | 'c', SandboxPod> = {} as never;
   const ofport = { a: 2, b: 3, c: 4 } as const;
-  const servers: ChildProcess[] = [];
   const node: NodeConfig = SANDBOX_NODE;
 
   beforeAll(async () => {
@@ -34,24 +31,14 @@ describe('policy flows on a real bridge', () => {
       await sb.ovs.vsctl(['add-port', BR, p.hostIf, '--', 'set', 'interface', p.hostIf, `ofport_request=${ofport[name]}`]);
       await p.ip.apply(new IpBatch().command('route', 'add', 'default', 'via', '10.10.0.1'));
       pods[name] = p;
-      // A TCP server on each test port, for the whole suite (killed through the ledger).
-      for (const port of PORTS) {
-        const argv = commandLine('nc', ['-lk', '-p', String(port)], p.netns);
-        const child = spawn(argv[0]!, argv.slice(1), { stdio: 'ignore' });
-        sb.ledger.process(child.pid!, 'nc');
-        servers.push(child);
-      }
+      await sb.startTcpServers(p, PORTS);
     }
     w = FlowWriter.forBridge(sb.ovs, BR);
     const podList = (['a', 'b', 'c'] as const).map((n) => ({ ofport: ofport[n], ip: pods[n].addr, mac: pods[n].mac }));
     await w.submit(pipelineFlows({ node, pods: podList, peers: [] }).map(addFlow));
-    for (const p of Object.values(pods)) {
-      await eventually(`servers listening in ${p.name}`, async () => ((await run('ss', ['-Hltn'], { netns: p.netns })).stdout.split('\n').filter(Boolean).length >= PORTS.length ? true : undefined), 10_000);
-    }
   }, 60_000);
 
   afterAll(async () => {
-    for (const s of servers) s.kill('SIGKILL');
     await sb?.close();
   });
 

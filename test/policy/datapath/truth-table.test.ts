@@ -3,8 +3,7 @@
 // the standard model's 9 pods (namespaces x, y, z; pods a, b, c) tries a TCP connection on each port, all at once,
 // and the pairs that connect must be exactly those the model allows.
 import type { V1NetworkPolicy } from '@kubernetes/client-node';
-import { spawn, type ChildProcess } from 'node:child_process';
-import { commandLine, run } from '../../../src/host/exec.js';
+import { run } from '../../../src/host/exec.js';
 import { addFlow, FlowWriter } from '../../../src/ovs/openflow/index.js';
 import type { ClusterNetworkPolicy } from '../../../src/policy/api/clusternetworkpolicy.js';
 import { resolveShare, RuleIds } from '../../../src/policy/agent/resolve.js';
@@ -15,7 +14,6 @@ import { connectionVerdict, type World } from '../../../src/policy/model/evaluat
 import { compileNetworkPolicy } from '../../../src/policy/model/networkpolicy.js';
 import type { Compiled, PodGroupSpec } from '../../../src/policy/model/types.js';
 import { pipelineFlows } from '../../../src/primary/pipeline/index.js';
-import { eventually } from '../../../src/util/wait.js';
 import { OvsSandbox, SANDBOX_NODE, type SandboxPod } from '../../harness/sandbox.js';
 
 const BR = 'br-int';
@@ -33,7 +31,6 @@ describe('policy truth tables on a real bridge (9 pods, one node)', () => {
   let sb: OvsSandbox;
   let w: FlowWriter;
   const pods: ModelPod[] = [];
-  const servers: ChildProcess[] = [];
 
   beforeAll(async () => {
     sb = await OvsSandbox.start();
@@ -48,23 +45,14 @@ describe('policy truth tables on a real bridge (9 pods, one node)', () => {
         await sb.ovs.vsctl(['add-port', BR, sandbox.hostIf, '--', 'set', 'interface', sandbox.hostIf, `ofport_request=${ofport}`]);
         // The a pods name their 8080 "web".
         pods.push({ uid: `${ns}-${name}`, namespace: ns, name, labels: { pod: name }, ip: sandbox.addr, node: NODE, namedPorts: name === 'a' ? [{ name: 'web', protocol: 'TCP', port: 8080 }] : [], sandbox, ofport });
-        for (const port of PORTS) {
-          const argv = commandLine('nc', ['-lk', '-p', String(port)], sandbox.netns);
-          const child = spawn(argv[0]!, argv.slice(1), { stdio: 'ignore' });
-          sb.ledger.process(child.pid!, 'nc');
-          servers.push(child);
-        }
+        await sb.startTcpServers(sandbox, PORTS);
       }
     }
     w = FlowWriter.forBridge(sb.ovs, BR);
     await w.submit(pipelineFlows({ node: SANDBOX_NODE, pods: pods.map((p) => ({ ofport: p.ofport, ip: p.ip, mac: p.sandbox.mac })), peers: [] }).map(addFlow));
-    for (const p of pods) {
-      await eventually(`servers listening in ${p.uid}`, async () => ((await run('ss', ['-Hltn'], { netns: p.sandbox.netns })).stdout.split('\n').filter(Boolean).length >= PORTS.length ? true : undefined), 10_000);
-    }
   }, 120_000);
 
   afterAll(async () => {
-    for (const s of servers) s.kill('SIGKILL');
     await sb?.close();
   });
 
