@@ -55,6 +55,14 @@ function gadgetCrd(specRules: Json[] = [], extraProps: Json = {}): Json {
                     'weight%': { type: 'integer', 'x-kubernetes-validations': [rule('self <= 100', { message: 'at most 100 percent' })] },
                     immutableName: { type: 'string', 'x-kubernetes-validations': [rule('self == oldSelf', { message: 'Value is immutable' })] },
                     counter: { type: 'integer', 'x-kubernetes-validations': [rule('self >= oldSelf', { message: 'counter may only grow' })] },
+                    window: {
+                      type: 'object',
+                      properties: {
+                        length: { type: 'string', format: 'duration', 'x-kubernetes-validations': [rule("self <= duration('1h')", { message: 'at most an hour' })] },
+                        since: { type: 'string', format: 'date-time', 'x-kubernetes-validations': [rule("self >= timestamp('2020-01-01T00:00:00Z')", { message: 'not before 2020' })] },
+                      },
+                      'x-kubernetes-validations': [rule('self == oldSelf', { message: 'window is immutable' })],
+                    },
                     level: { type: 'integer', 'x-kubernetes-validations': [rule('oldSelf.hasValue() || self == 1', { optionalOldSelf: true, message: 'level starts at 1' })] },
                     network: { type: 'string', 'x-kubernetes-validations': [rule('isCIDR(self) && cidr(self).prefixLength() <= 24', { message: 'must be a CIDR of /24 or larger' })] },
                     gateway: { type: 'string', 'x-kubernetes-validations': [rule('isIP(self) && ip(self).family() == 4', { message: 'must be an IPv4 address' })] },
@@ -183,6 +191,15 @@ describe('CRD validation rules (CEL)', () => {
     const { counter: _c, ...withoutCounter } = VALID;
     expect((await ok(gadget('fresh', withoutCounter))).stdout).toMatch(/created/);
     expect((await ok(gadget('fresh', { ...withoutCounter, counter: 0 }))).stdout).toMatch(/configured/);
+  });
+
+  it('types duration and date-time strings as CEL durations and timestamps', async () => {
+    const window = { length: '30m', since: '2024-05-01T00:00:00Z' };
+    expect(await refused(gadget('windowed', { ...VALID, window: { ...window, length: '1h30m' } }))).toContain('spec.window.length: Invalid value: "string": at most an hour');
+    expect(await refused(gadget('windowed', { ...VALID, window: { ...window, since: '2019-12-31T23:59:59Z' } }))).toContain('spec.window.since: Invalid value: "string": not before 2020');
+    expect((await ok(gadget('windowed', { ...VALID, window }))).stdout).toMatch(/created/);
+    expect((await ok(gadget('windowed', { ...VALID, window, minReplicas: 2 }))).stdout).toMatch(/configured/);
+    expect(await refused(gadget('windowed', { ...VALID, window: { ...window, length: '45m' } }))).toContain('spec.window: Invalid value: "object": window is immutable');
   });
 
   it('evaluates optionalOldSelf rules on create too, with oldSelf an optional', async () => {
