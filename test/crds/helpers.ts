@@ -65,7 +65,7 @@ export async function kubectlOk(c: Cluster, args: string[], input?: string): Pro
   return r.stdout;
 }
 
-/** `kubectl apply -f crds/`, then waits until both CRDs are Established; returns apply's output. */
+/** `kubectl apply -f crds/`, then waits until every CRD is Established; returns apply's output. */
 export async function installCrds(c: Cluster): Promise<string> {
   const applied = await c.kubectl(['apply', '-f', CRDS_DIR]);
   if (applied.code !== 0) throw new Error(`kubectl apply -f crds failed: ${applied.stderr}`);
