@@ -22,7 +22,7 @@ export interface ValidationRule {
 /** The CEL type of a schema node (kube's model.SchemaDeclType). */
 type DeclType =
   | { kind: 'scalar'; cel: string }
-  | { kind: 'list'; cel: string; elem: DeclType }
+  | { kind: 'list'; cel: string; elem: DeclType; set: boolean }
   | { kind: 'map'; cel: string; elem: DeclType }
   | {
       kind: 'object';
@@ -108,7 +108,8 @@ function toCel(v: unknown, t: DeclType): unknown {
     case 'map':
       return isObject(v) ? Object.fromEntries(Object.entries(v).map(([k, x]) => [k, toCel(x, t.elem)])) : {};
     case 'list':
-      return Array.isArray(v) ? Array.from(v, (x) => toCel(x, t.elem)) : [];
+      if (!Array.isArray(v)) return [];
+      return t.set ? new Set(Array.from(v, (x) => toCel(x, t.elem))) : Array.from(v, (x) => toCel(x, t.elem));
     case 'scalar':
       switch (t.cel) {
         case 'int':
@@ -168,7 +169,8 @@ class TypeRegistry {
     switch (s.type) {
       case 'array': {
         const elem = isObject(s.items) ? this.declType(s.items, s.items['x-kubernetes-embedded-resource'] === true) : undefined;
-        return elem ? { kind: 'list', cel: `list<${elem.cel}>`, elem } : undefined;
+        // A set of scalars compares regardless of order, as kube's set lists do.
+        return elem ? { kind: 'list', cel: `list<${elem.cel}>`, elem, set: s['x-kubernetes-list-type'] === 'set' && elem.kind === 'scalar' } : undefined;
       }
       case 'object': {
         if (isObject(s.additionalProperties)) {

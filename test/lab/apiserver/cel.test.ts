@@ -63,6 +63,12 @@ function gadgetCrd(specRules: Json[] = [], extraProps: Json = {}): Json {
                       },
                       'x-kubernetes-validations': [rule('self == oldSelf', { message: 'window is immutable' })],
                     },
+                    tags: {
+                      type: 'array',
+                      'x-kubernetes-list-type': 'set',
+                      items: { type: 'string' },
+                      'x-kubernetes-validations': [rule('self == oldSelf', { message: 'tags are immutable' }), rule("self.all(t, t != '')", { message: 'tags are not empty' })],
+                    },
                     level: { type: 'integer', 'x-kubernetes-validations': [rule('oldSelf.hasValue() || self == 1', { optionalOldSelf: true, message: 'level starts at 1' })] },
                     network: { type: 'string', 'x-kubernetes-validations': [rule('isCIDR(self) && cidr(self).prefixLength() <= 24', { message: 'must be a CIDR of /24 or larger' })] },
                     gateway: { type: 'string', 'x-kubernetes-validations': [rule('isIP(self) && ip(self).family() == 4', { message: 'must be an IPv4 address' })] },
@@ -200,6 +206,13 @@ describe('CRD validation rules (CEL)', () => {
     expect((await ok(gadget('windowed', { ...VALID, window }))).stdout).toMatch(/created/);
     expect((await ok(gadget('windowed', { ...VALID, window, minReplicas: 2 }))).stdout).toMatch(/configured/);
     expect(await refused(gadget('windowed', { ...VALID, window: { ...window, length: '45m' } }))).toContain('spec.window: Invalid value: "object": window is immutable');
+  });
+
+  it('compares set lists regardless of order', async () => {
+    expect((await ok(gadget('tagged', { ...VALID, tags: ['a', 'b', 'c'] }))).stdout).toMatch(/created/);
+    expect((await ok(gadget('tagged', { ...VALID, tags: ['c', 'a', 'b'] }))).stdout).toMatch(/configured/);
+    expect(await refused(gadget('tagged', { ...VALID, tags: ['c', 'a'] }))).toContain('spec.tags: Invalid value: "array": tags are immutable');
+    expect(await refused(gadget('tagless', { ...VALID, tags: ['a', ''] }))).toContain('spec.tags: Invalid value: "array": tags are not empty');
   });
 
   it('evaluates optionalOldSelf rules on create too, with oldSelf an optional', async () => {
