@@ -2,8 +2,8 @@
  * The controller's policy computation at the scale of Antrea's published case (its
  * TestInitXLargeScaleWithSmallNamespaces: 25,000 namespaces, each with 4 pods and 3 NetworkPolicies: a default
  * deny-all and two that admit pods of the same label; pods on 1,000 nodes). Fed in-process, from objects built
- * before the clock starts: compile, compute groups and spans, and produce every node's share as it would be sent
- * (JSON). Prints the time and the peak memory (V8 heap in use, sampled every 100 ms, as Antrea samples Go's heap,
+ * before the clock starts: compile, compute groups and spans, and produce every node's share as the messages it
+ * would be sent (JSON). Prints the time and the peak memory (V8 heap in use, sampled every 100 ms, as Antrea samples Go's heap,
  * and the process's peak RSS) against Antrea's figures (5.84-6.42 s, 1522-1708 MB) and the goals (under 5 s and
  * 1.5 GB). Build, then: node --expose-gc dist/bench/policy/compute.js   (env NAMESPACES=25000 NODES=1000)
  */
@@ -11,6 +11,7 @@ import type { V1Namespace, V1NetworkPolicy, V1Pod } from '@kubernetes/client-nod
 import { randomUUID } from 'node:crypto';
 import { pathToFileURL } from 'node:url';
 import { PolicyComputation } from '../../src/policy/controller/compute.js';
+import { NodeShares } from '../../src/policy/controller/shares.js';
 import { compileNetworkPolicy } from '../../src/policy/model/networkpolicy.js';
 import { benchMain } from '../primary/common.js';
 
@@ -82,17 +83,14 @@ async function main(): Promise<void> {
   }
   const { nodes } = c.drain();
   const tComputed = process.hrtime.bigint();
-  // Every node's share, encoded as it would be sent.
+  // Every node's share as the messages it would be sent, encoded.
+  const shares = new NodeShares(c);
   let bytes = 0;
-  let policiesSent = 0;
+  let messagesSent = 0;
   for (const node of nodes) {
-    const policies = c.policiesOf(node);
-    policiesSent += policies.length;
-    const share = {
-      policies: policies.map((p) => ({ policy: p, pods: c.appliedOn(p.ref.uid, node).map((pod) => pod.ip) })),
-      groups: Object.fromEntries([...c.peerGroupsOf(node)].map(([k, pods]) => [k, pods.map((pod) => pod.ip)])),
-    };
-    bytes += JSON.stringify(share).length;
+    const share = shares.snapshot(node);
+    messagesSent += share.count;
+    bytes += share.json.length;
     await yieldEvery(++i);
   }
   const t1 = process.hrtime.bigint();
@@ -101,7 +99,7 @@ async function main(): Promise<void> {
   const s = (a: bigint, b: bigint): number => Number(b - a) / 1e9;
   const total = s(t0, t1);
   console.log(`inputs: ${built.namespaces.length} namespaces, ${built.pods.length} pods, ${built.policies.length} NetworkPolicies, ${NODES} nodes`);
-  console.log(`computed: ${c.size.groups} groups; ${nodes.size} nodes, ${policiesSent} policies sent in all, ${(bytes / MB).toFixed(1)} MB of node shares as JSON`);
+  console.log(`computed: ${c.size.groups} groups; ${nodes.size} nodes, ${messagesSent} messages (policies and groups) sent in all, ${(bytes / MB).toFixed(1)} MB of node shares as JSON`);
   console.log(`time: ${total.toFixed(2)} s (groups and spans ${s(t0, tComputed).toFixed(2)} s, node shares ${s(tComputed, t1).toFixed(2)} s)` +
     `  vs Antrea 5.84-6.42 s: ${(total / 5.84).toFixed(2)}x its best; goal under 5 s: ${total < 5 ? 'met' : 'not met'}`);
   const heapMb = peakHeap / MB;

@@ -24,6 +24,8 @@ interface Group {
   users: Set<string>;
   /** Members per node (for applied-to spans). */
   perNode: Map<string, number>;
+  /** Bumped whenever a member joins, leaves or changes address or named ports. */
+  version: number;
 }
 
 interface PolicyEntry {
@@ -157,10 +159,25 @@ export class PolicyComputation {
     return this.groups.get(key)?.members ?? new Set();
   }
 
+  /** The group's version: equal versions mean equal members (for senders that cache what they encoded). */
+  groupVersion(key: string): number {
+    return this.groups.get(key)?.version ?? -1;
+  }
+
+  /** The peer groups a node needs (keys). */
+  peerGroupKeysOf(node: string): string[] {
+    return [...(this.nodePeerGroups.get(node)?.keys() ?? [])];
+  }
+
+  /** A group's members that have an address. */
+  groupMembers(key: string): PolicyPod[] {
+    return [...this.members(key)].map((uid) => this.pods.get(uid)!).filter((p) => p.ip);
+  }
+
   /** A node's peer groups with their members' addresses (and named ports, for egress named-port rules). */
   peerGroupsOf(node: string): Map<string, PolicyPod[]> {
     const out = new Map<string, PolicyPod[]>();
-    for (const key of this.nodePeerGroups.get(node)?.keys() ?? []) out.set(key, [...this.members(key)].map((uid) => this.pods.get(uid)!).filter((p) => p.ip));
+    for (const key of this.nodePeerGroups.get(node)?.keys() ?? []) out.set(key, this.groupMembers(key));
     return out;
   }
 
@@ -205,6 +222,8 @@ export class PolicyComputation {
   }
 
   private markDirty(key: string, node: string): void {
+    const g = this.groups.get(key);
+    if (g) g.version++;
     let nodes = this.dirtyGroups.get(key);
     if (!nodes) this.dirtyGroups.set(key, (nodes = new Set()));
     nodes.add(node);
@@ -213,7 +232,7 @@ export class PolicyComputation {
   private useGroup(key: string, spec: PodGroupSpec, policyUid: string): void {
     let g = this.groups.get(key);
     if (!g) {
-      g = { spec, members: new Set(), users: new Set(), perNode: new Map() };
+      g = { spec, members: new Set(), users: new Set(), perNode: new Map(), version: 0 };
       this.groups.set(key, g);
       if (spec.namespace !== undefined) {
         let s = this.groupsByNamespace.get(spec.namespace);

@@ -1,0 +1,105 @@
+// What each node is sent: its share of the computation as messages, a full set when it (re)connects and then
+// only what changed since, in an order that never leaves a policy naming a group the node does not have.
+import type { CompiledPolicy, Protocol } from '../model/types.js';
+import type { PolicyComputation } from './compute.js';
+
+export interface ShareNamedPort {
+  name: string;
+  protocol: Protocol;
+  port: number;
+}
+
+/** A policy as one node needs it: the policy, and the pods on that node it applies to. */
+export interface SharePolicy {
+  policy: CompiledPolicy;
+  pods: Array<{ uid: string; namedPorts: ShareNamedPort[] }>;
+}
+
+/** A peer group's members: addresses, and named ports (egress named-port rules resolve on them). */
+export interface ShareGroup {
+  members: Array<{ ip: string; namedPorts: ShareNamedPort[] }>;
+}
+
+/** An upsert (with `value`) or a removal (without). */
+export type ShareMessage = { kind: 'group'; key: string; value?: ShareGroup } | { kind: 'policy'; uid: string; value?: SharePolicy };
+
+interface Sent {
+  /** Per policy uid: the fingerprint of what was sent (the policy object and its pods on the node). */
+  policies: Map<string, string>;
+  /** Per group key: the group version sent. */
+  groups: Map<string, number>;
+}
+
+/**
+ * Messages are encoded once per distinct content: a policy that spans a thousand nodes is written to JSON once,
+ * and so is a group's member list at each version; each node adds only its own pods.
+ */
+export class NodeShares {
+  private readonly sent = new Map<string, Sent>();
+  private readonly policyJson = new WeakMap<CompiledPolicy, { serial: number; json: string }>();
+  private serials = 0;
+  private readonly groupJson = new Map<string, { version: number; json: string }>();
+
+  constructor(private readonly computation: PolicyComputation) {}
+
+  /** Everything the node needs, as if it had nothing (a node that connects or reconnects), encoded. */
+  snapshot(node: string): EncodedShare {
+    this.sent.delete(node);
+    return this.update(node);
+  }
+
+  /** What changed in the node's share since it was last sent (nothing: no messages), encoded. */
+  update(node: string): EncodedShare {
+    const c = this.computation;
+    const before = this.sent.get(node) ?? { policies: new Map<string, string>(), groups: new Map<string, number>() };
+    const now: Sent = { policies: new Map(), groups: new Map() };
+    const groups: string[] = [];
+    const policies: string[] = [];
+    const removed: string[] = [];
+    for (const key of c.peerGroupKeysOf(node)) {
+      const version = c.groupVersion(key);
+      now.groups.set(key, version);
+      if (before.groups.get(key) !== version) groups.push(`{"kind":"group","key":${JSON.stringify(key)},"value":${this.groupText(key, version)}}`);
+    }
+    for (const policy of c.policiesOf(node)) {
+      const uid = policy.ref.uid;
+      const pods = JSON.stringify(c.appliedOn(uid, node).map((p) => ({ uid: p.uid, namedPorts: p.namedPorts })));
+      // A changed policy is a new object: its serial (given with its cached text) tells, with the pods.
+      let encoded = this.policyJson.get(policy);
+      if (!encoded) this.policyJson.set(policy, (encoded = { serial: ++this.serials, json: JSON.stringify(policy) }));
+      const fingerprint = `${encoded.serial}:${pods}`;
+      now.policies.set(uid, fingerprint);
+      if (before.policies.get(uid) !== fingerprint) policies.push(`{"kind":"policy","uid":${JSON.stringify(uid)},"value":{"policy":${encoded.json},"pods":${pods}}}`);
+    }
+    for (const uid of before.policies.keys()) if (!now.policies.has(uid)) removed.push(`{"kind":"policy","uid":${JSON.stringify(uid)}}`);
+    for (const key of before.groups.keys()) if (!now.groups.has(key)) removed.push(`{"kind":"group","key":${JSON.stringify(key)}}`);
+    this.sent.set(node, now);
+    // Groups first, then the policies naming them; removals of policies before the groups they named.
+    const messages = [...groups, ...policies, ...removed];
+    return { count: messages.length, json: `[${messages.join(',')}]` };
+  }
+
+  /** A node that is gone: nothing is kept for it. */
+  forget(node: string): void {
+    this.sent.delete(node);
+  }
+
+  private groupText(key: string, version: number): string {
+    const cached = this.groupJson.get(key);
+    if (cached?.version === version) return cached.json;
+    if (this.groupJson.size > 2 * this.computation.size.groups + 1000) {
+      for (const k of [...this.groupJson.keys()]) if (this.computation.groupVersion(k) < 0) this.groupJson.delete(k);
+    }
+    const members = this.computation
+      .groupMembers(key).map((p) => ({ ip: p.ip, namedPorts: p.namedPorts })).sort((a, b) => (a.ip < b.ip ? -1 : a.ip > b.ip ? 1 : 0));
+    const json = JSON.stringify({ members });
+    this.groupJson.set(key, { version, json });
+    return json;
+  }
+}
+
+/** A node's messages as the JSON array sent to it (`ShareMessage[]`). */
+export interface EncodedShare {
+  count: number;
+  json: string;
+}
