@@ -7,18 +7,14 @@
  * Everything it creates is recorded in a ledger and removed on exit, on failure and on SIGINT/SIGTERM.
  */
 import { execFileSync } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
 import { cpus } from 'node:os';
-import { join } from 'node:path';
 import { run, type RunOptions } from '../../src/host/exec.js';
-import { ResourceLedger, reapStaleLedgers } from '../../src/host/ledger.js';
-import { createNetns } from '../../src/host/netns.js';
 import { OvsDaemons } from '../../src/ovs/daemons.js';
 import { CookieOwner, makeCookie, ownerSelector } from '../../src/ovs/openflow/cookie.js';
 import { addFlow, renderFlow, type Flow } from '../../src/ovs/openflow/flow.js';
 import { FlowWriter } from '../../src/ovs/openflow/writer.js';
+import { withPrivateOvs } from './private-ovs.js';
 
-const LEDGER_ROOT = '/run/seine-bench';
 const BRIDGE = 'br0';
 const BULK = 10_000;
 const SINGLES = 1_000;
@@ -118,31 +114,7 @@ async function bench(ovs: OvsDaemons): Promise<void> {
 }
 
 async function main(): Promise<void> {
-  await reapStaleLedgers(LEDGER_ROOT);
-  const id = `b${randomBytes(3).toString('hex')}`;
-  const ledger = ResourceLedger.create(join(LEDGER_ROOT, id));
-  let released = false;
-  const release = async (): Promise<void> => {
-    if (released) return;
-    released = true;
-    await ledger.release();
-  };
-  for (const sig of ['SIGINT', 'SIGTERM'] as const) {
-    process.once(sig, () => {
-      void release().finally(() => process.exit(130));
-    });
-  }
-  try {
-    const nsName = `${id}-node`;
-    ledger.netns(nsName);
-    const netns = await createNetns(nsName);
-    const ovs = new OvsDaemons({ rundir: join(ledger.dir, 'ovs'), netns, ledger });
-    await ovs.start();
-    await ovs.vsctl(['add-br', BRIDGE, '--', 'set', 'bridge', BRIDGE, 'datapath_type=netdev', 'protocols=OpenFlow15', 'fail_mode=secure']);
-    await bench(ovs);
-  } finally {
-    await release();
-  }
+  await withPrivateOvs(BRIDGE, bench);
 }
 
 main().catch((e: unknown) => {
