@@ -78,6 +78,11 @@ describe('policy model: NetworkPolicy', () => {
     expect(connectionVerdict(w, { ip: '192.0.2.1' }, pod('x/a'), 'TCP', 80).allowed).toBe(false);
   });
 
+  it('reads an ingress rule\'s peers as watch events carry them (`from`) and as typed calls return them (`_from`)', () => {
+    const raw = { podSelector: {}, ingress: [{ from: [{ podSelector: { matchLabels: { pod: 'b' } } }] }] } as unknown as V1NetworkPolicySpec;
+    expect(allowed(world({ ns: 'x', spec: raw })).filter((p) => p.endsWith('>x/a'))).toEqual(['x/b>x/a']);
+  });
+
   it('defaults policyTypes from the presence of egress rules, and resolves named ports on the destination', () => {
     const spec: V1NetworkPolicySpec = { podSelector: { matchLabels: { pod: 'c' } }, egress: [{ ports: [{ port: 'serve-80' }] }] };
     expect(policyTypes({ spec } as V1NetworkPolicy)).toEqual(['Ingress', 'Egress']);

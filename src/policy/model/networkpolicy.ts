@@ -1,6 +1,6 @@
 // networking.k8s.io/v1 NetworkPolicy compiled into the policy model: a policy in the NetworkPolicy tier that
 // isolates its pods in its policyTypes and accepts what its rules list.
-import type { V1NetworkPolicy, V1NetworkPolicyPeer, V1NetworkPolicyPort } from '@kubernetes/client-node';
+import type { V1NetworkPolicy, V1NetworkPolicyIngressRule, V1NetworkPolicyPeer, V1NetworkPolicyPort } from '@kubernetes/client-node';
 import { canonicalGroup, groupKey } from './groups.js';
 import type { Compiled, CompiledRule, Direction, PodGroupSpec, Protocol, RulePeers, RulePort } from './types.js';
 
@@ -44,6 +44,14 @@ function rulePeers(namespace: string, peers: V1NetworkPolicyPeer[] | undefined, 
   return out;
 }
 
+/**
+ * An ingress rule's `from`. client-node names it `_from` in objects it deserialized (typed list calls) but watch
+ * events carry the JSON as sent (`from`): both are read, or a watched policy would admit everyone.
+ */
+function fromOf(rule: V1NetworkPolicyIngressRule): V1NetworkPolicyPeer[] | undefined {
+  return rule._from ?? (rule as { from?: V1NetworkPolicyPeer[] }).from;
+}
+
 export function compileNetworkPolicy(np: V1NetworkPolicy): Compiled {
   const namespace = np.metadata?.namespace ?? 'default';
   const groups = new Map<string, PodGroupSpec>();
@@ -54,7 +62,7 @@ export function compileNetworkPolicy(np: V1NetworkPolicy): Compiled {
   const rules: CompiledRule[] = [];
   // Rules of a direction the policy does not isolate are ignored, as the API says.
   if (types.includes('Ingress')) {
-    (np.spec?.ingress ?? []).forEach((r, i) => rules.push({ name: `ingress-${i}`, direction: 'Ingress', action: 'Accept', peers: rulePeers(namespace, r._from, groups), ports: rulePorts(r.ports) }));
+    (np.spec?.ingress ?? []).forEach((r, i) => rules.push({ name: `ingress-${i}`, direction: 'Ingress', action: 'Accept', peers: rulePeers(namespace, fromOf(r), groups), ports: rulePorts(r.ports) }));
   }
   if (types.includes('Egress')) {
     (np.spec?.egress ?? []).forEach((r, i) => rules.push({ name: `egress-${i}`, direction: 'Egress', action: 'Accept', peers: rulePeers(namespace, r.to, groups), ports: rulePorts(r.ports) }));

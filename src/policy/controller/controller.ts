@@ -1,0 +1,156 @@
+// The policy part of `seine controller`: NetworkPolicies, ClusterNetworkPolicies, namespaces and pods from the
+// API server, fed to the computation; after each burst of changes, the nodes whose share changed are told to
+// the listeners (the distribution to agents).
+import { CoreV1Api, CustomObjectsApi, NetworkingV1Api, type KubeConfig, type KubernetesListObject, type V1Namespace, type V1NetworkPolicy, type V1Pod } from '@kubernetes/client-node';
+import { apiMessage } from '../../k8s/api.js';
+import { ResilientInformer } from '../../k8s/informer.js';
+import { logger, type Logger } from '../../util/log.js';
+import { CNP_GROUP, CNP_PLURAL, CNP_VERSION, type ClusterNetworkPolicy } from '../api/clusternetworkpolicy.js';
+import { compileClusterNetworkPolicy } from '../model/clusternetworkpolicy.js';
+import { compileNetworkPolicy } from '../model/networkpolicy.js';
+import type { Protocol } from '../model/types.js';
+import { PolicyComputation, type PolicyPod } from './compute.js';
+import { NodeShares } from './shares.js';
+
+export interface PolicyControllerOptions {
+  kubeConfig: KubeConfig;
+  log?: Logger;
+  /** How long a burst of changes is gathered before the computation is drained (default 20 ms). */
+  batchMs?: number;
+}
+
+/** A pod as policy sees it; undefined for pods policy ignores (host network, finished, unscheduled). */
+export function policyPod(pod: V1Pod): PolicyPod | undefined {
+  const phase = pod.status?.phase;
+  if (pod.spec?.hostNetwork || phase === 'Succeeded' || phase === 'Failed' || !pod.spec?.nodeName) return undefined;
+  const namedPorts = (pod.spec.containers ?? []).flatMap((c) =>
+    (c.ports ?? []).filter((p) => p.name).map((p) => ({ name: p.name!, protocol: (p.protocol ?? 'TCP') as Protocol, port: p.containerPort })),
+  );
+  return {
+    uid: pod.metadata!.uid!,
+    namespace: pod.metadata!.namespace!,
+    name: pod.metadata!.name!,
+    labels: pod.metadata?.labels ?? {},
+    ip: pod.status?.podIP ?? '',
+    node: pod.spec.nodeName,
+    namedPorts,
+  };
+}
+
+export class PolicyController {
+  readonly computation = new PolicyComputation();
+  readonly shares = new NodeShares(this.computation);
+  private readonly log: Logger;
+  private readonly informers: {
+    namespaces: ResilientInformer<V1Namespace>;
+    pods: ResilientInformer<V1Pod>;
+    networkPolicies: ResilientInformer<V1NetworkPolicy>;
+    clusterPolicies: ResilientInformer<ClusterNetworkPolicy & { apiVersion?: string; kind?: string }>;
+  };
+  private readonly listeners = new Set<(nodes: ReadonlySet<string>) => void>();
+  private timer: NodeJS.Timeout | undefined;
+  private stopped = false;
+  private synced = false;
+
+  constructor(private readonly opts: PolicyControllerOptions) {
+    this.log = opts.log ?? logger('controller.policy');
+    const kc = opts.kubeConfig;
+    const core = kc.makeApiClient(CoreV1Api);
+    const net = kc.makeApiClient(NetworkingV1Api);
+    const custom = kc.makeApiClient(CustomObjectsApi);
+    this.informers = {
+      namespaces: new ResilientInformer<V1Namespace>({ kubeConfig: kc, name: 'policy-namespaces', path: '/api/v1/namespaces', list: () => core.listNamespace() }),
+      pods: new ResilientInformer<V1Pod>({ kubeConfig: kc, name: 'policy-pods', path: '/api/v1/pods', list: () => core.listPodForAllNamespaces() }),
+      networkPolicies: new ResilientInformer<V1NetworkPolicy>({ kubeConfig: kc, name: 'policy-networkpolicies', path: '/apis/networking.k8s.io/v1/networkpolicies', list: () => net.listNetworkPolicyForAllNamespaces() }),
+      clusterPolicies: new ResilientInformer({
+        kubeConfig: kc,
+        name: 'policy-clusternetworkpolicies',
+        path: `/apis/${CNP_GROUP}/${CNP_VERSION}/${CNP_PLURAL}`,
+        list: () => custom.listClusterCustomObject({ group: CNP_GROUP, version: CNP_VERSION, plural: CNP_PLURAL }) as Promise<KubernetesListObject<ClusterNetworkPolicy>>,
+      }),
+    };
+    const c = this.computation;
+    const { namespaces, pods, networkPolicies, clusterPolicies } = this.informers;
+    const ns = (n: V1Namespace): void => this.changed(() => c.upsertNamespace(n.metadata!.name!, n.metadata?.labels ?? {}));
+    namespaces.on('add', ns).on('update', ns).on('delete', (n) => this.changed(() => c.deleteNamespace(n.metadata!.name!)));
+    const pod = (p: V1Pod): void =>
+      this.changed(() => {
+        const pp = policyPod(p);
+        if (pp) c.upsertPod(pp);
+        else c.deletePod(p.metadata!.uid!);
+      });
+    pods.on('add', pod).on('update', pod).on('delete', (p) => this.changed(() => c.deletePod(p.metadata!.uid!)));
+    const np = (p: V1NetworkPolicy): void =>
+      this.changed(() => {
+        const x = compileNetworkPolicy(p);
+        c.upsertPolicy(x.policy, x.groups);
+      });
+    networkPolicies.on('add', np).on('update', np).on('delete', (p) => this.changed(() => c.deletePolicy(p.metadata!.uid!)));
+    const cnp = (p: ClusterNetworkPolicy): void =>
+      this.changed(() => {
+        const x = compileClusterNetworkPolicy(p);
+        c.upsertPolicy(x.policy, x.groups);
+      });
+    clusterPolicies.on('add', cnp).on('update', cnp).on('delete', (p) => this.changed(() => c.deletePolicy(p.metadata.uid!)));
+  }
+
+  /** Resolves once every informer has listed (the ClusterNetworkPolicy CRD may come later: retried meanwhile). */
+  async start(): Promise<void> {
+    const { namespaces, pods, networkPolicies, clusterPolicies } = this.informers;
+    for (const inf of [namespaces, pods, networkPolicies] as Array<ResilientInformer<never>>) await inf.start();
+    void this.startWhenInstalled(clusterPolicies as ResilientInformer<never>);
+    this.synced = true;
+    this.flush();
+    this.log.info(this.computation.size, 'policy controller synced');
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.timer) clearTimeout(this.timer);
+    await Promise.all(Object.values(this.informers).map((i) => i.stop()));
+  }
+
+  /** Called with the nodes whose share changed, after each burst of changes. */
+  onChange(listener: (nodes: ReadonlySet<string>) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  get isSynced(): boolean {
+    return this.synced;
+  }
+
+  private async startWhenInstalled(inf: ResilientInformer<never>): Promise<void> {
+    for (let attempt = 0; !this.stopped; attempt++) {
+      try {
+        await inf.start();
+        return;
+      } catch (e) {
+        if (attempt === 0) this.log.warn({ err: apiMessage(e) }, 'cannot list ClusterNetworkPolicies (CRD not installed?); retrying every second');
+        await inf.stop();
+        await new Promise((r) => setTimeout(r, 1000));
+      }
+    }
+  }
+
+  /** Applies a change now; drains the computation once the burst is over. */
+  private changed(apply: () => void): void {
+    if (this.stopped) return;
+    try {
+      apply();
+    } catch (e) {
+      this.log.error({ err: String(e) }, 'policy computation refused a change');
+    }
+    if (!this.synced || this.timer) return;
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      this.flush();
+    }, this.opts.batchMs ?? 20);
+  }
+
+  private flush(): void {
+    const { nodes } = this.computation.drain();
+    if (!nodes.size) return;
+    for (const l of this.listeners) l(nodes);
+  }
+}
