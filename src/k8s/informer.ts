@@ -68,6 +68,23 @@ export class ResilientInformer<T extends KubernetesObject> {
     await this.lw.start();
   }
 
+  /**
+   * Starts, retrying every `everyMs` while the list fails (e.g. a CRD not installed yet) until it works or
+   * `cancelled()` says to give up; `onFirstFailure` hears the first failure.
+   */
+  async startRetrying(opts: { everyMs: number; cancelled: () => boolean; onFirstFailure: (err: unknown) => void }): Promise<void> {
+    for (let attempt = 0; !opts.cancelled(); attempt++) {
+      try {
+        await this.start();
+        return;
+      } catch (e) {
+        if (attempt === 0) opts.onFirstFailure(e);
+        await this.stop();
+        await new Promise((r) => setTimeout(r, opts.everyMs));
+      }
+    }
+  }
+
   async stop(): Promise<void> {
     this.stopped = true;
     if (this.restartTimer) clearTimeout(this.restartTimer);

@@ -105,17 +105,8 @@ export class ChainController {
   /** Resolves once every informer has listed and chains are being synced (or when stopped first). */
   async start(): Promise<void> {
     for (const inf of [this.nodes, this.namespaces, this.pods, this.nads, this.chains] as Array<ResilientInformer<never>>) {
-      for (let attempt = 0; !this.stopped; attempt++) {
-        try {
-          await inf.start();
-          break;
-        } catch (e) {
-          // Until the CRDs are installed the list fails: keep trying, as the informer does for watches.
-          if (attempt === 0) this.log.warn({ err: apiMessage(e) }, 'informer did not start; retrying every second');
-          await inf.stop();
-          await new Promise((r) => setTimeout(r, 1000));
-        }
-      }
+      // Until the CRDs are installed the list fails: keep trying, as the informer does for watches.
+      await inf.startRetrying({ everyMs: 1000, cancelled: () => this.stopped, onFirstFailure: (e) => this.log.warn({ err: apiMessage(e) }, 'informer did not start; retrying every second') });
     }
     if (this.stopped) return;
     this.seed();

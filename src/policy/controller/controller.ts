@@ -98,7 +98,11 @@ export class PolicyController {
   async start(): Promise<void> {
     const { namespaces, pods, networkPolicies, clusterPolicies } = this.informers;
     for (const inf of [namespaces, pods, networkPolicies] as Array<ResilientInformer<never>>) await inf.start();
-    void this.startWhenInstalled(clusterPolicies as ResilientInformer<never>);
+    void clusterPolicies.startRetrying({
+      everyMs: 1000,
+      cancelled: () => this.stopped,
+      onFirstFailure: (e) => this.log.warn({ err: apiMessage(e) }, 'cannot list ClusterNetworkPolicies (CRD not installed?); retrying every second'),
+    });
     this.synced = true;
     this.flush();
     this.log.info(this.computation.size, 'policy controller synced');
@@ -118,19 +122,6 @@ export class PolicyController {
 
   get isSynced(): boolean {
     return this.synced;
-  }
-
-  private async startWhenInstalled(inf: ResilientInformer<never>): Promise<void> {
-    for (let attempt = 0; !this.stopped; attempt++) {
-      try {
-        await inf.start();
-        return;
-      } catch (e) {
-        if (attempt === 0) this.log.warn({ err: apiMessage(e) }, 'cannot list ClusterNetworkPolicies (CRD not installed?); retrying every second');
-        await inf.stop();
-        await new Promise((r) => setTimeout(r, 1000));
-      }
-    }
   }
 
   /** Applies a change now; drains the computation once the burst is over. */
