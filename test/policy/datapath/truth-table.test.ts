@@ -79,14 +79,22 @@ describe('policy truth tables on a real bridge (9 pods, one node)', () => {
     return { pods, namespaceLabels: new Map(NAMESPACES.map((n) => [n, { ns: n }])), policies: compiled.map((x) => x.policy), groups };
   }
 
-  /** Every pair's connection on `port`, all at once: the pairs that connected, and those the model allows. */
+  /**
+   * Every pair's connection on `port`, all at once: the pairs that connected, and those the model allows. Pairs
+   * that disagree are tried twice more with a longer wait (a busy machine may be slow to open a connection that
+   * should open; one that should be dropped never opens).
+   */
   async function truthTable(world: World, port: number): Promise<{ actual: string[]; expected: string[] }> {
-    const pairs = pods.flatMap((s) => pods.map((d) => ({ s, d, label: `${s.uid}>${d.uid}` })));
-    const results = await Promise.all(pairs.map(({ s, d }) => run('nc', ['-z', '-w', '3', d.ip, String(port)], { netns: s.sandbox.netns, timeoutMs: 20_000 }).then(() => true, () => false)));
-    return {
-      actual: pairs.filter((_, i) => results[i]).map((p) => p.label),
-      expected: pairs.filter((p) => connectionVerdict(world, { pod: p.s }, { pod: p.d }, 'TCP', port).allowed).map((p) => p.label),
-    };
+    const pairs = pods.flatMap((s) => pods.map((d) => ({ s, d, label: `${s.uid}>${d.uid}`, allowed: connectionVerdict(world, { pod: s }, { pod: d }, 'TCP', port).allowed })));
+    const probe = (s: ModelPod, d: ModelPod, waitS: number): Promise<boolean> =>
+      run('nc', ['-z', '-w', String(waitS), d.ip, String(port)], { netns: s.sandbox.netns, timeoutMs: 30_000 }).then(() => true, () => false);
+    const results = await Promise.all(pairs.map(({ s, d }) => probe(s, d, 3)));
+    for (let retry = 0; retry < 2; retry++) {
+      await Promise.all(pairs.map(async (p, i) => {
+        if (results[i] !== p.allowed) results[i] = await probe(p.s, p.d, 5);
+      }));
+    }
+    return { actual: pairs.filter((_, i) => results[i]).map((p) => p.label), expected: pairs.filter((p) => p.allowed).map((p) => p.label) };
   }
 
   async function check(nps: V1NetworkPolicy[], cnps: ClusterNetworkPolicy[], ports = PORTS): Promise<void> {
