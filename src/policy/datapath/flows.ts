@@ -74,12 +74,10 @@ function variants(rule: DatapathRule): Variant[] {
       byPorts.set(k, e);
     };
     const numeric = resolvePorts(rule.ports, undefined);
+    // "Any" peers take the numeric ports anywhere; the peer pods (every pod, for "any") their named ports too.
     if (rule.peers.any) add(numeric, (e) => (e.any = true));
-    else {
-      for (const p of rule.peers.pods) add(resolvePorts(rule.ports, p.namedPorts), (e) => e.ips.push(p.ip));
-      add(numeric, (e) => e.blocks.push(...rule.peers.cidrs));
-    }
-    // With "any" peers, pods that resolve the name are still specific matches (any address on its own ports).
+    for (const p of rule.peers.pods) add(resolvePorts(rule.ports, p.namedPorts), (e) => e.ips.push(p.ip));
+    if (!rule.peers.any) add(numeric, (e) => e.blocks.push(...rule.peers.cidrs));
     for (const [k, e] of byPorts) out.set(k, { ofports, ...(e.any ? {} : { cidrs: peerCidrs(e.ips, e.blocks) }), ports: e.ports });
   }
   const list = [...out.values()].filter((v) => v.ofports.length && (v.cidrs === undefined || v.cidrs.length));

@@ -65,7 +65,19 @@ export function compileNetworkPolicy(np: V1NetworkPolicy): Compiled {
     (np.spec?.ingress ?? []).forEach((r, i) => rules.push({ name: `ingress-${i}`, direction: 'Ingress', action: 'Accept', peers: rulePeers(namespace, fromOf(r), groups), ports: rulePorts(r.ports) }));
   }
   if (types.includes('Egress')) {
-    (np.spec?.egress ?? []).forEach((r, i) => rules.push({ name: `egress-${i}`, direction: 'Egress', action: 'Accept', peers: rulePeers(namespace, r.to, groups), ports: rulePorts(r.ports) }));
+    (np.spec?.egress ?? []).forEach((r, i) => {
+      const peers = rulePeers(namespace, r.to, groups);
+      const ports = rulePorts(r.ports);
+      // To anywhere on a named port: the name resolves on the destination pods, so the datapath needs every pod
+      // (the numeric ports still go anywhere).
+      if (peers.any && ports.some((p) => p.name !== undefined)) {
+        const all = canonicalGroup({});
+        const key = groupKey(all);
+        groups.set(key, all);
+        peers.groups.push(key);
+      }
+      rules.push({ name: `egress-${i}`, direction: 'Egress', action: 'Accept', peers, ports });
+    });
   }
   return {
     policy: {

@@ -3,7 +3,8 @@
 import { run } from '../../../src/host/exec.js';
 import { IpBatch } from '../../../src/host/ip.js';
 import { addFlow, FlowWriter } from '../../../src/ovs/openflow/index.js';
-import { tieredPriority, PolicyPriority } from '../../../src/policy/datapath/layout.js';
+import { ruleCounters } from '../../../src/policy/agent/counters.js';
+import { policyScope, tieredPriority, PolicyPriority } from '../../../src/policy/datapath/layout.js';
 import { policySync, policyFlows } from '../../../src/policy/datapath/flows.js';
 import type { DatapathRule, Isolation } from '../../../src/policy/datapath/state.js';
 import { pipelineFlows, type NodeConfig } from '../../../src/primary/pipeline/index.js';
@@ -115,6 +116,17 @@ describe('policy flows on a real bridge', () => {
       tiered(4, 'Baseline', 'Deny', 0, ['b'], ['a']),
     ], [{ direction: 'Ingress', ofport: ofport.c, ruleId: 5 }]);
     await expectMatrix(['a>c:80', 'b>c:80', 'a>b:80', 'c>b:80'], ['a>c:80', 'c>b:80']);
+  }, 60_000);
+
+  it('counts the connections each rule decided, from its verdict flows', async () => {
+    await install([np(7, 'Ingress', ['c'], ['a'], [{ protocol: 'TCP', port: 80 }])], [{ direction: 'Ingress', ofport: ofport.c, ruleId: 8 }]);
+    const counts = async (): Promise<Map<number, bigint>> => new Map(ruleCounters(await w.dumpFlows({ cookie: policyScope() })).map((c) => [c.ruleId, c.packets]));
+    const before = await counts();
+    await expectMatrix(['a>c:80', 'b>c:80'], ['a>c:80']);
+    const after = await counts();
+    // One accepted connection for rule 7 (its first packet; the rest bypass as established), drops for the isolation.
+    expect((after.get(7) ?? 0n) - (before.get(7) ?? 0n)).toBeGreaterThanOrEqual(1n);
+    expect((after.get(8) ?? 0n) - (before.get(8) ?? 0n)).toBeGreaterThanOrEqual(1n);
   }, 60_000);
 
   it('costs |pods| + |peers| + |ports| + 1 flows per rule, and merges clauses shared by rules into one flow', () => {

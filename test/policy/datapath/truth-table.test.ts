@@ -116,6 +116,8 @@ describe('policy truth tables on a real bridge (9 pods, one node)', () => {
         // z: nothing gets in; z/c may only reach a pods' "web" port.
         np('z', 'deny', { podSelector: {}, policyTypes: ['Ingress'] }),
         np('z', 'egress', { podSelector: { matchLabels: { pod: 'c' } }, policyTypes: ['Egress'], egress: [{ to: [{ namespaceSelector: {}, podSelector: { matchLabels: { pod: 'a' } } }], ports: [{ port: 'web' }] }] }),
+        // y/b may go anywhere, but only to 81 or to a pod's "web" port.
+        np('y', 'egress-anywhere', { podSelector: { matchLabels: { pod: 'b' } }, policyTypes: ['Egress'], egress: [{ ports: [{ port: 'web' }, { port: 81 }] }] }),
       ],
       [],
     );
