@@ -42,16 +42,19 @@ export class NodeShares {
 
   constructor(private readonly computation: PolicyComputation) {}
 
-  /** Everything the node needs, as if it had nothing (a node that connects or reconnects), encoded. */
-  snapshot(node: string): EncodedShare {
-    this.sent.delete(node);
-    return this.update(node);
+  /**
+   * Everything the node needs, as if it had nothing (a node that connects or reconnects), encoded. `session`
+   * names the receiver whose progress is tracked (one per connection; default: the node).
+   */
+  snapshot(node: string, session = node): EncodedShare {
+    this.sent.delete(session);
+    return this.update(node, session);
   }
 
-  /** What changed in the node's share since it was last sent (nothing: no messages), encoded. */
-  update(node: string): EncodedShare {
+  /** What changed in the node's share since `session` was last sent it (nothing: no messages), encoded. */
+  update(node: string, session = node): EncodedShare {
     const c = this.computation;
-    const before = this.sent.get(node) ?? { policies: new Map<string, string>(), groups: new Map<string, number>() };
+    const before = this.sent.get(session) ?? { policies: new Map<string, string>(), groups: new Map<string, number>() };
     const now: Sent = { policies: new Map(), groups: new Map() };
     const groups: string[] = [];
     const policies: string[] = [];
@@ -73,15 +76,15 @@ export class NodeShares {
     }
     for (const uid of before.policies.keys()) if (!now.policies.has(uid)) removed.push(`{"kind":"policy","uid":${JSON.stringify(uid)}}`);
     for (const key of before.groups.keys()) if (!now.groups.has(key)) removed.push(`{"kind":"group","key":${JSON.stringify(key)}}`);
-    this.sent.set(node, now);
+    this.sent.set(session, now);
     // Groups first, then the policies naming them; removals of policies before the groups they named.
     const messages = [...groups, ...policies, ...removed];
     return { count: messages.length, json: `[${messages.join(',')}]` };
   }
 
-  /** A node that is gone: nothing is kept for it. */
-  forget(node: string): void {
-    this.sent.delete(node);
+  /** A receiver that is gone: nothing is kept for it. */
+  forget(session: string): void {
+    this.sent.delete(session);
   }
 
   private groupText(key: string, version: number): string {
