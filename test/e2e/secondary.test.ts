@@ -146,7 +146,9 @@ describe('secondary networks (NADs + networks annotation) on 3 nodes', () => {
   it('hot-plug adds and removes an interface on a running pod while traffic on eth0 continues', async () => {
     const p = await make('hot', 1, '');
     const target = pods.plain!.status!.podIP!;
-    const stream = podExec(lab, p, ['ping', '-c', '40', '-i', '0.1', target], 30_000);
+    // -w: ping waits for every reply (by default it lingers only two round trips after the last request, and on a
+    // busy machine the last replies may come later than that).
+    const stream = podExec(lab, p, ['ping', '-c', '40', '-i', '0.1', '-w', '20', target], 30_000);
     await lab.core.patchNamespacedPod(
       { name: 'hot', namespace: 'default', body: { metadata: { annotations: { [NETWORKS_ANNOTATION]: 'vlan100@data0' } } } },
       (await import('../../src/k8s/api.js')).MERGE_PATCH,
@@ -168,7 +170,7 @@ describe('secondary networks (NADs + networks annotation) on 3 nodes', () => {
     const net2 = await addrOf(lab, p, 'net2');
     const v3_200 = (await addrOf(lab, pods.v3!, 'net1')).ip!;
     // Traffic on net2 (VLAN 200) while net1 (VLAN 100) goes: net2 must not be torn down and re-made.
-    const stream = podExec(lab, p, ['ping', '-c', '40', '-i', '0.1', '-I', 'net2', v3_200], 30_000);
+    const stream = podExec(lab, p, ['ping', '-c', '40', '-i', '0.1', '-w', '20', '-I', 'net2', v3_200], 30_000);
     await lab.core.patchNamespacedPod(
       { name: 'shift', namespace: 'default', body: { metadata: { annotations: { [NETWORKS_ANNOTATION]: 'vlan200' } } } },
       (await import('../../src/k8s/api.js')).MERGE_PATCH,
@@ -207,7 +209,7 @@ describe('secondary networks (NADs + networks annotation) on 3 nodes', () => {
     expect(await allocated('10.100.0.77')).toBe(true);
     // Traffic on net1 (unchanged) while net2 is renumbered.
     const v3_200 = (await addrOf(lab, pods.v3!, 'net1')).ip!;
-    const stream = podExec(lab, p, ['ping', '-c', '30', '-i', '0.1', '-I', 'net1', v3_200], 30_000);
+    const stream = podExec(lab, p, ['ping', '-c', '30', '-i', '0.1', '-w', '20', '-I', 'net1', v3_200], 30_000);
     await lab.core.patchNamespacedPod(
       { name: 'renum', namespace: 'default', body: { metadata: { annotations: { [NETWORKS_ANNOTATION]: JSON.stringify([{ name: 'vlan200' }, { name: 'vlan100', ips: ['10.100.0.78/24'], mac: '02:00:00:00:01:78' }]) } } } },
       (await import('../../src/k8s/api.js')).MERGE_PATCH,
