@@ -73,6 +73,23 @@ describe('policy computation', () => {
     expect(policyNames(c, 'n1')).toEqual([]);
   });
 
+  it('leaves groups alone when a pod update changes neither its address nor its named ports', () => {
+    const c = new PolicyComputation();
+    c.upsertNamespace('x', {});
+    c.upsertPod(pod('p1', 'x', { app: 'web' }, 'n1'));
+    c.upsertPod(pod('p2', 'x', { app: 'client' }, 'n2', '10.0.0.2'));
+    np(c, 'web', 'x', { podSelector: { matchLabels: { app: 'web' } }, ingress: [{ _from: [{ podSelector: { matchLabels: { app: 'client' } } }] }] });
+    c.drain();
+    // The same pod again (a status update, say), with equal but new named-port objects: nobody hears.
+    c.upsertPod({ ...pod('p2', 'x', { app: 'client' }, 'n2', '10.0.0.2'), namedPorts: [] });
+    expect(c.drain().nodes).toEqual(new Set());
+    // Deleting a policy forgets its groups; the pod that was in them can still go without trouble.
+    c.deletePolicy('web');
+    c.deletePod('p2');
+    expect(c.drain().nodes).toEqual(new Set(['n1']));
+    expect(c.size.groups).toBe(0);
+  });
+
   it('tells the nodes that use a peer group when a member changes address', () => {
     const c = new PolicyComputation();
     c.upsertNamespace('x', {});

@@ -50,6 +50,8 @@ export class PolicyComputation {
   private readonly namespaces = new Map<string, Record<string, string>>();
   private readonly pods = new Map<string, PolicyPod>();
   private readonly podsByNamespace = new Map<string, Set<string>>();
+  /** The groups each pod is a member of (so a pod's change touches its groups, not every group). */
+  private readonly memberOf = new Map<string, Set<string>>();
   private readonly groups = new Map<string, Group>();
   /** Groups confined to one namespace, by namespace; the others are evaluated against every namespace. */
   private readonly groupsByNamespace = new Map<string, Set<string>>();
@@ -86,7 +88,9 @@ export class PolicyComputation {
     for (const key of this.groupsByNamespace.get(pod.namespace) ?? []) this.evaluate(key, pod.uid);
     for (const key of this.clusterGroups) this.evaluate(key, pod.uid);
     // An address or named port change matters to every group the pod is in, even if membership stays.
-    if (old && (old.ip !== pod.ip || old.namedPorts !== pod.namedPorts)) for (const [key, g] of this.groups) if (g.members.has(pod.uid)) this.markDirty(key, pod.node);
+    if (old && (old.ip !== pod.ip || JSON.stringify(old.namedPorts) !== JSON.stringify(pod.namedPorts))) {
+      for (const key of this.memberOf.get(pod.uid) ?? []) this.markDirty(key, pod.node);
+    }
   }
 
   deletePod(uid: string): void {
@@ -200,7 +204,8 @@ export class PolicyComputation {
   // ---- internals ----------------------------------------------------------------------------------------
 
   private removePod(pod: PolicyPod): void {
-    for (const [key, g] of this.groups) if (g.members.has(pod.uid)) this.setMember(key, g, pod, false);
+    for (const key of [...(this.memberOf.get(pod.uid) ?? [])]) this.setMember(key, this.groups.get(key)!, pod, false);
+    this.memberOf.delete(pod.uid);
     this.pods.delete(pod.uid);
     const inNs = this.podsByNamespace.get(pod.namespace);
     inNs?.delete(pod.uid);
@@ -215,8 +220,15 @@ export class PolicyComputation {
   }
 
   private setMember(key: string, g: Group, pod: PolicyPod, member: boolean): void {
-    if (member) g.members.add(pod.uid);
-    else g.members.delete(pod.uid);
+    let of = this.memberOf.get(pod.uid);
+    if (member) {
+      g.members.add(pod.uid);
+      if (!of) this.memberOf.set(pod.uid, (of = new Set()));
+      of.add(key);
+    } else {
+      g.members.delete(pod.uid);
+      of?.delete(key);
+    }
     if (pod.node) inc(g.perNode, pod.node, member ? 1 : -1);
     this.markDirty(key, pod.node);
   }
@@ -257,6 +269,7 @@ export class PolicyComputation {
     if (g.users.size) return;
     this.groups.delete(key);
     this.dirtyGroups.delete(key);
+    for (const uid of g.members) this.memberOf.get(uid)?.delete(key);
     if (g.spec.namespace !== undefined) {
       const s = this.groupsByNamespace.get(g.spec.namespace);
       s?.delete(key);
