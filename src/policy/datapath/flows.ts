@@ -5,7 +5,7 @@ import { portMasks, type Action, type Flow, type Masked, type Match, type SyncRe
 import { cidrsToRanges, rangesToCidrs } from '../../ipam/ipv4-set.js';
 import { FromGateway, matchMarks } from '../../primary/pipeline/marks.js';
 import type { Direction, Protocol, RulePort } from '../model/types.js';
-import { POLICY_TABLES, PolicyCookies, PolicyPriority, conjId, policyScope, VARIANTS } from './layout.js';
+import { POLICY_TABLES, PolicyCookies, PolicyPriority, conjId, policyScope, tierTable, VARIANTS } from './layout.js';
 import type { DatapathRule, NamedPort, PolicyDatapath } from './state.js';
 
 const goto = (table: number): Action => ({ type: 'goto_table', table });
@@ -104,14 +104,9 @@ function verdict(rule: DatapathRule): Action[] {
 const appliedMatch = (direction: Direction, ofport: number): Match => (direction === 'Egress' ? { in_port: ofport } : { reg1: ofport });
 const peerMatch = (direction: Direction, cidr: string): Match => (direction === 'Egress' ? { nw_dst: cidr } : { nw_src: cidr });
 
-function tableOf(rule: DatapathRule): number {
-  const t = POLICY_TABLES[rule.direction];
-  return rule.tier === 'Admin' ? t.admin : rule.tier === 'Baseline' ? t.baseline : t.networkPolicy;
-}
-
 export function ruleFlows(round: number, rule: DatapathRule): Flow[] {
   const cookie = new PolicyCookies(round).cookie(rule.id);
-  const table = tableOf(rule);
+  const table = tierTable(rule.direction, rule.tier);
   const flows: Flow[] = [];
   const add = (match: Match, actions: Action[]): void => void flows.push({ table, priority: rule.priority, cookie, match, actions });
   variants(rule).forEach((v, i) => {
