@@ -1,8 +1,11 @@
 // The agent's side of the policy channel: one long request to the controller for the node's share, applied to
 // the share store line by line; reconnects (with backoff) when the stream ends, fails or goes silent, and then
-// starts from the snapshot the controller sends first.
-import { get, type ClientRequest, type IncomingMessage } from 'node:http';
+// starts from the snapshot the controller sends first. The connection is HTTPS to the certificate the controller
+// published (nothing else is trusted), authenticated by the agent's bearer token.
+import type { ClientRequest, IncomingMessage } from 'node:http';
+import { get } from 'node:https';
 import { logger, type Logger } from '../../util/log.js';
+import type { ControllerEndpoint } from '../channel/discovery.js';
 import { HEARTBEAT_MS } from '../controller/share-server.js';
 import type { ShareMessage } from '../controller/shares.js';
 import type { ShareStore } from './share-store.js';
@@ -11,8 +14,10 @@ const MIN_BACKOFF_MS = 200;
 const MAX_BACKOFF_MS = 5000;
 
 export interface ShareClientOptions {
-  /** The controller's base URL (http://host:port), looked up again before every connection. */
-  endpoint: () => Promise<string | undefined>;
+  /** The controller's base URL and certificate, looked up again before every connection. */
+  endpoint: () => Promise<ControllerEndpoint | undefined>;
+  /** The bearer token the controller authenticates the agent by, asked for before every connection. */
+  token: () => Promise<string | undefined>;
   node: string;
   store: ShareStore;
   /** After each snapshot or update has been applied (and persisted). */
@@ -29,6 +34,8 @@ export class ShareClient {
   private retry?: NodeJS.Timeout;
   private watchdog?: NodeJS.Timeout;
   private backoffMs = MIN_BACKOFF_MS;
+  /** The controller's last refusal (401/403), so that a refusal is logged once, not on every retry. */
+  private refused: number | undefined;
   /** Snapshots received (each connection starts with one). */
   snapshots = 0;
 
@@ -50,21 +57,33 @@ export class ShareClient {
 
   private async connect(): Promise<void> {
     if (this.stopped) return;
-    const base = await this.opts.endpoint().catch(() => undefined);
+    let endpoint: ControllerEndpoint | undefined;
+    let token: string | undefined;
+    try {
+      [endpoint, token] = await Promise.all([this.opts.endpoint(), this.opts.token()]);
+    } catch (e) {
+      if (!this.stopped) this.again(undefined, `cannot look up the controller: ${e instanceof Error ? e.message : String(e)}`);
+      return;
+    }
     if (this.stopped) return;
-    if (!base) return this.again(undefined, 'no controller endpoint yet');
-    const url = `${base}/v1/shares/${encodeURIComponent(this.opts.node)}`;
-    const req = get(url, (res) => this.stream(req, res));
+    if (!endpoint) return this.again(undefined, 'no controller endpoint yet');
+    const url = `${endpoint.url}/v1/shares/${encodeURIComponent(this.opts.node)}`;
+    // No agent: the stream holds its connection for as long as it lasts, there is nothing to pool.
+    const req = get(url, { ca: endpoint.ca, agent: false, headers: token ? { authorization: `Bearer ${token}` } : {} }, (res) => this.stream(req, res));
     this.req = req;
     req.on('error', (e) => this.again(req, `connection failed: ${e.message}`));
   }
 
   private stream(req: ClientRequest, res: IncomingMessage): void {
-    if (res.statusCode !== 200) {
+    const status = res.statusCode ?? 0;
+    if (status === 401 || status === 403) this.refusedWith(status);
+    if (status !== 200) {
       res.resume();
-      this.again(req, `controller answered ${res.statusCode}`);
+      this.again(req, `controller answered ${status}`);
       return;
     }
+    if (this.refused !== undefined) this.log.info('the controller accepts this agent again');
+    this.refused = undefined;
     let buffer = '';
     this.alive(req);
     res.setEncoding('utf8');
@@ -99,6 +118,13 @@ export class ShareClient {
       this.log.info({ ...this.opts.store.size }, 'policy share received');
     }
     this.opts.onShare();
+  }
+
+  private refusedWith(status: 401 | 403): void {
+    if (this.refused === status) return;
+    this.refused = status;
+    const why = status === 401 ? 'the controller does not accept this agent\'s token' : 'the controller does not let this agent\'s user read shares (is it in the controller\'s policy.agentUsers?)';
+    this.log.warn({ status }, `${why}; retrying`);
   }
 
   private alive(req: ClientRequest): void {

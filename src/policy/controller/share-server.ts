@@ -1,7 +1,9 @@
 // The controller's side of the policy channel: each agent holds one long request, GET /v1/shares/<node>, and
 // receives its node's share as JSON lines: a snapshot first, then an update after every burst of changes that
-// touched the node, and a heartbeat while nothing changes (so that a dead stream is noticed).
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+// touched the node, and a heartbeat while nothing changes (so that a dead stream is noticed). It speaks HTTPS only,
+// and serves only agents whose bearer token authenticates as one of the agent users.
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { createServer, type Server } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { logger, type Logger } from '../../util/log.js';
 import type { NodeShares } from './shares.js';
@@ -20,6 +22,12 @@ interface Session {
 
 export interface ShareServerOptions {
   shares: NodeShares;
+  /** The serving key and certificate (PEM). */
+  tls: { key: string; cert: string };
+  /** The user a bearer token authenticates as; undefined for a token that does not; throws when it cannot tell. */
+  authenticate: (token: string) => Promise<string | undefined>;
+  /** The users allowed to read shares (the agents' ServiceAccount). */
+  agentUsers: readonly string[];
   /** Subscribes to the nodes whose share changed; returns the unsubscribe. */
   onChange: (listener: (nodes: ReadonlySet<string>) => void) => () => void;
   /** Whether the computation has listed everything yet (until then a connecting agent is told to come back). */
@@ -35,14 +43,23 @@ export class ShareServer {
   private unsubscribe?: () => void;
   private heartbeat?: NodeJS.Timeout;
   private serial = 0;
+  private readonly agentUsers: ReadonlySet<string>;
+  private readonly refusedUsers = new Set<string>();
 
   constructor(private readonly opts: ShareServerOptions) {
     this.log = opts.log ?? logger('controller.policy-server');
+    this.agentUsers = new Set(opts.agentUsers);
   }
 
   /** Listens on `host:port` (port 0: any); resolves with the port. */
   async listen(host: string, port: number): Promise<number> {
-    this.server = createServer((req, res) => this.handle(req, res));
+    this.server = createServer({ key: this.opts.tls.key, cert: this.opts.tls.cert }, (req, res) => {
+      this.handle(req, res).catch((e: unknown) => {
+        this.log.error({ err: String(e) }, 'share request failed');
+        if (!res.headersSent) res.writeHead(500, { 'content-type': 'text/plain' });
+        res.end();
+      });
+    });
     await new Promise<void>((resolve, reject) => {
       this.server!.once('error', reject);
       this.server!.listen(port, host, () => resolve());
@@ -70,7 +87,37 @@ export class ShareServer {
     return this.sessions.size;
   }
 
-  private handle(req: IncomingMessage, res: ServerResponse): void {
+  /** The authenticated user of a request, or the status and text that refuse it. */
+  private async authorize(req: IncomingMessage): Promise<{ user: string } | { status: number; text: string; headers?: Record<string, string> }> {
+    const h = req.headers.authorization;
+    const token = h?.startsWith('Bearer ') ? h.slice('Bearer '.length).trim() : '';
+    if (!token) return { status: 401, text: 'a bearer token is required\n', headers: { 'www-authenticate': 'Bearer' } };
+    let user: string | undefined;
+    try {
+      user = await this.opts.authenticate(token);
+    } catch (e) {
+      this.log.warn({ err: e instanceof Error ? e.message : String(e) }, 'cannot review an agent\'s token');
+      return { status: 503, text: 'cannot authenticate now\n', headers: { 'retry-after': '1' } };
+    }
+    if (user === undefined) return { status: 401, text: 'the token does not authenticate\n', headers: { 'www-authenticate': 'Bearer' } };
+    if (!this.agentUsers.has(user)) {
+      // Once per user: a misconfigured agent retries for as long as it runs.
+      if (!this.refusedUsers.has(user) && this.refusedUsers.size < 1000) {
+        this.refusedUsers.add(user);
+        this.log.warn({ user, agentUsers: [...this.agentUsers] }, 'a user that is not an agent asked for a share (refused)');
+      }
+      return { status: 403, text: `user ${JSON.stringify(user)} may not read policy shares\n` };
+    }
+    return { user };
+  }
+
+  private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const auth = await this.authorize(req);
+    if (!('user' in auth)) {
+      res.writeHead(auth.status, { 'content-type': 'text/plain', ...auth.headers }).end(auth.text);
+      return;
+    }
+    if (req.destroyed) return;
     const m = /^\/v1\/shares\/([^/?]+)$/.exec(req.url ?? '');
     if (req.method !== 'GET' || !m) {
       res.writeHead(404, { 'content-type': 'text/plain' }).end('not found\n');
