@@ -49,7 +49,7 @@ async function bench(ovs: OvsDaemons): Promise<void> {
   c.upsertNamespace('x', {});
   c.upsertPod({ uid: 'web', namespace: 'x', name: 'web', labels: { app: 'web' }, ip: '10.0.0.2', node: NODE, namedPorts: [] });
   const ids = new RuleIds();
-  const ofport = (): number => 5;
+  const ofport = (): number[] => [5];
 
   // Baseline, same run: as many plain flows in one bundle, then removed.
   const plain = Array.from({ length: PEERS }, (_, i) => ({ table: 200, priority: 100, cookie: makeCookie(CookieOwner.primary, 1, i + 1), match: { protocol: 'ip' as const, nw_src: peers()[i]! }, actions: [] }));

@@ -5,6 +5,7 @@ import { loadAgentConfig, type AgentConfig } from '../primary/agent/config.js';
 import { PrimaryNetworkFeature } from '../primary/agent/feature.js';
 import { SecondaryNetworksFeature } from '../secondary/agent/feature.js';
 import { ServiceChainsFeature } from '../chaining/agent/feature.js';
+import { NetworkPolicyFeature } from '../policy/agent/feature.js';
 import { logger } from '../util/log.js';
 
 /** The node's features, in start order: the pod network first (every other one attaches around its eth0). */
@@ -12,7 +13,9 @@ export function nodeFeatures(cfg: AgentConfig): AgentFeature[] {
   // Service chains steer through CNF function ports, which the secondary networks feature attaches.
   const secondary = cfg.secondaryNetworks.enabled ? [new SecondaryNetworksFeature()] : [];
   const chains = cfg.secondaryNetworks.enabled && cfg.serviceChains.enabled ? [new ServiceChainsFeature()] : [];
-  return [new PrimaryNetworkFeature(), ...secondary, ...chains];
+  // Policy right after the pod network: a new pod's rules are in place before the other features attach more to it.
+  const policy = cfg.networkPolicy.enabled ? [new NetworkPolicyFeature()] : [];
+  return [new PrimaryNetworkFeature(), ...policy, ...secondary, ...chains];
 }
 
 /** `seine agent`: the per-node agent (DaemonSet). */

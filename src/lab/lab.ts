@@ -259,6 +259,7 @@ export class Lab {
         // eth1 is the node's leg on the VLAN fabric.
         secondaryNetworks: { enabled: true, uplinks: { 'br-vlan': node.plan.vlanUplink } },
         serviceChains: { enabled: this.options.serviceChains },
+        networkPolicy: { enabled: true, controllerNamespace: 'kube-system' },
       });
       await installCni({ confDir: node.dirs.cniConfDir, binDir: node.dirs.cniBinDir, socket, pluginSource: SEINE_CNI_BIN, link: true });
       const agent = new SupervisedProcess(

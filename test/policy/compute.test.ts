@@ -20,6 +20,9 @@ describe('policy computation', () => {
     c.upsertPod(pod('p1', 'x', { app: 'web' }, 'n1'));
     c.upsertPod(pod('p2', 'x', { app: 'db' }, 'n2'));
     c.upsertPod(pod('p3', 'y', { app: 'web' }, 'n3'));
+    // Each node hears that its pods were taken into account.
+    expect(c.drain().nodes).toEqual(new Set(['n1', 'n2', 'n3']));
+    expect([...c.podsOn('n2')]).toEqual(['p2']);
     np(c, 'web', 'x', { podSelector: { matchLabels: { app: 'web' } }, ingress: [{ _from: [{ namespaceSelector: { matchLabels: { ns: 'y' } } }] }] });
     expect(c.drain().nodes).toEqual(new Set(['n1']));
     expect(policyNames(c, 'n1')).toEqual(['web']);
@@ -86,7 +89,8 @@ describe('policy computation', () => {
     // Deleting a policy forgets its groups; the pod that was in them can still go without trouble.
     c.deletePolicy('web');
     c.deletePod('p2');
-    expect(c.drain().nodes).toEqual(new Set(['n1']));
+    expect(c.drain().nodes).toEqual(new Set(['n1', 'n2']));
+    expect([...c.podsOn('n2')]).toEqual([]);
     expect(c.size.groups).toBe(0);
   });
 

@@ -42,7 +42,8 @@ describe('policy controller', () => {
 
   /** What a node would be sent on connecting, as "policy <name> on <pods>" and "group <ips>". */
   const share = (node: string): string[] =>
-    (JSON.parse(controller.shares.snapshot(node).json) as ShareMessage[]).map((m) =>
+    (JSON.parse(controller.shares.snapshot(node).json) as ShareMessage[]).flatMap((m) =>
+      m.kind === 'pods' ? [] :
       m.kind === 'policy' ? `policy ${m.value!.policy.ref.name} on ${m.value!.pods.map((p) => `${p.uid.length ? 'pod' : ''}:${p.namedPorts.map((n) => n.port).join(',')}`).join(' ')}` : `group ${m.value!.members.map((x) => x.ip).join(',')}`,
     );
 

@@ -53,19 +53,16 @@ export const ruleKey = (policyUid: string, ruleName: string): string => `${polic
 export const isolationKey = (policyUid: string, direction: Direction): string => `${policyUid}/isolation-${direction.toLowerCase()}`;
 
 /**
- * The node's datapath state. `ofportOf` gives a local pod's OpenFlow port (undefined: not attached yet, it gets
- * its flows when it is). Policies come in tier order already; within a tier, the order of `priority`.
+ * The node's datapath state. `ofportsOf` gives a local pod's OpenFlow ports (none: not attached yet, it gets its
+ * flows when it is; several: a sandbox being replaced).
  */
-export function resolveShare(share: NodeShare, ofportOf: (podUid: string) => number | undefined, ids: RuleIds, round: number): PolicyDatapath {
+export function resolveShare(share: NodeShare, ofportsOf: (podUid: string) => readonly number[], ids: RuleIds, round: number): PolicyDatapath {
   const rules: DatapathRule[] = [];
   const isolations: Isolation[] = [];
   const live = new Set<string>();
   for (const { policy, pods } of share.policies) {
     const applied: AppliedPod[] = [];
-    for (const p of pods) {
-      const ofport = ofportOf(p.uid);
-      if (ofport !== undefined && ofport > 0) applied.push({ ofport, namedPorts: p.namedPorts });
-    }
+    for (const p of pods) for (const ofport of ofportsOf(p.uid)) if (ofport > 0) applied.push({ ofport, namedPorts: p.namedPorts });
     if (!applied.length) continue;
     const position = { Ingress: 0, Egress: 0 };
     for (const r of policy.rules) {

@@ -11,11 +11,14 @@ interface StoredShare {
   format: number;
   policies: Record<string, SharePolicy>;
   groups: Record<string, ShareGroup>;
+  pods?: string[];
 }
 
 export class ShareStore {
   private policies = new Map<string, SharePolicy>();
   private groups = new Map<string, ShareGroup>();
+  /** The node's pods the controller had taken into account when it sent the share. */
+  private pods = new Set<string>();
 
   /** `file`: where the share is kept (absent: memory only). */
   constructor(private readonly file?: string) {}
@@ -34,6 +37,7 @@ export class ShareStore {
       if (s.format !== FORMAT || typeof s.policies !== 'object' || typeof s.groups !== 'object') return { loaded: false, problem: `unknown format in ${this.file}` };
       this.policies = new Map(Object.entries(s.policies));
       this.groups = new Map(Object.entries(s.groups));
+      this.pods = new Set(s.pods ?? []);
       return { loaded: true };
     } catch (e) {
       return { loaded: false, problem: `${this.file}: ${String(e)}` };
@@ -45,9 +49,11 @@ export class ShareStore {
     if (replace) {
       this.policies.clear();
       this.groups.clear();
+      this.pods.clear();
     }
     for (const m of messages) {
-      if (m.kind === 'policy') {
+      if (m.kind === 'pods') this.pods = new Set(m.value.uids);
+      else if (m.kind === 'policy') {
         if (m.value) this.policies.set(m.uid, m.value);
         else this.policies.delete(m.uid);
       } else if (m.value) this.groups.set(m.key, m.value);
@@ -64,6 +70,11 @@ export class ShareStore {
     };
   }
 
+  /** Whether the share took the pod into account (its policies, if any, are in it). */
+  knows(podUid: string): boolean {
+    return this.pods.has(podUid);
+  }
+
   get size(): { policies: number; groups: number } {
     return { policies: this.policies.size, groups: this.groups.size };
   }
@@ -72,7 +83,7 @@ export class ShareStore {
   private save(): void {
     if (!this.file) return;
     mkdirSync(dirname(this.file), { recursive: true });
-    const stored: StoredShare = { format: FORMAT, policies: Object.fromEntries(this.policies), groups: Object.fromEntries(this.groups) };
+    const stored: StoredShare = { format: FORMAT, policies: Object.fromEntries(this.policies), groups: Object.fromEntries(this.groups), pods: [...this.pods] };
     const tmp = `${this.file}.tmp`;
     writeFileSync(tmp, JSON.stringify(stored));
     renameSync(tmp, this.file);

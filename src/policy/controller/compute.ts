@@ -50,6 +50,8 @@ export class PolicyComputation {
   private readonly namespaces = new Map<string, Record<string, string>>();
   private readonly pods = new Map<string, PolicyPod>();
   private readonly podsByNamespace = new Map<string, Set<string>>();
+  /** Pods by node: each node is told which of its pods the computation has taken into account. */
+  private readonly podsByNode = new Map<string, Set<string>>();
   /** The groups each pod is a member of (so a pod's change touches its groups, not every group). */
   private readonly memberOf = new Map<string, Set<string>>();
   private readonly groups = new Map<string, Group>();
@@ -85,6 +87,12 @@ export class PolicyComputation {
     let inNs = this.podsByNamespace.get(pod.namespace);
     if (!inNs) this.podsByNamespace.set(pod.namespace, (inNs = new Set()));
     inNs.add(pod.uid);
+    if (pod.node && !this.podsByNode.get(pod.node)?.has(pod.uid)) {
+      let onNode = this.podsByNode.get(pod.node);
+      if (!onNode) this.podsByNode.set(pod.node, (onNode = new Set()));
+      onNode.add(pod.uid);
+      this.changedNodes.add(pod.node);
+    }
     for (const key of this.groupsByNamespace.get(pod.namespace) ?? []) this.evaluate(key, pod.uid);
     for (const key of this.clusterGroups) this.evaluate(key, pod.uid);
     // An address or named port change matters to every group the pod is in, even if membership stays.
@@ -158,6 +166,11 @@ export class PolicyComputation {
     return [...(this.nodePolicies.get(node) ?? [])].map((uid) => this.policies.get(uid)!.policy);
   }
 
+  /** The pods on a node the computation has taken into account (uids). */
+  podsOn(node: string): ReadonlySet<string> {
+    return this.podsByNode.get(node) ?? new Set();
+  }
+
   /** The pods of a group (uids). */
   members(key: string): ReadonlySet<string> {
     return this.groups.get(key)?.members ?? new Set();
@@ -210,6 +223,11 @@ export class PolicyComputation {
     const inNs = this.podsByNamespace.get(pod.namespace);
     inNs?.delete(pod.uid);
     if (inNs && !inNs.size) this.podsByNamespace.delete(pod.namespace);
+    const onNode = this.podsByNode.get(pod.node);
+    if (onNode?.delete(pod.uid)) {
+      if (!onNode.size) this.podsByNode.delete(pod.node);
+      this.changedNodes.add(pod.node);
+    }
   }
 
   private evaluate(key: string, uid: string): void {

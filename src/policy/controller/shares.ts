@@ -20,14 +20,21 @@ export interface ShareGroup {
   members: Array<{ ip: string; namedPorts: ShareNamedPort[] }>;
 }
 
-/** An upsert (with `value`) or a removal (without). */
-export type ShareMessage = { kind: 'group'; key: string; value?: ShareGroup } | { kind: 'policy'; uid: string; value?: SharePolicy };
+/** The node's pods the computation has taken into account: a pod in it and in no policy is in none. */
+export interface SharePods {
+  uids: string[];
+}
+
+/** An upsert (with `value`) or a removal (without); `pods` always replaces the node's list. */
+export type ShareMessage = { kind: 'group'; key: string; value?: ShareGroup } | { kind: 'policy'; uid: string; value?: SharePolicy } | { kind: 'pods'; value: SharePods };
 
 interface Sent {
   /** Per policy uid: the fingerprint of what was sent (the policy object and its pods on the node). */
   policies: Map<string, string>;
   /** Per group key: the group version sent. */
   groups: Map<string, number>;
+  /** The node's pod list sent. */
+  pods?: string;
 }
 
 /**
@@ -76,6 +83,9 @@ export class NodeShares {
     }
     for (const uid of before.policies.keys()) if (!now.policies.has(uid)) removed.push(`{"kind":"policy","uid":${JSON.stringify(uid)}}`);
     for (const key of before.groups.keys()) if (!now.groups.has(key)) removed.push(`{"kind":"group","key":${JSON.stringify(key)}}`);
+    // Last: a pod is announced once its policies are in the same update or before.
+    now.pods = JSON.stringify([...c.podsOn(node)].sort());
+    if (before.pods !== now.pods) removed.push(`{"kind":"pods","value":{"uids":${now.pods}}}`);
     this.sent.set(session, now);
     // Groups first, then the policies naming them; removals of policies before the groups they named.
     const messages = [...groups, ...policies, ...removed];

@@ -164,9 +164,22 @@ function merged(flows: readonly Flow[]): Flow[] {
   return [...byKey.values()];
 }
 
-export function policyFlows(state: PolicyDatapath): Flow[] {
+/** A rule the datapath cannot express; it is left out (it admits nothing), the others are installed. */
+export interface RuleProblem {
+  ruleId: number;
+  message: string;
+}
+
+export function policyFlows(state: PolicyDatapath, problems: RuleProblem[] = []): Flow[] {
   const cookies = new PolicyCookies(state.round);
-  const flows = [...policyBaseFlows(state.round), ...state.rules.flatMap((r) => ruleFlows(state.round, r))];
+  const flows = policyBaseFlows(state.round);
+  for (const r of state.rules) {
+    try {
+      flows.push(...ruleFlows(state.round, r));
+    } catch (e) {
+      problems.push({ ruleId: r.id, message: e instanceof Error ? e.message : String(e) });
+    }
+  }
   for (const iso of [...state.isolations].sort((a, b) => a.ruleId - b.ruleId)) {
     const t = POLICY_TABLES[iso.direction];
     flows.push({ table: t.isolation, priority: PolicyPriority.isolation, cookie: cookies.cookie(iso.ruleId), match: { protocol: 'ip', ...appliedMatch(iso.direction, iso.ofport) }, actions: [] });
@@ -174,7 +187,7 @@ export function policyFlows(state: PolicyDatapath): Flow[] {
   return merged(flows);
 }
 
-/** The whole policy stage of the node, as one sync (one bundle). */
-export function policySync(state: PolicyDatapath): SyncRequest {
-  return { cookie: policyScope(), flows: policyFlows(state) };
+/** The whole policy stage of the node, as one sync (one bundle); rules it cannot express are added to `problems`. */
+export function policySync(state: PolicyDatapath, problems?: RuleProblem[]): SyncRequest {
+  return { cookie: policyScope(), flows: policyFlows(state, problems) };
 }

@@ -55,6 +55,12 @@ export interface AgentConfig {
   serviceChains: {
     enabled: boolean;
   };
+  /** NetworkPolicy and ClusterNetworkPolicy, as computed by `seine controller` and streamed to this agent. */
+  networkPolicy: {
+    enabled: boolean;
+    /** Namespace of the controller's endpoint ConfigMap (seine-controller-endpoint). */
+    controllerNamespace: string;
+  };
 }
 
 export const DEFAULT_AGENT_CONFIG: Omit<AgentConfig, 'nodeName'> = {
@@ -72,6 +78,7 @@ export const DEFAULT_AGENT_CONFIG: Omit<AgentConfig, 'nodeName'> = {
   metricsAddress: '0.0.0.0',
   secondaryNetworks: { enabled: true, uplinks: {} },
   serviceChains: { enabled: true },
+  networkPolicy: { enabled: true, controllerNamespace: 'kube-system' },
 };
 
 const cidr = { type: 'string', pattern: '^\\d{1,3}(\\.\\d{1,3}){3}/\\d{1,2}$' } as const;
@@ -79,7 +86,7 @@ const cidr = { type: 'string', pattern: '^\\d{1,3}(\\.\\d{1,3}){3}/\\d{1,2}$' } 
 const schema: JSONSchemaType<AgentConfig> = {
   type: 'object',
   additionalProperties: false,
-  required: ['nodeName', 'ovs', 'trafficEncapMode', 'tunnelType', 'cniSocket', 'stateDir', 'clusterCIDR', 'serviceCIDR', 'egressSNAT', 'cniConfDir', 'cniBinDir', 'metricsPort', 'metricsAddress', 'secondaryNetworks', 'serviceChains'],
+  required: ['nodeName', 'ovs', 'trafficEncapMode', 'tunnelType', 'cniSocket', 'stateDir', 'clusterCIDR', 'serviceCIDR', 'egressSNAT', 'cniConfDir', 'cniBinDir', 'metricsPort', 'metricsAddress', 'secondaryNetworks', 'serviceChains', 'networkPolicy'],
   properties: {
     nodeName: { type: 'string', minLength: 1 },
     kubeconfig: { type: 'string', nullable: true },
@@ -123,6 +130,12 @@ const schema: JSONSchemaType<AgentConfig> = {
       required: ['enabled'],
       properties: { enabled: { type: 'boolean' } },
     },
+    networkPolicy: {
+      type: 'object',
+      additionalProperties: false,
+      required: ['enabled', 'controllerNamespace'],
+      properties: { enabled: { type: 'boolean' }, controllerNamespace: { type: 'string', pattern: '^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$' } },
+    },
   },
 };
 
@@ -142,6 +155,7 @@ export function parseAgentConfig(raw: unknown, env: NodeJS.ProcessEnv = process.
     ovs: { ...DEFAULT_AGENT_CONFIG.ovs, ...(given.ovs ?? {}) },
     secondaryNetworks: { ...DEFAULT_AGENT_CONFIG.secondaryNetworks, ...(given.secondaryNetworks ?? {}) },
     serviceChains: { ...DEFAULT_AGENT_CONFIG.serviceChains, ...(given.serviceChains ?? {}) },
+    networkPolicy: { ...DEFAULT_AGENT_CONFIG.networkPolicy, ...(given.networkPolicy ?? {}) },
   };
   if (!validate(merged)) {
     const problems = (validate.errors ?? []).map((e) => `${e.instancePath || '(root)'} ${e.message}${e.params && 'allowedValues' in e.params ? ` (${(e.params.allowedValues as string[]).join(', ')})` : ''}`);

@@ -75,7 +75,7 @@ describe('policy truth tables on a real bridge (9 pods, one node)', () => {
       groups: c.peerGroupsOf(NODE),
     };
     const ofports = new Map(pods.map((p) => [p.uid, p.ofport]));
-    await w.sync(policySync(resolveShare(share, (uid) => ofports.get(uid), ids, 1)));
+    await w.sync(policySync(resolveShare(share, (uid) => (ofports.has(uid) ? [ofports.get(uid)!] : []), ids, 1)));
     return { pods, namespaceLabels: new Map(NAMESPACES.map((n) => [n, { ns: n }])), policies: compiled.map((x) => x.policy), groups };
   }
 

@@ -1,0 +1,265 @@
+import { join } from 'node:path';
+import { Gauge } from 'prom-client';
+import type { NodeContext } from '../../agent/context.js';
+import type { AgentFeature, PodAttachmentHook, PodSandbox } from '../../agent/feature.js';
+import { EXT, PRIMARY_OWNER } from '../../primary/interfacestore/store.js';
+import { logger } from '../../util/log.js';
+import { SerialPass } from '../../util/serial.js';
+import { bearerTokenSource, controllerEndpointSource } from '../channel/discovery.js';
+import { policyScope } from '../datapath/layout.js';
+import { policySync, type RuleProblem } from '../datapath/flows.js';
+import type { PolicyDatapath } from '../datapath/state.js';
+import type { PolicyRef } from '../model/types.js';
+import { ruleCounters } from './counters.js';
+import { resolveShare, RuleIds } from './resolve.js';
+import { ShareClient } from './share-client.js';
+import { ShareStore } from './share-store.js';
+
+/** Changes come in bursts (a share update, a few ports): one realization after the burst. */
+const REALIZE_DELAY_MS = 20;
+/** A realization that failed (ovs-vswitchd away) is tried again after this long. */
+const RETRY_MS = 2000;
+/**
+ * How long a new pod's ADD waits for the controller to have taken the pod into account (normally it has: the pod
+ * was bound before its sandbox started). Past this the pod goes ahead and gets its rules when the share comes.
+ */
+const KNOWN_WAIT_MS = 5000;
+/** Rule counters are read this often for the metrics. */
+const COUNTERS_MS = 5000;
+
+/** What a rule is, for its counters and logs. */
+interface RuleInfo {
+  policy: PolicyRef;
+  rule: string;
+  direction: string;
+  action: string;
+}
+
+/**
+ * NetworkPolicy and ClusterNetworkPolicy on this node: receives the node's share of the controller's computation
+ * (kept on disk, so that a restarted agent enforces the last one it had before the controller answers), resolves
+ * it against the pods attached to the integration bridge, and installs the policy tables as one cookie scope in
+ * one bundle. A pod a policy applies to gets its rules before its ADD returns; a leaving pod's port loses them
+ * before it is removed (its OpenFlow port number may be given to the next pod).
+ */
+export class NetworkPolicyFeature implements AgentFeature {
+  readonly name = 'network-policy';
+  private readonly log = logger('policy');
+  private ctx!: NodeContext;
+  private store!: ShareStore;
+  private client?: ShareClient;
+  private readonly ids = new RuleIds();
+  private readonly pass = new SerialPass(() => this.realize(), () => this.stopped);
+  private stopped = false;
+  private realizeTimer?: NodeJS.Timeout;
+  private retryTimer?: NodeJS.Timeout;
+  private countersTimer?: NodeJS.Timeout;
+  private unwatchPorts?: () => void;
+  /** Sandboxes being deleted: their ports no longer count as their pods' (until the port is gone). */
+  private readonly leaving = new Set<string>();
+  /** JSON of the state last installed (undefined: install whatever it is). */
+  private installed?: string;
+  private current: PolicyDatapath = { round: 0, rules: [], isolations: [] };
+  private rules = new Map<number, RuleInfo>();
+  private portsSeen = '';
+  /** ADDs waiting for the controller to know their pod. */
+  private readonly waiters = new Set<() => void>();
+  private lastProblems = '';
+  private packets?: Gauge;
+  private bytes?: Gauge;
+
+  async start(ctx: NodeContext): Promise<void> {
+    this.ctx = ctx;
+    this.store = new ShareStore(join(ctx.config.stateDir, 'policy', 'share.json'));
+    const loaded = this.store.load();
+    if (loaded.problem) this.log.warn({ problem: loaded.problem }, 'kept policy share unreadable; waiting for the controller');
+    else if (loaded.loaded) this.log.info({ ...this.store.size }, 'enforcing the kept policy share until the controller answers');
+    this.packets = new Gauge({ name: 'seine_policy_rule_packets', help: 'Packets of the new connections a policy rule decided on this node (action Accept, Deny or Pass; isolation drops under rule "isolation-<direction>")', labelNames: ['policy_kind', 'namespace', 'policy', 'rule', 'direction', 'action'], registers: [ctx.metrics.registry] });
+    this.bytes = new Gauge({ name: 'seine_policy_rule_bytes', help: 'Bytes of the new connections a policy rule decided on this node', labelNames: ['policy_kind', 'namespace', 'policy', 'rule', 'direction', 'action'], registers: [ctx.metrics.registry] });
+    // Before the node takes pods (and before ovs-vswitchd stops waiting for flows): what was kept, on the ports there are.
+    await this.pass.run();
+    this.unwatchPorts = ctx.vswitch.cache.onChange(() => {
+      if (this.portsSignature() !== this.portsSeen) this.schedule();
+    });
+    const kc = ctx.kubeConfig;
+    this.client = new ShareClient({
+      endpoint: controllerEndpointSource(kc, { namespace: ctx.config.networkPolicy.controllerNamespace }),
+      token: bearerTokenSource(kc),
+      node: ctx.node.name,
+      store: this.store,
+      onShare: () => {
+        this.schedule();
+        for (const w of this.waiters) w();
+      },
+    });
+    this.client.start();
+    this.countersTimer = setInterval(() => void this.readCounters(), COUNTERS_MS);
+    this.countersTimer.unref();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    this.client?.stop();
+    for (const w of [...this.waiters]) w();
+    this.unwatchPorts?.();
+    for (const t of [this.realizeTimer, this.retryTimer]) if (t) clearTimeout(t);
+    if (this.countersTimer) clearInterval(this.countersTimer);
+    await this.pass.current;
+    for (const name of ['seine_policy_rule_packets', 'seine_policy_rule_bytes']) this.ctx?.metrics.registry.removeSingleMetric(name);
+  }
+
+  /** After ovs-vswitchd restarted: every policy flow again, on the ports as they are numbered now. */
+  async restore(): Promise<void> {
+    this.installed = undefined;
+    await this.pass.run();
+  }
+
+  get podAttachments(): PodAttachmentHook {
+    return {
+      afterAdd: (sandbox) => this.podAdded(sandbox),
+      beforeDel: (containerId) => this.podLeaving(containerId),
+    };
+  }
+
+  /** A new pod that policies apply to gets their rules now, before its ADD returns and it can send. */
+  private async podAdded(sandbox: PodSandbox): Promise<void> {
+    const uid = sandbox.pod.metadata?.uid;
+    if (!uid) return;
+    if (!this.store.knows(uid) && this.client && this.client.snapshots > 0) {
+      const known = await this.untilKnown(uid);
+      if (!known) this.log.warn({ pod: `${sandbox.pod.metadata?.namespace}/${sandbox.pod.metadata?.name}`, waitedMs: KNOWN_WAIT_MS }, 'the controller has not taken the new pod into account yet; its policies follow when it has');
+    }
+    if (!this.store.share().policies.some((p) => p.pods.some((x) => x.uid === uid))) return;
+    await this.pass.run();
+  }
+
+  private untilKnown(uid: string): Promise<boolean> {
+    return new Promise((resolve) => {
+      const done = (known: boolean): void => {
+        this.waiters.delete(check);
+        clearTimeout(timer);
+        resolve(known);
+      };
+      const check = (): void => {
+        if (this.store.knows(uid)) done(true);
+        else if (this.stopped) done(false);
+      };
+      const timer = setTimeout(() => done(false), KNOWN_WAIT_MS);
+      this.waiters.add(check);
+    });
+  }
+
+  /** A leaving sandbox's port stops being its pod's now, so that no rule outlives it on a reused port number. */
+  private async podLeaving(containerId: string): Promise<void> {
+    const port = this.ctx.vswitch.cache.portsOf(this.ctx.config.ovs.bridge).find((p) => p.externalIds[EXT.owner] === PRIMARY_OWNER && p.externalIds[EXT.containerId] === containerId);
+    const ofport = port ? this.ctx.vswitch.cache.iface(port.name)?.ofport : undefined;
+    if (ofport === undefined) return;
+    this.leaving.add(containerId);
+    const used = this.current.rules.some((r) => r.applied.some((a) => a.ofport === ofport)) || this.current.isolations.some((i) => i.ofport === ofport);
+    if (used) await this.pass.run();
+  }
+
+  private schedule(): void {
+    if (this.stopped || this.realizeTimer) return;
+    this.realizeTimer = setTimeout(() => {
+      this.realizeTimer = undefined;
+      void this.pass.run();
+    }, REALIZE_DELAY_MS);
+  }
+
+  /** Pod UID -> OpenFlow ports of its eth0 on the integration bridge (leaving sandboxes left out). */
+  private podPorts(): Map<string, number[]> {
+    const cache = this.ctx.vswitch.cache;
+    const out = new Map<string, number[]>();
+    const present = new Set<string>();
+    for (const p of cache.portsOf(this.ctx.config.ovs.bridge)) {
+      const x = p.externalIds;
+      if (x[EXT.owner] !== PRIMARY_OWNER || !x[EXT.podUid]) continue;
+      const containerId = x[EXT.containerId] ?? '';
+      present.add(containerId);
+      const ofport = cache.iface(p.name)?.ofport;
+      if (this.leaving.has(containerId) || ofport === undefined || ofport <= 0) continue;
+      out.set(x[EXT.podUid], [...(out.get(x[EXT.podUid]) ?? []), ofport]);
+    }
+    for (const c of this.leaving) if (!present.has(c)) this.leaving.delete(c);
+    return out;
+  }
+
+  private portsSignature(): string {
+    return JSON.stringify([...this.podPorts()].sort());
+  }
+
+  private async realize(): Promise<void> {
+    if (this.stopped) return;
+    const ports = this.podPorts();
+    this.portsSeen = JSON.stringify([...ports].sort());
+    const share = this.store.share();
+    const state = resolveShare(share, (uid) => ports.get(uid) ?? [], this.ids, this.ctx.bridge.round);
+    const text = JSON.stringify(state);
+    if (text === this.installed) return;
+    const problems: RuleProblem[] = [];
+    const request = policySync(state, problems);
+    try {
+      const result = await this.ctx.flows.sync(request);
+      this.installed = text;
+      this.current = state;
+      this.rules = this.ruleInfo(share.policies.map((p) => p.policy));
+      this.log.info({ rules: state.rules.length, isolations: state.isolations.length, flows: request.flows.length, changes: result.changes.length }, 'policy flows synced');
+    } catch (e) {
+      this.log.error({ err: e instanceof Error ? e.message : String(e) }, 'policy flows not synced; retrying');
+      if (!this.retryTimer && !this.stopped) {
+        this.retryTimer = setTimeout(() => {
+          this.retryTimer = undefined;
+          this.installed = undefined;
+          void this.pass.run();
+        }, RETRY_MS);
+      }
+    }
+    const problemText = JSON.stringify(problems);
+    if (problemText !== this.lastProblems) {
+      this.lastProblems = problemText;
+      for (const p of problems) this.log.error({ rule: this.describe(p.ruleId), problem: p.message }, 'policy rule cannot be enforced; left out (it admits nothing)');
+    }
+  }
+
+  /** Rule id -> what it is, from the rule keys (policy uid / rule name). */
+  private ruleInfo(policies: ReadonlyArray<{ ref: PolicyRef; rules: ReadonlyArray<{ name: string; direction: string; action: string }>; isolates: readonly string[] }>): Map<number, RuleInfo> {
+    const out = new Map<number, RuleInfo>();
+    const byUid = new Map(policies.map((p) => [p.ref.uid, p]));
+    for (const r of this.current.rules) {
+      const key = this.ids.keyOf(r.id);
+      const policy = key ? byUid.get(key.slice(0, key.indexOf('/'))) : undefined;
+      if (policy) out.set(r.id, { policy: policy.ref, rule: key!.slice(key!.indexOf('/') + 1), direction: r.direction, action: r.action });
+    }
+    for (const i of this.current.isolations) {
+      const key = this.ids.keyOf(i.ruleId);
+      const policy = key ? byUid.get(key.slice(0, key.indexOf('/'))) : undefined;
+      if (policy) out.set(i.ruleId, { policy: policy.ref, rule: key!.slice(key!.indexOf('/') + 1), direction: i.direction, action: 'Deny' });
+    }
+    return out;
+  }
+
+  private describe(ruleId: number): string {
+    const r = this.rules.get(ruleId);
+    return r ? `${r.policy.kind} ${r.policy.namespace ? `${r.policy.namespace}/` : ''}${r.policy.name} rule ${r.rule}` : `rule ${ruleId}`;
+  }
+
+  private async readCounters(): Promise<void> {
+    if (this.stopped) return;
+    let flows;
+    try {
+      flows = await this.ctx.flows.dumpFlows({ cookie: policyScope() });
+    } catch {
+      return; // ovs-vswitchd away: the next reading
+    }
+    this.packets?.reset();
+    this.bytes?.reset();
+    for (const c of ruleCounters(flows)) {
+      const r = this.rules.get(c.ruleId);
+      if (!r) continue;
+      const labels = { policy_kind: r.policy.kind, namespace: r.policy.namespace ?? '', policy: r.policy.name, rule: r.rule, direction: r.direction, action: r.action };
+      this.packets?.inc(labels, Number(c.packets));
+      this.bytes?.inc(labels, Number(c.bytes));
+    }
+  }
+}
