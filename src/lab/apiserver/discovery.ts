@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { apiVersionOf, hasSubresource, VERBS, type Registry, type ResourceType } from './registry.js';
 import { inlineDefinition } from './networkpolicy.js';
 import { openApiV2Definitions, v2Paths } from './openapi-v2.js';
+import { TOKEN_REVIEW_GROUP, TOKEN_REVIEW_VERSION, tokenReviewDiscovery } from './tokenreview.js';
 import type { JsonObject } from './types.js';
 
 // Discovery (/api, /apis, /apis/G/V ...) and the OpenAPI kubectl uses: v3 documents whose PATCH
@@ -33,13 +34,25 @@ function groupEntry(name: string, versions: string[]): JsonObject {
   return { name, versions: vs, preferredVersion: vs[0] };
 }
 
+/** Resources served without storage (reviews), by group and version: discovery lists them beside the stored ones. */
+const UNSTORED: Array<{ group: string; version: string; entry: JsonObject }> = [{ group: TOKEN_REVIEW_GROUP, version: TOKEN_REVIEW_VERSION, entry: tokenReviewDiscovery }];
+
+function servedGroups(reg: Registry): Map<string, string[]> {
+  const groups = reg.groups();
+  for (const u of UNSTORED) {
+    const vs = groups.get(u.group) ?? [];
+    if (!vs.includes(u.version)) groups.set(u.group, [...vs, u.version]);
+  }
+  return groups;
+}
+
 export function apiGroupList(reg: Registry): JsonObject {
-  const groups = [...reg.groups()].sort(([a], [b]) => (a < b ? -1 : 1)).map(([g, vs]) => groupEntry(g, vs));
+  const groups = [...servedGroups(reg)].sort(([a], [b]) => (a < b ? -1 : 1)).map(([g, vs]) => groupEntry(g, vs));
   return { kind: 'APIGroupList', apiVersion: 'v1', groups };
 }
 
 export function apiGroup(reg: Registry, group: string): JsonObject | undefined {
-  const vs = reg.groups().get(group);
+  const vs = servedGroups(reg).get(group);
   return vs ? { kind: 'APIGroup', apiVersion: 'v1', ...groupEntry(group, vs) } : undefined;
 }
 
@@ -49,8 +62,9 @@ function storageVersionHash(rt: ResourceType): string {
 
 export function apiResourceList(reg: Registry, group: string, version: string): JsonObject | undefined {
   const types = reg.inGroupVersion(group, version);
-  if (types.length === 0) return undefined;
-  const resources: JsonObject[] = [];
+  const unstored = UNSTORED.filter((u) => u.group === group && u.version === version).map((u) => u.entry);
+  if (types.length === 0 && unstored.length === 0) return undefined;
+  const resources: JsonObject[] = [...unstored];
   for (const rt of types) {
     resources.push({
       name: rt.resource,
