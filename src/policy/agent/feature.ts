@@ -11,6 +11,7 @@ import { policySync, type RuleProblem } from '../datapath/flows.js';
 import type { PolicyDatapath } from '../datapath/state.js';
 import type { PolicyRef } from '../model/types.js';
 import { ruleCounters } from './counters.js';
+import { RealizedReporter } from './realized-reporter.js';
 import { resolveShare, RuleIds } from './resolve.js';
 import { ShareClient } from './share-client.js';
 import { ShareStore } from './share-store.js';
@@ -48,6 +49,8 @@ export class NetworkPolicyFeature implements AgentFeature {
   private ctx!: NodeContext;
   private store!: ShareStore;
   private client?: ShareClient;
+  private reporter?: RealizedReporter;
+  private snapshotsSeen = 0;
   private readonly ids = new RuleIds();
   private readonly pass = new SerialPass(() => this.realize(), () => this.stopped);
   private stopped = false;
@@ -82,12 +85,20 @@ export class NetworkPolicyFeature implements AgentFeature {
       if (this.portsSignature() !== this.portsSeen) this.schedule();
     });
     const kc = ctx.kubeConfig;
+    const endpoint = controllerEndpointSource(kc, { namespace: ctx.config.networkPolicy.controllerNamespace });
+    const token = bearerTokenSource(kc);
+    this.reporter = new RealizedReporter({ endpoint, token, node: ctx.node.name });
     this.client = new ShareClient({
-      endpoint: controllerEndpointSource(kc, { namespace: ctx.config.networkPolicy.controllerNamespace }),
-      token: bearerTokenSource(kc),
+      endpoint,
+      token,
       node: ctx.node.name,
       store: this.store,
       onShare: () => {
+        // A new connection (perhaps to a new controller): it hears what is installed here again.
+        if (this.client && this.client.snapshots !== this.snapshotsSeen) {
+          this.snapshotsSeen = this.client.snapshots;
+          this.reporter?.resend();
+        }
         this.schedule();
         for (const w of this.waiters) w();
       },
@@ -100,6 +111,7 @@ export class NetworkPolicyFeature implements AgentFeature {
   async stop(): Promise<void> {
     this.stopped = true;
     this.client?.stop();
+    this.reporter?.stop();
     for (const w of [...this.waiters]) w();
     this.unwatchPorts?.();
     for (const t of [this.realizeTimer, this.retryTimer]) if (t) clearTimeout(t);
@@ -196,7 +208,11 @@ export class NetworkPolicyFeature implements AgentFeature {
     const share = this.store.share();
     const state = resolveShare(share, (uid) => ports.get(uid) ?? [], this.ids, this.ctx.bridge.round);
     const text = JSON.stringify(state);
-    if (text === this.installed) return;
+    if (text === this.installed) {
+      // Same flows (a new generation that changes nothing here, say): installed all the same.
+      this.reportRealized(share.policies.map((p) => p.policy.ref), JSON.parse(this.lastProblems || '[]') as RuleProblem[]);
+      return;
+    }
     const problems: RuleProblem[] = [];
     const request = policySync(state, problems);
     try {
@@ -204,6 +220,7 @@ export class NetworkPolicyFeature implements AgentFeature {
       this.installed = text;
       this.current = state;
       this.rules = this.ruleInfo(share.policies.map((p) => p.policy));
+      this.reportRealized(share.policies.map((p) => p.policy.ref), problems);
       this.log.info({ rules: state.rules.length, isolations: state.isolations.length, flows: request.flows.length, changes: result.changes.length }, 'policy flows synced');
     } catch (e) {
       this.log.error({ err: e instanceof Error ? e.message : String(e) }, 'policy flows not synced; retrying');
@@ -220,6 +237,12 @@ export class NetworkPolicyFeature implements AgentFeature {
       this.lastProblems = problemText;
       for (const p of problems) this.log.error({ rule: this.describe(p.ruleId), problem: p.message }, 'policy rule cannot be enforced; left out (it admits nothing)');
     }
+  }
+
+  /** Every policy of the share counts as installed, but one with a rule that could not be. */
+  private reportRealized(refs: readonly PolicyRef[], problems: readonly RuleProblem[]): void {
+    const failed = new Set(problems.map((p) => this.ids.keyOf(p.ruleId)?.split('/')[0]));
+    this.reporter?.set(Object.fromEntries(refs.filter((r) => !failed.has(r.uid)).map((r) => [r.uid, r.generation])));
   }
 
   /** Rule id -> what it is, from the rule keys (policy uid / rule name). */

@@ -55,6 +55,7 @@ export async function startPolicyChannel(opts: PolicyChannelOptions): Promise<Po
     authenticate: (token) => authenticator.authenticate(token),
     agentUsers: opts.agentUsers,
     onChange: (listener) => controller.onChange(listener),
+    onRealized: (node, policies) => controller.reportRealized(node, policies),
     ready: () => controller.isSynced,
     log,
   });
@@ -83,6 +84,7 @@ export async function startPolicyChannel(opts: PolicyChannelOptions): Promise<Po
   return {
     port,
     async close() {
+      if (closed) return;
       closed = true;
       if (retry) clearTimeout(retry);
       await server.close();

@@ -161,6 +161,11 @@ export class PolicyComputation {
     return { nodes };
   }
 
+  /** A policy as computed (its latest compiled form). */
+  policy(uid: string): CompiledPolicy | undefined {
+    return this.policies.get(uid)?.policy;
+  }
+
   /** The policies a node enforces. */
   policiesOf(node: string): CompiledPolicy[] {
     return [...(this.nodePolicies.get(node) ?? [])].map((uid) => this.policies.get(uid)!.policy);

@@ -1,8 +1,8 @@
 // The policy part of `seine controller`: NetworkPolicies, ClusterNetworkPolicies, namespaces and pods from the
 // API server, fed to the computation; after each burst of changes, the nodes whose share changed are told to
 // the listeners (the distribution to agents).
-import { CoreV1Api, CustomObjectsApi, NetworkingV1Api, type KubeConfig, type KubernetesListObject, type V1Namespace, type V1NetworkPolicy, type V1Pod } from '@kubernetes/client-node';
-import { apiMessage } from '../../k8s/api.js';
+import { CoreV1Api, CustomObjectsApi, NetworkingV1Api, type KubeConfig, type KubernetesListObject, type V1Condition, type V1Namespace, type V1NetworkPolicy, type V1Pod } from '@kubernetes/client-node';
+import { apiMessage, isNotFound, MERGE_PATCH } from '../../k8s/api.js';
 import { ResilientInformer } from '../../k8s/informer.js';
 import { logger, type Logger } from '../../util/log.js';
 import { CNP_GROUP, CNP_PLURAL, CNP_VERSION, type ClusterNetworkPolicy } from '../api/clusternetworkpolicy.js';
@@ -10,7 +10,28 @@ import { compileClusterNetworkPolicy } from '../model/clusternetworkpolicy.js';
 import { compileNetworkPolicy } from '../model/networkpolicy.js';
 import type { Protocol } from '../model/types.js';
 import { PolicyComputation, type PolicyPod } from './compute.js';
+import { Realization, type PolicyRealization, type RealizedPolicies } from './realization.js';
 import { NodeShares } from './shares.js';
+
+/** The ClusterNetworkPolicy condition Seine keeps: whether every node that needs the policy has installed it. */
+export const REALIZED_CONDITION = 'Realized';
+/** Statuses are brought up to date at most this often (reports come in bursts after a change). */
+const STATUS_DELAY_MS = 500;
+
+/** The Realized condition for a realization (lastTransitionTime kept while the status stays). */
+export function realizedCondition(r: PolicyRealization, generation: number, previous: V1Condition | undefined, now: Date): V1Condition {
+  const done = r.realized === r.desired;
+  const message = r.desired === 0 ? 'applies to no pod' : `realized on ${r.realized} of ${r.desired} nodes${done ? '' : `; waiting for ${r.pending.join(', ')}${r.desired - r.realized > r.pending.length ? ', ...' : ''}`}`;
+  const status = done ? 'True' : 'False';
+  return {
+    type: REALIZED_CONDITION,
+    status,
+    observedGeneration: generation,
+    lastTransitionTime: previous?.status === status && previous.lastTransitionTime ? previous.lastTransitionTime : now,
+    reason: r.desired === 0 ? 'NoPods' : done ? 'Realized' : 'Pending',
+    message,
+  };
+}
 
 export interface PolicyControllerOptions {
   kubeConfig: KubeConfig;
@@ -40,7 +61,11 @@ export function policyPod(pod: V1Pod): PolicyPod | undefined {
 export class PolicyController {
   readonly computation = new PolicyComputation();
   readonly shares = new NodeShares(this.computation);
+  readonly realization = new Realization();
   private readonly log: Logger;
+  private readonly custom: CustomObjectsApi;
+  private statusTimer: NodeJS.Timeout | undefined;
+  private statusRunning = false;
   private readonly informers: {
     namespaces: ResilientInformer<V1Namespace>;
     pods: ResilientInformer<V1Pod>;
@@ -58,6 +83,7 @@ export class PolicyController {
     const core = kc.makeApiClient(CoreV1Api);
     const net = kc.makeApiClient(NetworkingV1Api);
     const custom = kc.makeApiClient(CustomObjectsApi);
+    this.custom = custom;
     this.informers = {
       namespaces: new ResilientInformer<V1Namespace>({ kubeConfig: kc, name: 'policy-namespaces', path: '/api/v1/namespaces', list: () => core.listNamespace() }),
       pods: new ResilientInformer<V1Pod>({ kubeConfig: kc, name: 'policy-pods', path: '/api/v1/pods', list: () => core.listPodForAllNamespaces() }),
@@ -86,12 +112,65 @@ export class PolicyController {
         c.upsertPolicy(x.policy, x.groups);
       });
     networkPolicies.on('add', np).on('update', np).on('delete', (p) => this.changed(() => c.deletePolicy(p.metadata!.uid!)));
-    const cnp = (p: ClusterNetworkPolicy): void =>
+    const cnp = (p: ClusterNetworkPolicy): void => {
+      // Status writes (ours among them) do not change the spec: nothing to compute.
+      const generation = p.metadata.generation ?? 0;
+      if (generation > 0 && c.policy(p.metadata.uid!)?.ref.generation === generation) return;
       this.changed(() => {
         const x = compileClusterNetworkPolicy(p);
         c.upsertPolicy(x.policy, x.groups);
       });
+    };
     clusterPolicies.on('add', cnp).on('update', cnp).on('delete', (p) => this.changed(() => c.deletePolicy(p.metadata.uid!)));
+  }
+
+  /** An agent's report of what it has installed. */
+  reportRealized(node: string, realized: RealizedPolicies): void {
+    if (this.realization.report(node, realized)) this.scheduleStatus();
+  }
+
+  /** How far a policy is realized (for NetworkPolicies, which have no status, through the CLI and metrics). */
+  realizationOf(uid: string): PolicyRealization | undefined {
+    const entry = this.computation.policy(uid);
+    return entry ? this.realization.of(uid, entry.ref.generation, this.computation.spanOf(uid)) : undefined;
+  }
+
+  private scheduleStatus(): void {
+    if (this.stopped || this.statusTimer || !this.synced) return;
+    this.statusTimer = setTimeout(() => {
+      this.statusTimer = undefined;
+      void this.writeStatuses();
+    }, STATUS_DELAY_MS);
+  }
+
+  /** Brings every ClusterNetworkPolicy's Realized condition up to date (only those that changed are written). */
+  private async writeStatuses(): Promise<void> {
+    if (this.statusRunning) return this.scheduleStatus();
+    this.statusRunning = true;
+    try {
+      for (const cnp of this.informers.clusterPolicies.list()) {
+        if (this.stopped) return;
+        const uid = cnp.metadata.uid!;
+        const r = this.realizationOf(uid);
+        const generation = cnp.metadata.generation ?? 0;
+        // Not computed yet (refused, or not seen): nothing to say.
+        if (!r || this.computation.policy(uid)?.ref.generation !== generation) continue;
+        const conditions = cnp.status?.conditions ?? [];
+        const previous = conditions.find((x) => x.type === REALIZED_CONDITION);
+        const next = realizedCondition(r, generation, previous, new Date());
+        if (previous && previous.status === next.status && previous.reason === next.reason && previous.message === next.message && previous.observedGeneration === next.observedGeneration) continue;
+        // A merge patch replaces the list: other implementations' conditions are kept in it.
+        const body = { status: { conditions: [...conditions.filter((x) => x.type !== REALIZED_CONDITION), next] } };
+        try {
+          await this.custom.patchClusterCustomObjectStatus({ group: CNP_GROUP, version: CNP_VERSION, plural: CNP_PLURAL, name: cnp.metadata.name!, body }, MERGE_PATCH);
+        } catch (e) {
+          if (!isNotFound(e)) this.log.warn({ policy: cnp.metadata.name, err: apiMessage(e) }, 'cannot write ClusterNetworkPolicy status; retrying');
+          if (!isNotFound(e)) this.scheduleStatus();
+        }
+      }
+    } finally {
+      this.statusRunning = false;
+    }
   }
 
   /** Resolves once every informer has listed (the ClusterNetworkPolicy CRD may come later: retried meanwhile). */
@@ -111,6 +190,7 @@ export class PolicyController {
   async stop(): Promise<void> {
     this.stopped = true;
     if (this.timer) clearTimeout(this.timer);
+    if (this.statusTimer) clearTimeout(this.statusTimer);
     await Promise.all(Object.values(this.informers).map((i) => i.stop()));
   }
 
@@ -143,5 +223,7 @@ export class PolicyController {
     const { nodes } = this.computation.drain();
     if (!nodes.size) return;
     for (const l of this.listeners) l(nodes);
+    // Spans or generations may have moved.
+    this.scheduleStatus();
   }
 }

@@ -9,6 +9,8 @@ import { logger, type Logger } from '../../util/log.js';
 import type { NodeShares } from './shares.js';
 
 export const HEARTBEAT_MS = 10_000;
+/** A node's realization report: a uid and a generation per policy, well under this for any node. */
+const MAX_REPORT_BYTES = 16 << 20;
 const NODE_NAME = /^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/;
 
 /** One line of the stream. `messages` is a JSON array of `ShareMessage`. */
@@ -28,6 +30,8 @@ export interface ShareServerOptions {
   authenticate: (token: string) => Promise<string | undefined>;
   /** The users allowed to read shares (the agents' ServiceAccount). */
   agentUsers: readonly string[];
+  /** An agent's report of the policies it has installed (policy uid -> generation). */
+  onRealized?: (node: string, policies: Readonly<Record<string, number>>) => void;
   /** Subscribes to the nodes whose share changed; returns the unsubscribe. */
   onChange: (listener: (nodes: ReadonlySet<string>) => void) => () => void;
   /** Whether the computation has listed everything yet (until then a connecting agent is told to come back). */
@@ -118,16 +122,18 @@ export class ShareServer {
       return;
     }
     if (req.destroyed) return;
-    const m = /^\/v1\/shares\/([^/?]+)$/.exec(req.url ?? '');
-    if (req.method !== 'GET' || !m) {
+    const m = /^\/v1\/(shares|realized)\/([^/?]+)$/.exec(req.url ?? '');
+    const route = m && req.method === (m[1] === 'shares' ? 'GET' : 'PUT') ? m[1] : undefined;
+    if (!route) {
       res.writeHead(404, { 'content-type': 'text/plain' }).end('not found\n');
       return;
     }
-    const node = decodeURIComponent(m[1]!);
+    const node = decodeURIComponent(m![2]!);
     if (!NODE_NAME.test(node)) {
       res.writeHead(400, { 'content-type': 'text/plain' }).end(`invalid node name ${JSON.stringify(node)}\n`);
       return;
     }
+    if (route === 'realized') return this.realized(req, res, node);
     if (!this.opts.ready()) {
       res.writeHead(503, { 'content-type': 'text/plain', 'retry-after': '1' }).end('policies not computed yet\n');
       return;
@@ -145,6 +151,31 @@ export class ShareServer {
     };
     req.on('close', gone);
     res.on('close', gone);
+  }
+
+  /** PUT /v1/realized/<node>: what the node's agent has installed, `{"policies": {uid: generation}}`. */
+  private async realized(req: IncomingMessage, res: ServerResponse, node: string): Promise<void> {
+    let body = '';
+    req.setEncoding('utf8');
+    for await (const chunk of req) {
+      body += chunk as string;
+      if (body.length > MAX_REPORT_BYTES) {
+        res.writeHead(413, { 'content-type': 'text/plain' }).end('report too large\n');
+        return;
+      }
+    }
+    let policies: unknown;
+    try {
+      policies = (JSON.parse(body) as { policies?: unknown }).policies;
+    } catch {
+      policies = undefined;
+    }
+    if (!policies || typeof policies !== 'object' || Array.isArray(policies) || !Object.values(policies).every((g) => Number.isInteger(g))) {
+      res.writeHead(400, { 'content-type': 'text/plain' }).end('expected {"policies": {"<uid>": <generation>}}\n');
+      return;
+    }
+    this.opts.onRealized?.(node, policies as Record<string, number>);
+    res.writeHead(204).end();
   }
 
   private changed(nodes: ReadonlySet<string>): void {

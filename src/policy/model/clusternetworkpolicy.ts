@@ -60,7 +60,7 @@ export function compileClusterNetworkPolicy(cnp: ClusterNetworkPolicy): Compiled
     ...(cnp.spec.egress ?? []).map((r, i): CompiledRule => ({ name: r.name || `egress-${i}`, direction: 'Egress', action: r.action, peers: peers(r.to, groups), ports: ports(r.protocols) })),
   ];
   return {
-    policy: { ref: { kind: 'ClusterNetworkPolicy', name: cnp.metadata.name ?? '', uid: cnp.metadata.uid ?? '' }, tier: cnp.spec.tier, priority: cnp.spec.priority, appliedTo, isolates: [], rules },
+    policy: { ref: { kind: 'ClusterNetworkPolicy', name: cnp.metadata.name ?? '', uid: cnp.metadata.uid ?? '', generation: cnp.metadata.generation ?? 0 }, tier: cnp.spec.tier, priority: cnp.spec.priority, appliedTo, isolates: [], rules },
     groups,
   };
 }

@@ -81,7 +81,7 @@ export function compileNetworkPolicy(np: V1NetworkPolicy): Compiled {
   }
   return {
     policy: {
-      ref: { kind: 'NetworkPolicy', namespace, name: np.metadata?.name ?? '', uid: np.metadata?.uid ?? '' },
+      ref: { kind: 'NetworkPolicy', namespace, name: np.metadata?.name ?? '', uid: np.metadata?.uid ?? '', generation: np.metadata?.generation ?? 0 },
       tier: 'NetworkPolicy',
       priority: 0,
       appliedTo: appliedKey,

@@ -56,6 +56,8 @@ export interface PolicyRef {
   namespace?: string;
   name: string;
   uid: string;
+  /** metadata.generation of the compiled spec: what agents report as realized. */
+  generation: number;
 }
 
 export interface CompiledRule {
