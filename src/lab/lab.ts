@@ -13,6 +13,7 @@ import { loadKubeConfig } from '../k8s/kubeconfig.js';
 import { logger } from '../util/log.js';
 import { repoRoot } from '../util/paths.js';
 import { ApiServer } from './apiserver/index.js';
+import { LAB_ADMIN_USER } from './apiserver/tokenreview.js';
 import { buildFabric } from './fabric.js';
 import { Kubelet } from './kubelet.js';
 import { LabNode } from './node.js';
@@ -222,7 +223,14 @@ export class Lab {
     const controllerConfig = join(this.stateDir, 'controller.yaml');
     writeFileSync(
       controllerConfig,
-      stringifyYaml({ kubeconfig: this.kubeconfigPath, allocateNodeCIDRs: true, clusterCIDR: this.plan.clusterCidr, nodeCIDRMaskSize: this.plan.nodeCidrMaskSize }),
+      stringifyYaml({
+        kubeconfig: this.kubeconfigPath,
+        allocateNodeCIDRs: true,
+        clusterCIDR: this.plan.clusterCidr,
+        nodeCIDRMaskSize: this.plan.nodeCidrMaskSize,
+        // Agents run in the machine's own network namespace and authenticate with the lab's (admin) token.
+        policy: { bindAddress: '127.0.0.1', port: 0, advertiseAddress: '127.0.0.1', agentUsers: [LAB_ADMIN_USER] },
+      }),
     );
     this.controller = new SupervisedProcess(
       {

@@ -2,6 +2,7 @@
 // an agent-side client applying the stream to its share store. Only a client that pins the controller's
 // certificate and sends an agent's token is served; after the controller restarts with a new certificate the
 // client follows the newly published one and starts over from a fresh snapshot.
+import { CoreV1Api, KubeConfig, NetworkingV1Api } from '@kubernetes/client-node';
 import { describe, expect, it } from '@jest/globals';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { get as httpGet } from 'node:http';
@@ -11,13 +12,18 @@ import { join } from 'node:path';
 import { pino } from 'pino';
 import { ShareClient } from '../../src/policy/agent/share-client.js';
 import { ShareStore } from '../../src/policy/agent/share-store.js';
-import type { ControllerEndpoint } from '../../src/policy/channel/discovery.js';
+import { MERGE_PATCH } from '../../src/k8s/api.js';
+import { LAB_ADMIN_USER } from '../../src/lab/apiserver/tokenreview.js';
+import { bearerTokenSource, controllerEndpointSource, ENDPOINT_CONFIGMAP, type ControllerEndpoint } from '../../src/policy/channel/discovery.js';
+import { startPolicyChannel, type PolicyChannel } from '../../src/policy/channel/server.js';
+import { PolicyController } from '../../src/policy/controller/controller.js';
 import { PolicyComputation } from '../../src/policy/controller/compute.js';
 import { ShareServer } from '../../src/policy/controller/share-server.js';
 import { NodeShares } from '../../src/policy/controller/shares.js';
 import { compileNetworkPolicy } from '../../src/policy/model/networkpolicy.js';
 import { selfSignedCert } from '../../src/util/certs.js';
 import { eventually } from '../../src/util/wait.js';
+import { startServer, type TestServer } from '../lab/apiserver/helpers.js';
 
 const AGENT = 'system:serviceaccount:kube-system:seine-agent';
 /** Tokens the stand-in authenticator knows (the TokenReview itself is tested against the lab API server). */
@@ -149,4 +155,62 @@ describe('policy channel (loopback HTTPS)', () => {
       await server.close();
     }
   }, 90_000);
+
+  it('a leader publishes its endpoint and certificate; an agent finds it through the API server, is authenticated by TokenReview, and follows the next leader', async () => {
+    const srv: TestServer = await startServer();
+    const kc = new KubeConfig();
+    kc.loadFromFile(srv.kubeconfig);
+    const core = kc.makeApiClient(CoreV1Api);
+    const net = kc.makeApiClient(NetworkingV1Api);
+    const controller = new PolicyController({ kubeConfig: kc });
+    const channels: PolicyChannel[] = [];
+    const store = new ShareStore(join(dir, 'lab-share.json'));
+    const client = new ShareClient({ endpoint: controllerEndpointSource(kc), token: bearerTokenSource(kc), node: 'n1', store, onShare: () => undefined, silenceMs: 5000 });
+    const start = (agentUsers = [LAB_ADMIN_USER]): Promise<PolicyChannel> =>
+      startPolicyChannel({ kubeConfig: kc, controller, namespace: 'kube-system', bindAddress: '127.0.0.1', port: 0, advertiseAddress: '127.0.0.1', agentUsers }).then((c) => (channels.push(c), c));
+    const published = async (): Promise<Record<string, string>> => (await core.readNamespacedConfigMap({ name: ENDPOINT_CONFIGMAP, namespace: 'kube-system' })).data ?? {};
+    try {
+      await core.createNamespace({ body: { metadata: { name: 'x' } } });
+      for (const [name, node, ip, app] of [['web', 'n1', '10.0.0.1', 'web'], ['cl', 'n2', '10.0.0.2', 'client']] as const) {
+        await core.createNamespacedPod({ namespace: 'x', body: { metadata: { name, labels: { app } }, spec: { nodeName: node, containers: [{ name: 'main', image: 'lab' }] } } });
+        await core.patchNamespacedPodStatus({ name, namespace: 'x', body: { status: { podIP: ip, phase: 'Running' } } }, MERGE_PATCH);
+      }
+      await net.createNamespacedNetworkPolicy({
+        namespace: 'x',
+        body: { metadata: { name: 'web' }, spec: { podSelector: { matchLabels: { app: 'web' } }, ingress: [{ _from: [{ podSelector: { matchLabels: { app: 'client' } } }] }] } },
+      });
+      expect(await controllerEndpointSource(kc)()).toBeUndefined();
+      expect(await bearerTokenSource(kc)()).toBe(srv.api.token);
+      await controller.start();
+
+      // A channel whose agent users do not include the lab's user: the TokenReview says who it is, and it is refused.
+      const strict = await start(['system:serviceaccount:kube-system:seine-agent']);
+      const strictEndpoint = (await controllerEndpointSource(kc)())!;
+      expect(strictEndpoint.url).toBe(`https://127.0.0.1:${strict.port}`);
+      expect(await status(`${strictEndpoint.url}/v1/shares/n1`, strictEndpoint.ca, srv.api.token)).toBe(403);
+      expect(await status(`${strictEndpoint.url}/v1/shares/n1`, strictEndpoint.ca, 'forged-token')).toBe(401);
+      await strict.close();
+
+      // The leader: the client finds it and gets n1's share.
+      const first = await start();
+      const firstCa = (await published())['ca.crt'];
+      expect(await published()).toEqual({ endpoint: `https://127.0.0.1:${first.port}`, 'ca.crt': firstCa });
+      client.start();
+      await eventually('n1\'s share from the first leader', async (saw) => (saw(store.size), store.size.policies === 1 && store.size.groups === 1 ? true : undefined), 20_000, 50);
+
+      // The next leader: a new certificate (and here a new port) replaces the ConfigMap's data; the client follows.
+      await first.close();
+      await net.deleteNamespacedNetworkPolicy({ name: 'web', namespace: 'x' });
+      const second = await start();
+      const now = await published();
+      expect(now.endpoint).toBe(`https://127.0.0.1:${second.port}`);
+      expect(now['ca.crt']).not.toBe(firstCa);
+      await eventually('a snapshot from the second leader, without the policy', async (saw) => (saw({ snapshots: client.snapshots, size: store.size }), client.snapshots >= 2 && store.size.policies === 0 ? true : undefined), 30_000, 50);
+    } finally {
+      client.stop();
+      for (const c of channels) await c.close();
+      await controller.stop();
+      await srv.stop();
+    }
+  }, 120_000);
 });

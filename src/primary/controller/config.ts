@@ -1,6 +1,7 @@
 import { Ajv, type JSONSchemaType } from 'ajv';
 import ipaddr from 'ipaddr.js';
 import { readFileSync } from 'node:fs';
+import { networkInterfaces, type NetworkInterfaceInfo } from 'node:os';
 import { parse as parseYaml } from 'yaml';
 
 /** The cluster controller's configuration (the `controller.yaml` key of the seine-config ConfigMap). */
@@ -31,7 +32,26 @@ export interface ControllerConfig {
   };
   /** Health endpoint (`/healthz`, `/readyz`); 0 disables. */
   healthPort: number;
+  /**
+   * The policy channel: the leader computes NetworkPolicies and ClusterNetworkPolicies and streams each agent its
+   * node's share over HTTPS, publishing its address and certificate in the ConfigMap seine-controller-endpoint
+   * (in leaderElection.namespace).
+   */
+  policy: {
+    enabled: boolean;
+    /** Address the channel listens on. */
+    bindAddress: string;
+    /** TCP port; 0 picks a free one (the published endpoint says which). */
+    port: number;
+    /** Address agents connect to, and the certificate is made for; default $POD_IP, else the first non-internal IPv4. */
+    advertiseAddress?: string;
+    /** Users (as the API server's TokenReview names them) allowed to read shares; default the agents' ServiceAccount. */
+    agentUsers: string[];
+  };
 }
+
+/** The agents' ServiceAccount as a user name, in the controller's namespace. */
+export const agentServiceAccountUser = (namespace: string): string => `system:serviceaccount:${namespace}:seine-agent`;
 
 export const DEFAULT_CONTROLLER_CONFIG: ControllerConfig = {
   allocateNodeCIDRs: true,
@@ -46,14 +66,24 @@ export const DEFAULT_CONTROLLER_CONFIG: ControllerConfig = {
     retryPeriodSeconds: 2,
   },
   healthPort: 0,
+  policy: { enabled: true, bindAddress: '0.0.0.0', port: 10349, agentUsers: [agentServiceAccountUser('kube-system')] },
 };
+
+/** The first non-internal IPv4 address of this host (where $POD_IP does not say which). */
+export function firstExternalIPv4(interfaces: NodeJS.Dict<NetworkInterfaceInfo[]> = networkInterfaces()): string | undefined {
+  for (const addrs of Object.values(interfaces)) {
+    const a = addrs?.find((x) => x.family === 'IPv4' && !x.internal);
+    if (a) return a.address;
+  }
+  return undefined;
+}
 
 const seconds = { type: 'number', exclusiveMinimum: 0, maximum: 3600 } as const;
 
 const schema: JSONSchemaType<ControllerConfig> = {
   type: 'object',
   additionalProperties: false,
-  required: ['allocateNodeCIDRs', 'clusterCIDR', 'nodeCIDRMaskSize', 'leaderElection', 'healthPort'],
+  required: ['allocateNodeCIDRs', 'clusterCIDR', 'nodeCIDRMaskSize', 'leaderElection', 'healthPort', 'policy'],
   properties: {
     kubeconfig: { type: 'string', nullable: true },
     allocateNodeCIDRs: { type: 'boolean' },
@@ -73,6 +103,18 @@ const schema: JSONSchemaType<ControllerConfig> = {
       },
     },
     healthPort: { type: 'integer', minimum: 0, maximum: 65535 },
+    policy: {
+      type: 'object',
+      additionalProperties: false,
+      required: ['enabled', 'bindAddress', 'port', 'agentUsers'],
+      properties: {
+        enabled: { type: 'boolean' },
+        bindAddress: { type: 'string', minLength: 1 },
+        port: { type: 'integer', minimum: 0, maximum: 65535 },
+        advertiseAddress: { type: 'string', minLength: 1, nullable: true },
+        agentUsers: { type: 'array', items: { type: 'string', minLength: 1 }, minItems: 1 },
+      },
+    },
   },
 };
 
@@ -80,6 +122,8 @@ const validate = new Ajv({ allErrors: true }).compile(schema);
 
 /** Thrown for an unusable configuration, naming every problem. */
 export class ControllerConfigError extends Error {}
+
+const DNS_NAME = /^(?=.{1,253}$)[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?(\.[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)*$/;
 
 /** Problems ajv cannot express: a real CIDR, a subnet size that fits, timings that make election safe. */
 function semanticProblems(c: ControllerConfig): string[] {
@@ -90,6 +134,12 @@ function semanticProblems(c: ControllerConfig): string[] {
   // The same rules as client-go: a leader must give up before its lease can expire for the others.
   if (le.leaseDurationSeconds <= le.renewDeadlineSeconds) out.push('/leaderElection leaseDurationSeconds must be greater than renewDeadlineSeconds');
   if (le.renewDeadlineSeconds <= 1.2 * le.retryPeriodSeconds) out.push('/leaderElection renewDeadlineSeconds must be greater than 1.2 × retryPeriodSeconds');
+  const p = c.policy;
+  if (!ipaddr.isValid(p.bindAddress)) out.push(`/policy/bindAddress ${JSON.stringify(p.bindAddress)} is not an IP address`);
+  // The certificate is made for it: an IP address or a DNS name.
+  if (p.advertiseAddress !== undefined && !ipaddr.isValid(p.advertiseAddress) && !DNS_NAME.test(p.advertiseAddress)) {
+    out.push(`/policy/advertiseAddress ${JSON.stringify(p.advertiseAddress)} is neither an IP address nor a DNS name`);
+  }
   return out;
 }
 
@@ -97,16 +147,24 @@ function semanticProblems(c: ControllerConfig): string[] {
 export function parseControllerConfig(raw: unknown, env: NodeJS.ProcessEnv = process.env): ControllerConfig {
   if (raw !== undefined && raw !== null && (typeof raw !== 'object' || Array.isArray(raw))) throw new ControllerConfigError('controller config must be a mapping');
   const given = (raw ?? {}) as Partial<ControllerConfig>;
-  if (given.leaderElection !== undefined && (typeof given.leaderElection !== 'object' || given.leaderElection === null || Array.isArray(given.leaderElection))) {
-    throw new ControllerConfigError('invalid controller config: /leaderElection must be object');
+  for (const key of ['leaderElection', 'policy'] as const) {
+    const v = given[key];
+    if (v !== undefined && (typeof v !== 'object' || v === null || Array.isArray(v))) throw new ControllerConfigError(`invalid controller config: /${key} must be object`);
   }
+  const leaderElection = {
+    ...DEFAULT_CONTROLLER_CONFIG.leaderElection,
+    namespace: env.POD_NAMESPACE || DEFAULT_CONTROLLER_CONFIG.leaderElection.namespace,
+    ...(given.leaderElection ?? {}),
+  };
   const merged: ControllerConfig = {
     ...DEFAULT_CONTROLLER_CONFIG,
     ...given,
-    leaderElection: {
-      ...DEFAULT_CONTROLLER_CONFIG.leaderElection,
-      namespace: env.POD_NAMESPACE || DEFAULT_CONTROLLER_CONFIG.leaderElection.namespace,
-      ...(given.leaderElection ?? {}),
+    leaderElection,
+    policy: {
+      ...DEFAULT_CONTROLLER_CONFIG.policy,
+      agentUsers: [agentServiceAccountUser(leaderElection.namespace)],
+      ...(env.POD_IP ? { advertiseAddress: env.POD_IP } : {}),
+      ...(given.policy ?? {}),
     },
   };
   if (!validate(merged)) {

@@ -5,8 +5,10 @@ import type { AddressInfo } from 'node:net';
 import { hostname } from 'node:os';
 import { ChainController } from '../../chaining/controller/controller.js';
 import { EventRecorder } from '../../k8s/events.js';
+import { startPolicyChannel, type PolicyChannel } from '../../policy/channel/server.js';
+import { PolicyController } from '../../policy/controller/controller.js';
 import { logger, type Logger } from '../../util/log.js';
-import type { ControllerConfig } from './config.js';
+import { firstExternalIPv4, type ControllerConfig } from './config.js';
 import { defaultIdentity, LeaderElector } from './leader.js';
 import { NodeIpamController } from './nodeipam.js';
 
@@ -23,8 +25,8 @@ const HEALTH_MARGIN_MS = 20_000;
 
 /**
  * The cluster controller: competes for the leader lease (when enabled) and, while leading, runs the node IPAM
- * controller and the service chain controller. Losing the lease stops them; winning it again starts fresh ones
- * from new lists.
+ * controller, the service chain controller, and the policy controller with its channel to the agents. Losing the
+ * lease stops them; winning it again starts fresh ones from new lists (and a new channel certificate).
  */
 export class Controller {
   readonly identity: string;
@@ -33,6 +35,7 @@ export class Controller {
   private elector: LeaderElector | undefined;
   private ipam: NodeIpamController | undefined;
   private chains: ChainController | undefined;
+  private policy: { controller: PolicyController; channel: Promise<PolicyChannel | undefined> } | undefined;
   private health: Server | undefined;
   private started = false;
 
@@ -91,6 +94,11 @@ export class Controller {
     return this.chains;
   }
 
+  /** The running policy controller (while leading, with the policy channel enabled). */
+  get policyController(): PolicyController | undefined {
+    return this.policy?.controller;
+  }
+
   /** The health endpoint's port (0 when there is none). */
   get healthPort(): number {
     return (this.health?.address() as AddressInfo | null)?.port ?? 0;
@@ -109,6 +117,7 @@ export class Controller {
     this.chains = chains;
     // Not awaited: until the ServiceChain CRD is installed its informer keeps retrying, node IPAM must not wait.
     chains.start().catch((e: unknown) => this.log.error({ err: String(e) }, 'chain controller failed to start'));
+    if (this.opts.config.policy.enabled) this.startPolicy();
     if (!this.opts.config.allocateNodeCIDRs) return Promise.resolve();
     const ipam = new NodeIpamController({
       kubeConfig: this.opts.kubeConfig,
@@ -120,12 +129,46 @@ export class Controller {
     return ipam.start();
   }
 
+  /**
+   * The policy controller, and the channel that serves agents their shares (until the computation has listed
+   * everything, agents are told to come back). Neither is awaited: node IPAM must not wait for them.
+   */
+  private startPolicy(): void {
+    const { config, kubeConfig } = this.opts;
+    const controller = new PolicyController({ kubeConfig });
+    controller.start().catch((e: unknown) => this.log.error({ err: String(e) }, 'policy controller failed to start'));
+    const advertiseAddress = config.policy.advertiseAddress ?? firstExternalIPv4();
+    if (!advertiseAddress) this.log.error('policy channel not started: no policy.advertiseAddress, no $POD_IP and no non-internal IPv4 address');
+    const channel = advertiseAddress
+      ? startPolicyChannel({
+          kubeConfig,
+          controller,
+          namespace: config.leaderElection.namespace,
+          bindAddress: config.policy.bindAddress,
+          port: config.policy.port,
+          advertiseAddress,
+          agentUsers: config.policy.agentUsers,
+        }).catch((e: unknown) => {
+          this.log.error({ err: String(e), bindAddress: config.policy.bindAddress, port: config.policy.port }, 'policy channel failed to start: agents get no policy updates');
+          return undefined;
+        })
+      : Promise.resolve(undefined);
+    this.policy = { controller, channel };
+  }
+
   private async stopActing(): Promise<void> {
     const ipam = this.ipam;
     const chains = this.chains;
+    const policy = this.policy;
     this.ipam = undefined;
     this.chains = undefined;
-    await Promise.all([ipam?.stop(), chains?.stop()]);
+    this.policy = undefined;
+    const stopPolicy = async (): Promise<void> => {
+      if (!policy) return;
+      await (await policy.channel)?.close();
+      await policy.controller.stop();
+    };
+    await Promise.all([ipam?.stop(), chains?.stop(), stopPolicy()]);
   }
 
   private async startHealth(port: number): Promise<void> {

@@ -57,9 +57,10 @@ export async function startApi(): Promise<TestApi> {
   };
 }
 
-/** Fast leader election, so failover tests take seconds. */
+/** Fast leader election, so failover tests take seconds; the policy channel on loopback, any port. */
 export function testConfig(over: Record<string, unknown> = {}): ControllerConfig {
-  return parseControllerConfig({ leaderElection: { leaseDurationSeconds: 1, renewDeadlineSeconds: 0.6, retryPeriodSeconds: 0.1 }, ...over }, {});
+  const policy = { bindAddress: '127.0.0.1', port: 0, advertiseAddress: '127.0.0.1' };
+  return parseControllerConfig({ leaderElection: { leaseDurationSeconds: 1, renewDeadlineSeconds: 0.6, retryPeriodSeconds: 0.1 }, policy, ...over }, {});
 }
 
 /** Polls until fn returns something truthy, and returns it. */
