@@ -183,17 +183,28 @@ describe('manifests', () => {
           'k8s.cni.cncf.io/network-attachment-definitions: get,list,watch',
           'crd.seine.dev/servicechains: get,list,watch',
           'crd.seine.dev/servicechains/status: get,patch,update',
+          'networking.k8s.io/networkpolicies: list,watch',
+          'policy.networking.k8s.io/clusternetworkpolicies: list,watch',
+          'policy.networking.k8s.io/clusternetworkpolicies/status: patch,update',
+          'authentication.k8s.io/tokenreviews: create',
         ].sort(),
       );
       const le = find('Role', 'seine-controller-leader-election');
       expect(le.metadata.namespace).toBe('kube-system');
       expect(grants(le).sort()).toEqual(['coordination.k8s.io/leases: create', 'coordination.k8s.io/leases[seine-controller]: get,update']);
+      // The policy channel's endpoint: the controller publishes it, agents only read it.
+      const endpoint = find('Role', 'seine-controller-policy-endpoint');
+      expect(endpoint.metadata.namespace).toBe('kube-system');
+      expect(grants(endpoint).sort()).toEqual(['core/configmaps: create', 'core/configmaps[seine-controller-endpoint]: get,update']);
+      const agentEndpoint = find('Role', 'seine-agent-policy-endpoint');
+      expect(agentEndpoint.metadata.namespace).toBe('kube-system');
+      expect(grants(agentEndpoint)).toEqual(['core/configmaps[seine-controller-endpoint]: get']);
     });
 
     it('binds roles that exist to service accounts that exist', () => {
       const sas = new Set(SEINE.filter((o) => o.kind === 'ServiceAccount').map((o) => `${o.metadata.namespace}/${o.metadata.name}`));
       const bindings = SEINE.filter((o) => o.kind === 'RoleBinding' || o.kind === 'ClusterRoleBinding');
-      expect(bindings.length).toBe(3);
+      expect(bindings.length).toBe(5);
       for (const b of bindings) {
         const role = find(b.roleRef.kind, b.roleRef.name);
         if (b.roleRef.kind === 'Role') expect(role.metadata.namespace).toBe(b.metadata.namespace);
@@ -271,6 +282,11 @@ describe('manifests', () => {
       const port = parseControllerConfig(parseYaml(find('ConfigMap', 'seine-config').data['controller.yaml']), {}).healthPort;
       expect(port).toBeGreaterThan(0);
       expect([c.livenessProbe.httpGet.port, c.readinessProbe.httpGet.port, c.ports[0].containerPort]).toEqual([port, port, port]);
+      // The policy channel: its port exposed, the pod's IP advertised (in its certificate).
+      const policy = parseControllerConfig(parseYaml(find('ConfigMap', 'seine-config').data['controller.yaml']), { POD_IP: '192.0.2.1' }).policy;
+      expect(policy).toMatchObject({ enabled: true, port: 10349, advertiseAddress: '192.0.2.1', agentUsers: ['system:serviceaccount:kube-system:seine-agent'] });
+      expect(c.ports).toContainEqual({ name: 'policy', containerPort: policy.port, protocol: 'TCP' });
+      expect(c.env).toContainEqual({ name: 'POD_IP', valueFrom: { fieldRef: { fieldPath: 'status.podIP' } } });
     });
   });
 
