@@ -14,7 +14,7 @@ export interface ControllerCommandHooks {
 /** `seine controller`: the cluster controller (Deployment; replicas elect a leader). */
 export function controllerCommand(hooks: ControllerCommandHooks = {}): Command {
   return new Command('controller')
-    .description('run the cluster controller: node pod-CIDR allocation and service chain status, with leader election between replicas')
+    .description('run the cluster controller: node pod-CIDR allocation, service chain status and the network policy computation streamed to the agents, with leader election between replicas')
     .option('--config <file>', 'controller config (YAML); defaults apply without one')
     .option('--kubeconfig <file>', 'kubeconfig; default: the config file\'s, $KUBECONFIG, the in-cluster service account, ~/.kube/config')
     .action(async (o: { config?: string; kubeconfig?: string }) => {

@@ -158,5 +158,25 @@ describe('policy model: ClusterNetworkPolicy tiers', () => {
     expect(allowed(w).filter((p) => p.startsWith('z/c>'))).toEqual(['z/c>x/a', 'z/c>y/a', 'z/c>z/a']);
     expect(connectionVerdict(w, pod('z/c'), pod('x/a'), 'UDP', 80).by).toBe('ClusterNetworkPolicy egress egress-2');
   });
+
+  it('keys rules by direction and position: their own names are labels, which the API does not make unique', () => {
+    const x = compileClusterNetworkPolicy(
+      cnp('named', {
+        tier: 'Admin',
+        priority: 1,
+        subject: { namespaces: {} },
+        ingress: [
+          { name: 'same', action: 'Deny', from: [{ namespaces: {} }] },
+          { name: 'same', action: 'Accept', from: [{ namespaces: {} }] },
+        ],
+        egress: [{ name: 'ingress-0', action: 'Pass', to: [{ namespaces: {} }] }],
+      }),
+    );
+    expect(x.policy.rules.map((r) => [r.name, r.label])).toEqual([
+      ['ingress-0', 'same'],
+      ['ingress-1', 'same'],
+      ['egress-0', 'ingress-0'],
+    ]);
+  });
 });
 

@@ -246,13 +246,15 @@ export class NetworkPolicyFeature implements AgentFeature {
   }
 
   /** Rule id -> what it is, from the rule keys (policy uid / rule name). */
-  private ruleInfo(policies: ReadonlyArray<{ ref: PolicyRef; rules: ReadonlyArray<{ name: string; direction: string; action: string }>; isolates: readonly string[] }>): Map<number, RuleInfo> {
+  private ruleInfo(policies: ReadonlyArray<{ ref: PolicyRef; rules: ReadonlyArray<{ name: string; label?: string }> }>): Map<number, RuleInfo> {
     const out = new Map<number, RuleInfo>();
     const byUid = new Map(policies.map((p) => [p.ref.uid, p]));
     for (const r of this.current.rules) {
       const key = this.ids.keyOf(r.id);
       const policy = key ? byUid.get(key.slice(0, key.indexOf('/'))) : undefined;
-      if (policy) out.set(r.id, { policy: policy.ref, rule: key!.slice(key!.indexOf('/') + 1), direction: r.direction, action: r.action });
+      const name = key?.slice(key.indexOf('/') + 1);
+      const rule = policy?.rules.find((x) => x.name === name);
+      if (policy && name) out.set(r.id, { policy: policy.ref, rule: rule?.label ? `${name} (${rule.label})` : name, direction: r.direction, action: r.action });
     }
     for (const i of this.current.isolations) {
       const key = this.ids.keyOf(i.ruleId);

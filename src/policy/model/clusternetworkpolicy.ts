@@ -56,8 +56,8 @@ export function compileClusterNetworkPolicy(cnp: ClusterNetworkPolicy): Compiled
   const appliedTo = groupKey(subject);
   groups.set(appliedTo, subject);
   const rules: CompiledRule[] = [
-    ...(cnp.spec.ingress ?? []).map((r, i): CompiledRule => ({ name: r.name || `ingress-${i}`, direction: 'Ingress', action: r.action, peers: peers(r.from, groups), ports: ports(r.protocols) })),
-    ...(cnp.spec.egress ?? []).map((r, i): CompiledRule => ({ name: r.name || `egress-${i}`, direction: 'Egress', action: r.action, peers: peers(r.to, groups), ports: ports(r.protocols) })),
+    ...(cnp.spec.ingress ?? []).map((r, i): CompiledRule => ({ name: `ingress-${i}`, ...(r.name ? { label: r.name } : {}), direction: 'Ingress', action: r.action, peers: peers(r.from, groups), ports: ports(r.protocols) })),
+    ...(cnp.spec.egress ?? []).map((r, i): CompiledRule => ({ name: `egress-${i}`, ...(r.name ? { label: r.name } : {}), direction: 'Egress', action: r.action, peers: peers(r.to, groups), ports: ports(r.protocols) })),
   ];
   return {
     policy: { ref: { kind: 'ClusterNetworkPolicy', name: cnp.metadata.name ?? '', uid: cnp.metadata.uid ?? '', generation: cnp.metadata.generation ?? 0 }, tier: cnp.spec.tier, priority: cnp.spec.priority, appliedTo, isolates: [], rules },

@@ -63,6 +63,8 @@ export interface PolicyRef {
 export interface CompiledRule {
   /** Unique within its policy: direction and position (for counters and logs). */
   name: string;
+  /** The rule's own name where the API has one (ClusterNetworkPolicy; not necessarily unique), for counters and logs. */
+  label?: string;
   direction: Direction;
   action: RuleAction;
   peers: RulePeers;

@@ -1,4 +1,4 @@
-// The cluster controller (`seine controller`): leader election and node pod-CIDR allocation.
+// The cluster controller (`seine controller`): leader election, node pod-CIDR allocation, service chains, network policy.
 export { Controller, type ControllerOptions } from './controller.js';
 export { ControllerConfigError, DEFAULT_CONTROLLER_CONFIG, loadControllerConfig, parseControllerConfig, type ControllerConfig } from './config.js';
 export { defaultIdentity, LeaderElector, type LeaderElectionOptions } from './leader.js';
