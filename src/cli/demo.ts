@@ -2,6 +2,8 @@ import { CoreV1Api, CustomObjectsApi, type V1Pod } from '@kubernetes/client-node
 import { join } from 'node:path';
 import { CHAIN_GROUP, CHAIN_PLURAL, CHAIN_VERSION, type ServiceChain } from '../chaining/api/types.js';
 import { loadKubeConfig } from '../k8s/kubeconfig.js';
+import { CNP_GROUP, CNP_PLURAL, CNP_VERSION, type ClusterNetworkPolicy } from '../policy/api/clusternetworkpolicy.js';
+import { REALIZED_CONDITION } from '../policy/controller/controller.js';
 import { run } from '../host/exec.js';
 import { netnsPath } from '../host/netns.js';
 import { podNetnsName } from '../lab/kubelet.js';
@@ -29,8 +31,8 @@ async function waitRunning(core: CoreV1Api, names: string[], timeoutMs = 60_000)
 
 /**
  * The lab demo: one iperf3 server pod per node, all-pairs ping between them, TCP throughput across nodes,
- * traffic from a pod to the external host, and the example service chain carrying web traffic through three
- * hops. Prints what it sees; throws if any traffic fails.
+ * traffic from a pod to the external host, the example network policies taking effect, and the example service
+ * chain carrying web traffic through three hops. Prints what it sees; throws if any traffic fails.
  */
 export async function runDemo({ status, say }: DemoContext): Promise<void> {
   const kc = loadKubeConfig(status.kubeconfig);
@@ -90,7 +92,69 @@ export async function runDemo({ status, say }: DemoContext): Promise<void> {
     failures++;
   }
   if (failures) throw new Error(`${failures} traffic checks failed`);
+  await showNetworkPolicy(status, say);
   await showServiceChain(status, say);
+}
+
+const POLICY_EXAMPLE = 'manifests/examples/network-policy.yaml';
+const POLICY_NAMESPACE = 'shop';
+/** Pods start, the controller computes, each agent installs: generous on a busy machine. */
+const POLICY_TIMEOUT_MS = 120_000;
+
+/**
+ * Applies the example policies (only the client may reach the web server; an Admin-tier ClusterNetworkPolicy cuts
+ * off quarantined pods), shows who can connect, then quarantines the client by labelling it and shows the Admin
+ * tier overriding the namespace's own policy.
+ */
+async function showNetworkPolicy(status: LabStatus, say: (line: string) => void): Promise<void> {
+  const kc = loadKubeConfig(status.kubeconfig);
+  const core = kc.makeApiClient(CoreV1Api);
+  const custom = kc.makeApiClient(CustomObjectsApi);
+  const kubectl = (args: string[]): Promise<unknown> => run('kubectl', ['--kubeconfig', status.kubeconfig, '--cache-dir', join(status.stateDir, 'kube-cache'), ...args], { timeoutMs: 60_000 });
+  say(`\nnetwork policy: kubectl apply -f ${POLICY_EXAMPLE}`);
+  say('  NetworkPolicy shop/web-from-clients: only pods labelled role=client may reach the web server, on its port named http (80);');
+  say('  ClusterNetworkPolicy quarantine (tier Admin): no pod may talk to or from a pod labelled quarantine=true');
+  await kubectl(['apply', '-f', join(repoRoot(), POLICY_EXAMPLE)]);
+  const started = Date.now();
+  const pods = async (): Promise<V1Pod[]> => (await core.listNamespacedPod({ namespace: POLICY_NAMESPACE })).items;
+  let web: V1Pod | undefined;
+  for (;;) {
+    const list = await pods();
+    web = list.find((p) => p.metadata?.name === 'web');
+    if (list.length === 3 && list.every((p) => p.status?.phase === 'Running' && p.status.podIP)) break;
+    if (Date.now() - started > POLICY_TIMEOUT_MS) throw new Error(`the ${POLICY_NAMESPACE} pods are not Running after ${POLICY_TIMEOUT_MS / 1000} s`);
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  const webIp = web!.status!.podIP!;
+  const connects = async (from: string): Promise<boolean> => {
+    const pod = (await pods()).find((p) => p.metadata?.name === from)!;
+    try {
+      await run('nc', ['-z', '-n', '-w', '2', webIp, '80'], { netns: netnsPath(podNetnsName(status.name, pod.metadata!.uid!)), timeoutMs: 10_000 });
+      return true;
+    } catch {
+      return false;
+    }
+  };
+  const expectations = async (want: Record<string, boolean>, what: string): Promise<void> => {
+    const from = Date.now();
+    for (;;) {
+      const seen = Object.fromEntries(await Promise.all(Object.keys(want).map(async (p) => [p, await connects(p)] as const)));
+      if (Object.entries(want).every(([p, ok]) => seen[p] === ok)) {
+        say(`  ${what} (seen after ${((Date.now() - from) / 1000).toFixed(1)} s; a dropped attempt gives up after 2 s):`);
+        say(renderTable(['from', 'to', 'TCP 80'], Object.entries(seen).map(([p, ok]) => [`${POLICY_NAMESPACE}/${p}`, `${POLICY_NAMESPACE}/web`, ok ? 'connects' : 'refused (dropped)'])));
+        return;
+      }
+      if (Date.now() - from > POLICY_TIMEOUT_MS) throw new Error(`${what}: expected ${JSON.stringify(want)}, saw ${JSON.stringify(seen)} after ${POLICY_TIMEOUT_MS / 1000} s`);
+      await new Promise((r) => setTimeout(r, 500));
+    }
+  };
+  await expectations({ client: true, other: false }, 'the NetworkPolicy lets the client in and keeps the other pod out');
+  say('\n  kubectl label -n shop pod client quarantine=true');
+  await kubectl(['label', '-n', POLICY_NAMESPACE, 'pod', 'client', 'quarantine=true']);
+  await expectations({ client: false, other: false }, 'the Admin tier denies the quarantined client, whatever the NetworkPolicy allows');
+  const cnp = (await custom.getClusterCustomObject({ group: CNP_GROUP, version: CNP_VERSION, plural: CNP_PLURAL, name: 'quarantine' })) as ClusterNetworkPolicy;
+  const realized = cnp.status?.conditions?.find((c) => c.type === REALIZED_CONDITION);
+  say(`  ClusterNetworkPolicy quarantine: ${realized ? `${realized.type}=${realized.status} (${realized.message})` : 'no status yet'}`);
 }
 
 const CHAIN_EXAMPLE = 'manifests/examples/service-chain.yaml';

@@ -165,7 +165,7 @@ export function labCommand(): Command {
     .action((o) => up(o));
   lab
     .command('demo')
-    .description('bring up a lab, run pods on every node, show traffic between them and through a service chain, tear it down')
+    .description('bring up a lab, run pods on every node, show traffic between them, network policies taking effect and traffic through a service chain, tear it down')
     .addOption(nameOpt())
     .addOption(rootOpt())
     .option('--nodes <n>', 'number of nodes', '3')

@@ -106,4 +106,21 @@ describe('policy computation', () => {
     expect(c.drain().nodes).toEqual(new Set(['n1']));
     expect(Object.values(peerIps(c, 'n1'))).toEqual([['10.0.0.2']]);
   });
+
+  it('gives the nodes that keep an updated policy its new peer groups, and takes the old ones away', () => {
+    const c = new PolicyComputation();
+    c.upsertNamespace('x', { ns: 'x' });
+    c.upsertNamespace('y', { ns: 'y' });
+    c.upsertNamespace('z', { ns: 'z' });
+    c.upsertPod(pod('web', 'x', { app: 'web' }, 'n1'));
+    c.upsertPod(pod('py', 'y', {}, 'n2', '10.0.0.2'));
+    c.upsertPod(pod('pz', 'z', {}, 'n2', '10.0.0.3'));
+    np(c, 'web', 'x', { podSelector: { matchLabels: { app: 'web' } }, ingress: [{ _from: [{ namespaceSelector: { matchLabels: { ns: 'y' } } }] }] });
+    c.drain();
+    expect(Object.values(peerIps(c, 'n1'))).toEqual([['10.0.0.2']]);
+    np(c, 'web', 'x', { podSelector: { matchLabels: { app: 'web' } }, ingress: [{ _from: [{ namespaceSelector: { matchLabels: { ns: 'z' } } }] }] });
+    expect(c.drain().nodes).toEqual(new Set(['n1']));
+    expect(policyNames(c, 'n1')).toEqual(['web']);
+    expect(Object.values(peerIps(c, 'n1'))).toEqual([['10.0.0.3']]);
+  });
 });

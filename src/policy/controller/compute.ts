@@ -112,12 +112,12 @@ export class PolicyComputation {
     const peerGroups = [...new Set(policy.rules.flatMap((r) => r.peers.groups))];
     for (const key of [policy.appliedTo, ...peerGroups]) this.useGroup(key, groups.get(key)!, uid);
     const entry: PolicyEntry = { policy, peerGroups, span: new Set() };
-    this.policies.set(uid, entry);
     if (previous) {
+      // Off every node with its old peer groups; the drain puts it back where it applies, with the new ones.
+      this.setSpan(uid, previous, new Set());
       for (const key of new Set([previous.policy.appliedTo, ...previous.peerGroups])) if (key !== policy.appliedTo && !peerGroups.includes(key)) this.releaseGroup(key, uid);
-      entry.span = previous.span;
-      for (const n of previous.span) this.changedNodes.add(n);
     }
+    this.policies.set(uid, entry);
     this.dirtyPolicies.add(uid);
   }
 
