@@ -7,6 +7,8 @@ import { join, resolve } from 'node:path';
 import { MERGE_PATCH } from '../../src/k8s/api.js';
 import { PolicyController } from '../../src/policy/controller/controller.js';
 import type { ShareMessage } from '../../src/policy/controller/shares.js';
+import { Registry } from 'prom-client';
+import type { ClusterNetworkPolicy } from '../../src/policy/api/clusternetworkpolicy.js';
 import { eventually } from '../../src/util/wait.js';
 import { kubectl, startServer, type TestServer } from '../lab/apiserver/helpers.js';
 
@@ -16,6 +18,7 @@ describe('policy controller', () => {
   let core: CoreV1Api;
   let net: NetworkingV1Api;
   const changes: string[] = [];
+  const registry = new Registry();
 
   beforeAll(async () => {
     srv = await startServer();
@@ -24,7 +27,7 @@ describe('policy controller', () => {
     core = kc.makeApiClient(CoreV1Api);
     net = kc.makeApiClient(NetworkingV1Api);
     for (const ns of ['x', 'y']) await core.createNamespace({ body: { metadata: { name: ns, labels: { team: ns } } } });
-    controller = new PolicyController({ kubeConfig: kc });
+    controller = new PolicyController({ kubeConfig: kc, registry });
     controller.onChange((nodes) => changes.push(...nodes));
     await controller.start();
     (globalThis as { customApi?: CustomObjectsApi }).customApi = kc.makeApiClient(CustomObjectsApi);
@@ -84,5 +87,28 @@ describe('policy controller', () => {
       }).then(() => true, () => undefined), 10_000, 200);
     // It applies to every pod: both nodes get it; both need the group of y's pods.
     await eventually('both nodes get the ClusterNetworkPolicy', async () => (share('n1').includes('policy admin on pod:8080') && share('n2').includes('policy admin on pod:8080') ? true : undefined), 15_000, 100);
+  });
+
+  it('keeps a Realized condition on each ClusterNetworkPolicy from the agents\' reports, and realization metrics', async () => {
+    const custom = (globalThis as { customApi?: CustomObjectsApi }).customApi!;
+    const ref = { group: 'policy.networking.k8s.io', version: 'v1alpha2', plural: 'clusternetworkpolicies', name: 'admin' };
+    const read = async (): Promise<ClusterNetworkPolicy> => (await custom.getClusterCustomObject(ref)) as ClusterNetworkPolicy;
+    const condition = async (message: string, status: string) => {
+      const cnp = await read();
+      const c = cnp.status?.conditions?.find((x) => x.type === 'Realized');
+      return c?.message === message && c.status === status && c.observedGeneration === cnp.metadata.generation ? cnp : undefined;
+    };
+    const cnp = await eventually('pending on both nodes', () => condition('realized on 0 of 2 nodes; waiting for n1, n2', 'False'), 15_000, 100);
+    const { uid, generation } = cnp.metadata;
+    controller.reportRealized('n1', { [uid!]: generation! });
+    await eventually('realized on n1', () => condition('realized on 1 of 2 nodes; waiting for n2', 'False'), 15_000, 100);
+    controller.reportRealized('n2', { [uid!]: generation! });
+    await eventually('realized on both', () => condition('realized on 2 of 2 nodes', 'True'), 15_000, 100);
+    const metrics = await registry.metrics();
+    expect(metrics).toContain('seine_policy_span_nodes{kind="ClusterNetworkPolicy",namespace="",policy="admin"} 2');
+    expect(metrics).toContain('seine_policy_realized_nodes{kind="ClusterNetworkPolicy",namespace="",policy="admin"} 2');
+    // A new spec is a new generation: pending again until the agents say they have it.
+    await custom.patchClusterCustomObject({ ...ref, body: { spec: { priority: 6 } } }, MERGE_PATCH);
+    await eventually('pending again after a spec change', () => condition('realized on 0 of 2 nodes; waiting for n1, n2', 'False'), 15_000, 100);
   });
 });

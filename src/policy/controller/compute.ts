@@ -166,6 +166,13 @@ export class PolicyComputation {
     return this.policies.get(uid)?.policy;
   }
 
+  /** Every policy, as computed. */
+  allPolicies(): IterableIterator<CompiledPolicy> {
+    return (function* (entries) {
+      for (const e of entries) yield e.policy;
+    })(this.policies.values());
+  }
+
   /** The policies a node enforces. */
   policiesOf(node: string): CompiledPolicy[] {
     return [...(this.nodePolicies.get(node) ?? [])].map((uid) => this.policies.get(uid)!.policy);

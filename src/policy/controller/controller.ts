@@ -2,13 +2,14 @@
 // API server, fed to the computation; after each burst of changes, the nodes whose share changed are told to
 // the listeners (the distribution to agents).
 import { CoreV1Api, CustomObjectsApi, NetworkingV1Api, type KubeConfig, type KubernetesListObject, type V1Condition, type V1Namespace, type V1NetworkPolicy, type V1Pod } from '@kubernetes/client-node';
+import { Gauge, type Registry } from 'prom-client';
 import { apiMessage, isNotFound, MERGE_PATCH } from '../../k8s/api.js';
 import { ResilientInformer } from '../../k8s/informer.js';
 import { logger, type Logger } from '../../util/log.js';
 import { CNP_GROUP, CNP_PLURAL, CNP_VERSION, type ClusterNetworkPolicy } from '../api/clusternetworkpolicy.js';
 import { compileClusterNetworkPolicy } from '../model/clusternetworkpolicy.js';
 import { compileNetworkPolicy } from '../model/networkpolicy.js';
-import type { Protocol } from '../model/types.js';
+import type { PolicyRef, Protocol } from '../model/types.js';
 import { PolicyComputation, type PolicyPod } from './compute.js';
 import { Realization, type PolicyRealization, type RealizedPolicies } from './realization.js';
 import { NodeShares } from './shares.js';
@@ -38,7 +39,11 @@ export interface PolicyControllerOptions {
   log?: Logger;
   /** How long a burst of changes is gathered before the computation is drained (default 20 ms). */
   batchMs?: number;
+  /** Where the realization metrics are registered (none: no metrics). */
+  registry?: Registry;
 }
+
+const POLICY_LABELS = ['kind', 'namespace', 'policy'] as const;
 
 /** A pod as policy sees it; undefined for pods policy ignores (host network, finished, unscheduled). */
 export function policyPod(pod: V1Pod): PolicyPod | undefined {
@@ -62,6 +67,7 @@ export class PolicyController {
   readonly computation = new PolicyComputation();
   readonly shares = new NodeShares(this.computation);
   readonly realization = new Realization();
+  private registry?: Registry;
   private readonly log: Logger;
   private readonly custom: CustomObjectsApi;
   private statusTimer: NodeJS.Timeout | undefined;
@@ -95,6 +101,7 @@ export class PolicyController {
         list: () => custom.listClusterCustomObject({ group: CNP_GROUP, version: CNP_VERSION, plural: CNP_PLURAL }) as Promise<KubernetesListObject<ClusterNetworkPolicy>>,
       }),
     };
+    if (opts.registry) this.registerMetrics(opts.registry);
     const c = this.computation;
     const { namespaces, pods, networkPolicies, clusterPolicies } = this.informers;
     const ns = (n: V1Namespace): void => this.changed(() => c.upsertNamespace(n.metadata!.name!, n.metadata?.labels ?? {}));
@@ -122,6 +129,34 @@ export class PolicyController {
       });
     };
     clusterPolicies.on('add', cnp).on('update', cnp).on('delete', (p) => this.changed(() => c.deletePolicy(p.metadata.uid!)));
+  }
+
+  /** Per policy, computed when scraped: the nodes that need it and those that have installed its current generation. */
+  private registerMetrics(registry: Registry): void {
+    const policies = (): Array<{ ref: PolicyRef; r: PolicyRealization }> =>
+      [...this.computation.allPolicies()].flatMap((p) => {
+        const r = this.realizationOf(p.ref.uid);
+        return r ? [{ ref: p.ref, r }] : [];
+      });
+    const perPolicy = (name: string, help: string, value: (r: PolicyRealization) => number): Gauge =>
+      new Gauge({
+        name,
+        help,
+        labelNames: POLICY_LABELS,
+        registers: [registry],
+        collect(this: Gauge) {
+          this.reset();
+          for (const { ref, r } of policies()) this.set({ kind: ref.kind, namespace: ref.namespace ?? '', policy: ref.name }, value(r));
+        },
+      });
+    perPolicy('seine_policy_span_nodes', 'Nodes with a pod the policy applies to', (r) => r.desired);
+    perPolicy('seine_policy_realized_nodes', 'Nodes of the span that have installed the policy\'s current generation', (r) => r.realized);
+    this.registry = registry;
+  }
+
+  /** Takes the metrics off the registry (a controller that stops leading). */
+  unregisterMetrics(): void {
+    for (const name of ['seine_policy_span_nodes', 'seine_policy_realized_nodes']) this.registry?.removeSingleMetric(name);
   }
 
   /** An agent's report of what it has installed. */

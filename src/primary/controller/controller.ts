@@ -1,4 +1,5 @@
 import type { KubeConfig } from '@kubernetes/client-node';
+import { Registry } from 'prom-client';
 import { CoreV1Api } from '@kubernetes/client-node';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -37,6 +38,8 @@ export class Controller {
   private chains: ChainController | undefined;
   private policy: { controller: PolicyController; channel: Promise<PolicyChannel | undefined> } | undefined;
   private health: Server | undefined;
+  /** Served at /metrics on the health port. */
+  readonly metrics = new Registry();
   private started = false;
 
   constructor(private readonly opts: ControllerOptions) {
@@ -135,7 +138,7 @@ export class Controller {
    */
   private startPolicy(): void {
     const { config, kubeConfig } = this.opts;
-    const controller = new PolicyController({ kubeConfig });
+    const controller = new PolicyController({ kubeConfig, registry: this.metrics });
     controller.start().catch((e: unknown) => this.log.error({ err: String(e) }, 'policy controller failed to start'));
     const advertiseAddress = config.policy.advertiseAddress ?? firstExternalIPv4();
     if (!advertiseAddress) this.log.error('policy channel not started: no policy.advertiseAddress, no $POD_IP and no non-internal IPv4 address');
@@ -167,6 +170,7 @@ export class Controller {
       if (!policy) return;
       await (await policy.channel)?.close();
       await policy.controller.stop();
+      policy.controller.unregisterMetrics();
     };
     await Promise.all([ipam?.stop(), chains?.stop(), stopPolicy()]);
   }
@@ -174,6 +178,13 @@ export class Controller {
   private async startHealth(port: number): Promise<void> {
     const server = createServer((req, res) => {
       const path = (req.url ?? '/').split('?')[0];
+      if (path === '/metrics') {
+        this.metrics
+          .metrics()
+          .then((text) => res.writeHead(200, { 'content-type': this.metrics.contentType }).end(text))
+          .catch((e: unknown) => res.writeHead(500, { 'content-type': 'text/plain' }).end(`${String(e)}\n`));
+        return;
+      }
       if (path !== '/healthz' && path !== '/readyz' && path !== '/livez') {
         res.writeHead(404).end();
         return;
