@@ -5,7 +5,7 @@ import { IpBatch } from '../../../src/host/ip.js';
 import { addFlow, FlowWriter } from '../../../src/ovs/openflow/index.js';
 import { ruleCounters } from '../../../src/policy/agent/counters.js';
 import { policyScope, tieredPriority, PolicyPriority } from '../../../src/policy/datapath/layout.js';
-import { policySync, policyFlows } from '../../../src/policy/datapath/flows.js';
+import { policySync, policyFlows, type RuleProblem } from '../../../src/policy/datapath/flows.js';
 import type { DatapathRule, Isolation } from '../../../src/policy/datapath/state.js';
 import { pipelineFlows, type NodeConfig } from '../../../src/primary/pipeline/index.js';
 import { OvsSandbox, SANDBOX_NODE, type SandboxPod } from '../../harness/sandbox.js';
@@ -139,5 +139,18 @@ describe('policy flows on a real bridge', () => {
     // The three applied-to clauses are shared: 8 + (1 + 1 + 1) flows.
     expect(both.length - base).toBe(8 + 3);
     expect(both.filter((f) => f.actions.length === 2 && f.actions.every((a) => a.type === 'conjunction')).length).toBe(3);
+  });
+
+  it('leaves out a rule it cannot express (too many named-port resolutions) and reports it; the other rules stay', () => {
+    const good = np(1, 'Ingress', ['a'], ['b'], [{ protocol: 'TCP', port: 80 }]);
+    // 65 applied pods, each naming "web" a different port: 65 conjunctions, one more than a rule may have.
+    const wide: DatapathRule = {
+      ...np(2, 'Ingress', [], 'any', [{ name: 'web' }]),
+      applied: Array.from({ length: 65 }, (_, i) => ({ ofport: 100 + i, namedPorts: [{ name: 'web', protocol: 'TCP' as const, port: 1000 + i }] })),
+    };
+    const problems: RuleProblem[] = [];
+    const flows = policyFlows({ round: 1, rules: [good, wide], isolations: [] }, problems);
+    expect(problems).toEqual([{ ruleId: 2, message: expect.stringContaining('65 distinct named-port resolutions') }]);
+    expect(flows).toEqual(policyFlows({ round: 1, rules: [good], isolations: [] }));
   });
 });
