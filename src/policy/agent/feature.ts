@@ -24,7 +24,7 @@ const RETRY_MS = 2000;
  * How long a new pod's ADD waits for the controller to have taken the pod into account (normally it has: the pod
  * was bound before its sandbox started). Past this the pod goes ahead and gets its rules when the share comes.
  */
-const KNOWN_WAIT_MS = 5000;
+export const KNOWN_WAIT_MS = 5000;
 /** Rule counters are read this often for the metrics. */
 const COUNTERS_MS = 5000;
 
