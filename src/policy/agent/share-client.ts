@@ -23,7 +23,7 @@ export interface ShareClientOptions {
   /** After each snapshot or update has been applied (and persisted). */
   onShare: () => void;
   log?: Logger;
-  /** A stream without any line for this long is taken as dead (default: three heartbeats). */
+  /** A request unanswered, or a stream without any line, for this long is taken as dead (default: three heartbeats). */
   silenceMs?: number;
 }
 
@@ -72,6 +72,8 @@ export class ShareClient {
     const req = get(url, { ca: endpoint.ca, agent: false, headers: token ? { authorization: `Bearer ${token}` } : {} }, (res) => this.stream(req, res));
     this.req = req;
     req.on('error', (e) => this.again(req, `connection failed: ${e.message}`));
+    // A controller that takes the request and never answers (its TokenReview stuck) counts as silent too.
+    this.alive(req);
   }
 
   private stream(req: ClientRequest, res: IncomingMessage): void {
