@@ -19,16 +19,17 @@ const NAMESPACES = Number(process.env.NAMESPACES ?? 25_000);
 const NODES = Number(process.env.NODES ?? 1000);
 const MB = 1024 * 1024;
 
-interface Inputs {
+export interface Inputs {
   namespaces: V1Namespace[];
   pods: V1Pod[];
   policies: V1NetworkPolicy[];
 }
 
-function inputs(): Inputs {
+/** Antrea's scale case as API objects: every namespace with its 4 pods (on random nodes) and 3 NetworkPolicies. */
+export function inputs(namespaces = NAMESPACES, nodes = NODES): Inputs {
   const out: Inputs = { namespaces: [], pods: [], policies: [] };
   const rnd = (n: number): number => Math.floor(Math.random() * n);
-  for (let i = 0; i < NAMESPACES; i++) {
+  for (let i = 0; i < namespaces; i++) {
     const ns = `ns-${i.toString(36)}-${rnd(1e6).toString(36)}`;
     out.namespaces.push({ metadata: { name: ns, labels: { app: ns } } });
     const policy = (name: string, selector: Record<string, string> | undefined): V1NetworkPolicy => ({
@@ -44,7 +45,7 @@ function inputs(): Inputs {
     labels.forEach((l, j) =>
       out.pods.push({
         metadata: { namespace: ns, name: `pod${j + 1}`, uid: randomUUID(), labels: l },
-        spec: { nodeName: `node-${rnd(NODES)}`, containers: [] },
+        spec: { nodeName: `node-${rnd(nodes)}`, containers: [] },
         status: { podIP: `${rnd(256)}.${rnd(256)}.${rnd(256)}.${rnd(256)}` },
       }),
     );
