@@ -20,7 +20,7 @@ async function flowCounts(lab: Lab, node: number, bridge: string): Promise<Map<s
  * The flows of `bridge` on every node whose counters grew over `windowMs`, and each node's conntrack entries
  * containing `conntrackFilter`, as text.
  */
-export async function datapathDiagnosis(lab: Lab, opts: { bridge?: string; windowMs?: number; conntrackFilter: string }): Promise<string> {
+export async function datapathDiagnosis(lab: Lab, opts: { bridge?: string; windowMs?: number; conntrackFilter: string; datapathFilter?: RegExp }): Promise<string> {
   const bridge = opts.bridge ?? 'br-int';
   const nodes = lab.nodes.map((_, i) => i);
   const safely = <T>(p: Promise<T>, fallback: T): Promise<T> => p.catch(() => fallback);
@@ -38,6 +38,16 @@ export async function datapathDiagnosis(lab: Lab, opts: { bridge?: string; windo
       `--- ${name}: conntrack entries with "${opts.conntrackFilter}"`,
       ...ct.split('\n').filter((l) => l.includes(opts.conntrackFilter)).map((l) => `  ${l}`),
     );
+    if (opts.datapathFilter) {
+      const dp = await safely(lab.nodes[i]!.ovs.appctl('ovs-vswitchd', ['dpctl/dump-flows']), '(no datapath flows)');
+      const neigh = await safely(lab.nodes[i]!.ovs.appctl('ovs-vswitchd', ['tnl/neigh/show']), '(no tunnel neighbours)');
+      parts.push(
+        `--- ${name}: datapath flows matching ${String(opts.datapathFilter)}`,
+        ...dp.split('\n').filter((l) => opts.datapathFilter!.test(l)).map((l) => `  ${l}`),
+        `--- ${name}: tunnel neighbours`,
+        ...neigh.split('\n').map((l) => `  ${l}`),
+      );
+    }
   }
   return parts.join('\n');
 }

@@ -16,6 +16,7 @@ import { connectionVerdict, type Verdict, type World, type WorldPod } from '../.
 import { compileNetworkPolicy } from '../../src/policy/model/networkpolicy.js';
 import type { Compiled, PodGroupSpec, Protocol } from '../../src/policy/model/types.js';
 import { eventually, podNetns, startTestLab, waitRunning } from './lab.js';
+import { datapathDiagnosis } from './datapath-diagnosis.js';
 
 export const NAMESPACES = ['x', 'y', 'z'] as const;
 export const POD_NAMES = ['a', 'b', 'c'] as const;
@@ -160,6 +161,8 @@ interface Round {
 }
 
 const reached = (c: Cell, answer: Answer): boolean => answer === c.to;
+/** How long a stuck cell is probed again while the datapath is watched. */
+const DIAGNOSIS_WINDOW_MS = 5000;
 
 export class PolicyMatrix {
   private constructor(
@@ -283,8 +286,23 @@ export class PolicyMatrix {
         500,
       );
     } catch (e) {
-      throw new Error(`${(e as Error).message}\n${last ? this.differences(last) : ''}`, { cause: e });
+      throw new Error(`${(e as Error).message}\n${last ? this.differences(last) : ''}${last ? await this.diagnosis(last) : ''}`, { cause: e });
     }
+  }
+
+  /**
+   * For the first cell the model allows but that did not connect: the flows its packets hit on each node while it
+   * is probed again, and the conntrack entries between its two pods (a stale entry makes a new SYN invalid).
+   */
+  private async diagnosis(round: Round): Promise<string> {
+    const stuck = round.cells.find((c) => c.verdict.allowed && !reached(c, c.answer));
+    if (!stuck) return '';
+    const from = this.pod(stuck.from);
+    const to = this.pod(stuck.to);
+    const probing = this.probeMatrix([stuck], DIAGNOSIS_WINDOW_MS).catch(() => undefined);
+    const text = await datapathDiagnosis(this.lab, { windowMs: DIAGNOSIS_WINDOW_MS - 1000, conntrackFilter: `src=${from.ip},dst=${to.ip}`, datapathFilter: new RegExp(`src=${from.ip.replace(/\./g, '\\.')}|dst=${to.ip.replace(/\./g, '\\.')}|tnl_push`) }).catch((err: unknown) => `(no diagnosis: ${String(err)})`);
+    await probing;
+    return `\ndatapath while ${describeCell(stuck)} was probed again:\n${text}`;
   }
 
   /**

@@ -208,15 +208,30 @@ export class PolicyController {
     }
   }
 
-  /** Resolves once every informer has listed (the ClusterNetworkPolicy CRD may come later: retried meanwhile). */
+  /**
+   * Resolves once every informer has listed. Agents are served only then: a share without the ClusterNetworkPolicies
+   * would replace the one they enforce and drop its Admin rules. Only a CRD that is not installed (no such policy can
+   * exist) lets the controller go on without them, watching for the CRD meanwhile.
+   */
   async start(): Promise<void> {
     const { namespaces, pods, networkPolicies, clusterPolicies } = this.informers;
     for (const inf of [namespaces, pods, networkPolicies] as Array<ResilientInformer<never>>) await inf.start();
-    void clusterPolicies.startRetrying({
-      everyMs: 1000,
-      cancelled: () => this.stopped,
-      onFirstFailure: (e) => this.log.warn({ err: apiMessage(e) }, 'cannot list ClusterNetworkPolicies (CRD not installed?); retrying every second'),
-    });
+    for (let attempt = 0; ; attempt++) {
+      if (this.stopped) return;
+      try {
+        await clusterPolicies.start();
+        break;
+      } catch (e) {
+        await clusterPolicies.stop();
+        if (isNotFound(e)) {
+          this.log.warn('the ClusterNetworkPolicy CRD is not installed; going on without ClusterNetworkPolicies and checking every second');
+          void clusterPolicies.startRetrying({ everyMs: 1000, cancelled: () => this.stopped, onFirstFailure: () => undefined });
+          break;
+        }
+        if (attempt === 0) this.log.warn({ err: apiMessage(e) }, 'cannot list ClusterNetworkPolicies; agents are not served until it can');
+        await new Promise((r) => setTimeout(r, 1000));
+      }
+    }
     this.synced = true;
     this.flush();
     this.log.info(this.computation.size, 'policy controller synced');
