@@ -349,6 +349,7 @@ async function main(): Promise<void> {
   rows.push(['objects written to the API server', '0', cluster.objects.toLocaleString('en-US'), perNode.objects.toLocaleString('en-US')]);
   rows.push(['MB written to the API server', '0', mb(wire(cluster)), mb(wire(perNode))]);
   rows.push([`time to write them at ${perSec.toFixed(0)}/s`, `${(snapshotMs / 1000).toFixed(2)} s to encode`, writeS(cluster), writeS(perNode)]);
+  rows.push(['  ratio to the stream', '1.00x', `${((cluster.objects / perSec) * 1000 / snapshotMs).toFixed(0)}x`, `${((perNode.objects / perSec) * 1000 / snapshotMs).toFixed(0)}x`]);
   rows.push([`MB to the ${NODES} agents`, mb(streamTotal), mb(clusterFanout), mb(perNodeFanout)]);
   rows.push(['  ratio to the stream', '1.00x', `${(clusterFanout / streamTotal).toFixed(1)}x`, `${(perNodeFanout / streamTotal).toFixed(2)}x`]);
   for (const [what, us] of [['one policy changed', policyUpdates], ['one pod added', podUpdates]] as const) {
