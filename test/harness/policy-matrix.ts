@@ -302,7 +302,12 @@ export class PolicyMatrix {
     const probing = this.probeMatrix([stuck], DIAGNOSIS_WINDOW_MS).catch(() => undefined);
     const text = await datapathDiagnosis(this.lab, { windowMs: DIAGNOSIS_WINDOW_MS - 1000, conntrackFilter: `src=${from.ip},dst=${to.ip}`, datapathFilter: new RegExp(`src=${from.ip.replace(/\./g, '\\.')}|dst=${to.ip.replace(/\./g, '\\.')}|tnl_push`) }).catch((err: unknown) => `(no diagnosis: ${String(err)})`);
     await probing;
-    return `\ndatapath while ${describeCell(stuck)} was probed again:\n${text}`;
+    // Stale datapath flows (actions from before the last OpenFlow change) are a known failure of the userspace
+    // datapath: say whether the cell connects once the source node's datapath flows are purged.
+    const node = this.lab.nodes.find((n) => n.plan.name === from.node);
+    const purged = await node?.ovs.appctl('ovs-vswitchd', ['revalidator/purge']).then(() => true, () => false);
+    const after = purged ? (await this.probeMatrix([stuck]).catch(() => undefined))?.get(cellKey(stuck)) : undefined;
+    return `\ndatapath while ${describeCell(stuck)} was probed again:\n${text}\nafter purging ${from.node}'s datapath flows the probe got: ${after ?? '(not probed)'}`;
   }
 
   /**

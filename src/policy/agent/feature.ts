@@ -2,6 +2,7 @@ import { join } from 'node:path';
 import { Gauge } from 'prom-client';
 import type { NodeContext } from '../../agent/context.js';
 import type { AgentFeature, PodAttachmentHook, PodSandbox } from '../../agent/feature.js';
+import { VswitchdControl } from '../../ovs/vswitchd-control.js';
 import { EXT, PRIMARY_OWNER } from '../../primary/interfacestore/store.js';
 import { logger } from '../../util/log.js';
 import { SerialPass } from '../../util/serial.js';
@@ -49,6 +50,8 @@ export class NetworkPolicyFeature implements AgentFeature {
   private ctx!: NodeContext;
   private store!: ShareStore;
   private client?: ShareClient;
+  /** The userspace datapath's control socket: its flow cache is purged after each policy change. */
+  private control?: VswitchdControl;
   private reporter?: RealizedReporter;
   private snapshotsSeen = 0;
   private readonly ids = new RuleIds();
@@ -73,6 +76,7 @@ export class NetworkPolicyFeature implements AgentFeature {
 
   async start(ctx: NodeContext): Promise<void> {
     this.ctx = ctx;
+    if (ctx.config.ovs.datapathType === 'netdev') this.control = new VswitchdControl(ctx.config.ovs.rundir);
     this.store = new ShareStore(join(ctx.config.stateDir, 'policy', 'share.json'));
     const loaded = this.store.load();
     if (loaded.problem) this.log.warn({ problem: loaded.problem }, 'kept policy share unreadable; waiting for the controller');
@@ -217,6 +221,9 @@ export class NetworkPolicyFeature implements AgentFeature {
     const request = policySync(state, problems);
     try {
       const result = await this.ctx.flows.sync(request);
+      // The userspace datapath may keep serving a cached flow with the verdict of before: a connection that was
+      // dropped stays dropped, or one now denied still passes, for as long as its packets keep the entry alive.
+      if (result.changes.length && this.control) await this.control.purgeDatapathFlows().catch((e: unknown) => this.log.warn({ err: String(e) }, 'cannot purge the datapath flow cache'));
       this.installed = text;
       this.current = state;
       this.rules = this.ruleInfo(share.policies.map((p) => p.policy));

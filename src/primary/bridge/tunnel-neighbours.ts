@@ -3,10 +3,9 @@
 // This keeps OVS's tunnel neighbour table seeded for the next hop of every peer node before pod traffic
 // needs it, revalidates it with a broadcast ARP so a changed MAC is noticed, puts it back after
 // ovs-vswitchd restarts, and announces this node's own MAC (gratuitous ARP) so peers learn a change at once.
-import { existsSync } from 'node:fs';
-import { join } from 'node:path';
 import ipaddr from 'ipaddr.js';
 import { CommandError, run } from '../../host/exec.js';
+import { VswitchdControl } from '../../ovs/vswitchd-control.js';
 import { logger } from '../../util/log.js';
 
 const log = logger('tunnel-neighbours');
@@ -57,18 +56,14 @@ export function parseArpingReplies(text: string): Map<string, string> {
 export class TunnelNeighbours {
   private readonly resolved = new Map<string, Resolved>();
 
-  constructor(private readonly o: TunnelNeighboursOptions) {}
-
-  /** ovs-appctl's target: the control socket named by the lab, else the daemon found through its pidfile. */
-  private appctlArgs(args: string[]): { argv: string[]; env: NodeJS.ProcessEnv } {
-    const fixed = join(this.o.ovsRundir, 'ovs-vswitchd.ctl');
-    if (existsSync(fixed)) return { argv: ['-t', fixed, ...args], env: process.env };
-    return { argv: ['-t', 'ovs-vswitchd', ...args], env: { ...process.env, OVS_RUNDIR: this.o.ovsRundir } };
+  constructor(private readonly o: TunnelNeighboursOptions) {
+    this.control = new VswitchdControl(o.ovsRundir);
   }
 
-  private async appctl(args: string[]): Promise<string> {
-    const { argv, env } = this.appctlArgs(args);
-    return (await run('ovs-appctl', argv, { env, timeoutMs: 10_000 })).stdout;
+  private readonly control: VswitchdControl;
+
+  private appctl(args: string[]): Promise<string> {
+    return this.control.appctl(args);
   }
 
   /** The next hop of each peer, as the node's routing table says (the table OVS routes its tunnels by). */
