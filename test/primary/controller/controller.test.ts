@@ -199,7 +199,7 @@ describe('seine controller against the API server', () => {
     expect(off.nodeIpam).toBeUndefined();
   });
 
-  it('serves /healthz and /readyz on the health port', async () => {
+  it('serves /healthz, /readyz and /metrics on the health port', async () => {
     const port = await new Promise<number>((r) => {
       const s = createServer().listen(0, '127.0.0.1', () => {
         const p = (s.address() as { port: number }).port;
@@ -208,11 +208,23 @@ describe('seine controller against the API server', () => {
     });
     const c = await start('c1', { healthPort: port });
     expect(c.healthPort).toBe(port);
-    const get = (path: string): Promise<number> =>
-      new Promise((resolve, reject) => request({ host: '127.0.0.1', port, path }, (res) => resolve(res.resume().statusCode ?? 0)).on('error', reject).end());
-    expect(await get('/healthz')).toBe(200);
-    expect(await get('/readyz')).toBe(200);
-    expect(await get('/metrics')).toBe(404);
+    const get = (path: string): Promise<{ status: number; body: string }> =>
+      new Promise((resolve, reject) =>
+        request({ host: '127.0.0.1', port, path }, (res) => {
+          let body = '';
+          res.setEncoding('utf8').on('data', (d: string) => (body += d)).on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+        })
+          .on('error', reject)
+          .end(),
+      );
+    expect((await get('/healthz')).status).toBe(200);
+    expect((await get('/readyz')).status).toBe(200);
+    // The leader's policy realization, per policy (none here: the metric families are there, without series).
+    await eventually(async () => c.policyController !== undefined, 30_000, 'policy controller running');
+    const metrics = await get('/metrics');
+    expect(metrics.status).toBe(200);
+    expect(metrics.body).toContain('# TYPE seine_policy_realized_nodes gauge');
+    expect((await get('/nope')).status).toBe(404);
   });
 
   it('`seine controller` runs until stopped and hands the lease back', async () => {
