@@ -35,12 +35,15 @@ describe('the agent\'s share store', () => {
     expect(again.share()).toEqual(store.share());
     expect([...again.share().groups.values()][0]!.map((m) => m.ip)).toEqual(['10.0.0.2', '10.0.0.3']);
     expect(again.share().policies[0]!.pods.map((p) => p.uid)).toEqual(['web']);
+    // The node's pods the controller has seen, and those a policy applies to, also after the restart.
+    expect([again.knows('web'), again.appliesTo('web'), again.appliesTo('cl'), again.knows('cl')]).toEqual([true, true, false, false]);
 
     // The policy goes.
     c.deletePolicy('p');
     c.drain();
     again.apply(JSON.parse(shares.update('n1').json) as ShareMessage[], false);
     expect(again.size).toEqual({ policies: 0, groups: 0 });
+    expect(again.appliesTo('web')).toBe(false);
 
     writeFileSync(file, '{not json');
     const broken = new ShareStore(file);

@@ -29,6 +29,9 @@ export const KNOWN_WAIT_MS = 5000;
 /** Rule counters are read this often for the metrics. */
 const COUNTERS_MS = 5000;
 
+/** What the pods' ports were when last realized: a change means realizing again. */
+const portsSignature = (ports: ReadonlyMap<string, number[]>): string => JSON.stringify([...ports].sort());
+
 /** What a rule is, for its counters and logs. */
 interface RuleInfo {
   policy: PolicyRef;
@@ -70,7 +73,8 @@ export class NetworkPolicyFeature implements AgentFeature {
   private portsSeen = '';
   /** ADDs waiting for the controller to know their pod. */
   private readonly waiters = new Set<() => void>();
-  private lastProblems = '';
+  /** The rules the datapath could not express at the last sync (left out, reported once). */
+  private problems: RuleProblem[] = [];
   private packets?: Gauge;
   private bytes?: Gauge;
 
@@ -86,7 +90,7 @@ export class NetworkPolicyFeature implements AgentFeature {
     // Before the node takes pods (and before ovs-vswitchd stops waiting for flows): what was kept, on the ports there are.
     await this.pass.run();
     this.unwatchPorts = ctx.vswitch.cache.onChange(() => {
-      if (this.portsSignature() !== this.portsSeen) this.schedule();
+      if (portsSignature(this.podPorts()) !== this.portsSeen) this.schedule();
     });
     const kc = ctx.kubeConfig;
     const endpoint = controllerEndpointSource(kc, { namespace: ctx.config.networkPolicy.controllerNamespace });
@@ -145,7 +149,7 @@ export class NetworkPolicyFeature implements AgentFeature {
       const known = await this.untilKnown(uid);
       if (!known) this.log.warn({ pod: `${sandbox.pod.metadata?.namespace}/${sandbox.pod.metadata?.name}`, waitedMs: KNOWN_WAIT_MS }, 'the controller has not taken the new pod into account yet; its policies follow when it has');
     }
-    if (!this.store.share().policies.some((p) => p.pods.some((x) => x.uid === uid))) return;
+    if (!this.store.appliesTo(uid)) return;
     await this.pass.run();
   }
 
@@ -201,20 +205,16 @@ export class NetworkPolicyFeature implements AgentFeature {
     return out;
   }
 
-  private portsSignature(): string {
-    return JSON.stringify([...this.podPorts()].sort());
-  }
-
   private async realize(): Promise<void> {
     if (this.stopped) return;
     const ports = this.podPorts();
-    this.portsSeen = JSON.stringify([...ports].sort());
+    this.portsSeen = portsSignature(ports);
     const share = this.store.share();
     const state = resolveShare(share, (uid) => ports.get(uid) ?? [], this.ids, this.ctx.bridge.round);
     const text = JSON.stringify(state);
     if (text === this.installed) {
       // Same flows (a new generation that changes nothing here, say): installed all the same.
-      this.reportRealized(share.policies.map((p) => p.policy.ref), JSON.parse(this.lastProblems || '[]') as RuleProblem[]);
+      this.reportRealized(share.policies.map((p) => p.policy.ref), this.problems);
       return;
     }
     const problems: RuleProblem[] = [];
@@ -239,9 +239,8 @@ export class NetworkPolicyFeature implements AgentFeature {
         }, RETRY_MS);
       }
     }
-    const problemText = JSON.stringify(problems);
-    if (problemText !== this.lastProblems) {
-      this.lastProblems = problemText;
+    if (JSON.stringify(problems) !== JSON.stringify(this.problems)) {
+      this.problems = problems;
       for (const p of problems) this.log.error({ rule: this.describe(p.ruleId), problem: p.message }, 'policy rule cannot be enforced; left out (it admits nothing)');
     }
   }

@@ -70,6 +70,12 @@ export class ShareStore {
     };
   }
 
+  /** Whether a policy of the share applies to the pod (on the CNI ADD path: no copy of the share is made). */
+  appliesTo(podUid: string): boolean {
+    for (const p of this.policies.values()) if (p.pods.some((x) => x.uid === podUid)) return true;
+    return false;
+  }
+
   /** Whether the share took the pod into account (its policies, if any, are in it). */
   knows(podUid: string): boolean {
     return this.pods.has(podUid);
