@@ -102,22 +102,19 @@ function join(parts: string[]): string {
 
 /** `table=..,priority=..,MATCH`: what identifies a flow for strict operations. */
 export function renderFlowKey(flow: { table?: number; priority?: number; match?: Match }): string {
-  return join([`table=${tableOf(flow.table)}`, `priority=${priorityOf(flow.priority)}`, renderMatch(flow.match)]);
+  const key = `table=${tableOf(flow.table)},priority=${priorityOf(flow.priority)}`;
+  const match = renderMatch(flow.match);
+  return match ? `${key},${match}` : key;
 }
 
 /** A full flow in add-flow syntax: `table=..,priority=..,cookie=..,[timeouts,]MATCH,actions=..`. */
 export function renderFlow(flow: Flow): string {
-  const timeouts: string[] = [];
-  if (flow.idleTimeout) timeouts.push(`idle_timeout=${checkUint('idle_timeout', flow.idleTimeout, 16)}`);
-  if (flow.hardTimeout) timeouts.push(`hard_timeout=${checkUint('hard_timeout', flow.hardTimeout, 16)}`);
-  return join([
-    `table=${tableOf(flow.table)}`,
-    `priority=${priorityOf(flow.priority)}`,
-    `cookie=${hex(checkUint('cookie', flow.cookie ?? 0n, 64))}`,
-    ...timeouts,
-    renderMatch(flow.match),
-    `actions=${renderActions(flow.actions)}`,
-  ]);
+  // Checked in this order so that a flow with several bad values is always refused for the same one.
+  const idle = flow.idleTimeout ? `,idle_timeout=${checkUint('idle_timeout', flow.idleTimeout, 16)}` : '';
+  const hard = flow.hardTimeout ? `,hard_timeout=${checkUint('hard_timeout', flow.hardTimeout, 16)}` : '';
+  const head = `table=${tableOf(flow.table)},priority=${priorityOf(flow.priority)},cookie=${hex(checkUint('cookie', flow.cookie ?? 0n, 64))}${idle}${hard}`;
+  const match = renderMatch(flow.match);
+  return `${match ? `${head},${match}` : head},actions=${renderActions(flow.actions)}`;
 }
 
 function renderFilter(f: FlowFilter): string {

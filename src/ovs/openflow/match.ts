@@ -92,22 +92,35 @@ const MAC_RE = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/i;
 // Whitespace and commas split a field; ovs-ofctl cuts a line at '#' (a comment); control characters end lines.
 const UNSAFE = /[\s,#\p{Cc}]/u;
 const FIELD_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
+/**
+ * An IPv4 address or CIDR in plain dotted decimal (no leading zeros, prefix 0..32): the common case, which
+ * ipaddr.js accepts too; anything else is left to ipaddr.js (flows are rendered by the ten thousand).
+ */
+const CANONICAL_IPV4 = /^(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(?:\/(?:3[0-2]|[12]?\d))?$/;
 
-export function checkUint(field: string, v: number | bigint, bits: number): bigint {
-  if (typeof v === 'number' && !Number.isSafeInteger(v)) throw new RangeError(`${field}: ${v} is not an integer`);
-  const b = BigInt(v);
-  if (b < 0n || b >= 1n << BigInt(bits)) throw new RangeError(`${field}: ${v} does not fit in ${bits} bits`);
-  return b;
+/** `v` checked to fit in `bits` unsigned bits, as given: a number is checked without making a bigint of it. */
+function fitUint(field: string, v: number | bigint, bits: number): number | bigint {
+  if (typeof v === 'number') {
+    if (!Number.isSafeInteger(v)) throw new RangeError(`${field}: ${v} is not an integer`);
+    if (v < 0 || v >= 2 ** bits) throw new RangeError(`${field}: ${v} does not fit in ${bits} bits`);
+    return v;
+  }
+  if (v < 0n || v >= 1n << BigInt(bits)) throw new RangeError(`${field}: ${v} does not fit in ${bits} bits`);
+  return v;
 }
 
-function hexOf(v: bigint): string {
+export function checkUint(field: string, v: number | bigint, bits: number): bigint {
+  return BigInt(fitUint(field, v, bits));
+}
+
+function hexOf(v: number | bigint): string {
   return `0x${v.toString(16)}`;
 }
 
 /** `0xVALUE` or `0xVALUE/0xMASK`, range-checked against the field width. */
 export function renderMasked(field: string, v: Masked, bits: number): string {
-  if (typeof v === 'object') return `${hexOf(checkUint(field, v.value, bits))}/${hexOf(checkUint(field, v.mask, bits))}`;
-  return hexOf(checkUint(field, v, bits));
+  if (typeof v === 'object') return `${hexOf(fitUint(field, v.value, bits))}/${hexOf(fitUint(field, v.mask, bits))}`;
+  return hexOf(fitUint(field, v, bits));
 }
 
 export function renderMac(field: string, v: string): string {
@@ -118,6 +131,7 @@ export function renderMac(field: string, v: string): string {
 
 /** An address or CIDR of the given family, as written (OVS accepts both forms). */
 export function renderIp(field: string, v: string, family: 4 | 6): string {
+  if (family === 4 && CANONICAL_IPV4.test(v)) return v;
   const cls = family === 4 ? ipaddr.IPv4 : ipaddr.IPv6;
   const ok = v.includes('/') ? cls.isValidCIDR(v) : family === 4 ? ipaddr.IPv4.isValidFourPartDecimal(v) : cls.isValid(v);
   if (!ok) throw new RangeError(`${field}: bad IPv${family} address ${v}`);
@@ -139,7 +153,7 @@ function renderCtState(v: string | Partial<Record<CtFlag, boolean>>): string {
 }
 
 function num(field: string, v: number): string {
-  return checkUint(field, v, WIDTH[field]!).toString();
+  return String(fitUint(field, v, WIDTH[field]!));
 }
 
 export function checkToken(what: string, v: string): string {
@@ -147,60 +161,84 @@ export function checkToken(what: string, v: string): string {
   return v;
 }
 
-/** Renders a match as comma-separated ovs-ofctl fields (empty string for match-all). */
-export function renderMatch(m: Match = {}): string {
-  const out: string[] = [];
-  const put = (k: string, v: string): void => {
-    out.push(`${k}=${v}`);
-  };
-  if (m.protocol !== undefined && m.dl_type !== undefined) throw new RangeError('match: give protocol or dl_type, not both');
+type FieldOf<T> = { [K in keyof Match]-?: NonNullable<Match[K]> extends T ? K : never }[keyof Match];
+/** One field's `name=value` text (only called when the field is present). */
+type FieldText = (m: Match) => string;
 
-  if (m.in_port !== undefined) put('in_port', m.in_port === 'LOCAL' ? 'LOCAL' : num('in_port', m.in_port));
-  if (m.protocol !== undefined) {
-    if (!PROTOCOLS.has(m.protocol)) throw new RangeError(`match: unknown protocol ${m.protocol}`);
-    out.push(m.protocol);
-  }
-  if (m.dl_type !== undefined) put('dl_type', hexOf(checkUint('dl_type', m.dl_type, 16)));
-  if (m.dl_src !== undefined) put('dl_src', renderMac('dl_src', m.dl_src));
-  if (m.dl_dst !== undefined) put('dl_dst', renderMac('dl_dst', m.dl_dst));
-  if (m.vlan_tci !== undefined) put('vlan_tci', renderMasked('vlan_tci', m.vlan_tci, 16));
-  if (m.dl_vlan !== undefined) put('dl_vlan', num('dl_vlan', m.dl_vlan));
-  if (m.nw_src !== undefined) put('nw_src', renderIp('nw_src', m.nw_src, 4));
-  if (m.nw_dst !== undefined) put('nw_dst', renderIp('nw_dst', m.nw_dst, 4));
-  if (m.nw_proto !== undefined) put('nw_proto', num('nw_proto', m.nw_proto));
-  if (m.nw_ttl !== undefined) put('nw_ttl', num('nw_ttl', m.nw_ttl));
-  if (m.ip_dscp !== undefined) put('ip_dscp', num('ip_dscp', m.ip_dscp));
-  if (m.ipv6_src !== undefined) put('ipv6_src', renderIp('ipv6_src', m.ipv6_src, 6));
-  if (m.ipv6_dst !== undefined) put('ipv6_dst', renderIp('ipv6_dst', m.ipv6_dst, 6));
-  if (m.arp_op !== undefined) put('arp_op', num('arp_op', m.arp_op));
-  if (m.arp_spa !== undefined) put('arp_spa', renderIp('arp_spa', m.arp_spa, 4));
-  if (m.arp_tpa !== undefined) put('arp_tpa', renderIp('arp_tpa', m.arp_tpa, 4));
-  if (m.arp_sha !== undefined) put('arp_sha', renderMac('arp_sha', m.arp_sha));
-  if (m.arp_tha !== undefined) put('arp_tha', renderMac('arp_tha', m.arp_tha));
-  if (m.tp_src !== undefined) put('tp_src', renderMasked('tp_src', m.tp_src, 16));
-  if (m.tp_dst !== undefined) put('tp_dst', renderMasked('tp_dst', m.tp_dst, 16));
-  if (m.icmp_type !== undefined) put('icmp_type', num('icmp_type', m.icmp_type));
-  if (m.icmp_code !== undefined) put('icmp_code', num('icmp_code', m.icmp_code));
-  if (m.ct_state !== undefined) put('ct_state', renderCtState(m.ct_state));
-  if (m.ct_zone !== undefined) put('ct_zone', num('ct_zone', m.ct_zone));
-  if (m.ct_mark !== undefined) put('ct_mark', renderMasked('ct_mark', m.ct_mark, 32));
-  if (m.ct_label !== undefined) put('ct_label', renderMasked('ct_label', m.ct_label, 128));
-  for (let i = 0; i < 16; i++) {
-    const k = `reg${i}` as keyof Regs;
-    if (m[k] !== undefined) put(k, renderMasked(k, m[k], 32));
-  }
-  for (let i = 0; i < 8; i++) {
-    const k = `xreg${i}` as keyof Xregs;
-    if (m[k] !== undefined) put(k, renderMasked(k, m[k], 64));
-  }
-  if (m.tun_id !== undefined) put('tun_id', renderMasked('tun_id', m.tun_id, 64));
-  if (m.tun_src !== undefined) put('tun_src', renderIp('tun_src', m.tun_src, 4));
-  if (m.tun_dst !== undefined) put('tun_dst', renderIp('tun_dst', m.tun_dst, 4));
-  if (m.metadata !== undefined) put('metadata', renderMasked('metadata', m.metadata, 64));
-  if (m.conj_id !== undefined) put('conj_id', num('conj_id', m.conj_id));
-  for (const [k, v] of Object.entries(m.extra ?? {})) {
+const numeric = (k: FieldOf<number>): [keyof Match, FieldText] => [k, (m) => `${k}=${num(k, m[k]!)}`];
+const masked = (k: FieldOf<Masked>, bits: number): [keyof Match, FieldText] => [k, (m) => `${k}=${renderMasked(k, m[k]!, bits)}`];
+const address = (k: FieldOf<string>, family: 4 | 6): [keyof Match, FieldText] => [k, (m) => `${k}=${renderIp(k, m[k]!, family)}`];
+const mac = (k: FieldOf<string>): [keyof Match, FieldText] => [k, (m) => `${k}=${renderMac(k, m[k]!)}`];
+
+function renderExtra(extra: NonNullable<Match['extra']>): string {
+  const out: string[] = [];
+  for (const [k, v] of Object.entries(extra)) {
     if (!FIELD_NAME.test(k)) throw new RangeError(`match: bad field name ${k}`);
-    put(k, checkToken(`match field ${k}`, typeof v === 'string' ? v : typeof v === 'bigint' ? hexOf(v) : String(v)));
+    out.push(`${k}=${checkToken(`match field ${k}`, typeof v === 'string' ? v : typeof v === 'bigint' ? hexOf(v) : String(v))}`);
   }
   return out.join(',');
+}
+
+/** Every field renderMatch knows, in the order it writes them; `extra` last. */
+const FIELDS: ReadonlyArray<[keyof Match, FieldText]> = [
+  ['in_port', (m) => `in_port=${m.in_port === 'LOCAL' ? 'LOCAL' : num('in_port', m.in_port!)}`],
+  [
+    'protocol',
+    (m) => {
+      if (!PROTOCOLS.has(m.protocol!)) throw new RangeError(`match: unknown protocol ${m.protocol}`);
+      return m.protocol!;
+    },
+  ],
+  ['dl_type', (m) => `dl_type=${hexOf(fitUint('dl_type', m.dl_type!, 16))}`],
+  mac('dl_src'),
+  mac('dl_dst'),
+  masked('vlan_tci', 16),
+  numeric('dl_vlan'),
+  address('nw_src', 4),
+  address('nw_dst', 4),
+  numeric('nw_proto'),
+  numeric('nw_ttl'),
+  numeric('ip_dscp'),
+  address('ipv6_src', 6),
+  address('ipv6_dst', 6),
+  numeric('arp_op'),
+  address('arp_spa', 4),
+  address('arp_tpa', 4),
+  mac('arp_sha'),
+  mac('arp_tha'),
+  masked('tp_src', 16),
+  masked('tp_dst', 16),
+  numeric('icmp_type'),
+  numeric('icmp_code'),
+  ['ct_state', (m) => `ct_state=${renderCtState(m.ct_state!)}`],
+  numeric('ct_zone'),
+  masked('ct_mark', 32),
+  masked('ct_label', 128),
+  ...Array.from({ length: 16 }, (_, i) => masked(`reg${i as RegIndex}`, 32)),
+  ...Array.from({ length: 8 }, (_, i) => masked(`xreg${i as XregIndex}`, 64)),
+  masked('tun_id', 64),
+  address('tun_src', 4),
+  address('tun_dst', 4),
+  masked('metadata', 64),
+  numeric('conj_id'),
+  ['extra', (m) => renderExtra(m.extra!)],
+];
+const FIELD_POSITION = new Map<string, number>(FIELDS.map(([k], i) => [k, i]));
+
+/** Renders a match as comma-separated ovs-ofctl fields (empty string for match-all). */
+export function renderMatch(m: Match = {}): string {
+  if (m.protocol !== undefined && m.dl_type !== undefined) throw new RangeError('match: give protocol or dl_type, not both');
+  // Only the fields the match has are visited (a few of the ~60), then written in the fixed order.
+  const present: number[] = [];
+  for (const k in m) {
+    const i = FIELD_POSITION.get(k);
+    if (i !== undefined && m[k as keyof Match] !== undefined) present.push(i);
+  }
+  if (present.length > 1) present.sort((a, b) => a - b);
+  let out = '';
+  for (const i of present) {
+    const text = FIELDS[i]![1](m);
+    if (text) out = out ? `${out},${text}` : text;
+  }
+  return out;
 }
