@@ -1,6 +1,7 @@
 // A node's share of the policies, resolved for its datapath: rules get stable ids, applied-to pods their OpenFlow
 // ports, peers their addresses (ipBlocks with their excepts taken out), NetworkPolicy isolation a drop per pod.
-import { cidrRange, normalizeRanges, rangesToCidrs, subtractRanges, type Ipv4Range } from '../../ipam/ipv4-set.js';
+import { rangesToCidrs, subtractRanges, type Ipv4Range } from '../../ipam/ipv4-set.js';
+import { cidrBlock } from '../datapath/addresses.js';
 import { MAX_RULE_ID, PolicyPriority, tieredPriority } from '../datapath/layout.js';
 import type { AppliedPod, DatapathRule, Isolation, NamedPort, PeerPod, PolicyDatapath } from '../datapath/state.js';
 import type { CompiledPolicy, Direction, IpBlock } from '../model/types.js';
@@ -45,8 +46,23 @@ export class RuleIds {
 
 /** An ipBlock's addresses as CIDRs: `cidr` without its excepts. */
 export function blockCidrs(b: IpBlock): string[] {
-  const except: Ipv4Range[] = (b.except ?? []).map(cidrRange);
-  return rangesToCidrs(subtractRanges(normalizeRanges([cidrRange(b.cidr)]), normalizeRanges(except)));
+  const except = (b.except ?? []).map((e): Ipv4Range => {
+    const x = cidrBlock(e);
+    return [x.first, x.last];
+  });
+  const whole = cidrBlock(b.cidr);
+  if (!except.length) return [whole.cidr];
+  return rangesToCidrs(subtractRanges([[whole.first, whole.last]], except));
+}
+
+function ipBlockCidrs(blocks: readonly IpBlock[]): string[] {
+  const out: string[] = [];
+  for (const b of blocks) {
+    // Most blocks have no excepts (and a policy may have ten thousand of them): no list made for each.
+    if (b.except?.length) out.push(...blockCidrs(b));
+    else out.push(cidrBlock(b.cidr).cidr);
+  }
+  return out;
 }
 
 export const ruleKey = (policyUid: string, ruleName: string): string => `${policyUid}/${ruleName}`;
@@ -78,7 +94,7 @@ export function resolveShare(share: NodeShare, ofportsOf: (podUid: string) => re
         applied,
         peers: {
           any: !!r.peers.any,
-          cidrs: r.peers.ipBlocks.flatMap(blockCidrs),
+          cidrs: ipBlockCidrs(r.peers.ipBlocks),
           pods: r.peers.groups.flatMap((g) => share.groups.get(g) ?? []),
         },
         ports: r.ports,

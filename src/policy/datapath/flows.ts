@@ -1,10 +1,10 @@
 // The policy feature's flows, computed from the node's resolved rules: per direction a table per tier, each rule
 // a conjunction of (pods it applies to) x (peer addresses) x (ports), so that it costs the sum of its parts in
 // flows, not their product. Established connections never get here (the pipeline's bypass).
-import { portMasks, type Action, type Flow, type Masked, type Match, type SyncRequest } from '../../ovs/openflow/index.js';
-import { cidrsToRanges, rangesToCidrs } from '../../ipam/ipv4-set.js';
+import { portMasks, renderMatch, type Action, type Flow, type Masked, type Match, type SyncRequest } from '../../ovs/openflow/index.js';
 import { FromGateway, matchMarks } from '../../primary/pipeline/marks.js';
 import type { Direction, Protocol, RulePort } from '../model/types.js';
+import { addressBlock, coveringCidrs, type AddressBlock } from './addresses.js';
 import { POLICY_TABLES, PolicyCookies, PolicyPriority, conjId, policyScope, tierTable, VARIANTS } from './layout.js';
 import type { DatapathRule, NamedPort, PolicyDatapath } from './state.js';
 
@@ -50,7 +50,12 @@ interface Variant {
  */
 function variants(rule: DatapathRule): Variant[] {
   const ofports = [...new Set(rule.applied.map((a) => a.ofport))].sort((a, b) => a - b);
-  const peerCidrs = (ips: readonly string[], blocks: readonly string[]): string[] => rangesToCidrs(cidrsToRanges([...ips.map((ip) => `${ip}/32`), ...blocks]));
+  const peerCidrs = (ips: readonly string[], cidrs: readonly string[]): string[] => {
+    const blocks: AddressBlock[] = [];
+    for (const ip of ips) blocks.push(addressBlock(ip));
+    for (const cidr of cidrs) blocks.push(addressBlock(cidr));
+    return coveringCidrs(blocks);
+  };
   const allPeers = rule.peers.any ? undefined : peerCidrs(rule.peers.pods.map((p) => p.ip), rule.peers.cidrs);
   if (!rule.ports.some((p) => p.name !== undefined)) return [{ ofports, ...(allPeers ? { cidrs: allPeers } : {}), ports: resolvePorts(rule.ports, undefined) }];
   const out = new Map<string, Variant>();
@@ -102,13 +107,12 @@ function verdict(rule: DatapathRule): Action[] {
 }
 
 const appliedMatch = (direction: Direction, ofport: number): Match => (direction === 'Egress' ? { in_port: ofport } : { reg1: ofport });
-const peerMatch = (direction: Direction, cidr: string): Match => (direction === 'Egress' ? { nw_dst: cidr } : { nw_src: cidr });
+const peerMatch = (direction: Direction, cidr: string): Match => (direction === 'Egress' ? { protocol: 'ip', nw_dst: cidr } : { protocol: 'ip', nw_src: cidr });
 
 export function ruleFlows(round: number, rule: DatapathRule): Flow[] {
   const cookie = new PolicyCookies(round).cookie(rule.id);
   const table = tierTable(rule.direction, rule.tier);
   const flows: Flow[] = [];
-  const add = (match: Match, actions: Action[]): void => void flows.push({ table, priority: rule.priority, cookie, match, actions });
   variants(rule).forEach((v, i) => {
     const clauses: Match[][] = [v.ofports.map((o) => appliedMatch(rule.direction, o))];
     if (v.cidrs) clauses.push(v.cidrs.map((c) => peerMatch(rule.direction, c)));
@@ -122,9 +126,11 @@ export function ruleFlows(round: number, rule: DatapathRule): Flow[] {
     }
     const id = conjId(rule.id, i);
     clauses.forEach((alternatives, c) => {
-      for (const m of alternatives) add({ ...(m.protocol ? {} : { protocol: 'ip' as const }), ...m }, [{ type: 'conjunction', id, clause: c + 1, clauses: clauses.length }]);
+      // One action list for the clause's flows (flows are not changed once built; merging makes new lists).
+      const actions: Action[] = [{ type: 'conjunction', id, clause: c + 1, clauses: clauses.length }];
+      for (const m of alternatives) flows.push({ table, priority: rule.priority, cookie, match: m.protocol ? m : { protocol: 'ip', ...m }, actions });
     });
-    add({ protocol: 'ip', conj_id: id }, verdict(rule));
+    flows.push({ table, priority: rule.priority, cookie, match: { protocol: 'ip', conj_id: id }, actions: verdict(rule) });
   });
   return flows;
 }
@@ -150,19 +156,32 @@ export function policyBaseFlows(round: number): Flow[] {
  * Flows of different rules with the same table, priority and match are one flow in OVS: conjunction clauses are
  * merged (one flow, every rule's conjunction action); otherwise the first rule's flow stays (NetworkPolicy rules
  * all accept; tiered rules share a priority only between policies of equal priority, whose order the API leaves
- * open, and the first by name wins).
+ * open, and the first by name wins). Matches are compared as OVS reads them (their rendered text).
  */
-function merged(flows: readonly Flow[]): Flow[] {
-  const byKey = new Map<string, Flow>();
-  const isConj = (f: Flow): boolean => f.actions.length > 0 && f.actions.every((a) => a.type === 'conjunction');
-  for (const f of flows) {
-    const key = `${f.table}/${f.priority}/${JSON.stringify(f.match)}`;
-    const prior = byKey.get(key);
-    if (!prior) byKey.set(key, f);
-    else if (isConj(prior) && isConj(f)) byKey.set(key, { ...prior, actions: [...prior.actions, ...f.actions] });
+class MergedFlows {
+  private readonly byKey = new Map<string, Flow>();
+
+  /** The flows' keys; throws, adding none of them, if one cannot be rendered. */
+  static keys(flows: readonly Flow[]): string[] {
+    return flows.map((f) => `${f.table}/${f.priority}/${renderMatch(f.match)}`);
   }
-  return [...byKey.values()];
+
+  add(flows: readonly Flow[], keys: readonly string[] = MergedFlows.keys(flows)): void {
+    for (let i = 0; i < flows.length; i++) {
+      const f = flows[i]!;
+      const key = keys[i]!;
+      const prior = this.byKey.get(key);
+      if (!prior) this.byKey.set(key, f);
+      else if (isConjunction(prior) && isConjunction(f)) this.byKey.set(key, { ...prior, actions: [...prior.actions, ...f.actions] });
+    }
+  }
+
+  list(): Flow[] {
+    return [...this.byKey.values()];
+  }
 }
+
+const isConjunction = (f: Flow): boolean => f.actions.length > 0 && f.actions.every((a) => a.type === 'conjunction');
 
 /** A rule the datapath cannot express; it is left out (it admits nothing), the others are installed. */
 export interface RuleProblem {
@@ -172,19 +191,27 @@ export interface RuleProblem {
 
 export function policyFlows(state: PolicyDatapath, problems: RuleProblem[] = []): Flow[] {
   const cookies = new PolicyCookies(state.round);
-  const flows = policyBaseFlows(state.round);
+  const flows = new MergedFlows();
+  flows.add(policyBaseFlows(state.round));
   for (const r of state.rules) {
+    let own: Flow[];
+    let keys: string[];
     try {
-      flows.push(...ruleFlows(state.round, r));
+      own = ruleFlows(state.round, r);
+      keys = MergedFlows.keys(own);
     } catch (e) {
       problems.push({ ruleId: r.id, message: e instanceof Error ? e.message : String(e) });
+      continue;
     }
+    flows.add(own, keys);
   }
+  const isolations: Flow[] = [];
   for (const iso of [...state.isolations].sort((a, b) => a.ruleId - b.ruleId)) {
     const t = POLICY_TABLES[iso.direction];
-    flows.push({ table: t.isolation, priority: PolicyPriority.isolation, cookie: cookies.cookie(iso.ruleId), match: { protocol: 'ip', ...appliedMatch(iso.direction, iso.ofport) }, actions: [] });
+    isolations.push({ table: t.isolation, priority: PolicyPriority.isolation, cookie: cookies.cookie(iso.ruleId), match: { protocol: 'ip', ...appliedMatch(iso.direction, iso.ofport) }, actions: [] });
   }
-  return merged(flows);
+  flows.add(isolations);
+  return flows.list();
 }
 
 /** The whole policy stage of the node, as one sync (one bundle); rules it cannot express are added to `problems`. */
