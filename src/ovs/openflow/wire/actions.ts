@@ -303,7 +303,7 @@ function resubmit(w: ByteWriter, port: number | 'IN_PORT' | undefined, table: nu
 
 function checkCtField(what: string, f: WireField, inCt: boolean): void {
   if (CT_FIELDS.has(f.spec.name) !== inCt) {
-    throw new RangeError(inCt ? `${what}: ct exec may only write ct_mark and ct_label, not ${f.spec.name}` : `${what}: ${f.spec.name} is written only inside ct(w, commit,exec(...))`);
+    throw new RangeError(inCt ? `${what}: ct exec may only write ct_mark and ct_label, not ${f.spec.name}` : `${what}: ${f.spec.name} is written only inside ct(commit,exec(...))`);
   }
 }
 
