@@ -4,7 +4,7 @@ import type { Server } from 'node:http';
 import { IpRoute } from '../host/ip.js';
 import { ResilientInformer } from '../k8s/informer.js';
 import { loadKubeConfig } from '../k8s/kubeconfig.js';
-import { FlowWriter } from '../ovs/openflow/index.js';
+import { FlowWriter, forgetInstalledFlows } from '../ovs/openflow/index.js';
 import { Vswitch } from '../ovs/ovsdb/index.js';
 import type { AgentConfig } from '../primary/agent/config.js';
 import { discoverUplink, ensureIntegrationBridge, gatewayMacFor } from '../primary/bridge/bridge.js';
@@ -207,6 +207,7 @@ export class Agent {
   /** After ovs-vswitchd lost the flows: every feature restores in order, while no pod operation runs. */
   private async restoreDatapath(): Promise<void> {
     this.log.warn('base flows missing (ovs-vswitchd restarted?); restoring host config and flows');
+    forgetInstalledFlows();
     for (const feature of this.started) await feature.restore?.();
     await this.endFlowRestoreWait();
     this.metrics.restores.inc();

@@ -30,7 +30,10 @@ import {
 import { renderGroup, type Group } from './group.js';
 import { renderMatch, type Match } from './match.js';
 import { canonicalFlows, canonicalGroups, Ofctl, type Exec } from './ofctl.js';
-import { canonicalInput, planChanges, planFlows, planGroups } from './sync.js';
+import { canonicalInput, InstalledCache, planChanges, planFlows, planGroups, planIncremental, renderDesired, type RenderedFlow, type ScopeState } from './sync.js';
+import { ConnectionError, OpenFlowError, sharedConnection, type OfConnection } from './wire/connection.js';
+import { UnencodableError } from './wire/fields.js';
+import { encodeChange } from './wire/messages.js';
 
 export interface FlowWriterOptions {
   /** ovs-ofctl switch target, e.g. `OvsDaemons.bridgeMgmt(bridge)`. */
@@ -44,6 +47,11 @@ export interface FlowWriterOptions {
   batchWindowMs?: number;
   exec?: Exec;
   timeoutMs?: number;
+  /**
+   * The persistent OpenFlow connection bundles go through. Default: the shared connection to a `unix:`
+   * target, unless `exec` is given (the caller wants ovs-ofctl) or SEINE_OPENFLOW=ofctl. `false`: ovs-ofctl only.
+   */
+  connection?: OfConnection | false;
   /**
    * Makes the switch push datapath counters into its flow and group stats (they lag by up to a
    * second otherwise); used by dumps asked for `fresh` counters. forBridge wires revalidator/wait.
@@ -90,8 +98,10 @@ export interface SyncResult {
 }
 
 export interface WriterStats {
-  /** Bundles sent (each one ovs-ofctl spawn). */
+  /** Bundles sent (over the OpenFlow connection, or one ovs-ofctl spawn each). */
   bundles: number;
+  /** Of those, bundles sent by ovs-ofctl (a change the wire encoder cannot express, or no connection). */
+  ofctlBundles: number;
   /** Changes carried by successful bundles. */
   changes: number;
   failedBundles: number;
@@ -103,6 +113,20 @@ interface Unit {
   nonStrict: boolean;
   resolve: () => void;
   reject: (e: unknown) => void;
+}
+
+const installedCaches = new Map<string, InstalledCache>();
+
+/** One installed-state cache per switch target, shared by the writers of this process. */
+function installedCacheOf(target: string): InstalledCache {
+  let c = installedCaches.get(target);
+  if (!c) installedCaches.set(target, (c = new InstalledCache()));
+  return c;
+}
+
+/** Makes every writer's next sync read the switch (after ovs-vswitchd lost its flows, say). */
+export function forgetInstalledFlows(): void {
+  for (const c of installedCaches.values()) c.clear();
 }
 
 // Serialises everything that writes to one switch target, across writer instances.
@@ -174,7 +198,14 @@ function renderFilterForDump(f: { table?: number; cookie?: CookieSelector; match
 export class FlowWriter {
   readonly ofctl: Ofctl;
   readonly bridge: string;
-  readonly stats: WriterStats = { bundles: 0, changes: 0, failedBundles: 0 };
+  readonly stats: WriterStats = { bundles: 0, ofctlBundles: 0, changes: 0, failedBundles: 0 };
+  /** Set while bundles go over a persistent OpenFlow connection. */
+  readonly wire?: OfConnection;
+  /**
+   * What each sync scope last installed, so that the next sync needs no dump (see InstalledCache). Kept
+   * only with a persistent connection, whose loss tells that the switch may have lost its flows.
+   */
+  private readonly installed: InstalledCache;
   private readonly maxBatchLines: number;
   private readonly batchWindowMs: number;
   private readonly log: Logger;
@@ -191,6 +222,14 @@ export class FlowWriter {
     this.batchWindowMs = opts.batchWindowMs ?? 0;
     this.log = logger('openflow', { bridge: this.bridge });
     this.settleStats = opts.settleStats;
+    const socket = opts.target.startsWith('unix:') ? opts.target.slice('unix:'.length) : undefined;
+    const wanted = opts.connection ?? (opts.exec || process.env.SEINE_OPENFLOW === 'ofctl' || !socket ? false : sharedConnection(socket, this.bridge));
+    this.installed = wanted ? installedCacheOf(opts.target) : new InstalledCache(0);
+    if (wanted) {
+      this.wire = wanted;
+      // The switch may have restarted without its flows: what was installed is unknown again.
+      wanted.onDisconnect(() => this.installed.clear());
+    }
   }
 
   /** A writer for a bridge of a Seine-run OVS instance. */
@@ -224,6 +263,7 @@ export class FlowWriter {
       return Promise.reject(e);
     }
     if (!lines.length) return Promise.resolve();
+    this.installed.forgetChanges(list);
     let resolve!: () => void;
     let reject!: (e: unknown) => void;
     const p = new Promise<void>((res, rej) => {
@@ -345,8 +385,55 @@ export class FlowWriter {
 
   /** Sends lines as one bundle (caller holds the target lock); throws BundleError on refusal. */
   private async sendLines(lines: readonly BundleLine[], changes: readonly Change[]): Promise<void> {
+    const frames = this.wire ? this.encode(changes) : undefined;
+    if (frames) return this.sendWire(frames, lines, changes);
+    return this.sendOfctl(lines, changes);
+  }
+
+  /** Each change as an OpenFlow message (xid patched in at send time), or undefined when one cannot be. */
+  private encode(changes: readonly Change[]): ((xid: number) => Buffer)[] | undefined {
+    try {
+      return changes.map((c) => {
+        const msg = encodeChange(c, 0);
+        return (xid: number) => {
+          msg.writeUInt32BE(xid >>> 0, 4);
+          return msg;
+        };
+      });
+    } catch (e) {
+      // Raw actions, `extra` match fields, canonical lines read back from the switch, oversized messages:
+      // ovs-ofctl speaks those. Invalid changes were refused earlier, by renderChange.
+      if (e instanceof UnencodableError || e instanceof RangeError) {
+        this.log.debug({ reason: e.message }, 'bundle sent by ovs-ofctl');
+        return undefined;
+      }
+      throw e;
+    }
+  }
+
+  private async sendWire(frames: ((xid: number) => Buffer)[], lines: readonly BundleLine[], changes: readonly Change[]): Promise<void> {
     const t0 = performance.now();
     this.stats.bundles++;
+    try {
+      await this.wire!.bundle(frames);
+    } catch (e) {
+      this.stats.failedBundles++;
+      if (e instanceof ConnectionError) this.installed.clear();
+      if (!(e instanceof OpenFlowError)) throw e;
+      const index = e.index;
+      const failed = index === undefined ? undefined : { index, text: lines[index]!.text, change: changes[index] };
+      const err = new BundleError(this.bridge, e.message, failed, lines.length, '', ['openflow', this.wire!.path]);
+      this.log.warn({ lines: lines.length, reason: err.reason, line: failed?.text }, 'flow bundle refused');
+      throw err;
+    }
+    this.stats.changes += lines.length;
+    this.log.debug({ lines: lines.length, ms: Math.round(performance.now() - t0), via: 'openflow' }, 'flow bundle committed');
+  }
+
+  private async sendOfctl(lines: readonly BundleLine[], changes: readonly Change[]): Promise<void> {
+    const t0 = performance.now();
+    this.stats.bundles++;
+    this.stats.ofctlBundles++;
     try {
       await this.ofctl.bundle(lines.map((l) => l.text));
     } catch (e) {
@@ -413,14 +500,39 @@ export class FlowWriter {
    * spelling, so re-syncing an unchanged state sends nothing. A desired flow whose table, priority
    * and match equal a flow outside the scope replaces that flow (OpenFlow keeps one per match).
    */
-  async sync(req: SyncRequest, opts: { dryRun?: boolean } = {}): Promise<SyncResult> {
+  async sync(req: SyncRequest, opts: { dryRun?: boolean; verify?: boolean } = {}): Promise<SyncResult> {
     const groups = req.groups;
     for (const g of groups?.desired ?? []) {
       if (!groups!.owns(g.id)) throw new RangeError(`desired group ${g.id} is outside the groups this sync owns`);
     }
+    const rendered = renderDesired(req.cookie, req.flows);
+    const renderedGroups = groups ? new Map(groups.desired.map((g) => [g.id, { group: g, text: renderGroup(g) }])) : undefined;
+    if (!opts.verify && !opts.dryRun && this.installed.get(req.cookie, !!groups)) {
+      await this.flush();
+      const incremental = await withTargetLock(this.ofctl.target, async () => {
+        // Looked up again under the lock: a failure of the bundle before may have just forgotten it.
+        const state = this.installed.get(req.cookie, !!groups);
+        if (!state) return undefined;
+        const t0 = performance.now();
+        const plan = planIncremental(state, rendered, renderedGroups);
+        await this.apply(req.cookie, plan.changes, rendered, renderedGroups, false);
+        const result: SyncResult = {
+          added: plan.flows.add,
+          modified: plan.flows.modified,
+          deleted: plan.flows.deleted,
+          groupsAdded: plan.groups.add,
+          groupsModified: plan.groups.modified,
+          groupsDeleted: plan.groups.deleted,
+          changes: plan.changes,
+        };
+        this.logSync(req, result, false, t0, 'installed state');
+        return result;
+      });
+      if (incremental) return incremental;
+    }
     // Validate, render and canonicalise (offline) before touching the switch.
     const t0 = performance.now();
-    const groupTexts = new Map((groups?.desired ?? []).map((g) => [g.id, renderGroup(g)]));
+    const groupTexts = new Map([...(renderedGroups ?? [])].map(([id, g]) => [id, g.text]));
     const canon = await canonicalFlows(this.ofctl, req.flows.map(canonicalInput));
     await this.flush();
     return withTargetLock(this.ofctl.target, async () => {
@@ -437,7 +549,7 @@ export class FlowWriter {
       );
       const groupPlan = planGroups(groups?.desired ?? [], new Map(both.map((id, i) => [id, canonTexts[i]!])), installedGroups);
       const changes = planChanges(flowPlan, groupPlan);
-      if (!opts.dryRun && changes.length) await this.sendNow(changes);
+      if (!opts.dryRun) await this.apply(req.cookie, changes, rendered, renderedGroups, true);
       const result: SyncResult = {
         added: flowPlan.add.length,
         modified: flowPlan.modify.length + flowPlan.replace.length,
@@ -447,14 +559,29 @@ export class FlowWriter {
         groupsDeleted: groupPlan.remove.length,
         changes,
       };
-      const { added, modified, deleted, groupsAdded, groupsModified, groupsDeleted } = result;
-      // A periodic sync that finds nothing to do is not news.
-      this.log[changes.length ? 'info' : 'debug'](
-        { added, modified, deleted, groupsAdded, groupsModified, groupsDeleted, scope: renderSelector(req.cookie), dryRun: !!opts.dryRun, ms: Math.round(performance.now() - t0) },
-        'flow sync',
-      );
+      this.logSync(req, result, !!opts.dryRun, t0, 'switch');
       return result;
     });
+  }
+
+  /** Sends a sync's changes and records the scope as installed; a failure leaves the scope unknown. */
+  private async apply(scope: CookieSelector, changes: Change[], flows: Map<string, RenderedFlow>, groups: ScopeState['groups'], verified: boolean): Promise<void> {
+    try {
+      if (changes.length) await this.sendNow(changes);
+    } catch (e) {
+      this.installed.forget(scope);
+      throw e;
+    }
+    this.installed.set(scope, flows, groups, verified);
+  }
+
+  private logSync(req: SyncRequest, result: SyncResult, dryRun: boolean, t0: number, against: 'switch' | 'installed state'): void {
+    const { added, modified, deleted, groupsAdded, groupsModified, groupsDeleted } = result;
+    // A periodic sync that finds nothing to do is not news.
+    this.log[result.changes.length ? 'info' : 'debug'](
+      { added, modified, deleted, groupsAdded, groupsModified, groupsDeleted, scope: renderSelector(req.cookie), against, dryRun, ms: Math.round(performance.now() - t0) },
+      'flow sync',
+    );
   }
 
   /**
@@ -464,6 +591,7 @@ export class FlowWriter {
   async deleteOlderRounds(owner: number, round: number): Promise<number> {
     roundSelector(owner, round); // validates
     await this.flush();
+    this.installed.clear();
     return withTargetLock(this.ofctl.target, async () => {
       const installed = parseDumpFlows(await this.ofctl.dumpFlows(`cookie=${renderSelector(ownerSelector(owner))}`));
       const stale = installed.filter((f) => decodeCookie(f.cookie).round !== round);

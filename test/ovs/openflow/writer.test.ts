@@ -3,7 +3,7 @@ import { CookieOwner, makeCookie, ownerSelector } from '../../../src/ovs/openflo
 import { addFlow, addGroup, deleteFlows, type Change, type Flow } from '../../../src/ovs/openflow/flow.js';
 import type { Group } from '../../../src/ovs/openflow/group.js';
 import type { Exec } from '../../../src/ovs/openflow/ofctl.js';
-import { BundleError, FlowWriter } from '../../../src/ovs/openflow/writer.js';
+import { BundleError, FlowWriter, forgetInstalledFlows } from '../../../src/ovs/openflow/writer.js';
 import { OvsSandbox } from '../../harness/sandbox.js';
 
 const BR = 'br0';
@@ -59,6 +59,8 @@ describe('FlowWriter on a real bridge', () => {
   beforeEach(async () => {
     await w.ofctl.run(['del-flows', w.ofctl.target]);
     await w.ofctl.run(['del-groups', w.ofctl.target]);
+    // Deleted behind the writers' backs: their next syncs must read the switch.
+    forgetInstalledFlows();
   });
 
   it('a bundle with one invalid flow installs nothing and names the failing line', async () => {
@@ -70,7 +72,8 @@ describe('FlowWriter on a real bridge', () => {
     expect(be.failed?.index).toBe(1);
     expect(be.failed?.change).toBe(changes[1]);
     expect(be.failed?.text).toContain('actions=group:99');
-    expect(be.stderr).toContain('OFPBAC_BAD_OUT_GROUP');
+    expect(be.message).toContain('OFPBAC_BAD_OUT_GROUP');
+    expect(w.stats.ofctlBundles).toBe(0); // sent over the OpenFlow connection
     expect(await w.dumpFlows({ table: 5 })).toEqual([]);
 
     // An error ovs-ofctl finds while parsing is pinned on its line too.
@@ -86,7 +89,8 @@ describe('FlowWriter on a real bridge', () => {
     const nerr = (await w.submit(inexpressible).catch((e: unknown) => e)) as BundleError;
     expect(nerr).toBeInstanceOf(BundleError);
     expect(nerr.failed?.index).toBe(9);
-    expect(nerr.reason).toMatch(/usable/);
+    // ovs-ofctl says it cannot express the flow; the switch, that the action does not fit the match.
+    expect(nerr.reason).toMatch(/usable|OFPBAC_MATCH_INCONSISTENT/);
     expect(await w.dumpFlows({ table: 5 })).toEqual([]);
   });
 
@@ -217,7 +221,11 @@ describe('FlowWriter on a real bridge', () => {
       const spawns = w.spawns;
       const r2 = await w.sync({ cookie: ownerSelector(P), flows: desired });
       expect(r2).toMatchObject({ added: 0, modified: 0, deleted: 0, changes: [] });
-      // Canonical forms are cached: the second sync only dumps.
+      // The writer knows what the first sync installed: the second reads nothing from the switch.
+      expect(w.spawns - spawns).toBe(0);
+      // A verified sync reads the switch; canonical forms are cached, so it only dumps.
+      const r3 = await w.sync({ cookie: ownerSelector(P), flows: desired }, { verify: true });
+      expect(r3).toMatchObject({ added: 0, modified: 0, deleted: 0, changes: [] });
       expect(w.spawns - spawns).toBe(1);
     });
 

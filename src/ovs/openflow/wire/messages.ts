@@ -1,0 +1,225 @@
+import type { Action } from '../actions.js';
+import { DEFAULT_PRIORITY, type Change, type Flow } from '../flow.js';
+import type { Group } from '../group.js';
+import type { Match } from '../match.js';
+import { checkUint } from '../match.js';
+import { encodeActions } from './actions.js';
+import { UnencodableError } from './fields.js';
+import { ByteWriter, checkFits } from './bytes.js';
+import { writeMatch } from './match.js';
+
+export { errorName } from './errors.js';
+
+function fits<T extends number | bigint>(field: string, v: T, bits: number): T {
+  checkFits(field, v, bits);
+  return v;
+}
+
+/** OpenFlow 1.5 (wire version 0x06) message types Seine sends or reads. */
+export const OFP_VERSION = 0x06;
+export const MsgType = {
+  hello: 0,
+  error: 1,
+  echoRequest: 2,
+  echoReply: 3,
+  featuresRequest: 5,
+  flowMod: 14,
+  groupMod: 15,
+  multipartRequest: 18,
+  multipartReply: 19,
+  barrierRequest: 20,
+  barrierReply: 21,
+  bundleControl: 33,
+  bundleAdd: 34,
+} as const;
+
+export const HEADER_LEN = 8;
+/** An OpenFlow message is at most 64 KiB (its length field is 16 bits). */
+export const MAX_MESSAGE = 0xffff;
+
+const NO_BUFFER = 0xffffffff;
+const ANY = 0xffffffff;
+const FlowCommand = { add: 0, modify: 1, modify_strict: 2, delete: 3, delete_strict: 4 } as const;
+const GroupCommand = { add: 0, modify: 1, delete: 2, add_or_mod: 0x8000 } as const;
+const GroupType = { all: 0, select: 1, indirect: 2, ff: 3 } as const;
+export const BundleCtrl = { openRequest: 0, openReply: 1, closeRequest: 2, closeReply: 3, commitRequest: 4, commitReply: 5, discardRequest: 6, discardReply: 7 } as const;
+const BUNDLE_ATOMIC = 1;
+const BUNDLE_ORDERED = 2;
+
+export function header(type: number, length: number, xid: number): Buffer {
+  if (length > MAX_MESSAGE) throw new RangeError(`OpenFlow message of ${length} bytes exceeds the 64 KiB limit`);
+  const b = Buffer.alloc(HEADER_LEN);
+  b.writeUInt8(OFP_VERSION, 0);
+  b.writeUInt8(type, 1);
+  b.writeUInt16BE(length, 2);
+  b.writeUInt32BE(xid >>> 0, 4);
+  return b;
+}
+
+/** A whole message: header + body, with its length filled in. */
+export function message(type: number, xid: number, body: Buffer = Buffer.alloc(0)): Buffer {
+  return Buffer.concat([header(type, HEADER_LEN + body.length, xid), body]);
+}
+
+/** Instructions: apply-actions (unless empty), then goto-table when the list ends with one. */
+function writeInstructions(w: ByteWriter, actions: readonly Action[]): void {
+  const last = actions[actions.length - 1];
+  const gotoTable = last?.type === 'goto_table' ? last.table : undefined;
+  if (actions.length > 1 && actions.some((a) => a.type === 'drop')) throw new RangeError('drop cannot be combined with other actions');
+  const acts = encodeActions(gotoTable === undefined ? actions : actions.slice(0, -1));
+  if (acts.length) w.u16(4).u16(8 + acts.length).zeros(4).bytes(acts); // OFPIT_APPLY_ACTIONS
+  if (gotoTable !== undefined) w.u16(1).u16(8).u8(Number(checkUint('goto_table', gotoTable, 8))).zeros(3); // OFPIT_GOTO_TABLE
+}
+
+interface FlowModFields {
+  command: keyof typeof FlowCommand;
+  table?: number;
+  priority?: number;
+  cookie?: bigint;
+  cookieMask?: bigint;
+  match?: Match;
+  actions?: readonly Action[];
+  idleTimeout?: number;
+  hardTimeout?: number;
+}
+
+function tableId(t: number | undefined, allowAll: boolean): number {
+  if (t === undefined) return allowAll ? 0xff : 0;
+  const n = Number(checkUint('table', t, 8));
+  if (n === 255) throw new RangeError('table 255 is not a flow table');
+  return n;
+}
+
+/** A whole `ofp_flow_mod` message, written in one pass. */
+function flowMod(xid: number, f: FlowModFields): Buffer {
+  const w = new ByteWriter(256);
+  const del = f.command === 'delete' || f.command === 'delete_strict';
+  w.u8(OFP_VERSION).u8(MsgType.flowMod).u16(0).u32(xid);
+  w.u64(fits('cookie', f.cookie ?? 0n, 64));
+  w.u64(fits('cookie mask', f.cookieMask ?? 0n, 64));
+  w.u8(tableId(f.table, f.command === 'delete' || f.command === 'modify'));
+  w.u8(FlowCommand[f.command]);
+  w.u16(fits('idle_timeout', f.idleTimeout ?? 0, 16));
+  w.u16(fits('hard_timeout', f.hardTimeout ?? 0, 16));
+  w.u16(fits('priority', f.priority ?? DEFAULT_PRIORITY, 16));
+  w.u32(NO_BUFFER);
+  w.u32(ANY); // out_port: deletes are not restricted by output port
+  w.u32(ANY); // out_group
+  w.u16(0).u16(0); // flags, importance
+  writeMatch(w, f.match);
+  if (!del) writeInstructions(w, f.actions ?? []);
+  if (w.length > MAX_MESSAGE) throw new RangeError(`OpenFlow message of ${w.length} bytes exceeds the 64 KiB limit`);
+  w.setU16(2, w.length);
+  return w.finish();
+}
+
+function flowFields(command: 'add' | 'modify_strict', flow: Flow): FlowModFields {
+  return { command, table: flow.table, priority: flow.priority, cookie: flow.cookie, match: flow.match, actions: flow.actions, idleTimeout: flow.idleTimeout, hardTimeout: flow.hardTimeout };
+}
+
+function bucket(b: Group['buckets'][number], position: number): Buffer {
+  const acts = encodeActions(b.actions);
+  const props: Buffer[] = [];
+  const prop = (type: number, value: number, bits: 16 | 32): void => {
+    const p = Buffer.alloc(8);
+    p.writeUInt16BE(type, 0);
+    p.writeUInt16BE(8, 2);
+    if (bits === 16) p.writeUInt16BE(value, 4);
+    else p.writeUInt32BE(value >>> 0, 4);
+    props.push(p);
+  };
+  if (b.weight !== undefined) prop(0, Number(checkUint('weight', b.weight, 16)), 16); // OFPGBPT15_WEIGHT
+  if (b.watchPort !== undefined) prop(1, Number(checkUint('watch_port', b.watchPort, 32)), 32);
+  if (b.watchGroup !== undefined) prop(2, Number(checkUint('watch_group', b.watchGroup, 32)), 32);
+  const head = Buffer.alloc(8);
+  const propLen = props.reduce((n, p) => n + p.length, 0);
+  head.writeUInt16BE(8 + acts.length + propLen, 0);
+  head.writeUInt16BE(acts.length, 2);
+  head.writeUInt32BE(Number(checkUint('bucket_id', b.id ?? position, 32)), 4);
+  return Buffer.concat([head, acts, ...props]);
+}
+
+function groupModBody(command: keyof typeof GroupCommand, g: Group | { id: number }): Buffer {
+  const full = 'type' in g ? g : undefined;
+  if (full && (full.selectionMethod || full.fields?.length || full.selectionMethodParam !== undefined)) {
+    throw new UnencodableError(`group ${full.id}: selection methods have no wire encoding here`);
+  }
+  if (full && ((full.type === 'indirect' && full.buckets.length !== 1) || (full.type === 'ff' && !full.buckets.length))) {
+    throw new RangeError(`group ${full.id}: ${full.type} group with ${full.buckets.length} buckets`);
+  }
+  const buckets = Buffer.concat((full?.buckets ?? []).map(bucket));
+  const fixed = Buffer.alloc(16);
+  fixed.writeUInt16BE(GroupCommand[command], 0);
+  fixed.writeUInt8(full ? GroupType[full.type] : 0, 2);
+  fixed.writeUInt32BE(Number(checkUint('group_id', g.id, 32)), 4);
+  fixed.writeUInt16BE(buckets.length, 8);
+  fixed.writeUInt32BE(0xffffffff, 12); // command_bucket_id: OFPG15_BUCKET_ALL
+  return Buffer.concat([fixed, buckets]);
+}
+
+/**
+ * One Change as an OpenFlow 1.5 message with this xid. Throws UnencodableError for what only the
+ * ovs-ofctl text form can express (pre-rendered lines, raw actions, `extra` match fields).
+ */
+export function encodeChange(c: Change, xid: number): Buffer {
+  if (c.kind === 'group') {
+    if (c.op === 'delete') return message(MsgType.groupMod, xid, groupModBody('delete', { id: c.id }));
+    return message(MsgType.groupMod, xid, groupModBody(c.op, c.group));
+  }
+  if ('line' in c) throw new UnencodableError('a pre-rendered flow line has no wire encoding');
+  switch (c.op) {
+    case 'add':
+    case 'modify_strict':
+      return flowMod(xid, flowFields(c.op, c.flow));
+    case 'delete_strict': {
+      const ck = c.flow.cookie;
+      const sel = ck === undefined ? { value: 0n, mask: 0n } : typeof ck === 'bigint' ? { value: ck, mask: (1n << 64n) - 1n } : ck;
+      return flowMod(xid, { command: 'delete_strict', table: c.flow.table ?? 0, priority: c.flow.priority, cookie: sel.value, cookieMask: sel.mask, match: c.flow.match });
+    }
+    case 'modify':
+    case 'delete': {
+      const f = c.filter;
+      if (f.table === undefined && !f.cookie && !(f.match && Object.keys(f.match).length)) {
+        throw new RangeError('a flow filter needs a table, a cookie or a match (refusing to select every flow)');
+      }
+      const actions = c.op === 'modify' ? c.actions : undefined;
+      return flowMod(xid, { command: c.op, table: f.table, cookie: f.cookie?.value, cookieMask: f.cookie?.mask, match: f.match, actions });
+    }
+  }
+}
+
+export function bundleControl(xid: number, bundleId: number, type: number): Buffer {
+  const b = Buffer.alloc(8);
+  b.writeUInt32BE(bundleId >>> 0, 0);
+  b.writeUInt16BE(type, 4);
+  b.writeUInt16BE(BUNDLE_ATOMIC | BUNDLE_ORDERED, 6);
+  return message(MsgType.bundleControl, xid, b);
+}
+
+/** Wraps a message into a bundle; OVS wants the inner xid equal to the outer one. */
+export function bundleAdd(bundleId: number, inner: Buffer): Buffer {
+  const b = Buffer.alloc(8);
+  b.writeUInt32BE(bundleId >>> 0, 0);
+  b.writeUInt16BE(BUNDLE_ATOMIC | BUNDLE_ORDERED, 6);
+  return message(MsgType.bundleAdd, inner.readUInt32BE(4), Buffer.concat([b, inner]));
+}
+
+/** HELLO offering OpenFlow 1.5 only (a version bitmap element). */
+export function hello(xid: number): Buffer {
+  const el = Buffer.alloc(8);
+  el.writeUInt16BE(1, 0); // OFPHET_VERSIONBITMAP
+  el.writeUInt16BE(8, 2);
+  el.writeUInt32BE(1 << OFP_VERSION, 4);
+  return message(MsgType.hello, xid, el);
+}
+
+export interface OfpError {
+  type: number;
+  code: number;
+  /** The start of the message that failed (its header says which xid). */
+  data: Buffer;
+}
+
+export function decodeError(body: Buffer): OfpError {
+  return { type: body.readUInt16BE(0), code: body.readUInt16BE(2), data: body.subarray(4) };
+}
