@@ -4,6 +4,7 @@ import { inlineDefinition } from './networkpolicy.js';
 import { openApiV2Definitions, v2Paths } from './openapi-v2.js';
 import { TOKEN_REVIEW_GROUP, TOKEN_REVIEW_VERSION, tokenReviewDiscovery } from './tokenreview.js';
 import type { JsonObject } from './types.js';
+import { ACCESS_REVIEW_GROUP, ACCESS_REVIEW_VERSION, accessReviewDiscovery } from './accessreview.js';
 
 // Discovery (/api, /apis, /apis/G/V ...) and the OpenAPI kubectl uses: v3 documents whose PATCH
 // operations advertise `fieldValidation`, so kubectl leaves validation of single objects to the
@@ -35,7 +36,10 @@ function groupEntry(name: string, versions: string[]): JsonObject {
 }
 
 /** Resources served without storage (reviews), by group and version: discovery lists them beside the stored ones. */
-const UNSTORED: Array<{ group: string; version: string; entry: JsonObject }> = [{ group: TOKEN_REVIEW_GROUP, version: TOKEN_REVIEW_VERSION, entry: tokenReviewDiscovery }];
+const UNSTORED: Array<{ group: string; version: string; entry: JsonObject }> = [
+  { group: TOKEN_REVIEW_GROUP, version: TOKEN_REVIEW_VERSION, entry: tokenReviewDiscovery },
+  ...accessReviewDiscovery.map((entry) => ({ group: ACCESS_REVIEW_GROUP, version: ACCESS_REVIEW_VERSION, entry })),
+];
 
 function servedGroups(reg: Registry): Map<string, string[]> {
   const groups = reg.groups();

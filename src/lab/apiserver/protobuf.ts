@@ -117,6 +117,11 @@ const binding: Schema = {
   3: f('roleRef', { 1: f('apiGroup', 'string'), 2: f('kind', 'string'), 3: f('name', 'string') }),
 };
 
+// authorization.k8s.io/v1 access reviews (`kubectl auth can-i` sends a SelfSubjectAccessReview).
+const resourceAttributes: Schema = { 1: f('namespace', 'string'), 2: f('verb', 'string'), 3: f('group', 'string'), 4: f('version', 'string'), 5: f('resource', 'string'), 6: f('subresource', 'string'), 7: f('name', 'string') };
+const reviewAttributes = { 1: f('resourceAttributes', resourceAttributes, { ptr: true }), 2: f('nonResourceAttributes', { 1: f('path', 'string'), 2: f('verb', 'string') }, { ptr: true }) };
+const subjectAccessReview: Schema = { 1: f('metadata', objectMeta), 2: f('spec', { ...reviewAttributes, 3: f('user', 'string'), 4: f('groups', 'string', { repeated: true }), 6: f('uid', 'string') }) };
+
 const KINDS: Record<string, Schema> = {
   'v1/Namespace': { 1: f('metadata', objectMeta), 2: f('spec', { 1: f('finalizers', 'string', { repeated: true }) }) },
   'v1/ConfigMap': { 1: f('metadata', objectMeta), 2: f('data', { map: 'string' }), 3: f('binaryData', { map: 'bytes' }), 4: f('immutable', 'bool', { ptr: true }) },
@@ -148,6 +153,9 @@ const KINDS: Record<string, Schema> = {
     3: f('aggregationRule', { 1: f('clusterRoleSelectors', labelSelector, { repeated: true }) }, { ptr: true }),
   },
   'rbac.authorization.k8s.io/v1/RoleBinding': binding,
+  'authorization.k8s.io/v1/SelfSubjectAccessReview': { 1: f('metadata', objectMeta), 2: f('spec', reviewAttributes) },
+  'authorization.k8s.io/v1/SubjectAccessReview': subjectAccessReview,
+  'authorization.k8s.io/v1/LocalSubjectAccessReview': subjectAccessReview,
   'rbac.authorization.k8s.io/v1/ClusterRoleBinding': binding,
 };
 

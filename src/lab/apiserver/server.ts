@@ -16,7 +16,9 @@ import { toTable, type IncludeObject } from './table.js';
 import { cachedOpenApiV2, OPENAPI_V2_PROTOBUF, openApiV2Format } from './openapi-v2.js';
 import { decodeKubeProtobuf } from './protobuf.js';
 import { selfSignedCert, type ServingCert } from './tls.js';
-import { LAB_ADMIN_GROUPS, LAB_ADMIN_USER, reviewToken, TOKEN_REVIEW_GROUP, TOKEN_REVIEW_RESOURCE, TOKEN_REVIEW_VERSION } from './tokenreview.js';
+import { LAB_ADMIN_GROUPS, LAB_ADMIN_USER, reviewToken, TOKEN_REVIEW_GROUP, TOKEN_REVIEW_RESOURCE, TOKEN_REVIEW_VERSION, type UserInfo } from './tokenreview.js';
+import { accessReviewRoute, reviewAccess } from './accessreview.js';
+import { RbacAuthorizer, storeRbacObjects } from './rbac.js';
 import { isObject, PATCH_CONTENT_TYPES, type DeleteOptions, type JsonObject, type KubeObject, type PropagationPolicy, type WatchEvent, type WriteOptions } from './types.js';
 
 export interface ApiServerOptions {
@@ -134,6 +136,8 @@ export class ApiServer {
   private closing: Promise<void> | undefined;
   private openapiCache: { generation: number; root: JsonObject; docs: Map<string, JsonObject | undefined> } | undefined;
   private boundPort = 0;
+  /** Decides access reviews over the store's RBAC objects. */
+  readonly authorizer: RbacAuthorizer;
 
   private constructor(
     readonly token: string,
@@ -148,6 +152,7 @@ export class ApiServer {
       ...(opts.serviceCIDR !== undefined ? { serviceCIDR: opts.serviceCIDR } : {}),
       log: this.log,
     });
+    this.authorizer = new RbacAuthorizer(storeRbacObjects(this.store));
     const handler = (req: IncomingMessage, res: ServerResponse): void => void this.handle(req, res);
     this.server = createServer(handler);
     this.tlsServer = createHttpsServer({ key: tls.key, cert: tls.cert }, handler);
@@ -336,6 +341,24 @@ export class ApiServer {
     return got.length === want.length && timingSafeEqual(got, want);
   }
 
+  /**
+   * Who an authenticated request acts as: the lab admin, or the user it impersonates (`kubectl --as`, `--as-group`),
+   * which the admin, a member of system:masters, may. As kube does, an impersonated user is also in
+   * system:authenticated, and a ServiceAccount given without groups is in its ServiceAccount groups.
+   */
+  private requester(req: IncomingMessage): UserInfo {
+    const username = req.headersDistinct['impersonate-user']?.[0];
+    const asGroups = req.headersDistinct['impersonate-group'] ?? [];
+    if (!username) {
+      if (asGroups.length) throw errors.internal('requested impersonation of groups without a user');
+      return { username: LAB_ADMIN_USER, groups: LAB_ADMIN_GROUPS };
+    }
+    const sa = /^system:serviceaccount:([^:]+):[^:]+$/.exec(username);
+    const groups = asGroups.length || !sa ? [...asGroups] : ['system:serviceaccounts', `system:serviceaccounts:${sa[1]}`];
+    if (username !== 'system:anonymous' && !groups.includes('system:authenticated')) groups.push('system:authenticated');
+    return { username, groups };
+  }
+
   private send(res: ServerResponse, code: number, body: unknown, req?: IncomingMessage, warnings: string[] = []): void {
     if (res.headersSent) {
       res.end();
@@ -454,6 +477,11 @@ export class ApiServer {
       if (req.method !== 'POST') throw errors.methodNotAllowed();
       const review = reviewToken(await this.readObject(req), (token) => (this.isToken(token) ? { username: LAB_ADMIN_USER, groups: LAB_ADMIN_GROUPS } : undefined));
       return this.send(res, 201, review, req);
+    }
+    const review = accessReviewRoute(seg);
+    if (review) {
+      if (req.method !== 'POST') throw errors.methodNotAllowed();
+      return this.send(res, 201, reviewAccess(review.kind, review.namespace, await this.readObject(req), this.requester(req), this.authorizer), req);
     }
     const r = this.resolve(seg, url.searchParams);
     if (!r) throw errors.noRoute();
