@@ -33,7 +33,7 @@ import { canonicalFlows, canonicalGroups, Ofctl, type Exec } from './ofctl.js';
 import { canonicalInput, InstalledCache, planChanges, planFlows, planGroups, planIncremental, renderDesired, type RenderedFlow, type ScopeState } from './sync.js';
 import { ConnectionError, OpenFlowError, sharedConnection, type OfConnection } from './wire/connection.js';
 import { UnencodableError } from './wire/fields.js';
-import { encodeChange } from './wire/messages.js';
+import { encodeChangeMessages } from './wire/messages.js';
 
 export interface FlowWriterOptions {
   /** ovs-ofctl switch target, e.g. `OvsDaemons.bridgeMgmt(bridge)`. */
@@ -127,6 +127,12 @@ function installedCacheOf(target: string): InstalledCache {
 /** Makes every writer's next sync read the switch (after ovs-vswitchd lost its flows, say). */
 export function forgetInstalledFlows(): void {
   for (const c of installedCaches.values()) c.clear();
+}
+
+/** A bundle's OpenFlow messages and, for each, the index of the change it encodes. */
+interface Encoded {
+  frames: ((xid: number) => Buffer)[];
+  from: number[];
 }
 
 // Serialises everything that writes to one switch target, across writer instances.
@@ -390,16 +396,24 @@ export class FlowWriter {
     return this.sendOfctl(lines, changes);
   }
 
-  /** Each change as an OpenFlow message (xid patched in at send time), or undefined when one cannot be. */
-  private encode(changes: readonly Change[]): ((xid: number) => Buffer)[] | undefined {
+  /**
+   * Each change as OpenFlow messages (xid patched in at send time) with, per message, the change it comes from;
+   * undefined when one cannot be.
+   */
+  private encode(changes: readonly Change[]): Encoded | undefined {
     try {
-      return changes.map((c) => {
-        const msg = encodeChange(c, 0);
-        return (xid: number) => {
-          msg.writeUInt32BE(xid >>> 0, 4);
-          return msg;
-        };
+      const frames: ((xid: number) => Buffer)[] = [];
+      const from: number[] = [];
+      changes.forEach((c, i) => {
+        for (const msg of encodeChangeMessages(c)) {
+          frames.push((xid: number) => {
+            msg.writeUInt32BE(xid >>> 0, 4);
+            return msg;
+          });
+          from.push(i);
+        }
       });
+      return { frames, from };
     } catch (e) {
       // Raw actions, `extra` match fields, canonical lines read back from the switch, oversized messages:
       // ovs-ofctl speaks those. Invalid changes were refused earlier, by renderChange.
@@ -411,7 +425,7 @@ export class FlowWriter {
     }
   }
 
-  private async sendWire(frames: ((xid: number) => Buffer)[], lines: readonly BundleLine[], changes: readonly Change[]): Promise<void> {
+  private async sendWire({ frames, from }: Encoded, lines: readonly BundleLine[], changes: readonly Change[]): Promise<void> {
     const t0 = performance.now();
     this.stats.bundles++;
     try {
@@ -420,7 +434,7 @@ export class FlowWriter {
       this.stats.failedBundles++;
       if (e instanceof ConnectionError) this.installed.clear();
       if (!(e instanceof OpenFlowError)) throw e;
-      const index = e.index;
+      const index = e.index === undefined ? undefined : from[e.index];
       const failed = index === undefined ? undefined : { index, text: lines[index]!.text, change: changes[index] };
       const err = new BundleError(this.bridge, e.message, failed, lines.length, '', ['openflow', this.wire!.path]);
       this.log.warn({ lines: lines.length, reason: err.reason, line: failed?.text }, 'flow bundle refused');

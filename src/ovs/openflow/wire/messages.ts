@@ -139,22 +139,60 @@ function bucket(b: Group['buckets'][number], position: number): Buffer {
   return Buffer.concat([head, acts, ...props]);
 }
 
-function groupModBody(command: keyof typeof GroupCommand, g: Group | { id: number }): Buffer {
+/** Room for buckets in one group mod: 64 KiB less its headers and the bundle add that carries it. */
+const BUCKET_ROOM = MAX_MESSAGE - HEADER_LEN - 16 - 16;
+const BUCKET_LAST = 0xfffffffd; // OFPG15_BUCKET_LAST
+const BUCKET_ALL = 0xffffffff; // OFPG15_BUCKET_ALL
+const INSERT_BUCKET = 3; // OFPGC15_INSERT_BUCKET
+
+function groupMod(command: number, type: number, id: number, buckets: readonly Buffer[], commandBucket: number): Buffer {
+  const body = Buffer.concat(buckets);
+  const fixed = Buffer.alloc(16);
+  fixed.writeUInt16BE(command, 0);
+  fixed.writeUInt8(type, 2);
+  fixed.writeUInt32BE(Number(checkUint('group_id', id, 32)), 4);
+  fixed.writeUInt16BE(body.length, 8);
+  fixed.writeUInt32BE(commandBucket, 12);
+  return message(MsgType.groupMod, 0, Buffer.concat([fixed, body]));
+}
+
+/**
+ * A group mod, split when its buckets do not fit in one message (a Service with thousands of endpoints): the
+ * first message carries what fits, insert-bucket messages append the rest. Sent in one bundle, they apply at once.
+ */
+function groupMods(command: keyof typeof GroupCommand, g: Group | { id: number }): Buffer[] {
   const full = 'type' in g ? g : undefined;
-  if (full && (full.selectionMethod || full.fields?.length || full.selectionMethodParam !== undefined)) {
+  if (!full) return [groupMod(GroupCommand[command], 0, g.id, [], BUCKET_ALL)];
+  if (full.selectionMethod || full.fields?.length || full.selectionMethodParam !== undefined) {
     throw new UnencodableError(`group ${full.id}: selection methods have no wire encoding here`);
   }
-  if (full && ((full.type === 'indirect' && full.buckets.length !== 1) || (full.type === 'ff' && !full.buckets.length))) {
+  if ((full.type === 'indirect' && full.buckets.length !== 1) || (full.type === 'ff' && !full.buckets.length)) {
     throw new RangeError(`group ${full.id}: ${full.type} group with ${full.buckets.length} buckets`);
   }
-  const buckets = Buffer.concat((full?.buckets ?? []).map(bucket));
-  const fixed = Buffer.alloc(16);
-  fixed.writeUInt16BE(GroupCommand[command], 0);
-  fixed.writeUInt8(full ? GroupType[full.type] : 0, 2);
-  fixed.writeUInt32BE(Number(checkUint('group_id', g.id, 32)), 4);
-  fixed.writeUInt16BE(buckets.length, 8);
-  fixed.writeUInt32BE(0xffffffff, 12); // command_bucket_id: OFPG15_BUCKET_ALL
-  return Buffer.concat([fixed, buckets]);
+  const chunks: Buffer[][] = [[]];
+  let room = BUCKET_ROOM;
+  full.buckets.forEach((b, i) => {
+    const enc = bucket(b, i);
+    if (enc.length > BUCKET_ROOM) throw new RangeError(`group ${full.id}: bucket ${i} alone exceeds an OpenFlow message`);
+    if (enc.length > room) {
+      chunks.push([]);
+      room = BUCKET_ROOM;
+    }
+    chunks[chunks.length - 1]!.push(enc);
+    room -= enc.length;
+  });
+  const type = GroupType[full.type];
+  return chunks.map((c, i) => (i === 0 ? groupMod(GroupCommand[command], type, full.id, c, BUCKET_ALL) : groupMod(INSERT_BUCKET, type, full.id, c, BUCKET_LAST)));
+}
+
+/**
+ * One Change as OpenFlow 1.5 messages (xid 0, to be set when sent): one, or several for a group too large for
+ * one message. Throws UnencodableError for what only the ovs-ofctl text form can express (pre-rendered lines,
+ * raw actions, `extra` match fields, group selection methods).
+ */
+export function encodeChangeMessages(c: Change): Buffer[] {
+  if (c.kind === 'group') return c.op === 'delete' ? groupMods('delete', { id: c.id }) : groupMods(c.op, c.group);
+  return [encodeChange(c, 0)];
 }
 
 /**
@@ -163,8 +201,10 @@ function groupModBody(command: keyof typeof GroupCommand, g: Group | { id: numbe
  */
 export function encodeChange(c: Change, xid: number): Buffer {
   if (c.kind === 'group') {
-    if (c.op === 'delete') return message(MsgType.groupMod, xid, groupModBody('delete', { id: c.id }));
-    return message(MsgType.groupMod, xid, groupModBody(c.op, c.group));
+    const msgs = encodeChangeMessages(c);
+    if (msgs.length > 1) throw new RangeError(`group ${c.op === 'delete' ? c.id : c.group.id} needs ${msgs.length} messages; use encodeChangeMessages`);
+    msgs[0]!.writeUInt32BE(xid >>> 0, 4);
+    return msgs[0]!;
   }
   if ('line' in c) throw new UnencodableError('a pre-rendered flow line has no wire encoding');
   switch (c.op) {

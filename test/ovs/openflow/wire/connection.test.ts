@@ -194,6 +194,35 @@ describe('OpenFlow 1.5 connection to a real ovs-vswitchd', () => {
     expect(w.stats.ofctlBundles).toBe(0);
   }, 120_000);
 
+  it('installs a group too large for one OpenFlow message, atomically', async () => {
+    await clear();
+    const w = wireWriter();
+    const buckets = (n: number): Group['buckets'] =>
+      Array.from({ length: n }, (_, i) => ({ weight: 1 + (i % 7), actions: [{ type: 'set_field', field: 'eth_dst', value: `02:00:00:00:${((i >> 8) & 255).toString(16).padStart(2, '0')}:${(i & 255).toString(16).padStart(2, '0')}` }, { type: 'output', port: 1 + (i % 4) }] }));
+    const big: Group = { id: 40, type: 'select', buckets: buckets(5000) };
+    // With a flow the switch refuses in the same bundle, nothing lands: not even the group's first message.
+    const refused = await w.submit([addGroup(big), addFlow({ table: 7, priority: 1, actions: [{ type: 'group', id: 41 }] })]).catch((e: unknown) => e);
+    expect(refused).toBeInstanceOf(BundleError);
+    expect((refused as BundleError).failed?.index).toBe(1);
+    expect(await w.dumpGroups(40)).toEqual([]);
+
+    await w.submit([addGroup(big), addFlow({ table: 7, priority: 1, actions: [{ type: 'group', id: 40 }] })]);
+    // OVS cannot dump such a group either (a group description's length is 16 bits), so its buckets are found one
+    // by one: removing a bucket succeeds only if the group has it. Ids from every message of the split, and one past.
+    const removeBucket = (id: number): Promise<boolean> =>
+      w.ofctl.run(['remove-buckets', w.ofctl.target, `group_id=40,command_bucket_id=${id}`]).then(
+        () => true,
+        () => false,
+      );
+    for (const id of [0, 1363, 1364, 2728, 4095, 4096, 4999]) expect([id, await removeBucket(id)]).toEqual([id, true]);
+    expect(await removeBucket(5000)).toBe(false);
+    expect(await removeBucket(4999)).toBe(false); // gone now: the check can fail
+    expect(w.stats.ofctlBundles).toBe(0);
+    // Replaced by a small one: its buckets only.
+    await w.setGroup({ ...big, buckets: buckets(3) });
+    expect((await w.dumpGroups(40))[0]?.buckets).toHaveLength(3);
+  }, 120_000);
+
   it('says clearly when the switch does not speak OpenFlow 1.5, or is not there', async () => {
     await sb.ovs.vsctl(['add-br', 'br13', '--', 'set', 'bridge', 'br13', 'datapath_type=netdev', 'protocols=OpenFlow13', 'fail_mode=secure']);
     const c = new OfConnection(sb.ovs.bridgeMgmt('br13').slice('unix:'.length));
