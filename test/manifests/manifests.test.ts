@@ -187,6 +187,7 @@ describe('manifests', () => {
           'policy.networking.k8s.io/clusternetworkpolicies: list,watch',
           'policy.networking.k8s.io/clusternetworkpolicies/status: patch,update',
           'authentication.k8s.io/tokenreviews: create',
+          'authorization.k8s.io/subjectaccessreviews: create',
         ].sort(),
       );
       const le = find('Role', 'seine-controller-leader-election');

@@ -1,14 +1,17 @@
 // The controller's end of the policy channel as the leader runs it: a fresh self-signed certificate for the address
 // agents reach it at, the share server over HTTPS with agents authenticated by TokenReview, and the endpoint and
-// certificate published in a ConfigMap for agents to find and pin. A new leader makes a new certificate and
+// certificate published in a ConfigMap for agents to find and pin; users read where policies are realized there too
+// (TokenReview and SubjectAccessReview for them). A new leader makes a new certificate and
 // replaces the ConfigMap; agents re-read it before each connection.
 import { CoreV1Api, type KubeConfig, type V1ConfigMap } from '@kubernetes/client-node';
 import ipaddr from 'ipaddr.js';
 import { apiMessage, isConflict, isNotFound } from '../../k8s/api.js';
+import { AccessReviewer } from '../../k8s/access-review.js';
 import { TokenAuthenticator } from '../../k8s/token-review.js';
 import { selfSignedCert } from '../../util/certs.js';
 import { logger, type Logger } from '../../util/log.js';
 import type { PolicyController } from '../controller/controller.js';
+import { PolicyApi } from '../controller/policy-api.js';
 import { ShareServer } from '../controller/share-server.js';
 import { CA_KEY, ENDPOINT_CONFIGMAP, ENDPOINT_KEY } from './discovery.js';
 
@@ -48,8 +51,18 @@ export async function startPolicyChannel(opts: PolicyChannelOptions): Promise<Po
     ...(ipaddr.isValid(opts.advertiseAddress) ? { ips: [opts.advertiseAddress] } : { dnsNames: [opts.advertiseAddress] }),
   });
   const authenticator = new TokenAuthenticator({ kubeConfig: opts.kubeConfig });
+  const access = new AccessReviewer({ kubeConfig: opts.kubeConfig });
   const { controller } = opts;
+  const policies = new PolicyApi({
+    realizations: () => controller.realizations(),
+    lastReport: (node) => controller.lastReport(node),
+    ready: () => controller.isSynced,
+    authenticate: (token) => authenticator.review(token),
+    authorize: (user, what) => access.check(user, what),
+    log,
+  });
   const server = new ShareServer({
+    policies,
     shares: controller.shares,
     tls,
     authenticate: (token) => authenticator.authenticate(token),

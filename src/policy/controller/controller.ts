@@ -170,6 +170,19 @@ export class PolicyController {
     return entry ? this.realization.of(uid, entry.ref.generation, this.computation.spanOf(uid)) : undefined;
   }
 
+  /** Every computed policy, its span and its realization with all its pending nodes (the CLI's view, through the channel). */
+  realizations(): Array<{ ref: PolicyRef; span: ReadonlySet<string>; realization: PolicyRealization }> {
+    return [...this.computation.allPolicies()].map((p) => {
+      const span = this.computation.spanOf(p.ref.uid);
+      return { ref: p.ref, span, realization: this.realization.of(p.ref.uid, p.ref.generation, span, Infinity) };
+    });
+  }
+
+  /** When a node last reported what it has installed (undefined: not to this controller). */
+  lastReport(node: string): Date | undefined {
+    return this.realization.lastReport(node);
+  }
+
   private scheduleStatus(): void {
     if (this.stopped || this.statusTimer || !this.synced) return;
     this.statusTimer = setTimeout(() => {

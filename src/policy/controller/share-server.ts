@@ -1,11 +1,13 @@
 // The controller's side of the policy channel: each agent holds one long request, GET /v1/shares/<node>, and
 // receives its node's share as JSON lines: a snapshot first, then an update after every burst of changes that
 // touched the node, and a heartbeat while nothing changes (so that a dead stream is noticed). It speaks HTTPS only,
-// and serves only agents whose bearer token authenticates as one of the agent users.
+// and serves only agents whose bearer token authenticates as one of the agent users. The same server answers users'
+// questions about where policies are realized (policy-api.ts), with their own credentials.
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { createServer, type Server } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { logger, type Logger } from '../../util/log.js';
+import { PolicyApi } from './policy-api.js';
 import type { NodeShares } from './shares.js';
 
 export const HEARTBEAT_MS = 10_000;
@@ -36,6 +38,8 @@ export interface ShareServerOptions {
   onChange: (listener: (nodes: ReadonlySet<string>) => void) => () => void;
   /** Whether the computation has listed everything yet (until then a connecting agent is told to come back). */
   ready: () => boolean;
+  /** The users' read API (GET /v1/policies), which authenticates and authorizes users itself; none: not served. */
+  policies?: PolicyApi;
   log?: Logger;
   heartbeatMs?: number;
 }
@@ -116,6 +120,7 @@ export class ShareServer {
   }
 
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    if (this.opts.policies && PolicyApi.handles(req)) return this.opts.policies.handle(req, res);
     const auth = await this.authorize(req);
     if (!('user' in auth)) {
       res.writeHead(auth.status, { 'content-type': 'text/plain', ...auth.headers }).end(auth.text);

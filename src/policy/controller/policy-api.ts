@@ -1,0 +1,161 @@
+// The controller's read API on the policy channel: GET /v1/policies?kind=NetworkPolicy|ClusterNetworkPolicy
+// [&namespace=NS][&name=NAME] answers where each policy is realized (the nodes that need it, those that have
+// installed its current generation, the others by name, and when each of them last reported). It serves users
+// with their own Kubernetes credentials, as an aggregated API server does: the bearer token is authenticated by
+// TokenReview, and the user must be allowed by the API server (SubjectAccessReview) to list, or get, the policies
+// asked about. Failures are Kubernetes Status bodies, so that clients print them as kubectl would.
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { AccessDecision, ResourceAccess } from '../../k8s/access-review.js';
+import type { TokenUser } from '../../k8s/token-review.js';
+import type { Logger } from '../../util/log.js';
+import type { PolicyRef } from '../model/types.js';
+import type { PolicyRealization } from './realization.js';
+
+export const POLICIES_PATH = '/v1/policies';
+
+/** What the API serves about each policy. */
+export interface PolicyRealizationItem {
+  kind: PolicyRef['kind'];
+  namespace?: string;
+  name: string;
+  uid: string;
+  generation: number;
+  nodes: { desired: number; realized: number; pending: string[] };
+}
+
+export interface PolicyRealizationList {
+  kind: 'PolicyRealizationList';
+  items: PolicyRealizationItem[];
+  /** Every node in the listed policies' spans, with its last report (null: it has not reported to this controller). */
+  nodes: Record<string, { lastReport: string | null }>;
+}
+
+/** The Kubernetes resource each kind is authorized as. */
+const RESOURCES: Record<PolicyRef['kind'], { group: string; resource: string; namespaced: boolean }> = {
+  NetworkPolicy: { group: 'networking.k8s.io', resource: 'networkpolicies', namespaced: true },
+  ClusterNetworkPolicy: { group: 'policy.networking.k8s.io', resource: 'clusternetworkpolicies', namespaced: false },
+};
+
+export interface PolicyApiOptions {
+  /** Every computed policy and its realization (all pending nodes). */
+  realizations: () => Array<{ ref: PolicyRef; span: ReadonlySet<string>; realization: PolicyRealization }>;
+  lastReport: (node: string) => Date | undefined;
+  /** Whether every policy has been listed (until then the answer would be incomplete). */
+  ready: () => boolean;
+  /** The user a token authenticates as (undefined: it does not); throws when it cannot tell. */
+  authenticate: (token: string) => Promise<TokenUser | undefined>;
+  /** Whether the user may; throws when it cannot tell. */
+  authorize: (user: TokenUser, access: ResourceAccess) => Promise<AccessDecision>;
+  log: Logger;
+}
+
+class StatusError extends Error {
+  constructor(
+    readonly code: number,
+    readonly reason: string,
+    message: string,
+    readonly details?: Record<string, unknown>,
+    readonly headers: Record<string, string> = {},
+  ) {
+    super(message);
+  }
+}
+
+const qualified = (r: { group: string; resource: string }): string => `${r.resource}.${r.group}`;
+
+export class PolicyApi {
+  constructor(private readonly opts: PolicyApiOptions) {}
+
+  /** Whether a request is for this API (the share server routes it here before checking for an agent). */
+  static handles(req: IncomingMessage): boolean {
+    return new URL(req.url ?? '/', 'https://controller').pathname === POLICIES_PATH;
+  }
+
+  async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    try {
+      const body = await this.answer(req);
+      res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-store' }).end(JSON.stringify(body));
+    } catch (e) {
+      const err = e instanceof StatusError ? e : new StatusError(500, 'InternalError', `Internal error occurred: ${e instanceof Error ? e.message : String(e)}`);
+      if (!(e instanceof StatusError)) this.opts.log.error({ err: String(e) }, 'policy read request failed');
+      const status = { kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Failure', message: err.message, reason: err.reason, ...(err.details ? { details: err.details } : {}), code: err.code };
+      res.writeHead(err.code, { 'content-type': 'application/json', ...err.headers }).end(JSON.stringify(status));
+    }
+  }
+
+  private async answer(req: IncomingMessage): Promise<PolicyRealizationList> {
+    const q = new URL(req.url ?? '/', 'https://controller').searchParams;
+    const user = await this.user(req);
+    if (req.method !== 'GET') throw new StatusError(405, 'MethodNotAllowed', 'the server does not allow this method on the requested resource');
+    const kind = q.get('kind');
+    if (kind !== 'NetworkPolicy' && kind !== 'ClusterNetworkPolicy') {
+      throw new StatusError(400, 'BadRequest', `kind must be NetworkPolicy or ClusterNetworkPolicy, not ${JSON.stringify(kind ?? '')}`);
+    }
+    const r = RESOURCES[kind];
+    const namespace = q.get('namespace') || undefined;
+    const name = q.get('name') || undefined;
+    if (namespace && !r.namespaced) throw new StatusError(400, 'BadRequest', `${kind} is cluster-scoped: no namespace`);
+    const access: ResourceAccess = { verb: name ? 'get' : 'list', group: r.group, resource: r.resource, ...(namespace ? { namespace } : {}), ...(name ? { name } : {}) };
+    let decision: AccessDecision;
+    try {
+      decision = await this.opts.authorize(user, access);
+    } catch (e) {
+      this.opts.log.warn({ err: e instanceof Error ? e.message : String(e) }, 'cannot review a user\'s access');
+      throw new StatusError(503, 'ServiceUnavailable', 'cannot ask the API server whether the user may read policies now', undefined, { 'retry-after': '1' });
+    }
+    if (!decision.allowed) throw forbidden(user.username, access, r);
+    if (!this.opts.ready()) throw new StatusError(503, 'ServiceUnavailable', 'the policy controller has not listed every policy yet', undefined, { 'retry-after': '1' });
+
+    const listed = this.opts
+      .realizations()
+      .filter(({ ref }) => ref.kind === kind && (!namespace || ref.namespace === namespace) && (!name || ref.name === name))
+      .sort((a, b) => (a.ref.namespace ?? '').localeCompare(b.ref.namespace ?? '') || a.ref.name.localeCompare(b.ref.name));
+    if (name && listed.length === 0) throw new StatusError(404, 'NotFound', `${qualified(r)} "${name}" not found`, { name, group: r.group, kind: r.resource });
+    const items = listed.map(({ ref, realization }): PolicyRealizationItem => ({
+      kind: ref.kind,
+      ...(ref.namespace ? { namespace: ref.namespace } : {}),
+      name: ref.name,
+      uid: ref.uid,
+      generation: ref.generation,
+      nodes: { desired: realization.desired, realized: realization.realized, pending: realization.pending },
+    }));
+    return { kind: 'PolicyRealizationList', items, nodes: this.nodesOf(listed) };
+  }
+
+  /** Every node the listed policies need, with its last report. */
+  private nodesOf(listed: Array<{ span: ReadonlySet<string> }>): PolicyRealizationList['nodes'] {
+    const names = new Set<string>();
+    for (const { span } of listed) for (const n of span) names.add(n);
+    const out: PolicyRealizationList['nodes'] = {};
+    for (const n of [...names].sort()) out[n] = { lastReport: this.opts.lastReport(n)?.toISOString() ?? null };
+    return out;
+  }
+
+  /** The authenticated user of a request: 401 without a token or for one the API server does not know. */
+  private async user(req: IncomingMessage): Promise<TokenUser> {
+    const h = req.headers.authorization;
+    const token = h?.startsWith('Bearer ') ? h.slice('Bearer '.length).trim() : '';
+    const unauthorized = (why: string): StatusError => new StatusError(401, 'Unauthorized', `Unauthorized: ${why}`, undefined, { 'www-authenticate': 'Bearer' });
+    if (!token) throw unauthorized('a bearer token is required (the API server user\'s token, e.g. from `kubectl create token`)');
+    let user: TokenUser | undefined;
+    try {
+      user = await this.opts.authenticate(token);
+    } catch (e) {
+      this.opts.log.warn({ err: e instanceof Error ? e.message : String(e) }, 'cannot review a user\'s token');
+      throw new StatusError(503, 'ServiceUnavailable', 'cannot authenticate now: the TokenReview failed', undefined, { 'retry-after': '1' });
+    }
+    if (!user) throw unauthorized('the API server does not accept this token (TokenReview)');
+    return user;
+  }
+}
+
+/** kube's wording: `networkpolicies.networking.k8s.io is forbidden: User "u" cannot list resource ... in the namespace "x"`. */
+function forbidden(username: string, access: ResourceAccess, r: { group: string; resource: string }): StatusError {
+  const what = access.name ? `${qualified(r)} ${JSON.stringify(access.name)}` : qualified(r);
+  const scope = access.namespace ? `in the namespace ${JSON.stringify(access.namespace)}` : 'at the cluster scope';
+  return new StatusError(403, 'Forbidden', `${what} is forbidden: User ${JSON.stringify(username)} cannot ${access.verb} resource ${JSON.stringify(r.resource)} in API group ${JSON.stringify(r.group)} ${scope}`, {
+    ...(access.name ? { name: access.name } : {}),
+    group: r.group,
+    kind: r.resource,
+  });
+}

@@ -1,0 +1,221 @@
+// The controller's read API (GET /v1/policies) over real HTTPS, against the lab API server: the policy controller
+// computes real NetworkPolicies and a ClusterNetworkPolicy, realization comes from agents' reports (PUT
+// /v1/realized), users are authenticated by TokenReview and authorized by SubjectAccessReview over RBAC objects
+// written with kubectl.
+import { CoreV1Api, CustomObjectsApi, KubeConfig, NetworkingV1Api } from '@kubernetes/client-node';
+import { describe, expect, it } from '@jest/globals';
+import { join } from 'node:path';
+import { request } from 'node:https';
+import { MERGE_PATCH } from '../../src/k8s/api.js';
+import { AccessReviewer } from '../../src/k8s/access-review.js';
+import { LAB_ADMIN_USER } from '../../src/lab/apiserver/tokenreview.js';
+import { controllerEndpointSource, type ControllerEndpoint } from '../../src/policy/channel/discovery.js';
+import { startPolicyChannel, type PolicyChannel } from '../../src/policy/channel/server.js';
+import { PolicyController } from '../../src/policy/controller/controller.js';
+import { PolicyApi, type PolicyRealizationList } from '../../src/policy/controller/policy-api.js';
+import { ShareServer } from '../../src/policy/controller/share-server.js';
+import { selfSignedCert } from '../../src/util/certs.js';
+import { logger } from '../../src/util/log.js';
+import { repoRoot } from '../../src/util/paths.js';
+import { eventually } from '../../src/util/wait.js';
+import { kubectl, startServer, type Json, type TestServer } from '../lab/apiserver/helpers.js';
+
+interface Reply {
+  status: number;
+  body: Json;
+}
+
+function https(method: string, url: string, ca: string, token?: string, body?: unknown): Promise<Reply> {
+  return new Promise((resolve, reject) => {
+    const payload = body === undefined ? undefined : JSON.stringify(body);
+    const req = request(url, { method, ca, agent: false, headers: { ...(token ? { authorization: `Bearer ${token}` } : {}), ...(payload ? { 'content-type': 'application/json' } : {}) } }, (res) => {
+      let text = '';
+      res.setEncoding('utf8');
+      res.on('data', (c: string) => (text += c));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: text && res.headers['content-type'] === 'application/json' ? (JSON.parse(text) as Json) : text }));
+    });
+    req.on('error', reject);
+    req.end(payload);
+  });
+}
+
+const RBAC = `
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {name: netpol-reader, namespace: team-a}
+rules: [{apiGroups: [networking.k8s.io], resources: [networkpolicies], verbs: [get, list]}]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {name: alice, namespace: team-a}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: netpol-reader}
+subjects: [{apiGroup: rbac.authorization.k8s.io, kind: User, name: alice}]
+`;
+
+describe('policy controller read API: where each policy is realized', () => {
+  let srv: TestServer;
+  let kc: KubeConfig;
+  let controller: PolicyController;
+  let channel: PolicyChannel | undefined;
+  let endpoint: ControllerEndpoint;
+  const uids: Record<string, string> = {};
+
+  beforeAll(async () => {
+    srv = await startServer();
+    kc = new KubeConfig();
+    kc.loadFromFile(srv.kubeconfig);
+    const core = kc.makeApiClient(CoreV1Api);
+    const net = kc.makeApiClient(NetworkingV1Api);
+    const crd = await kubectl(srv, ['apply', '-f', join(repoRoot(), 'crds/clusternetworkpolicy.yaml')]);
+    if (crd.code !== 0) throw new Error(`CRD: ${crd.stderr}`);
+    for (const ns of ['team-a', 'team-b']) await core.createNamespace({ body: { metadata: { name: ns } } });
+    const rbac = await kubectl(srv, ['apply', '-f', '-'], RBAC);
+    if (rbac.code !== 0) throw new Error(`RBAC: ${rbac.stderr}`);
+    for (const [namespace, name, node, ip] of [['team-a', 'web', 'n1', '10.0.0.1'], ['team-a', 'cl', 'n2', '10.0.0.2'], ['team-b', 'db', 'n1', '10.0.0.3']] as const) {
+      await core.createNamespacedPod({ namespace, body: { metadata: { name, labels: { app: name } }, spec: { nodeName: node, containers: [{ name: 'main', image: 'lab' }] } } });
+      await core.patchNamespacedPodStatus({ name, namespace, body: { status: { podIP: ip, phase: 'Running' } } }, MERGE_PATCH);
+    }
+    for (const [namespace, name, podSelector] of [['team-a', 'all', {}], ['team-a', 'web', { matchLabels: { app: 'web' } }], ['team-b', 'db', {}]] as const) {
+      const p = await net.createNamespacedNetworkPolicy({ namespace, body: { metadata: { name }, spec: { podSelector, ingress: [{}] } } });
+      uids[`${namespace}/${name}`] = p.metadata!.uid!;
+    }
+    const cnp = (await kc.makeApiClient(CustomObjectsApi).createClusterCustomObject({
+      group: 'policy.networking.k8s.io',
+      version: 'v1alpha2',
+      plural: 'clusternetworkpolicies',
+      body: { apiVersion: 'policy.networking.k8s.io/v1alpha2', kind: 'ClusterNetworkPolicy', metadata: { name: 'admin' }, spec: { tier: 'Admin', priority: 5, subject: { namespaces: {} }, ingress: [{ action: 'Deny', from: [{ namespaces: { matchLabels: { team: 'y' } } }] }] } },
+    })) as { metadata: { uid: string } };
+    uids.admin = cnp.metadata.uid;
+    controller = new PolicyController({ kubeConfig: kc });
+    await controller.start();
+    channel = await startPolicyChannel({ kubeConfig: kc, controller, namespace: 'kube-system', bindAddress: '127.0.0.1', port: 0, advertiseAddress: '127.0.0.1', agentUsers: [LAB_ADMIN_USER] });
+    endpoint = (await controllerEndpointSource(kc)())!;
+  }, 60_000);
+  afterAll(async () => {
+    await channel?.close();
+    await controller?.stop();
+    await srv?.stop();
+  });
+
+  /** GET /v1/policies?query with the lab admin's token, another, or none (null). */
+  const get = (query: string, token: string | null = srv.api.token, base = endpoint): Promise<Reply> => https('GET', `${base.url}/v1/policies?${query}`, base.ca, token ?? undefined);
+
+  it('refuses a request without a token, or with one the API server does not know (401, a Status)', async () => {
+    const none = await get('kind=NetworkPolicy', null);
+    expect(none.status).toBe(401);
+    expect(none.body).toMatchObject({ kind: 'Status', apiVersion: 'v1', status: 'Failure', reason: 'Unauthorized', code: 401 });
+    expect(none.body.message).toMatch(/bearer token is required/);
+    const forged = await get('kind=NetworkPolicy', 'forged-token');
+    expect(forged.status).toBe(401);
+    expect(forged.body.message).toMatch(/does not accept this token/);
+  });
+
+  it('lists each policy\'s span and realized nodes, and follows the agents\' reports', async () => {
+    const before = await get('kind=NetworkPolicy');
+    expect(before.status).toBe(200);
+    const list = before.body as PolicyRealizationList;
+    expect(list.kind).toBe('PolicyRealizationList');
+    expect(list.items).toEqual([
+      { kind: 'NetworkPolicy', namespace: 'team-a', name: 'all', uid: uids['team-a/all'], generation: 1, nodes: { desired: 2, realized: 0, pending: ['n1', 'n2'] } },
+      { kind: 'NetworkPolicy', namespace: 'team-a', name: 'web', uid: uids['team-a/web'], generation: 1, nodes: { desired: 1, realized: 0, pending: ['n1'] } },
+      { kind: 'NetworkPolicy', namespace: 'team-b', name: 'db', uid: uids['team-b/db'], generation: 1, nodes: { desired: 1, realized: 0, pending: ['n1'] } },
+    ]);
+    expect(list.nodes).toEqual({ n1: { lastReport: null }, n2: { lastReport: null } });
+
+    // n1's agent reports both team-a policies installed (and an older generation of team-b's).
+    const sentAt = Date.now();
+    const put = await https('PUT', `${endpoint.url}/v1/realized/n1`, endpoint.ca, srv.api.token, { policies: { [uids['team-a/all']!]: 1, [uids['team-a/web']!]: 1, [uids['team-b/db']!]: 0 } });
+    expect(put.status).toBe(204);
+    const after = (await get('kind=NetworkPolicy')).body as PolicyRealizationList;
+    expect(after.items.map((i) => [i.name, i.nodes])).toEqual([
+      ['all', { desired: 2, realized: 1, pending: ['n2'] }],
+      ['web', { desired: 1, realized: 1, pending: [] }],
+      ['db', { desired: 1, realized: 0, pending: ['n1'] }],
+    ]);
+    expect(after.nodes.n2).toEqual({ lastReport: null });
+    const reported = Date.parse(after.nodes.n1!.lastReport!);
+    expect(reported).toBeGreaterThanOrEqual(sentAt - 1000);
+    expect(reported).toBeLessThanOrEqual(Date.now());
+
+    // One namespace, one policy, an unknown one, a bad question.
+    const teamB = (await get('kind=NetworkPolicy&namespace=team-b')).body as PolicyRealizationList;
+    expect(teamB.items.map((i) => i.name)).toEqual(['db']);
+    expect(teamB.nodes).toEqual({ n1: { lastReport: after.nodes.n1!.lastReport } });
+    expect(((await get('kind=NetworkPolicy&namespace=team-a&name=web')).body as PolicyRealizationList).items.map((i) => i.nodes.realized)).toEqual([1]);
+    const missing = await get('kind=NetworkPolicy&namespace=team-a&name=nope');
+    expect(missing.status).toBe(404);
+    expect(missing.body).toMatchObject({ kind: 'Status', reason: 'NotFound', message: 'networkpolicies.networking.k8s.io "nope" not found' });
+    expect((await get('kind=Pod')).status).toBe(400);
+    expect((await get('kind=ClusterNetworkPolicy&namespace=team-a')).status).toBe(400);
+  });
+
+  it('lists ClusterNetworkPolicies the same way', async () => {
+    const r = await get('kind=ClusterNetworkPolicy');
+    expect(r.status).toBe(200);
+    expect((r.body as PolicyRealizationList).items).toEqual([{ kind: 'ClusterNetworkPolicy', name: 'admin', uid: uids.admin, generation: 1, nodes: { desired: 2, realized: 0, pending: ['n1', 'n2'] } }]);
+  });
+
+  it('serves a user only what RBAC lets them list (403 in kube\'s words otherwise), and follows a new RoleBinding', async () => {
+    // A second server on the same controller, with users told apart by a stand-in authenticator (the lab issues no
+    // token but its own); what they may read is asked of the lab API server.
+    let clock = 0;
+    const access = new AccessReviewer({ kubeConfig: kc, now: () => clock });
+    const users: Record<string, { username: string; groups: string[] }> = { 'alice-token': { username: 'alice', groups: ['system:authenticated'] } };
+    const tls = selfSignedCert({ commonName: 'seine-controller', ips: ['127.0.0.1'] });
+    const server = new ShareServer({
+      shares: controller.shares,
+      tls,
+      authenticate: async () => undefined,
+      agentUsers: [],
+      onChange: () => () => undefined,
+      ready: () => true,
+      policies: new PolicyApi({
+        realizations: () => controller.realizations(),
+        lastReport: (n) => controller.lastReport(n),
+        ready: () => controller.isSynced,
+        authenticate: async (token) => users[token],
+        authorize: (user, what) => access.check(user, what),
+        log: logger('test.policy-api'),
+      }),
+    });
+    const port = await server.listen('127.0.0.1', 0);
+    const base = { url: `https://127.0.0.1:${port}`, ca: tls.cert };
+    try {
+      const own = await get('kind=NetworkPolicy&namespace=team-a', 'alice-token', base);
+      expect(own.status).toBe(200);
+      expect((own.body as PolicyRealizationList).items.map((i) => i.name)).toEqual(['all', 'web']);
+      const other = await get('kind=NetworkPolicy&namespace=team-b', 'alice-token', base);
+      expect(other.status).toBe(403);
+      expect(other.body).toMatchObject({
+        kind: 'Status',
+        reason: 'Forbidden',
+        code: 403,
+        details: { group: 'networking.k8s.io', kind: 'networkpolicies' },
+        message: 'networkpolicies.networking.k8s.io is forbidden: User "alice" cannot list resource "networkpolicies" in API group "networking.k8s.io" in the namespace "team-b"',
+      });
+      expect((await get('kind=NetworkPolicy', 'alice-token', base)).body.message).toMatch(/cannot list resource "networkpolicies" in API group "networking.k8s.io" at the cluster scope$/);
+      expect((await get('kind=ClusterNetworkPolicy', 'alice-token', base)).body.message).toMatch(/User "alice" cannot list resource "clusternetworkpolicies" in API group "policy.networking.k8s.io" at the cluster scope$/);
+      // The agents' share is not for users.
+      expect((await https('GET', `${base.url}/v1/shares/n1`, base.ca, 'alice-token')).status).toBe(401);
+
+      // Decisions are kept a while: asking again costs no review, until they expire.
+      const reviews = access.reviews;
+      await get('kind=NetworkPolicy&namespace=team-b', 'alice-token', base);
+      expect(access.reviews).toBe(reviews);
+      const bound = await kubectl(srv, ['create', 'rolebinding', 'alice', '-n', 'team-b', '--clusterrole=view-netpol', '--user=alice']);
+      expect(bound.code).toBe(0);
+      expect((await kubectl(srv, ['create', 'clusterrole', 'view-netpol', '--verb=list', '--resource=networkpolicies.networking.k8s.io'])).code).toBe(0);
+      expect((await get('kind=NetworkPolicy&namespace=team-b', 'alice-token', base)).status).toBe(403);
+      clock += 60_000;
+      const now = await eventually('team-b readable by alice', async (saw) => {
+        const r = await get('kind=NetworkPolicy&namespace=team-b', 'alice-token', base);
+        saw(r);
+        return r.status === 200 ? r : undefined;
+      }, 10_000);
+      expect((now.body as PolicyRealizationList).items.map((i) => i.name)).toEqual(['db']);
+      expect(access.reviews).toBe(reviews + 1);
+    } finally {
+      await server.close();
+    }
+  });
+});
