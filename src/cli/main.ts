@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { repoRoot } from '../util/paths.js';
 import { agentCommand } from './agent.js';
 import { controllerCommand } from './controller.js';
+import { getCommand } from './get.js';
 import { installCniCommand } from './install-cni.js';
 import { labCommand } from './lab.js';
 
@@ -15,7 +16,8 @@ const program = new Command('seine')
   .addCommand(labCommand())
   .addCommand(agentCommand())
   .addCommand(controllerCommand())
-  .addCommand(installCniCommand());
+  .addCommand(installCniCommand())
+  .addCommand(getCommand());
 
 try {
   await program.parseAsync(process.argv);

@@ -4,7 +4,10 @@
 // written with kubectl.
 import { CoreV1Api, CustomObjectsApi, KubeConfig, NetworkingV1Api } from '@kubernetes/client-node';
 import { describe, expect, it } from '@jest/globals';
+import { execFile } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
 import { request } from 'node:https';
 import { MERGE_PATCH } from '../../src/k8s/api.js';
 import { AccessReviewer } from '../../src/k8s/access-review.js';
@@ -36,6 +39,15 @@ function https(method: string, url: string, ca: string, token?: string, body?: u
     });
     req.on('error', reject);
     req.end(payload);
+  });
+}
+
+/** `seine get ...` from the build, as a user runs it. */
+function seineGet(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, [join(repoRoot(), 'dist/src/cli/main.js'), 'get', ...args], { timeout: 60_000 }, (err, stdout, stderr) => {
+      resolve({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stdout, stderr });
+    });
   });
 }
 
@@ -148,6 +160,51 @@ describe('policy controller read API: where each policy is realized', () => {
     expect((await get('kind=Pod')).status).toBe(400);
     expect((await get('kind=ClusterNetworkPolicy&namespace=team-a')).status).toBe(400);
   });
+
+  it('seine get: kubectl-style tables from the controller, json, and one clear line for each failure', async () => {
+    const k = ['--kubeconfig', srv.kubeconfig];
+    const all = await seineGet(['netpol', '-A', ...k]);
+    expect(all).toMatchObject({ code: 0, stderr: '' });
+    expect(all.stdout.split('\n').map((l) => l.split(/\s+/).join(' '))).toEqual(['NAMESPACE NAME REALIZED', 'team-a all 1/2', 'team-a web 1/1', 'team-b db 0/1', '']);
+    // n2 reports too: everything team-a needs is in place.
+    expect((await https('PUT', `${endpoint.url}/v1/realized/n2`, endpoint.ca, srv.api.token, { policies: { [uids['team-a/all']!]: 1 } })).status).toBe(204);
+    const wide = await seineGet(['networkpolicies', '-n', 'team-a', '-o', 'wide', ...k]);
+    expect(wide.stdout.split('\n').map((l) => l.split(/\s+/).join(' '))).toEqual(['NAME REALIZED GENERATION PENDING', 'all 2/2 1 <none>', 'web 1/1 1 <none>', '']);
+    expect((await seineGet(['netpol', '-n', 'team-b', '-o', 'wide', ...k])).stdout).toMatch(/^db\s+0\/1\s+1\s+n1$/m);
+    const json = JSON.parse((await seineGet(['netpol', 'web', '-n', 'team-a', '-o', 'json', ...k])).stdout) as PolicyRealizationList;
+    expect(json.items.map((i) => [i.name, i.nodes])).toEqual([['web', { desired: 1, realized: 1, pending: [] }]]);
+    expect(Object.keys(json.nodes)).toEqual(['n1']);
+    expect((await seineGet(['cnp', ...k])).stdout.split('\n').map((l) => l.split(/\s+/).join(' '))).toEqual(['NAME REALIZED', 'admin 0/2', '']);
+    // The kubeconfig context's namespace is the default one.
+    expect(await seineGet(['netpol', ...k])).toMatchObject({ code: 0, stdout: '', stderr: 'No resources found in default namespace.\n' });
+
+    const failure = async (args: string[]): Promise<string> => {
+      const r = await seineGet(args);
+      expect(r.code).toBe(1);
+      expect(r.stdout).toBe('');
+      expect(r.stderr.trim().split('\n')).toHaveLength(1);
+      return r.stderr.trim();
+    };
+    expect(await failure(['netpol', 'nope', '-n', 'team-a', ...k])).toBe('Error from server (NotFound): networkpolicies.networking.k8s.io "nope" not found');
+    expect(await failure(['netpol', 'web', '-A', ...k])).toBe('error: a resource cannot be retrieved by name across all namespaces');
+    expect(await failure(['pods', ...k])).toMatch(/^error: unknown resource type "pods"/);
+    expect(await failure(['netpol', '--controller-namespace', 'elsewhere', ...k])).toBe('error: no policy controller endpoint: ConfigMap elsewhere/seine-controller-endpoint is missing or incomplete (is the Seine controller running with policy enabled? see --controller-namespace)');
+    // A published endpoint nobody listens at.
+    await kc.makeApiClient(CoreV1Api).createNamespace({ body: { metadata: { name: 'gone' } } });
+    await kc.makeApiClient(CoreV1Api).createNamespacedConfigMap({ namespace: 'gone', body: { metadata: { name: 'seine-controller-endpoint' }, data: { endpoint: 'https://127.0.0.1:1', 'ca.crt': endpoint.ca } } });
+    expect(await failure(['netpol', '--controller-namespace', 'gone', ...k])).toBe('error: cannot reach the policy controller at https://127.0.0.1:1: ECONNREFUSED');
+    // Other users: a token the API server does not know, a client certificate.
+    const config = parseYaml(readFileSync(srv.kubeconfig, 'utf8')) as { users: Array<{ user: Record<string, unknown> }> };
+    const withUser = (file: string, user: Record<string, unknown>): string[] => {
+      writeFileSync(join(srv.dir, file), stringifyYaml({ ...config, users: [{ ...config.users[0], user }] }), { mode: 0o600 });
+      return ['--kubeconfig', join(srv.dir, file)];
+    };
+    expect(await failure(['netpol', ...withUser('forged', { token: 'forged' })])).toBe('error: cannot read ConfigMap kube-system/seine-controller-endpoint to find the policy controller: Unauthorized');
+    const cert = selfSignedCert({ commonName: 'alice', dnsNames: ['alice'] });
+    expect(await failure(['netpol', ...withUser('cert', { 'client-certificate-data': Buffer.from(cert.cert).toString('base64'), 'client-key-data': Buffer.from(cert.key).toString('base64') })])).toMatch(
+      /^error: the kubeconfig user "seine-lab-admin" authenticates with a client certificate; the policy controller accepts bearer tokens only: use a user with a token \(e\.g\. one from `kubectl create token SERVICEACCOUNT`\)$/,
+    );
+  }, 120_000);
 
   it('lists ClusterNetworkPolicies the same way', async () => {
     const r = await get('kind=ClusterNetworkPolicy');

@@ -1,0 +1,180 @@
+// `seine get networkpolicies|clusternetworkpolicies`: where each policy is realized, as the policy controller sees
+// it (NetworkPolicies have no status to hold it). Shaped like `kubectl get` (and usable as a kubectl plugin): the
+// kubeconfig's cluster and user, -n / -A, -o wide|json|yaml. The controller is found through the API server (the
+// endpoint ConfigMap its leader publishes, with the certificate to pin), and the user's own bearer token is sent:
+// the controller authenticates it and asks the API server whether the user may list those policies.
+import { KubeConfig } from '@kubernetes/client-node';
+import { Command, Option } from 'commander';
+import { STATUS_CODES } from 'node:http';
+import { request } from 'node:https';
+import { stringify as stringifyYaml } from 'yaml';
+import { apiMessage, apiStatus } from '../k8s/api.js';
+import { bearerTokenSource, controllerEndpointSource, DEFAULT_ENDPOINT_NAMESPACE, ENDPOINT_CONFIGMAP, type ControllerEndpoint } from '../policy/channel/discovery.js';
+import { POLICIES_PATH, type PolicyRealizationItem, type PolicyRealizationList } from '../policy/controller/policy-api.js';
+import { renderTable } from './table.js';
+
+const REQUEST_TIMEOUT_MS = 15_000;
+
+interface Kind {
+  kind: PolicyRealizationItem['kind'];
+  /** As kubectl names the resource in messages. */
+  resource: string;
+  namespaced: boolean;
+}
+
+const KINDS: Record<string, Kind> = {};
+for (const [names, kind] of [
+  [['networkpolicies', 'networkpolicy', 'netpol', 'networkpolicies.networking.k8s.io'], { kind: 'NetworkPolicy', resource: 'networkpolicies.networking.k8s.io', namespaced: true }],
+  [['clusternetworkpolicies', 'clusternetworkpolicy', 'cnp', 'clusternetworkpolicies.policy.networking.k8s.io'], { kind: 'ClusterNetworkPolicy', resource: 'clusternetworkpolicies.policy.networking.k8s.io', namespaced: false }],
+] as const) {
+  for (const n of names) KINDS[n] = kind;
+}
+
+export interface GetOptions {
+  namespace?: string;
+  allNamespaces?: boolean;
+  output?: string;
+  kubeconfig?: string;
+  controllerNamespace: string;
+}
+
+/** A failure the command reports as one line (and exit status 1): the server's refusal, or `error: ...` as kubectl. */
+class GetError extends Error {
+  constructor(
+    message: string,
+    readonly fromServer = false,
+  ) {
+    super(message);
+  }
+}
+
+function loadConfig(path: string | undefined): KubeConfig {
+  const kc = new KubeConfig();
+  // As kubectl: --kubeconfig, else $KUBECONFIG (a list of files), else ~/.kube/config (else in-cluster).
+  try {
+    if (path) kc.loadFromFile(path);
+    else kc.loadFromDefault();
+  } catch (e) {
+    throw new GetError(`cannot load the kubeconfig: ${e instanceof Error ? e.message : String(e)}`);
+  }
+  if (!kc.getCurrentCluster()) throw new GetError('no cluster in the kubeconfig (use --kubeconfig, or set $KUBECONFIG)');
+  return kc;
+}
+
+async function userToken(kc: KubeConfig): Promise<string> {
+  let token: string | undefined;
+  try {
+    token = await bearerTokenSource(kc)();
+  } catch (e) {
+    throw new GetError(`cannot get the kubeconfig user's credentials: ${e instanceof Error ? e.message : String(e)}`);
+  }
+  if (token) return token;
+  const user = kc.getCurrentUser();
+  const how = user?.certData || user?.certFile ? 'authenticates with a client certificate' : 'has no bearer token';
+  throw new GetError(`the kubeconfig user ${JSON.stringify(user?.name ?? '')} ${how}; the policy controller accepts bearer tokens only: use a user with a token (e.g. one from \`kubectl create token SERVICEACCOUNT\`)`);
+}
+
+/** An API call's failure in one line: the Status message, else the HTTP status, else the error's first line. */
+function failure(e: unknown): string {
+  const code = apiStatus(e);
+  const message = apiMessage(e);
+  if (code !== undefined && e instanceof Error && message === e.message) return STATUS_CODES[code] ?? `HTTP ${code}`;
+  return message.split('\n')[0]!;
+}
+
+async function findController(kc: KubeConfig, namespace: string): Promise<ControllerEndpoint> {
+  let endpoint: ControllerEndpoint | undefined;
+  try {
+    endpoint = await controllerEndpointSource(kc, { namespace })();
+  } catch (e) {
+    throw new GetError(`cannot read ConfigMap ${namespace}/${ENDPOINT_CONFIGMAP} to find the policy controller: ${failure(e)}`);
+  }
+  if (!endpoint) throw new GetError(`no policy controller endpoint: ConfigMap ${namespace}/${ENDPOINT_CONFIGMAP} is missing or incomplete (is the Seine controller running with policy enabled? see --controller-namespace)`);
+  return endpoint;
+}
+
+/** One GET to the controller, its certificate pinned; a Status it refuses with becomes kubectl's error line. */
+function fetchPolicies(endpoint: ControllerEndpoint, token: string, query: URLSearchParams): Promise<PolicyRealizationList> {
+  const url = `${endpoint.url}${POLICIES_PATH}?${query.toString()}`;
+  return new Promise((resolve, reject) => {
+    const req = request(url, { ca: endpoint.ca, agent: false, headers: { authorization: `Bearer ${token}`, accept: 'application/json' }, timeout: REQUEST_TIMEOUT_MS }, (res) => {
+      let text = '';
+      res.setEncoding('utf8');
+      res.on('data', (c: string) => (text += c));
+      res.on('end', () => {
+        let body: { message?: string; reason?: string } | PolicyRealizationList | undefined;
+        try {
+          body = JSON.parse(text) as typeof body;
+        } catch {
+          body = undefined;
+        }
+        if (res.statusCode === 200 && body && 'items' in body) return resolve(body);
+        const status = body && 'message' in body ? body : undefined;
+        if (status?.message) reject(new GetError(`Error from server (${status.reason ?? res.statusCode}): ${status.message}`, true));
+        else reject(new GetError(`the policy controller at ${endpoint.url} answered ${res.statusCode}: ${text.trim().slice(0, 200)}`));
+      });
+    });
+    req.on('timeout', () => req.destroy(new Error(`no answer in ${REQUEST_TIMEOUT_MS / 1000} s`)));
+    req.on('error', (e: NodeJS.ErrnoException) => reject(new GetError(`cannot reach the policy controller at ${endpoint.url}: ${e.code ?? e.message}`)));
+    req.end();
+  });
+}
+
+/** The table `kubectl get` would print: NAMESPACE with -A, REALIZED as realized/desired nodes; wide adds the rest. */
+export function policyTable(list: PolicyRealizationList, opts: { namespaced: boolean; allNamespaces: boolean; wide: boolean }): string {
+  const head = [...(opts.namespaced && opts.allNamespaces ? ['namespace'] : []), 'name', 'realized', ...(opts.wide ? ['generation', 'pending'] : [])];
+  const rows = list.items.map((i) => [
+    ...(opts.namespaced && opts.allNamespaces ? [i.namespace] : []),
+    i.name,
+    `${i.nodes.realized}/${i.nodes.desired}`,
+    ...(opts.wide ? [i.generation, i.nodes.pending.length ? i.nodes.pending.join(',') : undefined] : []),
+  ]);
+  return renderTable(head, rows);
+}
+
+export async function getPolicies(resource: string, name: string | undefined, o: GetOptions): Promise<string> {
+  const kind = KINDS[resource.toLowerCase()];
+  if (!kind) throw new GetError(`unknown resource type ${JSON.stringify(resource)}: seine get knows ${Object.keys(KINDS).join(', ')}`);
+  const output = o.output ?? '';
+  if (!['', 'wide', 'json', 'yaml'].includes(output)) throw new GetError(`unable to match a printer suitable for the output format ${JSON.stringify(output)}, allowed formats are: json, wide, yaml`);
+  if (name && o.allNamespaces) throw new GetError('a resource cannot be retrieved by name across all namespaces');
+  const kc = loadConfig(o.kubeconfig);
+  const namespace = kind.namespaced && !o.allNamespaces ? (o.namespace ?? kc.getContextObject(kc.getCurrentContext())?.namespace ?? 'default') : undefined;
+  // The token first: a user without one cannot read the endpoint either, and this says why.
+  const token = await userToken(kc);
+  const endpoint = await findController(kc, o.controllerNamespace);
+  const query = new URLSearchParams({ kind: kind.kind, ...(namespace ? { namespace } : {}), ...(name ? { name } : {}) });
+  const list = await fetchPolicies(endpoint, token, query);
+  if (output === 'json') return `${JSON.stringify(list, null, 4)}\n`;
+  if (output === 'yaml') return stringifyYaml(list);
+  if (list.items.length === 0) throw new NoResources(namespace ? `No resources found in ${namespace} namespace.` : 'No resources found');
+  return `${policyTable(list, { namespaced: kind.namespaced, allNamespaces: !!o.allNamespaces, wide: output === 'wide' })}\n`;
+}
+
+/** Not an error (exit 0), said on stderr as kubectl does. */
+class NoResources extends Error {}
+
+export function getCommand(): Command {
+  return new Command('get')
+    .description('show where network policies are realized (nodes that need each policy, and those that have installed it), as the policy controller sees it')
+    .argument('<resource>', 'networkpolicies (networkpolicy, netpol) or clusternetworkpolicies (clusternetworkpolicy, cnp)')
+    .argument('[name]', 'one policy')
+    .option('-n, --namespace <namespace>', 'the namespace (default: the kubeconfig context\'s, else default)')
+    .option('-A, --all-namespaces', 'every namespace')
+    .addOption(new Option('-o, --output <format>', 'wide (the pending nodes), json or yaml').choices(['wide', 'json', 'yaml']))
+    .option('--kubeconfig <file>', 'kubeconfig (default: $KUBECONFIG, else ~/.kube/config)')
+    .option('--controller-namespace <namespace>', 'where the Seine controller publishes its endpoint', DEFAULT_ENDPOINT_NAMESPACE)
+    .action(async (resource: string, name: string | undefined, o: GetOptions) => {
+      try {
+        process.stdout.write(await getPolicies(resource, name, o));
+      } catch (e) {
+        if (e instanceof NoResources) {
+          process.stderr.write(`${e.message}\n`);
+          return;
+        }
+        if (!(e instanceof GetError)) throw e;
+        process.stderr.write(e.fromServer ? `${e.message}\n` : `error: ${e.message}\n`);
+        process.exitCode = 1;
+      }
+    });
+}
