@@ -145,7 +145,10 @@ export class NetworkPolicyFeature implements AgentFeature {
   private async podAdded(sandbox: PodSandbox): Promise<void> {
     const uid = sandbox.pod.metadata?.uid;
     if (!uid) return;
-    if (!this.store.knows(uid) && this.client && this.client.snapshots > 0) {
+    // The controller takes a pod into account once it is bound to a node: one that is not bound here (a sandbox
+    // made outside the kubelet) never appears in this node's share, so there is nothing to wait for.
+    const boundHere = sandbox.pod.spec?.nodeName === this.ctx.node.name;
+    if (boundHere && !this.store.knows(uid) && this.client && this.client.snapshots > 0) {
       const known = await this.untilKnown(uid);
       if (!known) this.log.warn({ pod: `${sandbox.pod.metadata?.namespace}/${sandbox.pod.metadata?.name}`, waitedMs: KNOWN_WAIT_MS }, 'the controller has not taken the new pod into account yet; its policies follow when it has');
     }
