@@ -114,7 +114,7 @@ export class Agent {
     await this.server.start();
     this.watchdog = new DatapathWatchdog({
       ovsRundir: cfg.ovs.rundir,
-      flowsPresent: async () => (await ctx.flows.dumpFlows({ table: 0, cookie: baseScope() })).length > 0,
+      flowsPresent: async () => (await ctx.flows.countFlows({ table: 0, cookie: baseScope() })).flows > 0,
       restore: () => this.exclusive(() => this.restoreDatapath()),
     });
     this.watchdog.start();

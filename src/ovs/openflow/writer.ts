@@ -33,7 +33,7 @@ import { canonicalFlows, canonicalGroups, Ofctl, type Exec } from './ofctl.js';
 import { canonicalInput, InstalledCache, planChanges, planFlows, planGroups, planIncremental, renderDesired, type RenderedFlow, type ScopeState } from './sync.js';
 import { ConnectionError, OpenFlowError, sharedConnection, type OfConnection } from './wire/connection.js';
 import { UnencodableError } from './wire/fields.js';
-import { encodeChangeMessages } from './wire/messages.js';
+import { encodeChangeMessages, type AggregateStats } from './wire/messages.js';
 
 export interface FlowWriterOptions {
   /** ovs-ofctl switch target, e.g. `OvsDaemons.bridgeMgmt(bridge)`. */
@@ -494,6 +494,16 @@ export class FlowWriter {
     await this.beforeRead(opts.fresh);
     const f = renderFilterForDump(filter);
     return parseDumpFlows(await this.ofctl.dumpFlows(f || undefined));
+  }
+
+  /** How many flows a filter selects, with their counters: one aggregate request (or ovs-ofctl dump-aggregate). */
+  async countFlows(filter: { table?: number; cookie?: CookieSelector; match?: Match } = {}): Promise<AggregateStats> {
+    await this.flush();
+    if (this.wire) return this.wire.aggregate(filter);
+    const f = renderFilterForDump(filter);
+    const text = await this.ofctl.run(['dump-aggregate', this.ofctl.target, ...(f ? [f] : [])]);
+    const pick = (k: string): string => new RegExp(`(?:^|\\s)${k}=(\\d+)`).exec(text)?.[1] ?? '0';
+    return { flows: Number(pick('flow_count')), packets: BigInt(pick('packet_count')), bytes: BigInt(pick('byte_count')) };
   }
 
   async dumpGroups(groupId?: number): Promise<InstalledGroup[]> {

@@ -220,9 +220,9 @@ export class PodNetworkDriver implements PodNetwork {
     const problems = await checkPodInterface({ netns: req.netns || itf.netns, ifname: req.ifname, mac: itf.mac, cidr: `${itf.ip}/${node.podCidr.split('/')[1]}`, gateway: node.gatewayIp });
     const iface = this.d.vswitch.cache.iface(itf.portName);
     if (!iface || iface.ofport !== itf.ofport) problems.push(`OVS port ${itf.portName} missing or renumbered`);
-    const flows = await this.d.flows.dumpFlows({ cookie: podScope(itf.ofport) });
+    const { flows } = await this.d.flows.countFlows({ cookie: podScope(itf.ofport) });
     const wanted = podFlows(node, { ofport: itf.ofport, ip: itf.ip, mac: itf.mac }).length;
-    if (flows.length !== wanted) problems.push(`${flows.length} of ${wanted} pod flows installed`);
+    if (flows !== wanted) problems.push(`${flows} of ${wanted} pod flows installed`);
     if (problems.length) throw new CniError(SeineCode.InterfaceFailure, 'pod network is not as configured', problems.join('; '));
   }
 

@@ -1,6 +1,22 @@
 import { createConnection, type Socket } from 'node:net';
 import { logger, type Logger } from '../../../util/log.js';
-import { BundleCtrl, bundleAdd, bundleControl, decodeError, errorName, hello, HEADER_LEN, message, MsgType, OFP_VERSION, type OfpError } from './messages.js';
+import {
+  aggregateRequest,
+  BundleCtrl,
+  bundleAdd,
+  bundleControl,
+  decodeAggregateReply,
+  decodeError,
+  errorName,
+  hello,
+  HEADER_LEN,
+  message,
+  MsgType,
+  OFP_VERSION,
+  type AggregateStats,
+  type FlowSelection,
+  type OfpError,
+} from './messages.js';
 
 /** The switch refused a message: its OpenFlow error, and which message of the request it was. */
 export class OpenFlowError extends Error {
@@ -243,6 +259,11 @@ export class OfConnection {
     const reply = this.expect(xid, replyType);
     this.write(s, build(xid));
     return reply;
+  }
+
+  /** Flow count and counters of the flows a selection matches (one aggregate statistics request). */
+  async aggregate(sel: FlowSelection): Promise<AggregateStats> {
+    return decodeAggregateReply(await this.request((xid) => aggregateRequest(xid, sel), MsgType.multipartReply));
   }
 
   /** Resolves once the switch has processed everything sent before. */

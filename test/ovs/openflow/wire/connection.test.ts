@@ -185,13 +185,19 @@ describe('OpenFlow 1.5 connection to a real ovs-vswitchd', () => {
     expect((await w.dumpFlows({ table: 60 })).length).toBe(300);
   }, 60_000);
 
-  it('ten thousand flows in one bundle', async () => {
+  it('ten thousand flows in one bundle, counted by one aggregate request as ovs-ofctl counts them', async () => {
     await clear();
     const w = wireWriter();
-    const flows = Array.from({ length: 10_000 }, (_, i): Flow => ({ table: 61, priority: 100, cookie: makeCookie(CookieOwner.policy, 1, 2), match: { protocol: 'ip', nw_src: `172.${16 + (i >> 16)}.${(i >> 8) & 255}.${i & 255}` }, actions: [] }));
+    const flows = Array.from({ length: 10_000 }, (_, i): Flow => ({ table: 61, priority: 100, cookie: makeCookie(CookieOwner.policy, 1, 2 + (i % 2)), match: { protocol: 'ip', nw_src: `172.${16 + (i >> 16)}.${(i >> 8) & 255}.${i & 255}` }, actions: [] }));
     await w.submit(flows.map(addFlow));
     expect((await w.dumpFlows({ table: 61 })).length).toBe(10_000);
     expect(w.stats.ofctlBundles).toBe(0);
+    const odd = { value: makeCookie(CookieOwner.policy, 1, 3), mask: (1n << 64n) - 1n };
+    for (const filter of [{ table: 61 }, { cookie: odd }, { table: 61, match: { protocol: 'ip' as const, nw_src: '172.16.0.0/24' } }, { table: 62 }]) {
+      const viaOfctl = await ofctlWriter().countFlows(filter);
+      expect(await w.countFlows(filter)).toEqual(viaOfctl);
+    }
+    expect((await w.countFlows({ cookie: odd })).flows).toBe(5000);
   }, 120_000);
 
   it('installs a group too large for one OpenFlow message, atomically', async () => {
