@@ -250,6 +250,12 @@ export class InstalledCache {
     this.scopes.delete(InstalledCache.id(selector));
   }
 
+  /** Forgets every other scope that shares flows with this one (a pod's scope inside the pipeline's, say), or groups. */
+  forgetOthersOverlapping(selector: CookieSelector, groupsChanged: boolean): void {
+    const own = InstalledCache.id(selector);
+    for (const [id, e] of this.scopes) if (id !== own && (overlaps(e.selector, selector) || (groupsChanged && e.state.groups))) this.scopes.delete(id);
+  }
+
   /** Forgets every scope a direct change could have touched. */
   forgetChanges(changes: readonly Change[]): void {
     for (const c of changes) {

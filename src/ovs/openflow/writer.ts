@@ -595,6 +595,9 @@ export class FlowWriter {
     } catch (e) {
       this.installed.forget(scope);
       throw e;
+    } finally {
+      // Scopes nested in this one, or holding it, no longer know what is installed.
+      if (changes.length) this.installed.forgetOthersOverlapping(scope, changes.some((c) => c.kind === 'group'));
     }
     this.installed.set(scope, flows, groups, verified);
   }

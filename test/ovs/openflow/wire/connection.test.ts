@@ -185,6 +185,22 @@ describe('OpenFlow 1.5 connection to a real ovs-vswitchd', () => {
     expect((await w.dumpFlows({ table: 60 })).length).toBe(300);
   }, 60_000);
 
+  it('a sync of a scope nested in another makes the outer one read the switch again', async () => {
+    await clear();
+    const w = wireWriter();
+    const outer = ownerSelector(CookieOwner.primary);
+    const podCookie = makeCookie(CookieOwner.primary, 1, 9);
+    const inner = { value: podCookie, mask: (1n << 64n) - 1n };
+    const base: Flow[] = [{ table: 70, priority: 1, cookie: makeCookie(CookieOwner.primary, 1, 1), actions: [] }];
+    const pod: Flow[] = [1, 2, 3].map((p) => ({ table: 70, priority: 10, cookie: podCookie, match: { in_port: p }, actions: [] }));
+    await w.sync({ cookie: outer, flows: [...base, ...pod] });
+    expect((await w.sync({ cookie: outer, flows: base })).deleted).toBe(3);
+    expect((await w.sync({ cookie: inner, flows: pod })).added).toBe(3);
+    // The outer scope's record said the pod's flows were gone; the inner sync put them back.
+    expect((await w.sync({ cookie: outer, flows: [...base, ...pod] })).changes).toEqual([]);
+    expect((await w.countFlows({ table: 70 })).flows).toBe(4);
+  }, 60_000);
+
   it('ten thousand flows in one bundle, counted by one aggregate request as ovs-ofctl counts them', async () => {
     await clear();
     const w = wireWriter();
