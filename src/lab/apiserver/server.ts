@@ -16,9 +16,11 @@ import { toTable, type IncludeObject } from './table.js';
 import { cachedOpenApiV2, OPENAPI_V2_PROTOBUF, openApiV2Format } from './openapi-v2.js';
 import { decodeKubeProtobuf } from './protobuf.js';
 import { selfSignedCert, type ServingCert } from './tls.js';
-import { LAB_ADMIN_GROUPS, LAB_ADMIN_USER, reviewToken, TOKEN_REVIEW_GROUP, TOKEN_REVIEW_RESOURCE, TOKEN_REVIEW_VERSION, type UserInfo } from './tokenreview.js';
+import { LAB_ADMIN_GROUPS, LAB_ADMIN_USER, LAB_API_AUDIENCES, reviewToken, TOKEN_REVIEW_GROUP, TOKEN_REVIEW_RESOURCE, TOKEN_REVIEW_VERSION, type UserInfo } from './tokenreview.js';
 import { accessReviewRoute, reviewAccess } from './accessreview.js';
-import { RbacAuthorizer, storeRbacObjects } from './rbac.js';
+import { PRIVILEGED_GROUP, RbacAuthorizer, storeRbacObjects, type ResourceAttributes } from './rbac.js';
+import { DEFAULT_CLUSTER_ROLE_BINDINGS, DEFAULT_CLUSTER_ROLES, forbidden, requestAttributes } from './request-authz.js';
+import { ServiceAccountTokens } from './tokenrequest.js';
 import { isObject, PATCH_CONTENT_TYPES, type DeleteOptions, type JsonObject, type KubeObject, type PropagationPolicy, type WatchEvent, type WriteOptions } from './types.js';
 
 export interface ApiServerOptions {
@@ -136,8 +138,10 @@ export class ApiServer {
   private closing: Promise<void> | undefined;
   private openapiCache: { generation: number; root: JsonObject; docs: Map<string, JsonObject | undefined> } | undefined;
   private boundPort = 0;
-  /** Decides access reviews over the store's RBAC objects. */
+  /** Decides access reviews, and the requests of users other than the admin, over the store's RBAC objects. */
   readonly authorizer: RbacAuthorizer;
+  /** ServiceAccount tokens (TokenRequest), which authenticate as their ServiceAccount. */
+  private readonly serviceAccountTokens: ServiceAccountTokens;
 
   private constructor(
     readonly token: string,
@@ -153,6 +157,7 @@ export class ApiServer {
       log: this.log,
     });
     this.authorizer = new RbacAuthorizer(storeRbacObjects(this.store));
+    this.serviceAccountTokens = new ServiceAccountTokens(token, (namespace, name) => this.resource('v1', 'serviceaccounts').tryGet(name, namespace));
     const handler = (req: IncomingMessage, res: ServerResponse): void => void this.handle(req, res);
     this.server = createServer(handler);
     this.tlsServer = createHttpsServer({ key: tls.key, cert: tls.cert }, handler);
@@ -189,6 +194,11 @@ export class ApiServer {
       api.log.info({ dataFile: opts.dataFile, objects: snap.objects.length, resourceVersion: snap.resourceVersion }, 'restored store');
     }
     api.store.bootstrap();
+    // kube's bootstrap RBAC policy: what every authenticated user may do (discovery, reviewing its own access).
+    for (const [resource, objects] of [['clusterroles', DEFAULT_CLUSTER_ROLES], ['clusterrolebindings', DEFAULT_CLUSTER_ROLE_BINDINGS]] as const) {
+      const client = api.resource('rbac.authorization.k8s.io/v1', resource);
+      for (const o of objects) if (!client.tryGet(String((o.metadata as JsonObject).name))) client.create(o as KubeObject);
+    }
     if (opts.dataFile) {
       api.store.onChange(() => api.schedulePersist());
       api.persistNow();
@@ -329,12 +339,22 @@ export class ApiServer {
 
   // ---- HTTP
 
-  private authorized(req: IncomingMessage): boolean {
+  /**
+   * The user a request's bearer token authenticates as: the lab admin (the lab's token), or a ServiceAccount (a token
+   * from TokenRequest, for the API server's audience); undefined for anyone else.
+   */
+  private authenticate(req: IncomingMessage): UserInfo | undefined {
     const h = req.headers.authorization;
-    return !!h && h.startsWith('Bearer ') && this.isToken(h.slice(7).trim());
+    if (!h?.startsWith('Bearer ')) return undefined;
+    const user = this.userOfToken(h.slice(7).trim());
+    return user && (user.audiences ?? LAB_API_AUDIENCES).some((a) => LAB_API_AUDIENCES.includes(a)) ? user : undefined;
   }
 
-  /** Whether `token` is the lab's token (the one user it knows: LAB_ADMIN_USER). */
+  private userOfToken(token: string): UserInfo | undefined {
+    return this.isToken(token) ? { username: LAB_ADMIN_USER, groups: LAB_ADMIN_GROUPS } : this.serviceAccountTokens.userOf(token);
+  }
+
+  /** Whether `token` is the lab's token (the lab admin's). */
   private isToken(token: string): boolean {
     const got = Buffer.from(token);
     const want = Buffer.from(this.token);
@@ -342,18 +362,26 @@ export class ApiServer {
   }
 
   /**
-   * Who an authenticated request acts as: the lab admin, or the user it impersonates (`kubectl --as`, `--as-group`),
-   * which the admin, a member of system:masters, may. As kube does, an impersonated user is also in
-   * system:authenticated, and a ServiceAccount given without groups is in its ServiceAccount groups.
+   * Who an authenticated request acts as: its user, or the one it impersonates (`kubectl --as`, `--as-group`), if
+   * RBAC lets its user impersonate them (the admin, in system:masters, may). As kube does, an impersonated user is
+   * also in system:authenticated, and a ServiceAccount given without groups is in its ServiceAccount groups.
    */
-  private requester(req: IncomingMessage): UserInfo {
+  private requester(req: IncomingMessage, user: UserInfo): UserInfo {
     const username = req.headersDistinct['impersonate-user']?.[0];
     const asGroups = req.headersDistinct['impersonate-group'] ?? [];
     if (!username) {
       if (asGroups.length) throw errors.internal('requested impersonation of groups without a user');
-      return { username: LAB_ADMIN_USER, groups: LAB_ADMIN_GROUPS };
+      return user;
     }
-    const sa = /^system:serviceaccount:([^:]+):[^:]+$/.exec(username);
+    const sa = /^system:serviceaccount:([^:]+):([^:]+)$/.exec(username);
+    const wanted: ResourceAttributes[] = [
+      sa ? { verb: 'impersonate', group: '', resource: 'serviceaccounts', namespace: sa[1]!, name: sa[2]! } : { verb: 'impersonate', group: '', resource: 'users', name: username },
+      ...asGroups.map((g) => ({ verb: 'impersonate', group: '', resource: 'groups', name: g })),
+    ];
+    for (const w of wanted) {
+      const d = this.authorizer.authorize(user, { resource: w });
+      if (!d.allowed) throw forbidden(user.username, { resource: w }, d.reason);
+    }
     const groups = asGroups.length || !sa ? [...asGroups] : ['system:serviceaccounts', `system:serviceaccounts:${sa[1]}`];
     if (username !== 'system:anonymous' && !groups.includes('system:authenticated')) groups.push('system:authenticated');
     return { username, groups };
@@ -419,8 +447,16 @@ export class ApiServer {
         res.end('ok');
         return;
       }
-      if (!this.authorized(req)) throw errors.unauthorized();
-      await this.route(req, res, url);
+      const authenticated = this.authenticate(req);
+      if (!authenticated) throw errors.unauthorized();
+      const user = this.requester(req, authenticated);
+      // The admin is in system:masters (allowed everything); anyone else is held to RBAC, as kube-apiserver does.
+      if (!user.groups.includes(PRIVILEGED_GROUP)) {
+        const attrs = requestAttributes(req.method ?? 'GET', url.pathname, url.searchParams);
+        const decision = this.authorizer.authorize(user, attrs);
+        if (!decision.allowed) throw forbidden(user.username, attrs, decision.reason);
+      }
+      await this.route(req, res, url, user);
     } catch (e) {
       this.sendError(res, e);
     }
@@ -434,7 +470,7 @@ export class ApiServer {
     return this.openapiCache;
   }
 
-  private async route(req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
+  private async route(req: IncomingMessage, res: ServerResponse, url: URL, user: UserInfo): Promise<void> {
     const path = url.pathname.replace(/\/+$/, '') || '/';
     const seg = path.split('/').filter(Boolean).map(decodeURIComponent);
     const reg = this.store.registry;
@@ -475,13 +511,18 @@ export class ApiServer {
     }
     if (path === `/apis/${TOKEN_REVIEW_GROUP}/${TOKEN_REVIEW_VERSION}/${TOKEN_REVIEW_RESOURCE}`) {
       if (req.method !== 'POST') throw errors.methodNotAllowed();
-      const review = reviewToken(await this.readObject(req), (token) => (this.isToken(token) ? { username: LAB_ADMIN_USER, groups: LAB_ADMIN_GROUPS } : undefined));
+      const review = reviewToken(await this.readObject(req), (token) => this.userOfToken(token));
       return this.send(res, 201, review, req);
     }
     const review = accessReviewRoute(seg);
     if (review) {
       if (req.method !== 'POST') throw errors.methodNotAllowed();
-      return this.send(res, 201, reviewAccess(review.kind, review.namespace, await this.readObject(req), this.requester(req), this.authorizer), req);
+      return this.send(res, 201, reviewAccess(review.kind, review.namespace, await this.readObject(req), user, this.authorizer), req);
+    }
+    // TokenRequest: POST /api/v1/namespaces/NS/serviceaccounts/NAME/token.
+    if (seg.length === 7 && seg[0] === 'api' && seg[1] === 'v1' && seg[2] === 'namespaces' && seg[4] === 'serviceaccounts' && seg[6] === 'token') {
+      if (req.method !== 'POST') throw errors.methodNotAllowed();
+      return this.send(res, 201, this.serviceAccountTokens.issue(seg[3]!, seg[5]!, await this.readObject(req)), req);
     }
     const r = this.resolve(seg, url.searchParams);
     if (!r) throw errors.noRoute();

@@ -18,6 +18,8 @@ export interface UserInfo {
   username: string;
   groups: string[];
   uid?: string;
+  /** Who the token is for (default: the API server, LAB_API_AUDIENCES). */
+  audiences?: string[];
 }
 
 /** The discovery entry (only `create`: a review is not an object one can get or list). */
@@ -38,8 +40,9 @@ export function reviewToken(body: unknown, userOf: (token: string) => UserInfo |
   const out = (status: JsonObject): JsonObject => ({ kind: 'TokenReview', apiVersion: `${TOKEN_REVIEW_GROUP}/${TOKEN_REVIEW_VERSION}`, metadata: { ...metadata, creationTimestamp: null }, spec, status });
   const user = userOf(token);
   if (!user) return out({ user: {}, error: '[invalid bearer token, token lookup failed]' });
-  // A token good for the API server's audience only is good for a review asking any of those.
-  const audiences = wanted.length ? wanted.filter((a) => LAB_API_AUDIENCES.includes(a)) : LAB_API_AUDIENCES;
-  if (!audiences.length) return out({ user: {}, error: `[invalid bearer token, token audiences ${JSON.stringify(LAB_API_AUDIENCES)} is invalid for the target audiences ${JSON.stringify(wanted)}]` });
+  // A token is good for a review that asks for one of its audiences (none asked: the API server's).
+  const has = user.audiences ?? LAB_API_AUDIENCES;
+  const audiences = (wanted.length ? wanted : LAB_API_AUDIENCES).filter((a) => has.includes(a));
+  if (!audiences.length) return out({ user: {}, error: `[invalid bearer token, token audiences ${JSON.stringify(has)} is invalid for the target audiences ${JSON.stringify(wanted.length ? wanted : LAB_API_AUDIENCES)}]` });
   return out({ authenticated: true, user: { username: user.username, ...(user.uid ? { uid: user.uid } : {}), groups: user.groups }, audiences });
 }
