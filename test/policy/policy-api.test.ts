@@ -206,6 +206,43 @@ describe('policy controller read API: where each policy is realized', () => {
     );
   }, 120_000);
 
+  it('a ServiceAccount token (TokenReview) that RBAC does not let list the policies gets 403, and the CLI says so; a RoleBinding lets it in', async () => {
+    const ok = async (args: string[]): Promise<string> => {
+      const r = await kubectl(srv, args);
+      if (r.code !== 0) throw new Error(`kubectl ${args.join(' ')}: ${r.stderr}`);
+      return r.stdout;
+    };
+    await ok(['create', 'serviceaccount', 'viewer', '-n', 'team-a']);
+    const token = (await ok(['create', 'token', 'viewer', '-n', 'team-a'])).trim();
+    const user = 'system:serviceaccount:team-a:viewer';
+    const direct = await get('kind=NetworkPolicy&namespace=team-a', token);
+    expect(direct.status).toBe(403);
+    expect(direct.body.message).toBe(`networkpolicies.networking.k8s.io is forbidden: User "${user}" cannot list resource "networkpolicies" in API group "networking.k8s.io" in the namespace "team-a"`);
+
+    const config = parseYaml(readFileSync(srv.kubeconfig, 'utf8')) as { users: Array<{ user: Record<string, unknown> }> };
+    writeFileSync(join(srv.dir, 'viewer'), stringifyYaml({ ...config, users: [{ ...config.users[0], user: { token } }] }), { mode: 0o600 });
+    const k = ['--kubeconfig', join(srv.dir, 'viewer'), '-n', 'team-a'];
+    // Finding the controller takes reading its endpoint ConfigMap, which this user may not yet.
+    const noEndpoint = await seineGet(['netpol', ...k]);
+    expect(noEndpoint).toMatchObject({ code: 1, stdout: '' });
+    expect(noEndpoint.stderr).toBe(`error: cannot read ConfigMap kube-system/seine-controller-endpoint to find the policy controller: configmaps "seine-controller-endpoint" is forbidden: User "${user}" cannot get resource "configmaps" in API group "" in the namespace "kube-system"\n`);
+    await ok(['create', 'role', 'endpoint-reader', '-n', 'kube-system', '--verb=get', '--resource=configmaps', '--resource-name=seine-controller-endpoint']);
+    await ok(['create', 'rolebinding', 'viewer-endpoint', '-n', 'kube-system', '--role=endpoint-reader', `--serviceaccount=team-a:viewer`]);
+    const refused = await seineGet(['netpol', ...k]);
+    expect(refused).toMatchObject({ code: 1, stdout: '' });
+    expect(refused.stderr).toBe(`Error from server (Forbidden): ${direct.body.message}\n`);
+
+    // Allowed once RBAC says so (the controller keeps a decision up to 10 s).
+    await ok(['create', 'rolebinding', 'viewer-netpol', '-n', 'team-a', '--role=netpol-reader', '--serviceaccount=team-a:viewer']);
+    const table = await eventually('the viewer\'s table', async (saw) => {
+      const r = await seineGet(['netpol', ...k]);
+      saw(r);
+      return r.code === 0 ? r.stdout : undefined;
+    }, 60_000, 1000);
+    expect(table.split('\n').map((l) => l.split(/\s+/).join(' '))).toEqual(['NAME REALIZED', 'all 2/2', 'web 1/1', '']);
+    expect((await seineGet(['netpol', '-A', '--kubeconfig', join(srv.dir, 'viewer')])).stderr).toMatch(/cannot list resource "networkpolicies" in API group "networking.k8s.io" at the cluster scope\n$/);
+  }, 120_000);
+
   it('lists ClusterNetworkPolicies the same way', async () => {
     const r = await get('kind=ClusterNetworkPolicy');
     expect(r.status).toBe(200);
