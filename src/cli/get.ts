@@ -35,6 +35,7 @@ export interface GetOptions {
   allNamespaces?: boolean;
   output?: string;
   kubeconfig?: string;
+  context?: string;
   controllerNamespace: string;
 }
 
@@ -48,7 +49,7 @@ class GetError extends Error {
   }
 }
 
-function loadConfig(path: string | undefined): KubeConfig {
+function loadConfig(path: string | undefined, context: string | undefined): KubeConfig {
   const kc = new KubeConfig();
   // As kubectl: --kubeconfig, else $KUBECONFIG (a list of files), else ~/.kube/config (else in-cluster).
   try {
@@ -56,6 +57,10 @@ function loadConfig(path: string | undefined): KubeConfig {
     else kc.loadFromDefault();
   } catch (e) {
     throw new GetError(`cannot load the kubeconfig: ${e instanceof Error ? e.message : String(e)}`);
+  }
+  if (context) {
+    if (!kc.getContextObject(context)) throw new GetError(`context was not found for specified context: ${context}`);
+    kc.setCurrentContext(context);
   }
   if (!kc.getCurrentCluster()) throw new GetError('no cluster in the kubeconfig (use --kubeconfig, or set $KUBECONFIG)');
   return kc;
@@ -138,7 +143,7 @@ export async function getPolicies(resource: string, name: string | undefined, o:
   const output = o.output ?? '';
   if (!['', 'wide', 'json', 'yaml'].includes(output)) throw new GetError(`unable to match a printer suitable for the output format ${JSON.stringify(output)}, allowed formats are: json, wide, yaml`);
   if (name && o.allNamespaces) throw new GetError('a resource cannot be retrieved by name across all namespaces');
-  const kc = loadConfig(o.kubeconfig);
+  const kc = loadConfig(o.kubeconfig, o.context);
   const namespace = kind.namespaced && !o.allNamespaces ? (o.namespace ?? kc.getContextObject(kc.getCurrentContext())?.namespace ?? 'default') : undefined;
   // The token first: a user without one cannot read the endpoint either, and this says why.
   const token = await userToken(kc);
@@ -163,6 +168,7 @@ export function getCommand(): Command {
     .option('-A, --all-namespaces', 'every namespace')
     .addOption(new Option('-o, --output <format>', 'wide (the pending nodes), json or yaml').choices(['wide', 'json', 'yaml']))
     .option('--kubeconfig <file>', 'kubeconfig (default: $KUBECONFIG, else ~/.kube/config)')
+    .option('--context <name>', 'the kubeconfig context to use (default: its current context)')
     .option('--controller-namespace <namespace>', 'where the Seine controller publishes its endpoint', DEFAULT_ENDPOINT_NAMESPACE)
     .action(async (resource: string, name: string | undefined, o: GetOptions) => {
       try {
