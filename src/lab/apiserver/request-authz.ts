@@ -2,7 +2,7 @@
 // tokens from TokenRequest): each request's attributes as kube's RequestInfoFactory reads them from method and
 // path, decided by RBAC, refused with kube's Forbidden wording. kube's default ClusterRoles that every
 // authenticated user has (discovery, reviewing one's own access, public info) and cluster-admin are bootstrapped.
-import { errors, type ApiError } from './errors.js';
+import { ApiError, errors } from './errors.js';
 import type { AccessAttributes, ResourceAttributes } from './rbac.js';
 import { RBAC_GROUP } from './rbac.js';
 import type { JsonObject } from './types.js';
@@ -23,7 +23,8 @@ export function requestAttributes(method: string, pathname: string, query: URLSe
     group = seg[1]!;
     rest = seg.slice(3);
   }
-  if (!rest) return { nonResource: { verb: verb0, path } };
+  // Non-resource paths are matched as sent: RBAC tells `/version` from `/version/`.
+  if (!rest) return { nonResource: { verb: verb0, path: pathname } };
   let watch = false;
   if (rest[0] === 'watch') {
     watch = true;
@@ -55,7 +56,7 @@ export function requestAttributes(method: string, pathname: string, query: URLSe
 export function forbidden(username: string, attrs: AccessAttributes, reason: string): ApiError {
   const why = reason ? `: ${reason}` : '';
   if ('nonResource' in attrs) {
-    return errors.forbidden({ group: '', resource: '' }, '', `User ${JSON.stringify(username)} cannot ${attrs.nonResource.verb} path ${JSON.stringify(attrs.nonResource.path)}${why}`);
+    return new ApiError(403, 'Forbidden', `forbidden: User ${JSON.stringify(username)} cannot ${attrs.nonResource.verb} path ${JSON.stringify(attrs.nonResource.path)}${why}`, {});
   }
   const a = attrs.resource;
   const resource = a.subresource ? `${a.resource}/${a.subresource}` : a.resource;

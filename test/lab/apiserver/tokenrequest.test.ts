@@ -48,6 +48,7 @@ describe('lab API server: TokenRequest, and RBAC for the users it makes', () => 
     expect((await as(['get', 'pods', '-n', 'default'])).stderr).toMatch(/cannot list resource "pods" in API group "" in the namespace "default"/);
     expect((await as(['delete', 'pod', 'web', '-n', 'team-x'])).stderr).toMatch(/pods "web" is forbidden: User "system:serviceaccount:team-x:viewer" cannot delete resource "pods" in API group "" in the namespace "team-x"/);
     expect((await as(['get', 'nodes'])).stderr).toMatch(/cannot list resource "nodes" in API group "" at the cluster scope/);
+    expect((await as(['get', '--raw', '/logs/'])).stderr).toMatch(/forbidden: User "system:serviceaccount:team-x:viewer" cannot get path "\/logs\/"/);
     // It may not act as someone else.
     expect((await as(['get', 'pods', '-n', 'team-x', '--as', 'alice'])).stderr).toMatch(/users "alice" is forbidden: User "system:serviceaccount:team-x:viewer" cannot impersonate resource "users" in API group "" at the cluster scope/);
     // The admin may, and the impersonated user is held to RBAC too.
