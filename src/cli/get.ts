@@ -5,10 +5,9 @@
 // the controller authenticates it and asks the API server whether the user may list those policies.
 import { KubeConfig } from '@kubernetes/client-node';
 import { Command, Option } from 'commander';
-import { STATUS_CODES } from 'node:http';
 import { request } from 'node:https';
 import { stringify as stringifyYaml } from 'yaml';
-import { apiMessage, apiStatus } from '../k8s/api.js';
+import { apiFailure } from '../k8s/api.js';
 import { bearerTokenSource, controllerEndpointSource, DEFAULT_ENDPOINT_NAMESPACE, ENDPOINT_CONFIGMAP, type ControllerEndpoint } from '../policy/channel/discovery.js';
 import { POLICIES_PATH, type PolicyRealizationItem, type PolicyRealizationList } from '../policy/controller/policy-api.js';
 import { renderTable } from './table.js';
@@ -79,20 +78,12 @@ async function userToken(kc: KubeConfig): Promise<string> {
   throw new GetError(`the kubeconfig user ${JSON.stringify(user?.name ?? '')} ${how}; the policy controller accepts bearer tokens only: use a user with a token (e.g. one from \`kubectl create token SERVICEACCOUNT\`)`);
 }
 
-/** An API call's failure in one line: the Status message, else the HTTP status, else the error's first line. */
-function failure(e: unknown): string {
-  const code = apiStatus(e);
-  const message = apiMessage(e);
-  if (code !== undefined && e instanceof Error && message === e.message) return STATUS_CODES[code] ?? `HTTP ${code}`;
-  return message.split('\n')[0]!;
-}
-
 async function findController(kc: KubeConfig, namespace: string): Promise<ControllerEndpoint> {
   let endpoint: ControllerEndpoint | undefined;
   try {
     endpoint = await controllerEndpointSource(kc, { namespace })();
   } catch (e) {
-    throw new GetError(`cannot read ConfigMap ${namespace}/${ENDPOINT_CONFIGMAP} to find the policy controller: ${failure(e)}`);
+    throw new GetError(`cannot read ConfigMap ${namespace}/${ENDPOINT_CONFIGMAP} to find the policy controller: ${apiFailure(e)}`);
   }
   if (!endpoint) throw new GetError(`no policy controller endpoint: ConfigMap ${namespace}/${ENDPOINT_CONFIGMAP} is missing or incomplete (is the Seine controller running with policy enabled? see --controller-namespace)`);
   return endpoint;

@@ -1,4 +1,5 @@
 import { ApiException, PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
+import { STATUS_CODES } from 'node:http';
 
 /** Request options that make client-node send a JSON merge patch (its default is JSON patch). */
 export const MERGE_PATCH = setHeaderOptions('Content-Type', PatchStrategy.MergePatch);
@@ -27,4 +28,12 @@ export function apiMessage(err: unknown): string {
     }
   }
   return err instanceof Error ? err.message : String(err);
+}
+
+/** apiMessage in one line: a refusal without a Status body (client-node drops some) is named by its HTTP status. */
+export function apiFailure(err: unknown): string {
+  const code = apiStatus(err);
+  const message = apiMessage(err);
+  if (code !== undefined && err instanceof Error && message === err.message) return STATUS_CODES[code] ?? `HTTP ${code}`;
+  return message.split('\n')[0]!;
 }

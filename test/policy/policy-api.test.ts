@@ -112,6 +112,33 @@ describe('policy controller read API: where each policy is realized', () => {
   /** GET /v1/policies?query with the lab admin's token, another, or none (null). */
   const get = (query: string, token: string | null = srv.api.token, base = endpoint): Promise<Reply> => https('GET', `${base.url}/v1/policies?${query}`, base.ca, token ?? undefined);
 
+  /**
+   * A second server on the same controller, with users told apart by a stand-in authenticator (alice-token is alice);
+   * what they may read is asked of the lab API server through `access`.
+   */
+  const standInServer = async (access: AccessReviewer): Promise<{ base: ControllerEndpoint; server: ShareServer }> => {
+    const users: Record<string, { username: string; groups: string[] }> = { 'alice-token': { username: 'alice', groups: ['system:authenticated'] } };
+    const tls = selfSignedCert({ commonName: 'seine-controller', ips: ['127.0.0.1'] });
+    const server = new ShareServer({
+      shares: controller.shares,
+      tls,
+      authenticate: async () => undefined,
+      agentUsers: [],
+      onChange: () => () => undefined,
+      ready: () => true,
+      policies: new PolicyApi({
+        realizations: (which) => controller.realizations(which),
+        lastReport: (n) => controller.lastReport(n),
+        ready: () => controller.isSynced,
+        authenticate: async (token) => users[token],
+        authorize: (user, what) => access.check(user, what),
+        log: logger('test.policy-api'),
+      }),
+    });
+    const port = await server.listen('127.0.0.1', 0);
+    return { base: { url: `https://127.0.0.1:${port}`, ca: tls.cert }, server };
+  };
+
   it('refuses a request without a token, or with one the API server does not know (401, a Status)', async () => {
     const none = await get('kind=NetworkPolicy', null);
     expect(none.status).toBe(401);
@@ -241,6 +268,18 @@ describe('policy controller read API: where each policy is realized', () => {
     }, 60_000, 1000);
     expect(table.split('\n').map((l) => l.split(/\s+/).join(' '))).toEqual(['NAME REALIZED', 'all 2/2', 'web 1/1', '']);
     expect((await seineGet(['netpol', '-A', '--kubeconfig', join(srv.dir, 'viewer')])).stderr).toMatch(/cannot list resource "networkpolicies" in API group "networking.k8s.io" at the cluster scope\n$/);
+
+    // A controller whose own user may not create SubjectAccessReviews (its RBAC without them) cannot tell: 503.
+    const weak = new KubeConfig();
+    weak.loadFromFile(join(srv.dir, 'viewer'));
+    const { base, server } = await standInServer(new AccessReviewer({ kubeConfig: weak }));
+    try {
+      const r = await get('kind=NetworkPolicy&namespace=team-a', 'alice-token', base);
+      expect(r.status).toBe(503);
+      expect(r.body).toMatchObject({ kind: 'Status', reason: 'ServiceUnavailable', message: `cannot ask the API server whether the user may read policies (SubjectAccessReview): subjectaccessreviews.authorization.k8s.io is forbidden: User "${user}" cannot create resource "subjectaccessreviews" in API group "authorization.k8s.io" at the cluster scope` });
+    } finally {
+      await server.close();
+    }
   }, 120_000);
 
   it('lists ClusterNetworkPolicies the same way', async () => {
@@ -250,30 +289,9 @@ describe('policy controller read API: where each policy is realized', () => {
   });
 
   it('serves a user only what RBAC lets them list (403 in kube\'s words otherwise), and follows a new RoleBinding', async () => {
-    // A second server on the same controller, with users told apart by a stand-in authenticator (the lab issues no
-    // token but its own); what they may read is asked of the lab API server.
     let clock = 0;
     const access = new AccessReviewer({ kubeConfig: kc, now: () => clock });
-    const users: Record<string, { username: string; groups: string[] }> = { 'alice-token': { username: 'alice', groups: ['system:authenticated'] } };
-    const tls = selfSignedCert({ commonName: 'seine-controller', ips: ['127.0.0.1'] });
-    const server = new ShareServer({
-      shares: controller.shares,
-      tls,
-      authenticate: async () => undefined,
-      agentUsers: [],
-      onChange: () => () => undefined,
-      ready: () => true,
-      policies: new PolicyApi({
-        realizations: () => controller.realizations(),
-        lastReport: (n) => controller.lastReport(n),
-        ready: () => controller.isSynced,
-        authenticate: async (token) => users[token],
-        authorize: (user, what) => access.check(user, what),
-        log: logger('test.policy-api'),
-      }),
-    });
-    const port = await server.listen('127.0.0.1', 0);
-    const base = { url: `https://127.0.0.1:${port}`, ca: tls.cert };
+    const { base, server } = await standInServer(access);
     try {
       const own = await get('kind=NetworkPolicy&namespace=team-a', 'alice-token', base);
       expect(own.status).toBe(200);

@@ -54,7 +54,7 @@ export async function startPolicyChannel(opts: PolicyChannelOptions): Promise<Po
   const access = new AccessReviewer({ kubeConfig: opts.kubeConfig });
   const { controller } = opts;
   const policies = new PolicyApi({
-    realizations: () => controller.realizations(),
+    realizations: (which) => controller.realizations(which),
     lastReport: (node) => controller.lastReport(node),
     ready: () => controller.isSynced,
     authenticate: (token) => authenticator.review(token),

@@ -170,9 +170,9 @@ export class PolicyController {
     return entry ? this.realization.of(uid, entry.ref.generation, this.computation.spanOf(uid)) : undefined;
   }
 
-  /** Every computed policy, its span and its realization with all its pending nodes (the CLI's view, through the channel). */
-  realizations(): Array<{ ref: PolicyRef; span: ReadonlySet<string>; realization: PolicyRealization }> {
-    return [...this.computation.allPolicies()].map((p) => {
+  /** The computed policies `which` picks, each with its span and realization, all pending nodes named (the CLI's view). */
+  realizations(which: (ref: PolicyRef) => boolean = () => true): Array<{ ref: PolicyRef; span: ReadonlySet<string>; realization: PolicyRealization }> {
+    return [...this.computation.allPolicies()].filter((p) => which(p.ref)).map((p) => {
       const span = this.computation.spanOf(p.ref.uid);
       return { ref: p.ref, span, realization: this.realization.of(p.ref.uid, p.ref.generation, span, Infinity) };
     });

@@ -6,6 +6,7 @@
 // asked about. Failures are Kubernetes Status bodies, so that clients print them as kubectl would.
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AccessDecision, ResourceAccess } from '../../k8s/access-review.js';
+import { apiFailure } from '../../k8s/api.js';
 import type { TokenUser } from '../../k8s/token-review.js';
 import type { Logger } from '../../util/log.js';
 import type { PolicyRef } from '../model/types.js';
@@ -37,8 +38,8 @@ const RESOURCES: Record<PolicyRef['kind'], { group: string; resource: string; na
 };
 
 export interface PolicyApiOptions {
-  /** Every computed policy and its realization (all pending nodes). */
-  realizations: () => Array<{ ref: PolicyRef; span: ReadonlySet<string>; realization: PolicyRealization }>;
+  /** The computed policies a filter picks, with their spans and realizations (all pending nodes). */
+  realizations: (which: (ref: PolicyRef) => boolean) => Array<{ ref: PolicyRef; span: ReadonlySet<string>; realization: PolicyRealization }>;
   lastReport: (node: string) => Date | undefined;
   /** Whether every policy has been listed (until then the answer would be incomplete). */
   ready: () => boolean;
@@ -100,15 +101,14 @@ export class PolicyApi {
     try {
       decision = await this.opts.authorize(user, access);
     } catch (e) {
-      this.opts.log.warn({ err: e instanceof Error ? e.message : String(e) }, 'cannot review a user\'s access');
-      throw new StatusError(503, 'ServiceUnavailable', 'cannot ask the API server whether the user may read policies now', undefined, { 'retry-after': '1' });
+      this.opts.log.warn({ err: apiFailure(e) }, 'cannot review a user\'s access');
+      throw new StatusError(503, 'ServiceUnavailable', `cannot ask the API server whether the user may read policies (SubjectAccessReview): ${apiFailure(e)}`, undefined, { 'retry-after': '1' });
     }
     if (!decision.allowed) throw forbidden(user.username, access, r);
     if (!this.opts.ready()) throw new StatusError(503, 'ServiceUnavailable', 'the policy controller has not listed every policy yet', undefined, { 'retry-after': '1' });
 
     const listed = this.opts
-      .realizations()
-      .filter(({ ref }) => ref.kind === kind && (!namespace || ref.namespace === namespace) && (!name || ref.name === name))
+      .realizations((ref) => ref.kind === kind && (!namespace || ref.namespace === namespace) && (!name || ref.name === name))
       .sort((a, b) => (a.ref.namespace ?? '').localeCompare(b.ref.namespace ?? '') || a.ref.name.localeCompare(b.ref.name));
     if (name && listed.length === 0) throw new StatusError(404, 'NotFound', `${qualified(r)} "${name}" not found`, { name, group: r.group, kind: r.resource });
     const items = listed.map(({ ref, realization }): PolicyRealizationItem => ({
@@ -141,8 +141,8 @@ export class PolicyApi {
     try {
       user = await this.opts.authenticate(token);
     } catch (e) {
-      this.opts.log.warn({ err: e instanceof Error ? e.message : String(e) }, 'cannot review a user\'s token');
-      throw new StatusError(503, 'ServiceUnavailable', 'cannot authenticate now: the TokenReview failed', undefined, { 'retry-after': '1' });
+      this.opts.log.warn({ err: apiFailure(e) }, 'cannot review a user\'s token');
+      throw new StatusError(503, 'ServiceUnavailable', `cannot authenticate the user now (TokenReview): ${apiFailure(e)}`, undefined, { 'retry-after': '1' });
     }
     if (!user) throw unauthorized('the API server does not accept this token (TokenReview)');
     return user;
