@@ -1,7 +1,8 @@
 // authorization.k8s.io/v1 access reviews, as kube-apiserver answers them: create-only resources that are never
 // stored. SubjectAccessReview asks about any user (spec.user/groups), LocalSubjectAccessReview the same within the
 // namespace of its path, SelfSubjectAccessReview about the requesting user (what `kubectl auth can-i` sends). The
-// decision comes back in status: allowed, and the authorizer's reason.
+// decision comes back in status: allowed, and the authorizer's reason. SelfSubjectRulesReview lists the requesting
+// user's rules in a namespace (`kubectl auth can-i --list`).
 import { cause, errors, type StatusCause } from './errors.js';
 import type { AccessAttributes, RbacAuthorizer } from './rbac.js';
 import type { UserInfo } from './tokenreview.js';
@@ -10,12 +11,13 @@ import { isObject, type JsonObject } from './types.js';
 export const ACCESS_REVIEW_GROUP = 'authorization.k8s.io';
 export const ACCESS_REVIEW_VERSION = 'v1';
 
-export type AccessReviewKind = 'SubjectAccessReview' | 'SelfSubjectAccessReview' | 'LocalSubjectAccessReview';
+export type AccessReviewKind = 'SubjectAccessReview' | 'SelfSubjectAccessReview' | 'LocalSubjectAccessReview' | 'SelfSubjectRulesReview';
 
 const RESOURCES: Record<string, AccessReviewKind> = {
   subjectaccessreviews: 'SubjectAccessReview',
   selfsubjectaccessreviews: 'SelfSubjectAccessReview',
   localsubjectaccessreviews: 'LocalSubjectAccessReview',
+  selfsubjectrulesreviews: 'SelfSubjectRulesReview',
 };
 
 /** Discovery entries (only `create`: a review is not an object one can get or list). */
@@ -71,6 +73,7 @@ export function reviewAccess(kind: AccessReviewKind, pathNamespace: string | und
   if (body.apiVersion !== undefined && body.apiVersion !== apiVersion) throw errors.badRequest(`the body is ${String(body.apiVersion)}, not ${apiVersion}`);
   const spec = isObject(body.spec) ? body.spec : {};
   const metadata = isObject(body.metadata) ? body.metadata : {};
+  if (kind === 'SelfSubjectRulesReview') return { kind, apiVersion, metadata: { ...metadata, creationTimestamp: null }, spec, status: rulesStatus(requester, str(spec.namespace), authorizer) };
   const attrs = attributesOf(spec);
   const causes = Array.isArray(attrs) ? [...attrs] : [];
   let user: UserInfo = requester;
@@ -93,4 +96,14 @@ export function reviewAccess(kind: AccessReviewKind, pathNamespace: string | und
     spec,
     status: { allowed: decision.allowed, ...(decision.reason ? { reason: decision.reason } : {}) },
   };
+}
+
+/** The user's rules in a namespace, as a SubjectRulesReviewStatus: resource rules and non-resource rules apart. */
+function rulesStatus(user: UserInfo, namespace: string, authorizer: RbacAuthorizer): JsonObject {
+  const { rules, errors: failures } = authorizer.rulesFor(user, namespace);
+  const resourceRules = rules
+    .filter((r) => r.resources.length > 0)
+    .map((r) => ({ verbs: r.verbs, apiGroups: r.apiGroups, resources: r.resources, ...(r.resourceNames.length ? { resourceNames: r.resourceNames } : {}) }));
+  const nonResourceRules = rules.filter((r) => r.nonResourceURLs.length > 0).map((r) => ({ verbs: r.verbs, nonResourceURLs: r.nonResourceURLs }));
+  return { resourceRules, nonResourceRules, incomplete: false, ...(failures.length ? { evaluationError: failures.join(', ') } : {}) };
 }

@@ -155,6 +155,7 @@ const KINDS: Record<string, Schema> = {
   'rbac.authorization.k8s.io/v1/RoleBinding': binding,
   'authorization.k8s.io/v1/SelfSubjectAccessReview': { 1: f('metadata', objectMeta), 2: f('spec', reviewAttributes) },
   'authorization.k8s.io/v1/SubjectAccessReview': subjectAccessReview,
+  'authorization.k8s.io/v1/SelfSubjectRulesReview': { 1: f('metadata', objectMeta), 2: f('spec', { 1: f('namespace', 'string') }) },
   // `kubectl create token`.
   'authentication.k8s.io/v1/TokenRequest': { 1: f('metadata', objectMeta), 2: f('spec', { 1: f('audiences', 'string', { repeated: true }), 4: f('expirationSeconds', 'int', { ptr: true }) }) },
   'authorization.k8s.io/v1/LocalSubjectAccessReview': subjectAccessReview,

@@ -37,7 +37,7 @@ export interface Decision {
   reason: string;
 }
 
-interface PolicyRule {
+export interface PolicyRule {
   verbs: string[];
   apiGroups: string[];
   resources: string[];
@@ -152,30 +152,47 @@ export class RbacAuthorizer {
 
   authorize(user: UserInfo, attrs: AccessAttributes): Decision {
     if (user.groups.includes(PRIVILEGED_GROUP)) return { allowed: true, reason: '' };
+    const namespace = 'resource' in attrs ? (attrs.resource.namespace ?? '') : '';
+    let reason: string | undefined;
+    const errors = this.visit(user, namespace, (rules, source) => {
+      if (!rules.some((r) => ruleAllows(r, attrs))) return true;
+      reason = `RBAC: allowed by ${source}`;
+      return false;
+    });
+    if (reason) return { allowed: true, reason };
+    return { allowed: false, reason: errors.length === 0 ? '' : `RBAC: ${errors.length === 1 ? errors[0] : `[${errors.join(', ')}]`}` };
+  }
+
+  /** Every rule granted to the user in a namespace (none: cluster-wide only), and the errors met (SelfSubjectRulesReview). */
+  rulesFor(user: UserInfo, namespace: string): { rules: PolicyRule[]; errors: string[] } {
+    if (user.groups.includes(PRIVILEGED_GROUP)) return { rules: [{ verbs: ['*'], apiGroups: ['*'], resources: ['*'], resourceNames: [], nonResourceURLs: [] }, { verbs: ['*'], apiGroups: [], resources: [], resourceNames: [], nonResourceURLs: ['*'] }], errors: [] };
+    const rules: PolicyRule[] = [];
+    const errors = this.visit(user, namespace, (granted) => (rules.push(...granted), true));
+    return { rules, errors };
+  }
+
+  /**
+   * Visits the rules of every binding that applies to the user (ClusterRoleBindings, then the namespace's
+   * RoleBindings), with a description of where they come from, until `visitor` returns false; returns the errors met.
+   */
+  private visit(user: UserInfo, namespace: string, visitor: (rules: PolicyRule[], source: string) => boolean): string[] {
     const errors: string[] = [];
-    const check = (binding: KubeObject, kind: 'ClusterRoleBinding' | 'RoleBinding', namespace: string): string | undefined => {
-      const subject = subjectsOf(binding).find((s) => appliesTo(s, user, namespace));
-      if (!subject) return undefined;
+    const bindings: Array<[KubeObject, 'ClusterRoleBinding' | 'RoleBinding', string]> = [
+      ...this.objects.clusterRoleBindings().map((b): [KubeObject, 'ClusterRoleBinding', string] => [b, 'ClusterRoleBinding', '']),
+      ...(namespace ? this.objects.roleBindings(namespace).map((b): [KubeObject, 'RoleBinding', string] => [b, 'RoleBinding', namespace]) : []),
+    ];
+    for (const [binding, kind, ns] of bindings) {
+      const subject = subjectsOf(binding).find((s) => appliesTo(s, user, ns));
+      if (!subject) continue;
       const ref = isObject(binding.roleRef) ? binding.roleRef : {};
       const refKind = String(ref.kind ?? '');
       const refName = String(ref.name ?? '');
-      const rules = this.roleRules(refKind, refName, namespace, errors);
-      if (!rules.some((r) => ruleAllows(r, attrs))) return undefined;
-      const bindingName = kind === 'RoleBinding' ? `${binding.metadata.name}/${namespace}` : binding.metadata.name;
-      return `RBAC: allowed by ${kind} ${JSON.stringify(bindingName)} of ${refKind} ${JSON.stringify(refName)} to ${describeSubject(subject, namespace)}`;
-    };
-    for (const b of this.objects.clusterRoleBindings()) {
-      const why = check(b, 'ClusterRoleBinding', '');
-      if (why) return { allowed: true, reason: why };
+      const rules = this.roleRules(refKind, refName, ns, errors);
+      const bindingName = kind === 'RoleBinding' ? `${binding.metadata.name}/${ns}` : binding.metadata.name;
+      const source = `${kind} ${JSON.stringify(bindingName)} of ${refKind} ${JSON.stringify(refName)} to ${describeSubject(subject, ns)}`;
+      if (!visitor(rules, source)) break;
     }
-    const namespace = 'resource' in attrs ? (attrs.resource.namespace ?? '') : '';
-    if (namespace) {
-      for (const b of this.objects.roleBindings(namespace)) {
-        const why = check(b, 'RoleBinding', namespace);
-        if (why) return { allowed: true, reason: why };
-      }
-    }
-    return { allowed: false, reason: errors.length === 0 ? '' : `RBAC: ${errors.length === 1 ? errors[0] : `[${errors.join(', ')}]`}` };
+    return errors;
   }
 
   /** The rules a binding's roleRef grants; a missing role is an error (noted) that grants nothing. */

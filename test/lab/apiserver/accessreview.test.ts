@@ -129,6 +129,7 @@ describe('lab API server: access reviews decided by RBAC', () => {
     expect(r.stdout).toMatch(/subjectaccessreviews\s+authorization\.k8s\.io\/v1\s+false\s+SubjectAccessReview\s+create/);
     expect(r.stdout).toMatch(/selfsubjectaccessreviews\s+authorization\.k8s\.io\/v1\s+false\s+SelfSubjectAccessReview\s+create/);
     expect(r.stdout).toMatch(/localsubjectaccessreviews\s+authorization\.k8s\.io\/v1\s+true\s+LocalSubjectAccessReview\s+create/);
+    expect(r.stdout).toMatch(/selfsubjectrulesreviews\s+authorization\.k8s\.io\/v1\s+false\s+SelfSubjectRulesReview\s+create/);
   });
 
   it('allows by a RoleBinding in the namespace only, for the verbs and subresources its Role names', async () => {
@@ -219,5 +220,25 @@ describe('lab API server: access reviews decided by RBAC', () => {
     expect(await canI('list', 'secrets', '-A', '--as', 'bob', '--as-group', 'auditors')).toBe('yes');
     expect(await canI('create', 'deployments.apps', '-n', 'team-b', '--as', 'system:serviceaccount:team-b:robot')).toBe('yes');
     expect(await canI('create', 'deployments.apps', '-n', 'team-a', '--as', 'system:serviceaccount:team-b:robot')).toBe('no');
+  });
+
+  it('kubectl auth can-i --list: a user\'s rules in a namespace (SelfSubjectRulesReview)', async () => {
+    const rows = async (...args: string[]): Promise<string[]> => {
+      const r = await kubectl(srv, ['auth', 'can-i', '--list', ...args]);
+      expect(r.stderr).toBe('');
+      return r.stdout.trim().split('\n').map((l) => l.trim().split(/\s{2,}/).join(' | '));
+    };
+    const alice = await rows('-n', 'team-a', '--as', 'alice');
+    expect(alice).toEqual(
+      expect.arrayContaining([
+        'networkpolicies.networking.k8s.io | [] | [] | [get list watch]',
+        'pods/log | [] | [] | [get]',
+        'selfsubjectaccessreviews.authorization.k8s.io | [] | [] | [create]',
+        '[/metrics/*] | [] | [get]',
+      ]),
+    );
+    expect(alice.some((l) => l.startsWith('configmaps'))).toBe(false);
+    expect(await rows('-n', 'team-b', '--as', 'alice')).toEqual(expect.arrayContaining(['configmaps | [] | [only-this] | [get]']));
+    expect(await rows()).toEqual(expect.arrayContaining(['*.* | [] | [] | [*]', '[*] | [] | [*]']));
   });
 });
