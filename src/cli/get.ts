@@ -16,15 +16,13 @@ const REQUEST_TIMEOUT_MS = 15_000;
 
 interface Kind {
   kind: PolicyRealizationItem['kind'];
-  /** As kubectl names the resource in messages. */
-  resource: string;
   namespaced: boolean;
 }
 
 const KINDS: Record<string, Kind> = {};
 for (const [names, kind] of [
-  [['networkpolicies', 'networkpolicy', 'netpol', 'networkpolicies.networking.k8s.io'], { kind: 'NetworkPolicy', resource: 'networkpolicies.networking.k8s.io', namespaced: true }],
-  [['clusternetworkpolicies', 'clusternetworkpolicy', 'cnp', 'clusternetworkpolicies.policy.networking.k8s.io'], { kind: 'ClusterNetworkPolicy', resource: 'clusternetworkpolicies.policy.networking.k8s.io', namespaced: false }],
+  [['networkpolicies', 'networkpolicy', 'netpol', 'networkpolicies.networking.k8s.io'], { kind: 'NetworkPolicy', namespaced: true }],
+  [['clusternetworkpolicies', 'clusternetworkpolicy', 'cnp', 'clusternetworkpolicies.policy.networking.k8s.io'], { kind: 'ClusterNetworkPolicy', namespaced: false }],
 ] as const) {
   for (const n of names) KINDS[n] = kind;
 }
@@ -128,6 +126,7 @@ export function policyTable(list: PolicyRealizationList, opts: { namespaced: boo
   return renderTable(head, rows);
 }
 
+/** What `seine get` prints; an empty table is NoResources (said on stderr, not a failure, as kubectl does). */
 export async function getPolicies(resource: string, name: string | undefined, o: GetOptions): Promise<string> {
   const kind = KINDS[resource.toLowerCase()];
   if (!kind) throw new GetError(`unknown resource type ${JSON.stringify(resource)}: seine get knows ${Object.keys(KINDS).join(', ')}`);
@@ -147,8 +146,8 @@ export async function getPolicies(resource: string, name: string | undefined, o:
   return `${policyTable(list, { namespaced: kind.namespaced, allNamespaces: !!o.allNamespaces, wide: output === 'wide' })}\n`;
 }
 
-/** Not an error (exit 0), said on stderr as kubectl does. */
-class NoResources extends Error {}
+/** Nothing to show: not an error (exit 0), said on stderr as kubectl does. */
+export class NoResources extends Error {}
 
 export function getCommand(): Command {
   return new Command('get')
