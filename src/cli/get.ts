@@ -8,6 +8,7 @@ import { Command, Option } from 'commander';
 import { request } from 'node:https';
 import { stringify as stringifyYaml } from 'yaml';
 import { apiFailure } from '../k8s/api.js';
+import { ageOf } from '../lab/apiserver/meta.js';
 import { bearerTokenSource, controllerEndpointSource, DEFAULT_ENDPOINT_NAMESPACE, ENDPOINT_CONFIGMAP, type ControllerEndpoint } from '../policy/channel/discovery.js';
 import { POLICIES_PATH, type PolicyRealizationItem, type PolicyRealizationList } from '../policy/controller/policy-api.js';
 import { renderTable } from './table.js';
@@ -114,13 +115,14 @@ function fetchPolicies(endpoint: ControllerEndpoint, token: string, query: URLSe
   });
 }
 
-/** The table `kubectl get` would print: NAMESPACE with -A, REALIZED as realized/desired nodes; wide adds the rest. */
-export function policyTable(list: PolicyRealizationList, opts: { namespaced: boolean; allNamespaces: boolean; wide: boolean }): string {
-  const head = [...(opts.namespaced && opts.allNamespaces ? ['namespace'] : []), 'name', 'realized', ...(opts.wide ? ['generation', 'pending'] : [])];
+/** The table `kubectl get` would print: NAMESPACE with -A, REALIZED as realized/desired nodes, AGE; wide adds the rest. */
+export function policyTable(list: PolicyRealizationList, opts: { namespaced: boolean; allNamespaces: boolean; wide: boolean; now: number }): string {
+  const head = [...(opts.namespaced && opts.allNamespaces ? ['namespace'] : []), 'name', 'realized', 'age', ...(opts.wide ? ['generation', 'pending'] : [])];
   const rows = list.items.map((i) => [
     ...(opts.namespaced && opts.allNamespaces ? [i.namespace] : []),
     i.name,
     `${i.nodes.realized}/${i.nodes.desired}`,
+    ageOf(i.creationTimestamp, opts.now),
     ...(opts.wide ? [i.generation, i.nodes.pending.length ? i.nodes.pending.join(',') : undefined] : []),
   ]);
   return renderTable(head, rows);
@@ -143,7 +145,7 @@ export async function getPolicies(resource: string, name: string | undefined, o:
   if (output === 'json') return `${JSON.stringify(list, null, 4)}\n`;
   if (output === 'yaml') return stringifyYaml(list);
   if (list.items.length === 0) throw new NoResources(namespace ? `No resources found in ${namespace} namespace.` : 'No resources found');
-  return `${policyTable(list, { namespaced: kind.namespaced, allNamespaces: !!o.allNamespaces, wide: output === 'wide' })}\n`;
+  return `${policyTable(list, { namespaced: kind.namespaced, allNamespaces: !!o.allNamespaces, wide: output === 'wide', now: Date.now() })}\n`;
 }
 
 /** Nothing to show: not an error (exit 0), said on stderr as kubectl does. */

@@ -75,9 +75,9 @@ describe('seine get networkpolicies in a lab', () => {
       120_000,
       1000,
     );
-    expect(table.split('\n').map((l) => l.split(/\s+/).join(' '))).toEqual(['NAMESPACE NAME REALIZED', 'shop web-from-clients 2/2', '']);
+    expect(table).toMatch(/^NAMESPACE\s+NAME\s+REALIZED\s+AGE\nshop\s+web-from-clients\s+2\/2\s+(\d+[smhdy])+\n$/);
     const wide = await seineGet('networkpolicy', 'web-from-clients', '-n', 'shop', '-o', 'wide');
-    expect(wide.stdout).toMatch(/^web-from-clients\s+2\/2\s+1\s+<none>$/m);
+    expect(wide.stdout).toMatch(/^web-from-clients\s+2\/2\s+(\d+[smhdy])+\s+1\s+<none>$/m);
 
     // A new generation is realized once both agents have installed it.
     const patched = await kubectl(['patch', 'networkpolicy', 'web-from-clients', '-n', 'shop', '--type=merge', '-p', '{"spec":{"ingress":[{"from":[{"podSelector":{"matchLabels":{"app":"other"}}}]}]}}']);

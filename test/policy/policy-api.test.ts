@@ -51,6 +51,13 @@ function seineGet(args: string[]): Promise<{ code: number; stdout: string; stder
   });
 }
 
+/** A kubectl-style table's rows as words, its AGE cells (which move with the clock) as <age>. */
+function tableRows(stdout: string): string[] {
+  const lines = stdout.trimEnd().split('\n').map((l) => l.trim().split(/\s+/));
+  const at = lines[0]!.indexOf('AGE');
+  return lines.map((cells, i) => (i > 0 && at >= 0 && /^(\d+[smhdy])+$/.test(cells[at] ?? '') ? cells.map((c, j) => (j === at ? '<age>' : c)) : cells).join(' '));
+}
+
 const RBAC = `
 apiVersion: rbac.authorization.k8s.io/v1
 kind: Role
@@ -129,6 +136,7 @@ describe('policy controller read API: where each policy is realized', () => {
       policies: new PolicyApi({
         realizations: (which) => controller.realizations(which),
         lastReport: (n) => controller.lastReport(n),
+        created: (uid) => controller.created(uid),
         ready: () => controller.isSynced,
         authenticate: async (token) => users[token],
         authorize: (user, what) => access.check(user, what),
@@ -155,9 +163,9 @@ describe('policy controller read API: where each policy is realized', () => {
     const list = before.body as PolicyRealizationList;
     expect(list.kind).toBe('PolicyRealizationList');
     expect(list.items).toEqual([
-      { kind: 'NetworkPolicy', namespace: 'team-a', name: 'all', uid: uids['team-a/all'], generation: 1, nodes: { desired: 2, realized: 0, pending: ['n1', 'n2'] } },
-      { kind: 'NetworkPolicy', namespace: 'team-a', name: 'web', uid: uids['team-a/web'], generation: 1, nodes: { desired: 1, realized: 0, pending: ['n1'] } },
-      { kind: 'NetworkPolicy', namespace: 'team-b', name: 'db', uid: uids['team-b/db'], generation: 1, nodes: { desired: 1, realized: 0, pending: ['n1'] } },
+      { kind: 'NetworkPolicy', namespace: 'team-a', name: 'all', uid: uids['team-a/all'], generation: 1, creationTimestamp: expect.stringMatching(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/), nodes: { desired: 2, realized: 0, pending: ['n1', 'n2'] } },
+      { kind: 'NetworkPolicy', namespace: 'team-a', name: 'web', uid: uids['team-a/web'], generation: 1, creationTimestamp: expect.stringMatching(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/), nodes: { desired: 1, realized: 0, pending: ['n1'] } },
+      { kind: 'NetworkPolicy', namespace: 'team-b', name: 'db', uid: uids['team-b/db'], generation: 1, creationTimestamp: expect.stringMatching(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/), nodes: { desired: 1, realized: 0, pending: ['n1'] } },
     ]);
     expect(list.nodes).toEqual({ n1: { lastReport: null }, n2: { lastReport: null } });
 
@@ -192,16 +200,17 @@ describe('policy controller read API: where each policy is realized', () => {
     const k = ['--kubeconfig', srv.kubeconfig];
     const all = await seineGet(['netpol', '-A', ...k]);
     expect(all).toMatchObject({ code: 0, stderr: '' });
-    expect(all.stdout.split('\n').map((l) => l.split(/\s+/).join(' '))).toEqual(['NAMESPACE NAME REALIZED', 'team-a all 1/2', 'team-a web 1/1', 'team-b db 0/1', '']);
+    expect(tableRows(all.stdout)).toEqual(['NAMESPACE NAME REALIZED AGE', 'team-a all 1/2 <age>', 'team-a web 1/1 <age>', 'team-b db 0/1 <age>']);
     // n2 reports too: everything team-a needs is in place.
     expect((await https('PUT', `${endpoint.url}/v1/realized/n2`, endpoint.ca, srv.api.token, { policies: { [uids['team-a/all']!]: 1 } })).status).toBe(204);
     const wide = await seineGet(['networkpolicies', '-n', 'team-a', '-o', 'wide', ...k]);
-    expect(wide.stdout.split('\n').map((l) => l.split(/\s+/).join(' '))).toEqual(['NAME REALIZED GENERATION PENDING', 'all 2/2 1 <none>', 'web 1/1 1 <none>', '']);
-    expect((await seineGet(['netpol', '-n', 'team-b', '-o', 'wide', ...k])).stdout).toMatch(/^db\s+0\/1\s+1\s+n1$/m);
+    expect(tableRows(wide.stdout)).toEqual(['NAME REALIZED AGE GENERATION PENDING', 'all 2/2 <age> 1 <none>', 'web 1/1 <age> 1 <none>']);
+    expect((await seineGet(['netpol', '-n', 'team-b', '-o', 'wide', ...k])).stdout).toMatch(/^db\s+0\/1\s+(\d+[smhdy])+\s+1\s+n1$/m);
     const json = JSON.parse((await seineGet(['netpol', 'web', '-n', 'team-a', '-o', 'json', ...k])).stdout) as PolicyRealizationList;
     expect(json.items.map((i) => [i.name, i.nodes])).toEqual([['web', { desired: 1, realized: 1, pending: [] }]]);
+    expect(Date.parse(json.items[0]!.creationTimestamp!)).toBeLessThanOrEqual(Date.now());
     expect(Object.keys(json.nodes)).toEqual(['n1']);
-    expect((await seineGet(['cnp', ...k])).stdout.split('\n').map((l) => l.split(/\s+/).join(' '))).toEqual(['NAME REALIZED', 'admin 0/2', '']);
+    expect(tableRows((await seineGet(['cnp', ...k])).stdout)).toEqual(['NAME REALIZED AGE', 'admin 0/2 <age>']);
     // The kubeconfig context's namespace is the default one.
     expect(await seineGet(['netpol', ...k])).toMatchObject({ code: 0, stdout: '', stderr: 'No resources found in default namespace.\n' });
 
@@ -266,7 +275,7 @@ describe('policy controller read API: where each policy is realized', () => {
       saw(r);
       return r.code === 0 ? r.stdout : undefined;
     }, 60_000, 1000);
-    expect(table.split('\n').map((l) => l.split(/\s+/).join(' '))).toEqual(['NAME REALIZED', 'all 2/2', 'web 1/1', '']);
+    expect(tableRows(table)).toEqual(['NAME REALIZED AGE', 'all 2/2 <age>', 'web 1/1 <age>']);
     expect((await seineGet(['netpol', '-A', '--kubeconfig', join(srv.dir, 'viewer')])).stderr).toMatch(/cannot list resource "networkpolicies" in API group "networking.k8s.io" at the cluster scope\n$/);
 
     // A controller whose own user may not create SubjectAccessReviews (its RBAC without them) cannot tell: 503.
@@ -285,7 +294,7 @@ describe('policy controller read API: where each policy is realized', () => {
   it('lists ClusterNetworkPolicies the same way', async () => {
     const r = await get('kind=ClusterNetworkPolicy');
     expect(r.status).toBe(200);
-    expect((r.body as PolicyRealizationList).items).toEqual([{ kind: 'ClusterNetworkPolicy', name: 'admin', uid: uids.admin, generation: 1, nodes: { desired: 2, realized: 0, pending: ['n1', 'n2'] } }]);
+    expect((r.body as PolicyRealizationList).items).toEqual([{ kind: 'ClusterNetworkPolicy', name: 'admin', uid: uids.admin, generation: 1, creationTimestamp: expect.stringMatching(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/), nodes: { desired: 2, realized: 0, pending: ['n1', 'n2'] } }]);
   });
 
   it('serves a user only what RBAC lets them list (403 in kube\'s words otherwise), and follows a new RoleBinding', async () => {

@@ -56,6 +56,7 @@ export async function startPolicyChannel(opts: PolicyChannelOptions): Promise<Po
   const policies = new PolicyApi({
     realizations: (which) => controller.realizations(which),
     lastReport: (node) => controller.lastReport(node),
+    created: (uid) => controller.created(uid),
     ready: () => controller.isSynced,
     authenticate: (token) => authenticator.review(token),
     authorize: (user, what) => access.check(user, what),

@@ -79,6 +79,7 @@ export class PolicyController {
     clusterPolicies: ResilientInformer<ClusterNetworkPolicy & { apiVersion?: string; kind?: string }>;
   };
   private readonly listeners = new Set<(nodes: ReadonlySet<string>) => void>();
+  private readonly createdAt = new Map<string, Date>();
   private timer: NodeJS.Timeout | undefined;
   private stopped = false;
   private synced = false;
@@ -119,6 +120,12 @@ export class PolicyController {
         c.upsertPolicy(x.policy, x.groups);
       });
     networkPolicies.on('add', np).on('update', np).on('delete', (p) => this.changed(() => c.deletePolicy(p.metadata!.uid!)));
+    // When each policy was created (for the CLI's AGE); the computation keeps only what enforcement needs.
+    const created = (m: { uid?: string; creationTimestamp?: Date | string } | undefined): void => {
+      if (m?.uid && m.creationTimestamp) this.createdAt.set(m.uid, new Date(m.creationTimestamp));
+    };
+    const forget = (m: { uid?: string } | undefined): void => void (m?.uid && this.createdAt.delete(m.uid));
+    networkPolicies.on('add', (p) => created(p.metadata)).on('delete', (p) => forget(p.metadata));
     const cnp = (p: ClusterNetworkPolicy): void => {
       // Status writes (ours among them) do not change the spec: nothing to compute.
       const generation = p.metadata.generation ?? 0;
@@ -129,6 +136,7 @@ export class PolicyController {
       });
     };
     clusterPolicies.on('add', cnp).on('update', cnp).on('delete', (p) => this.changed(() => c.deletePolicy(p.metadata.uid!)));
+    clusterPolicies.on('add', (p) => created(p.metadata)).on('delete', (p) => forget(p.metadata));
   }
 
   /** Per policy, computed when scraped: the nodes that need it and those that have installed its current generation. */
@@ -176,6 +184,11 @@ export class PolicyController {
       const span = this.computation.spanOf(p.ref.uid);
       return { ref: p.ref, span, realization: this.realization.of(p.ref.uid, p.ref.generation, span, Infinity) };
     });
+  }
+
+  /** When a policy was created (its creationTimestamp), by uid. */
+  created(uid: string): Date | undefined {
+    return this.createdAt.get(uid);
   }
 
   /** When a node last reported what it has installed (undefined: not to this controller). */

@@ -21,6 +21,8 @@ export interface PolicyRealizationItem {
   name: string;
   uid: string;
   generation: number;
+  /** RFC 3339, when the controller has seen it. */
+  creationTimestamp?: string;
   nodes: { desired: number; realized: number; pending: string[] };
 }
 
@@ -41,6 +43,8 @@ export interface PolicyApiOptions {
   /** The computed policies a filter picks, with their spans and realizations (all pending nodes). */
   realizations: (which: (ref: PolicyRef) => boolean) => Array<{ ref: PolicyRef; span: ReadonlySet<string>; realization: PolicyRealization }>;
   lastReport: (node: string) => Date | undefined;
+  /** When a policy was created, by uid. */
+  created: (uid: string) => Date | undefined;
   /** Whether every policy has been listed (until then the answer would be incomplete). */
   ready: () => boolean;
   /** The user a token authenticates as (undefined: it does not); throws when it cannot tell. */
@@ -117,6 +121,7 @@ export class PolicyApi {
       name: ref.name,
       uid: ref.uid,
       generation: ref.generation,
+      ...(this.opts.created(ref.uid) ? { creationTimestamp: this.opts.created(ref.uid)!.toISOString().replace(/\.\d+Z$/, 'Z') } : {}),
       nodes: { desired: realization.desired, realized: realization.realized, pending: realization.pending },
     }));
     return { kind: 'PolicyRealizationList', items, nodes: this.nodesOf(listed) };
