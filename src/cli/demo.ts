@@ -9,6 +9,9 @@ import { netnsPath } from '../host/netns.js';
 import { podNetnsName } from '../lab/kubelet.js';
 import type { LabStatus } from '../lab/lab.js';
 import { repoRoot } from '../util/paths.js';
+import { DEFAULT_ENDPOINT_NAMESPACE } from '../policy/channel/discovery.js';
+import type { PolicyRealizationList } from '../policy/controller/policy-api.js';
+import { getPolicies } from './get.js';
 import { renderTable } from './table.js';
 
 export interface DemoContext {
@@ -155,6 +158,17 @@ async function showNetworkPolicy(status: LabStatus, say: (line: string) => void)
   const cnp = (await custom.getClusterCustomObject({ group: CNP_GROUP, version: CNP_VERSION, plural: CNP_PLURAL, name: 'quarantine' })) as ClusterNetworkPolicy;
   const realized = cnp.status?.conditions?.find((c) => c.type === REALIZED_CONDITION);
   say(`  ClusterNetworkPolicy quarantine: ${realized ? `${realized.type}=${realized.status} (${realized.message})` : 'no status yet'}`);
+  // NetworkPolicies have no status: the controller tells where each is realized, through the seine CLI.
+  const get = { namespace: POLICY_NAMESPACE, kubeconfig: status.kubeconfig, controllerNamespace: DEFAULT_ENDPOINT_NAMESPACE };
+  const from = Date.now();
+  for (;;) {
+    const list = JSON.parse(await getPolicies('networkpolicies', undefined, { ...get, output: 'json' })) as PolicyRealizationList;
+    if (list.items.length && list.items.every((i) => i.nodes.realized === i.nodes.desired)) break;
+    if (Date.now() - from > POLICY_TIMEOUT_MS) throw new Error(`the ${POLICY_NAMESPACE} NetworkPolicies are not realized everywhere after ${POLICY_TIMEOUT_MS / 1000} s: ${JSON.stringify(list.items.map((i) => i.nodes))}`);
+    await new Promise((r) => setTimeout(r, 500));
+  }
+  say(`\n  seine get networkpolicies -n ${POLICY_NAMESPACE} -o wide   (nodes with a pod each policy applies to, and those that installed it)`);
+  say((await getPolicies('networkpolicies', undefined, { ...get, output: 'wide' })).trimEnd());
 }
 
 const CHAIN_EXAMPLE = 'manifests/examples/service-chain.yaml';
