@@ -399,7 +399,7 @@ async function main(): Promise<void> {
       if (parts) {
         console.log(`  where the time goes, slowest node of each change, from the agents' "flow sync" log lines (1 ms resolution):`);
         console.log(`  write -> the agent's flow sync starts           ${ms(parts.before.p50)}  ${ms(parts.before.p99)}  ${ms(parts.before.max)}   (API server, controller, stream, the agent's resolve of its share)`);
-        console.log(`  the flow sync (dump, diff, one bundle)         ${ms(parts.sync.p50)}  ${ms(parts.sync.p99)}  ${ms(parts.sync.max)}`);
+        console.log(`  the flow sync (diff, one bundle)              ${ms(parts.sync.p50)}  ${ms(parts.sync.p99)}  ${ms(parts.sync.max)}`);
       }
 
       // Flows per rule.
