@@ -281,8 +281,10 @@ export class OfConnection {
     const id = this.bundleId;
     this.bundleId = this.bundleId >= MAX_XID ? 1 : this.bundleId + 1;
     this.stats.bundles++;
+    // Every frame is built before any reply is awaited: a message that cannot be built leaves nothing pending.
+    // A message the switch cannot even decode is left out of the bundle with an error of its own: the barrier
+    // after the adds says every such error has arrived, and then the bundle is discarded.
     const openXid = this.nextXid();
-    const opened = this.expect(openXid, MsgType.bundleControl);
     const xids: number[] = [];
     const frames: Buffer[] = [bundleControl(openXid, id, BundleCtrl.openRequest)];
     for (const b of build) {
@@ -290,6 +292,8 @@ export class OfConnection {
       xids.push(xid);
       frames.push(bundleAdd(id, b(xid)));
     }
+    const barrierXid = this.nextXid();
+    frames.push(message(MsgType.barrierRequest, barrierXid));
     const watch: BundleWatch = { first: xids[0]!, last: xids[xids.length - 1]!, errors: new Map() };
     // xids wrap at 2^32: a bundle spanning the wrap is watched by position instead of range.
     const wrapped = watch.last < watch.first;
@@ -310,14 +314,9 @@ export class OfConnection {
       return undefined;
     };
     try {
-      // A message the switch cannot even decode is left out of the bundle with an error of its own: a
-      // barrier after the adds says every such error has arrived, and then the bundle is discarded.
-      const barrierXid = this.nextXid();
-      const barrier = this.expect(barrierXid, MsgType.barrierReply);
-      frames.push(message(MsgType.barrierRequest, barrierXid));
+      const replies = Promise.all([this.expect(openXid, MsgType.bundleControl), this.expect(barrierXid, MsgType.barrierReply)]);
       this.write(s, frames);
-      await opened;
-      await barrier;
+      await replies;
       const refused = firstError();
       if (refused) {
         await this.control(id, BundleCtrl.discardRequest).catch(() => undefined);
