@@ -1,0 +1,16 @@
+export {
+  SERVICE_ROUTE_PROTO,
+  NFT_SERVICES_TABLE,
+  SERVICE_GATEWAY_VIRTUAL_IP,
+  NODEPORT_VIRTUAL_IP,
+  L4_PROTOCOLS,
+  HostServicesStateError,
+  normalizeHostServicesState,
+  type L4Protocol,
+  type AddressPort,
+  type NodePortRule,
+  type HostServicesState,
+} from './state.js';
+export { servicesRuleset, servicesRulesetRemoval, NFT_SETS } from './nft.js';
+export { serviceRoutesBatch, serviceRoutesRemoval, serviceRouteDestinations, isServiceRoute, type Neighbour } from './routes.js';
+export { ServiceHostNetwork } from './network.js';

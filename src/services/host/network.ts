@@ -1,0 +1,51 @@
+import { run } from '../../host/exec.js';
+import { sysctlCommand, type IpRoute } from '../../host/ip.js';
+import { servicesRuleset, servicesRulesetRemoval } from './nft.js';
+import { serviceRoutesBatch, serviceRoutesRemoval, isServiceRoute, type Neighbour } from './routes.js';
+import { normalizeHostServicesState, SERVICE_GATEWAY_VIRTUAL_IP, type HostServicesState } from './state.js';
+
+/**
+ * The node's kernel side of the Service proxy: routes Service addresses into OVS through the gateway,
+ * translates node ports to the node-port virtual IP, masquerades what must come back through this node, and
+ * rejects connections to Services without endpoints. OVS does the load balancing.
+ */
+export class ServiceHostNetwork {
+  private forwardingOn = false;
+
+  /** `ip`: the node's host network; `ip.netns` is where nft runs too. */
+  constructor(private readonly ip: IpRoute) {}
+
+  /**
+   * Converges the node to `state`: routes and neighbour first (only what differs), then the whole nft table in
+   * one transaction. Idempotent. An invalid state throws HostServicesStateError and changes nothing.
+   */
+  async sync(state: HostServicesState): Promise<void> {
+    const desired = normalizeHostServicesState(state);
+    const script = servicesRuleset(desired);
+    const [routes, neighbours] = await Promise.all([this.ip.routes(), this.neighbours()]);
+    // Node ports and external addresses are forwarded between the uplink and the gateway. The pod network
+    // turns forwarding on too; this keeps Services working where it runs chained and does not.
+    const followUps = this.forwardingOn ? [] : [sysctlCommand({ 'net.ipv4.ip_forward': 1 })];
+    await this.ip.apply(serviceRoutesBatch(desired, routes, neighbours), ...followUps);
+    this.forwardingOn = true;
+    await run('nft', ['-f', '-'], { netns: this.ip.netns, input: script });
+  }
+
+  /** Removes everything it owns: the table, every proto-118 route and the gateway neighbour. Forwarding stays on. */
+  async remove(): Promise<void> {
+    await run('nft', ['-f', '-'], { netns: this.ip.netns, input: servicesRulesetRemoval() });
+    // A route can go with its link between reading and deleting: delete best effort, then check.
+    const [routes, neighbours] = await Promise.all([this.ip.routes(), this.neighbours()]);
+    await this.ip.applyBestEffort(serviceRoutesRemoval(routes, neighbours));
+    const [left, leftNeighbours] = await Promise.all([this.ip.routes(), this.neighbours()]);
+    const stuck = [...left.filter(isServiceRoute).map((r) => `route ${r.dst}`), ...leftNeighbours.map((n) => `neighbour ${n.dst} dev ${n.dev}`)];
+    if (stuck.length) throw new Error(`could not remove the Service routes: ${stuck.join(', ')} still there`);
+    this.forwardingOn = false;
+  }
+
+  /** Neighbour entries of the gateway virtual IP, on any device. */
+  private async neighbours(): Promise<Neighbour[]> {
+    const { stdout } = await run('ip', ['-json', 'neigh', 'show', 'to', SERVICE_GATEWAY_VIRTUAL_IP], { netns: this.ip.netns });
+    return stdout.trim() ? (JSON.parse(stdout) as Neighbour[]) : [];
+  }
+}
