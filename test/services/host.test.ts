@@ -75,15 +75,16 @@ for (const spec of specs) {
   }
 }`;
 
-/** One exchange with SERVER from a namespace: its answer, or the error code (ECONNREFUSED, TIMEOUT ...). */
+/** One exchange with SERVER from a namespace (from `addr[:port]`, optional): its answer, or the error code (ECONNREFUSED, TIMEOUT ...). */
 const CLIENT = `
 const net = require('net'), dgram = require('dgram');
-const [proto, host, port, bind, timeoutMs] = process.argv.slice(1);
+const [proto, host, port, from, timeoutMs] = process.argv.slice(1);
+const [bind, bindPort] = from.split(':');
 const done = (r) => { console.log(JSON.stringify(r)); process.exit(0); };
 setTimeout(() => done({ error: 'TIMEOUT' }), Number(timeoutMs));
 if (proto === 'tcp') {
   let data = '';
-  const s = net.connect({ host, port: Number(port), ...(bind ? { localAddress: bind } : {}) });
+  const s = net.connect({ host, port: Number(port), ...(bind ? { localAddress: bind } : {}), ...(bindPort ? { localPort: Number(bindPort) } : {}) });
   s.on('data', (b) => (data += b));
   s.on('end', () => done({ reply: JSON.parse(data) }));
   s.on('error', (e) => done({ error: e.code }));
@@ -91,7 +92,7 @@ if (proto === 'tcp') {
   const s = dgram.createSocket('udp4');
   s.on('message', (m) => done({ reply: JSON.parse(String(m)) }));
   s.on('error', (e) => done({ error: e.code }));
-  s.bind(0, bind || undefined, () => s.connect(Number(port), host, () => s.send('hello')));
+  s.bind(Number(bindPort || 0), bind || undefined, () => s.connect(Number(port), host, () => s.send('hello')));
 }`;
 
 interface Exchange {
@@ -102,8 +103,8 @@ interface Exchange {
 /** Long enough for a loaded machine to answer; an unanswered connection to a reject would take this long. */
 const EXCHANGE_TIMEOUT_MS = 10_000;
 
-async function exchange(netns: string, proto: 'tcp' | 'udp', host: string, port: number, bind = ''): Promise<Exchange> {
-  const { stdout } = await run(process.execPath, ['-e', CLIENT, proto, host, String(port), bind, String(EXCHANGE_TIMEOUT_MS)], { netns, timeoutMs: EXCHANGE_TIMEOUT_MS + 30_000 });
+async function exchange(netns: string, proto: 'tcp' | 'udp', host: string, port: number, from = ''): Promise<Exchange> {
+  const { stdout } = await run(process.execPath, ['-e', CLIENT, proto, host, String(port), from, String(EXCHANGE_TIMEOUT_MS)], { netns, timeoutMs: EXCHANGE_TIMEOUT_MS + 30_000 });
   return JSON.parse(stdout) as Exchange;
 }
 
@@ -156,7 +157,7 @@ describe('the node side of Services (routes, node ports, masquerade, rejects) on
     await new IpRoute(ovsNs).apply(ovsBatch.replaceRoute('default', { via: GW_IP }));
     await new IpRoute(clientNs).apply(new IpBatch().addAddr('eth0', `${CLIENT_IP}/24`).setLink('eth0', { up: true }).replaceRoute('default', { via: NODE_IP }));
 
-    const specs = ['tcp:0.0.0.0:80', 'tcp:0.0.0.0:443', 'tcp:0.0.0.0:30080', 'tcp:0.0.0.0:30081', `udp:${NODEPORT_VIRTUAL_IP}:30084`];
+    const specs = ['tcp:0.0.0.0:80', 'tcp:0.0.0.0:443', 'tcp:0.0.0.0:30080', 'tcp:0.0.0.0:30081', `udp:${NODEPORT_VIRTUAL_IP}:30084`, `udp:${NODEPORT_VIRTUAL_IP}:30085`];
     const argv = commandLine(process.execPath, ['-e', SERVER, ...specs], ovsNs);
     const server = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] });
     ledger.process(server.pid!, 'service stand-in');
@@ -222,6 +223,23 @@ describe('the node side of Services (routes, node ports, masquerade, rejects) on
     });
     expect(lines.some((l) => l.includes(`${LB_UNSERVED}.443 > ${CLIENT_IP}.`) && /Flags \[R/.test(l))).toBe(true);
     expect(lines.some((l) => new RegExp(`${NODE_IP} > ${CLIENT_IP}: ICMP ${NODE_IP} udp port 30083 unreachable`).test(l))).toBe(true);
+  });
+
+  it('a UDP client that sent to a node port before it existed reaches it once it does', async () => {
+    // Delivered to the node's own stack (nothing listens there): conntrack records the flow untranslated, and
+    // would keep it so while the client keeps sending from the same port.
+    const from = `${CLIENT_IP}:40085`;
+    expect(await exchange(clientNs, 'udp', NODE_IP, 30085, from)).toEqual({ error: 'ECONNREFUSED' });
+    const flows = async (): Promise<string> => (await run('conntrack', ['-L', '-p', 'udp', '--orig-port-dst', '30085'], { netns: nodeNs })).stdout;
+    expect(await flows()).toContain(`src=${CLIENT_IP} dst=${NODE_IP} sport=40085 dport=30085`);
+    try {
+      await services.sync({ ...STATE, nodePorts: [...STATE.nodePorts, { protocol: 'UDP', port: 30085, masquerade: true, reject: false }] });
+      expect(await exchange(clientNs, 'udp', NODE_IP, 30085, from)).toEqual({ reply: { remote: GW_IP, local: NODEPORT_VIRTUAL_IP, port: 30085 } });
+      // The translated flow is the one conntrack keeps now.
+      expect(await flows()).toMatch(new RegExp(`src=${CLIENT_IP} dst=${NODE_IP} sport=40085 dport=30085 src=${NODEPORT_VIRTUAL_IP} `));
+    } finally {
+      await services.sync(STATE);
+    }
   });
 
   it('a second sync of the same state changes nothing; a smaller one removes what went', async () => {

@@ -1,5 +1,6 @@
-import { run } from '../../host/exec.js';
+import { CommandError, run } from '../../host/exec.js';
 import { sysctlCommand, type IpRoute } from '../../host/ip.js';
+import { deleteUntranslatedCommand, parseUdpFlows, staleNodePortFlows } from './conntrack.js';
 import { servicesRuleset, servicesRulesetRemoval } from './nft.js';
 import { serviceRoutesBatch, serviceRoutesRemoval, isServiceRoute, type Neighbour } from './routes.js';
 import { normalizeHostServicesState, SERVICE_GATEWAY_VIRTUAL_IP, type HostServicesState } from './state.js';
@@ -11,13 +12,16 @@ import { normalizeHostServicesState, SERVICE_GATEWAY_VIRTUAL_IP, type HostServic
  */
 export class ServiceHostNetwork {
   private forwardingOn = false;
+  /** UDP node ports translated since the last sync (none known after a restart). */
+  private translatedUdpPorts = new Set<number>();
 
   /** `ip`: the node's host network; `ip.netns` is where nft runs too. */
   constructor(private readonly ip: IpRoute) {}
 
   /**
    * Converges the node to `state`: routes and neighbour first (only what differs), then the whole nft table in
-   * one transaction. Idempotent. An invalid state throws HostServicesStateError and changes nothing.
+   * one transaction, then the untranslated UDP flows of node ports it newly translates. Idempotent. An invalid
+   * state throws HostServicesStateError and changes nothing.
    */
   async sync(state: HostServicesState): Promise<void> {
     const desired = normalizeHostServicesState(state);
@@ -29,6 +33,24 @@ export class ServiceHostNetwork {
     await this.ip.apply(serviceRoutesBatch(desired, routes, neighbours), ...followUps);
     this.forwardingOn = true;
     await run('nft', ['-f', '-'], { netns: this.ip.netns, input: script });
+    const translated = new Set(desired.nodePorts.filter((n) => n.protocol === 'UDP' && !n.reject).map((n) => n.port));
+    const fresh = new Set([...translated].filter((p) => !this.translatedUdpPorts.has(p)));
+    if (fresh.size) await this.forgetUntranslatedFlows(fresh);
+    this.translatedUdpPorts = translated;
+  }
+
+  /** See conntrack.ts: entries that would keep UDP clients of a new node port on the node's own stack. */
+  private async forgetUntranslatedFlows(ports: ReadonlySet<number>): Promise<void> {
+    const [{ stdout }, addrs] = await Promise.all([run('conntrack', ['-L', '-p', 'udp'], { netns: this.ip.netns }), this.ip.addrs()]);
+    const local = new Set(addrs.flatMap((l) => l.addr_info.filter((a) => a.family === 'inet' && !a.local.startsWith('127.')).map((a) => a.local)));
+    for (const flow of staleNodePortFlows(parseUdpFlows(stdout), ports, local)) {
+      try {
+        await run('conntrack', deleteUntranslatedCommand(flow), { netns: this.ip.netns });
+      } catch (e) {
+        // Gone by itself meanwhile (conntrack exits 1 when it deleted nothing).
+        if (!(e instanceof CommandError && /0 flow entries/.test(e.stderr))) throw e;
+      }
+    }
   }
 
   /** Removes everything it owns: the table, every proto-118 route and the gateway neighbour. Forwarding stays on. */
@@ -41,6 +63,7 @@ export class ServiceHostNetwork {
     const stuck = [...left.filter(isServiceRoute).map((r) => `route ${r.dst}`), ...leftNeighbours.map((n) => `neighbour ${n.dst} dev ${n.dev}`)];
     if (stuck.length) throw new Error(`could not remove the Service routes: ${stuck.join(', ')} still there`);
     this.forwardingOn = false;
+    this.translatedUdpPorts = new Set();
   }
 
   /** Neighbour entries of the gateway virtual IP, on any device. */
