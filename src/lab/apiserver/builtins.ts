@@ -1,13 +1,14 @@
 import { cause, type StatusCause } from './errors.js';
 import { deepEqual, validateName } from './meta.js';
 import { patchMetaFor } from './patch-meta.js';
-import type { ResourceType, Strategy, StrategyContext } from './registry.js';
+import type { ResourceType, Strategy } from './registry.js';
 import { isObject, type JsonObject, type KubeObject } from './types.js';
 import { crdStrategy } from './crd.js';
 import { networkPolicyStrategy } from './networkpolicy.js';
+import { endpointIPErrors, parseCidr4, serviceStrategy } from './service.js';
 
 // The built-in kinds the lab serves, with the defaulting and validation a client would notice
-// (pod phase and defaults, service cluster IPs, namespace finalizers, selector/template agreement ...).
+// (pod phase and defaults, namespace finalizers, selector/template agreement ...); Services in service.ts.
 
 type Def = Partial<ResourceType> & Pick<ResourceType, 'resource' | 'kind'> & { version?: string };
 
@@ -194,146 +195,6 @@ const podStrategy: Strategy = {
   },
 };
 
-// ---- services: cluster IPs come from a service CIDR, node ports from 30000-32767
-
-export interface ServiceNetwork {
-  /** First address (as a 32-bit number) and size of the IPv4 service range. */
-  base: number;
-  size: number;
-}
-
-export function parseCidr4(cidr: string): ServiceNetwork {
-  const m = /^(\d+)\.(\d+)\.(\d+)\.(\d+)\/(\d+)$/.exec(cidr);
-  if (!m) throw new Error(`not an IPv4 CIDR: ${cidr}`);
-  const ip = m.slice(1, 5).reduce((a, o) => a * 256 + Number(o), 0);
-  const bits = Number(m[5]);
-  const size = 2 ** (32 - bits);
-  return { base: ip - (ip % size), size };
-}
-
-export function ipToString(n: number): string {
-  return [24, 16, 8, 0].map((s) => Math.floor(n / 2 ** s) % 256).join('.');
-}
-
-function ipToNumber(ip: string): number | undefined {
-  const m = /^(\d+)\.(\d+)\.(\d+)\.(\d+)$/.exec(ip);
-  if (!m || m.slice(1).some((o) => Number(o) > 255)) return undefined;
-  return m.slice(1, 5).reduce((a, o) => a * 256 + Number(o), 0);
-}
-
-function serviceStrategy(net: ServiceNetwork): Strategy {
-  const usedIps = (ctx: StrategyContext, self?: KubeObject): Set<string> => {
-    const s = new Set<string>();
-    for (const svc of ctx.list('', 'services')) {
-      if (self && svc.metadata.uid === self.metadata.uid) continue;
-      const ip = at(svc, 'spec', 'clusterIP');
-      if (typeof ip === 'string') s.add(ip);
-    }
-    return s;
-  };
-  const usedNodePorts = (ctx: StrategyContext, self?: KubeObject): Set<number> => {
-    const s = new Set<number>();
-    for (const svc of ctx.list('', 'services')) {
-      if (self && svc.metadata.uid === self.metadata.uid) continue;
-      const ports = at(svc, 'spec', 'ports');
-      if (Array.isArray(ports)) for (const p of ports) if (isObject(p) && typeof p.nodePort === 'number') s.add(p.nodePort);
-    }
-    return s;
-  };
-  const allocate = (svc: KubeObject, ctx: StrategyContext, old?: KubeObject): void => {
-    const spec = obj(svc, 'spec');
-    spec.type ??= 'ClusterIP';
-    spec.sessionAffinity ??= 'None';
-    if (spec.type === 'ExternalName') return;
-    spec.internalTrafficPolicy ??= 'Cluster';
-    if (Array.isArray(spec.ports)) {
-      for (const p of spec.ports) {
-        if (!isObject(p)) continue;
-        p.protocol ??= 'TCP';
-        p.targetPort ??= p.port;
-      }
-    }
-    if (old && (spec.clusterIP === undefined || spec.clusterIP === '')) spec.clusterIP = at(old, 'spec', 'clusterIP');
-    if (spec.clusterIP === undefined || spec.clusterIP === '') {
-      const used = usedIps(ctx, svc);
-      // .0 is the network; .1 is conventionally the kubernetes service, so it is handed out first.
-      for (let i = 1; i < net.size - 1; i++) {
-        const ip = ipToString(net.base + i);
-        if (!used.has(ip)) {
-          spec.clusterIP = ip;
-          break;
-        }
-      }
-    }
-    if (spec.clusterIP !== 'None') {
-      spec.clusterIPs = [spec.clusterIP];
-      spec.ipFamilies ??= ['IPv4'];
-      spec.ipFamilyPolicy ??= 'SingleStack';
-    }
-    if ((spec.type === 'NodePort' || spec.type === 'LoadBalancer') && Array.isArray(spec.ports)) {
-      const used = usedNodePorts(ctx, svc);
-      const oldPorts = (at(old, 'spec', 'ports') as unknown[] | undefined) ?? [];
-      for (const p of spec.ports) {
-        if (!isObject(p) || p.nodePort !== undefined) continue;
-        const prev = oldPorts.find((o) => isObject(o) && o.port === p.port && isObject(o) && typeof o.nodePort === 'number');
-        if (isObject(prev)) {
-          p.nodePort = prev.nodePort;
-          continue;
-        }
-        for (let n = 30000; n <= 32767; n++) {
-          if (!used.has(n)) {
-            p.nodePort = n;
-            used.add(n);
-            break;
-          }
-        }
-      }
-      spec.externalTrafficPolicy ??= 'Cluster';
-    }
-  };
-  return {
-    prepareForCreate(svc, ctx) {
-      allocate(svc, ctx);
-      svc.status = { loadBalancer: {} };
-    },
-    prepareForUpdate(svc, old, ctx) {
-      if (ctx.subresource !== 'status') allocate(svc, ctx, old);
-    },
-    validate(svc, old, ctx) {
-      if (ctx.subresource === 'status') return [];
-      const out: StatusCause[] = [];
-      const spec = isObject(svc.spec) ? svc.spec : {};
-      const types = ['ClusterIP', 'NodePort', 'LoadBalancer', 'ExternalName'];
-      if (!types.includes(spec.type as string)) out.push(cause.notSupported('spec.type', spec.type, types));
-      const ports = Array.isArray(spec.ports) ? spec.ports : [];
-      if (spec.type !== 'ExternalName' && spec.clusterIP !== 'None' && ports.length === 0) out.push(cause.required('spec.ports'));
-      if (spec.type === 'ExternalName' && !spec.externalName) out.push(cause.required('spec.externalName'));
-      const names = new Set<string>();
-      ports.forEach((p, i) => {
-        const f = `spec.ports[${i}]`;
-        if (!isObject(p)) return;
-        if (typeof p.port !== 'number' || p.port < 1 || p.port > 65535) out.push(cause.invalid(`${f}.port`, p.port ?? 0, 'must be between 1 and 65535, inclusive'));
-        if (ports.length > 1 && !p.name) out.push(cause.required(`${f}.name`));
-        if (typeof p.name === 'string') {
-          if (names.has(p.name)) out.push(cause.duplicate(`${f}.name`, p.name));
-          names.add(p.name);
-        }
-      });
-      const ip = spec.clusterIP;
-      if (typeof ip === 'string' && ip !== 'None' && ip !== '') {
-        const n = ipToNumber(ip);
-        if (n === undefined || n < net.base || n >= net.base + net.size) {
-          out.push(cause.invalid('spec.clusterIPs[0]', ip, `failed to allocate IP ${ip}: the provided IP (${ip}) is not in the valid range. The range of valid IPs is ${ipToString(net.base)}/${32 - Math.log2(net.size)}`));
-        } else if (usedIps(ctx, svc).has(ip)) {
-          out.push(cause.invalid('spec.clusterIPs[0]', ip, `failed to allocate IP ${ip}: provided IP is already allocated`));
-        }
-      }
-      if (old && at(old, 'spec', 'clusterIP') && at(old, 'spec', 'clusterIP') !== ip) out.push(cause.invalid('spec.clusterIPs[0]', ip, 'may not change once set'));
-      return out;
-    },
-  };
-}
-
 // ---- namespaces
 
 const namespaceStrategy: Strategy = {
@@ -438,15 +299,34 @@ const daemonSetDefaults = (spec: JsonObject): void => {
 
 // ---- the rest
 
+/** discovery/v1 ValidateEndpointSlice: addresses that fit the address type (never loopback or link-local), and ports. */
 const endpointSliceStrategy: Strategy = {
   validate(o) {
     const out: StatusCause[] = [];
     const types = ['IPv4', 'IPv6', 'FQDN'];
     if (!types.includes(o.addressType as string)) out.push(o.addressType === undefined ? cause.required('addressType') : cause.notSupported('addressType', o.addressType, types));
-    if (o.endpoints !== undefined && !Array.isArray(o.endpoints)) out.push(cause.invalid('endpoints', o.endpoints, 'must be a list'));
+    if (o.endpoints !== undefined && o.endpoints !== null && !Array.isArray(o.endpoints)) out.push(cause.invalid('endpoints', o.endpoints, 'must be a list'));
     if (Array.isArray(o.endpoints)) {
+      if (o.endpoints.length > 1000) out.push(cause.tooMany('endpoints', 1000));
       o.endpoints.forEach((e, i) => {
-        if (!isObject(e) || !Array.isArray(e.addresses) || e.addresses.length === 0) out.push(cause.required(`endpoints[${i}].addresses`));
+        const f = `endpoints[${i}].addresses`;
+        if (!isObject(e) || !Array.isArray(e.addresses) || e.addresses.length === 0) return void out.push(cause.required(f, 'must contain at least 1 address'));
+        if (e.addresses.length > 100) out.push(cause.tooMany(f, 100));
+        if (o.addressType !== 'IPv4') return;
+        e.addresses.forEach((a, j) => {
+          const errs = typeof a === 'string' && /^\d{1,3}(\.\d{1,3}){3}$/.test(a) ? endpointIPErrors(a) : ['must be a valid IPv4 address'];
+          for (const msg of errs) out.push(cause.invalid(`${f}[${j}]`, a, msg));
+        });
+      });
+    }
+    if (Array.isArray(o.ports)) {
+      if (o.ports.length > 20000) out.push(cause.tooMany('ports', 20000));
+      o.ports.forEach((p, i) => {
+        if (!isObject(p)) return;
+        const n = p.port;
+        if (n !== undefined && n !== null && (typeof n !== 'number' || !Number.isInteger(n) || n < 1 || n > 65535)) out.push(cause.invalid(`ports[${i}].port`, n, 'must be between 1 and 65535, inclusive'));
+        if (p.protocol !== undefined && !['SCTP', 'TCP', 'UDP'].includes(p.protocol as string)) out.push(cause.notSupported(`ports[${i}].protocol`, p.protocol, ['SCTP', 'TCP', 'UDP']));
+        if (typeof p.name === 'string' && p.name !== '') out.push(...validateName(p.name, 'label', `ports[${i}].name`));
       });
     }
     return out;

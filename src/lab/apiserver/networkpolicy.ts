@@ -273,7 +273,7 @@ export function validateLabelSelector(sel: unknown, field: string, allowInvalidL
 }
 
 /** IsValidPortName: an IANA service name (what a named container port may be called). */
-function portNameErrors(name: string): string[] {
+export function portNameErrors(name: string): string[] {
   const out: string[] = [];
   if (name.length > 15) out.push('must be no more than 15 characters');
   if (!/^[-a-z0-9]+$/.test(name)) out.push('must contain only alpha-numeric characters (a-z, 0-9), and hyphens (-)');

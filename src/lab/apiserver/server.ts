@@ -1,5 +1,5 @@
 import { randomBytes, timingSafeEqual } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { rename, writeFile } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
@@ -11,7 +11,8 @@ import { ResourceClient } from './client.js';
 import { apiGroup, apiGroupList, apiResourceList, apiVersions, openApiV2, openApiV3Doc, openApiV3Root, versionInfo } from './discovery.js';
 import { ApiError, errors, successStatus } from './errors.js';
 import { hasSubresource, type ResourceType } from './registry.js';
-import { Store, type StoreSnapshot } from './store.js';
+import { parseCidr4, reconcileKubernetesService, type ApiServerEndpoint } from './service.js';
+import { DEFAULT_SERVICE_CIDR, Store, type StoreSnapshot } from './store.js';
 import { toTable, type IncludeObject } from './table.js';
 import { cachedOpenApiV2, OPENAPI_V2_PROTOBUF, openApiV2Format } from './openapi-v2.js';
 import { decodeKubeProtobuf } from './protobuf.js';
@@ -38,6 +39,10 @@ export interface ApiServerOptions {
   persistDebounceMs?: number;
   /** IPv4 range ClusterIPs come from (default 10.96.0.0/12). */
   serviceCIDR?: string;
+  /** Also serve on this Unix socket (a relay in another network namespace reaches the server through it). */
+  unixSocket?: string;
+  /** Where in-cluster clients reach the server: the `kubernetes` Service's endpoint (none when unset). */
+  advertise?: ApiServerEndpoint;
   log?: Logger;
 }
 
@@ -129,6 +134,7 @@ export class ApiServer {
   private readonly server: Server;
   private readonly tlsServer: HttpsServer;
   private readonly tcp: TcpServer;
+  private readonly unix: TcpServer | undefined;
   /** Every accepted connection: the HTTP servers never listen themselves, so they do not track them. */
   private readonly sockets = new Set<Socket>();
   private readonly openWatches = new Set<() => void>();
@@ -167,7 +173,7 @@ export class ApiServer {
       s.headersTimeout = 60_000;
     }
     // The first byte tells a TLS handshake (0x16) from an HTTP request line.
-    this.tcp = createTcpServer((socket) => {
+    const accept = (socket: Socket): void => {
       this.sockets.add(socket);
       socket.once('close', () => this.sockets.delete(socket));
       socket.once('data', (first: Buffer) => {
@@ -176,7 +182,9 @@ export class ApiServer {
         (first[0] === 0x16 ? this.tlsServer : this.server).emit('connection', socket);
         process.nextTick(() => socket.resume());
       });
-    });
+    };
+    this.tcp = createTcpServer(accept);
+    this.unix = opts.unixSocket ? createTcpServer(accept) : undefined;
   }
 
   static async start(opts: ApiServerOptions = {}): Promise<ApiServer> {
@@ -203,19 +211,33 @@ export class ApiServer {
       api.store.onChange(() => api.schedulePersist());
       api.persistNow();
     }
-    try {
-      await new Promise<void>((resolve, reject) => {
-        api.tcp.once('error', reject);
-        api.tcp.listen({ port: opts.port ?? 0, host: '127.0.0.1' }, () => {
-          api.tcp.off('error', reject);
+    const listen = (server: TcpServer, where: { port: number; host: string } | { path: string }): Promise<void> =>
+      new Promise<void>((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(where, () => {
+          server.off('error', reject);
           resolve();
         });
       });
+    try {
+      await listen(api.tcp, { port: opts.port ?? 0, host: '127.0.0.1' });
+      if (api.unix && opts.unixSocket) {
+        // A socket file left by a server that died is in the way; nothing listens on it any more.
+        rmSync(opts.unixSocket, { force: true });
+        await listen(api.unix, { path: opts.unixSocket });
+      }
     } catch (e) {
       api.store.close();
+      api.tcp.close();
       throw e;
     }
     api.boundPort = (api.tcp.address() as AddressInfo).port;
+    try {
+      reconcileKubernetesService((v, r) => api.resource(v, r), parseCidr4(opts.serviceCIDR ?? DEFAULT_SERVICE_CIDR), opts.advertise?.port ?? api.boundPort, opts.advertise);
+    } catch (e) {
+      // A restored store may hold something in its way; the server still serves everything else.
+      api.log.warn({ err: e instanceof Error ? e.message : String(e) }, 'cannot reconcile the kubernetes Service');
+    }
     api.log.info({ url: api.url }, 'API server listening');
     return api;
   }
@@ -278,10 +300,10 @@ export class ApiServer {
     this.closing ??= (async () => {
       this.store.close();
       for (const end of [...this.openWatches]) end();
-      await new Promise<void>((resolve) => {
-        this.tcp.close(() => resolve());
-        for (const s of this.sockets) s.destroy();
-      });
+      const closed = [this.tcp, ...(this.unix ? [this.unix] : [])].map((server) => new Promise<void>((resolve) => server.close(() => resolve())));
+      for (const s of this.sockets) s.destroy();
+      await Promise.all(closed);
+      if (this.opts.unixSocket) rmSync(this.opts.unixSocket, { force: true });
       if (this.persistTimer) clearTimeout(this.persistTimer);
       await this.writing;
       if (this.opts.dataFile) this.persistNow();

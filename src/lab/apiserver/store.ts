@@ -88,6 +88,8 @@ interface Located {
 }
 
 const CONTINUE_VERSION = 'meta.k8s.io/v1';
+/** kube-apiserver's default --service-cluster-ip-range. */
+export const DEFAULT_SERVICE_CIDR = '10.96.0.0/12';
 const PROTECTED_NAMESPACES = new Set(['default', 'kube-system', 'kube-public']);
 export const INITIAL_NAMESPACES = ['default', 'kube-system', 'kube-public', 'kube-node-lease'];
 
@@ -153,7 +155,7 @@ export class Store {
   constructor(opts: StoreOptions = {}) {
     this.historySize = Math.max(1, opts.historySize ?? 10_000);
     this.log = opts.log;
-    for (const rt of builtinResources({ serviceCIDR: opts.serviceCIDR ?? '10.96.0.0/12' })) this.registry.add(rt);
+    for (const rt of builtinResources({ serviceCIDR: opts.serviceCIDR ?? DEFAULT_SERVICE_CIDR })) this.registry.add(rt);
     const every = opts.bookmarkIntervalMs ?? 60_000;
     this.bookmarkTimer = setInterval(() => this.sendBookmarks(), every);
     this.bookmarkTimer.unref();

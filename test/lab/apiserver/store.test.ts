@@ -39,16 +39,17 @@ describe('in-process store access', () => {
   it('allocates service cluster IPs and node ports, and keeps them immutable', async () => {
     const svcs = srv.api.resource('v1', 'services');
     const a = svcs.create<Json>({ metadata: { name: 'a', namespace: 'default' }, spec: { selector: { app: 'a' }, ports: [{ port: 80 }] } });
-    expect(a.spec).toMatchObject({ type: 'ClusterIP', clusterIP: '10.96.0.1', clusterIPs: ['10.96.0.1'], ports: [{ port: 80, targetPort: 80, protocol: 'TCP' }] });
+    // 10.96.0.1 is the `kubernetes` Service's.
+    expect(a.spec).toMatchObject({ type: 'ClusterIP', clusterIP: '10.96.0.2', clusterIPs: ['10.96.0.2'], ports: [{ port: 80, targetPort: 80, protocol: 'TCP' }] });
     const b = svcs.create<Json>({ metadata: { name: 'b', namespace: 'default' }, spec: { type: 'NodePort', ports: [{ port: 53, protocol: 'UDP', name: 'dns' }, { port: 54, name: 'x' }] } });
-    expect(b.spec.clusterIP).toBe('10.96.0.2');
+    expect(b.spec.clusterIP).toBe('10.96.0.3');
     expect((b.spec as Json).ports.map((p: Json) => p.nodePort)).toEqual([30000, 30001]);
     expect(() => svcs.create({ metadata: { name: 'c', namespace: 'default' }, spec: { clusterIP: '10.96.0.1', ports: [{ port: 1 }] } })).toThrow(/already allocated/);
     expect(() => svcs.create({ metadata: { name: 'd', namespace: 'default' }, spec: { clusterIP: '192.168.0.1', ports: [{ port: 1 }] } })).toThrow(/not in the valid range/);
     expect(() => svcs.patch('a', { spec: { clusterIP: '10.96.0.9' } }, { namespace: 'default' })).toThrow(/may not change/);
     expect(svcs.create<Json>({ metadata: { name: 'headless', namespace: 'default' }, spec: { clusterIP: 'None', selector: { a: 'b' } } }).spec.clusterIP).toBe('None');
     const t = (await call(srv.api, 'GET', '/api/v1/namespaces/default/services/b', undefined, { accept: 'application/json;as=Table;v=v1;g=meta.k8s.io' })).body;
-    expect(t.rows[0].cells.slice(0, 5)).toEqual(['b', 'NodePort', '10.96.0.2', '<none>', '53:30000/UDP,54:30001/TCP']);
+    expect(t.rows[0].cells.slice(0, 5)).toEqual(['b', 'NodePort', '10.96.0.3', '<none>', '53:30000/UDP,54:30001/TCP']);
   });
 
   it('folds secret stringData into base64 data', () => {
