@@ -290,6 +290,13 @@ describe('the node side of Services (routes, node ports, masquerade, rejects) on
     expect(outcomes.filter((o) => o.reply?.local !== NODEPORT_VIRTUAL_IP)).toEqual([]);
   });
 
+  it('syncs called together run in turn: the last one called is what the node ends with', async () => {
+    const before = { routes: await nodeRoutes(), table: await table() };
+    const other: HostServicesState = { ...STATE, externalAddresses: Array.from({ length: 100 }, (_, i) => `203.0.113.${i + 1}`), nodePorts: [] };
+    await Promise.all([services.sync(other), services.sync(STATE), services.sync(other), services.sync(STATE)]);
+    expect({ routes: await nodeRoutes(), table: await table() }).toEqual(before);
+  });
+
   it('an invalid state is refused before anything on the node changes', async () => {
     const before = { routes: await nodeRoutes(), table: await table() };
     await expect(services.sync({ ...STATE, externalAddresses: [...STATE.externalAddresses, '203.0.113.1; flush ruleset'] })).rejects.toThrow(HostServicesStateError);

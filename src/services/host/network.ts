@@ -14,6 +14,8 @@ export class ServiceHostNetwork {
   private forwardingOn = false;
   /** UDP node ports translated since the last sync (none known after a restart). */
   private translatedUdpPorts = new Set<number>();
+  /** Calls run one after the other, in call order: each reads what the previous one left. */
+  private queue: Promise<unknown> = Promise.resolve();
 
   /** `ip`: the node's host network; `ip.netns` is where nft runs too. */
   constructor(private readonly ip: IpRoute) {}
@@ -23,7 +25,11 @@ export class ServiceHostNetwork {
    * one transaction, then the untranslated UDP flows of node ports it newly translates. Idempotent. An invalid
    * state throws HostServicesStateError and changes nothing.
    */
-  async sync(state: HostServicesState): Promise<void> {
+  sync(state: HostServicesState): Promise<void> {
+    return this.inTurn(() => this.converge(state));
+  }
+
+  private async converge(state: HostServicesState): Promise<void> {
     const desired = normalizeHostServicesState(state);
     const script = servicesRuleset(desired);
     const [routes, neighbours] = await Promise.all([this.ip.routes(), this.neighbours()]);
@@ -54,7 +60,11 @@ export class ServiceHostNetwork {
   }
 
   /** Removes everything it owns: the table, every proto-118 route and the gateway neighbour. Forwarding stays on. */
-  async remove(): Promise<void> {
+  remove(): Promise<void> {
+    return this.inTurn(() => this.removeAll());
+  }
+
+  private async removeAll(): Promise<void> {
     await run('nft', ['-f', '-'], { netns: this.ip.netns, input: servicesRulesetRemoval() });
     // A route can go with its link between reading and deleting: delete best effort, then check.
     const [routes, neighbours] = await Promise.all([this.ip.routes(), this.neighbours()]);
@@ -64,6 +74,12 @@ export class ServiceHostNetwork {
     if (stuck.length) throw new Error(`could not remove the Service routes: ${stuck.join(', ')} still there`);
     this.forwardingOn = false;
     this.translatedUdpPorts = new Set();
+  }
+
+  private inTurn(work: () => Promise<void>): Promise<void> {
+    const turn = this.queue.then(work);
+    this.queue = turn.catch(() => undefined);
+    return turn;
   }
 
   /** Neighbour entries of the gateway virtual IP, on any device. */
