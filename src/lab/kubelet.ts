@@ -1,5 +1,6 @@
-import { CoreV1Api, type KubeConfig, type V1ContainerStatus, type V1Pod, type V1PodCondition } from '@kubernetes/client-node';
+import { CoreV1Api, type KubeConfig, type V1Container, type V1ContainerStatus, type V1Pod, type V1PodCondition, type V1Probe } from '@kubernetes/client-node';
 import { join } from 'node:path';
+import { run } from '../host/exec.js';
 import { createNetns, deleteNetns, netnsPath } from '../host/netns.js';
 import type { ResourceLedger } from '../host/ledger.js';
 import { apiMessage, isConflict, isNotFound, MERGE_PATCH } from '../k8s/api.js';
@@ -30,6 +31,8 @@ interface PodRuntime {
   netnsName: string;
   state: 'creating' | 'running' | 'backoff' | 'terminating';
   containers: SupervisedProcess[];
+  /** Readiness probers by container name (containers with a readinessProbe only). */
+  probers: Map<string, ReadinessProber>;
   ips: string[];
   startedAt?: Date;
   backoffMs: number;
@@ -42,6 +45,8 @@ export interface KubeletOptions {
   kubeConfig: KubeConfig;
   nodeName: string;
   nodeIp: string;
+  /** The node's network namespace: tcpSocket and httpGet probes connect from there, as kubelet does from the host. */
+  nodeNetns: string;
   /** Pod netns names are `${netnsPrefix}-${uid prefix}`. */
   netnsPrefix: string;
   network: PodSandboxNetwork;
@@ -61,8 +66,89 @@ function isTerminating(rt: PodRuntime): boolean {
 
 const MIN_BACKOFF_MS = 1000;
 const MAX_BACKOFF_MS = 20_000;
-/** A Terminating pod's containers get at most this long to stop, whatever its grace period. */
-const MAX_GRACE_MS = 5000;
+/** When the lab shuts down (or a pod vanishes from the API), containers get this long to stop. */
+const SHUTDOWN_GRACE_MS = 5000;
+
+/** How one probe attempt is made; true when it succeeded. */
+type ProbeCheck = (timeoutMs: number) => Promise<boolean>;
+
+/**
+ * A container's readiness, as kubelet's prober keeps it: not ready until `successThreshold` consecutive successes,
+ * ready until `failureThreshold` consecutive failures; the first attempt after `initialDelaySeconds`, then one
+ * every `periodSeconds`, each given `timeoutSeconds`. `onChange` hears every flip.
+ */
+export class ReadinessProber {
+  ready = false;
+  private successes = 0;
+  private failures = 0;
+  private timer?: NodeJS.Timeout;
+  private stopped = false;
+  private generation = 0;
+
+  constructor(
+    private readonly probe: V1Probe,
+    private readonly check: ProbeCheck,
+    private readonly onChange: () => void,
+  ) {}
+
+  start(): void {
+    this.stopped = false;
+    this.schedule((this.probe.initialDelaySeconds ?? 0) * 1000);
+  }
+
+  /** A restarted container starts over: not ready, counted afresh. */
+  reset(): void {
+    const was = this.ready;
+    this.ready = false;
+    this.successes = 0;
+    this.failures = 0;
+    this.generation++;
+    if (this.timer) clearTimeout(this.timer);
+    if (!this.stopped) this.start();
+    if (was) this.onChange();
+  }
+
+  stop(): void {
+    this.stopped = true;
+    this.generation++;
+    if (this.timer) clearTimeout(this.timer);
+  }
+
+  private schedule(ms: number): void {
+    if (this.stopped) return;
+    const generation = this.generation;
+    this.timer = setTimeout(() => void this.attempt(generation), ms);
+  }
+
+  private async attempt(generation: number): Promise<void> {
+    const ok = await this.check(Math.max(1, this.probe.timeoutSeconds ?? 1) * 1000).catch(() => false);
+    // Stopped or reset while the attempt ran: its result belongs to a container that is gone.
+    if (generation !== this.generation) return;
+    if (ok) {
+      this.failures = 0;
+      this.successes++;
+      if (!this.ready && this.successes >= Math.max(1, this.probe.successThreshold ?? 1)) {
+        this.ready = true;
+        this.onChange();
+      }
+    } else {
+      this.successes = 0;
+      this.failures++;
+      if (this.ready && this.failures >= Math.max(1, this.probe.failureThreshold ?? 3)) {
+        this.ready = false;
+        this.onChange();
+      }
+    }
+    this.schedule(Math.max(1, this.probe.periodSeconds ?? 10) * 1000);
+  }
+}
+
+/** A probe's port: a number, or the name of one of the container's ports. */
+function probePort(port: number | string, container: V1Container): number | undefined {
+  if (typeof port === 'number') return port;
+  if (/^\d+$/.test(port)) return Number(port);
+  return container.ports?.find((p) => p.name === port)?.containerPort;
+}
 
 /**
  * The lab's kubelet: for each pod bound to its node it creates the pod network namespace, runs the node's
@@ -103,7 +189,7 @@ export class Kubelet {
     const all = [...this.pods.values()];
     for (const rt of all) if (rt.retry) clearTimeout(rt.retry);
     await Promise.all(all.map((rt) => rt.chain));
-    if (teardownPods) await Promise.all(all.map((rt) => this.teardown(rt).catch(() => undefined)));
+    if (teardownPods) await Promise.all(all.map((rt) => this.teardown(rt, SHUTDOWN_GRACE_MS).catch(() => undefined)));
   }
 
   /** Pods this kubelet runs, by uid, with their netns (for `lab status` and `lab exec`). */
@@ -135,8 +221,10 @@ export class Kubelet {
       if (rt.retry) clearTimeout(rt.retry);
       rt.state = 'terminating';
       const rtc = rt;
+      // As kubelet: the containers get the grace period the deletion set (SIGTERM, then SIGKILL).
+      const graceMs = Math.max(0, pod.metadata.deletionGracePeriodSeconds ?? 30) * 1000;
       this.enqueue(rt, async () => {
-        await this.teardown(rtc);
+        await this.teardown(rtc, graceMs);
         await this.finalizeDeletion(pod);
       });
       return;
@@ -149,6 +237,7 @@ export class Kubelet {
       netnsName: podNetnsName(this.opts.netnsPrefix, uid),
       state: 'creating',
       containers: [],
+      probers: new Map(),
       ips: [],
       backoffMs: MIN_BACKOFF_MS,
       chain: Promise.resolve(),
@@ -164,7 +253,7 @@ export class Kubelet {
     if (!rt || rt.state === 'terminating') return;
     if (rt.retry) clearTimeout(rt.retry);
     rt.state = 'terminating';
-    this.enqueue(rt, () => this.teardown(rt));
+    this.enqueue(rt, () => this.teardown(rt, SHUTDOWN_GRACE_MS));
   }
 
   private podRef(rt: PodRuntime): { kind: string; apiVersion: string; name: string; namespace: string; uid: string } {
@@ -236,12 +325,60 @@ export class Kubelet {
         },
         this.opts.ledger,
         () => {
+          rt.probers.get(c.name)?.reset();
           if (rt.state === 'running') this.enqueue(rt, () => this.reportStatus(rt));
         },
       );
       proc.start();
       rt.containers.push(proc);
     }
+    for (const c of pod.spec?.containers ?? []) {
+      const check = c.readinessProbe ? this.probeCheck(rt, c, c.readinessProbe) : undefined;
+      if (!check) continue;
+      const prober = new ReadinessProber(c.readinessProbe!, check, () => {
+        if (rt.state === 'running') this.enqueue(rt, () => this.reportStatus(rt));
+      });
+      rt.probers.set(c.name, prober);
+      prober.start();
+    }
+  }
+
+  /** How a readiness probe is made: exec inside the pod's namespace, tcpSocket and httpGet from the node's. */
+  private probeCheck(rt: PodRuntime, c: V1Container, probe: V1Probe): ProbeCheck | undefined {
+    const podIp = (): string => rt.ips[0] ?? '';
+    if (probe.exec?.command?.length) {
+      const [cmd, ...args] = probe.exec.command;
+      return (timeoutMs) => run(cmd!, args, { netns: netnsPath(rt.netnsName), timeoutMs }).then(() => true);
+    }
+    if (probe.tcpSocket) {
+      const { host, port } = probe.tcpSocket;
+      return async (timeoutMs) => {
+        const n = probePort(port, c);
+        if (n === undefined) return false;
+        const seconds = String(Math.ceil(timeoutMs / 1000));
+        await run('nc', ['-z', '-w', seconds, host || podIp(), String(n)], { netns: this.opts.nodeNetns, timeoutMs: timeoutMs + 1000 });
+        return true;
+      };
+    }
+    if (probe.httpGet) {
+      const { host, port, path, scheme, httpHeaders } = probe.httpGet;
+      return async (timeoutMs) => {
+        const n = probePort(port, c);
+        if (n === undefined) return false;
+        const target = host || podIp();
+        const url = `${(scheme ?? 'HTTP').toLowerCase()}://${target.includes(':') ? `[${target}]` : target}:${n}${path?.startsWith('/') ? path : `/${path ?? ''}`}`;
+        const headers = (httpHeaders ?? []).flatMap((h) => ['-H', `${h.name}: ${h.value}`]);
+        const { stdout } = await run('curl', ['-s', '-k', '-o', '/dev/null', '-w', '%{http_code}', '--max-time', String(timeoutMs / 1000), ...headers, url], {
+          netns: this.opts.nodeNetns,
+          timeoutMs: timeoutMs + 1000,
+        });
+        // kubelet: any status from 200 up to (not including) 400 is a success.
+        const code = Number(stdout.trim());
+        return code >= 200 && code < 400;
+      };
+    }
+    // gRPC probes are not run by the lab: such a container is never ready.
+    return probe.grpc ? async () => false : undefined;
   }
 
   private containerStatuses(rt: PodRuntime, pod: V1Pod | undefined): V1ContainerStatus[] {
@@ -249,12 +386,13 @@ export class Kubelet {
     return (pod?.spec?.containers ?? []).map((c) => {
       const proc = rt.containers.find((p) => p.spec.name.endsWith(`/${c.name}`));
       const running = proc ? proc.running : true;
+      const prober = rt.probers.get(c.name);
       const status: V1ContainerStatus = {
         name: c.name,
         image: c.image ?? '',
         imageID: '',
         containerID: `lab://${rt.identity.uid.slice(0, 8)}-${c.name}`,
-        ready: running,
+        ready: running && (prober ? prober.ready : true),
         started: running,
         restartCount: proc?.restarts ?? 0,
         state: running
@@ -295,10 +433,12 @@ export class Kubelet {
     }
   }
 
-  /** Stops containers, runs CNI DEL (retrying until it succeeds) and removes the pod netns. */
-  private async teardown(rt: PodRuntime): Promise<void> {
+  /** Stops containers (SIGTERM, SIGKILL after `graceMs`), runs CNI DEL (retrying until it succeeds) and removes the pod netns. */
+  private async teardown(rt: PodRuntime, graceMs: number): Promise<void> {
     if (rt.retry) clearTimeout(rt.retry);
-    await Promise.all(rt.containers.map((c) => c.stop(MAX_GRACE_MS)));
+    for (const p of rt.probers.values()) p.stop();
+    rt.probers.clear();
+    await Promise.all(rt.containers.map((c) => c.stop(graceMs)));
     rt.containers = [];
     const netns = netnsPath(rt.netnsName);
     for (let delay = MIN_BACKOFF_MS; ; delay = Math.min(delay * 2, MAX_BACKOFF_MS)) {

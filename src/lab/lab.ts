@@ -15,6 +15,7 @@ import { repoRoot } from '../util/paths.js';
 import { ApiServer } from './apiserver/index.js';
 import { LAB_ADMIN_USER } from './apiserver/tokenreview.js';
 import { buildFabric } from './fabric.js';
+import { EndpointSliceController } from './endpointslices.js';
 import { Kubelet } from './kubelet.js';
 import { LabNode } from './node.js';
 import { ConflistNetwork, writeBridgeConflist } from './pod-network.js';
@@ -28,6 +29,9 @@ export const DEFAULT_STATE_ROOT = '/run/seine/labs';
 
 /** The CLI and the CNI plugin as built in this repository (the lab runs the build). */
 const SEINE_BIN = join(repoRoot(), 'bin', 'seine');
+const API_RELAY_JS = join(repoRoot(), 'dist', 'src', 'lab', 'apiserver-relay.js');
+/** Where pods and nodes reach the API server: the external host's address, kube-apiserver's usual port. */
+export const API_RELAY_PORT = 6443;
 const SEINE_CNI_BIN = join(repoRoot(), 'bin', 'seine-cni');
 
 function writeAgentConfig(path: string, cfg: AgentConfig): void {
@@ -77,6 +81,23 @@ export interface LabStatus {
   }>;
 }
 
+/** The relay in the external host's namespace that makes the API server reachable from nodes and pods. */
+function startApiRelay(plan: LabPlan, socket: string, stateDir: string, ledger: ResourceLedger): SupervisedProcess {
+  const relay = new SupervisedProcess(
+    {
+      name: 'apiserver-relay',
+      command: process.execPath,
+      args: [API_RELAY_JS, plan.externalIp, String(API_RELAY_PORT), socket],
+      netns: netnsPath(plan.externalNetns),
+      logFile: join(stateDir, 'apiserver-relay.log'),
+      restart: 'always',
+    },
+    ledger,
+  );
+  relay.start();
+  return relay;
+}
+
 export function labStateDir(name: string, stateRoot = DEFAULT_STATE_ROOT): string {
   return join(stateRoot, name);
 }
@@ -94,6 +115,9 @@ export class Lab {
   /** Seine's controller (Seine network only). */
   controller?: SupervisedProcess;
   private scheduler?: Scheduler;
+  private endpointSlices?: EndpointSliceController;
+  /** Relays TCP on the external host's API_RELAY_PORT to the API server's Unix socket. */
+  apiRelay?: SupervisedProcess;
   private readonly log;
   private readyTimer?: NodeJS.Timeout;
   private downing?: Promise<void>;
@@ -122,11 +146,21 @@ export class Lab {
     if (existsSync(stateDir)) throw new Error(`lab '${name}' is already running (state in ${stateDir}); run 'seine lab down --name ${name}' first`);
     const ledger = ResourceLedger.create(stateDir);
     let api: ApiServer | undefined;
+    let relay: SupervisedProcess | undefined;
     try {
       progress('fabric: underlay, VLAN fabric and external host');
       await buildFabric(plan, ledger);
       progress('api server');
-      api = await ApiServer.start({ port: opts.apiPort ?? 0, dataFile: join(stateDir, 'apiserver.json') });
+      const apiSocket = join(stateDir, 'apiserver.sock');
+      api = await ApiServer.start({
+        port: opts.apiPort ?? 0,
+        dataFile: join(stateDir, 'apiserver.json'),
+        serviceCIDR: plan.serviceCidr,
+        unixSocket: apiSocket,
+        // In-cluster clients (the `kubernetes` Service) reach it through the relay on the external host.
+        advertise: { address: plan.externalIp, port: API_RELAY_PORT },
+      });
+      relay = startApiRelay(plan, apiSocket, stateDir, ledger);
       const kubeconfigPath = join(stateDir, 'kubeconfig');
       api.writeKubeconfig(kubeconfigPath);
       const nodes: LabNode[] = [];
@@ -135,10 +169,12 @@ export class Lab {
         nodes.push(await LabNode.create(plan, n, stateDir, ledger));
       }
       const lab = new Lab(plan, stateDir, ledger, api, kubeconfigPath, nodes, { network: opts.network ?? 'seine', encap: opts.encap ?? 'vxlan', podCidrs: opts.podCidrs ?? 'lab', serviceChains: opts.serviceChains ?? true });
+      lab.apiRelay = relay;
       await lab.start(progress);
       progress('ready');
       return lab;
     } catch (e) {
+      await relay?.stop();
       await api?.close().catch(() => undefined);
       await ledger.release();
       throw e;
@@ -159,14 +195,17 @@ export class Lab {
     }
     await this.updateNodeReadiness();
     this.readyTimer = setInterval(() => void this.updateNodeReadiness().catch(() => undefined), 2000);
-    progress('scheduler and kubelets');
+    progress('scheduler, endpointslice controller and kubelets');
     this.scheduler = new Scheduler(this.kubeConfig);
     await this.scheduler.start();
+    this.endpointSlices = new EndpointSliceController(this.kubeConfig);
+    await this.endpointSlices.start();
     for (const node of this.nodes) {
       const kubelet = new Kubelet({
         kubeConfig: this.kubeConfig,
         nodeName: node.plan.name,
         nodeIp: node.plan.ip,
+        nodeNetns: node.netns,
         netnsPrefix: this.plan.name,
         ledger: this.ledger,
         logDir: join(node.dirs.logDir, 'pods'),
@@ -375,7 +414,9 @@ export class Lab {
       if (this.readyTimer) clearInterval(this.readyTimer);
       await Promise.all(this.kubelets.map((k) => k.stop(true).catch((e: unknown) => this.log.warn({ err: String(e) }, 'kubelet stop failed'))));
       await this.scheduler?.stop().catch(() => undefined);
+      await this.endpointSlices?.stop().catch(() => undefined);
       await Promise.all([...this.agents.values(), ...(this.controller ? [this.controller] : [])].map((a) => a.stop()));
+      await this.apiRelay?.stop();
       await this.api.close().catch(() => undefined);
       await this.ledger.release();
     })();
