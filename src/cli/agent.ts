@@ -6,6 +6,7 @@ import { PrimaryNetworkFeature } from '../primary/agent/feature.js';
 import { SecondaryNetworksFeature } from '../secondary/agent/feature.js';
 import { ServiceChainsFeature } from '../chaining/agent/feature.js';
 import { NetworkPolicyFeature } from '../policy/agent/feature.js';
+import { ServicesFeature } from '../services/agent/feature.js';
 import { logger } from '../util/log.js';
 
 /** The node's features, in start order: the pod network first (every other one attaches around its eth0). */
@@ -15,7 +16,8 @@ export function nodeFeatures(cfg: AgentConfig): AgentFeature[] {
   const chains = cfg.secondaryNetworks.enabled && cfg.serviceChains.enabled ? [new ServiceChainsFeature()] : [];
   // Policy right after the pod network: a new pod's rules are in place before the other features attach more to it.
   const policy = cfg.networkPolicy.enabled ? [new NetworkPolicyFeature()] : [];
-  return [new PrimaryNetworkFeature(), ...policy, ...secondary, ...chains];
+  const services = cfg.services.enabled ? [new ServicesFeature()] : [];
+  return [new PrimaryNetworkFeature(), ...policy, ...services, ...secondary, ...chains];
 }
 
 /** `seine agent`: the per-node agent (DaemonSet). */

@@ -307,6 +307,7 @@ export class Lab {
         secondaryNetworks: { enabled: true, uplinks: { 'br-vlan': node.plan.vlanUplink } },
         serviceChains: { enabled: this.options.serviceChains },
         networkPolicy: { enabled: true, controllerNamespace: 'kube-system' },
+        services: { enabled: true },
       });
       await installCni({ confDir: node.dirs.cniConfDir, binDir: node.dirs.cniBinDir, socket, pluginSource: SEINE_CNI_BIN, link: true });
       const agent = new SupervisedProcess(

@@ -14,6 +14,9 @@ export const CookieOwner = {
   secondary: 2,
   chaining: 3,
   policy: 4,
+  services: 5,
+  /** Flows the Service proxy's learn actions create (client affinities): no sync owns them. */
+  serviceAffinity: 6,
 } as const;
 
 export type CookieOwnerName = keyof typeof CookieOwner;

@@ -61,6 +61,10 @@ export interface AgentConfig {
     /** Namespace of the controller's endpoint ConfigMap (seine-controller-endpoint). */
     controllerNamespace: string;
   };
+  /** The Service proxy in OVS (ClusterIP, NodePort, LoadBalancer, externalIPs): replaces kube-proxy on the node. */
+  services: {
+    enabled: boolean;
+  };
 }
 
 export const DEFAULT_AGENT_CONFIG: Omit<AgentConfig, 'nodeName'> = {
@@ -79,6 +83,7 @@ export const DEFAULT_AGENT_CONFIG: Omit<AgentConfig, 'nodeName'> = {
   secondaryNetworks: { enabled: true, uplinks: {} },
   serviceChains: { enabled: true },
   networkPolicy: { enabled: true, controllerNamespace: 'kube-system' },
+  services: { enabled: true },
 };
 
 const cidr = { type: 'string', pattern: '^\\d{1,3}(\\.\\d{1,3}){3}/\\d{1,2}$' } as const;
@@ -86,7 +91,7 @@ const cidr = { type: 'string', pattern: '^\\d{1,3}(\\.\\d{1,3}){3}/\\d{1,2}$' } 
 const schema: JSONSchemaType<AgentConfig> = {
   type: 'object',
   additionalProperties: false,
-  required: ['nodeName', 'ovs', 'trafficEncapMode', 'tunnelType', 'cniSocket', 'stateDir', 'clusterCIDR', 'serviceCIDR', 'egressSNAT', 'cniConfDir', 'cniBinDir', 'metricsPort', 'metricsAddress', 'secondaryNetworks', 'serviceChains', 'networkPolicy'],
+  required: ['nodeName', 'ovs', 'trafficEncapMode', 'tunnelType', 'cniSocket', 'stateDir', 'clusterCIDR', 'serviceCIDR', 'egressSNAT', 'cniConfDir', 'cniBinDir', 'metricsPort', 'metricsAddress', 'secondaryNetworks', 'serviceChains', 'networkPolicy', 'services'],
   properties: {
     nodeName: { type: 'string', minLength: 1 },
     kubeconfig: { type: 'string', nullable: true },
@@ -136,6 +141,12 @@ const schema: JSONSchemaType<AgentConfig> = {
       required: ['enabled', 'controllerNamespace'],
       properties: { enabled: { type: 'boolean' }, controllerNamespace: { type: 'string', pattern: '^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$' } },
     },
+    services: {
+      type: 'object',
+      additionalProperties: false,
+      required: ['enabled'],
+      properties: { enabled: { type: 'boolean' } },
+    },
   },
 };
 
@@ -156,6 +167,7 @@ export function parseAgentConfig(raw: unknown, env: NodeJS.ProcessEnv = process.
     secondaryNetworks: { ...DEFAULT_AGENT_CONFIG.secondaryNetworks, ...(given.secondaryNetworks ?? {}) },
     serviceChains: { ...DEFAULT_AGENT_CONFIG.serviceChains, ...(given.serviceChains ?? {}) },
     networkPolicy: { ...DEFAULT_AGENT_CONFIG.networkPolicy, ...(given.networkPolicy ?? {}) },
+    services: { ...DEFAULT_AGENT_CONFIG.services, ...(given.services ?? {}) },
   };
   if (!validate(merged)) {
     const problems = (validate.errors ?? []).map((e) => `${e.instancePath || '(root)'} ${e.message}${e.params && 'allowedValues' in e.params ? ` (${(e.params.allowedValues as string[]).join(', ')})` : ''}`);

@@ -4,7 +4,9 @@ import {
   FromGateway,
   FromLocalPod,
   FromTunnel,
+  Hairpin,
   OutPortFound,
+  SERVICE_CT_MARK,
   RewriteMac,
   TargetOfportField,
   ToGateway,
@@ -17,7 +19,7 @@ import {
   type RegMark,
 } from './marks.js';
 import { checkNode, checkPeer, checkPod, checkState, type LocalPod, type NodeConfig, type PeerNode, type PipelineState } from './state.js';
-import { CT_ZONE, GLOBAL_VIRTUAL_MAC, Priority, SEAMS, Table } from './tables.js';
+import { CT_SNAT_ZONE, CT_ZONE, GLOBAL_VIRTUAL_MAC, HAIRPIN_VIRTUAL_IP, Priority, SEAMS, Table } from './tables.js';
 
 const ARP_REQUEST = 1;
 const ARP_REPLY = 2;
@@ -79,6 +81,8 @@ export function baseFlows(node: NodeConfig): Flow[] {
 
     // nat: replies and later packets of connections a Service table DNATed are translated here.
     f(Table.Conntrack, Priority.normal, { protocol: 'ip' }, [{ type: 'ct', table: Table.ConntrackState, zone: CT_ZONE, nat: true }]),
+    // A reply to a pod's connection to itself: its source translation is undone first; the Service stage does the rest.
+    f(Table.Conntrack, Priority.specific, { protocol: 'ip', nw_dst: HAIRPIN_VIRTUAL_IP }, [{ type: 'ct', table: Table.ConntrackState, zone: CT_SNAT_ZONE, nat: true }]),
     f(Table.Conntrack, Priority.miss, {}, []),
 
     f(Table.ConntrackState, Priority.normal, { protocol: 'ip', ct_state: { inv: true, trk: true } }, []),
@@ -105,9 +109,13 @@ export function baseFlows(node: NodeConfig): Flow[] {
     f(Table.IngressPolicy, Priority.miss, {}, [goto(SEAMS.ingressPolicy.exit)]),
 
     f(Table.ConntrackCommit, Priority.normal, { protocol: 'ip', ct_state: { new: true, trk: true } }, [{ type: 'ct', commit: true, zone: CT_ZONE }, goto(Table.Output)]),
+    // The Service stage committed its translated connections itself.
+    f(Table.ConntrackCommit, Priority.specific, { protocol: 'ip', ct_state: { new: true, trk: true }, ct_mark: SERVICE_CT_MARK }, [goto(Table.Output)]),
     f(Table.ConntrackCommit, Priority.miss, {}, [goto(Table.Output)]),
 
     f(Table.Output, Priority.normal, matchMarks(OutPortFound), [{ type: 'output', port: { field: subfieldOf(TargetOfportField) } }]),
+    // OpenFlow never sends a packet back by its input port unless told to.
+    f(Table.Output, Priority.specific, matchMarks(OutPortFound, Hairpin), [{ type: 'output', port: 'IN_PORT' }]),
     f(Table.Output, Priority.miss, {}, []),
   ];
   if (encap) {

@@ -29,6 +29,11 @@ export const OutPortFoundField: RegField = { reg: 0, start: 8, end: 8 };
  * traffic; a Service table may set it for a connection it DNATs to a local pod.
  */
 export const RewriteMacField: RegField = { reg: 0, start: 9, end: 9 };
+/**
+ * reg0[10]: the packet leaves by the port it came in on (a pod reaching itself through a Service, and the replies).
+ * Set by the Service stage; Output sends it back with `in_port`.
+ */
+export const HairpinField: RegField = { reg: 0, start: 10, end: 10 };
 /** reg1: OpenFlow port the packet leaves by (set by L2ForwardingCalc, used by Output). */
 export const TargetOfportField: RegField = { reg: 1, start: 0, end: 31 };
 /** reg2..reg7 are not used by the pipeline: they are reserved for the Service and policy stages. */
@@ -44,6 +49,13 @@ export const ToLocalPod: RegMark = { field: PacketDestinationField, value: 3 };
 
 export const OutPortFound: RegMark = { field: OutPortFoundField, value: 1 };
 export const RewriteMac: RegMark = { field: RewriteMacField, value: 1 };
+export const Hairpin: RegMark = { field: HairpinField, value: 1 };
+
+/**
+ * ct_mark bit 0: a connection the Service stage translated and committed itself (in both conntrack zones of a
+ * hairpin), which ConntrackCommit leaves alone.
+ */
+export const SERVICE_CT_MARK = { value: 0x1, mask: 0x1 } as const;
 
 function width(f: RegField): number {
   return f.end - f.start + 1;

@@ -86,6 +86,14 @@ export const SEAM_MAX_OWNER_PRIORITY = Priority.establishedBypass - 1;
 
 /** Conntrack zone of the primary network. */
 export const CT_ZONE = 65520;
+/** Conntrack zone of the Service stage's source translation (hairpin): a connection holds one translation per zone. */
+export const CT_SNAT_ZONE = 65521;
+/**
+ * Source address of a pod's connection to itself through a Service (its own address would be martian to it). Its
+ * replies are translated back in CT_SNAT_ZONE before the primary zone sees them (to which they would be invalid).
+ */
+export const HAIRPIN_VIRTUAL_IP = '169.254.0.254';
+
 
 /** Destination MAC of routed packets sent into a tunnel; the receiving node rewrites it. */
 export const GLOBAL_VIRTUAL_MAC = 'aa:bb:cc:dd:ee:ff';

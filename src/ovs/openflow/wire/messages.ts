@@ -145,7 +145,7 @@ const BUCKET_LAST = 0xfffffffd; // OFPG15_BUCKET_LAST
 const BUCKET_ALL = 0xffffffff; // OFPG15_BUCKET_ALL
 const INSERT_BUCKET = 3; // OFPGC15_INSERT_BUCKET
 
-function groupMod(command: number, type: number, id: number, buckets: readonly Buffer[], commandBucket: number): Buffer {
+function groupMod(command: number, type: number, id: number, buckets: readonly Buffer[], commandBucket: number, properties: readonly Buffer[] = []): Buffer {
   const body = Buffer.concat(buckets);
   const fixed = Buffer.alloc(16);
   fixed.writeUInt16BE(command, 0);
@@ -153,7 +153,28 @@ function groupMod(command: number, type: number, id: number, buckets: readonly B
   fixed.writeUInt32BE(Number(checkUint('group_id', id, 32)), 4);
   fixed.writeUInt16BE(body.length, 8);
   fixed.writeUInt32BE(commandBucket, 12);
-  return message(MsgType.groupMod, 0, Buffer.concat([fixed, body]));
+  return message(MsgType.groupMod, 0, Buffer.concat([fixed, body, ...properties]));
+}
+
+const OFPGPT15_EXPERIMENTER = 0xffff;
+const NTR_VENDOR_ID = 0x0000154d;
+const NTRT_SELECTION_METHOD = 1;
+const SELECTION_METHOD_LEN = 16;
+
+/** The Netronome selection method property OVS reads (without hashed fields: those stay with ovs-ofctl). */
+function selectionMethodProperty(g: Group): Buffer[] {
+  if (!g.selectionMethod && g.selectionMethodParam === undefined) return [];
+  if (g.fields?.length) throw new UnencodableError(`group ${g.id}: hashed fields have no wire encoding here`);
+  const p = Buffer.alloc(40);
+  p.writeUInt16BE(OFPGPT15_EXPERIMENTER, 0);
+  p.writeUInt16BE(40, 2);
+  p.writeUInt32BE(NTR_VENDOR_ID, 4);
+  p.writeUInt32BE(NTRT_SELECTION_METHOD, 8);
+  const name = g.selectionMethod ?? '';
+  if (Buffer.byteLength(name) >= SELECTION_METHOD_LEN) throw new RangeError(`group ${g.id}: selection method ${name} too long`);
+  p.write(name, 16, 'ascii');
+  p.writeBigUInt64BE(BigInt(checkUint('selection_method_param', g.selectionMethodParam ?? 0, 64)), 32);
+  return [p];
 }
 
 /**
@@ -163,9 +184,7 @@ function groupMod(command: number, type: number, id: number, buckets: readonly B
 function groupMods(command: keyof typeof GroupCommand, g: Group | { id: number }): Buffer[] {
   const full = 'type' in g ? g : undefined;
   if (!full) return [groupMod(GroupCommand[command], 0, g.id, [], BUCKET_ALL)];
-  if (full.selectionMethod || full.fields?.length || full.selectionMethodParam !== undefined) {
-    throw new UnencodableError(`group ${full.id}: selection methods have no wire encoding here`);
-  }
+  if (full.fields?.length) throw new UnencodableError(`group ${full.id}: hashed fields have no wire encoding here`);
   if ((full.type === 'indirect' && full.buckets.length !== 1) || (full.type === 'ff' && !full.buckets.length)) {
     throw new RangeError(`group ${full.id}: ${full.type} group with ${full.buckets.length} buckets`);
   }
@@ -182,7 +201,8 @@ function groupMods(command: keyof typeof GroupCommand, g: Group | { id: number }
     room -= enc.length;
   });
   const type = GroupType[full.type];
-  return chunks.map((c, i) => (i === 0 ? groupMod(GroupCommand[command], type, full.id, c, BUCKET_ALL) : groupMod(INSERT_BUCKET, type, full.id, c, BUCKET_LAST)));
+  const props = selectionMethodProperty(full);
+  return chunks.map((c, i) => (i === 0 ? groupMod(GroupCommand[command], type, full.id, c, BUCKET_ALL, props) : groupMod(INSERT_BUCKET, type, full.id, c, BUCKET_LAST)));
 }
 
 /**

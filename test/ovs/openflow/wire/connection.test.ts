@@ -93,6 +93,7 @@ describe('OpenFlow 1.5 connection to a real ovs-vswitchd', () => {
       { id: 7, type: 'select', buckets: [{ weight: 10, actions: [{ type: 'output', port: 1 }] }, { weight: 20, watchPort: 2, actions: [{ type: 'set_field', field: 'eth_dst', value: '02:00:00:00:00:02' }, { type: 'output', port: 2 }] }] },
       { id: 8, type: 'ff', buckets: [{ watchPort: 1, actions: [{ type: 'output', port: 1 }] }, { watchPort: 2, actions: [{ type: 'output', port: 2 }] }] },
       { id: 9, type: 'all', buckets: [{ actions: [{ type: 'output', port: 3 }] }, { actions: [{ type: 'group', id: 8 }] }] },
+      { id: 10, type: 'select', selectionMethod: 'dp_hash', selectionMethodParam: 0x1_0000_0007, buckets: [{ weight: 100, actions: [{ type: 'output', port: 1 }] }, { weight: 100, actions: [{ type: 'output', port: 2 }] }] },
     ];
     const changes = [...groups.map(addGroup), ...flows.map(addFlow)];
 

@@ -1,0 +1,143 @@
+import { DiscoveryV1Api, type V1EndpointSlice, type V1Service } from '@kubernetes/client-node';
+import type { NodeContext } from '../../agent/context.js';
+import type { AgentFeature } from '../../agent/feature.js';
+import { ResilientInformer } from '../../k8s/informer.js';
+import { VswitchdControl } from '../../ovs/vswitchd-control.js';
+import { GATEWAY_PORT, gatewayMacFor } from '../../primary/bridge/bridge.js';
+import { gatewayIpOf } from '../../primary/nodes/peers.js';
+import { logger } from '../../util/log.js';
+import { SerialPass } from '../../util/serial.js';
+import { GroupIds, serviceDatapath, serviceSync, type ServiceNode } from '../datapath/flows.js';
+import { ServiceHostNetwork, type HostServicesState } from '../host/index.js';
+import { nodeServices } from '../model/desired.js';
+import type { NodeServices } from '../model/types.js';
+
+/** Service and EndpointSlice events come in bursts (a rollout): one realization after the burst. */
+const REALIZE_DELAY_MS = 20;
+/** A realization that failed (ovs-vswitchd away) is tried again after this long. */
+const RETRY_MS = 2000;
+/** Informers that cannot list yet (API server away) are tried again this often; what is installed stays. */
+const LIST_RETRY_MS = 2000;
+
+/** What the node's kernel must do for a node's Service state (routes in, masquerade, rejects). */
+export function hostState(state: NodeServices, gw: { ip: string; mac: string }, serviceCidr: string): HostServicesState {
+  const external = state.frontends.filter((f) => f.kind === 'External');
+  return {
+    gatewayIf: GATEWAY_PORT,
+    gatewayIp: gw.ip,
+    gatewayMac: gw.mac,
+    serviceCidr,
+    externalAddresses: [...new Set(external.map((f) => f.ip))].sort(),
+    rejects: state.frontends.filter((f) => f.kind !== 'NodePort' && f.endpoints.length === 0).map((f) => ({ ip: f.ip, protocol: f.protocol, port: f.port })),
+    nodePorts: state.nodePorts,
+    masqueradeExternal: external.filter((f) => !f.externalEndpoints).map((f) => ({ ip: f.ip, protocol: f.protocol, port: f.port })),
+  };
+}
+
+/**
+ * The Service proxy of the node (kube-proxy's job, in OVS): watches Services and EndpointSlices, computes the
+ * node's frontends and endpoints, installs the Service tables and select groups as one scope in one bundle, and
+ * keeps the node's kernel side (routes into OVS, node ports, masquerade, rejects) in step. Until both watches
+ * have listed, what is installed stays: a restarted agent never drops a Service for lack of news.
+ */
+export class ServicesFeature implements AgentFeature {
+  readonly name = 'services';
+  private readonly log = logger('services');
+  private ctx!: NodeContext;
+  private services?: ResilientInformer<V1Service>;
+  private slices?: ResilientInformer<V1EndpointSlice>;
+  private host?: ServiceHostNetwork;
+  private control?: VswitchdControl;
+  private readonly groupIds = new GroupIds();
+  private readonly pass = new SerialPass(() => this.realize(), () => this.stopped);
+  private listed = false;
+  private stopped = false;
+  private timer?: NodeJS.Timeout;
+  private retryTimer?: NodeJS.Timeout;
+  /** JSON of what was last realized (undefined: realize whatever it is). */
+  private installed?: string;
+  /** JSON of the node's kernel side last synced (most endpoint changes leave it as it is). */
+  private hostInstalled?: string;
+
+  async start(ctx: NodeContext): Promise<void> {
+    this.ctx = ctx;
+    if (ctx.config.ovs.datapathType === 'netdev') this.control = new VswitchdControl(ctx.config.ovs.rundir);
+    this.host = new ServiceHostNetwork(ctx.host);
+    const kc = ctx.kubeConfig;
+    const discovery = kc.makeApiClient(DiscoveryV1Api);
+    this.services = new ResilientInformer<V1Service>({ kubeConfig: kc, name: 'services', path: '/api/v1/services', list: () => ctx.core.listServiceForAllNamespaces() });
+    this.slices = new ResilientInformer<V1EndpointSlice>({ kubeConfig: kc, name: 'endpointslices', path: '/apis/discovery.k8s.io/v1/endpointslices', list: () => discovery.listEndpointSliceForAllNamespaces() });
+    for (const inf of [this.services, this.slices] as ResilientInformer<V1Service | V1EndpointSlice>[]) {
+      inf.on('add', () => this.schedule()).on('update', () => this.schedule()).on('delete', () => this.schedule());
+    }
+    await this.listBoth();
+  }
+
+  /** Lists both kinds; while the API server cannot be reached, keeps trying in the background. */
+  private async listBoth(): Promise<void> {
+    try {
+      await Promise.all([this.services!.start(), this.slices!.start()]);
+      this.listed = true;
+      await this.pass.run();
+      this.log.info({ services: this.services!.list().length, slices: this.slices!.list().length }, 'services started');
+    } catch (e) {
+      this.log.warn({ err: String(e) }, 'cannot list Services and EndpointSlices yet; keeping what is installed');
+      await Promise.all([this.services!.stop(), this.slices!.stop()]).catch(() => undefined);
+      if (!this.stopped) this.retryTimer = setTimeout(() => void this.listBoth(), LIST_RETRY_MS);
+    }
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    for (const t of [this.timer, this.retryTimer]) if (t) clearTimeout(t);
+    await Promise.all([this.services?.stop(), this.slices?.stop()]);
+    await this.pass.current;
+  }
+
+  /** After ovs-vswitchd restarted: every Service flow and group again. */
+  async restore(): Promise<void> {
+    this.installed = undefined;
+    this.hostInstalled = undefined;
+    if (this.listed) await this.pass.run();
+  }
+
+  private schedule(): void {
+    if (this.stopped || !this.listed || this.timer) return;
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      void this.pass.run();
+    }, REALIZE_DELAY_MS);
+  }
+
+  private async realize(): Promise<void> {
+    if (!this.listed || this.stopped) return;
+    const ctx = this.ctx;
+    const state = nodeServices(this.services!.list(), this.slices!.list(), { name: ctx.node.name, podCidr: ctx.node.podCidr });
+    const text = JSON.stringify(state);
+    if (text === this.installed) return;
+    const gw = { ip: gatewayIpOf(ctx.node.podCidr), mac: gatewayMacFor(ctx.node.ip) };
+    const node: ServiceNode = { round: ctx.bridge.round, gatewayIp: gw.ip, podCidr: ctx.node.podCidr };
+    try {
+      const dp = serviceDatapath(node, state, this.groupIds);
+      // Flows first: a Service that gains endpoints is served before the kernel stops rejecting it.
+      const result = await ctx.flows.sync(serviceSync(dp));
+      // The userspace datapath may keep serving a cached translation to an endpoint that is gone.
+      if (result.changes.length && this.control) await this.control.purgeDatapathFlows().catch((e: unknown) => this.log.warn({ err: String(e) }, 'cannot purge the datapath flow cache'));
+      const host = hostState(state, gw, ctx.config.serviceCIDR);
+      const hostText = JSON.stringify(host);
+      if (hostText !== this.hostInstalled) {
+        this.hostInstalled = undefined;
+        await this.host!.sync(host);
+        this.hostInstalled = hostText;
+      }
+      this.installed = text;
+      this.log.debug({ frontends: state.frontends.length, flows: dp.flows.length, groups: dp.groups.length, changes: result.changes.length }, 'services realized');
+    } catch (e) {
+      this.log.warn({ err: String(e) }, 'cannot realize Services; retrying');
+      if (!this.stopped) {
+        if (this.retryTimer) clearTimeout(this.retryTimer);
+        this.retryTimer = setTimeout(() => void this.pass.run(), RETRY_MS);
+      }
+    }
+  }
+}

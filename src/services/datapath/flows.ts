@@ -1,0 +1,229 @@
+import { createHash } from 'node:crypto';
+import ipaddr from 'ipaddr.js';
+import type { Action, Flow, Group, Match, SyncRequest } from '../../ovs/openflow/index.js';
+import { CookieOwner, CookieScheme } from '../../ovs/openflow/index.js';
+import {
+  CT_SNAT_ZONE,
+  CT_ZONE,
+  FromLocalPod,
+  HAIRPIN_VIRTUAL_IP,
+  Hairpin,
+  RewriteMac,
+  SERVICE_CT_MARK,
+  loadField,
+  loadMark,
+  matchMarks,
+} from '../../primary/pipeline/index.js';
+import type { L4Protocol, NodeServices, ServiceEndpoint, ServiceFrontend } from '../model/types.js';
+import {
+  AffinityChosenField,
+  EndpointIpField,
+  EndpointPortField,
+  FIRST_GROUP_ID,
+  HAIRPIN_CT_MARK, ServiceCookies, ServicePriority, ServiceTable, ownsGroup, serviceScope } from './layout.js';
+
+/** What the Service flows need to know of the node. */
+export interface ServiceNode {
+  round: number;
+  /** Traffic from this address is the node's own, or masqueraded by it: it is cluster traffic. */
+  gatewayIp: string;
+  /** This node's pods: translated connections to them are delivered by this bridge. */
+  podCidr: string;
+}
+
+/** Stable group ids per frontend variant while the agent runs (a change of id is a change of flow, not of connections). */
+export class GroupIds {
+  private readonly ids = new Map<string, number>();
+  private readonly free: number[] = [];
+  private next = FIRST_GROUP_ID;
+
+  /** The ids of exactly `keys` (others are released). */
+  assign(keys: Iterable<string>): Map<string, number> {
+    const want = new Set(keys);
+    for (const [k, id] of this.ids) {
+      if (!want.has(k)) {
+        this.ids.delete(k);
+        this.free.push(id);
+      }
+    }
+    for (const k of [...want].sort()) {
+      if (this.ids.has(k)) continue;
+      const id = this.free.pop() ?? this.next++;
+      if (!ownsGroup(id)) throw new RangeError('out of Service group ids');
+      this.ids.set(k, id);
+    }
+    return new Map(this.ids);
+  }
+}
+
+const PROTO: Record<L4Protocol, { match: 'tcp' | 'udp' | 'sctp'; number: number; dstField: string }> = {
+  TCP: { match: 'tcp', number: 6, dstField: 'NXM_OF_TCP_DST[]' },
+  UDP: { match: 'udp', number: 17, dstField: 'NXM_OF_UDP_DST[]' },
+  SCTP: { match: 'sctp', number: 132, dstField: 'OXM_OF_SCTP_DST[]' },
+};
+
+const ipNumber = (ip: string): number => ipaddr.IPv4.parse(ip).toByteArray().reduce((a, b) => a * 256 + b, 0);
+
+export const frontendKey = (f: Pick<ServiceFrontend, 'protocol' | 'ip' | 'port'>): string => `${f.protocol}/${f.ip}:${f.port}`;
+
+const frontendMatch = (f: ServiceFrontend): Match => ({ protocol: PROTO[f.protocol].match, nw_dst: f.ip, tp_dst: f.port });
+
+const endpointSet = (eps: readonly ServiceEndpoint[]): string => eps.map((e) => `${e.ip}:${e.port}`).join(',');
+
+/**
+ * Learned affinities carry a cookie per frontend and endpoint set: when the set changes the learn flow's cookie
+ * changes, and OVS deletes what the old one learned (clients re-balance instead of sticking to a gone endpoint).
+ */
+function learnedCookie(groupId: number, eps: readonly ServiceEndpoint[]): bigint {
+  const h = createHash('sha1').update(endpointSet(eps)).digest().readUInt16BE(0);
+  const object = (BigInt((groupId - FIRST_GROUP_ID) & 0xff_ffff) << 16n) | BigInt(h);
+  return new CookieScheme(CookieOwner.serviceAffinity, 0).cookie(object);
+}
+
+function learnAction(f: ServiceFrontend, cookie: bigint): Action {
+  const p = PROTO[f.protocol];
+  const spec = [
+    `table=${ServiceTable.SessionAffinity}`,
+    `idle_timeout=${f.affinitySeconds}`,
+    `priority=${ServicePriority.normal}`,
+    'delete_learned',
+    `cookie=0x${cookie.toString(16)}`,
+    'eth_type=0x800',
+    `nw_proto=${p.number}`,
+    'NXM_OF_IP_SRC[]',
+    'NXM_OF_IP_DST[]',
+    p.dstField,
+    `load:NXM_NX_REG${EndpointIpField.reg}[]->NXM_NX_REG${EndpointIpField.reg}[]`,
+    `load:NXM_NX_REG${EndpointPortField.reg}[${EndpointPortField.start}..${EndpointPortField.end}]->NXM_NX_REG${EndpointPortField.reg}[${EndpointPortField.start}..${EndpointPortField.end}]`,
+    `load:0x1->NXM_NX_REG${AffinityChosenField.reg}[${AffinityChosenField.start}]`,
+  ];
+  return { type: 'raw', text: `learn(${spec.join(',')})` };
+}
+
+/** selection_method_param of a dp_hash group: hash algorithm in the upper 32 bits (0: OVS_HASH_ALG_L4), basis 0. */
+const DP_HASH_L4 = 0;
+
+/** The select group of one frontend variant: a bucket per endpoint, each naming it in reg3/reg4. */
+function selectGroup(id: number, eps: readonly ServiceEndpoint[], next: number): Group {
+  return {
+    id,
+    type: 'select',
+    // The datapath hashes the 5-tuple (the default, symmetric hash leaves UDP ports out: one client, one endpoint).
+    selectionMethod: 'dp_hash',
+    selectionMethodParam: DP_HASH_L4,
+    buckets: eps.map((e) => ({ weight: 100, actions: [loadField(EndpointIpField, ipNumber(e.ip)), loadField(EndpointPortField, e.port), { type: 'resubmit', table: next }] })),
+  };
+}
+
+export interface ServiceDatapath {
+  flows: Flow[];
+  groups: Group[];
+}
+
+/** The proxy's flows and groups for a node's Service state (pure). */
+export function serviceDatapath(node: ServiceNode, state: NodeServices, groupIds: GroupIds): ServiceDatapath {
+  const cookies = new ServiceCookies(node.round);
+  const flows: Flow[] = [];
+  const add = (table: number, priority: number, match: Match, actions: Action[], object = 0): void => {
+    flows.push({ table, priority, cookie: cookies.cookie(object), match, actions });
+  };
+  const T = ServiceTable;
+  const serviceMark = (m: { value: number; mask: number }): Action => ({ type: 'set_field', field: 'ct_mark', value: m.value, mask: m.mask });
+  const both = { value: SERVICE_CT_MARK.value | HAIRPIN_CT_MARK.value, mask: SERVICE_CT_MARK.mask | HAIRPIN_CT_MARK.mask };
+  const original = { new: false, trk: true, rpl: false };
+  // The Conntrack table translated the destination of later packets already; the ones for a local pod still
+  // need the local delivery (else they would go to the gateway), and a hairpin's also its source translation.
+  add(T.Entry, ServicePriority.establishedHairpin, { protocol: 'ip', ct_state: original, ct_mark: both }, [
+    loadMark(RewriteMac),
+    loadMark(Hairpin),
+    { type: 'ct', table: T.exit, zone: CT_SNAT_ZONE, nat: true },
+  ]);
+  add(T.Entry, ServicePriority.establishedLocal, { protocol: 'ip', ct_state: original, ct_mark: { ...SERVICE_CT_MARK }, nw_dst: node.podCidr }, [loadMark(RewriteMac), { type: 'goto_table', table: T.exit }]);
+  add(T.Entry, ServicePriority.established, { protocol: 'ip', ct_state: { new: false, trk: true } }, [{ type: 'goto_table', table: T.exit }]);
+  // A reply to a hairpin connection, its source translation undone by the Conntrack table: now the destination's.
+  add(T.Entry, ServicePriority.hairpinReply, { protocol: 'ip', ct_zone: CT_SNAT_ZONE, ct_state: { trk: true, rpl: true } }, [
+    loadMark(RewriteMac),
+    loadMark(Hairpin),
+    { type: 'ct', table: T.exit, zone: CT_ZONE, nat: true },
+  ]);
+  add(T.Entry, ServicePriority.normal, { protocol: 'ip', ct_state: { new: true, trk: true } }, [
+    { type: 'resubmit', table: T.SessionAffinity },
+    { type: 'resubmit', table: T.ServiceLB },
+  ]);
+  add(T.SessionAffinity, ServicePriority.miss, {}, []);
+  add(T.ServiceLB, ServicePriority.miss, {}, [{ type: 'goto_table', table: T.exit }]);
+  add(T.AffinityLearn, ServicePriority.miss, {}, []);
+  add(T.EndpointDNAT, ServicePriority.miss, {}, []);
+  add(T.Hairpin, ServicePriority.miss, {}, [{ type: 'goto_table', table: T.exit }]);
+
+  // One frontend per address, protocol and port (two Services claiming the same external address: the first wins).
+  const frontends = new Map<string, ServiceFrontend>();
+  for (const f of state.frontends) if (!frontends.has(frontendKey(f))) frontends.set(frontendKey(f), f);
+  const variants = new Map<string, ServiceEndpoint[]>();
+  for (const [k, f] of frontends) {
+    if (f.endpoints.length) variants.set(`${k}|cluster`, f.endpoints);
+    if (f.externalEndpoints?.length) variants.set(`${k}|external`, f.externalEndpoints);
+  }
+  const ids = groupIds.assign(variants.keys());
+  const groups: Group[] = [];
+  const endpoints = new Map<string, { protocol: L4Protocol; ep: ServiceEndpoint }>();
+
+  for (const [k, f] of frontends) {
+    const m = frontendMatch(f);
+    const cluster = ids.get(`${k}|cluster`);
+    const external = ids.get(`${k}|external`);
+    const affinity = f.affinitySeconds !== undefined;
+    const next = affinity ? T.AffinityLearn : T.EndpointDNAT;
+    for (const [id, eps] of [
+      [cluster, f.endpoints],
+      [external, f.externalEndpoints ?? []],
+    ] as const) {
+      if (id === undefined) continue;
+      groups.push(selectGroup(id, eps, next));
+      for (const ep of eps) endpoints.set(`${f.protocol}/${ep.ip}:${ep.port}`, { protocol: f.protocol, ep });
+    }
+    const object = cluster ?? external ?? 0;
+    if (affinity && object) {
+      const all = [...f.endpoints, ...(f.externalEndpoints ?? [])];
+      add(T.AffinityLearn, ServicePriority.normal, m, [learnAction(f, learnedCookie(object, all)), { type: 'resubmit', table: T.EndpointDNAT }], object);
+      add(T.ServiceLB, ServicePriority.affinityChosen, { ...m, ...matchMarks({ field: AffinityChosenField, value: 1 }) }, [{ type: 'resubmit', table: T.EndpointDNAT }], object);
+    }
+    const toCluster: Action[] = cluster !== undefined ? [{ type: 'group', id: cluster }] : [];
+    if (!f.externalEndpoints) {
+      // No endpoint: no flow; the node's kernel rejects the connection (src/services/host).
+      if (cluster !== undefined) add(T.ServiceLB, ServicePriority.normal, m, toCluster, object);
+      continue;
+    }
+    // externalTrafficPolicy Local: the node's own and masqueraded traffic (from the gateway address), and for
+    // external addresses the local pods' traffic, go to every endpoint; the rest, with its client address, to
+    // the local ones only, or nowhere.
+    if (cluster !== undefined) {
+      add(T.ServiceLB, ServicePriority.clusterSource, { ...m, nw_src: node.gatewayIp }, toCluster, object);
+      if (f.kind === 'External') add(T.ServiceLB, ServicePriority.clusterSource, { ...m, ...matchMarks(FromLocalPod) }, toCluster, object);
+    }
+    add(T.ServiceLB, ServicePriority.normal, m, external !== undefined ? [{ type: 'group', id: external }] : [], object);
+  }
+
+  for (const { protocol, ep } of endpoints.values()) {
+    const m: Match = { protocol: PROTO[protocol].match, ...matchMarks({ field: EndpointIpField, value: ipNumber(ep.ip) }, { field: EndpointPortField, value: ep.port }) };
+    const dnat = (mark: { value: number; mask: number }): Action => ({ type: 'ct', commit: true, table: T.Hairpin, zone: CT_ZONE, nat: { type: 'dst', addr: ep.ip, port: ep.port }, exec: [serviceMark(mark)] });
+    if (!ep.local) {
+      add(T.EndpointDNAT, ServicePriority.normal, m, [dnat(SERVICE_CT_MARK)]);
+      continue;
+    }
+    // A local endpoint is delivered by this bridge: L3Forwarding rewrites the MACs as for a routed packet.
+    add(T.EndpointDNAT, ServicePriority.normal, m, [loadMark(RewriteMac), dnat(SERVICE_CT_MARK)]);
+    // The pod itself: marked so that this and every later packet is translated at the source too.
+    add(T.EndpointDNAT, ServicePriority.clusterSource, { ...m, nw_src: ep.ip }, [loadMark(RewriteMac), dnat(both)]);
+  }
+  add(T.Hairpin, ServicePriority.normal, { protocol: 'ip', ct_mark: both }, [
+    loadMark(Hairpin),
+    { type: 'ct', commit: true, table: T.exit, zone: CT_SNAT_ZONE, nat: { type: 'src', addr: HAIRPIN_VIRTUAL_IP }, exec: [serviceMark(SERVICE_CT_MARK)] },
+  ]);
+  return { flows, groups };
+}
+
+/** A FlowWriter.sync request making the bridge's Service flows and groups exactly `dp`. */
+export function serviceSync(dp: ServiceDatapath): SyncRequest {
+  return { cookie: serviceScope(), flows: dp.flows, groups: { desired: dp.groups, owns: ownsGroup } };
+}
