@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { run } from '../../src/host/exec.js';
 import { MERGE_PATCH } from '../../src/k8s/api.js';
 import { API_RELAY_PORT, type Lab } from '../../src/lab/lab.js';
-import { eventually, startTestLab } from '../harness/lab.js';
+import { eventually, startTestLab, waitRunning } from '../harness/lab.js';
 
 // The lab's control plane for Services, on one lab: the kubernetes Service reachable from a node through the relay,
 // and EndpointSlices following pods as kube-controller-manager keeps them (readiness probes flipping, a pod
@@ -97,6 +97,21 @@ describe('lab: the Service control plane', () => {
       return a?.ready === false ? a : undefined;
     });
   }, 150_000);
+
+  it('probes tcpSocket and httpGet from the node to the pod', async () => {
+    const probed = (name: string, readinessProbe: object, command: string[]): V1Pod => ({
+      metadata: { name, namespace: 'default' },
+      spec: { containers: [{ name: 'main', image: 'lab', command, ports: [{ name: 'srv', containerPort: 9000 }], readinessProbe: { periodSeconds: 1, ...readinessProbe } }] },
+    });
+    await lab.core.createNamespacedPod({ namespace: 'default', body: probed('tcp-ok', { tcpSocket: { port: 'srv' } }, ['nc', '-lk', '9000']) });
+    await lab.core.createNamespacedPod({ namespace: 'default', body: probed('http-none', { httpGet: { port: 9000, path: '/healthz' } }, ['sleep', 'infinity']) });
+    const ready = async (name: string): Promise<string | undefined> => (await lab.core.readNamespacedPod({ name, namespace: 'default' })).status?.containerStatuses?.[0]?.ready === true ? name : undefined;
+    await eventually('tcp-ok ready once its port accepts', () => ready('tcp-ok'), 90_000);
+    // Nothing answers HTTP in http-none: running, never ready.
+    const pod = await waitRunning(lab, 'http-none');
+    expect(pod.status?.conditions?.find((c) => c.type === 'Ready')?.status).toBe('False');
+    expect(await ready('http-none')).toBeUndefined();
+  }, 120_000);
 
   it('lists a pod terminating within its grace period as terminating and serving, then drops it', async () => {
     writeFileSync(join(flags, 'web-c'), '');
