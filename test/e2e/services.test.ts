@@ -1,0 +1,253 @@
+// Seine's Service proxy in a 3-node lab, with real connections: ClusterIP over TCP and UDP from pods and nodes,
+// a pod reaching itself, a Service without endpoints, node ports with both external traffic policies from outside,
+// from pods and from nodes, LoadBalancer ingress and external IPs, and endpoints scaled down and up while a client
+// connects in a loop. Endpoints come from the lab's EndpointSlice controller, as in a cluster.
+import type { V1EndpointSlice } from '@kubernetes/client-node';
+import { DiscoveryV1Api } from '@kubernetes/client-node';
+import { run } from '../../src/host/exec.js';
+import { netnsPath } from '../../src/host/netns.js';
+import type { Lab } from '../../src/lab/lab.js';
+import { eventually, podNetns, startTestLab, waitRunning } from '../harness/lab.js';
+import { kubectlIn } from '../harness/policy-matrix.js';
+
+/**
+ * The servers (CommonJS for `node -e`): TCP on 8080 and UDP on 8081, each answer "<pod> <client address>". On
+ * SIGTERM a server keeps serving for a while, as a pod with a preStop delay does, so that a terminating endpoint
+ * is still there while the proxy takes it out.
+ */
+const SERVER = `
+const net = require('net');
+const dgram = require('dgram');
+const me = process.env.POD_NAME;
+net.createServer((c) => { c.on('error', () => {}); c.end(me + ' ' + c.remoteAddress); }).listen(8080, '0.0.0.0');
+const u = dgram.createSocket('udp4');
+u.on('message', (m, p) => u.send(me + ' ' + p.address, p.port, p.address));
+u.bind(8081, '0.0.0.0');
+process.on('SIGTERM', () => setTimeout(() => process.exit(0), ${20_000}));`;
+
+/**
+ * Connections one after another (argv: protocol, host, port, count, wait per try in ms, pause between in ms);
+ * prints one JSON array of answers: the server's text, "timeout" or "error:CODE". UDP sockets are connected, so an
+ * ICMP port unreachable shows as error:ECONNREFUSED.
+ */
+const CLIENT = `
+const net = require('net');
+const dgram = require('dgram');
+const [proto, host, port, count, waitMs, pauseMs] = process.argv.slice(1);
+const once = () => new Promise((done) => {
+  if (proto === 'tcp') {
+    let a = '';
+    const s = net.connect({ host, port: +port });
+    const t = setTimeout(() => { s.destroy(); done(a ? 'incomplete:' + a : 'timeout'); }, +waitMs);
+    s.on('data', (d) => (a += d));
+    s.on('end', () => { clearTimeout(t); s.destroy(); done(a); });
+    s.on('error', (e) => { clearTimeout(t); done('error:' + e.code); });
+  } else {
+    const s = dgram.createSocket('udp4');
+    const t = setTimeout(() => { s.close(); done('timeout'); }, +waitMs);
+    s.on('message', (m) => { clearTimeout(t); s.close(); done(m.toString()); });
+    s.on('error', (e) => { clearTimeout(t); s.close(); done('error:' + e.code); });
+    s.connect(+port, host, () => s.send('x'));
+  }
+});
+(async () => {
+  const out = [];
+  for (let i = 0; i < +count; i++) {
+    out.push(await once());
+    if (+pauseMs) await new Promise((r) => setTimeout(r, +pauseMs));
+  }
+  process.stdout.write(JSON.stringify(out));
+})();`;
+
+/** A connection inside the lab answers in milliseconds; a busy CI machine gets generous room before it counts as lost. */
+const WAIT_MS = 5000;
+/** How long the proxy may take to follow a change of Services or endpoints (API server -> agents -> OVS, on a busy machine). */
+const SETTLE_MS = 60_000;
+
+interface Answer {
+  pod?: string;
+  client?: string;
+  failure?: string;
+}
+
+const parse = (raw: string): Answer => {
+  const m = /^(web-\d) (\S+)$/.exec(raw);
+  return m ? { pod: m[1], client: m[2] } : { failure: raw };
+};
+
+describe('Services in OVS (3 nodes)', () => {
+  let lab: Lab;
+  let nodeIps: string[];
+  let ext: string;
+
+  const manifest = (docs: object[]): string => docs.map((d) => `---\n${JSON.stringify(d)}\n`).join('');
+  const server = (name: string, node: string): object => ({
+    apiVersion: 'v1',
+    kind: 'Pod',
+    metadata: { name, labels: { app: 'web' } },
+    spec: {
+      nodeName: node,
+      terminationGracePeriodSeconds: 60,
+      containers: [{ name: 'serve', image: 'lab', command: [process.execPath, '-e', SERVER], env: [{ name: 'POD_NAME', value: name }], ports: [{ name: 'http', containerPort: 8080 }] }],
+    },
+  });
+
+  /** `count` connections from a network namespace; the answers. */
+  async function connect(netns: string, proto: 'tcp' | 'udp', host: string, port: number, count: number, pauseMs = 0): Promise<Answer[]> {
+    const { stdout } = await run(process.execPath, ['-e', CLIENT, proto, host, String(port), String(count), String(WAIT_MS), String(pauseMs)], { netns, timeoutMs: count * (WAIT_MS + pauseMs) + 30_000 });
+    return (JSON.parse(stdout) as string[]).map(parse);
+  }
+
+  const podNs = async (name: string): Promise<string> => podNetns(lab, await lab.core.readNamespacedPod({ name, namespace: 'default' }));
+  const nodeNs = (i: number): string => netnsPath(lab.plan.nodes[i]!.netns);
+  const externalNs = (): string => netnsPath(lab.plan.externalNetns);
+
+  /** Waits until `count` connections all succeed and reach exactly the pods `pods` (each at least once). */
+  async function expectReaches(what: string, netns: string, proto: 'tcp' | 'udp', host: string, port: number, pods: string[], count = 30): Promise<Answer[]> {
+    return eventually(
+      what,
+      async (saw) => {
+        const answers = await connect(netns, proto, host, port, count);
+        const reached = [...new Set(answers.map((a) => a.pod ?? a.failure))].sort();
+        saw(reached);
+        return JSON.stringify(reached) === JSON.stringify([...pods].sort()) ? answers : undefined;
+      },
+      SETTLE_MS,
+    );
+  }
+
+  async function clusterIp(name: string): Promise<string> {
+    return (await lab.core.readNamespacedService({ name, namespace: 'default' })).spec!.clusterIP!;
+  }
+
+  async function slicePods(service: string): Promise<string[]> {
+    const api = lab.kubeConfig.makeApiClient(DiscoveryV1Api);
+    const list = await api.listNamespacedEndpointSlice({ namespace: 'default', labelSelector: `kubernetes.io/service-name=${service}` });
+    return list.items
+      .flatMap((s: V1EndpointSlice) => s.endpoints ?? [])
+      .filter((e) => e.conditions?.ready)
+      .map((e) => e.targetRef?.name ?? '')
+      .sort();
+  }
+
+  beforeAll(async () => {
+    lab = await startTestLab({ nodes: 3 });
+    nodeIps = lab.plan.nodes.map((n) => n.ip);
+    ext = lab.plan.externalIp;
+    const nodes = lab.plan.nodes.map((n) => n.name);
+    await kubectlIn(
+      lab,
+      ['apply', '-f', '-'],
+      manifest([
+        server('web-1', nodes[0]!),
+        server('web-2', nodes[1]!),
+        server('web-3', nodes[2]!),
+        { apiVersion: 'v1', kind: 'Pod', metadata: { name: 'client' }, spec: { nodeName: nodes[0], containers: [{ name: 'c', image: 'lab', command: ['sleep', 'infinity'] }] } },
+        { apiVersion: 'v1', kind: 'Service', metadata: { name: 'web' }, spec: { selector: { app: 'web' }, ports: [{ name: 'tcp', port: 80, targetPort: 'http' }, { name: 'udp', port: 53, targetPort: 8081, protocol: 'UDP' }] } },
+        { apiVersion: 'v1', kind: 'Service', metadata: { name: 'nobody' }, spec: { selector: { app: 'nobody' }, ports: [{ name: 'tcp', port: 80, targetPort: 8080 }, { name: 'udp', port: 53, targetPort: 8081, protocol: 'UDP' }] } },
+        { apiVersion: 'v1', kind: 'Service', metadata: { name: 'np' }, spec: { type: 'NodePort', selector: { app: 'web' }, ports: [{ name: 'tcp', port: 80, targetPort: 8080, nodePort: 30080 }, { name: 'udp', port: 53, targetPort: 8081, protocol: 'UDP', nodePort: 30053 }] } },
+        { apiVersion: 'v1', kind: 'Service', metadata: { name: 'np-local' }, spec: { type: 'NodePort', externalTrafficPolicy: 'Local', selector: { app: 'web' }, ports: [{ port: 80, targetPort: 8080, nodePort: 30081 }] } },
+        { apiVersion: 'v1', kind: 'Service', metadata: { name: 'lb' }, spec: { type: 'LoadBalancer', selector: { app: 'web' }, externalIPs: ['192.0.2.10'], ports: [{ port: 80, targetPort: 8080 }] } },
+      ]),
+    );
+    for (const p of ['web-1', 'web-2', 'web-3', 'client']) await waitRunning(lab, p, 'default', 120_000);
+    await eventually('the web EndpointSlice lists the three servers ready', async (saw) => {
+      const pods = await slicePods('web');
+      saw(pods);
+      return pods.length === 3 || undefined;
+    }, SETTLE_MS);
+  }, 300_000);
+
+  afterAll(async () => {
+    await lab?.down();
+  }, 120_000);
+
+  it('ClusterIP: TCP and UDP from a pod reach every endpoint on every node, with the client address kept', async () => {
+    const ip = await clusterIp('web');
+    const client = await podNs('client');
+    const clientIp = (await lab.core.readNamespacedPod({ name: 'client', namespace: 'default' })).status!.podIP!;
+    const tcp = await expectReaches('TCP to the ClusterIP reaches web-1..3', client, 'tcp', ip, 80, ['web-1', 'web-2', 'web-3']);
+    expect(new Set(tcp.map((a) => a.client))).toEqual(new Set([clientIp]));
+    await expectReaches('UDP to the ClusterIP reaches web-1..3', client, 'udp', ip, 53, ['web-1', 'web-2', 'web-3']);
+  }, 180_000);
+
+  it('ClusterIP from a node itself, and from an endpoint to itself (hairpin)', async () => {
+    const ip = await clusterIp('web');
+    await expectReaches('TCP from node 2 reaches web-1..3', nodeNs(1), 'tcp', ip, 80, ['web-1', 'web-2', 'web-3']);
+    // web-1 reaching itself sees the hairpin address as its client; reaching the others, its own address.
+    const answers = await expectReaches('TCP from web-1 reaches web-1..3', await podNs('web-1'), 'tcp', ip, 80, ['web-1', 'web-2', 'web-3']);
+    for (const a of answers) expect([a.pod, a.client]).toEqual([a.pod, a.pod === 'web-1' ? '169.254.0.254' : expect.stringMatching(/^10\.244\./)]);
+    await expectReaches('UDP from web-1 reaches web-1..3', await podNs('web-1'), 'udp', ip, 53, ['web-1', 'web-2', 'web-3']);
+  }, 180_000);
+
+  it('a Service without endpoints refuses connections at once (TCP reset, ICMP port unreachable)', async () => {
+    const ip = await clusterIp('nobody');
+    const client = await podNs('client');
+    for (const proto of ['tcp', 'udp'] as const) {
+      await eventually(`${proto} to a Service without endpoints is refused`, async (saw) => {
+        const answers = await connect(client, proto, ip, proto === 'tcp' ? 80 : 53, 3);
+        saw(answers);
+        return answers.every((a) => a.failure === 'error:ECONNREFUSED') || undefined;
+      }, SETTLE_MS);
+    }
+  }, 180_000);
+
+  it('NodePort (externalTrafficPolicy Cluster) from outside, from a pod and from a node, on every node', async () => {
+    for (const [i, nodeIp] of nodeIps.entries()) {
+      // From outside: masqueraded to the receiving node's gateway, so replies come back through it.
+      const answers = await expectReaches(`TCP from outside to node ${i + 1}:30080`, externalNs(), 'tcp', nodeIp, 30080, ['web-1', 'web-2', 'web-3']);
+      expect(answers.every((a) => a.client !== ext)).toBe(true);
+    }
+    await expectReaches('UDP from outside to node 2:30053', externalNs(), 'udp', nodeIps[1]!, 30053, ['web-1', 'web-2', 'web-3']);
+    await expectReaches('TCP from a pod on node 1 to node 3:30080', await podNs('client'), 'tcp', nodeIps[2]!, 30080, ['web-1', 'web-2', 'web-3']);
+    await expectReaches('TCP from node 1 to its own 30080', nodeNs(0), 'tcp', nodeIps[0]!, 30080, ['web-1', 'web-2', 'web-3']);
+  }, 240_000);
+
+  it('NodePort (externalTrafficPolicy Local): only the node\'s own endpoint, with the client address kept', async () => {
+    for (const [i, nodeIp] of nodeIps.entries()) {
+      const answers = await expectReaches(`TCP from outside to node ${i + 1}:30081`, externalNs(), 'tcp', nodeIp, 30081, [`web-${i + 1}`], 10);
+      expect(new Set(answers.map((a) => a.client))).toEqual(new Set([ext]));
+    }
+  }, 180_000);
+
+  it('LoadBalancer ingress IPs and external IPs reach the endpoints where they are routed to a node', async () => {
+    // What a load balancer controller writes once it has an address for the Service.
+    await kubectlIn(lab, ['patch', 'service', 'lb', '--subresource=status', '--type=merge', '-p', JSON.stringify({ status: { loadBalancer: { ingress: [{ ip: '192.0.2.20' }] } } })]);
+    // The external host routes each address to a node, as a load balancer or the network would.
+    await run('ip', ['route', 'replace', '192.0.2.10/32', 'via', nodeIps[1]!], { netns: externalNs() });
+    await run('ip', ['route', 'replace', '192.0.2.20/32', 'via', nodeIps[2]!], { netns: externalNs() });
+    await expectReaches('TCP from outside to the external IP (via node 2)', externalNs(), 'tcp', '192.0.2.10', 80, ['web-1', 'web-2', 'web-3']);
+    await expectReaches('TCP from outside to the LoadBalancer IP (via node 3)', externalNs(), 'tcp', '192.0.2.20', 80, ['web-1', 'web-2', 'web-3']);
+    await expectReaches('TCP from a pod to the LoadBalancer IP', await podNs('client'), 'tcp', '192.0.2.20', 80, ['web-1', 'web-2', 'web-3']);
+  }, 240_000);
+
+  it('endpoints scaled down and up while a client connects in a loop: no connection lost, none to a gone endpoint', async () => {
+    const ip = await clusterIp('web');
+    const client = await podNs('client');
+    // Each round: 20 connections 100 ms apart, running while the endpoints change.
+    const rounds: Answer[][] = [];
+    let looping = true;
+    const loop = (async () => {
+      while (looping) rounds.push(await connect(client, 'tcp', ip, 80, 20, 100));
+    })();
+    try {
+      // web-3 terminates: it keeps serving for its grace while the proxy takes it out of the Service.
+      await lab.core.deleteNamespacedPod({ name: 'web-3', namespace: 'default' });
+      await eventually('web-3 is out of the web EndpointSlice', async (saw) => {
+        const pods = await slicePods('web');
+        saw(pods);
+        return !pods.includes('web-3') || undefined;
+      }, SETTLE_MS);
+      await expectReaches('connections reach only web-1 and web-2', client, 'tcp', ip, 80, ['web-1', 'web-2']);
+      await kubectlIn(lab, ['apply', '-f', '-'], manifest([server('web-4', lab.plan.nodes[2]!.name)]));
+      await waitRunning(lab, 'web-4', 'default', 120_000);
+      await expectReaches('connections reach web-4 too', client, 'tcp', ip, 80, ['web-1', 'web-2', 'web-4']);
+    } finally {
+      looping = false;
+      await loop;
+    }
+    const all = rounds.flat();
+    expect(all.length).toBeGreaterThan(0);
+    expect(all.filter((a) => a.failure)).toEqual([]);
+  }, 300_000);
+});
