@@ -83,8 +83,7 @@ export async function runDemo({ status, say }: DemoContext): Promise<void> {
   if (pods.length > 1) {
     const [a, b] = pods as [V1Pod, V1Pod];
     const { stdout } = await inPod(a, ['iperf3', '-c', b.status!.podIP!, '-t', '3', '-J']);
-    const bps = (JSON.parse(stdout) as { end: { sum_received: { bits_per_second: number } } }).end.sum_received.bits_per_second;
-    say(`\nTCP ${a.metadata!.name} (${a.spec!.nodeName}) -> ${b.metadata!.name} (${b.spec!.nodeName}): ${(bps / 1e9).toFixed(2)} Gbit/s (iperf3, 3 s)`);
+    say(`\nTCP ${a.metadata!.name} (${a.spec!.nodeName}) -> ${b.metadata!.name} (${b.spec!.nodeName}): ${iperfGbps(stdout)} Gbit/s (iperf3, 3 s)`);
   }
 
   try {
@@ -95,8 +94,47 @@ export async function runDemo({ status, say }: DemoContext): Promise<void> {
     failures++;
   }
   if (failures) throw new Error(`${failures} traffic checks failed`);
+  await showService(status, core, pods, inPod, say);
   await showNetworkPolicy(status, say);
   await showServiceChain(status, say);
+}
+
+const SERVICE_NAME = 'iperf';
+/** The lab's EndpointSlice controller and every agent follow a new Service: generous on a busy machine. */
+const SERVICE_TIMEOUT_MS = 60_000;
+
+const iperfGbps = (stdout: string): string => ((JSON.parse(stdout) as { end: { sum_received: { bits_per_second: number } } }).end.sum_received.bits_per_second / 1e9).toFixed(2);
+
+/**
+ * A NodePort Service over the iperf3 pods, served by Seine's proxy in OVS: its endpoints as the EndpointSlice
+ * controller lists them, then iperf3 through the ClusterIP from a pod and through the node port from outside.
+ */
+async function showService(status: LabStatus, core: CoreV1Api, pods: V1Pod[], inPod: (p: V1Pod, argv: string[], timeoutMs?: number) => Promise<{ stdout: string }>, say: (line: string) => void): Promise<void> {
+  const svc = await core.createNamespacedService({
+    namespace: NAMESPACE,
+    // iperf3 opens a control and a data connection, which must reach the same server: client affinity.
+    body: { metadata: { name: SERVICE_NAME }, spec: { type: 'NodePort', sessionAffinity: 'ClientIP', selector: { app: 'seine-demo' }, ports: [{ name: 'iperf', port: 5201 }] } },
+  });
+  const clusterIp = svc.spec!.clusterIP!;
+  const nodePort = svc.spec!.ports![0]!.nodePort!;
+  say(`
+Service ${NAMESPACE}/${SERVICE_NAME} (NodePort): ClusterIP ${clusterIp}:5201, node port ${nodePort}, load balanced by Seine in OVS with client affinity (no kube-proxy)`);
+  const client = pods[0]!;
+  const deadline = Date.now() + SERVICE_TIMEOUT_MS;
+  // The first test is retried until the Service is realized on the client's node (iperf3 refused until then).
+  for (;;) {
+    try {
+      const { stdout } = await inPod(client, ['iperf3', '-c', clusterIp, '-t', '2', '-J']);
+      say(`TCP ${client.metadata!.name} -> ClusterIP ${clusterIp}: ${iperfGbps(stdout)} Gbit/s (iperf3, 2 s)`);
+      break;
+    } catch (e) {
+      if (Date.now() > deadline) throw new Error(`the Service's ClusterIP did not answer within ${SERVICE_TIMEOUT_MS / 1000} s`, { cause: e });
+      await new Promise((r) => setTimeout(r, 1000));
+    }
+  }
+  const node = status.nodes[status.nodes.length - 1]!;
+  const { stdout } = await run('iperf3', ['-c', node.ip, '-p', String(nodePort), '-t', '2', '-J'], { netns: netnsPath(status.externalNetns), timeoutMs: 30_000 });
+  say(`TCP external host -> ${node.name} ${node.ip}:${nodePort}: ${iperfGbps(stdout)} Gbit/s (iperf3, 2 s)`);
 }
 
 const POLICY_EXAMPLE = 'manifests/examples/network-policy.yaml';
