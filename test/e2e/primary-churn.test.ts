@@ -10,7 +10,7 @@ import { listNetns, netnsExists } from '../../src/host/netns.js';
 import { podNetnsName } from '../../src/lab/kubelet.js';
 import type { Lab } from '../../src/lab/lab.js';
 import type { LabNode } from '../../src/lab/node.js';
-import { decodeCookie } from '../../src/ovs/openflow/cookie.js';
+import { CookieOwner, decodeCookie } from '../../src/ovs/openflow/cookie.js';
 import { eventually, simplePod, startTestLab, waitRunning } from '../harness/lab.js';
 
 const WAVES = 10;
@@ -43,8 +43,9 @@ async function snapshot(lab: Lab, node: LabNode): Promise<NodeSnapshot> {
   const ipamFile = join(node.dirs.stateDir, 'ipam-ipv4.json');
   const allocations = existsSync(ipamFile) ? (JSON.parse(readFileSync(ipamFile, 'utf8')) as { allocations: Array<{ ip: string; containerId: string }> }).allocations : [];
   const { stdout: flowText } = await run('ovs-ofctl', ['-O', 'OpenFlow15', 'dump-flows', node.ovs.bridgeMgmt('br-int')]);
-  const cookies = [...flowText.matchAll(/cookie=(0x[0-9a-f]+)/g)].map((m) => decodeCookie(BigInt(m[1]!)).object);
-  const podFlows = cookies.filter((o) => o >> 32n === 0n && (o & 0xffffffffn) !== 0n).length;
+  // The pipeline's pod flows (other features number their cookies' objects their own way).
+  const cookies = [...flowText.matchAll(/cookie=(0x[0-9a-f]+)/g)].map((m) => decodeCookie(BigInt(m[1]!)));
+  const podFlows = cookies.filter((c) => c.owner === CookieOwner.primary && c.object >> 32n === 0n && (c.object & 0xffffffffn) !== 0n).length;
   const labNetns = listNetns().filter((n) => n.startsWith(`${lab.plan.name}-`)).sort();
   const resultsDir = join(node.dirs.cniCacheDir, 'results');
   const cniCache = existsSync(resultsDir) ? readdirSync(resultsDir).sort() : [];

@@ -10,7 +10,7 @@ import { CommandError, run } from '../../src/host/exec.js';
 import { createNetns, deleteNetns, netnsPath } from '../../src/host/netns.js';
 import type { Lab } from '../../src/lab/lab.js';
 import type { LabNode } from '../../src/lab/node.js';
-import { decodeCookie } from '../../src/ovs/openflow/cookie.js';
+import { CookieOwner, decodeCookie } from '../../src/ovs/openflow/cookie.js';
 import { hostInterfaceName } from '../../src/podif/interface.js';
 import { repoRoot } from '../../src/util/paths.js';
 import { eventually, startTestLab } from '../harness/lab.js';
@@ -150,10 +150,11 @@ describe('seine-cni against a lab node: bad input and failures leave nothing beh
     const podFlows = new Map<number, number>();
     let otherFlows = 0;
     for (const m of stdout.matchAll(/cookie=(0x[0-9a-f]+)/g)) {
-      const { object } = decodeCookie(BigInt(m[1]!));
+      const { owner, object } = decodeCookie(BigInt(m[1]!));
       const kind = Number(object >> 32n);
       const id = Number(object & 0xffffffffn);
-      if (kind === 0 && id !== 0) podFlows.set(id, (podFlows.get(id) ?? 0) + 1);
+      // The pipeline's own pod flows; other features' cookies number their objects their own way.
+      if (owner === CookieOwner.primary && kind === 0 && id !== 0) podFlows.set(id, (podFlows.get(id) ?? 0) + 1);
       else otherFlows++;
     }
     return { ports, veths, ips, podFlows, otherFlows };

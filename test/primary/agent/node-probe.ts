@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { CommandError, run } from '../../../src/host/exec.js';
 import type { Lab } from '../../../src/lab/lab.js';
 import type { LabNode } from '../../../src/lab/node.js';
-import { decodeCookie } from '../../../src/ovs/openflow/cookie.js';
+import { CookieOwner, decodeCookie } from '../../../src/ovs/openflow/cookie.js';
 import { repoRoot } from '../../../src/util/paths.js';
 import { eventually } from '../../../src/util/wait.js';
 
@@ -105,9 +105,9 @@ export async function podFlowCounts(node: LabNode): Promise<Map<number, number>>
   const { stdout } = await run('ovs-ofctl', ['-O', 'OpenFlow15', 'dump-flows', node.ovs.bridgeMgmt('br-int')]);
   const out = new Map<number, number>();
   for (const m of stdout.matchAll(/cookie=(0x[0-9a-f]+)/g)) {
-    const { object } = decodeCookie(BigInt(m[1]!));
+    const { owner, object } = decodeCookie(BigInt(m[1]!));
     const id = Number(object & 0xffffffffn);
-    if (object >> 32n === 0n && id !== 0) out.set(id, (out.get(id) ?? 0) + 1);
+    if (owner === CookieOwner.primary && object >> 32n === 0n && id !== 0) out.set(id, (out.get(id) ?? 0) + 1);
   }
   return out;
 }
