@@ -168,6 +168,8 @@ describe('manifests', () => {
           'core/pods: get,list,patch,watch',
           'core/namespaces: get,list,watch',
           'core/events: create,patch',
+          'core/services: get,list,watch',
+          'discovery.k8s.io/endpointslices: get,list,watch',
           'k8s.cni.cncf.io/network-attachment-definitions: get,list,watch',
           'crd.seine.dev/ippools: get,list,patch,update,watch',
           'crd.seine.dev/ippools/status: get,patch,update',
