@@ -11,6 +11,7 @@ import { GroupIds, serviceDatapath, serviceSync, type ServiceNode } from '../dat
 import { ServiceHostNetwork, type HostServicesState } from '../host/index.js';
 import { nodeServices } from '../model/desired.js';
 import type { NodeServices } from '../model/types.js';
+import { InProcessHealthChecks, NetnsHealthChecks, type HealthCheckListeners } from './health-check.js';
 
 /** Service and EndpointSlice events come in bursts (a rollout): one realization after the burst. */
 const REALIZE_DELAY_MS = 20;
@@ -47,6 +48,9 @@ export class ServicesFeature implements AgentFeature {
   private services?: ResilientInformer<V1Service>;
   private slices?: ResilientInformer<V1EndpointSlice>;
   private host?: ServiceHostNetwork;
+  private health?: HealthCheckListeners;
+  /** JSON of the health checks last answered. */
+  private healthInstalled?: string;
   private control?: VswitchdControl;
   private readonly groupIds = new GroupIds();
   private readonly pass = new SerialPass(() => this.realize(), () => this.stopped);
@@ -63,6 +67,8 @@ export class ServicesFeature implements AgentFeature {
     this.ctx = ctx;
     if (ctx.config.ovs.datapathType === 'netdev') this.control = new VswitchdControl(ctx.config.ovs.rundir);
     this.host = new ServiceHostNetwork(ctx.host);
+    // A real node's agent runs in the node's network namespace; the lab's runs beside the namespace it serves.
+    this.health = ctx.host.netns ? new NetnsHealthChecks(ctx.host.netns) : new InProcessHealthChecks();
     const kc = ctx.kubeConfig;
     const discovery = kc.makeApiClient(DiscoveryV1Api);
     this.services = new ResilientInformer<V1Service>({ kubeConfig: kc, name: 'services', path: '/api/v1/services', list: () => ctx.core.listServiceForAllNamespaces() });
@@ -92,6 +98,7 @@ export class ServicesFeature implements AgentFeature {
     for (const t of [this.timer, this.retryTimer]) if (t) clearTimeout(t);
     await Promise.all([this.services?.stop(), this.slices?.stop()]);
     await this.pass.current;
+    await this.health?.close();
   }
 
   /** After ovs-vswitchd restarted: every Service flow and group again. */
@@ -129,6 +136,11 @@ export class ServicesFeature implements AgentFeature {
         this.hostInstalled = undefined;
         await this.host!.sync(host);
         this.hostInstalled = hostText;
+      }
+      const healthText = JSON.stringify(state.healthChecks);
+      if (healthText !== this.healthInstalled) {
+        await this.health!.sync(state.healthChecks);
+        this.healthInstalled = healthText;
       }
       this.installed = text;
       this.log.debug({ frontends: state.frontends.length, flows: dp.flows.length, groups: dp.groups.length, changes: result.changes.length }, 'services realized');
