@@ -9,6 +9,7 @@ import { netnsPath } from '../../src/host/netns.js';
 import type { Lab } from '../../src/lab/lab.js';
 import { eventually, podNetns, startTestLab, waitRunning } from '../harness/lab.js';
 import { kubectlIn } from '../harness/policy-matrix.js';
+import { agentLogLines } from '../primary/agent/node-probe.js';
 
 /**
  * The servers (CommonJS for `node -e`): TCP on 8080 and UDP on 8081, each answer "<pod> <client address>". On
@@ -84,7 +85,7 @@ describe('Services in OVS (3 nodes)', () => {
   const server = (name: string, node: string): object => ({
     apiVersion: 'v1',
     kind: 'Pod',
-    metadata: { name, labels: { app: 'web' } },
+    metadata: { name, labels: { app: 'web', pod: name } },
     spec: {
       nodeName: node,
       terminationGracePeriodSeconds: 60,
@@ -221,6 +222,81 @@ describe('Services in OVS (3 nodes)', () => {
     await expectReaches('TCP from a pod to the LoadBalancer IP', await podNs('client'), 'tcp', '192.0.2.20', 80, ['web-1', 'web-2', 'web-3']);
   }, 240_000);
 
+  it('the health check node port of an externalTrafficPolicy Local Service: 200 where it has an endpoint, 503 elsewhere', async () => {
+    await kubectlIn(lab, ['apply', '-f', '-'], manifest([{ apiVersion: 'v1', kind: 'Service', metadata: { name: 'lb-local' }, spec: { type: 'LoadBalancer', externalTrafficPolicy: 'Local', selector: { pod: 'web-1' }, ports: [{ port: 80, targetPort: 8080 }] } }]));
+    const port = (await lab.core.readNamespacedService({ name: 'lb-local', namespace: 'default' })).spec!.healthCheckNodePort!;
+    expect(port).toBeGreaterThanOrEqual(30000);
+    // The body and the status code; " 000" when nothing answers.
+    const probe = (nodeIp: string): Promise<string> =>
+      run('curl', ['-s', '--max-time', '5', '-w', ' %{http_code}', `http://${nodeIp}:${port}/`], { netns: externalNs() }).then(
+        (r) => r.stdout,
+        () => ' 000',
+      );
+    await eventually('node 1 answers 200 (one local endpoint), node 2 503 (none)', async (saw) => {
+      const [one, two] = [await probe(nodeIps[0]!), await probe(nodeIps[1]!)];
+      saw({ one, two });
+      return one.endsWith(' 200') && JSON.parse(one.slice(0, -4)).localEndpoints === 1 && two.endsWith(' 503') ? true : undefined;
+    }, SETTLE_MS);
+    await lab.core.deleteNamespacedService({ name: 'lb-local', namespace: 'default' });
+    await eventually('the health check node port closed with its Service', async (saw) => {
+      const answer = await probe(nodeIps[0]!);
+      saw(answer);
+      return answer === ' 000' || undefined;
+    }, SETTLE_MS);
+  }, 180_000);
+
+  it('NetworkPolicy applies to the endpoint behind the ClusterIP (after the translation)', async () => {
+    await kubectlIn(
+      lab,
+      ['apply', '-f', '-'],
+      manifest([
+        { apiVersion: 'v1', kind: 'Service', metadata: { name: 'only-2' }, spec: { selector: { pod: 'web-2' }, ports: [{ port: 80, targetPort: 8080 }] } },
+        { apiVersion: 'networking.k8s.io/v1', kind: 'NetworkPolicy', metadata: { name: 'web-2-from-allowed' }, spec: { podSelector: { matchLabels: { pod: 'web-2' } }, ingress: [{ from: [{ podSelector: { matchLabels: { role: 'allowed' } } }] }] } },
+      ]),
+    );
+    try {
+      const ip = await clusterIp('only-2');
+      const client = await podNs('client');
+      await eventually('the client, not allowed by web-2\'s policy, cannot reach it through the ClusterIP', async (saw) => {
+        const answers = await connect(client, 'tcp', ip, 80, 2);
+        saw(answers);
+        return answers.every((a) => a.failure === 'timeout') || undefined;
+      }, SETTLE_MS);
+      await kubectlIn(lab, ['label', 'pod', 'client', 'role=allowed']);
+      await expectReaches('the client, now allowed, reaches web-2 through the ClusterIP', client, 'tcp', ip, 80, ['web-2'], 5);
+    } finally {
+      await kubectlIn(lab, ['label', 'pod', 'client', 'role-']);
+      await kubectlIn(lab, ['delete', 'networkpolicy', 'web-2-from-allowed', '--ignore-not-found']);
+      await kubectlIn(lab, ['delete', 'service', 'only-2', '--ignore-not-found']);
+    }
+  }, 180_000);
+
+  it('the agent killed and restarted: new connections through the ClusterIP keep working throughout', async () => {
+    const ip = await clusterIp('web');
+    const client = await podNs('client');
+    const node = lab.nodes[0]!;
+    const agent = lab.agents.get(node.plan.name)!;
+    const pid = agent.pid;
+    const line = agentLogLines(node).length;
+    const rounds: Answer[][] = [];
+    let looping = true;
+    const loop = (async () => {
+      while (looping) rounds.push(await connect(client, 'tcp', ip, 80, 10, 100));
+    })();
+    try {
+      agent.crash();
+      await eventually('the restarted agent of node 1 synced the Services', async () => agentLogLines(node).slice(line).some((l) => l.includes('"services started"')) || undefined, SETTLE_MS, 200);
+      expect(agent.pid).not.toBe(pid);
+      // A few more rounds after the restarted agent's first sync.
+      const after = rounds.length;
+      await eventually('two rounds of connections after the sync', async () => rounds.length >= after + 2 || undefined, SETTLE_MS);
+    } finally {
+      looping = false;
+      await loop;
+    }
+    expect(rounds.flat().filter((a) => a.failure)).toEqual([]);
+  }, 240_000);
+
   it('endpoints scaled down and up while a client connects in a loop: no connection lost, none to a gone endpoint', async () => {
     const ip = await clusterIp('web');
     const client = await podNs('client');
@@ -250,4 +326,21 @@ describe('Services in OVS (3 nodes)', () => {
     expect(all.length).toBeGreaterThan(0);
     expect(all.filter((a) => a.failure)).toEqual([]);
   }, 300_000);
+
+  it('deleting the Services leaves no flow, group, route or nft entry of theirs behind', async () => {
+    await kubectlIn(lab, ['delete', 'service', 'web', 'nobody', 'np', 'np-local', 'lb']);
+    // What stays is the kubernetes Service's: one frontend, its group and its one endpoint.
+    for (const node of lab.nodes) {
+      await eventually(`node ${node.plan.name} holds only the kubernetes Service`, async (saw) => {
+        const flows = (await run('ovs-ofctl', ['-O', 'OpenFlow15', 'dump-flows', node.ovs.bridgeMgmt('br-int'), 'table=42'])).stdout;
+        const groups = (await run('ovs-ofctl', ['-O', 'OpenFlow15', 'dump-groups', node.ovs.bridgeMgmt('br-int')])).stdout;
+        const nft = (await run('nft', ['list', 'table', 'ip', 'seine-services'], { netns: node.netns })).stdout;
+        const routes = (await run('ip', ['route', 'show', 'proto', '118'], { netns: node.netns })).stdout;
+        const frontends = flows.split('\n').filter((l) => l.includes('nw_dst='));
+        const seen = { frontends: frontends.length, groups: groups.split('\n').filter((l) => l.includes('group_id=')).length, nodePorts: /3008[01]|30053/.test(nft), externals: /192\.0\.2\./.test(nft + routes) };
+        saw(seen);
+        return JSON.stringify(seen) === JSON.stringify({ frontends: 1, groups: 1, nodePorts: false, externals: false }) || undefined;
+      }, SETTLE_MS);
+    }
+  }, 180_000);
 });
