@@ -176,7 +176,11 @@ describe('nodeServices: traffic policies, node ports, external addresses, affini
       // Node ports are external traffic: not concerned.
       [`NodePort TCP/${NODEPORT_VIRTUAL_IP}:30080`]: ['10.244.1.5:8080L', '10.244.1.6:8080L', '10.244.2.5:8080', '10.244.2.6:8080'],
     });
-    expect(view(nodeServices([svc], [slice('web', 'w-1', [remote1])], node))['ClusterIP TCP/10.96.0.10:80']).toEqual([]);
+    const elsewhere = nodeServices([svc], [slice('web', 'w-1', [remote1])], node);
+    expect(view(elsewhere)['ClusterIP TCP/10.96.0.10:80']).toEqual([]);
+    // Endpoints on other nodes only: dropped here (as kube-proxy), not refused as a Service without endpoints is.
+    expect(elsewhere.frontends.find((f) => f.kind === 'ClusterIP')!.reject).toBe(false);
+    expect(hostState(elsewhere, { ip: '10.244.1.1', mac: '0a:00:00:00:00:01' }, '10.96.0.0/16').rejects).toEqual([]);
   });
 
   it('internalTrafficPolicy Local falls back to this node\'s serving terminating endpoints, not to other nodes\' ready ones', () => {

@@ -43,7 +43,7 @@ const remoteA: ServiceEndpoint = { ip: '10.244.2.5', port: 8080, local: false };
 const remoteB: ServiceEndpoint = { ip: '10.244.3.5', port: 8080, local: false };
 
 function fe(service: string, kind: ServiceFrontend['kind'], ip: string, protocol: ServiceFrontend['protocol'], port: number, endpoints: ServiceEndpoint[], extra: Partial<ServiceFrontend> = {}): ServiceFrontend {
-  return { service, kind, ip, protocol, port, endpoints, ...extra };
+  return { service, kind, ip, protocol, port, endpoints, reject: endpoints.length === 0, ...extra };
 }
 
 const frontends = {
@@ -178,6 +178,12 @@ describe('serviceDatapath: frontends', () => {
     expect(dp.groups).toHaveLength(Object.values(frontends).reduce((n, f) => n + (f.endpoints.length ? 1 : 0) + (f.externalEndpoints?.length ? 1 : 0), 0));
   });
 
+  it('a frontend whose endpoints are all elsewhere (internalTrafficPolicy Local) drops its connections in OVS', () => {
+    const f = fe('default/itp:http', 'ClusterIP', '10.96.0.60', 'TCP', 80, [], { reject: false });
+    const flows = forFrontend(serviceDatapath(node, { frontends: [f], nodePorts: [], healthChecks: [] }, new GroupIds()).flows, f, T.ServiceLB);
+    expect(flows.map((x) => [x.priority, x.actions])).toEqual([[ServicePriority.normal, []]]);
+  });
+
   it('externalTrafficPolicy Local, node port: the gateway\'s traffic to every endpoint, the rest to the local ones or nowhere', () => {
     for (const [f, external] of [[frontends.npLocal, [localA]], [frontends.npLocalNone, undefined]] as const) {
       const flows = lb(f);
@@ -300,6 +306,9 @@ describe('serviceDatapath: client affinity', () => {
       },
       { type: 'resubmit', table: T.EndpointDNAT },
     ]);
+    // A day of affinity (Kubernetes' maximum) is capped to OpenFlow's 16-bit timeout, never wrapped.
+    const day = serviceDatapath(node, { frontends: [{ ...f, affinitySeconds: 86_400 }], nodePorts: [], healthChecks: [] }, new GroupIds());
+    expect(learnText(learnFlow(day, f)!)).toContain(',idle_timeout=65535,');
     // Learned flows have their own owner: no sync of the proxy's scope removes them.
     expect(decodeCookie(cookie).owner).toBe(CookieOwner.serviceAffinity);
     expect(selectorMatches(serviceScope(), cookie)).toBe(false);

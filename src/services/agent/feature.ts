@@ -29,7 +29,7 @@ export function hostState(state: NodeServices, gw: { ip: string; mac: string }, 
     gatewayMac: gw.mac,
     serviceCidr,
     externalAddresses: [...new Set(external.map((f) => f.ip))].sort(),
-    rejects: state.frontends.filter((f) => f.kind !== 'NodePort' && f.endpoints.length === 0).map((f) => ({ ip: f.ip, protocol: f.protocol, port: f.port })),
+    rejects: state.frontends.filter((f) => f.kind !== 'NodePort' && f.reject).map((f) => ({ ip: f.ip, protocol: f.protocol, port: f.port })),
     nodePorts: state.nodePorts,
     masqueradeExternal: external.filter((f) => !f.externalEndpoints).map((f) => ({ ip: f.ip, protocol: f.protocol, port: f.port })),
   };

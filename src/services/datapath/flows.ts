@@ -84,7 +84,8 @@ function learnAction(f: ServiceFrontend, cookie: bigint): Action {
   const p = PROTO[f.protocol];
   const spec = [
     `table=${ServiceTable.SessionAffinity}`,
-    `idle_timeout=${f.affinitySeconds}`,
+    // An OpenFlow timeout has 16 bits; Kubernetes allows up to a day (86400 s): capped, never wrapped.
+    `idle_timeout=${Math.min(f.affinitySeconds ?? 0, MAX_OPENFLOW_TIMEOUT)}`,
     `priority=${ServicePriority.normal}`,
     'delete_learned',
     `cookie=0x${cookie.toString(16)}`,
@@ -99,6 +100,8 @@ function learnAction(f: ServiceFrontend, cookie: bigint): Action {
   ];
   return { type: 'raw', text: `learn(${spec.join(',')})` };
 }
+
+const MAX_OPENFLOW_TIMEOUT = 0xffff;
 
 /** selection_method_param of a dp_hash group: hash algorithm in the upper 32 bits (0: OVS_HASH_ALG_L4), basis 0. */
 const DP_HASH_L4 = 0;
@@ -190,8 +193,10 @@ export function serviceDatapath(node: ServiceNode, state: NodeServices, groupIds
     }
     const toCluster: Action[] = cluster !== undefined ? [{ type: 'group', id: cluster }] : [];
     if (!f.externalEndpoints) {
-      // No endpoint: no flow; the node's kernel rejects the connection (src/services/host).
+      // No endpoint anywhere: no flow, the node's kernel rejects the connection (src/services/host). Endpoints only
+      // elsewhere (internalTrafficPolicy Local): dropped, as kube-proxy does.
       if (cluster !== undefined) add(T.ServiceLB, ServicePriority.normal, m, toCluster, object);
+      else if (!f.reject) add(T.ServiceLB, ServicePriority.normal, m, [], object);
       continue;
     }
     // externalTrafficPolicy Local: the node's own and masqueraded traffic (from the gateway address), and for

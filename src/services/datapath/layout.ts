@@ -34,15 +34,16 @@ export const AffinityChosenField: RegField = { reg: 4, start: 16, end: 16 };
 /** ct_mark bit 1 (with the pipeline's SERVICE_CT_MARK): a pod's connection to itself, translated at the source too. */
 export const HAIRPIN_CT_MARK = { value: 0x2, mask: 0x2 } as const;
 
+/** The seam's owners stay below the pipeline's own priorities (SEAM_MAX_OWNER_PRIORITY). */
 export const ServicePriority = {
   /** Replies to hairpin connections, their source translation undone by the Conntrack table: now the destination's. */
-  hairpinReply: 65_020,
+  hairpinReply: 64_999,
   /** Later packets of a hairpin connection: the source translation of their own zone too. */
-  establishedHairpin: 65_010,
+  establishedHairpin: 64_998,
   /** Later packets of a translated connection to a local pod: delivered by this bridge like the first. */
-  establishedLocal: 65_005,
+  establishedLocal: 64_997,
   /** Established packets pass before any learned affinity flow can match them. */
-  established: 65_000,
+  established: 64_996,
   /** A frontend whose client affinity already chose the endpoint. */
   affinityChosen: 300,
   /** Traffic from the cluster itself to a frontend whose external traffic stays local. */

@@ -98,7 +98,9 @@ export function nodeServices(services: readonly V1Service[], slices: readonly V1
     const externalLocal = spec.externalTrafficPolicy === 'Local';
     const internalLocal = spec.internalTrafficPolicy === 'Local';
     const clusterIps = (spec.clusterIPs?.length ? spec.clusterIPs : [spec.clusterIP]).filter(isIPv4);
-    const externalIps = [...(spec.externalIPs ?? []), ...(svc.status?.loadBalancer?.ingress ?? []).map((i) => i.ip)].filter(isIPv4);
+    // Ingress addresses in ipMode Proxy are the load balancer's own: traffic reaches the nodes with their address.
+    const ingress = (svc.status?.loadBalancer?.ingress ?? []).filter((i) => i.ipMode !== 'Proxy').map((i) => i.ip);
+    const externalIps = [...(spec.externalIPs ?? []), ...ingress].filter(isIPv4);
     let localServing = 0;
     for (const port of spec.ports ?? []) {
       const protocol = (port.protocol ?? 'TCP') as L4Protocol;
@@ -114,6 +116,7 @@ export function nodeServices(services: readonly V1Service[], slices: readonly V1
         protocol,
         port: p,
         endpoints,
+        reject: cluster.length === 0,
         ...(externalEndpoints ? { externalEndpoints } : {}),
         ...(affinitySeconds !== undefined ? { affinitySeconds } : {}),
       });

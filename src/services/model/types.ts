@@ -22,8 +22,10 @@ export interface ServiceFrontend {
   ip: string;
   protocol: L4Protocol;
   port: number;
-  /** Endpoints for traffic from inside the cluster (pods, the node, masqueraded external traffic). Empty: rejected. */
+  /** Endpoints for traffic from inside the cluster (pods, the node, masqueraded external traffic). */
   endpoints: ServiceEndpoint[];
+  /** The Service has no usable endpoint anywhere: connections are refused (else, with none here, dropped). */
+  reject: boolean;
   /**
    * externalTrafficPolicy Local: the endpoints for external traffic that keeps its client address (only this
    * node's). Undefined when external traffic is treated like the rest.
