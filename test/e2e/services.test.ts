@@ -222,6 +222,32 @@ describe('Services in OVS (3 nodes)', () => {
     await expectReaches('TCP from a pod to the LoadBalancer IP', await podNs('client'), 'tcp', '192.0.2.20', 80, ['web-1', 'web-2', 'web-3']);
   }, 240_000);
 
+  it('sessionAffinity ClientIP: a client sticks to one endpoint while it keeps connecting, and is balanced again after the timeout', async () => {
+    // 3 s of affinity: each new connection renews it (OVS's idle timeout), a 6 s pause lets it expire.
+    await kubectlIn(lab, ['apply', '-f', '-'], manifest([{ apiVersion: 'v1', kind: 'Service', metadata: { name: 'sticky' }, spec: { selector: { app: 'web' }, sessionAffinity: 'ClientIP', sessionAffinityConfig: { clientIP: { timeoutSeconds: 3 } }, ports: [{ port: 80, targetPort: 8080 }] } }]));
+    try {
+      const ip = await clusterIp('sticky');
+      const client = await podNs('client');
+      await eventually('the sticky Service answering', async (saw) => {
+        const [a] = await connect(client, 'tcp', ip, 80, 1);
+        saw(a);
+        return a?.pod !== undefined || undefined;
+      }, SETTLE_MS);
+      // Each round: 8 connections a second apart (longer than the timeout in all, never idle for it) reach one
+      // endpoint; then a pause twice the timeout. A new endpoint is chosen with 2 chances in 3 each round.
+      const chosen: string[] = [];
+      for (let round = 0; round < 20 && new Set(chosen).size < 2; round++) {
+        if (round) await new Promise((r) => setTimeout(r, 6000));
+        const answers = await connect(client, 'tcp', ip, 80, 8, 1000);
+        expect([round, [...new Set(answers.map((a) => a.pod ?? a.failure))]]).toEqual([round, [answers[0]!.pod]]);
+        chosen.push(answers[0]!.pod!);
+      }
+      expect(new Set(chosen).size).toBeGreaterThan(1);
+    } finally {
+      await kubectlIn(lab, ['delete', 'service', 'sticky', '--ignore-not-found']);
+    }
+  }, 240_000);
+
   it('the health check node port of an externalTrafficPolicy Local Service: 200 where it has an endpoint, 503 elsewhere', async () => {
     await kubectlIn(lab, ['apply', '-f', '-'], manifest([{ apiVersion: 'v1', kind: 'Service', metadata: { name: 'lb-local' }, spec: { type: 'LoadBalancer', externalTrafficPolicy: 'Local', selector: { pod: 'web-1' }, ports: [{ port: 80, targetPort: 8080 }] } }]));
     const port = (await lab.core.readNamespacedService({ name: 'lb-local', namespace: 'default' })).spec!.healthCheckNodePort!;
