@@ -323,6 +323,16 @@ describe('Services in OVS (3 nodes)', () => {
     expect(rounds.flat().filter((a) => a.failure)).toEqual([]);
   }, 240_000);
 
+  it('ovs-vswitchd restarted (its flows and groups lost): the agent puts the Services back', async () => {
+    const ip = await clusterIp('web');
+    const node = lab.nodes[0]!;
+    const line = agentLogLines(node).length;
+    await node.ovs.restartVswitchd({ flowRestoreWait: true });
+    await eventually('node 1\'s agent restored the datapath', async () => agentLogLines(node).slice(line).some((l) => l.includes('"datapath restored"')) || undefined, SETTLE_MS, 200);
+    await expectReaches('TCP from node 1\'s client reaches web-1..3 again', await podNs('client'), 'tcp', ip, 80, ['web-1', 'web-2', 'web-3']);
+    await expectReaches('the hairpin works again', await podNs('web-1'), 'tcp', ip, 80, ['web-1', 'web-2', 'web-3']);
+  }, 180_000);
+
   it('endpoints scaled down and up while a client connects in a loop: no connection lost, none to a gone endpoint', async () => {
     const ip = await clusterIp('web');
     const client = await podNs('client');
