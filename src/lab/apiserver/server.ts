@@ -171,6 +171,9 @@ export class ApiServer {
       // Long watches must not be cut by Node's request timeouts.
       s.requestTimeout = 0;
       s.headersTimeout = 60_000;
+      // Clients keep idle connections for reuse; closing them after Node's default 5 s races with a request just
+      // sent on one (ECONNRESET on a busy machine). kube-apiserver keeps them far longer too.
+      s.keepAliveTimeout = 120_000;
     }
     // The first byte tells a TLS handshake (0x16) from an HTTP request line.
     const accept = (socket: Socket): void => {
