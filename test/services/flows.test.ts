@@ -10,7 +10,7 @@ import { UnencodableError } from '../../src/ovs/openflow/wire/fields.js';
 import { encodeChange, encodeChangeMessages } from '../../src/ovs/openflow/wire/messages.js';
 import type { Action } from '../../src/ovs/openflow/actions.js';
 import { CT_ZONE, FromLocalPod, HAIRPIN_VIRTUAL_IP, SEAMS, baseFlows, loadField, matchMarks, type NodeConfig } from '../../src/primary/pipeline/index.js';
-import { GroupIds, frontendKey, serviceDatapath, serviceSync, type ServiceNode } from '../../src/services/datapath/flows.js';
+import { DatapathMemo, GroupIds, frontendKey, serviceDatapath, serviceSync, type ServiceNode } from '../../src/services/datapath/flows.js';
 import {
   AffinityChosenField,
   EndpointIpField,
@@ -252,22 +252,46 @@ describe('serviceDatapath: frontends', () => {
   });
 });
 
+describe('DatapathMemo', () => {
+  it('builds what a build without it builds, and hands back the very objects of what did not change', () => {
+    const memo = new DatapathMemo();
+    const ids = new GroupIds();
+    const first = serviceDatapath(node, state, ids, memo);
+    expect(first).toEqual(serviceDatapath(node, state, new GroupIds()));
+    const changed = { ...frontends.plain, endpoints: [localA] };
+    const next = { ...state, frontends: state.frontends.map((f) => (f === frontends.plain ? changed : f)) };
+    const second = serviceDatapath(node, next, ids, memo);
+    expect(second).toEqual(serviceDatapath(node, next, new GroupIds()));
+    // The untouched frontend's flows are the same objects (the writer renders them once); the changed one's are new.
+    const same = (dp: ReturnType<typeof serviceDatapath>, f: ServiceFrontend): Flow[] => forFrontend(dp.flows, f, T.ServiceLB);
+    expect(same(second, frontends.udpAffinity)[0]).toBe(same(first, frontends.udpAffinity)[0]);
+    expect(second.groups.find((g) => g.buckets.length === 1 && g.id === groupsOf(same(second, changed)[0]!)[0])).toBeDefined();
+    expect(same(second, changed)[0]).not.toBe(same(first, frontends.plain)[0]);
+  });
+});
+
 describe('GroupIds', () => {
-  it('keeps ids stable across calls and reuses freed ones', () => {
+  it('derives ids from the keys: stable across calls, the same in a new instance (a restarted agent), unique', () => {
     const ids = new GroupIds();
     const first = ids.assign(['b', 'a', 'c']);
-    expect([...first.entries()].sort()).toEqual([['a', FIRST_GROUP_ID], ['b', FIRST_GROUP_ID + 1], ['c', FIRST_GROUP_ID + 2]]);
+    expect(new Set(first.values()).size).toBe(3);
+    for (const id of first.values()) expect(ownsGroup(id)).toBe(true);
     const again = ids.assign(['c', 'a', 'b', 'd']);
-    expect(again.get('a')).toBe(FIRST_GROUP_ID);
-    expect(again.get('c')).toBe(FIRST_GROUP_ID + 2);
-    expect(again.get('d')).toBe(FIRST_GROUP_ID + 3);
+    for (const k of ['a', 'b', 'c']) expect(again.get(k)).toBe(first.get(k));
     const freed = ids.assign(['a', 'c', 'd', 'e']);
     expect(freed.has('b')).toBe(false);
-    expect(freed.get('e')).toBe(FIRST_GROUP_ID + 1);
     expect(new Set(freed.values()).size).toBe(freed.size);
+    // What a restarted agent assigns from scratch is what the running one had.
+    expect(new GroupIds().assign(['e', 'd', 'c', 'a'])).toEqual(freed);
     // The returned map is a copy.
     freed.clear();
-    expect(ids.assign(['a']).get('a')).toBe(FIRST_GROUP_ID);
+    expect(ids.assign(['a']).get('a')).toBe(first.get('a'));
+  });
+
+  it('gives distinct ids to many keys', () => {
+    const keys = Array.from({ length: 20_000 }, (_, i) => `TCP/10.96.${i >> 8}.${i & 255}:80|cluster`);
+    const ids = new GroupIds().assign(keys);
+    expect(new Set(ids.values()).size).toBe(keys.length);
   });
 
   it('keeps a frontend\'s group when other frontends come and go', () => {
@@ -279,7 +303,7 @@ describe('GroupIds', () => {
     expect(without.groups.some((g) => g.id === groupOf(before, frontends.plain))).toBe(false);
     const added = fe('default/new:http', 'ClusterIP', '10.96.0.99', 'TCP', 80, [remoteB]);
     const after = serviceDatapath(node, { ...state, frontends: [...state.frontends.filter((f) => f !== frontends.plain), added] }, ids);
-    expect(groupOf(after, added)).toBe(groupOf(before, frontends.plain));
+    expect(ownsGroup(groupOf(after, added))).toBe(true);
     expect(groupOf(after, frontends.npLocal)).toBe(groupOf(before, frontends.npLocal));
   });
 });

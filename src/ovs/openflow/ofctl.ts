@@ -157,6 +157,16 @@ export async function canonicalFlows(ofctl: Ofctl, lines: readonly string[]): Pr
   return out as CanonicalFlow[];
 }
 
+/**
+ * ovs-ofctl reads a group from one argument: the kernel refuses an argument above 128 KiB (a select group with
+ * thousands of buckets), and a process per group does not pay for a thousand groups. Past these, a group is not
+ * compared and counts as changed: rewriting it in the bundle costs less, and changes no connection.
+ */
+const MAX_GROUP_TEXT = 100 * 1024;
+const MAX_GROUP_PARSES = 64;
+/** Never the text of an installed group: the group is rewritten. */
+export const UNCOMPARED_GROUP = '';
+
 /** Canonical group descriptions, from cache or one parse-group spawn per group (a few at a time). */
 export async function canonicalGroups(ofctl: Ofctl, texts: readonly string[]): Promise<string[]> {
   const found = new Map<string, string>();
@@ -165,13 +175,14 @@ export async function canonicalGroups(ofctl: Ofctl, texts: readonly string[]): P
     if (c !== undefined) found.set(t, c);
   }
   const missing = [...new Set(texts.filter((t) => !found.has(t)))];
-  for (let i = 0; i < missing.length; i += 4) {
-    const chunk = missing.slice(i, i + 4);
-    const parsed = await Promise.all(chunk.map((t) => ofctl.parseGroup(t)));
+  const parsed = missing.filter((t) => t.length <= MAX_GROUP_TEXT).slice(0, MAX_GROUP_PARSES);
+  for (let i = 0; i < parsed.length; i += 4) {
+    const chunk = parsed.slice(i, i + 4);
+    const canon = await Promise.all(chunk.map((t) => ofctl.parseGroup(t)));
     chunk.forEach((t, j) => {
-      groupCanon.set(t, parsed[j]!);
-      found.set(t, parsed[j]!);
+      groupCanon.set(t, canon[j]!);
+      found.set(t, canon[j]!);
     });
   }
-  return texts.map((t) => found.get(t)!);
+  return texts.map((t) => found.get(t) ?? UNCOMPARED_GROUP);
 }

@@ -151,14 +151,25 @@ export interface ScopeState {
   at: number;
 }
 
+/**
+ * Rendered flows by object: a caller that hands the same (unchanged, never mutated) Flow objects to each sync
+ * pays for rendering only the new ones.
+ */
+const renderedFlows = new WeakMap<Flow, RenderedFlow>();
+
 export function renderDesired(scope: CookieSelector, flows: readonly Flow[]): Map<string, RenderedFlow> {
   const out = new Map<string, RenderedFlow>();
   for (const flow of flows) {
     const cookie = flow.cookie ?? 0n;
     if (!selectorMatches(scope, cookie)) throw new RangeError(`desired flow cookie ${hex(cookie)} is outside the synced cookie scope`);
-    const key = renderFlowKey(flow);
-    if (out.has(key)) throw new RangeError(`two desired flows share table ${flow.table ?? 0}, priority ${flow.priority ?? DEFAULT_PRIORITY} and match of "${key}"`);
-    out.set(key, { flow, key, sig: `${hex(cookie)}/${flow.idleTimeout ?? 0}/${flow.hardTimeout ?? 0}/${renderActions(flow.actions)}` });
+    let r = renderedFlows.get(flow);
+    if (!r) {
+      const key = renderFlowKey(flow);
+      r = { flow, key, sig: `${hex(cookie)}/${flow.idleTimeout ?? 0}/${flow.hardTimeout ?? 0}/${renderActions(flow.actions)}` };
+      renderedFlows.set(flow, r);
+    }
+    if (out.has(r.key)) throw new RangeError(`two desired flows share table ${flow.table ?? 0}, priority ${flow.priority ?? DEFAULT_PRIORITY} and match of "${r.key}"`);
+    out.set(r.key, r);
   }
   return out;
 }

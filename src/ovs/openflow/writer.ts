@@ -117,6 +117,14 @@ interface Unit {
 
 const installedCaches = new Map<string, InstalledCache>();
 
+/** Group texts by object, as renderDesired caches flows: unchanged groups handed in again are not rendered again. */
+const groupTexts = new WeakMap<Group, string>();
+function renderedGroupText(g: Group): string {
+  let t = groupTexts.get(g);
+  if (t === undefined) groupTexts.set(g, (t = renderGroup(g)));
+  return t;
+}
+
 /** One installed-state cache per switch target, shared by the writers of this process. */
 function installedCacheOf(target: string): InstalledCache {
   let c = installedCaches.get(target);
@@ -530,7 +538,7 @@ export class FlowWriter {
       if (!groups!.owns(g.id)) throw new RangeError(`desired group ${g.id} is outside the groups this sync owns`);
     }
     const rendered = renderDesired(req.cookie, req.flows);
-    const renderedGroups = groups ? new Map(groups.desired.map((g) => [g.id, { group: g, text: renderGroup(g) }])) : undefined;
+    const renderedGroups = groups ? new Map(groups.desired.map((g) => [g.id, { group: g, text: renderedGroupText(g) }])) : undefined;
     if (!opts.verify && !opts.dryRun && this.installed.get(req.cookie, !!groups)) {
       await this.flush();
       const incremental = await withTargetLock(this.ofctl.target, async () => {

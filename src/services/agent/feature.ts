@@ -7,7 +7,8 @@ import { GATEWAY_PORT, gatewayMacFor } from '../../primary/bridge/bridge.js';
 import { gatewayIpOf } from '../../primary/nodes/peers.js';
 import { logger } from '../../util/log.js';
 import { SerialPass } from '../../util/serial.js';
-import { GroupIds, serviceDatapath, serviceSync, type ServiceNode } from '../datapath/flows.js';
+import { DatapathMemo, GroupIds, serviceDatapath, serviceSync, type ServiceNode } from '../datapath/flows.js';
+import { SERVICE_ROUND } from '../datapath/layout.js';
 import { ServiceHostNetwork, type HostServicesState } from '../host/index.js';
 import { nodeServices } from '../model/desired.js';
 import type { NodeServices } from '../model/types.js';
@@ -53,6 +54,7 @@ export class ServicesFeature implements AgentFeature {
   private healthInstalled?: string;
   private control?: VswitchdControl;
   private readonly groupIds = new GroupIds();
+  private readonly memo = new DatapathMemo();
   private readonly pass = new SerialPass(() => this.realize(), () => this.stopped);
   private listed = false;
   private stopped = false;
@@ -123,9 +125,9 @@ export class ServicesFeature implements AgentFeature {
     const text = JSON.stringify(state);
     if (text === this.installed) return;
     const gw = { ip: gatewayIpOf(ctx.node.podCidr), mac: gatewayMacFor(ctx.node.ip) };
-    const node: ServiceNode = { round: ctx.bridge.round, gatewayIp: gw.ip, podCidr: ctx.node.podCidr };
+    const node: ServiceNode = { round: SERVICE_ROUND, gatewayIp: gw.ip, podCidr: ctx.node.podCidr };
     try {
-      const dp = serviceDatapath(node, state, this.groupIds);
+      const dp = serviceDatapath(node, state, this.groupIds, this.memo);
       // Flows first: a Service that gains endpoints is served before the kernel stops rejecting it.
       const result = await ctx.flows.sync(serviceSync(dp));
       // The userspace datapath may keep serving a cached translation to an endpoint that is gone.

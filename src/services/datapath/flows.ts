@@ -20,6 +20,7 @@ import {
   EndpointIpField,
   EndpointPortField,
   FIRST_GROUP_ID,
+  LAST_GROUP_ID,
   HAIRPIN_CT_MARK, ServiceCookies, ServicePriority, ServiceTable, ownsGroup, serviceScope } from './layout.js';
 
 /** What the Service flows need to know of the node. */
@@ -31,11 +32,15 @@ export interface ServiceNode {
   podCidr: string;
 }
 
-/** Stable group ids per frontend variant while the agent runs (a change of id is a change of flow, not of connections). */
+const hash32 = (text: string): number => createHash('sha1').update(text).digest().readUInt32BE(0);
+
+/**
+ * Group ids per frontend variant: derived from the variant's key (probing on past a taken id), so that a restarted
+ * agent gives its groups the ids they already have and rewrites none of them; an id stays while its key does.
+ */
 export class GroupIds {
   private readonly ids = new Map<string, number>();
-  private readonly free: number[] = [];
-  private next = FIRST_GROUP_ID;
+  private readonly taken = new Set<number>();
 
   /** The ids of exactly `keys` (others are released). */
   assign(keys: Iterable<string>): Map<string, number> {
@@ -43,14 +48,17 @@ export class GroupIds {
     for (const [k, id] of this.ids) {
       if (!want.has(k)) {
         this.ids.delete(k);
-        this.free.push(id);
+        this.taken.delete(id);
       }
     }
+    const span = LAST_GROUP_ID - FIRST_GROUP_ID + 1;
     for (const k of [...want].sort()) {
       if (this.ids.has(k)) continue;
-      const id = this.free.pop() ?? this.next++;
-      if (!ownsGroup(id)) throw new RangeError('out of Service group ids');
+      if (this.taken.size >= span) throw new RangeError('out of Service group ids');
+      let id = FIRST_GROUP_ID + (hash32(k) % span);
+      while (this.taken.has(id)) id = id === LAST_GROUP_ID ? FIRST_GROUP_ID : id + 1;
       this.ids.set(k, id);
+      this.taken.add(id);
     }
     return new Map(this.ids);
   }
@@ -74,9 +82,9 @@ const endpointSet = (eps: readonly ServiceEndpoint[]): string => eps.map((e) => 
  * Learned affinities carry a cookie per frontend and endpoint set: when the set changes the learn flow's cookie
  * changes, and OVS deletes what the old one learned (clients re-balance instead of sticking to a gone endpoint).
  */
-function learnedCookie(groupId: number, eps: readonly ServiceEndpoint[]): bigint {
+function learnedCookie(frontend: string, eps: readonly ServiceEndpoint[]): bigint {
   const h = createHash('sha1').update(endpointSet(eps)).digest().readUInt16BE(0);
-  const object = (BigInt((groupId - FIRST_GROUP_ID) & 0xff_ffff) << 16n) | BigInt(h);
+  const object = (BigInt(hash32(frontend) & 0xff_ffff) << 16n) | BigInt(h);
   return new CookieScheme(CookieOwner.serviceAffinity, 0).cookie(object);
 }
 
@@ -118,17 +126,52 @@ function selectGroup(id: number, eps: readonly ServiceEndpoint[], next: number):
   };
 }
 
+/**
+ * The flows and groups of each frontend and endpoint as last built, kept while they stay the same: unchanged
+ * objects are rendered once by the writer (it caches per object), so a change costs what changed, not the whole
+ * node's Services. Holds what the last build used only.
+ */
+export class DatapathMemo {
+  private last = new Map<string, unknown>();
+  private next = new Map<string, unknown>();
+
+  get<T>(key: string, make: () => T): T {
+    const v = (this.next.get(key) ?? this.last.get(key) ?? make()) as T;
+    this.next.set(key, v);
+    return v;
+  }
+
+  /** Ends a build: what it did not ask for is forgotten. */
+  settle(): void {
+    this.last = this.next;
+    this.next = new Map();
+  }
+}
+
 export interface ServiceDatapath {
   flows: Flow[];
   groups: Group[];
 }
 
 /** The proxy's flows and groups for a node's Service state (pure). */
-export function serviceDatapath(node: ServiceNode, state: NodeServices, groupIds: GroupIds): ServiceDatapath {
+export function serviceDatapath(node: ServiceNode, state: NodeServices, groupIds: GroupIds, memo = new DatapathMemo()): ServiceDatapath {
   const cookies = new ServiceCookies(node.round);
   const flows: Flow[] = [];
+  let into = flows;
   const add = (table: number, priority: number, match: Match, actions: Action[], object = 0): void => {
-    flows.push({ table, priority, cookie: cookies.cookie(object), match, actions });
+    into.push({ table, priority, cookie: cookies.cookie(object), match, actions });
+  };
+  /** The flows `build` adds, and the groups it returns, for `key`: built once while the key stays the same. */
+  const part = (key: string, build: () => Group[]): Group[] => {
+    const made = memo.get(`${node.round}|${node.gatewayIp}|${node.podCidr}|${key}`, () => {
+      const own: Flow[] = [];
+      into = own;
+      const groups = build();
+      into = flows;
+      return { own, groups };
+    });
+    flows.push(...made.own);
+    return made.groups;
   };
   const T = ServiceTable;
   const serviceMark = (m: { value: number; mask: number }): Action => ({ type: 'set_field', field: 'ct_mark', value: m.value, mask: m.mask });
@@ -171,10 +214,9 @@ export function serviceDatapath(node: ServiceNode, state: NodeServices, groupIds
   const groups: Group[] = [];
   const endpoints = new Map<string, { protocol: L4Protocol; ep: ServiceEndpoint }>();
 
-  for (const [k, f] of frontends) {
+  function frontendFlows(k: string, f: ServiceFrontend, cluster: number | undefined, external: number | undefined): Group[] {
+    const own: Group[] = [];
     const m = frontendMatch(f);
-    const cluster = ids.get(`${k}|cluster`);
-    const external = ids.get(`${k}|external`);
     const affinity = f.affinitySeconds !== undefined;
     const next = affinity ? T.AffinityLearn : T.EndpointDNAT;
     for (const [id, eps] of [
@@ -182,13 +224,12 @@ export function serviceDatapath(node: ServiceNode, state: NodeServices, groupIds
       [external, f.externalEndpoints ?? []],
     ] as const) {
       if (id === undefined) continue;
-      groups.push(selectGroup(id, eps, next));
-      for (const ep of eps) endpoints.set(`${f.protocol}/${ep.ip}:${ep.port}`, { protocol: f.protocol, ep });
+      own.push(selectGroup(id, eps, next));
     }
     const object = cluster ?? external ?? 0;
     if (affinity && object) {
       const all = [...f.endpoints, ...(f.externalEndpoints ?? [])];
-      add(T.AffinityLearn, ServicePriority.normal, m, [learnAction(f, learnedCookie(object, all)), { type: 'resubmit', table: T.EndpointDNAT }], object);
+      add(T.AffinityLearn, ServicePriority.normal, m, [learnAction(f, learnedCookie(k, all)), { type: 'resubmit', table: T.EndpointDNAT }], object);
       add(T.ServiceLB, ServicePriority.affinityChosen, { ...m, ...matchMarks({ field: AffinityChosenField, value: 1 }) }, [{ type: 'resubmit', table: T.EndpointDNAT }], object);
     }
     const toCluster: Action[] = cluster !== undefined ? [{ type: 'group', id: cluster }] : [];
@@ -197,7 +238,7 @@ export function serviceDatapath(node: ServiceNode, state: NodeServices, groupIds
       // elsewhere (internalTrafficPolicy Local): dropped, as kube-proxy does.
       if (cluster !== undefined) add(T.ServiceLB, ServicePriority.normal, m, toCluster, object);
       else if (!f.reject) add(T.ServiceLB, ServicePriority.normal, m, [], object);
-      continue;
+      return own;
     }
     // externalTrafficPolicy Local: the node's own and masqueraded traffic (from the gateway address), and for
     // external addresses the local pods' traffic, go to every endpoint; the rest, with its client address, to
@@ -207,24 +248,36 @@ export function serviceDatapath(node: ServiceNode, state: NodeServices, groupIds
       if (f.kind === 'External') add(T.ServiceLB, ServicePriority.clusterSource, { ...m, ...matchMarks(FromLocalPod) }, toCluster, object);
     }
     add(T.ServiceLB, ServicePriority.normal, m, external !== undefined ? [{ type: 'group', id: external }] : [], object);
+    return own;
+  }
+
+  for (const [k, f] of frontends) {
+    const cluster = ids.get(`${k}|cluster`);
+    const external = ids.get(`${k}|external`);
+    for (const eps of [f.endpoints, f.externalEndpoints ?? []]) for (const ep of eps) endpoints.set(`${f.protocol}/${ep.ip}:${ep.port}`, { protocol: f.protocol, ep });
+    groups.push(...part(JSON.stringify([f, cluster, external]), () => frontendFlows(k, f, cluster, external)));
   }
 
   for (const { protocol, ep } of endpoints.values()) {
-    const m: Match = { protocol: PROTO[protocol].match, ...matchMarks({ field: EndpointIpField, value: ipNumber(ep.ip) }, { field: EndpointPortField, value: ep.port }) };
-    const dnat = (mark: { value: number; mask: number }): Action => ({ type: 'ct', commit: true, table: T.Hairpin, zone: CT_ZONE, nat: { type: 'dst', addr: ep.ip, port: ep.port }, exec: [serviceMark(mark)] });
-    if (!ep.local) {
-      add(T.EndpointDNAT, ServicePriority.normal, m, [dnat(SERVICE_CT_MARK)]);
-      continue;
-    }
-    // A local endpoint is delivered by this bridge: L3Forwarding rewrites the MACs as for a routed packet.
-    add(T.EndpointDNAT, ServicePriority.normal, m, [loadMark(RewriteMac), dnat(SERVICE_CT_MARK)]);
-    // The pod itself: marked so that this and every later packet is translated at the source too.
-    add(T.EndpointDNAT, ServicePriority.clusterSource, { ...m, nw_src: ep.ip }, [loadMark(RewriteMac), dnat(both)]);
+    part(`endpoint ${protocol}/${ep.ip}:${ep.port}/${ep.local}`, () => {
+      const m: Match = { protocol: PROTO[protocol].match, ...matchMarks({ field: EndpointIpField, value: ipNumber(ep.ip) }, { field: EndpointPortField, value: ep.port }) };
+      const dnat = (mark: { value: number; mask: number }): Action => ({ type: 'ct', commit: true, table: T.Hairpin, zone: CT_ZONE, nat: { type: 'dst', addr: ep.ip, port: ep.port }, exec: [serviceMark(mark)] });
+      if (!ep.local) {
+        add(T.EndpointDNAT, ServicePriority.normal, m, [dnat(SERVICE_CT_MARK)]);
+        return [];
+      }
+      // A local endpoint is delivered by this bridge: L3Forwarding rewrites the MACs as for a routed packet.
+      add(T.EndpointDNAT, ServicePriority.normal, m, [loadMark(RewriteMac), dnat(SERVICE_CT_MARK)]);
+      // The pod itself: marked so that this and every later packet is translated at the source too.
+      add(T.EndpointDNAT, ServicePriority.clusterSource, { ...m, nw_src: ep.ip }, [loadMark(RewriteMac), dnat(both)]);
+      return [];
+    });
   }
   add(T.Hairpin, ServicePriority.normal, { protocol: 'ip', ct_mark: both }, [
     loadMark(Hairpin),
     { type: 'ct', commit: true, table: T.exit, zone: CT_SNAT_ZONE, nat: { type: 'src', addr: HAIRPIN_VIRTUAL_IP }, exec: [serviceMark(SERVICE_CT_MARK)] },
   ]);
+  memo.settle();
   return { flows, groups };
 }
 

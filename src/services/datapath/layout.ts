@@ -57,6 +57,12 @@ export const FIRST_GROUP_ID = 0x1_0000;
 export const LAST_GROUP_ID = 0x7fff_ffff;
 export const ownsGroup = (id: number): boolean => id >= FIRST_GROUP_ID && id <= LAST_GROUP_ID;
 
+/**
+ * The round of the proxy's cookies: always 0. Its sync owns every round, so a restarted agent (a new round for
+ * the pipeline) finds its Service flows as it left them and changes only what changed meanwhile.
+ */
+export const SERVICE_ROUND = 0;
+
 /** Flow cookies (owner `services`). Learned affinity flows carry `LEARNED_COOKIE`, outside the sync's scope. */
 export class ServiceCookies {
   private readonly scheme: CookieScheme;
