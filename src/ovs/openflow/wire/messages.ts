@@ -188,11 +188,13 @@ function groupMods(command: keyof typeof GroupCommand, g: Group | { id: number }
   if ((full.type === 'indirect' && full.buckets.length !== 1) || (full.type === 'ff' && !full.buckets.length)) {
     throw new RangeError(`group ${full.id}: ${full.type} group with ${full.buckets.length} buckets`);
   }
+  // The first message also carries the group's properties (its selection method).
+  const props = selectionMethodProperty(full);
   const chunks: Buffer[][] = [[]];
-  let room = BUCKET_ROOM;
+  let room = BUCKET_ROOM - props.reduce((n, p) => n + p.length, 0);
   full.buckets.forEach((b, i) => {
     const enc = bucket(b, i);
-    if (enc.length > BUCKET_ROOM) throw new RangeError(`group ${full.id}: bucket ${i} alone exceeds an OpenFlow message`);
+    if (enc.length > BUCKET_ROOM - 64) throw new RangeError(`group ${full.id}: bucket ${i} alone exceeds an OpenFlow message`);
     if (enc.length > room) {
       chunks.push([]);
       room = BUCKET_ROOM;
@@ -201,7 +203,6 @@ function groupMods(command: keyof typeof GroupCommand, g: Group | { id: number }
     room -= enc.length;
   });
   const type = GroupType[full.type];
-  const props = selectionMethodProperty(full);
   return chunks.map((c, i) => (i === 0 ? groupMod(GroupCommand[command], type, full.id, c, BUCKET_ALL, props) : groupMod(INSERT_BUCKET, type, full.id, c, BUCKET_LAST)));
 }
 

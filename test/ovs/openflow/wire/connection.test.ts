@@ -222,7 +222,8 @@ describe('OpenFlow 1.5 connection to a real ovs-vswitchd', () => {
     const w = wireWriter();
     const buckets = (n: number): Group['buckets'] =>
       Array.from({ length: n }, (_, i) => ({ weight: 1 + (i % 7), actions: [{ type: 'set_field', field: 'eth_dst', value: `02:00:00:00:${((i >> 8) & 255).toString(16).padStart(2, '0')}:${(i & 255).toString(16).padStart(2, '0')}` }, { type: 'output', port: 1 + (i % 4) }] }));
-    const big: Group = { id: 40, type: 'select', buckets: buckets(5000) };
+    // A Service's group: dp_hash selection, whose property rides in the first message.
+    const big: Group = { id: 40, type: 'select', selectionMethod: 'dp_hash', selectionMethodParam: 0, buckets: buckets(5000) };
     // With a flow the switch refuses in the same bundle, nothing lands: not even the group's first message.
     const refused = await w.submit([addGroup(big), addFlow({ table: 7, priority: 1, actions: [{ type: 'group', id: 41 }] })]).catch((e: unknown) => e);
     expect(refused).toBeInstanceOf(BundleError);
