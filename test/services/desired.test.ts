@@ -3,7 +3,7 @@
 import type { V1EndpointSlice, V1Service } from '@kubernetes/client-node';
 import { hostState } from '../../src/services/agent/feature.js';
 import { NODEPORT_VIRTUAL_IP } from '../../src/services/host/index.js';
-import { DEFAULT_AFFINITY_SECONDS, SERVICE_NAME_LABEL, SERVICE_PROXY_NAME_LABEL, nodeServices, proxied, type ProxyNode } from '../../src/services/model/desired.js';
+import { DEFAULT_AFFINITY_SECONDS, SERVICE_NAME_LABEL, SERVICE_PROXY_NAME_LABEL, nodeServices, proxied, ServiceStateMemo, type ProxyNode } from '../../src/services/model/desired.js';
 import type { NodeServices, ServiceFrontend } from '../../src/services/model/types.js';
 
 const node: ProxyNode = { name: 'node-1', podCidr: '10.244.1.0/24' };
@@ -346,5 +346,32 @@ describe('hostState', () => {
     expect(hostState({ frontends: [], nodePorts: [], healthChecks: [] }, gw, '10.96.0.0/12')).toEqual({
       gatewayIf: 'seine-gw0', gatewayIp: gw.ip, gatewayMac: gw.mac, serviceCidr: '10.96.0.0/12', externalAddresses: [], rejects: [], nodePorts: [], masqueradeExternal: [],
     });
+  });
+});
+
+describe('ServiceStateMemo', () => {
+  it('reuses a Service\'s share while its objects stay the same, and says when anything changed', () => {
+    const memo = new ServiceStateMemo();
+    const a = service('a', { ports: [{ name: 'http', port: 80, protocol: 'TCP' }] });
+    const b = service('b', { ports: [{ name: 'http', port: 80, protocol: 'TCP' }] });
+    const sa = slice('a', 'a-1', [local1]);
+    const sb = slice('b', 'b-1', [remote1]);
+    const first = nodeServices([a, b], [sa, sb], node, memo);
+    expect(memo.changed).toBe(true);
+    const again = nodeServices([b, a], [sb, sa], node, memo);
+    expect(memo.changed).toBe(false);
+    expect(again).toEqual(first);
+    expect(again.frontends[0]).toBe(first.frontends[0]);
+    // A replaced slice object (an update): that Service computed again, the other reused.
+    const sb2 = slice('b', 'b-1', [remote1, remote2]);
+    const changed = nodeServices([a, b], [sa, sb2], node, memo);
+    expect(memo.changed).toBe(true);
+    expect(changed).toEqual(nodeServices([a, b], [sa, sb2], node));
+    expect(changed.frontends[0]).toBe(first.frontends[0]);
+    // A Service gone is a change too.
+    nodeServices([a], [sa, sb2], node, memo);
+    expect(memo.changed).toBe(true);
+    nodeServices([a], [sa, sb2], node, memo);
+    expect(memo.changed).toBe(false);
   });
 });

@@ -10,7 +10,7 @@ import { SerialPass } from '../../util/serial.js';
 import { DatapathMemo, GroupIds, serviceDatapath, serviceSync, type ServiceNode } from '../datapath/flows.js';
 import { SERVICE_ROUND } from '../datapath/layout.js';
 import { ServiceHostNetwork, type HostServicesState } from '../host/index.js';
-import { nodeServices } from '../model/desired.js';
+import { nodeServices, ServiceStateMemo } from '../model/desired.js';
 import type { NodeServices } from '../model/types.js';
 import { InProcessHealthChecks, NetnsHealthChecks, type HealthCheckListeners } from './health-check.js';
 
@@ -60,8 +60,10 @@ export class ServicesFeature implements AgentFeature {
   private stopped = false;
   private timer?: NodeJS.Timeout;
   private retryTimer?: NodeJS.Timeout;
-  /** JSON of what was last realized (undefined: realize whatever it is). */
-  private installed?: string;
+  /** What is installed is the state last computed (false: realize it, whatever it is). */
+  private upToDate = false;
+  /** Each Service's share of the state, kept while its objects stay the same. */
+  private readonly shares = new ServiceStateMemo();
   /** JSON of the node's kernel side last synced (most endpoint changes leave it as it is). */
   private hostInstalled?: string;
 
@@ -105,7 +107,7 @@ export class ServicesFeature implements AgentFeature {
 
   /** After ovs-vswitchd restarted: every Service flow and group again. */
   async restore(): Promise<void> {
-    this.installed = undefined;
+    this.upToDate = false;
     this.hostInstalled = undefined;
     if (this.listed) await this.pass.run();
   }
@@ -121,9 +123,9 @@ export class ServicesFeature implements AgentFeature {
   private async realize(): Promise<void> {
     if (!this.listed || this.stopped) return;
     const ctx = this.ctx;
-    const state = nodeServices(this.services!.list(), this.slices!.list(), { name: ctx.node.name, podCidr: ctx.node.podCidr });
-    const text = JSON.stringify(state);
-    if (text === this.installed) return;
+    const state = nodeServices(this.services!.list(), this.slices!.list(), { name: ctx.node.name, podCidr: ctx.node.podCidr }, this.shares);
+    if (!this.shares.changed && this.upToDate) return;
+    this.upToDate = false;
     const gw = { ip: gatewayIpOf(ctx.node.podCidr), mac: gatewayMacFor(ctx.node.ip) };
     const node: ServiceNode = { round: SERVICE_ROUND, gatewayIp: gw.ip, podCidr: ctx.node.podCidr };
     try {
@@ -144,7 +146,7 @@ export class ServicesFeature implements AgentFeature {
         await this.health!.sync(state.healthChecks);
         this.healthInstalled = healthText;
       }
-      this.installed = text;
+      this.upToDate = true;
       this.log.debug({ frontends: state.frontends.length, flows: dp.flows.length, groups: dp.groups.length, changes: result.changes.length }, 'services realized');
     } catch (e) {
       this.log.warn({ err: String(e) }, 'cannot realize Services; retrying');

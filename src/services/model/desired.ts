@@ -75,7 +75,38 @@ function usable(eps: readonly SliceEndpoint[]): SliceEndpoint[] {
  * The Service state of one node, from the Services and EndpointSlices of the cluster: a pure function, the
  * only place where Kubernetes' Service semantics are interpreted.
  */
-export function nodeServices(services: readonly V1Service[], slices: readonly V1EndpointSlice[], node: ProxyNode): NodeServices {
+/**
+ * Each Service's share of the node's state as last computed, with the objects it came from: informers replace an
+ * object when it changes, so the same Service and slice objects give the same share, without computing it again.
+ */
+export class ServiceStateMemo {
+  private last = new Map<string, { svc: V1Service; slices: readonly V1EndpointSlice[]; share: NodeServices }>();
+  private next = new Map<string, { svc: V1Service; slices: readonly V1EndpointSlice[]; share: NodeServices }>();
+  /** Whether the last computation changed any share (or the set of Services). */
+  changed = true;
+
+  share(name: string, svc: V1Service, slices: readonly V1EndpointSlice[], compute: () => NodeServices): NodeServices {
+    const prev = this.last.get(name);
+    const same = prev && prev.svc === svc && prev.slices.length === slices.length && prev.slices.every((x, i) => x === slices[i]);
+    const share = same ? prev.share : compute();
+    if (!same) this.changed = true;
+    this.next.set(name, { svc, slices, share });
+    return share;
+  }
+
+  begin(): void {
+    this.changed = false;
+  }
+
+  settle(): void {
+    if (this.next.size !== this.last.size || [...this.last.keys()].some((k) => !this.next.has(k))) this.changed = true;
+    this.last = this.next;
+    this.next = new Map();
+  }
+}
+
+export function nodeServices(services: readonly V1Service[], slices: readonly V1EndpointSlice[], node: ProxyNode, memo = new ServiceStateMemo()): NodeServices {
+  memo.begin();
   const [net, bits] = ipaddr.IPv4.parseCIDR(node.podCidr);
   const slicesOf = new Map<string, V1EndpointSlice[]>();
   for (const s of slices) {
@@ -91,9 +122,20 @@ export function nodeServices(services: readonly V1Service[], slices: readonly V1
   const sorted = [...services].sort((a, b) => key(a.metadata?.namespace, a.metadata?.name).localeCompare(key(b.metadata?.namespace, b.metadata?.name)));
   for (const svc of sorted) {
     if (!proxied(svc)) continue;
-    const spec = svc.spec!;
     const name = key(svc.metadata?.namespace, svc.metadata?.name);
     const mySlices = slicesOf.get(name) ?? [];
+    const share = memo.share(name, svc, mySlices, () => serviceShare(svc, name, mySlices));
+    out.frontends.push(...share.frontends);
+    out.nodePorts.push(...share.nodePorts);
+    out.healthChecks.push(...share.healthChecks);
+  }
+  memo.settle();
+  return out;
+
+  /** One Service's frontends, node ports and health check. */
+  function serviceShare(svc: V1Service, name: string, mySlices: readonly V1EndpointSlice[]): NodeServices {
+    const out: NodeServices = { frontends: [], nodePorts: [], healthChecks: [] };
+    const spec = svc.spec!;
     const affinitySeconds = spec.sessionAffinity === 'ClientIP' ? (spec.sessionAffinityConfig?.clientIP?.timeoutSeconds ?? DEFAULT_AFFINITY_SECONDS) : undefined;
     const externalLocal = spec.externalTrafficPolicy === 'Local';
     const internalLocal = spec.internalTrafficPolicy === 'Local';
@@ -130,6 +172,6 @@ export function nodeServices(services: readonly V1Service[], slices: readonly V1
       for (const ip of externalIps) out.frontends.push(frontend('External', ip, port.port, cluster, ext));
     }
     if (externalLocal && typeof spec.healthCheckNodePort === 'number') out.healthChecks.push({ service: name, port: spec.healthCheckNodePort, localEndpoints: localServing });
+    return out;
   }
-  return out;
 }
