@@ -222,6 +222,31 @@ describe('Services in OVS (3 nodes)', () => {
     await expectReaches('TCP from a pod to the LoadBalancer IP', await podNs('client'), 'tcp', '192.0.2.20', 80, ['web-1', 'web-2', 'web-3']);
   }, 240_000);
 
+  it('internalTrafficPolicy Local: a pod reaches only its own node\'s endpoints; with none there, its connections are dropped', async () => {
+    await kubectlIn(
+      lab,
+      ['apply', '-f', '-'],
+      manifest([
+        { apiVersion: 'v1', kind: 'Service', metadata: { name: 'itp' }, spec: { selector: { app: 'web' }, internalTrafficPolicy: 'Local', ports: [{ port: 80, targetPort: 8080 }] } },
+        { apiVersion: 'v1', kind: 'Service', metadata: { name: 'itp-elsewhere' }, spec: { selector: { pod: 'web-2' }, internalTrafficPolicy: 'Local', ports: [{ port: 80, targetPort: 8080 }] } },
+      ]),
+    );
+    try {
+      const client = await podNs('client');
+      await expectReaches('the client on node 1 reaches only web-1', client, 'tcp', await clusterIp('itp'), 80, ['web-1'], 10);
+      const elsewhere = await clusterIp('itp-elsewhere');
+      // Its only endpoint is on node 2: dropped on node 1 (a timeout), not refused as a Service without endpoints is.
+      await eventually('the client\'s connections to a Service with endpoints only elsewhere time out', async (saw) => {
+        const answers = await connect(client, 'tcp', elsewhere, 80, 2);
+        saw(answers);
+        return answers.every((a) => a.failure === 'timeout') || undefined;
+      }, SETTLE_MS);
+      await expectReaches('web-2 itself reaches it', await podNs('web-2'), 'tcp', elsewhere, 80, ['web-2'], 3);
+    } finally {
+      await kubectlIn(lab, ['delete', 'service', 'itp', 'itp-elsewhere', '--ignore-not-found']);
+    }
+  }, 180_000);
+
   it('sessionAffinity ClientIP: a client sticks to one endpoint while it keeps connecting, and is balanced again after the timeout', async () => {
     // 3 s of affinity: each new connection renews it (OVS's idle timeout), a 6 s pause lets it expire.
     await kubectlIn(lab, ['apply', '-f', '-'], manifest([{ apiVersion: 'v1', kind: 'Service', metadata: { name: 'sticky' }, spec: { selector: { app: 'web' }, sessionAffinity: 'ClientIP', sessionAffinityConfig: { clientIP: { timeoutSeconds: 3 } }, ports: [{ port: 80, targetPort: 8080 }] } }]));
