@@ -117,6 +117,34 @@ describe('Services in OVS (3 nodes)', () => {
     );
   }
 
+  /** Waits until connections from `netns` to host:port time out: dropped, not refused. */
+  async function expectDropped(what: string, netns: string, host: string, port: number): Promise<void> {
+    await eventually(what, async (saw) => {
+      const answers = await connect(netns, 'tcp', host, port, 2);
+      saw(answers);
+      return answers.every((a) => a.failure === 'timeout') || undefined;
+    }, SETTLE_MS);
+  }
+
+  /**
+   * Runs `body` while a client connects in a loop (rounds of `perRound` connections 100 ms apart; `body` sees the
+   * rounds so far); every answer once the loop has ended.
+   */
+  async function whileConnecting(netns: string, host: string, port: number, perRound: number, body: (rounds: readonly Answer[][]) => Promise<void>): Promise<Answer[]> {
+    const rounds: Answer[][] = [];
+    let looping = true;
+    const loop = (async () => {
+      while (looping) rounds.push(await connect(netns, 'tcp', host, port, perRound, 100));
+    })();
+    try {
+      await body(rounds);
+    } finally {
+      looping = false;
+      await loop;
+    }
+    return rounds.flat();
+  }
+
   async function clusterIp(name: string): Promise<string> {
     return (await lab.core.readNamespacedService({ name, namespace: 'default' })).spec!.clusterIP!;
   }
@@ -236,11 +264,7 @@ describe('Services in OVS (3 nodes)', () => {
       await expectReaches('the client on node 1 reaches only web-1', client, 'tcp', await clusterIp('itp'), 80, ['web-1'], 10);
       const elsewhere = await clusterIp('itp-elsewhere');
       // Its only endpoint is on node 2: dropped on node 1 (a timeout), not refused as a Service without endpoints is.
-      await eventually('the client\'s connections to a Service with endpoints only elsewhere time out', async (saw) => {
-        const answers = await connect(client, 'tcp', elsewhere, 80, 2);
-        saw(answers);
-        return answers.every((a) => a.failure === 'timeout') || undefined;
-      }, SETTLE_MS);
+      await expectDropped('the client\'s connections to a Service with endpoints only elsewhere time out', client, elsewhere, 80);
       await expectReaches('web-2 itself reaches it', await podNs('web-2'), 'tcp', elsewhere, 80, ['web-2'], 3);
     } finally {
       await kubectlIn(lab, ['delete', 'service', 'itp', 'itp-elsewhere', '--ignore-not-found']);
@@ -248,8 +272,9 @@ describe('Services in OVS (3 nodes)', () => {
   }, 180_000);
 
   it('sessionAffinity ClientIP: a client sticks to one endpoint while it keeps connecting, and is balanced again after the timeout', async () => {
-    // 3 s of affinity: each new connection renews it (OVS's idle timeout), a 6 s pause lets it expire.
-    await kubectlIn(lab, ['apply', '-f', '-'], manifest([{ apiVersion: 'v1', kind: 'Service', metadata: { name: 'sticky' }, spec: { selector: { app: 'web' }, sessionAffinity: 'ClientIP', sessionAffinityConfig: { clientIP: { timeoutSeconds: 3 } }, ports: [{ port: 80, targetPort: 8080 }] } }]));
+    // 10 s of affinity: each new connection renews it (OVS's idle timeout), so a round of connections a second
+    // apart keeps it however slow the machine (a connection gives up after WAIT_MS); a 13 s pause lets it expire.
+    await kubectlIn(lab, ['apply', '-f', '-'], manifest([{ apiVersion: 'v1', kind: 'Service', metadata: { name: 'sticky' }, spec: { selector: { app: 'web' }, sessionAffinity: 'ClientIP', sessionAffinityConfig: { clientIP: { timeoutSeconds: 10 } }, ports: [{ port: 80, targetPort: 8080 }] } }]));
     try {
       const ip = await clusterIp('sticky');
       const client = await podNs('client');
@@ -258,11 +283,11 @@ describe('Services in OVS (3 nodes)', () => {
         saw(a);
         return a?.pod !== undefined || undefined;
       }, SETTLE_MS);
-      // Each round: 8 connections a second apart (longer than the timeout in all, never idle for it) reach one
-      // endpoint; then a pause twice the timeout. A new endpoint is chosen with 2 chances in 3 each round.
+      // Each round: 8 connections a second apart reach one endpoint; then a pause longer than the timeout. A new
+      // endpoint is chosen with 2 chances in 3 each round (10 rounds: all the same once in 59,000).
       const chosen: string[] = [];
-      for (let round = 0; round < 20 && new Set(chosen).size < 2; round++) {
-        if (round) await new Promise((r) => setTimeout(r, 6000));
+      for (let round = 0; round < 10 && new Set(chosen).size < 2; round++) {
+        if (round) await new Promise((r) => setTimeout(r, 13_000));
         const answers = await connect(client, 'tcp', ip, 80, 8, 1000);
         expect([round, [...new Set(answers.map((a) => a.pod ?? a.failure))]]).toEqual([round, [answers[0]!.pod]]);
         chosen.push(answers[0]!.pod!);
@@ -271,7 +296,7 @@ describe('Services in OVS (3 nodes)', () => {
     } finally {
       await kubectlIn(lab, ['delete', 'service', 'sticky', '--ignore-not-found']);
     }
-  }, 240_000);
+  }, 360_000);
 
   it('the health check node port of an externalTrafficPolicy Local Service: 200 where it has an endpoint, 503 elsewhere', async () => {
     await kubectlIn(lab, ['apply', '-f', '-'], manifest([{ apiVersion: 'v1', kind: 'Service', metadata: { name: 'lb-local' }, spec: { type: 'LoadBalancer', externalTrafficPolicy: 'Local', selector: { pod: 'web-1' }, ports: [{ port: 80, targetPort: 8080 }] } }]));
@@ -308,11 +333,7 @@ describe('Services in OVS (3 nodes)', () => {
     try {
       const ip = await clusterIp('only-2');
       const client = await podNs('client');
-      await eventually('the client, not allowed by web-2\'s policy, cannot reach it through the ClusterIP', async (saw) => {
-        const answers = await connect(client, 'tcp', ip, 80, 2);
-        saw(answers);
-        return answers.every((a) => a.failure === 'timeout') || undefined;
-      }, SETTLE_MS);
+      await expectDropped('the client, not allowed by web-2\'s policy, cannot reach it through the ClusterIP', client, ip, 80);
       await kubectlIn(lab, ['label', 'pod', 'client', 'role=allowed']);
       await expectReaches('the client, now allowed, reaches web-2 through the ClusterIP', client, 'tcp', ip, 80, ['web-2'], 5);
     } finally {
@@ -329,23 +350,15 @@ describe('Services in OVS (3 nodes)', () => {
     const agent = lab.agents.get(node.plan.name)!;
     const pid = agent.pid;
     const line = agentLogLines(node).length;
-    const rounds: Answer[][] = [];
-    let looping = true;
-    const loop = (async () => {
-      while (looping) rounds.push(await connect(client, 'tcp', ip, 80, 10, 100));
-    })();
-    try {
+    const all = await whileConnecting(client, ip, 80, 10, async (rounds) => {
       agent.crash();
       await eventually('the restarted agent of node 1 synced the Services', async () => agentLogLines(node).slice(line).some((l) => l.includes('"services started"')) || undefined, SETTLE_MS, 200);
       expect(agent.pid).not.toBe(pid);
       // A few more rounds after the restarted agent's first sync.
       const after = rounds.length;
       await eventually('two rounds of connections after the sync', async () => rounds.length >= after + 2 || undefined, SETTLE_MS);
-    } finally {
-      looping = false;
-      await loop;
-    }
-    expect(rounds.flat().filter((a) => a.failure)).toEqual([]);
+    });
+    expect(all.filter((a) => a.failure)).toEqual([]);
   }, 240_000);
 
   it('ovs-vswitchd restarted (its flows and groups lost): the agent puts the Services back', async () => {
@@ -362,12 +375,7 @@ describe('Services in OVS (3 nodes)', () => {
     const ip = await clusterIp('web');
     const client = await podNs('client');
     // Each round: 20 connections 100 ms apart, running while the endpoints change.
-    const rounds: Answer[][] = [];
-    let looping = true;
-    const loop = (async () => {
-      while (looping) rounds.push(await connect(client, 'tcp', ip, 80, 20, 100));
-    })();
-    try {
+    const all = await whileConnecting(client, ip, 80, 20, async () => {
       // web-3 terminates: it keeps serving for its grace while the proxy takes it out of the Service.
       await lab.core.deleteNamespacedPod({ name: 'web-3', namespace: 'default' });
       await eventually('web-3 is out of the web EndpointSlice', async (saw) => {
@@ -379,11 +387,7 @@ describe('Services in OVS (3 nodes)', () => {
       await kubectlIn(lab, ['apply', '-f', '-'], manifest([server('web-4', lab.plan.nodes[2]!.name)]));
       await waitRunning(lab, 'web-4', 'default', 120_000);
       await expectReaches('connections reach web-4 too', client, 'tcp', ip, 80, ['web-1', 'web-2', 'web-4']);
-    } finally {
-      looping = false;
-      await loop;
-    }
-    const all = rounds.flat();
+    });
     expect(all.length).toBeGreaterThan(0);
     expect(all.filter((a) => a.failure)).toEqual([]);
   }, 300_000);

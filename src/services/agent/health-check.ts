@@ -87,7 +87,6 @@ export class NetnsHealthChecks implements HealthCheckListeners {
     this.last = checks;
     if (!checks.length && !this.child) return;
     this.ensureChild().stdin!.write(`${JSON.stringify(checks)}\n`);
-    return Promise.resolve();
   }
 
   private ensureChild(): ChildProcess {

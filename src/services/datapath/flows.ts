@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import ipaddr from 'ipaddr.js';
 import type { Action, Flow, Group, Match, SyncRequest } from '../../ovs/openflow/index.js';
 import { CookieOwner, CookieScheme } from '../../ovs/openflow/index.js';
+import { KeptFromLast } from '../../util/generations.js';
 import {
   CT_SNAT_ZONE,
   CT_ZONE,
@@ -132,19 +133,15 @@ function selectGroup(id: number, eps: readonly ServiceEndpoint[], next: number):
  * node's Services. Holds what the last build used only.
  */
 export class DatapathMemo {
-  private last = new Map<string, unknown>();
-  private next = new Map<string, unknown>();
+  private readonly kept = new KeptFromLast<{ own: Flow[]; groups: Group[] }>();
 
-  get<T>(key: string, make: () => T): T {
-    const v = (this.next.get(key) ?? this.last.get(key) ?? make()) as T;
-    this.next.set(key, v);
-    return v;
+  get(key: string, make: () => { own: Flow[]; groups: Group[] }): { own: Flow[]; groups: Group[] } {
+    return this.kept.keep(key, this.kept.peek(key) ?? make());
   }
 
   /** Ends a build: what it did not ask for is forgotten. */
   settle(): void {
-    this.last = this.next;
-    this.next = new Map();
+    this.kept.settle();
   }
 }
 

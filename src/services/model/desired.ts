@@ -2,6 +2,7 @@ import type { V1EndpointSlice, V1Service, V1ServicePort } from '@kubernetes/clie
 import ipaddr from 'ipaddr.js';
 import { NODEPORT_VIRTUAL_IP } from '../host/index.js';
 import type { L4Protocol, NodeServices, ServiceEndpoint, ServiceFrontend } from './types.js';
+import { KeptFromLast } from '../../util/generations.js';
 
 /** The label that ties an EndpointSlice to its Service. */
 export const SERVICE_NAME_LABEL = 'kubernetes.io/service-name';
@@ -80,18 +81,15 @@ function usable(eps: readonly SliceEndpoint[]): SliceEndpoint[] {
  * object when it changes, so the same Service and slice objects give the same share, without computing it again.
  */
 export class ServiceStateMemo {
-  private last = new Map<string, { svc: V1Service; slices: readonly V1EndpointSlice[]; share: NodeServices }>();
-  private next = new Map<string, { svc: V1Service; slices: readonly V1EndpointSlice[]; share: NodeServices }>();
+  private readonly kept = new KeptFromLast<{ svc: V1Service; slices: readonly V1EndpointSlice[]; share: NodeServices }>();
   /** Whether the last computation changed any share (or the set of Services). */
   changed = true;
 
   share(name: string, svc: V1Service, slices: readonly V1EndpointSlice[], compute: () => NodeServices): NodeServices {
-    const prev = this.last.get(name);
+    const prev = this.kept.peek(name);
     const same = prev && prev.svc === svc && prev.slices.length === slices.length && prev.slices.every((x, i) => x === slices[i]);
-    const share = same ? prev.share : compute();
     if (!same) this.changed = true;
-    this.next.set(name, { svc, slices, share });
-    return share;
+    return this.kept.keep(name, same ? prev : { svc, slices, share: compute() }).share;
   }
 
   begin(): void {
@@ -99,9 +97,7 @@ export class ServiceStateMemo {
   }
 
   settle(): void {
-    if (this.next.size !== this.last.size || [...this.last.keys()].some((k) => !this.next.has(k))) this.changed = true;
-    this.last = this.next;
-    this.next = new Map();
+    if (this.kept.settle()) this.changed = true;
   }
 }
 
