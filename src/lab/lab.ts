@@ -292,6 +292,7 @@ export class Lab {
         kubeconfig: this.kubeconfigPath,
         hostNetns: node.netns,
         ovs: { dbSocket: node.ovs.dbSocket, rundir: node.ovs.rundir, datapathType: 'netdev', bridge: 'br-int' },
+        mode: 'primary',
         trafficEncapMode: this.options.encap === 'noEncap' ? 'noEncap' : 'encap',
         tunnelType: this.options.encap === 'geneve' ? 'geneve' : 'vxlan',
         cniSocket: socket,

@@ -23,6 +23,12 @@ export interface AgentConfig {
     /** The integration bridge. */
     bridge: string;
   };
+  /**
+   * `primary`: Seine is the node's pod network (addresses, routes between nodes). `chained`: Seine runs after the
+   * cloud's CNI (AWS VPC CNI, Azure CNI), which owns addresses and routing; Seine attaches the pods it made to OVS
+   * for policy, Services, secondary networks and service chains. trafficEncapMode and tunnelType then do not apply.
+   */
+  mode: 'primary' | 'chained';
   /** `encap`: pod traffic between nodes is tunnelled; `noEncap`: routed over the underlay. */
   trafficEncapMode: 'encap' | 'noEncap';
   tunnelType: 'vxlan' | 'geneve';
@@ -69,6 +75,7 @@ export interface AgentConfig {
 
 export const DEFAULT_AGENT_CONFIG: Omit<AgentConfig, 'nodeName'> = {
   ovs: { dbSocket: '/var/run/openvswitch/db.sock', rundir: '/var/run/openvswitch', datapathType: 'system', bridge: 'br-int' },
+  mode: 'primary',
   trafficEncapMode: 'encap',
   tunnelType: 'vxlan',
   cniSocket: '/var/run/seine/cni.sock',
@@ -91,7 +98,7 @@ const cidr = { type: 'string', pattern: '^\\d{1,3}(\\.\\d{1,3}){3}/\\d{1,2}$' } 
 const schema: JSONSchemaType<AgentConfig> = {
   type: 'object',
   additionalProperties: false,
-  required: ['nodeName', 'ovs', 'trafficEncapMode', 'tunnelType', 'cniSocket', 'stateDir', 'clusterCIDR', 'serviceCIDR', 'egressSNAT', 'cniConfDir', 'cniBinDir', 'metricsPort', 'metricsAddress', 'secondaryNetworks', 'serviceChains', 'networkPolicy', 'services'],
+  required: ['nodeName', 'ovs', 'mode', 'trafficEncapMode', 'tunnelType', 'cniSocket', 'stateDir', 'clusterCIDR', 'serviceCIDR', 'egressSNAT', 'cniConfDir', 'cniBinDir', 'metricsPort', 'metricsAddress', 'secondaryNetworks', 'serviceChains', 'networkPolicy', 'services'],
   properties: {
     nodeName: { type: 'string', minLength: 1 },
     kubeconfig: { type: 'string', nullable: true },
@@ -107,6 +114,7 @@ const schema: JSONSchemaType<AgentConfig> = {
         bridge: { type: 'string', pattern: '^[a-zA-Z0-9_.-]{1,15}$' },
       },
     },
+    mode: { type: 'string', enum: ['primary', 'chained'] },
     trafficEncapMode: { type: 'string', enum: ['encap', 'noEncap'] },
     tunnelType: { type: 'string', enum: ['vxlan', 'geneve'] },
     mtu: { type: 'integer', minimum: 576, maximum: 9216, nullable: true },
