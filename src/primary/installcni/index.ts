@@ -18,13 +18,12 @@ export const NETWORK_NAME = 'seine';
 export const PLUGIN_TYPE = 'seine';
 /** Directory in the bin dir holding self-contained copies (Node.js and the shim's modules). */
 export const BUNDLE_DIR = 'seine-cni.d';
-const TMP_PREFIX = '.seine-tmp-';
+/** How the temporary files of Seine's atomic writes begin (never a network config: a runtime skips them). */
+export const TMP_PREFIX = '.seine-tmp-';
 
-export interface InstallCniOptions {
-  confDir: string;
+/** Where and how the `seine` plugin is installed (the same in primary and chained mode). */
+export interface PluginInstallOptions {
   binDir: string;
-  /** The agent's CNI socket (absolute), written into the conflist for seine-cni. */
-  socket: string;
   /** `bin/seine-cni` of a built Seine tree. */
   pluginSource: string;
   /**
@@ -32,11 +31,17 @@ export interface InstallCniOptions {
    * self-contained copy (a node, where the host has neither Node.js nor Seine).
    */
   link?: boolean;
-  /** Chain the portmap plugin for hostPort; the runtime must find it in its CNI path. */
-  chainPortmap?: boolean;
   /** The Node.js binary a copy runs with; default the running one. */
   nodeBinary?: string;
   log?: Logger;
+}
+
+export interface InstallCniOptions extends PluginInstallOptions {
+  confDir: string;
+  /** The agent's CNI socket (absolute), written into the conflist for seine-cni. */
+  socket: string;
+  /** Chain the portmap plugin for hostPort; the runtime must find it in its CNI path. */
+  chainPortmap?: boolean;
 }
 
 export interface InstallCniResult {
@@ -95,7 +100,7 @@ export function isSeineConf(text: string): boolean {
 const tmpName = (dir: string, name: string): string => join(dir, `${TMP_PREFIX}${name}-${process.pid}-${randomBytes(4).toString('hex')}`);
 
 /** Writes a file by rename, so readers see the old or the new content, never a part. */
-async function writeAtomic(path: string, data: string | Buffer, mode: number): Promise<void> {
+export async function writeAtomic(path: string, data: string | Buffer, mode: number): Promise<void> {
   const tmp = tmpName(dirname(path), basename(path));
   try {
     await writeFile(tmp, data, { mode, flush: true });
@@ -107,7 +112,7 @@ async function writeAtomic(path: string, data: string | Buffer, mode: number): P
   }
 }
 
-async function readIfExists(path: string): Promise<Buffer | undefined> {
+export async function readIfExists(path: string): Promise<Buffer | undefined> {
   try {
     return await readFile(path);
   } catch (e) {
@@ -178,7 +183,7 @@ async function hashFile(path: string, h: ReturnType<typeof createHash>): Promise
  * loads in the tree's layout; `<binDir>/seine` is a shell script that runs it. A new version lands in a new
  * directory before the script is switched over, so a plugin run in progress keeps its files.
  */
-async function installCopy(opts: InstallCniOptions, pluginPath: string, log: Logger): Promise<boolean> {
+async function installCopy(opts: PluginInstallOptions, pluginPath: string, log: Logger): Promise<boolean> {
   const entry = await realpath(opts.pluginSource);
   const root = dirname(dirname(entry));
   const files = await moduleClosure(entry, root);
@@ -239,6 +244,29 @@ async function installCopy(opts: InstallCniOptions, pluginPath: string, log: Log
 }
 
 /**
+ * Installs (or confirms) the `seine` plugin in the bin dir: a symlink to the source (`link`) or a
+ * self-contained copy. Idempotent; throws before writing anything when the source is not an executable file.
+ */
+export async function installPlugin(opts: PluginInstallOptions): Promise<{ pluginPath: string; pluginChanged: boolean }> {
+  const log = opts.log ?? logger('install-cni');
+  const pluginPath = join(opts.binDir, PLUGIN_TYPE);
+  const pluginSource = resolve(opts.pluginSource);
+  const st = await stat(pluginSource).catch(() => undefined);
+  if (!st?.isFile() || (st.mode & 0o111) === 0) throw new InstallCniError(`plugin source ${pluginSource} is not an executable file`);
+
+  await mkdir(opts.binDir, { recursive: true });
+  let pluginChanged: boolean;
+  if (opts.link) {
+    pluginChanged = await symlinkAtomic(pluginSource, pluginPath);
+    await rm(join(opts.binDir, BUNDLE_DIR), { recursive: true, force: true });
+  } else {
+    pluginChanged = await installCopy(opts, pluginPath, log);
+  }
+  for (const e of await readdir(opts.binDir)) if (e.startsWith(TMP_PREFIX)) await rm(join(opts.binDir, e), { recursive: true, force: true });
+  return { pluginPath, pluginChanged };
+}
+
+/**
  * Installs (or confirms) the plugin and the conflist. Idempotent: run again with the same options it changes
  * nothing. Refuses to replace a conflist of the same name that is not Seine's.
  */
@@ -249,27 +277,14 @@ export async function installCni(opts: InstallCniOptions): Promise<InstallCniRes
   // The same check the runtime side makes, before anything is written.
   parseConfList(conflist);
   const confPath = join(opts.confDir, CONFLIST_NAME);
-  const pluginPath = join(opts.binDir, PLUGIN_TYPE);
   const text = `${JSON.stringify(conflist, null, 2)}\n`;
 
   const existing = await readIfExists(confPath);
   if (existing !== undefined && !isSeineConf(existing.toString('utf8'))) {
     throw new InstallCniError(`${confPath} exists and is not Seine's (it does not run the '${PLUGIN_TYPE}' plugin); remove it or move it away`);
   }
-  const pluginSource = resolve(opts.pluginSource);
-  const st = await stat(pluginSource).catch(() => undefined);
-  if (!st?.isFile() || (st.mode & 0o111) === 0) throw new InstallCniError(`plugin source ${pluginSource} is not an executable file`);
-
-  await mkdir(opts.binDir, { recursive: true });
+  const { pluginPath, pluginChanged } = await installPlugin({ ...opts, log });
   await mkdir(opts.confDir, { recursive: true });
-  let pluginChanged: boolean;
-  if (opts.link) {
-    pluginChanged = await symlinkAtomic(pluginSource, pluginPath);
-    await rm(join(opts.binDir, BUNDLE_DIR), { recursive: true, force: true });
-  } else {
-    pluginChanged = await installCopy(opts, pluginPath, log);
-  }
-  for (const e of await readdir(opts.binDir)) if (e.startsWith(TMP_PREFIX)) await rm(join(opts.binDir, e), { recursive: true, force: true });
 
   const confChanged = existing?.toString('utf8') !== text;
   if (confChanged) await writeAtomic(confPath, text, 0o644);
