@@ -9,7 +9,7 @@ import { Vswitch } from '../ovs/ovsdb/index.js';
 import type { AgentConfig } from '../primary/agent/config.js';
 import { discoverUplink, ensureIntegrationBridge, gatewayMacFor } from '../primary/bridge/bridge.js';
 import { CniServer } from '../primary/cniserver/index.js';
-import { nodeInternalIp } from '../primary/nodes/peers.js';
+import { gatewayIpOf, nodeInternalIp } from '../primary/nodes/peers.js';
 import { baseScope } from '../primary/pipeline/index.js';
 import { logger } from '../util/log.js';
 import type { NodeContext } from './context.js';
@@ -86,6 +86,7 @@ export class Agent {
     // Made before the features start (they may serialize with its calls); it listens only once they have.
     this.server = new CniServer({
       socketPath: cfg.cniSocket,
+      chained: cfg.mode === 'chained',
       driver: this.metrics.instrument({
         add: (r) => this.shared(() => this.pods!.add(r)),
         del: (r) => this.shared(() => this.pods!.del(r)),
@@ -127,7 +128,7 @@ export class Agent {
     this.reconciler.start();
     this.watchPods();
     this.log.info(
-      { socket: cfg.cniSocket, mtu: ctx.mtu.pod, mode: cfg.trafficEncapMode, tunnel: cfg.trafficEncapMode === 'encap' ? cfg.tunnelType : 'none', features: this.features.map((f) => f.name) },
+      { socket: cfg.cniSocket, mtu: ctx.mtu.pod, mode: cfg.mode === 'chained' ? 'chained' : cfg.trafficEncapMode, tunnel: ctx.mtu.underlay > ctx.mtu.pod ? cfg.tunnelType : 'none', features: this.features.map((f) => f.name) },
       'agent ready',
     );
   }
@@ -141,8 +142,9 @@ export class Agent {
     this.nodesInformer = nodes;
     await nodes.start();
     const self = await this.waitForOwnNode(nodes);
-    const node = { name: cfg.nodeName, ip: nodeInternalIp(self)!, podCidr: self.spec!.podCIDR! };
-    this.log.info({ node: node.name, podCidr: node.podCidr, nodeIp: node.ip }, 'node found');
+    const ip = nodeInternalIp(self)!;
+    const node = cfg.mode === 'chained' ? { name: cfg.nodeName, ip, gatewayIp: ip } : { name: cfg.nodeName, ip, podCidr: self.spec!.podCIDR!, gatewayIp: gatewayIpOf(self.spec!.podCIDR!) };
+    this.log.info({ node: node.name, mode: cfg.mode, podCidr: node.podCidr, nodeIp: node.ip }, 'node found');
 
     const fieldSelector = `spec.nodeName=${cfg.nodeName}`;
     this.podsInformer = new ResilientInformer<V1Pod>({ kubeConfig, name: 'agent-pods', path: '/api/v1/pods', fieldSelector, list: () => core.listPodForAllNamespaces({ fieldSelector }) });
@@ -150,7 +152,7 @@ export class Agent {
 
     const vswitch = await Vswitch.connect({ remote: `unix:${cfg.ovs.dbSocket}` });
     this.vswitch = vswitch;
-    const encap = cfg.trafficEncapMode === 'encap';
+    const encap = cfg.mode === 'primary' && cfg.trafficEncapMode === 'encap';
     const uplink = await discoverUplink(vswitch, this.host, node.ip);
     const mtu = cfg.mtu ?? (encap ? uplink.mtu - ENCAP_OVERHEAD : uplink.mtu);
     const bridge = await ensureIntegrationBridge(vswitch, {
@@ -186,9 +188,10 @@ export class Agent {
   private async waitForOwnNode(nodes: ResilientInformer<V1Node>): Promise<V1Node> {
     for (let i = 0; ; i++) {
       const node = nodes.get(this.cfg.nodeName);
-      if (node?.spec?.podCIDR && nodeInternalIp(node)) return node;
+      const chained = this.cfg.mode === 'chained';
+      if ((chained || node?.spec?.podCIDR) && node && nodeInternalIp(node)) return node;
       if (this.stopped) throw new Error('agent stopped');
-      if (i % 20 === 0) this.log.info({ node: this.cfg.nodeName }, 'waiting for the Node object to have a podCIDR and an InternalIP');
+      if (i % 20 === 0) this.log.info({ node: this.cfg.nodeName }, chained ? 'waiting for the Node object to have an InternalIP' : 'waiting for the Node object to have a podCIDR and an InternalIP');
       await new Promise((r) => setTimeout(r, 500));
     }
   }
@@ -228,9 +231,11 @@ export class Agent {
     informer.on('delete', () => this.reconciler?.trigger());
     void informer
       .start()
-      .then(() => {
+      .then(async () => {
         this.podsKnown = true;
         this.podsSynced?.();
+        // Chained: pods the primary CNI made before Seine came join first, so the hooks see them too.
+        await this.pods!.adoptRunning(informer.list(), (id, fn) => this.serialize(id, fn));
         this.reconciler?.trigger(0);
         this.adoptSandboxes();
       })

@@ -13,8 +13,12 @@ export type Uplink = Awaited<ReturnType<typeof discoverUplink>>;
 /** What the agent hands every feature: the node base it has set up, and the node-wide locks. */
 export interface NodeContext {
   readonly config: AgentConfig;
-  /** This node; the agent waits until its Node object has a podCIDR and an InternalIP. */
-  readonly node: { readonly name: string; readonly ip: string; readonly podCidr: string };
+  /**
+   * This node; the agent waits until its Node object has an InternalIP and, unless chained (the primary CNI owns
+   * addresses), a podCIDR. `gatewayIp` is the address of the gateway interface: the pod CIDR's first, or chained,
+   * the node IP.
+   */
+  readonly node: { readonly name: string; readonly ip: string; readonly podCidr?: string; readonly gatewayIp: string };
   readonly kubeConfig: KubeConfig;
   readonly core: CoreV1Api;
   /** The OVSDB connection (every bridge of the node's Open vSwitch). */

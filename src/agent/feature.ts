@@ -44,6 +44,11 @@ export interface PodNetwork extends CniDriver {
   resultOf(containerId: string, ifname: string, cniVersion: string): CniResult | undefined;
   /** Removes every attachment of the sandbox, with its address (its DEL, when the runtime's never came). */
   releaseSandbox(containerId: string): Promise<void>;
+  /**
+   * Once the node's pods are known: takes over the running pods another CNI attached before this network came
+   * (chained mode). Each adoption runs in turn with the sandbox's CNI calls; failures are the network's to report.
+   */
+  adopt?(pods: readonly V1Pod[], serialize: <T>(containerId: string, fn: () => Promise<T>) => Promise<T>): Promise<void>;
 }
 
 /** A running sandbox of the pod network: what its ADD knew. */

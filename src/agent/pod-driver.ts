@@ -6,6 +6,7 @@ import { sandboxIdentity } from '../podif/sandbox.js';
 import type { CniDriver, CniRequest, GcRequest, StatusRequest } from '../primary/cniserver/index.js';
 import { logger } from '../util/log.js';
 import type { PodAttachmentHook, PodNetwork, PodSandbox, SandboxRef } from './feature.js';
+import { attemptEach } from '../util/attempt.js';
 
 /** The interface of a sandbox that the hooks act around: the pod network's own (a chained call for another one is not). */
 const POD_IFNAME = 'eth0';
@@ -85,14 +86,8 @@ export class PodDriver implements CniDriver {
   }
 
   /** Every hook's beforeDel, in reverse order, each attempted; the first failure is returned. */
-  private async hooksBeforeDel(containerId: string): Promise<unknown> {
-    let failure: unknown;
-    for (const hook of [...this.hooks].reverse()) {
-      await hook.beforeDel?.(containerId).catch((e: unknown) => {
-        failure ??= e;
-      });
-    }
-    return failure;
+  private hooksBeforeDel(containerId: string): Promise<unknown> {
+    return attemptEach([...this.hooks].reverse(), async (hook) => hook.beforeDel?.(containerId));
   }
 
   check(req: CniRequest): Promise<void> {
@@ -134,6 +129,11 @@ export class PodDriver implements CniDriver {
     const hookError = await this.hooksBeforeDel(containerId);
     await this.network.releaseSandbox(containerId);
     if (hookError) throw hookError;
+  }
+
+  /** Chained mode: the pod network takes over running pods made before it came (a no-op otherwise). */
+  async adoptRunning(pods: readonly V1Pod[], serialize: <T>(containerId: string, fn: () => Promise<T>) => Promise<T>): Promise<void> {
+    await this.network.adopt?.(pods, serialize).catch((e: unknown) => this.log.error({ err: String(e) }, 'adopting running pods failed'));
   }
 
   /** The pod's running sandboxes on this node (its eth0 attachments), as the hooks see them. */

@@ -7,6 +7,7 @@ import { SecondaryNetworksFeature } from '../secondary/agent/feature.js';
 import { ServiceChainsFeature } from '../chaining/agent/feature.js';
 import { NetworkPolicyFeature } from '../policy/agent/feature.js';
 import { ServicesFeature } from '../services/agent/feature.js';
+import { ChainedNetworkFeature } from '../chaining/cnimode/feature.js';
 import { logger } from '../util/log.js';
 
 /** The node's features, in start order: the pod network first (every other one attaches around its eth0). */
@@ -17,7 +18,9 @@ export function nodeFeatures(cfg: AgentConfig): AgentFeature[] {
   // Policy right after the pod network: a new pod's rules are in place before the other features attach more to it.
   const policy = cfg.networkPolicy.enabled ? [new NetworkPolicyFeature()] : [];
   const services = cfg.services.enabled ? [new ServicesFeature()] : [];
-  return [new PrimaryNetworkFeature(), ...policy, ...services, ...secondary, ...chains];
+  // Chained, the primary CNI made the pod's link: Seine takes it over instead of making it.
+  const podNetwork = cfg.mode === 'chained' ? new ChainedNetworkFeature() : new PrimaryNetworkFeature();
+  return [podNetwork, ...policy, ...services, ...secondary, ...chains];
 }
 
 /** `seine agent`: the per-node agent (DaemonSet). */

@@ -302,6 +302,7 @@ export class Lab {
         egressSNAT: true,
         cniConfDir: node.dirs.cniConfDir,
         cniBinDir: node.dirs.cniBinDir,
+        cniCacheDir: node.dirs.cniCacheDir,
         metricsPort: 0,
         metricsAddress: '127.0.0.1',
         // eth1 is the node's leg on the VLAN fabric.

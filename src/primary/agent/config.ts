@@ -47,6 +47,8 @@ export interface AgentConfig {
   /** Where `seine install-cni` writes the conflist and the binary (used by the agent's readiness report). */
   cniConfDir: string;
   cniBinDir: string;
+  /** The container runtime's CNI cache (libcni's; its `results` hold each attachment's ADD): chained mode takes running pods over from it. */
+  cniCacheDir: string;
   /** Port of the /healthz, /readyz and /metrics endpoint (0 disables). */
   metricsPort: number;
   /** Address it listens on. */
@@ -85,6 +87,7 @@ export const DEFAULT_AGENT_CONFIG: Omit<AgentConfig, 'nodeName'> = {
   egressSNAT: true,
   cniConfDir: '/etc/cni/net.d',
   cniBinDir: '/opt/cni/bin',
+  cniCacheDir: '/var/lib/cni',
   metricsPort: 0,
   metricsAddress: '0.0.0.0',
   secondaryNetworks: { enabled: true, uplinks: {} },
@@ -98,7 +101,7 @@ const cidr = { type: 'string', pattern: '^\\d{1,3}(\\.\\d{1,3}){3}/\\d{1,2}$' } 
 const schema: JSONSchemaType<AgentConfig> = {
   type: 'object',
   additionalProperties: false,
-  required: ['nodeName', 'ovs', 'mode', 'trafficEncapMode', 'tunnelType', 'cniSocket', 'stateDir', 'clusterCIDR', 'serviceCIDR', 'egressSNAT', 'cniConfDir', 'cniBinDir', 'metricsPort', 'metricsAddress', 'secondaryNetworks', 'serviceChains', 'networkPolicy', 'services'],
+  required: ['nodeName', 'ovs', 'mode', 'trafficEncapMode', 'tunnelType', 'cniSocket', 'stateDir', 'clusterCIDR', 'serviceCIDR', 'egressSNAT', 'cniConfDir', 'cniBinDir', 'cniCacheDir', 'metricsPort', 'metricsAddress', 'secondaryNetworks', 'serviceChains', 'networkPolicy', 'services'],
   properties: {
     nodeName: { type: 'string', minLength: 1 },
     kubeconfig: { type: 'string', nullable: true },
@@ -126,6 +129,7 @@ const schema: JSONSchemaType<AgentConfig> = {
     egressSNAT: { type: 'boolean' },
     cniConfDir: { type: 'string' },
     cniBinDir: { type: 'string' },
+    cniCacheDir: { type: 'string' },
     metricsPort: { type: 'integer', minimum: 0, maximum: 65535 },
     metricsAddress: { type: 'string', minLength: 1 },
     secondaryNetworks: {

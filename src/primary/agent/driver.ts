@@ -9,9 +9,10 @@ import type { PodAttachment, PodNetwork } from '../../agent/feature.js';
 import type { CniRequest, GcRequest } from '../cniserver/index.js';
 import { type InterfaceStore, type PodInterface, portExternalIds } from '../interfacestore/store.js';
 import { IpamExhaustedError, type NodeIpam } from '../ipam/index.js';
-import { podFlows, podScope, type NodeConfig } from '../pipeline/index.js';
+import { podFlows, podScope, type RoutedNodeConfig } from '../pipeline/index.js';
 import { checkPodInterface, hostInterfaceName, podInterfacePresent, randomMac, setUpPodInterface, tearDownPodInterface } from '../../podif/interface.js';
 import { sandboxIdentity } from '../../podif/sandbox.js';
+import { attemptEach } from '../../util/attempt.js';
 
 /** Plugin-specific CNI error codes (>= 100). */
 export const SeineCode = {
@@ -29,7 +30,7 @@ export interface DriverDeps {
   store: InterfaceStore;
   /** The node's host network. */
   host: IpRoute;
-  node: () => NodeConfig;
+  node: () => RoutedNodeConfig;
   mtu: number;
   userspaceDatapath: boolean;
   /** False until the bridge, gateway and base flows are in place. */
@@ -177,12 +178,7 @@ export class PodNetworkDriver implements PodNetwork {
 
   /** Releases every attachment of the sandbox, each attempted; the first failure is thrown. */
   async releaseSandbox(containerId: string): Promise<void> {
-    let failure: unknown;
-    for (const itf of this.d.store.list().filter((i) => i.containerId === containerId)) {
-      await this.release(itf).catch((e: unknown) => {
-        failure ??= e;
-      });
-    }
+    const failure = await attemptEach(this.d.store.list().filter((i) => i.containerId === containerId), (itf) => this.release(itf));
     if (failure) throw failure;
   }
 

@@ -8,8 +8,8 @@ import { TunnelNeighbours } from '../bridge/tunnel-neighbours.js';
 import { NETWORK_NAME } from '../installcni/index.js';
 import { InterfaceStore } from '../interfacestore/store.js';
 import { NodeIpam } from '../ipam/index.js';
-import { gatewayIpOf, peersFromNodes } from '../nodes/peers.js';
-import { peerRemoval, peerSync, pipelineFlows, pipelineSync, type NodeConfig, type PeerNode, type PipelineState } from '../pipeline/index.js';
+import { peersFromNodes } from '../nodes/peers.js';
+import { peerRemoval, peerSync, pipelineFlows, pipelineSync, type RoutedNodeConfig, type PeerNode, type PipelineState } from '../pipeline/index.js';
 import { HostNetwork } from '../route/host.js';
 import { PodNetworkDriver } from './driver.js';
 
@@ -30,7 +30,7 @@ export class PrimaryNetworkFeature implements AgentFeature {
   private readonly log = logger('agent');
   private ctx?: NodeContext;
   private hostNet?: HostNetwork;
-  private nodeConfig?: NodeConfig;
+  private nodeConfig?: RoutedNodeConfig;
   private store = new InterfaceStore();
   private driver?: PodNetworkDriver;
   private peers = new Map<number, PeerNode>();
@@ -51,20 +51,22 @@ export class PrimaryNetworkFeature implements AgentFeature {
   async start(ctx: NodeContext): Promise<void> {
     this.ctx = ctx;
     const cfg = ctx.config;
+    const podCidr = ctx.node.podCidr;
+    if (cfg.mode !== 'primary' || podCidr === undefined) throw new Error('the primary pod network needs mode: primary and the node\'s podCIDR');
     this.hostNet = new HostNetwork(ctx.host, GATEWAY_PORT);
     this.nodeConfig = {
       mode: cfg.trafficEncapMode,
       round: ctx.bridge.round,
       gatewayOfport: ctx.bridge.gatewayOfport,
       tunnelOfport: ctx.bridge.tunnelOfport ?? 0,
-      gatewayIp: gatewayIpOf(ctx.node.podCidr),
+      gatewayIp: ctx.node.gatewayIp,
       gatewayMac: gatewayMacFor(ctx.node.ip),
-      podCidr: ctx.node.podCidr,
+      podCidr,
       clusterCidr: cfg.clusterCIDR,
     };
     await this.realizeHost(ctx.uplink);
 
-    const ipam = await NodeIpam.open({ podCIDR: ctx.node.podCidr, stateDir: cfg.stateDir });
+    const ipam = await NodeIpam.open({ podCIDR: podCidr, stateDir: cfg.stateDir });
     const loaded = InterfaceStore.fromOvsdb(ctx.vswitch, cfg.ovs.bridge);
     this.store = loaded.store;
     for (const p of loaded.broken) {

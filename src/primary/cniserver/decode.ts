@@ -24,6 +24,8 @@ export type Decoded =
 export interface DecodeOptions {
   /** CNI_ARGS keys accepted beside the K8S_* ones without IgnoreUnknown. */
   extraArgKeys?: readonly string[];
+  /** Chained mode: Seine runs after the primary CNI, whose result comes as prevResult on ADD. */
+  chained?: boolean;
 }
 
 /** Go's strconv.ParseBool, which libcni uses for IgnoreUnknown. */
@@ -59,7 +61,7 @@ export function podFromArgs(pairs: ReadonlyArray<readonly [string, string]>, opt
 
 /**
  * On ADD a prevResult comes from a plugin listed before Seine, which has already set the container up.
- * Seine makes the container's interface itself and has no chaining mode yet: code 2 (the field it does
+ * Unless the agent runs chained, Seine makes the container's interface itself: code 2 (the field it does
  * not support), before anything is allocated.
  */
 function refuseChainedAdd(prev: CniResult): never {
@@ -67,7 +69,7 @@ function refuseChainedAdd(prev: CniResult): never {
   throw new CniError(
     CniCode.UnsupportedField,
     'prevResult from another plugin is not supported in this mode',
-    `prevResult (${made.length ? made.join(', ') : 'empty'}): seine must be the first plugin of its network configuration list; running after another plugin (CNI chaining) is not supported`,
+    `prevResult (${made.length ? made.join(', ') : 'empty'}): seine must be the first plugin of its network configuration list unless its agent runs with mode: chained`,
   );
 }
 
@@ -113,7 +115,7 @@ export function decodeInvocation(inv: CniInvocation, opts: DecodeOptions = {}): 
 
   const pod = podFromArgs(attachment!.argPairs, opts);
   const prevResult = config.prevResult ? convertResult(config.prevResult, cniVersion) : undefined;
-  if (command === 'ADD' && prevResult) refuseChainedAdd(prevResult);
+  if (command === 'ADD' && prevResult && !opts.chained) refuseChainedAdd(prevResult);
   const rc = config.runtimeConfig;
   return {
     command,

@@ -36,9 +36,9 @@ export const EXT = {
 
 export const PRIMARY_OWNER = 'primary';
 
-export function portExternalIds(itf: Omit<PodInterface, 'portName' | 'ofport'>): Record<string, string> {
+export function portExternalIds(itf: Omit<PodInterface, 'portName' | 'ofport'>, owner = PRIMARY_OWNER): Record<string, string> {
   return {
-    [EXT.owner]: PRIMARY_OWNER,
+    [EXT.owner]: owner,
     [EXT.containerId]: itf.containerId,
     [EXT.podNamespace]: itf.podNamespace,
     [EXT.podName]: itf.podName,
@@ -88,13 +88,17 @@ export class InterfaceStore {
     return this.byContainer.size;
   }
 
-  /** Loads every primary pod port of `bridge` from the OVSDB cache. Ports without a usable ofport are returned apart. */
-  static fromOvsdb(vswitch: Vswitch, bridge: string): { store: InterfaceStore; broken: PortRow[] } {
+  /**
+   * Loads every pod port of `bridge` that `owner` made from the OVSDB cache (each with its external_ids). Ports
+   * without a usable ofport are returned apart.
+   */
+  static fromOvsdb(vswitch: Vswitch, bridge: string, owner = PRIMARY_OWNER): { store: InterfaceStore; broken: PortRow[]; externalIds: Map<string, Readonly<Record<string, string>>> } {
     const store = new InterfaceStore();
     const broken: PortRow[] = [];
+    const externalIds = new Map<string, Readonly<Record<string, string>>>();
     const br = vswitch.cache.bridge(bridge);
     const portUuids = new Set(br?.ports ?? []);
-    for (const port of vswitch.findPorts({ [EXT.owner]: PRIMARY_OWNER })) {
+    for (const port of vswitch.findPorts({ [EXT.owner]: owner })) {
       if (!portUuids.has(port.uuid)) continue;
       const iface = port.interfaces.map((u) => vswitch.cache.ifaceByUuid(u)).find((i) => i !== undefined);
       const x = port.externalIds;
@@ -116,7 +120,8 @@ export class InterfaceStore {
         ...(x[EXT.network] ? { network: x[EXT.network] } : {}),
         ...(x[EXT.netnsId] ? { netnsId: x[EXT.netnsId] } : {}),
       });
+      externalIds.set(port.name, x);
     }
-    return { store, broken };
+    return { store, broken, externalIds };
   }
 }

@@ -31,21 +31,38 @@ function maker(cookie: bigint) {
   return (table: number, priority: number, match: Match, actions: Action[]): Flow => ({ table, priority, cookie, match, actions });
 }
 
-/** Turns an ARP request for `ip` into the reply "`ip` is at `mac`" and sends it back where it came from. */
-function arpReply(ip: string, mac: string): Action[] {
+/** Turns an ARP request into a reply from `mac`, with `answer` setting the protocol addresses, sent back where it came from. */
+function arpReplyFrom(mac: string, answer: Action[]): Action[] {
   return [
     { type: 'move', src: 'eth_src', dst: 'eth_dst' },
     { type: 'set_field', field: 'eth_src', value: mac },
     { type: 'load', value: ARP_REPLY, dst: 'arp_op' },
     { type: 'move', src: 'arp_sha', dst: 'arp_tha' },
     { type: 'set_field', field: 'arp_sha', value: mac },
-    { type: 'move', src: 'arp_spa', dst: 'arp_tpa' },
-    { type: 'set_field', field: 'arp_spa', value: ip },
+    ...answer,
     { type: 'output', port: 'IN_PORT' },
   ];
 }
 
+/** The reply "`ip` is at `mac`". */
+function arpReply(ip: string, mac: string): Action[] {
+  return arpReplyFrom(mac, [
+    { type: 'move', src: 'arp_spa', dst: 'arp_tpa' },
+    { type: 'set_field', field: 'arp_spa', value: ip },
+  ]);
+}
+
 const arpRequestFor = (ip: string): Match => ({ protocol: 'arp', arp_op: ARP_REQUEST, arp_tpa: ip });
+
+/** The reply "whatever was asked for is at `mac`". */
+function arpReplyAny(mac: string): Action[] {
+  return arpReplyFrom(mac, [
+    // Swap the protocol addresses, through reg1: an ARP packet ends here, before L2ForwardingCalc sets it.
+    { type: 'move', src: 'arp_spa', dst: subfieldOf(TargetOfportField) },
+    { type: 'move', src: 'arp_tpa', dst: 'arp_spa' },
+    { type: 'move', src: subfieldOf(TargetOfportField), dst: 'arp_tpa' },
+  ]);
+}
 
 /** L2ForwardingCalc's verdict: the output port and what kind of port it is. */
 function toPort(ofport: number, kind: RegMark): Action[] {
@@ -97,8 +114,6 @@ export function baseFlows(node: NodeConfig): Flow[] {
 
     // From a tunnel the destination MAC is the virtual one: the gateway needs its own.
     f(Table.L3Forwarding, Priority.normal, { protocol: 'ip', nw_dst: node.gatewayIp }, [{ type: 'mod_dl_dst', mac: gwMac }, goto(Table.L2ForwardingCalc)]),
-    // Within the local subnet the sender already addressed the pod's MAC (ARPResponder gave it out).
-    f(Table.L3Forwarding, Priority.subnet, { protocol: 'ip', nw_dst: node.podCidr }, [goto(Table.L2ForwardingCalc)]),
     // Node IPs, Services, the outside world: the node's kernel routes them.
     f(Table.L3Forwarding, Priority.miss, {}, [{ type: 'mod_dl_dst', mac: gwMac }, goto(Table.L2ForwardingCalc)]),
 
@@ -118,6 +133,15 @@ export function baseFlows(node: NodeConfig): Flow[] {
     f(Table.Output, Priority.specific, matchMarks(OutPortFound, Hairpin), [{ type: 'output', port: 'IN_PORT' }]),
     f(Table.Output, Priority.miss, {}, []),
   ];
+  if (node.podCidr !== undefined) {
+    // Within the local subnet the sender already addressed the pod's MAC (ARPResponder gave it out).
+    flows.push(f(Table.L3Forwarding, Priority.subnet, { protocol: 'ip', nw_dst: node.podCidr }, [goto(Table.L2ForwardingCalc)]));
+  }
+  if (node.mode === 'chained') {
+    // A pod of a routed CNI resolves its one next hop (169.254.1.1 on EKS and AKS), or anything else it asks
+    // for, to the gateway: every packet it sends is routed by L3Forwarding, whatever MAC it addressed.
+    flows.push(f(Table.ARPResponder, Priority.cluster, { protocol: 'arp', arp_op: ARP_REQUEST, ...matchMarks(FromLocalPod) }, arpReplyAny(gwMac)));
+  }
   if (encap) {
     const tun = node.tunnelOfport;
     flows.push(
@@ -141,13 +165,22 @@ export function podFlows(node: NodeConfig, pod: LocalPod): Flow[] {
     f(Table.SpoofGuard, Priority.normal, { in_port: pod.ofport, protocol: 'ip', dl_src: podMac, nw_src: pod.ip }, [goto(Table.Conntrack)]),
     f(Table.SpoofGuard, Priority.normal, { in_port: pod.ofport, protocol: 'arp', dl_src: podMac, arp_spa: pod.ip, arp_sha: podMac }, [goto(Table.ARPResponder)]),
     f(Table.ARPResponder, Priority.normal, arpRequestFor(pod.ip), arpReply(pod.ip, podMac)),
-    f(Table.L3Forwarding, Priority.normal, { protocol: 'ip', ...matchMarks(RewriteMac), nw_dst: pod.ip }, [
-      { type: 'mod_dl_src', mac: mac(node.gatewayMac) },
-      { type: 'mod_dl_dst', mac: podMac },
-      { type: 'dec_ttl' },
-      goto(Table.L2ForwardingCalc),
-    ]),
+    ...podRouting(node, pod, f),
     f(Table.L2ForwardingCalc, Priority.normal, { dl_dst: podMac }, toPort(pod.ofport, ToLocalPod)),
+  ];
+}
+
+/**
+ * L3Forwarding to a local pod. Seine's own subnet is switched: only routed packets (from a tunnel, or DNATed to
+ * the pod) get its MAC. Chained, every pod is a routed link and addresses its next hop, never its neighbour: every
+ * packet gets the pod's MAC; the TTL is not decremented twice for what the node's kernel routed already.
+ */
+function podRouting(node: NodeConfig, pod: LocalPod, f: ReturnType<typeof maker>): Flow[] {
+  const rewrite = (ttl: boolean): Action[] => [{ type: 'mod_dl_src', mac: mac(node.gatewayMac) }, { type: 'mod_dl_dst', mac: mac(pod.mac) }, ...(ttl ? [{ type: 'dec_ttl' } as const] : []), goto(Table.L2ForwardingCalc)];
+  if (node.mode !== 'chained') return [f(Table.L3Forwarding, Priority.normal, { protocol: 'ip', ...matchMarks(RewriteMac), nw_dst: pod.ip }, rewrite(true))];
+  return [
+    f(Table.L3Forwarding, Priority.specific, { protocol: 'ip', ...matchMarks(FromGateway), nw_dst: pod.ip }, rewrite(false)),
+    f(Table.L3Forwarding, Priority.normal, { protocol: 'ip', nw_dst: pod.ip }, rewrite(true)),
   ];
 }
 

@@ -2,9 +2,11 @@ import ipaddr from 'ipaddr.js';
 
 /**
  * `encap`: peers' pods are reached through the tunnel port (VXLAN or Geneve: the flows are the same,
- * only the port type differs). `noEncap`: the node's kernel routes them over the underlay.
+ * only the port type differs). `noEncap`: the node's kernel routes them over the underlay. `chained`: another
+ * CNI owns addresses and routing (no pod CIDR, no peers); every pod is a routed point-to-point link, as that
+ * CNI made it, and everything not for a local pod goes to the node's kernel.
  */
-export type TrafficMode = 'encap' | 'noEncap';
+export type TrafficMode = 'encap' | 'noEncap' | 'chained';
 
 /** What the pipeline needs to know about its own node. */
 export interface NodeConfig {
@@ -16,11 +18,14 @@ export interface NodeConfig {
   tunnelOfport: number;
   gatewayIp: string;
   gatewayMac: string;
-  /** This node's pod CIDR (holds the gateway IP and every local pod IP). */
-  podCidr: string;
+  /** This node's pod CIDR (holds the gateway IP and every local pod IP); none in chained mode. */
+  podCidr?: string;
   /** Every pod CIDR of the cluster: in encap mode, addresses in it with no known node are dropped. */
-  clusterCidr: string;
+  clusterCidr?: string;
 }
+
+/** The node of Seine's own pod network: it has a pod CIDR inside the cluster CIDR. */
+export type RoutedNodeConfig = NodeConfig & { mode: 'encap' | 'noEncap'; podCidr: string; clusterCidr: string };
 
 export interface LocalPod {
   /** The pod port's ofport; also its cookie object id. */
@@ -82,16 +87,27 @@ function overlaps(a: [ipaddr.IPv4, number], b: [ipaddr.IPv4, number]): boolean {
   return a[1] <= b[1] ? b[0].match(a) : a[0].match(b);
 }
 
+/** The node's pod CIDR; only chained mode has none. */
+function podCidrOf(n: NodeConfig): [ipaddr.IPv4, number] | undefined {
+  if (n.mode === 'chained') return undefined;
+  if (n.podCidr === undefined) throw new RangeError(`node: ${n.mode} mode needs a pod CIDR`);
+  return cidr('node pod CIDR', n.podCidr);
+}
+
 export function checkNode(n: NodeConfig): void {
-  if (n.mode !== 'encap' && n.mode !== 'noEncap') throw new RangeError(`node: unknown traffic mode ${String(n.mode)}`);
+  if (n.mode !== 'encap' && n.mode !== 'noEncap' && n.mode !== 'chained') throw new RangeError(`node: unknown traffic mode ${String(n.mode)}`);
   ofport('node gateway', n.gatewayOfport);
   if (n.mode === 'encap') {
     ofport('node tunnel', n.tunnelOfport);
     if (n.tunnelOfport === n.gatewayOfport) throw new RangeError('node: gateway and tunnel share an ofport');
   }
   mac('node gateway', n.gatewayMac);
-  const pod = cidr('node pod CIDR', n.podCidr);
-  const cluster = cidr('node cluster CIDR', n.clusterCidr);
+  const pod = podCidrOf(n);
+  if (!pod) {
+    ipv4('node gateway', n.gatewayIp);
+    return;
+  }
+  const cluster = cidr('node cluster CIDR', n.clusterCidr ?? '');
   if (!within(pod, ipv4('node gateway', n.gatewayIp))) throw new RangeError(`node: gateway ${n.gatewayIp} outside pod CIDR ${n.podCidr}`);
   if (!(cluster[1] <= pod[1] && within(cluster, pod[0]))) throw new RangeError(`node: pod CIDR ${n.podCidr} outside cluster CIDR ${n.clusterCidr}`);
 }
@@ -102,16 +118,20 @@ export function checkPod(n: NodeConfig, p: LocalPod): void {
   if (p.ofport === n.gatewayOfport || (n.mode === 'encap' && p.ofport === n.tunnelOfport)) throw new RangeError(`${what}: ofport belongs to the gateway or tunnel`);
   mac(what, p.mac);
   if (p.mac.toLowerCase() === n.gatewayMac.toLowerCase()) throw new RangeError(`${what}: has the gateway MAC`);
-  if (!within(cidr('node pod CIDR', n.podCidr), ipv4(what, p.ip))) throw new RangeError(`${what}: ${p.ip} outside pod CIDR ${n.podCidr}`);
+  const pod = podCidrOf(n);
+  if (pod && !within(pod, ipv4(what, p.ip))) throw new RangeError(`${what}: ${p.ip} outside pod CIDR ${n.podCidr}`);
+  if (!pod) ipv4(what, p.ip);
   if (p.ip === n.gatewayIp) throw new RangeError(`${what}: has the gateway IP`);
 }
 
 export function checkPeer(n: NodeConfig, p: PeerNode): void {
   const what = `peer ${p.index}`;
+  const own = podCidrOf(n);
+  if (!own) throw new RangeError(`${what}: chained mode has no peers (the primary CNI routes between nodes)`);
   ipv4(what, p.nodeIp);
   const range = cidr(what, p.podCidr);
   if (!within(range, ipv4(what, p.gatewayIp))) throw new RangeError(`${what}: gateway ${p.gatewayIp} outside its pod CIDR ${p.podCidr}`);
-  if (overlaps(range, cidr('node pod CIDR', n.podCidr))) throw new RangeError(`${what}: pod CIDR ${p.podCidr} overlaps this node's ${n.podCidr}`);
+  if (overlaps(range, own)) throw new RangeError(`${what}: pod CIDR ${p.podCidr} overlaps this node's ${n.podCidr}`);
 }
 
 function unique<T>(items: readonly T[], key: (t: T) => string, what: string): void {

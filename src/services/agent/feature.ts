@@ -4,7 +4,6 @@ import type { AgentFeature } from '../../agent/feature.js';
 import { ResilientInformer } from '../../k8s/informer.js';
 import { VswitchdControl } from '../../ovs/vswitchd-control.js';
 import { GATEWAY_PORT, gatewayMacFor } from '../../primary/bridge/bridge.js';
-import { gatewayIpOf } from '../../primary/nodes/peers.js';
 import { logger } from '../../util/log.js';
 import { SerialPass } from '../../util/serial.js';
 import { DatapathMemo, GroupIds, serviceDatapath, serviceSync, type ServiceNode } from '../datapath/flows.js';
@@ -123,11 +122,11 @@ export class ServicesFeature implements AgentFeature {
   private async realize(): Promise<void> {
     if (!this.listed || this.stopped) return;
     const ctx = this.ctx;
-    const state = nodeServices(this.services!.list(), this.slices!.list(), { name: ctx.node.name, podCidr: ctx.node.podCidr }, this.shares);
+    const state = nodeServices(this.services!.list(), this.slices!.list(), { name: ctx.node.name, ...(ctx.node.podCidr ? { podCidr: ctx.node.podCidr } : {}) }, this.shares);
     if (!this.shares.changed && this.upToDate) return;
     this.upToDate = false;
-    const gw = { ip: gatewayIpOf(ctx.node.podCidr), mac: gatewayMacFor(ctx.node.ip) };
-    const node: ServiceNode = { round: SERVICE_ROUND, gatewayIp: gw.ip, podCidr: ctx.node.podCidr };
+    const gw = { ip: ctx.node.gatewayIp, mac: gatewayMacFor(ctx.node.ip) };
+    const node: ServiceNode = { round: SERVICE_ROUND, gatewayIp: gw.ip, ...(ctx.node.podCidr ? { podCidr: ctx.node.podCidr } : {}) };
     try {
       const dp = serviceDatapath(node, state, this.groupIds, this.memo);
       // Flows first: a Service that gains endpoints is served before the kernel stops rejecting it.

@@ -29,8 +29,11 @@ export interface ServiceNode {
   round: number;
   /** Traffic from this address is the node's own, or masqueraded by it: it is cluster traffic. */
   gatewayIp: string;
-  /** This node's pods: translated connections to them are delivered by this bridge. */
-  podCidr: string;
+  /**
+   * This node's pods: translated connections to them are delivered by this bridge. None in chained mode, where
+   * the pipeline routes every packet for a local pod to it (its MAC rewritten) anyway.
+   */
+  podCidr?: string;
 }
 
 const hash32 = (text: string): number => createHash('sha1').update(text).digest().readUInt32BE(0);
@@ -160,7 +163,7 @@ export function serviceDatapath(node: ServiceNode, state: NodeServices, groupIds
   };
   /** The flows `build` adds, and the groups it returns, for `key`: built once while the key stays the same. */
   const part = (key: string, build: () => Group[]): Group[] => {
-    const made = memo.get(`${node.round}|${node.gatewayIp}|${node.podCidr}|${key}`, () => {
+    const made = memo.get(`${node.round}|${node.gatewayIp}|${node.podCidr ?? ''}|${key}`, () => {
       const own: Flow[] = [];
       into = own;
       const groups = build();
@@ -181,7 +184,7 @@ export function serviceDatapath(node: ServiceNode, state: NodeServices, groupIds
     loadMark(Hairpin),
     { type: 'ct', table: T.exit, zone: CT_SNAT_ZONE, nat: true },
   ]);
-  add(T.Entry, ServicePriority.establishedLocal, { protocol: 'ip', ct_state: original, ct_mark: { ...SERVICE_CT_MARK }, nw_dst: node.podCidr }, [loadMark(RewriteMac), { type: 'goto_table', table: T.exit }]);
+  if (node.podCidr) add(T.Entry, ServicePriority.establishedLocal, { protocol: 'ip', ct_state: original, ct_mark: { ...SERVICE_CT_MARK }, nw_dst: node.podCidr }, [loadMark(RewriteMac), { type: 'goto_table', table: T.exit }]);
   add(T.Entry, ServicePriority.established, { protocol: 'ip', ct_state: { new: false, trk: true } }, [{ type: 'goto_table', table: T.exit }]);
   // A reply to a hairpin connection, its source translation undone by the Conntrack table: now the destination's.
   add(T.Entry, ServicePriority.hairpinReply, { protocol: 'ip', ct_zone: CT_SNAT_ZONE, ct_state: { trk: true, rpl: true } }, [

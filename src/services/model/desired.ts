@@ -13,8 +13,11 @@ export const DEFAULT_AFFINITY_SECONDS = 10_800;
 
 export interface ProxyNode {
   name: string;
-  /** This node's pod CIDR: endpoints in it are delivered by this node's bridge. */
-  podCidr: string;
+  /**
+   * This node's pod CIDR: endpoints in it are delivered by this node's bridge. Chained mode has none: the
+   * endpoints the EndpointSlices place on this node are.
+   */
+  podCidr?: string;
 }
 
 /** One endpoint address of a slice, with the conditions kube-proxy reads. */
@@ -103,7 +106,7 @@ export class ServiceStateMemo {
 
 export function nodeServices(services: readonly V1Service[], slices: readonly V1EndpointSlice[], node: ProxyNode, memo = new ServiceStateMemo()): NodeServices {
   memo.begin();
-  const [net, bits] = ipaddr.IPv4.parseCIDR(node.podCidr);
+  const podCidr = node.podCidr ? ipaddr.IPv4.parseCIDR(node.podCidr) : undefined;
   const slicesOf = new Map<string, V1EndpointSlice[]>();
   for (const s of slices) {
     const name = s.metadata?.labels?.[SERVICE_NAME_LABEL];
@@ -111,7 +114,7 @@ export function nodeServices(services: readonly V1Service[], slices: readonly V1
     const k = key(s.metadata?.namespace, name);
     slicesOf.set(k, [...(slicesOf.get(k) ?? []), s]);
   }
-  const toEndpoint = (e: SliceEndpoint): ServiceEndpoint => ({ ip: e.ip, port: e.port, local: ipaddr.IPv4.parse(e.ip).match(net, bits) });
+  const toEndpoint = (e: SliceEndpoint): ServiceEndpoint => ({ ip: e.ip, port: e.port, local: podCidr ? ipaddr.IPv4.parse(e.ip).match(podCidr) : e.nodeName === node.name });
   const onThisNode = (e: SliceEndpoint): boolean => e.nodeName === node.name;
 
   const out: NodeServices = { frontends: [], nodePorts: [], healthChecks: [] };

@@ -4,7 +4,7 @@ import ipaddr from 'ipaddr.js';
 import { commandLine, run, succeeds } from '../../../src/host/exec.js';
 import { IpBatch } from '../../../src/host/ip.js';
 import { FlowWriter } from '../../../src/ovs/openflow/writer.js';
-import type { LocalPod, NodeConfig, PeerNode, PipelineState, TrafficMode } from '../../../src/primary/pipeline/index.js';
+import type { LocalPod, RoutedNodeConfig, PeerNode, PipelineState } from '../../../src/primary/pipeline/index.js';
 import { OvsSandbox, type SandboxPod } from '../../harness/sandbox.js';
 
 export const BR_INT = 'br-int';
@@ -26,7 +26,7 @@ export interface TestNode {
   sb: OvsSandbox;
   w: FlowWriter;
   nodeIp: string;
-  node: NodeConfig;
+  node: RoutedNodeConfig;
   pods: TestPod[];
   peers: PeerNode[];
 }
@@ -50,7 +50,7 @@ async function ofportOf(sb: OvsSandbox, iface: string): Promise<number> {
  * gateway MAC through the Interface mac column) addressed with the gateway IP in the node namespace, and
  * `podCount` pods on veths with MTU 1450 and a default route via the gateway. No flows yet.
  */
-export async function startNode(opts: { nodeIp: string; podCidr: string; mode: TrafficMode; podCount: number; round?: number }): Promise<TestNode> {
+export async function startNode(opts: { nodeIp: string; podCidr: string; mode: RoutedNodeConfig['mode']; podCount: number; round?: number }): Promise<TestNode> {
   const sb = await OvsSandbox.start();
   try {
     const gwIp = hostIn(opts.podCidr, 1);
@@ -72,7 +72,7 @@ export async function startNode(opts: { nodeIp: string; podCidr: string; mode: T
       expect(await ofportOf(sb, p.hostIf)).toBe(ofport);
       pods.push({ ...p, local: { ofport, ip: p.addr, mac: p.mac } });
     }
-    const node: NodeConfig = {
+    const node: RoutedNodeConfig = {
       mode: opts.mode,
       round: opts.round ?? 1,
       gatewayOfport: GW_OFPORT,

@@ -1,0 +1,120 @@
+import type { AppsV1Api, V1DaemonSet } from '@kubernetes/client-node';
+import { readdir, readFile } from 'node:fs/promises';
+import { extname, join } from 'node:path';
+import { run } from '../../host/exec.js';
+import { isNotFound } from '../../k8s/api.js';
+
+/** The clouds whose primary CNI Seine knows the quirks of. */
+export type Cloud = 'eks' | 'aks' | 'generic';
+
+/** What Seine runs chained after, from the conflist that holds its plugin. */
+export interface ChainedConf {
+  file: string;
+  /** The primary's network name, which the derived list keeps. */
+  network: string;
+  /** Plugin types before Seine's. */
+  primaryTypes: string[];
+  cloud: Cloud;
+}
+
+export function cloudOf(types: readonly string[]): Cloud {
+  if (types.includes('aws-cni')) return 'eks';
+  if (types.includes('azure-vnet')) return 'aks';
+  return 'generic';
+}
+
+/** The conflist in `confDir` that runs Seine after other plugins, if there is one. */
+export async function readChainedConf(confDir: string): Promise<ChainedConf | undefined> {
+  let names: string[];
+  try {
+    names = (await readdir(confDir)).filter((n) => ['.conflist', '.conf', '.json'].includes(extname(n)) && !n.startsWith('.')).sort();
+  } catch {
+    return undefined;
+  }
+  for (const n of names) {
+    try {
+      const c = JSON.parse(await readFile(join(confDir, n), 'utf8')) as { name?: unknown; plugins?: Array<{ type?: unknown }> };
+      const types = Array.isArray(c.plugins) ? c.plugins.map((p) => (typeof p?.type === 'string' ? p.type : '')) : [];
+      const at = types.indexOf('seine');
+      if (at > 0 && typeof c.name === 'string') return { file: join(confDir, n), network: c.name, primaryTypes: types.slice(0, at), cloud: cloudOf(types.slice(0, at)) };
+    } catch {
+      /* being written, or not a conflist */
+    }
+  }
+  return undefined;
+}
+
+/** The connection mark the AWS VPC CNI gives connections that must answer through the primary ENI. */
+const AWS_CONNMARK = '0x80';
+const CHAIN = 'SEINE-PREROUTING';
+
+/**
+ * EKS: the AWS VPC CNI restores its connection mark, and marks pods' outbound connections, for packets coming in
+ * by `eni+`; taken over, they come in by Seine's gateway. The same two rules for the gateway keep NodePort replies
+ * and the egress of pods on secondary ENIs on the right route table.
+ */
+export function awsRulesScript(gatewayIf: string, hasConnmarkChain: boolean): string {
+  const lines = [
+    '*mangle',
+    `:${CHAIN} - [0:0]`,
+    `-F ${CHAIN}`,
+    `-A ${CHAIN} -i ${gatewayIf} -m comment --comment "Seine: AWS, primary ENI" -j CONNMARK --restore-mark --nfmask ${AWS_CONNMARK} --ctmask ${AWS_CONNMARK}`,
+    'COMMIT',
+    '*nat',
+    `:${CHAIN} - [0:0]`,
+    `-F ${CHAIN}`,
+    ...(hasConnmarkChain ? [`-A ${CHAIN} -i ${gatewayIf} -m comment --comment "Seine: AWS, outbound connections" -j AWS-CONNMARK-CHAIN-0`] : []),
+    // The AWS rule restoring the mark for the routing decision comes before this chain in PREROUTING: its copy.
+    `-A ${CHAIN} -i ${gatewayIf} -m comment --comment "Seine: AWS, CONNMARK" -j CONNMARK --restore-mark --nfmask ${AWS_CONNMARK} --ctmask ${AWS_CONNMARK}`,
+    'COMMIT',
+    '',
+  ];
+  return lines.join('\n');
+}
+
+/** Installs (idempotently) Seine's copies of the AWS VPC CNI's rules for its gateway. */
+export async function ensureAwsRules(netns: string | undefined, gatewayIf: string): Promise<void> {
+  const nat = (await run('iptables-save', ['-t', 'nat'], { netns })).stdout;
+  await run('iptables-restore', ['--noflush'], { netns, input: awsRulesScript(gatewayIf, /^:AWS-CONNMARK-CHAIN-0 /m.test(nat)) });
+  for (const table of ['mangle', 'nat']) {
+    const present = await run('iptables', ['-t', table, '-C', 'PREROUTING', '-j', CHAIN], { netns }).then(
+      () => true,
+      () => false,
+    );
+    if (!present) await run('iptables', ['-t', table, '-I', 'PREROUTING', '1', '-j', CHAIN], { netns });
+  }
+}
+
+/** Removes them (the node given back to the AWS VPC CNI alone). */
+export async function removeAwsRules(netns: string | undefined): Promise<void> {
+  for (const table of ['mangle', 'nat']) {
+    await run('iptables', ['-t', table, '-D', 'PREROUTING', '-j', CHAIN], { netns }).catch(() => undefined);
+    await run('iptables', ['-t', table, '-F', CHAIN], { netns }).catch(() => undefined);
+    await run('iptables', ['-t', table, '-X', CHAIN], { netns }).catch(() => undefined);
+  }
+}
+
+/**
+ * Whether the AWS VPC CNI's network policy agent enforces policies on this cluster: its eBPF programs on the
+ * pods' veths would filter the same traffic as Seine's policies, and one would silently override the other.
+ * Found from the aws-node DaemonSet: the node agent container started with --enable-network-policy=true.
+ */
+export function awsPolicyAgentEnabled(ds: V1DaemonSet | undefined): string | undefined {
+  for (const c of ds?.spec?.template.spec?.containers ?? []) {
+    const args = [...(c.command ?? []), ...(c.args ?? [])];
+    if (args.some((a) => /^--enable-network-policy=true$/i.test(a))) return `container ${c.name} of DaemonSet kube-system/aws-node runs with --enable-network-policy=true`;
+    const mode = c.env?.find((e) => e.name === 'NETWORK_POLICY_ENFORCING_MODE')?.value;
+    const enabled = c.env?.find((e) => e.name === 'ENABLE_NETWORK_POLICY')?.value;
+    if (enabled === 'true') return `container ${c.name} of DaemonSet kube-system/aws-node sets ENABLE_NETWORK_POLICY=true${mode ? ` (NETWORK_POLICY_ENFORCING_MODE=${mode})` : ''}`;
+  }
+  return undefined;
+}
+
+export async function readAwsNode(apps: AppsV1Api): Promise<V1DaemonSet | undefined> {
+  try {
+    return await apps.readNamespacedDaemonSet({ name: 'aws-node', namespace: 'kube-system' });
+  } catch (e) {
+    if (isNotFound(e)) return undefined;
+    throw e;
+  }
+}
