@@ -8,6 +8,7 @@ import { ServiceChainsFeature } from '../chaining/agent/feature.js';
 import { NetworkPolicyFeature } from '../policy/agent/feature.js';
 import { ServicesFeature } from '../services/agent/feature.js';
 import { ChainedNetworkFeature } from '../chaining/cnimode/feature.js';
+import { releaseNode } from '../chaining/cnimode/release.js';
 import { logger } from '../util/log.js';
 
 /** The node's features, in start order: the pod network first (every other one attaches around its eth0). */
@@ -28,9 +29,15 @@ export function agentCommand(): Command {
   return new Command('agent')
     .description('run the node agent: pod network on this node (CNI server, OVS bridge, flows, routes)')
     .requiredOption('--config <file>', 'agent config (YAML)')
-    .action(async (o: { config: string }) => {
+    .option('--release', 'chained mode, agent stopped: give every pod back to the primary CNI and remove Seine from the node, then exit')
+    .action(async (o: { config: string; release?: boolean }) => {
       const log = logger('agent');
       const cfg = loadAgentConfig(o.config);
+      if (o.release) {
+        const report = await releaseNode(cfg);
+        process.stdout.write(`gave ${report.pods.length} pod(s) back to the primary CNI${report.strays ? `, removed ${report.strays} leftover(s)` : ''}\n`);
+        return;
+      }
       const agent = new Agent(cfg, nodeFeatures(cfg));
       const stop = (signal: string): void => {
         log.info({ signal }, 'stopping (pods keep their network)');

@@ -7,6 +7,8 @@ import type { CniResult } from '../../../src/cni/types.js';
 import { run } from '../../../src/host/exec.js';
 import { IpBatch } from '../../../src/host/ip.js';
 import { ChainedPodNetwork } from '../../../src/chaining/cnimode/driver.js';
+import { releaseNode } from '../../../src/chaining/cnimode/release.js';
+import { DEFAULT_AGENT_CONFIG } from '../../../src/primary/agent/config.js';
 import { CHAINED_ROUTE_PROTO, ChainedHost } from '../../../src/chaining/cnimode/host.js';
 import type { MovedRoute } from '../../../src/chaining/cnimode/pod-link.js';
 import { FlowWriter } from '../../../src/ovs/openflow/writer.js';
@@ -168,4 +170,24 @@ describe('chained pod network (EKS-style links, real OVS)', () => {
     expect(await hostRoutes(sb)).toBe(before);
     expect(vs.cache.port(c.pod.hostIf)).toBeUndefined();
   });
+
+  it('releasing the node gives every pod back and removes the bridge, with traffic kept', async () => {
+    const before = await hostRoutes(sb);
+    await net.add(request('ADD', a.pod, a.prev, 1));
+    await net.add(request('ADD', b.pod, b.prev, 2));
+    expect(await hostRoutes(sb)).not.toBe(before);
+    const report = await releaseNode({
+      ...DEFAULT_AGENT_CONFIG,
+      nodeName: 'n1',
+      mode: 'chained',
+      hostNetns: sb.netns,
+      ovs: { dbSocket: sb.ovs.dbSocket, rundir: sb.ovs.rundir, datapathType: 'netdev', bridge: BR },
+    });
+    expect(report.pods.sort()).toEqual(['default/p1', 'default/p2']);
+    // The gateway's /32 went with the bridge; every other route is as the primary CNI left it.
+    expect(await hostRoutes(sb)).toBe(before);
+    expect((await run('nft', ['list', 'tables', 'netdev'], { netns: sb.netns })).stdout).not.toContain('seine-pod-');
+    expect((await sb.ovs.vsctl(['list-br'])).trim()).toBe('');
+    expect(await ping(a.pod.netns, '10.100.1.11')).toBe(true);
+  }, 60_000);
 });
