@@ -1,5 +1,6 @@
 import ipaddr from 'ipaddr.js';
 import { addressInCidr } from '../ipam/subnets.js';
+import { planCloud, type CloudNodePlan, type CloudPlan, type CloudPlanOptions } from './cloud/plan.js';
 
 /** The addressing and naming plan of one lab: pure values, derived from the lab name and node count. */
 export interface LabPlan {
@@ -15,6 +16,8 @@ export interface LabPlan {
   fabricNetns: string;
   externalNetns: string;
   nodes: NodePlan[];
+  /** With a cloud profile: the cloud's pod range and addressing (nodes then carry their share in `cloud`). */
+  cloud?: CloudPlan;
 }
 
 export interface NodePlan {
@@ -30,6 +33,8 @@ export interface NodePlan {
   /** The peer ends of those uplinks, inside the fabric netns. */
   fabricPort: string;
   vlanFabricPort: string;
+  /** With a cloud profile: the node's pod block and its cloud interfaces (ENIs). */
+  cloud?: CloudNodePlan;
 }
 
 export const UNDERLAY_BRIDGE = 'underlay';
@@ -42,6 +47,8 @@ export interface PlanOptions {
   clusterCidr?: string;
   serviceCidr?: string;
   nodeCidrMaskSize?: number;
+  /** Stand in for a cloud's network (EKS, AKS): its CNI, its addressing, no overlay. */
+  cloud?: CloudPlanOptions;
 }
 
 const NAME_RE = /^[a-z][a-z0-9]{0,9}$/;
@@ -71,6 +78,8 @@ export function planLab(opts: PlanOptions): LabPlan {
       vlanFabricPort: `n${i}-eth1`,
     });
   }
+  const cloud = opts.cloud ? planCloud(opts.cloud, underlayCidr, nodes) : undefined;
+  if (cloud) nodes.forEach((n, i) => (n.cloud = cloud.nodes[i]));
   return {
     name: opts.name,
     underlayCidr,
@@ -82,6 +91,7 @@ export function planLab(opts: PlanOptions): LabPlan {
     fabricNetns: `${opts.name}-fabric`,
     externalNetns: `${opts.name}-external`,
     nodes,
+    ...(cloud ? { cloud: cloud.cloud } : {}),
   };
 }
 
