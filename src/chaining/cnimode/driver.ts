@@ -8,7 +8,7 @@ import type { Vswitch } from '../../ovs/ovsdb/index.js';
 import type { PodAttachment, PodNetwork } from '../../agent/feature.js';
 import type { CniRequest, GcRequest } from '../../primary/cniserver/index.js';
 import { SeineCode } from '../../primary/agent/driver.js';
-import { type InterfaceStore, type PodInterface, portExternalIds } from '../../primary/interfacestore/store.js';
+import { CHAINED_OWNER, type InterfaceStore, type PodInterface, portExternalIds } from '../../primary/interfacestore/store.js';
 import { podFlows, podScope, type NodeConfig } from '../../primary/pipeline/index.js';
 import { sandboxIdentity } from '../../podif/sandbox.js';
 import { logger } from '../../util/log.js';
@@ -16,8 +16,6 @@ import type { ChainedHost } from './host.js';
 import { findHostEnd, inspectPodEnd, PodLinkError, resultIps, routesToMove, type MovedRoute } from './pod-link.js';
 import { attemptEach } from '../../util/attempt.js';
 
-/** external_ids owner of the ports Seine took over from the primary CNI. */
-export const CHAINED_OWNER = 'chained';
 /** external_ids key: the routes the port's veth had before Seine moved them (JSON), to give back exactly. */
 export const EXT_MOVED_ROUTES = 'chained-routes';
 

@@ -4,12 +4,12 @@ import type { AgentFeature } from '../../agent/feature.js';
 import { EventRecorder } from '../../k8s/events.js';
 import { addFlow } from '../../ovs/openflow/index.js';
 import { GATEWAY_PORT, gatewayMacFor } from '../../primary/bridge/bridge.js';
-import { InterfaceStore } from '../../primary/interfacestore/store.js';
+import { CHAINED_OWNER, InterfaceStore } from '../../primary/interfacestore/store.js';
 import { pipelineFlows, pipelineSync, type NodeConfig, type PipelineState } from '../../primary/pipeline/index.js';
 import { logger } from '../../util/log.js';
 import { adoptRunningPods, type AdoptionReport } from './adopt.js';
 import { awsPolicyAgentEnabled, ensureAwsRules, readAwsNode, readChainedConf, type ChainedConf } from './cloud.js';
-import { CHAINED_OWNER, ChainedPodNetwork, EXT_MOVED_ROUTES, parseMovedRoutes } from './driver.js';
+import { ChainedPodNetwork, EXT_MOVED_ROUTES, parseMovedRoutes } from './driver.js';
 import { ChainedHost } from './host.js';
 import type { MovedRoute } from './pod-link.js';
 

@@ -2,10 +2,10 @@ import { IpRoute } from '../../host/ip.js';
 import { Vswitch } from '../../ovs/ovsdb/index.js';
 import type { AgentConfig } from '../../primary/agent/config.js';
 import { GATEWAY_PORT } from '../../primary/bridge/bridge.js';
-import { InterfaceStore } from '../../primary/interfacestore/store.js';
+import { CHAINED_OWNER, InterfaceStore } from '../../primary/interfacestore/store.js';
 import { logger } from '../../util/log.js';
 import { removeAwsRules } from './cloud.js';
-import { CHAINED_OWNER, EXT_MOVED_ROUTES, parseMovedRoutes } from './driver.js';
+import { EXT_MOVED_ROUTES, parseMovedRoutes } from './driver.js';
 import { ChainedHost } from './host.js';
 
 export interface ReleaseReport {

@@ -3,7 +3,7 @@ import { Gauge } from 'prom-client';
 import type { NodeContext } from '../../agent/context.js';
 import type { AgentFeature, PodAttachmentHook, PodSandbox } from '../../agent/feature.js';
 import { VswitchdControl } from '../../ovs/vswitchd-control.js';
-import { EXT, PRIMARY_OWNER } from '../../primary/interfacestore/store.js';
+import { EXT, isPodNetworkPort } from '../../primary/interfacestore/store.js';
 import { logger } from '../../util/log.js';
 import { SerialPass } from '../../util/serial.js';
 import { bearerTokenSource, controllerEndpointSource } from '../channel/discovery.js';
@@ -174,7 +174,7 @@ export class NetworkPolicyFeature implements AgentFeature {
 
   /** A leaving sandbox's port stops being its pod's now, so that no rule outlives it on a reused port number. */
   private async podLeaving(containerId: string): Promise<void> {
-    const port = this.ctx.vswitch.cache.portsOf(this.ctx.config.ovs.bridge).find((p) => p.externalIds[EXT.owner] === PRIMARY_OWNER && p.externalIds[EXT.containerId] === containerId);
+    const port = this.ctx.vswitch.cache.portsOf(this.ctx.config.ovs.bridge).find((p) => isPodNetworkPort(p.externalIds) && p.externalIds[EXT.containerId] === containerId);
     const ofport = port ? this.ctx.vswitch.cache.iface(port.name)?.ofport : undefined;
     if (ofport === undefined) return;
     this.leaving.add(containerId);
@@ -197,7 +197,7 @@ export class NetworkPolicyFeature implements AgentFeature {
     const present = new Set<string>();
     for (const p of cache.portsOf(this.ctx.config.ovs.bridge)) {
       const x = p.externalIds;
-      if (x[EXT.owner] !== PRIMARY_OWNER || !x[EXT.podUid]) continue;
+      if (!isPodNetworkPort(x) || !x[EXT.podUid]) continue;
       const containerId = x[EXT.containerId] ?? '';
       present.add(containerId);
       const ofport = cache.iface(p.name)?.ofport;

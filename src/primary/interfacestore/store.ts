@@ -35,6 +35,13 @@ export const EXT = {
 } as const;
 
 export const PRIMARY_OWNER = 'primary';
+/** Owner of the pods' ports in chained mode: links the primary CNI made, taken over by Seine. */
+export const CHAINED_OWNER = 'chained';
+
+/** Whether a port is a pod's link of the pod network (made by Seine, or taken over in chained mode). */
+export function isPodNetworkPort(externalIds: Readonly<Record<string, string>>): boolean {
+  return externalIds[EXT.owner] === PRIMARY_OWNER || externalIds[EXT.owner] === CHAINED_OWNER;
+}
 
 export function portExternalIds(itf: Omit<PodInterface, 'portName' | 'ofport'>, owner = PRIMARY_OWNER): Record<string, string> {
   return {
