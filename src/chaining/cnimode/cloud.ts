@@ -1,8 +1,9 @@
 import type { AppsV1Api, V1DaemonSet } from '@kubernetes/client-node';
-import { readdir, readFile } from 'node:fs/promises';
-import { extname, join } from 'node:path';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { run } from '../../host/exec.js';
 import { isNotFound } from '../../k8s/api.js';
+import { CHAINED_CONFLIST_NAME, chainedAfter } from './conflist.js';
 
 /** The clouds whose primary CNI Seine knows the quirks of. */
 export type Cloud = 'eks' | 'aks' | 'generic';
@@ -23,25 +24,17 @@ export function cloudOf(types: readonly string[]): Cloud {
   return 'generic';
 }
 
-/** The conflist in `confDir` that runs Seine after other plugins, if there is one. */
+/** Seine's derived conflist in `confDir`, and what it runs after, if it is there and whole. */
 export async function readChainedConf(confDir: string): Promise<ChainedConf | undefined> {
-  let names: string[];
+  const file = join(confDir, CHAINED_CONFLIST_NAME);
+  let text: string;
   try {
-    names = (await readdir(confDir)).filter((n) => ['.conflist', '.conf', '.json'].includes(extname(n)) && !n.startsWith('.')).sort();
+    text = await readFile(file, 'utf8');
   } catch {
     return undefined;
   }
-  for (const n of names) {
-    try {
-      const c = JSON.parse(await readFile(join(confDir, n), 'utf8')) as { name?: unknown; plugins?: Array<{ type?: unknown }> };
-      const types = Array.isArray(c.plugins) ? c.plugins.map((p) => (typeof p?.type === 'string' ? p.type : '')) : [];
-      const at = types.indexOf('seine');
-      if (at > 0 && typeof c.name === 'string') return { file: join(confDir, n), network: c.name, primaryTypes: types.slice(0, at), cloud: cloudOf(types.slice(0, at)) };
-    } catch {
-      /* being written, or not a conflist */
-    }
-  }
-  return undefined;
+  const after = chainedAfter(text);
+  return after && { file, network: after.name, primaryTypes: after.primaryTypes, cloud: cloudOf(after.primaryTypes) };
 }
 
 /** The connection mark the AWS VPC CNI gives connections that must answer through the primary ENI. */

@@ -17,6 +17,11 @@ import type { MovedRoute } from './pod-link.js';
 const FALLBACK_NETWORK = 'seine';
 /** Pods listed in one Event at most (an Event's message is bounded). */
 const EVENT_PODS = 20;
+/**
+ * Running pods not taken over are looked for again this often: ones the primary CNI made while Seine's conflist
+ * was not written yet (install-cni waits for the primary's), or whose take-over failed.
+ */
+const ADOPT_SWEEP_MS = 30_000;
 
 /**
  * Seine's pod network in chained mode: the primary CNI (AWS VPC CNI, Azure CNI, ...) owns addresses and routing;
@@ -38,6 +43,10 @@ export class ChainedNetworkFeature implements AgentFeature {
   private events?: EventRecorder;
   /** The last adoption's outcome (for tests and `seine get`). */
   lastAdoption?: AdoptionReport;
+  /** What the last Event said could not be taken over: the same list is not reported again. */
+  private reportedUnadopted = '';
+  private sweepTimer?: NodeJS.Timeout;
+  private stopped = false;
 
   get podNetwork(): ChainedPodNetwork | undefined {
     return this.driver;
@@ -94,6 +103,7 @@ export class ChainedNetworkFeature implements AgentFeature {
     const result = await ctx.flows.sync(pipelineSync(this.state()));
     this.log.info({ round: ctx.bridge.round, pods: this.store.size, primary: this.conf?.primaryTypes, cloud: this.conf?.cloud, ...result, changes: undefined }, 'flows synced');
     await this.realizeCloud();
+    void ctx.podsSynced.then(() => this.scheduleSweep());
     ctx.metrics.gauge('seine_pods', 'Pod interfaces attached to the integration bridge', () => this.store.size);
   }
 
@@ -136,6 +146,9 @@ export class ChainedNetworkFeature implements AgentFeature {
     });
     this.lastAdoption = report;
     if (report.adopted.length) await this.nodeEvent('Normal', 'PodsTakenOver', `Seine took over ${report.adopted.length} running pod(s) of the primary CNI without restarting them: ${report.adopted.slice(0, EVENT_PODS).join(', ')}${report.adopted.length > EVENT_PODS ? ', ...' : ''}`);
+    const unadopted = report.unadopted.map((u) => `${u.pod} (${u.reason})`).join('; ');
+    if (unadopted === this.reportedUnadopted) return;
+    this.reportedUnadopted = unadopted;
     if (report.unadopted.length) {
       const list = report.unadopted.slice(0, EVENT_PODS).map((u) => `${u.pod} (${u.reason})`).join('; ');
       await this.nodeEvent('Warning', 'PodsNotTakenOver', `Seine could not take over ${report.unadopted.length} running pod(s); they have no policy, Services through OVS or secondary networks until restarted: ${list}${report.unadopted.length > EVENT_PODS ? '; ...' : ''}`);
@@ -152,7 +165,18 @@ export class ChainedNetworkFeature implements AgentFeature {
     await this.realizeCloud();
   }
 
+  private scheduleSweep(): void {
+    if (this.stopped) return;
+    this.sweepTimer = setTimeout(() => {
+      const ctx = this.ctx!;
+      void this.adopt(ctx.pods.list(), (id, fn) => ctx.serialize(id, fn))
+        .catch((e: unknown) => this.log.warn({ err: String(e) }, 'looking for pods to take over failed'))
+        .finally(() => this.scheduleSweep());
+    }, ADOPT_SWEEP_MS);
+  }
+
   async stop(): Promise<void> {
-    /* nothing runs between calls: what is realized stays */
+    this.stopped = true;
+    if (this.sweepTimer) clearTimeout(this.sweepTimer);
   }
 }
