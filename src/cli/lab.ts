@@ -1,5 +1,6 @@
 import { Command, Option } from 'commander';
 import { spawn } from 'node:child_process';
+import { createServer, request } from 'node:http';
 import { existsSync, mkdirSync, openSync, closeSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { CoreV1Api } from '@kubernetes/client-node';
@@ -7,6 +8,7 @@ import { loadKubeConfig } from '../k8s/kubeconfig.js';
 import { ResourceLedger } from '../host/ledger.js';
 import { netnsPath } from '../host/netns.js';
 import { DEFAULT_STATE_ROOT, Lab, labStateDir, type LabStatus } from '../lab/lab.js';
+import type { CloudProfile } from '../lab/cloud/plan.js';
 import { podNetnsName } from '../lab/kubelet.js';
 import { renderTable } from './table.js';
 import { runDemo } from './demo.js';
@@ -23,6 +25,59 @@ function serveLog(o: Common): string {
   return join(o.stateRoot, `${o.name}.log`);
 }
 
+interface UpFlags {
+  nodes: string;
+  profile?: CloudProfile;
+  withoutSeine?: boolean;
+}
+
+function parseProfile(v: string): CloudProfile {
+  if (v !== 'eks' && v !== 'aks') throw new Error(`--profile must be eks or aks, not '${v}'`);
+  return v;
+}
+
+/** The supervisor's control socket: `lab install-seine` and `uninstall-seine` ask the running lab through it. */
+function controlSocket(o: Common): string {
+  return join(labStateDir(o.name, o.stateRoot), 'control.sock');
+}
+
+/** Serves the lab's actions on its control socket, one at a time. */
+function serveControl(lab: Lab, path: string): void {
+  const actions: Record<string, () => Promise<void>> = { '/install-seine': () => lab.installSeine(), '/uninstall-seine': () => lab.uninstallSeine() };
+  let busy = Promise.resolve();
+  createServer((req, res) => {
+    const action = req.method === 'POST' ? actions[req.url ?? ''] : undefined;
+    if (!action) {
+      res.writeHead(404).end(JSON.stringify({ error: `no action ${req.method} ${req.url}` }));
+      return;
+    }
+    busy = busy.then(async () => {
+      try {
+        await action();
+        lab.writeStatus();
+        res.writeHead(200).end('{}');
+      } catch (e) {
+        res.writeHead(500).end(JSON.stringify({ error: e instanceof Error ? e.message : String(e) }));
+      }
+    });
+  }).listen(path);
+}
+
+/** Asks the running lab's supervisor to do `action`; resolves when it is done. */
+async function control(o: Common, action: string): Promise<void> {
+  readStatus(o);
+  const answer = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+    const req = request({ socketPath: controlSocket(o), method: 'POST', path: action }, (res) => {
+      let body = '';
+      res.on('data', (c: Buffer) => (body += c.toString()));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+    });
+    req.on('error', reject);
+    req.end();
+  });
+  if (answer.status !== 200) throw new Error((JSON.parse(answer.body) as { error?: string }).error ?? answer.body);
+}
+
 function readStatus(o: Common): LabStatus {
   const file = join(labStateDir(o.name, o.stateRoot), 'status.json');
   if (!existsSync(file)) throw new Error(`lab '${o.name}' is not running (no ${file}); start it with: seine lab up --name ${o.name}`);
@@ -30,12 +85,13 @@ function readStatus(o: Common): LabStatus {
 }
 
 /** `lab up`: starts the lab supervisor in the background and relays its progress until it is ready. */
-async function up(o: Common & { nodes: string }): Promise<void> {
+async function up(o: Common & UpFlags): Promise<void> {
   mkdirSync(o.stateRoot, { recursive: true });
   const log = serveLog(o);
   const fd = openSync(log, 'a');
   const main = new URL('./main.js', import.meta.url).pathname;
-  const child = spawn(process.execPath, [main, 'lab', 'serve', '--name', o.name, '--nodes', o.nodes, '--state-root', o.stateRoot], {
+  const cloudArgs = [...(o.profile ? ['--profile', o.profile] : []), ...(o.withoutSeine ? ['--without-seine'] : [])];
+  const child = spawn(process.execPath, [main, 'lab', 'serve', '--name', o.name, '--nodes', o.nodes, '--state-root', o.stateRoot, ...cloudArgs], {
     detached: true,
     stdio: ['ignore', fd, fd, 'ipc'],
     env: { ...process.env, SEINE_LOG_LEVEL: process.env.SEINE_LOG_LEVEL ?? 'info' },
@@ -53,23 +109,30 @@ async function up(o: Common & { nodes: string }): Promise<void> {
   child.disconnect();
   child.unref();
   const st = readStatus(o);
-  process.stdout.write(`lab '${o.name}' is up with ${st.nodes.length} nodes in ${((Date.now() - started) / 1000).toFixed(1)}s\n`);
+  process.stdout.write(`lab '${o.name}' is up with ${st.nodes.length} nodes${st.profile ? ` (${st.profile}${st.seineInstalled ? ', Seine chained' : ', without Seine'})` : ''} in ${((Date.now() - started) / 1000).toFixed(1)}s\n`);
   process.stdout.write(`  export KUBECONFIG=${st.kubeconfig}\n  kubectl get nodes -o wide\n`);
 }
 
 /** `lab serve`: the long-running lab process (API server, scheduler, kubelets). Started by `lab up`. */
-async function serve(o: Common & { nodes: string }): Promise<void> {
+async function serve(o: Common & UpFlags): Promise<void> {
   const send = (m: object): void => {
     if (process.connected) process.send?.(m);
   };
   let lab: Lab;
   try {
-    lab = await Lab.up({ name: o.name, nodes: Number(o.nodes), stateRoot: o.stateRoot, progress: (step) => send({ step: step === 'ready' ? 'writing status' : step }) });
+    lab = await Lab.up({
+      name: o.name,
+      nodes: Number(o.nodes),
+      stateRoot: o.stateRoot,
+      ...(o.profile ? { profile: o.profile, seine: !o.withoutSeine } : {}),
+      progress: (step) => send({ step: step === 'ready' ? 'writing status' : step }),
+    });
   } catch (e) {
     send({ error: e instanceof Error ? e.message : String(e) });
     process.exit(1);
   }
   lab.ledger.directory(serveLog(o));
+  serveControl(lab, controlSocket(o));
   lab.writeStatus();
   send({ step: 'ready' });
   const timer = setInterval(() => lab.writeStatus(), 1000);
@@ -89,11 +152,21 @@ function status(o: Common & { json?: boolean }): void {
     return;
   }
   process.stdout.write(`lab ${st.name}: api ${st.apiServer}, supervisor pid ${st.supervisorPid}${st.controllerPid ? `, seine-controller pid ${st.controllerPid}` : ''}, kubeconfig ${st.kubeconfig}\n`);
+  if (st.profile) process.stdout.write(`profile ${st.profile}: the cloud's CNI on every node, Seine ${st.seineInstalled ? 'chained after it' : 'not installed'}\n`);
   process.stdout.write(`external host: netns ${st.externalNetns}, ip ${st.externalIp}; fabric netns ${st.fabricNetns}\n\n`);
   process.stdout.write(
     renderTable(
-      ['node', 'netns', 'ip', 'ovsdb-server', 'ovs-vswitchd', 'seine-agent', 'pods'],
-      st.nodes.map((n) => [n.name, n.netns, n.ip, n.ovs.ovsdbServer, n.ovs.ovsVswitchd, n.agent ?? '-', n.pods.length]),
+      ['node', 'netns', 'ip', ...(st.profile ? ['pod block', 'ENIs', 'install-cni'] : []), 'ovsdb-server', 'ovs-vswitchd', 'seine-agent', 'pods'],
+      st.nodes.map((n) => [
+        n.name,
+        n.netns,
+        n.ip,
+        ...(st.profile ? [n.cloud?.podBlock ?? '-', (n.cloud?.enis ?? []).map((e) => `${e.name} ${e.ip} (${e.podCidr})`).join(', '), n.installCni ?? '-'] : []),
+        n.ovs.ovsdbServer,
+        n.ovs.ovsVswitchd,
+        n.agent ?? '-',
+        n.pods.length,
+      ]),
     ) + '\n',
   );
   const pods = st.nodes.flatMap((n) => n.pods.map((p) => [`${p.namespace}/${p.name}`, n.name, p.netns, p.state, p.pids.join(',') || '-']));
@@ -162,6 +235,8 @@ export function labCommand(): Command {
     .addOption(nameOpt())
     .addOption(rootOpt())
     .option('--nodes <n>', 'number of nodes', '2')
+    .addOption(new Option('--profile <cloud>', "stand in for a cloud: its CNI on every node (eks: AWS VPC CNI, aks: Azure CNI), Seine chained after it").argParser(parseProfile))
+    .option('--without-seine', "with --profile: the cloud's CNI alone (install Seine later with 'seine lab install-seine')")
     .action((o) => up(o));
   lab
     .command('demo')
@@ -171,7 +246,32 @@ export function labCommand(): Command {
     .option('--nodes <n>', 'number of nodes', '3')
     .option('--keep', 'leave the lab running afterwards')
     .action((o) => demo(o));
-  lab.command('serve', { hidden: true }).addOption(nameOpt()).addOption(rootOpt()).option('--nodes <n>', 'number of nodes', '2').action((o) => serve(o));
+  lab
+    .command('serve', { hidden: true })
+    .addOption(nameOpt())
+    .addOption(rootOpt())
+    .option('--nodes <n>', 'number of nodes', '2')
+    .addOption(new Option('--profile <cloud>').argParser(parseProfile))
+    .option('--without-seine')
+    .action((o) => serve(o));
+  lab
+    .command('install-seine')
+    .description("install Seine in a running cloud lab, as applying its manifest would (chained after the cloud's CNI; running pods are adopted)")
+    .addOption(nameOpt())
+    .addOption(rootOpt())
+    .action(async (o: Common) => {
+      await control(o, '/install-seine');
+      process.stdout.write(`Seine installed in lab '${o.name}'\n`);
+    });
+  lab
+    .command('uninstall-seine')
+    .description("remove Seine from a running cloud lab: every node given back to the cloud's CNI, pods keep running")
+    .addOption(nameOpt())
+    .addOption(rootOpt())
+    .action(async (o: Common) => {
+      await control(o, '/uninstall-seine');
+      process.stdout.write(`Seine removed from lab '${o.name}'\n`);
+    });
   lab
     .command('status')
     .description('nodes, namespaces and the pids of every process the lab started')

@@ -24,6 +24,8 @@ import { SupervisedProcess } from './supervisor.js';
 import { installCni } from '../primary/installcni/index.js';
 import type { AgentConfig } from '../primary/agent/config.js';
 import { planLab, type LabPlan, type PlanOptions } from './topology.js';
+import { buildCloudNetwork, provisionCloudNode } from './cloud/profile.js';
+import type { AzureMode, CloudProfile } from './cloud/plan.js';
 
 export const DEFAULT_STATE_ROOT = '/run/seine/labs';
 
@@ -39,7 +41,7 @@ function writeAgentConfig(path: string, cfg: AgentConfig): void {
   writeFileSync(path, stringifyYaml(cfg));
 }
 
-export interface LabOptions extends Partial<Omit<PlanOptions, 'name'>> {
+export interface LabOptions extends Partial<Omit<PlanOptions, 'name' | 'cloud'>> {
   name?: string;
   /** Labs record their state (and ledgers) in `${stateRoot}/${name}`. */
   stateRoot?: string;
@@ -58,6 +60,18 @@ export interface LabOptions extends Partial<Omit<PlanOptions, 'name'>> {
   podCidrs?: 'lab' | 'seine';
   /** Whether Seine's agents steer service chains (default true); off lets a test write the agents' chain reports itself. */
   serviceChains?: boolean;
+  /**
+   * Stand in for a cloud: every node gets the cloud's CNI (the lab's stand-in plugins, their conflist, the node
+   * agent's host set-up) and pod addresses from the cloud's range routed by the fabric, no overlay; Node objects
+   * get no podCIDR; Seine (when installed) runs chained after the cloud's CNI.
+   */
+  profile?: CloudProfile;
+  /** With a profile: install Seine as its manifest would (default true); false brings up the cloud's CNI alone. */
+  seine?: boolean;
+  /** EKS: a secondary ENI per node carrying the upper half of its pod block (default true). */
+  secondaryEnis?: boolean;
+  /** AKS: Azure CNI's mode (default transparent). */
+  azureMode?: AzureMode;
 }
 
 export interface LabStatus {
@@ -67,6 +81,9 @@ export interface LabStatus {
   apiServer: string;
   supervisorPid: number;
   controllerPid?: number;
+  /** The cloud the lab stands in for, and whether Seine is installed (chained after its CNI). */
+  profile?: CloudProfile;
+  seineInstalled: boolean;
   fabricNetns: string;
   externalNetns: string;
   externalIp: string;
@@ -75,6 +92,9 @@ export interface LabStatus {
     netns: string;
     ip: string;
     podCIDR?: string;
+    /** With a profile: the node's pod addresses and its cloud interfaces (ENIs). */
+    cloud?: { podBlock: string; enis: Array<{ name: string; ip: string; podCidr: string }> };
+    installCni?: number;
     ovs: { ovsdbServer?: number; ovsVswitchd?: number };
     agent?: number;
     pods: Array<{ namespace: string; name: string; netns: string; state: string; pids: number[] }>;
@@ -112,6 +132,8 @@ export class Lab {
   private readonly kubelets: Kubelet[] = [];
   /** Seine agents by node name (Seine network only). */
   readonly agents = new Map<string, SupervisedProcess>();
+  /** Chained install-cni processes by node name (cloud profiles with Seine). */
+  readonly installCni = new Map<string, SupervisedProcess>();
   /** Seine's controller (Seine network only). */
   controller?: SupervisedProcess;
   private scheduler?: Scheduler;
@@ -129,7 +151,7 @@ export class Lab {
     readonly api: ApiServer,
     readonly kubeconfigPath: string,
     readonly nodes: LabNode[],
-    readonly options: { network: 'seine' | 'bridge'; encap: 'vxlan' | 'geneve' | 'noEncap'; podCidrs: 'lab' | 'seine'; serviceChains: boolean },
+    readonly options: { network: 'seine' | 'bridge'; encap: 'vxlan' | 'geneve' | 'noEncap'; podCidrs: 'lab' | 'seine'; serviceChains: boolean; seine: boolean },
   ) {
     this.log = logger('lab', { lab: plan.name });
     this.kubeConfig = loadKubeConfig(kubeconfigPath);
@@ -140,7 +162,8 @@ export class Lab {
     const name = opts.name ?? 'seine';
     const stateRoot = opts.stateRoot ?? DEFAULT_STATE_ROOT;
     const progress = opts.progress ?? (() => undefined);
-    const plan = planLab({ ...opts, name, nodes: opts.nodes ?? 2 });
+    const cloud = opts.profile ? { profile: opts.profile, secondaryEnis: opts.secondaryEnis, azureMode: opts.azureMode } : undefined;
+    const plan = planLab({ ...opts, name, nodes: opts.nodes ?? 2, cloud });
     const stateDir = labStateDir(name, stateRoot);
     await reapStaleLedgers(stateRoot);
     if (existsSync(stateDir)) throw new Error(`lab '${name}' is already running (state in ${stateDir}); run 'seine lab down --name ${name}' first`);
@@ -168,7 +191,13 @@ export class Lab {
         progress(`node ${n.name}: namespace, uplinks, Open vSwitch`);
         nodes.push(await LabNode.create(plan, n, stateDir, ledger));
       }
-      const lab = new Lab(plan, stateDir, ledger, api, kubeconfigPath, nodes, { network: opts.network ?? 'seine', encap: opts.encap ?? 'vxlan', podCidrs: opts.podCidrs ?? 'lab', serviceChains: opts.serviceChains ?? true });
+      const lab = new Lab(plan, stateDir, ledger, api, kubeconfigPath, nodes, {
+        network: opts.network ?? 'seine',
+        encap: opts.encap ?? 'vxlan',
+        podCidrs: opts.podCidrs ?? 'lab',
+        serviceChains: opts.serviceChains ?? true,
+        seine: opts.profile ? (opts.seine ?? true) : (opts.network ?? 'seine') === 'seine',
+      });
       lab.apiRelay = relay;
       await lab.start(progress);
       progress('ready');
@@ -186,9 +215,18 @@ export class Lab {
     const cidrs = new SubnetAllocator(this.plan.clusterCidr, this.plan.nodeCidrMaskSize);
     const seineAllocates = this.options.podCidrs === 'seine' && this.options.network === 'seine';
     for (const node of this.nodes) {
-      await this.core.createNode({ body: this.nodeObject(node, seineAllocates ? undefined : cidrs.allocate()) });
+      // Cloud nodes (EKS, AKS) have no podCIDR: their CNI takes pod addresses from the cloud network.
+      await this.core.createNode({ body: this.nodeObject(node, seineAllocates || this.plan.cloud ? undefined : cidrs.allocate()) });
     }
-    if (this.options.network === 'bridge') await this.configureBridgeNetwork();
+    if (this.plan.cloud) {
+      progress(`${this.plan.cloud.profile}: the cloud's CNI on every node, its network on the fabric`);
+      for (const node of this.nodes) await provisionCloudNode(this.plan, node.plan, node.dirs);
+      await buildCloudNetwork(this.plan);
+      if (this.options.seine) {
+        progress('Seine: chained install-cni and an agent on every node');
+        await this.installSeine();
+      }
+    } else if (this.options.network === 'bridge') await this.configureBridgeNetwork();
     else {
       progress('Seine: install-cni and an agent on every node');
       await this.installSeine();
@@ -251,21 +289,40 @@ export class Lab {
     };
   }
 
-  /** What `kubectl apply -f manifests/seine.yml` runs: the controller Deployment and, per node, the agent DaemonSet. */
-  private async installSeine(): Promise<void> {
+  /** Whether Seine is installed (its controller and agents run). */
+  get seineInstalled(): boolean {
+    return this.controller !== undefined;
+  }
+
+  /** The seine-config agent.yaml of a node. */
+  agentConfigPath(node: LabNode): string {
+    return join(node.dirs.root, 'etc/seine/agent.yaml');
+  }
+
+  /**
+   * What `kubectl apply -f manifests/seine.yml` runs: the controller Deployment and, per node, the agent DaemonSet
+   * (its install-cni container and the agent). With a cloud profile Seine runs chained after the cloud's CNI, and
+   * install-cni keeps `05-seine.conflist` derived from the cloud's conflist while it runs, as its container does.
+   */
+  async installSeine(): Promise<void> {
+    if (this.seineInstalled) throw new Error(`Seine is already installed in lab '${this.plan.name}'`);
+    const crds = this.api.resource('apiextensions.k8s.io/v1', 'customresourcedefinitions');
     for (const file of readdirSync(join(repoRoot(), 'crds')).filter((f) => f.endsWith('.yaml')).sort()) {
       for (const doc of parseAllDocuments(readFileSync(join(repoRoot(), 'crds', file), 'utf8'))) {
-        const crd = doc.toJS() as { kind?: string } | null;
-        if (crd?.kind === 'CustomResourceDefinition') this.api.resource('apiextensions.k8s.io/v1', 'customresourcedefinitions').create(crd as never);
+        const crd = doc.toJS() as { kind?: string; metadata?: { name?: string } } | null;
+        // A reinstall finds them: kubectl apply leaves existing CRDs as they are.
+        if (crd?.kind === 'CustomResourceDefinition' && !crds.tryGet(crd.metadata?.name ?? '')) crds.create(crd as never);
       }
     }
+    const cloud = this.plan.cloud;
     const controllerConfig = join(this.stateDir, 'controller.yaml');
     writeFileSync(
       controllerConfig,
       stringifyYaml({
         kubeconfig: this.kubeconfigPath,
-        allocateNodeCIDRs: true,
-        clusterCIDR: this.plan.clusterCidr,
+        // Cloud nodes take pod addresses from the cloud network: no node CIDRs to hand out.
+        allocateNodeCIDRs: !cloud,
+        clusterCIDR: cloud?.podCidr ?? this.plan.clusterCidr,
         nodeCIDRMaskSize: this.plan.nodeCidrMaskSize,
         // Agents run in the machine's own network namespace and authenticate with the lab's (admin) token.
         policy: { bindAddress: '127.0.0.1', port: 0, advertiseAddress: '127.0.0.1', agentUsers: [LAB_ADMIN_USER] },
@@ -285,19 +342,19 @@ export class Lab {
     this.controller.start();
 
     for (const node of this.nodes) {
-      const config = join(node.dirs.root, 'etc/seine/agent.yaml');
+      const config = this.agentConfigPath(node);
       const socket = join(node.dirs.agentRunDir, 'cni.sock');
       writeAgentConfig(config, {
         nodeName: node.plan.name,
         kubeconfig: this.kubeconfigPath,
         hostNetns: node.netns,
         ovs: { dbSocket: node.ovs.dbSocket, rundir: node.ovs.rundir, datapathType: 'netdev', bridge: 'br-int' },
-        mode: 'primary',
+        mode: cloud ? 'chained' : 'primary',
         trafficEncapMode: this.options.encap === 'noEncap' ? 'noEncap' : 'encap',
         tunnelType: this.options.encap === 'geneve' ? 'geneve' : 'vxlan',
         cniSocket: socket,
         stateDir: node.dirs.stateDir,
-        clusterCIDR: this.plan.clusterCidr,
+        clusterCIDR: cloud?.podCidr ?? this.plan.clusterCidr,
         serviceCIDR: this.plan.serviceCidr,
         egressSNAT: true,
         cniConfDir: node.dirs.cniConfDir,
@@ -311,7 +368,8 @@ export class Lab {
         networkPolicy: { enabled: true, controllerNamespace: 'kube-system' },
         services: { enabled: true },
       });
-      await installCni({ confDir: node.dirs.cniConfDir, binDir: node.dirs.cniBinDir, socket, pluginSource: SEINE_CNI_BIN, link: true });
+      if (cloud) this.startChainedInstallCni(node, config);
+      else await installCni({ confDir: node.dirs.cniConfDir, binDir: node.dirs.cniBinDir, socket, pluginSource: SEINE_CNI_BIN, link: true });
       const agent = new SupervisedProcess(
         {
           name: `agent/${node.plan.name}`,
@@ -326,6 +384,45 @@ export class Lab {
       agent.start();
       this.agents.set(node.plan.name, agent);
     }
+  }
+
+  /** The chained install-cni container of a node's agent pod: long-lived, restarted when it exits. */
+  private startChainedInstallCni(node: LabNode, config: string): void {
+    const proc = new SupervisedProcess(
+      {
+        name: `install-cni/${node.plan.name}`,
+        command: process.execPath,
+        args: [SEINE_BIN, 'install-cni', '--mode', 'chained', '--watch', '--link', '--config', config],
+        env: { ...process.env, NODE_NAME: node.plan.name, SEINE_LOG_LEVEL: process.env.SEINE_AGENT_LOG_LEVEL ?? 'info' },
+        logFile: join(node.dirs.logDir, 'seine-install-cni.log'),
+        restart: 'always',
+      },
+      this.ledger,
+    );
+    proc.start();
+    this.installCni.set(node.plan.name, proc);
+  }
+
+  /**
+   * Removes Seine from a cloud lab as deleting its manifest and running its clean-up would: agents and
+   * install-cni stopped, every node given back to the cloud's CNI (`seine agent --release`: pods keep running)
+   * and `05-seine.conflist` removed (`seine install-cni --uninstall`), the controller stopped. The cloud's CNI
+   * stays, so pods keep their network and new pods get the cloud's alone.
+   */
+  async uninstallSeine(): Promise<void> {
+    if (!this.plan.cloud) throw new Error(`lab '${this.plan.name}' has no cloud profile: Seine is its only pod network`);
+    if (!this.seineInstalled) throw new Error(`Seine is not installed in lab '${this.plan.name}'`);
+    await Promise.all([...this.installCni.values(), ...this.agents.values()].map((p) => p.stop()));
+    this.installCni.clear();
+    this.agents.clear();
+    for (const node of this.nodes) {
+      const config = this.agentConfigPath(node);
+      const env = { ...process.env, NODE_NAME: node.plan.name };
+      await run(process.execPath, [SEINE_BIN, 'agent', '--release', '--config', config], { env, timeoutMs: 120_000 });
+      await run(process.execPath, [SEINE_BIN, 'install-cni', '--uninstall', '--mode', 'chained', '--config', config], { env, timeoutMs: 60_000 });
+    }
+    await this.controller?.stop();
+    this.controller = undefined;
   }
 
   /** Without Seine: the reference bridge plugin on each node, plus routes between the nodes' pod CIDRs. */
@@ -382,6 +479,8 @@ export class Lab {
       apiServer: this.api.url,
       supervisorPid,
       controllerPid: this.controller?.pid,
+      ...(this.plan.cloud ? { profile: this.plan.cloud.profile } : {}),
+      seineInstalled: this.seineInstalled,
       fabricNetns: this.plan.fabricNetns,
       externalNetns: this.plan.externalNetns,
       externalIp: this.plan.externalIp,
@@ -389,6 +488,8 @@ export class Lab {
         name: n.plan.name,
         netns: n.plan.netns,
         ip: n.plan.ip,
+        ...(n.plan.cloud ? { cloud: { podBlock: n.plan.cloud.podBlock, enis: n.plan.cloud.enis.map((e) => ({ name: e.name, ip: e.ip, podCidr: e.podCidr })) } } : {}),
+        installCni: this.installCni.get(n.plan.name)?.pid,
         ovs: { ovsdbServer: n.ovs.pid('ovsdb-server'), ovsVswitchd: n.ovs.pid('ovs-vswitchd') },
         agent: this.agents.get(n.plan.name)?.pid,
         pods: sandboxes[i] ?? [],
@@ -418,7 +519,7 @@ export class Lab {
       await Promise.all(this.kubelets.map((k) => k.stop(true).catch((e: unknown) => this.log.warn({ err: String(e) }, 'kubelet stop failed'))));
       await this.scheduler?.stop().catch(() => undefined);
       await this.endpointSlices?.stop().catch(() => undefined);
-      await Promise.all([...this.agents.values(), ...(this.controller ? [this.controller] : [])].map((a) => a.stop()));
+      await Promise.all([...this.installCni.values(), ...this.agents.values(), ...(this.controller ? [this.controller] : [])].map((a) => a.stop()));
       await this.apiRelay?.stop();
       await this.api.close().catch(() => undefined);
       await this.ledger.release();
