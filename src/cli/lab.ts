@@ -254,24 +254,20 @@ export function labCommand(): Command {
     .addOption(new Option('--profile <cloud>').argParser(parseProfile))
     .option('--without-seine')
     .action((o) => serve(o));
-  lab
-    .command('install-seine')
-    .description("install Seine in a running cloud lab, as applying its manifest would (chained after the cloud's CNI; running pods are adopted)")
-    .addOption(nameOpt())
-    .addOption(rootOpt())
-    .action(async (o: Common) => {
-      await control(o, '/install-seine');
-      process.stdout.write(`Seine installed in lab '${o.name}'\n`);
-    });
-  lab
-    .command('uninstall-seine')
-    .description("remove Seine from a running cloud lab: every node given back to the cloud's CNI, pods keep running")
-    .addOption(nameOpt())
-    .addOption(rootOpt())
-    .action(async (o: Common) => {
-      await control(o, '/uninstall-seine');
-      process.stdout.write(`Seine removed from lab '${o.name}'\n`);
-    });
+  for (const [action, description, done] of [
+    ['install-seine', "install Seine in a running cloud lab, as applying its manifest would (chained after the cloud's CNI; running pods are adopted)", 'Seine installed in'],
+    ['uninstall-seine', "remove Seine from a running cloud lab: every node given back to the cloud's CNI, pods keep running", 'Seine removed from'],
+  ] as const) {
+    lab
+      .command(action)
+      .description(description)
+      .addOption(nameOpt())
+      .addOption(rootOpt())
+      .action(async (o: Common) => {
+        await control(o, `/${action}`);
+        process.stdout.write(`${done} lab '${o.name}'\n`);
+      });
+  }
   lab
     .command('status')
     .description('nodes, namespaces and the pids of every process the lab started')

@@ -368,39 +368,28 @@ export class Lab {
         networkPolicy: { enabled: true, controllerNamespace: 'kube-system' },
         services: { enabled: true },
       });
-      if (cloud) this.startChainedInstallCni(node, config);
+      // Chained, install-cni is a long-lived container of the agent pod: it keeps the conflist derived from the cloud's.
+      if (cloud) this.installCni.set(node.plan.name, this.startNodeProcess(node, 'install-cni', ['install-cni', '--mode', 'chained', '--watch', '--link', '--config', config]));
       else await installCni({ confDir: node.dirs.cniConfDir, binDir: node.dirs.cniBinDir, socket, pluginSource: SEINE_CNI_BIN, link: true });
-      const agent = new SupervisedProcess(
-        {
-          name: `agent/${node.plan.name}`,
-          command: process.execPath,
-          args: [SEINE_BIN, 'agent', '--config', config],
-          env: { ...process.env, NODE_NAME: node.plan.name, SEINE_LOG_LEVEL: process.env.SEINE_AGENT_LOG_LEVEL ?? 'info' },
-          logFile: join(node.dirs.logDir, 'seine-agent.log'),
-          restart: 'always',
-        },
-        this.ledger,
-      );
-      agent.start();
-      this.agents.set(node.plan.name, agent);
+      this.agents.set(node.plan.name, this.startNodeProcess(node, 'agent', ['agent', '--config', config]));
     }
   }
 
-  /** The chained install-cni container of a node's agent pod: long-lived, restarted when it exits. */
-  private startChainedInstallCni(node: LabNode, config: string): void {
+  /** A container of Seine's agent pod on `node`: `seine ARGS`, restarted when it exits, logged to var/log/seine-WHAT.log. */
+  private startNodeProcess(node: LabNode, what: string, args: string[]): SupervisedProcess {
     const proc = new SupervisedProcess(
       {
-        name: `install-cni/${node.plan.name}`,
+        name: `${what}/${node.plan.name}`,
         command: process.execPath,
-        args: [SEINE_BIN, 'install-cni', '--mode', 'chained', '--watch', '--link', '--config', config],
+        args: [SEINE_BIN, ...args],
         env: { ...process.env, NODE_NAME: node.plan.name, SEINE_LOG_LEVEL: process.env.SEINE_AGENT_LOG_LEVEL ?? 'info' },
-        logFile: join(node.dirs.logDir, 'seine-install-cni.log'),
+        logFile: join(node.dirs.logDir, `seine-${what}.log`),
         restart: 'always',
       },
       this.ledger,
     );
     proc.start();
-    this.installCni.set(node.plan.name, proc);
+    return proc;
   }
 
   /**
