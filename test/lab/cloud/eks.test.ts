@@ -1,13 +1,10 @@
-import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { run } from '../../../src/host/exec.js';
 import { ipamdStore } from '../../../src/lab/cloud/aws-vpc-cni.js';
 import { AWS_CONFLIST, cloudStateDir, deprovisionCloudNode } from '../../../src/lab/cloud/profile.js';
 import { eventually } from '../../../src/util/wait.js';
-import { CloudNodes, neighbours, rules, sysctl, type CloudTestPod } from './harness.js';
-
-const sha11 = (s: string): string => createHash('sha1').update(s).digest('hex').slice(0, 11);
+import { CloudNodes, sha11, neighbours, rules, sysctl, type CloudTestPod } from './harness.js';
 
 describe('EKS stand-in: aws-cni on two nodes with a secondary ENI each', () => {
   let cloud: CloudNodes;

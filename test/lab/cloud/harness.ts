@@ -1,6 +1,6 @@
 // Cloud nodes without a cluster: the lab's fabric and node namespaces, provisioned as EKS or AKS nodes, and pods
 // wired by running the node's conflist as a runtime does. Everything is recorded in a test ledger.
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { k8sCniArgs } from '../../../src/cni/args.js';
@@ -117,4 +117,9 @@ export async function neighbours(netns: string, dev: string): Promise<Array<{ ds
 
 export async function sysctl(netns: string, key: string): Promise<string> {
   return (await run('sysctl', ['-n', key], { netns })).stdout.trim();
+}
+
+/** The first 11 hex digits of sha1: the clouds' host veth suffix, written out independently of the code under test. */
+export function sha11(s: string): string {
+  return createHash('sha1').update(s).digest('hex').slice(0, 11);
 }
