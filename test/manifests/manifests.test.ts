@@ -18,6 +18,8 @@ type Obj = any;
 
 const ROOT = resolve('.');
 const MANIFEST = join(ROOT, 'manifests/seine.yml');
+/** The single-file installs chained after a cloud's CNI (mode: chained), by the cloud their agent recognises. */
+const CHAINED = { eks: join(ROOT, 'manifests/seine-eks.yml'), aks: join(ROOT, 'manifests/seine-aks.yml') } as const;
 
 function yamlFiles(dir: string): string[] {
   if (!existsSync(dir)) return [];
@@ -45,13 +47,42 @@ function loadDocs(files: string[]): Doc[] {
 
 const FILES = [...yamlFiles(join(ROOT, 'manifests')), ...yamlFiles(join(ROOT, 'crds'))];
 const DOCS = loadDocs(FILES);
-const SEINE = DOCS.filter((d) => d.file === MANIFEST).map((d) => d.obj);
+const objectsOf = (file: string): Obj[] => DOCS.filter((d) => d.file === file).map((d) => d.obj);
+const SEINE = objectsOf(MANIFEST);
 const label = (o: Obj): string => `${o?.kind}/${o?.metadata?.namespace ? `${o.metadata.namespace}/` : ''}${o?.metadata?.name}`;
-const find = (kind: string, name: string): Obj => {
-  const o = SEINE.find((x) => x.kind === kind && x.metadata?.name === name);
-  if (!o) throw new Error(`manifests/seine.yml has no ${kind} ${name}`);
-  return o;
-};
+/** The object `kind`/`name` of one manifest. */
+const finder =
+  (file: string) =>
+  (kind: string, name: string): Obj => {
+    const o = objectsOf(file).find((x) => x.kind === kind && x.metadata?.name === name);
+    if (!o) throw new Error(`${relative(ROOT, file)} has no ${kind} ${name}`);
+    return o;
+  };
+const find = finder(MANIFEST);
+/** `group/resource[names]: verbs`, one line per resource. */
+const grants = (role: Obj): string[] =>
+  role.rules.flatMap((r: Obj) =>
+    r.resources.flatMap((res: string) => r.apiGroups.map((g: string) => `${g || 'core'}/${res}${r.resourceNames ? `[${r.resourceNames.join(',')}]` : ''}: ${[...r.verbs].sort().join(',')}`)),
+  );
+const container = (spec: Obj, name: string): Obj => [...(spec.initContainers ?? []), ...spec.containers].find((c: Obj) => c.name === name);
+const hostPathOf = (spec: Obj, volume: string): string | undefined => spec.volumes.find((v: Obj) => v.name === volume)?.hostPath?.path;
+const mountOf = (c: Obj, path: string): Obj => c.volumeMounts.find((m: Obj) => m.mountPath === path);
+
+/** Roles bound to service accounts the manifest defines, and its workloads run as those accounts. */
+function bindingProblems(objs: readonly Obj[]): string[] {
+  const problems: string[] = [];
+  const sas = new Set(objs.filter((o) => o.kind === 'ServiceAccount').map((o) => `${o.metadata.namespace}/${o.metadata.name}`));
+  for (const b of objs.filter((o) => o.kind === 'RoleBinding' || o.kind === 'ClusterRoleBinding')) {
+    const role = objs.find((o) => o.kind === b.roleRef.kind && o.metadata?.name === b.roleRef.name);
+    if (!role) problems.push(`${label(b)}: no ${b.roleRef.kind} ${b.roleRef.name}`);
+    else if (b.roleRef.kind === 'Role' && role.metadata.namespace !== b.metadata.namespace) problems.push(`${label(b)}: ${label(role)} is in another namespace`);
+    for (const s of b.subjects) if (s.kind !== 'ServiceAccount' || !sas.has(`${s.namespace}/${s.name}`)) problems.push(`${label(b)}: subject ${s.kind} ${s.namespace}/${s.name} is not one of its service accounts`);
+  }
+  for (const w of objs.filter((o) => ['DaemonSet', 'Deployment'].includes(o.kind))) {
+    if (!sas.has(`${w.metadata.namespace}/${w.spec.template.spec.serviceAccountName}`)) problems.push(`${label(w)}: runs as a service account it does not define`);
+  }
+  return problems;
+}
 
 /** Kinds the repository defines itself (apiVersion/kind), from its CustomResourceDefinitions. */
 const CUSTOM_KINDS = new Set(
@@ -107,6 +138,20 @@ const modelName = (apiVersion: string, kind: string): string => {
   return `${version[0]!.toUpperCase()}${version.slice(1)}${kind}`;
 };
 
+/** What keeps a seine-config ConfigMap from being a chained install's: mode, service CIDR, primary mode's settings. */
+function chainedConfigProblems(cm: Obj, serviceCIDR: string): string[] {
+  const problems: string[] = [];
+  const raw = parseYaml(cm.data['agent.yaml']) as Record<string, unknown>;
+  const agent = parseAgentConfig(raw, { NODE_NAME: 'n' });
+  if (agent.mode !== 'chained') problems.push(`agent.yaml: mode is ${agent.mode}, not chained`);
+  if (agent.serviceCIDR !== serviceCIDR) problems.push(`agent.yaml: serviceCIDR is ${agent.serviceCIDR}, not ${serviceCIDR}`);
+  if (agent.egressSNAT) problems.push('agent.yaml: egressSNAT is on (the cloud CNI SNATs)');
+  const unused = ['trafficEncapMode', 'tunnelType', 'mtu', 'clusterCIDR'].filter((k) => k in raw);
+  if (unused.length) problems.push(`agent.yaml: sets ${unused.join(', ')}, which chained mode does not use`);
+  if (parseControllerConfig(parseYaml(cm.data['controller.yaml']), {}).allocateNodeCIDRs) problems.push('controller.yaml: allocates node pod CIDRs');
+  return problems;
+}
+
 describe('manifests', () => {
   it('are found and parse', () => {
     expect(FILES).toContain(MANIFEST);
@@ -142,12 +187,8 @@ describe('manifests', () => {
   });
 
   describe('RBAC', () => {
-    const roles = SEINE.filter((o) => o.kind === 'Role' || o.kind === 'ClusterRole');
-    /** `group/resource[names]: verbs`, one line per resource. */
-    const grants = (role: Obj): string[] =>
-      role.rules.flatMap((r: Obj) =>
-        r.resources.flatMap((res: string) => r.apiGroups.map((g: string) => `${g || 'core'}/${res}${r.resourceNames ? `[${r.resourceNames.join(',')}]` : ''}: ${[...r.verbs].sort().join(',')}`)),
-      );
+    // Every install's roles: seine.yml and the chained ones.
+    const roles = [MANIFEST, ...Object.values(CHAINED)].flatMap(objectsOf).filter((o) => o.kind === 'Role' || o.kind === 'ClusterRole');
 
     it('has no wildcards, no secrets and no privilege-granting verbs', () => {
       expect(roles.length).toBeGreaterThan(0);
@@ -205,20 +246,16 @@ describe('manifests', () => {
     });
 
     it('binds roles that exist to service accounts that exist', () => {
-      const sas = new Set(SEINE.filter((o) => o.kind === 'ServiceAccount').map((o) => `${o.metadata.namespace}/${o.metadata.name}`));
-      const bindings = SEINE.filter((o) => o.kind === 'RoleBinding' || o.kind === 'ClusterRoleBinding');
-      expect(bindings.length).toBe(5);
-      for (const b of bindings) {
-        const role = find(b.roleRef.kind, b.roleRef.name);
-        if (b.roleRef.kind === 'Role') expect(role.metadata.namespace).toBe(b.metadata.namespace);
-        for (const s of b.subjects) {
-          expect(s.kind).toBe('ServiceAccount');
-          expect(sas).toContain(`${s.namespace}/${s.name}`);
-        }
-      }
+      expect(SEINE.filter((o) => o.kind === 'RoleBinding' || o.kind === 'ClusterRoleBinding')).toHaveLength(5);
+      expect(bindingProblems(SEINE)).toEqual([]);
       const workloads = SEINE.filter((o) => ['DaemonSet', 'Deployment'].includes(o.kind));
       expect(workloads.map(label).sort()).toEqual(['DaemonSet/kube-system/seine-agent', 'Deployment/kube-system/seine-controller']);
-      for (const w of workloads) expect(sas).toContain(`${w.metadata.namespace}/${w.spec.template.spec.serviceAccountName}`);
+      // The check finds a binding to a role that is not there, and a stranger as subject.
+      const broken = structuredClone(SEINE);
+      const binding = broken.find((o: Obj) => o.kind === 'RoleBinding');
+      binding.roleRef.name = 'seine-missing';
+      binding.subjects[0].name = 'default';
+      expect(bindingProblems(broken)).toEqual([`${label(binding)}: no Role seine-missing`, `${label(binding)}: subject ServiceAccount kube-system/default is not one of its service accounts`]);
     });
   });
 
@@ -227,18 +264,17 @@ describe('manifests', () => {
     const deploy = find('Deployment', 'seine-controller');
     const agentConfig = parseAgentConfig(parseYaml(find('ConfigMap', 'seine-config').data['agent.yaml']), { NODE_NAME: 'n' });
     const pod = ds.spec.template.spec;
-    const container = (spec: Obj, name: string): Obj => [...(spec.initContainers ?? []), ...spec.containers].find((c: Obj) => c.name === name);
-    const hostPathOf = (spec: Obj, volume: string): string | undefined => spec.volumes.find((v: Obj) => v.name === volume)?.hostPath?.path;
-    const mountOf = (_spec: Obj, c: Obj, path: string): Obj => c.volumeMounts.find((m: Obj) => m.mountPath === path);
 
-    it('mount only volumes the pod defines, and run the image without pulling', () => {
-      for (const spec of [pod, deploy.spec.template.spec]) {
+    it.each([MANIFEST, ...Object.values(CHAINED)].map((f) => [relative(ROOT, f), f]))('%s: mount only volumes the pod defines, and run the image without pulling', (_name, file) => {
+      const specs = objectsOf(file).flatMap((o) => (['DaemonSet', 'Deployment'].includes(o.kind) ? [o.spec.template.spec] : []));
+      expect(specs).toHaveLength(2);
+      for (const spec of specs) {
         const volumes = new Set(spec.volumes.map((v: Obj) => v.name));
         for (const c of [...(spec.initContainers ?? []), ...spec.containers]) {
           for (const m of c.volumeMounts ?? []) expect([c.name, m.name, volumes.has(m.name)]).toEqual([c.name, m.name, true]);
           expect([c.name, c.image, c.imagePullPolicy]).toEqual([c.name, 'seine:0.1.0', 'IfNotPresent']);
         }
-        for (const v of spec.volumes) if (v.configMap) expect(find('ConfigMap', v.configMap.name)).toBeDefined();
+        for (const v of spec.volumes) if (v.configMap) expect(finder(file)('ConfigMap', v.configMap.name)).toBeDefined();
       }
     });
 
@@ -251,10 +287,10 @@ describe('manifests', () => {
       expect(agent.args).toEqual(['agent', '--config', '/etc/seine/agent.yaml']);
       expect(agent.securityContext.privileged).toBe(true);
       for (const c of [agent, container(pod, 'install-cni')]) expect(c.env).toContainEqual({ name: 'NODE_NAME', valueFrom: { fieldRef: { fieldPath: 'spec.nodeName' } } });
-      expect(mountOf(pod, agent, '/var/run/netns').mountPropagation).toBe('HostToContainer');
-      expect(mountOf(pod, agent, '/lib/modules').readOnly).toBe(true);
+      expect(mountOf(agent, '/var/run/netns').mountPropagation).toBe('HostToContainer');
+      expect(mountOf(agent, '/lib/modules').readOnly).toBe(true);
       for (const path of ['/etc/cni/net.d', '/opt/cni/bin', '/var/run/seine', '/var/lib/seine', '/var/run/openvswitch', '/var/run/netns', '/lib/modules']) {
-        expect([path, hostPathOf(pod, mountOf(pod, agent, path).name)]).toEqual([path, path]);
+        expect([path, hostPathOf(pod, mountOf(agent, path).name)]).toEqual([path, path]);
       }
       // Probes use the agent's health endpoint on the port its config serves.
       expect(agent.readinessProbe.httpGet).toEqual({ path: '/readyz', port: agentConfig.metricsPort, host: '127.0.0.1' });
@@ -265,11 +301,11 @@ describe('manifests', () => {
       const install = container(pod, 'install-cni');
       expect(install.args).toEqual(['install-cni', '--config', '/etc/seine/agent.yaml']);
       // The installed plugin names its files by absolute path: container and host paths must be the same.
-      for (const dir of [agentConfig.cniConfDir, agentConfig.cniBinDir]) expect(hostPathOf(pod, mountOf(pod, install, dir).name)).toBe(dir);
+      for (const dir of [agentConfig.cniConfDir, agentConfig.cniBinDir]) expect(hostPathOf(pod, mountOf(install, dir).name)).toBe(dir);
       const agent = container(pod, 'seine-agent');
       const ovs = container(pod, 'openvswitch');
-      expect(mountOf(pod, agent, resolve(agentConfig.cniSocket, '..'))).toBeDefined();
-      for (const c of [agent, ovs]) expect(mountOf(pod, c, resolve(agentConfig.ovs.dbSocket, '..'))).toBeDefined();
+      expect(mountOf(agent, resolve(agentConfig.cniSocket, '..'))).toBeDefined();
+      for (const c of [agent, ovs]) expect(mountOf(c, resolve(agentConfig.ovs.dbSocket, '..'))).toBeDefined();
       expect(resolve(agentConfig.ovs.dbSocket, '..')).toBe(agentConfig.ovs.rundir);
       expect(ovs.command.join('\n')).toContain(`--remote=punix:$run/db.sock`);
       expect(ovs.command.join('\n')).toContain(`run=${agentConfig.ovs.rundir}`);
@@ -290,6 +326,72 @@ describe('manifests', () => {
       expect(policy).toMatchObject({ enabled: true, port: 10349, advertiseAddress: '192.0.2.1', agentUsers: ['system:serviceaccount:kube-system:seine-agent'] });
       expect(c.ports).toContainEqual({ name: 'policy', containerPort: policy.port, protocol: 'TCP' });
       expect(c.env).toContainEqual({ name: 'POD_IP', valueFrom: { fieldRef: { fieldPath: 'status.podIP' } } });
+    });
+  });
+
+  describe.each(Object.entries(CHAINED))('seine-%s.yml: chained after the cloud CNI', (cloud, file) => {
+    const objs = objectsOf(file);
+    const at = finder(file);
+    const cm = at('ConfigMap', 'seine-config');
+    const pod = at('DaemonSet', 'seine-agent').spec.template.spec;
+    const agentConfig = parseAgentConfig(parseYaml(cm.data['agent.yaml']), { NODE_NAME: 'n' });
+    const serviceCIDR = cloud === 'eks' ? '10.100.0.0/16' : '10.0.0.0/16';
+
+    it('has the objects of seine.yml (and, on EKS, the agent\'s read of aws-node)', () => {
+      const extra = cloud === 'eks' ? ['Role/kube-system/seine-agent-aws-node', 'RoleBinding/kube-system/seine-agent-aws-node'] : [];
+      expect(objs.map(label).sort()).toEqual([...SEINE.map(label), ...extra].sort());
+    });
+
+    it('configures the agent chained (no pod CIDR, tunnel or SNAT of its own) and the controller without node IPAM', () => {
+      expect(chainedConfigProblems(cm, serviceCIDR)).toEqual([]);
+      expect(agentConfig).toMatchObject({ mode: 'chained', cniCacheDir: '/var/lib/cni', egressSNAT: false, serviceCIDR });
+      expect([agentConfig.networkPolicy.enabled, agentConfig.services.enabled, agentConfig.secondaryNetworks.enabled, agentConfig.serviceChains.enabled]).toEqual([true, true, true, true]);
+      // The check finds a config that would make Seine the pod network, or keep primary mode's settings.
+      const primary = structuredClone(cm);
+      primary.data['agent.yaml'] = primary.data['agent.yaml'].replace('mode: chained', 'mode: primary');
+      expect(chainedConfigProblems(primary, serviceCIDR)).toEqual(['agent.yaml: mode is primary, not chained']);
+      const leftovers = structuredClone(cm);
+      leftovers.data['agent.yaml'] += 'trafficEncapMode: encap\nclusterCIDR: 10.244.0.0/16\n';
+      leftovers.data['controller.yaml'] = leftovers.data['controller.yaml'].replace('allocateNodeCIDRs: false', 'allocateNodeCIDRs: true');
+      expect(chainedConfigProblems(leftovers, '10.96.0.0/12')).toEqual([
+        `agent.yaml: serviceCIDR is ${serviceCIDR}, not 10.96.0.0/12`,
+        'agent.yaml: sets trafficEncapMode, clusterCIDR, which chained mode does not use',
+        'controller.yaml: allocates node pod CIDRs',
+      ]);
+    });
+
+    it('grants the agent what seine.yml does (plus aws-node on EKS) and the controller no access to Nodes', () => {
+      expect(grants(at('ClusterRole', 'seine-agent')).sort()).toEqual(grants(find('ClusterRole', 'seine-agent')).sort());
+      expect(grants(at('ClusterRole', 'seine-controller')).sort()).toEqual(grants(find('ClusterRole', 'seine-controller')).filter((g) => !g.startsWith('core/nodes:')).sort());
+      for (const name of ['seine-controller-leader-election', 'seine-controller-policy-endpoint', 'seine-agent-policy-endpoint']) expect(at('Role', name)).toEqual(find('Role', name));
+      if (cloud === 'eks') {
+        const aws = at('Role', 'seine-agent-aws-node');
+        expect([aws.metadata.namespace, grants(aws)]).toEqual(['kube-system', ['apps/daemonsets[aws-node]: get']]);
+      }
+      expect(bindingProblems(objs)).toEqual([]);
+    });
+
+    it('runs install-cni chained and long-lived, and gives the agent the runtime\'s CNI cache; the rest as seine.yml', () => {
+      expect(pod.initContainers).toBeUndefined();
+      expect(pod.containers.map((c: Obj) => c.name)).toEqual(['seine-agent', 'openvswitch', 'install-cni']);
+      const install = container(pod, 'install-cni');
+      expect(install.args).toEqual(['install-cni', '--config', '/etc/seine/agent.yaml', '--mode', 'chained', '--watch']);
+      expect(install.env).toContainEqual({ name: 'NODE_NAME', valueFrom: { fieldRef: { fieldPath: 'spec.nodeName' } } });
+      // It writes both directories, at the host's paths (the plugin names its files).
+      for (const dir of [agentConfig.cniConfDir, agentConfig.cniBinDir]) {
+        expect([dir, hostPathOf(pod, mountOf(install, dir).name), mountOf(install, dir).readOnly]).toEqual([dir, dir, undefined]);
+      }
+      const agent = container(pod, 'seine-agent');
+      const cache = mountOf(agent, agentConfig.cniCacheDir);
+      expect([hostPathOf(pod, cache.name), cache.readOnly]).toEqual([agentConfig.cniCacheDir, true]);
+      // Otherwise the agent, OVS and the controller are seine.yml's, so a fix there is one here too.
+      const base = find('DaemonSet', 'seine-agent').spec.template.spec;
+      expect({ ...agent, volumeMounts: agent.volumeMounts.filter((m: Obj) => m !== cache) }).toEqual(container(base, 'seine-agent'));
+      expect(container(pod, 'openvswitch')).toEqual(container(base, 'openvswitch'));
+      expect(pod.volumes.filter((v: Obj) => v.name !== cache.name)).toEqual(base.volumes);
+      const { initContainers: _init, containers: _containers, volumes: _volumes, ...rest } = base;
+      expect({ ...pod, containers: undefined, volumes: undefined }).toEqual({ ...rest, containers: undefined, volumes: undefined });
+      expect(at('Deployment', 'seine-controller')).toEqual(find('Deployment', 'seine-controller'));
     });
   });
 
@@ -315,12 +417,12 @@ describe('manifests', () => {
         );
       });
 
-    it('apply --dry-run=server accepts every object and creates none', async () => {
-      const r = await kubectl('apply', '--dry-run=server', '-f', MANIFEST);
+    it.each([MANIFEST, ...Object.values(CHAINED)].map((f) => [relative(ROOT, f), f]))('%s: apply --dry-run=server accepts every object and creates none', async (_name, file) => {
+      const r = await kubectl('apply', '--dry-run=server', '-f', file);
       expect(r.stderr).toBe('');
       expect(r.code).toBe(0);
       const lines = r.stdout.trim().split('\n');
-      expect(lines).toHaveLength(SEINE.length);
+      expect(lines).toHaveLength(objectsOf(file).length);
       for (const l of lines) expect(l).toMatch(/ created \(server dry run\)$/);
       expect(api.resource('apps/v1', 'daemonsets').tryGet('seine-agent', 'kube-system')).toBeUndefined();
       expect(api.resource('v1', 'configmaps').tryGet('seine-config', 'kube-system')).toBeUndefined();
