@@ -40,6 +40,7 @@ export async function readChainedConf(confDir: string): Promise<ChainedConf | un
 /** The connection mark the AWS VPC CNI gives connections that must answer through the primary ENI. */
 const AWS_CONNMARK = '0x80';
 const CHAIN = 'SEINE-PREROUTING';
+const POST_CHAIN = 'SEINE-POSTROUTING';
 
 /**
  * EKS: the AWS VPC CNI restores its connection mark, and marks pods' outbound connections, for packets coming in
@@ -59,6 +60,11 @@ export function awsRulesScript(gatewayIf: string, hasConnmarkChain: boolean): st
     ...(hasConnmarkChain ? [`-A ${CHAIN} -i ${gatewayIf} -m comment --comment "Seine: AWS, outbound connections" -j AWS-CONNMARK-CHAIN-0`] : []),
     // The AWS rule restoring the mark for the routing decision comes before this chain in PREROUTING: its copy.
     `-A ${CHAIN} -i ${gatewayIf} -m comment --comment "Seine: AWS, CONNMARK" -j CONNMARK --restore-mark --nfmask ${AWS_CONNMARK} --ctmask ${AWS_CONNMARK}`,
+    `:${POST_CHAIN} - [0:0]`,
+    `-F ${POST_CHAIN}`,
+    // The AWS VPC CNI SNATs everything bound outside the VPC: into OVS, that is node-port and Service traffic on its
+    // way to the proxy, which must keep its client's address (OVS's endpoint may be on another node).
+    `-A ${POST_CHAIN} -o ${gatewayIf} -m comment --comment "Seine: no AWS SNAT into OVS" -j ACCEPT`,
     'COMMIT',
     '',
   ];
@@ -69,21 +75,28 @@ export function awsRulesScript(gatewayIf: string, hasConnmarkChain: boolean): st
 export async function ensureAwsRules(netns: string | undefined, gatewayIf: string): Promise<void> {
   const nat = (await run('iptables-save', ['-t', 'nat'], { netns })).stdout;
   await run('iptables-restore', ['--noflush'], { netns, input: awsRulesScript(gatewayIf, /^:AWS-CONNMARK-CHAIN-0 /m.test(nat)) });
-  for (const table of ['mangle', 'nat']) {
-    const present = await run('iptables', ['-t', table, '-C', 'PREROUTING', '-j', CHAIN], { netns }).then(
+  for (const [table, hook, chain] of JUMPS) {
+    const present = await run('iptables', ['-t', table, '-C', hook, '-j', chain], { netns }).then(
       () => true,
       () => false,
     );
-    if (!present) await run('iptables', ['-t', table, '-I', 'PREROUTING', '1', '-j', CHAIN], { netns });
+    if (!present) await run('iptables', ['-t', table, '-I', hook, '1', '-j', chain], { netns });
   }
 }
 
+/** Where Seine's chains are jumped to from: first in each. */
+const JUMPS = [
+  ['mangle', 'PREROUTING', CHAIN],
+  ['nat', 'PREROUTING', CHAIN],
+  ['nat', 'POSTROUTING', POST_CHAIN],
+] as const;
+
 /** Removes them (the node given back to the AWS VPC CNI alone). */
 export async function removeAwsRules(netns: string | undefined): Promise<void> {
-  for (const table of ['mangle', 'nat']) {
-    await run('iptables', ['-t', table, '-D', 'PREROUTING', '-j', CHAIN], { netns }).catch(() => undefined);
-    await run('iptables', ['-t', table, '-F', CHAIN], { netns }).catch(() => undefined);
-    await run('iptables', ['-t', table, '-X', CHAIN], { netns }).catch(() => undefined);
+  for (const [table, hook, chain] of JUMPS) await run('iptables', ['-t', table, '-D', hook, '-j', chain], { netns }).catch(() => undefined);
+  for (const [table, , chain] of JUMPS) {
+    await run('iptables', ['-t', table, '-F', chain], { netns }).catch(() => undefined);
+    await run('iptables', ['-t', table, '-X', chain], { netns }).catch(() => undefined);
   }
 }
 

@@ -1,8 +1,10 @@
+import { run } from '../../host/exec.js';
 import { IpRoute } from '../../host/ip.js';
 import { Vswitch } from '../../ovs/ovsdb/index.js';
 import type { AgentConfig } from '../../primary/agent/config.js';
 import { GATEWAY_PORT } from '../../primary/bridge/bridge.js';
 import { CHAINED_OWNER, InterfaceStore } from '../../primary/interfacestore/store.js';
+import { returnRoutingRemoval, servicesRulesetRemoval } from '../../services/host/index.js';
 import { logger } from '../../util/log.js';
 import { removeAwsRules } from './cloud.js';
 import { EXT_MOVED_ROUTES, parseMovedRoutes } from './driver.js';
@@ -17,7 +19,8 @@ export interface ReleaseReport {
 
 /**
  * Gives a node back to the primary CNI alone (uninstall, with the agent stopped): every taken-over pod gets its
- * veth's routes back and leaves OVS, Seine's host rules go, and the integration bridge with its gateway goes.
+ * veth's routes back and leaves OVS, Seine's host rules (AWS connmark copies, the Service proxy's nft table) go,
+ * and the integration bridge with its gateway goes.
  * Pods keep running and keep their network throughout (each route is replaced in place).
  */
 export async function releaseNode(cfg: AgentConfig): Promise<ReleaseReport> {
@@ -42,6 +45,9 @@ export async function releaseNode(cfg: AgentConfig): Promise<ReleaseReport> {
     await host.removeIsolations(strayIsolations);
     report.strays = strayRoutes.length + strayIsolations.length;
     await removeAwsRules(cfg.hostNetns);
+    // The Service proxy's node-port translation and masquerade (its routes and neighbours go with the gateway).
+    await run('nft', ['-f', '-'], { netns: cfg.hostNetns, input: servicesRulesetRemoval() });
+    await ip.applyBestEffort(returnRoutingRemoval());
     // The gateway goes with the bridge, and its address with it.
     await vswitch.deleteBridge(cfg.ovs.bridge);
     log.info({ pods: report.pods.length, strays: report.strays }, 'node given back to the primary CNI');

@@ -213,7 +213,7 @@ export class NetworkPolicyFeature implements AgentFeature {
     const ports = this.podPorts();
     this.portsSeen = portsSignature(ports);
     const share = this.store.share();
-    const state = resolveShare(share, (uid) => ports.get(uid) ?? [], this.ids, this.ctx.bridge.round);
+    const state = { ...resolveShare(share, (uid) => ports.get(uid) ?? [], this.ids, this.ctx.bridge.round), nodeAddresses: [this.ctx.node.gatewayIp, this.ctx.node.ip] };
     const text = JSON.stringify(state);
     if (text === this.installed) {
       // Same flows (a new generation that changes nothing here, say): installed all the same.

@@ -136,7 +136,7 @@ export function ruleFlows(round: number, rule: DatapathRule): Flow[] {
 }
 
 /** Node-wide flows: each tier's table hands what it did not decide to the next; the node may reach its pods. */
-export function policyBaseFlows(round: number): Flow[] {
+export function policyBaseFlows(round: number, nodeAddresses: readonly string[] = []): Flow[] {
   const cookie = new PolicyCookies(round).cookie(0);
   const flows: Flow[] = [];
   for (const direction of ['Egress', 'Ingress'] as const) {
@@ -148,7 +148,9 @@ export function policyBaseFlows(round: number): Flow[] {
     f(t.baseline, 0, {}, [goto(t.exit)]);
   }
   // kubelet probes and other traffic of the node itself to its pods.
-  flows.push({ table: POLICY_TABLES.Ingress.admin, priority: PolicyPriority.fromNode, cookie, match: { protocol: 'ip', ...matchMarks(FromGateway) }, actions: [goto(POLICY_TABLES.Ingress.exit)] });
+  for (const ip of [...new Set(nodeAddresses)].sort()) {
+    flows.push({ table: POLICY_TABLES.Ingress.admin, priority: PolicyPriority.fromNode, cookie, match: { protocol: 'ip', ...matchMarks(FromGateway), nw_src: ip }, actions: [goto(POLICY_TABLES.Ingress.exit)] });
+  }
   return flows;
 }
 
@@ -192,7 +194,7 @@ export interface RuleProblem {
 export function policyFlows(state: PolicyDatapath, problems: RuleProblem[] = []): Flow[] {
   const cookies = new PolicyCookies(state.round);
   const flows = new MergedFlows();
-  flows.add(policyBaseFlows(state.round));
+  flows.add(policyBaseFlows(state.round, state.nodeAddresses));
   for (const r of state.rules) {
     let own: Flow[];
     let keys: string[];

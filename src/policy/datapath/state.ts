@@ -49,4 +49,10 @@ export interface PolicyDatapath {
   round: number;
   rules: readonly DatapathRule[];
   isolations: readonly Isolation[];
+  /**
+   * The node's own addresses (its gateway's, its IP): traffic from them through the gateway is the node's (kubelet
+   * probes) and always reaches its pods. Other traffic from the gateway (pods of other nodes routed by the kernel:
+   * no-encap and chained modes) meets the policies. Empty: nothing is exempt.
+   */
+  nodeAddresses?: readonly string[];
 }

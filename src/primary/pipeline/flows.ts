@@ -19,7 +19,7 @@ import {
   type RegMark,
 } from './marks.js';
 import { checkNode, checkPeer, checkPod, checkState, type LocalPod, type NodeConfig, type PeerNode, type PipelineState } from './state.js';
-import { CT_SNAT_ZONE, CT_ZONE, GLOBAL_VIRTUAL_MAC, HAIRPIN_VIRTUAL_IP, Priority, SEAMS, Table } from './tables.js';
+import { CT_SNAT_ZONE, CT_ZONE, GLOBAL_VIRTUAL_MAC, HAIRPIN_VIRTUAL_IP, NODEPORT_VIRTUAL_IP, Priority, SEAMS, Table } from './tables.js';
 
 const ARP_REQUEST = 1;
 const ARP_REPLY = 2;
@@ -116,6 +116,8 @@ export function baseFlows(node: NodeConfig): Flow[] {
     f(Table.L3Forwarding, Priority.normal, { protocol: 'ip', nw_dst: node.gatewayIp }, [{ type: 'mod_dl_dst', mac: gwMac }, goto(Table.L2ForwardingCalc)]),
     // Node IPs, Services, the outside world: the node's kernel routes them.
     f(Table.L3Forwarding, Priority.miss, {}, [{ type: 'mod_dl_dst', mac: gwMac }, goto(Table.L2ForwardingCalc)]),
+    // A node port's reply, translated back by the Service stage: the kernel undoes its own translation first.
+    f(Table.L3Forwarding, Priority.overriding, { protocol: 'ip', nw_src: NODEPORT_VIRTUAL_IP }, [{ type: 'mod_dl_dst', mac: gwMac }, goto(Table.L2ForwardingCalc)]),
 
     f(Table.L2ForwardingCalc, Priority.normal, { dl_dst: gwMac }, toPort(gw, ToGateway)),
     f(Table.L2ForwardingCalc, Priority.miss, {}, []),
@@ -131,6 +133,9 @@ export function baseFlows(node: NodeConfig): Flow[] {
     f(Table.Output, Priority.normal, matchMarks(OutPortFound), [{ type: 'output', port: { field: subfieldOf(TargetOfportField) } }]),
     // OpenFlow never sends a packet back by its input port unless told to.
     f(Table.Output, Priority.specific, matchMarks(OutPortFound, Hairpin), [{ type: 'output', port: 'IN_PORT' }]),
+    // The node's kernel sent it and gets it back translated: a Service endpoint it routes elsewhere, or a reply on
+    // its way to the node port's own translation. Only Service connections: anything else would loop.
+    f(Table.Output, Priority.specific, { in_port: gw, ct_mark: SERVICE_CT_MARK, ...matchMarks(OutPortFound, ToGateway) }, [{ type: 'output', port: 'IN_PORT' }]),
     f(Table.Output, Priority.miss, {}, []),
   ];
   if (node.podCidr !== undefined) {

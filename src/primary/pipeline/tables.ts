@@ -77,6 +77,8 @@ export const Priority = {
   subnet: 190,
   /** Cluster CIDR catch-all, below every known pod subnet. */
   cluster: 180,
+  /** Above every per-destination flow of its table (what must go through the node's kernel whatever its destination). */
+  overriding: 220,
   /** Established/related connections skip the policy seams; above anything a policy owner installs. */
   establishedBypass: 65000,
 } as const;
@@ -93,6 +95,11 @@ export const CT_SNAT_ZONE = 65521;
  * replies are translated back in CT_SNAT_ZONE before the primary zone sees them (to which they would be invalid).
  */
 export const HAIRPIN_VIRTUAL_IP = '169.254.0.254';
+/**
+ * The node's kernel DNATs node-port traffic to this address (same port) and routes it into OVS. A reply the Service
+ * stage translated back to it goes to the kernel, whatever its destination, for the node port's own translation.
+ */
+export const NODEPORT_VIRTUAL_IP = '169.254.0.252';
 
 
 /** Destination MAC of routed packets sent into a tunnel; the receiving node rewrites it. */

@@ -21,7 +21,7 @@ const RETRY_MS = 2000;
 const LIST_RETRY_MS = 2000;
 
 /** What the node's kernel must do for a node's Service state (routes in, masquerade, rejects). */
-export function hostState(state: NodeServices, gw: { ip: string; mac: string }, serviceCidr: string): HostServicesState {
+export function hostState(state: NodeServices, gw: { ip: string; mac: string }, serviceCidr: string, chained = false): HostServicesState {
   const external = state.frontends.filter((f) => f.kind === 'External');
   return {
     gatewayIf: GATEWAY_PORT,
@@ -32,6 +32,7 @@ export function hostState(state: NodeServices, gw: { ip: string; mac: string }, 
     rejects: state.frontends.filter((f) => f.kind !== 'NodePort' && f.reject).map((f) => ({ ip: f.ip, protocol: f.protocol, port: f.port })),
     nodePorts: state.nodePorts,
     masqueradeExternal: external.filter((f) => !f.externalEndpoints).map((f) => ({ ip: f.ip, protocol: f.protocol, port: f.port })),
+    ...(chained ? { chained } : {}),
   };
 }
 
@@ -133,7 +134,7 @@ export class ServicesFeature implements AgentFeature {
       const result = await ctx.flows.sync(serviceSync(dp));
       // The userspace datapath may keep serving a cached translation to an endpoint that is gone.
       if (result.changes.length && this.control) await this.control.purgeDatapathFlows().catch((e: unknown) => this.log.warn({ err: String(e) }, 'cannot purge the datapath flow cache'));
-      const host = hostState(state, gw, ctx.config.serviceCIDR);
+      const host = hostState(state, gw, ctx.config.serviceCIDR, ctx.config.mode === 'chained');
       const hostText = JSON.stringify(host);
       if (hostText !== this.hostInstalled) {
         this.hostInstalled = undefined;

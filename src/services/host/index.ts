@@ -13,5 +13,5 @@ export {
 } from './state.js';
 export { servicesRuleset, servicesRulesetRemoval, NFT_SETS } from './nft.js';
 export { serviceRoutesBatch, serviceRoutesRemoval, serviceRouteDestinations, isServiceRoute, type Neighbour } from './routes.js';
-export { ServiceHostNetwork } from './network.js';
+export { ServiceHostNetwork, returnRoutingRemoval } from './network.js';
 export { parseUdpFlows, staleNodePortFlows, deleteUntranslatedCommand, type UdpFlow } from './conntrack.js';

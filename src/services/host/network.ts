@@ -1,9 +1,17 @@
 import { CommandError, run } from '../../host/exec.js';
-import { sysctlCommand, type IpRoute } from '../../host/ip.js';
+import { IpBatch, sysctlCommand, type IpRoute } from '../../host/ip.js';
 import { deleteUntranslatedCommand, parseUdpFlows, staleNodePortFlows } from './conntrack.js';
 import { servicesRuleset, servicesRulesetRemoval } from './nft.js';
 import { serviceRoutesBatch, serviceRoutesRemoval, isServiceRoute, type Neighbour } from './routes.js';
-import { normalizeHostServicesState, SERVICE_GATEWAY_VIRTUAL_IP, type HostServicesState } from './state.js';
+import { normalizeHostServicesState, RETURN_MARK, RETURN_RULE_PRIORITIES, RETURN_TABLE, SERVICE_GATEWAY_VIRTUAL_IP, type HostServicesState } from './state.js';
+
+/** Deletes the chained return routing (rules and table); best effort, as parts may be gone. */
+export function returnRoutingRemoval(): IpBatch {
+  return new IpBatch()
+    .command('rule', 'del', 'priority', String(RETURN_RULE_PRIORITIES.fromGateway))
+    .command('rule', 'del', 'priority', String(RETURN_RULE_PRIORITIES.marked))
+    .command('route', 'flush', 'table', String(RETURN_TABLE));
+}
 
 /**
  * The node's kernel side of the Service proxy: routes Service addresses into OVS through the gateway,
@@ -38,6 +46,7 @@ export class ServiceHostNetwork {
     const followUps = this.forwardingOn ? [] : [sysctlCommand({ 'net.ipv4.ip_forward': 1 })];
     await this.ip.apply(serviceRoutesBatch(desired, routes, neighbours), ...followUps);
     this.forwardingOn = true;
+    if (desired.chained) await this.ensureReturnRouting(desired.gatewayIf);
     await run('nft', ['-f', '-'], { netns: this.ip.netns, input: script });
     const translated = new Set(desired.nodePorts.filter((n) => n.protocol === 'UDP' && !n.reject).map((n) => n.port));
     const fresh = new Set([...translated].filter((p) => !this.translatedUdpPorts.has(p)));
@@ -59,6 +68,20 @@ export class ServiceHostNetwork {
     }
   }
 
+  /**
+   * Chained: marked replies (see HostServicesState.chained) are routed into OVS by RETURN_TABLE; the ones OVS sends
+   * back out of the gateway keep the main table. The table's route goes with the gateway's device: put back each time.
+   */
+  private async ensureReturnRouting(gatewayIf: string): Promise<void> {
+    const mark = `0x${RETURN_MARK.toString(16)}/0x${RETURN_MARK.toString(16)}`;
+    const { stdout } = await run('ip', ['-4', '-json', 'rule', 'show'], { netns: this.ip.netns });
+    const have = new Set((stdout.trim() ? (JSON.parse(stdout) as Array<{ priority?: number }>) : []).map((r) => r.priority));
+    const batch = new IpBatch().command('route', 'replace', 'default', 'via', SERVICE_GATEWAY_VIRTUAL_IP, 'dev', gatewayIf, 'onlink', 'table', String(RETURN_TABLE));
+    if (!have.has(RETURN_RULE_PRIORITIES.fromGateway)) batch.command('rule', 'add', 'priority', String(RETURN_RULE_PRIORITIES.fromGateway), 'iif', gatewayIf, 'fwmark', mark, 'lookup', 'main');
+    if (!have.has(RETURN_RULE_PRIORITIES.marked)) batch.command('rule', 'add', 'priority', String(RETURN_RULE_PRIORITIES.marked), 'fwmark', mark, 'lookup', String(RETURN_TABLE));
+    await this.ip.apply(batch);
+  }
+
   /** Removes everything it owns: the table, every proto-118 route and the gateway neighbour. Forwarding stays on. */
   remove(): Promise<void> {
     return this.inTurn(() => this.removeAll());
@@ -66,6 +89,7 @@ export class ServiceHostNetwork {
 
   private async removeAll(): Promise<void> {
     await run('nft', ['-f', '-'], { netns: this.ip.netns, input: servicesRulesetRemoval() });
+    await this.ip.applyBestEffort(returnRoutingRemoval());
     // A route can go with its link between reading and deleting: delete best effort, then check.
     const [routes, neighbours] = await Promise.all([this.ip.routes(), this.neighbours()]);
     await this.ip.applyBestEffort(serviceRoutesRemoval(routes, neighbours));

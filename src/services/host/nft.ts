@@ -1,7 +1,7 @@
 // The nftables side of the node's Service proxy: one table, rendered whole from the state, so one `nft -f -`
 // transaction replaces it atomically. Per-Service data lives in named sets (concatenated keys), so the number
 // of rules is fixed however many Services there are.
-import { NFT_SERVICES_TABLE, NODEPORT_VIRTUAL_IP, type AddressPort, type HostServicesState, type L4Protocol, type NodePortRule } from './state.js';
+import { NFT_SERVICES_TABLE, NODEPORT_VIRTUAL_IP, RETURN_MARK, type AddressPort, type HostServicesState, type L4Protocol, type NodePortRule } from './state.js';
 
 /** The table's sets: name -> nft key type. */
 export const NFT_SETS = {
@@ -60,21 +60,7 @@ export function servicesRuleset(state: HostServicesState): string {
     // Node ports: any local address but loopback, reached from outside, from pods or from the node itself.
     ...chain('nodeport-dnat', [`${localNotLoopback} meta l4proto . th dport @${NFT_SETS.nodePorts} dnat to ${NODEPORT_VIRTUAL_IP}`]),
     ...chain('prerouting', ['jump nodeport-dnat'], 'type nat hook prerouting priority dstnat'),
-    // nft 1.0.6 names the dstnat priority only for prerouting; -100 is its value.
-    ...chain('output-nat', ['jump nodeport-dnat'], 'type nat hook output priority -100'),
-    // Into OVS only. Node-port traffic from pods (hairpin) and from the node must come back through this node's
-    // conntrack, as must that of Cluster-policy Services from anywhere.
-    ...chain(
-      'postrouting',
-      [
-        `oifname != ${gw} return`,
-        `ip daddr ${NODEPORT_VIRTUAL_IP} meta l4proto . th dport @${NFT_SETS.nodePortsMasqueraded} ${masq}`,
-        `ip daddr ${NODEPORT_VIRTUAL_IP} iifname ${gw} ${masq}`,
-        `ip daddr ${NODEPORT_VIRTUAL_IP} fib saddr type local ${masq}`,
-        `ip daddr . meta l4proto . th dport @${NFT_SETS.externalMasqueraded} ${masq}`,
-      ],
-      'type nat hook postrouting priority srcnat',
-    ),
+    ...(state.chained ? chainedReturn(gw) : intoOvsMasquerade(gw, masq)),
     ...chain('reject-unserved', ['meta l4proto tcp reject with tcp reset', 'reject with icmp type port-unreachable']),
     // New connections only, as kube-proxy: packets of a connection made while the Service had endpoints are
     // left to conntrack and the endpoint.
@@ -88,6 +74,52 @@ export function servicesRuleset(state: HostServicesState): string {
     '}',
   ];
   return lines.join('\n') + '\n';
+}
+
+/**
+ * Node-port traffic from pods (hairpin) and from the node must come back through this node's conntrack, as must
+ * that of Cluster-policy Services from anywhere: masqueraded to the gateway IP on its way into OVS, whose replies
+ * (to the gateway IP, routed to this node) come back through it.
+ */
+function intoOvsMasquerade(gw: string, masq: string): string[] {
+  return [
+    // nft 1.0.6 names the dstnat priority only for prerouting; -100 is its value.
+    ...chain('output-nat', ['jump nodeport-dnat'], 'type nat hook output priority -100'),
+    ...chain(
+      'postrouting',
+      [
+        `oifname != ${gw} return`,
+        `ip daddr ${NODEPORT_VIRTUAL_IP} meta l4proto . th dport @${NFT_SETS.nodePortsMasqueraded} ${masq}`,
+        `ip daddr ${NODEPORT_VIRTUAL_IP} iifname ${gw} ${masq}`,
+        `ip daddr ${NODEPORT_VIRTUAL_IP} fib saddr type local ${masq}`,
+        `ip daddr . meta l4proto . th dport @${NFT_SETS.externalMasqueraded} ${masq}`,
+      ],
+      'type nat hook postrouting priority srcnat',
+    ),
+  ];
+}
+
+/**
+ * Chained (HostServicesState.chained): an outside client's connection that OVS sends back toward the network (to
+ * an endpoint on another node) is masqueraded on its way out and marked; its replies get the packet mark, which
+ * routes them back into OVS (RETURN_TABLE) for the Service's translation, and then the node port's.
+ */
+function chainedReturn(gw: string): string[] {
+  const mark = `0x${RETURN_MARK.toString(16)}`;
+  const marked = `ct mark and ${mark} == ${mark}`;
+  return [
+    ...chain(
+      'return-mark',
+      [
+        // This node's pods are routed through the gateway: their own connections keep their address (fib is not
+        // allowed in postrouting, hence the mark here).
+        `iifname ${gw} ct state new fib saddr oif != ${gw} ct mark set ct mark or ${mark}`,
+        `iifname != ${gw} ${marked} meta mark set meta mark or ${mark}`,
+      ],
+      'type filter hook prerouting priority mangle',
+    ),
+    ...chain('return-masquerade', [`iifname ${gw} oifname != ${gw} ${marked} masquerade`], 'type nat hook postrouting priority srcnat'),
+  ];
 }
 
 /** Removes the table, whether or not it exists. */

@@ -20,7 +20,8 @@ export const isServiceRoute = (r: Route): boolean => r.protocol === PROTO;
 
 /** Destinations routed into OVS: the service CIDR, the node-port virtual IP, every external address. */
 export function serviceRouteDestinations(state: HostServicesState): string[] {
-  return [...new Set([state.serviceCidr, `${NODEPORT_VIRTUAL_IP}/32`, ...state.externalAddresses.map((a) => `${a}/32`)])];
+  // Chained, the node's own traffic to Services is not taken (state.chained): no route for the service CIDR.
+  return [...new Set([...(state.chained ? [] : [state.serviceCidr]), `${NODEPORT_VIRTUAL_IP}/32`, ...state.externalAddresses.map((a) => `${a}/32`)])];
 }
 
 /**

@@ -7,8 +7,17 @@ export const SERVICE_ROUTE_PROTO = 118;
 export const NFT_SERVICES_TABLE = 'seine-services';
 /** Next hop of every route into OVS for Services (a permanent neighbour = the gateway's MAC). */
 export const SERVICE_GATEWAY_VIRTUAL_IP = '169.254.0.253';
+/**
+ * Chained mode: connections of outside clients that OVS sent back toward the network (their endpoint is on another
+ * node) carry this connection mark, and their replies this packet mark, which routes them back into OVS.
+ */
+export const RETURN_MARK = 0x200000;
+/** The route table of those replies: into OVS. */
+export const RETURN_TABLE = 119;
+/** Rule priorities: marked packets from the gateway use the main table (no loop), other marked ones RETURN_TABLE. */
+export const RETURN_RULE_PRIORITIES = { fromGateway: 110, marked: 111 } as const;
 /** Node-port traffic is DNATed to this address (same port) and routed into OVS, which matches it. */
-export const NODEPORT_VIRTUAL_IP = '169.254.0.252';
+export { NODEPORT_VIRTUAL_IP } from '../../primary/pipeline/tables.js';
 
 export type L4Protocol = 'TCP' | 'UDP' | 'SCTP';
 export const L4_PROTOCOLS: readonly L4Protocol[] = ['TCP', 'UDP', 'SCTP'];
@@ -55,6 +64,14 @@ export interface HostServicesState {
    * the gateway IP on their way into OVS.
    */
   masqueradeExternal: AddressPort[];
+  /**
+   * Chained mode: the gateway holds the node's own IP and the primary CNI routes pods. A reply to the node's own
+   * address could never come back into OVS, so nothing is masqueraded on its way in and the node's own Service
+   * traffic is not taken (the cloud's kube-proxy keeps it). Instead, a connection of a client that is not one of
+   * this node's pods, which OVS sends back toward another node's endpoint, is masqueraded on its way out, and its
+   * replies are routed back into OVS (RETURN_MARK).
+   */
+  chained?: boolean;
 }
 
 /** A state that cannot be realized as given; thrown by sync before anything on the node changes. */
@@ -107,6 +124,19 @@ function addressPorts(field: string, value: unknown): AddressPort[] {
   return [...byKey.values()];
 }
 
+function cidr(field: string, value: unknown): string {
+  let normal: string;
+  try {
+    const [addr, bits] = ipaddr.IPv4.parseCIDR(value as string);
+    normal = `${ipaddr.IPv4.networkAddressFromCIDR(`${addr.toString()}/${bits}`).toString()}/${bits}`;
+    if (normal !== `${addr.toString()}/${bits}`) throw new HostServicesStateError(field, value, 'has host bits set');
+  } catch (e) {
+    if (e instanceof HostServicesStateError) throw e;
+    throw new HostServicesStateError(field, value, 'is not an IPv4 CIDR');
+  }
+  return normal;
+}
+
 /**
  * Checks every field (anything that reaches an nft script or an ip batch is a plain address, port, protocol or
  * interface name) and returns the state with addresses in one spelling and duplicates dropped. A node port
@@ -121,15 +151,7 @@ export function normalizeHostServicesState(state: HostServicesState): HostServic
     throw e;
   }
   if (typeof state.gatewayMac !== 'string' || !MAC_RE.test(state.gatewayMac)) throw new HostServicesStateError('gatewayMac', state.gatewayMac, 'is not a MAC address');
-  let serviceCidr: string;
-  try {
-    const [addr, bits] = ipaddr.IPv4.parseCIDR(state.serviceCidr);
-    serviceCidr = `${ipaddr.IPv4.networkAddressFromCIDR(`${addr.toString()}/${bits}`).toString()}/${bits}`;
-    if (serviceCidr !== `${addr.toString()}/${bits}`) throw new HostServicesStateError('serviceCidr', state.serviceCidr, 'has host bits set');
-  } catch (e) {
-    if (e instanceof HostServicesStateError) throw e;
-    throw new HostServicesStateError('serviceCidr', state.serviceCidr, 'is not an IPv4 CIDR');
-  }
+  const serviceCidr = cidr('serviceCidr', state.serviceCidr);
   const externalAddresses = [...new Set(list('externalAddresses', state.externalAddresses).map((a, i) => ipv4(`externalAddresses[${i}]`, a)))];
   const nodePorts = new Map<string, NodePortRule>();
   list('nodePorts', state.nodePorts).forEach((e, i) => {
@@ -150,5 +172,6 @@ export function normalizeHostServicesState(state: HostServicesState): HostServic
     rejects: addressPorts('rejects', state.rejects),
     nodePorts: [...nodePorts.values()],
     masqueradeExternal: addressPorts('masqueradeExternal', state.masqueradeExternal),
+    ...(state.chained !== undefined ? { chained: flag('chained', state.chained) } : {}),
   };
 }

@@ -50,7 +50,7 @@ describe('policy flows on a real bridge', () => {
   }
 
   async function install(rules: DatapathRule[], isolations: Isolation[] = []): Promise<void> {
-    await w.sync(policySync({ round: 1, rules, isolations }));
+    await w.sync(policySync({ round: 1, rules, isolations, nodeAddresses: [node.gatewayIp] }));
   }
 
   /**
