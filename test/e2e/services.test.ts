@@ -9,72 +9,8 @@ import { netnsPath } from '../../src/host/netns.js';
 import type { Lab } from '../../src/lab/lab.js';
 import { eventually, podNetns, startTestLab, waitRunning } from '../harness/lab.js';
 import { kubectlIn } from '../harness/policy-matrix.js';
+import { connect, SERVER, SETTLE_MS, type Answer } from '../harness/answering.js';
 import { agentLogLines } from '../primary/agent/node-probe.js';
-
-/**
- * The servers (CommonJS for `node -e`): TCP on 8080 and UDP on 8081, each answer "<pod> <client address>". On
- * SIGTERM a server keeps serving for a while, as a pod with a preStop delay does, so that a terminating endpoint
- * is still there while the proxy takes it out.
- */
-const SERVER = `
-const net = require('net');
-const dgram = require('dgram');
-const me = process.env.POD_NAME;
-net.createServer((c) => { c.on('error', () => {}); c.end(me + ' ' + c.remoteAddress); }).listen(8080, '0.0.0.0');
-const u = dgram.createSocket('udp4');
-u.on('message', (m, p) => u.send(me + ' ' + p.address, p.port, p.address));
-u.bind(8081, '0.0.0.0');
-process.on('SIGTERM', () => setTimeout(() => process.exit(0), ${20_000}));`;
-
-/**
- * Connections one after another (argv: protocol, host, port, count, wait per try in ms, pause between in ms);
- * prints one JSON array of answers: the server's text, "timeout" or "error:CODE". UDP sockets are connected, so an
- * ICMP port unreachable shows as error:ECONNREFUSED.
- */
-const CLIENT = `
-const net = require('net');
-const dgram = require('dgram');
-const [proto, host, port, count, waitMs, pauseMs] = process.argv.slice(1);
-const once = () => new Promise((done) => {
-  if (proto === 'tcp') {
-    let a = '';
-    const s = net.connect({ host, port: +port });
-    const t = setTimeout(() => { s.destroy(); done(a ? 'incomplete:' + a : 'timeout'); }, +waitMs);
-    s.on('data', (d) => (a += d));
-    s.on('end', () => { clearTimeout(t); s.destroy(); done(a); });
-    s.on('error', (e) => { clearTimeout(t); done('error:' + e.code); });
-  } else {
-    const s = dgram.createSocket('udp4');
-    const t = setTimeout(() => { s.close(); done('timeout'); }, +waitMs);
-    s.on('message', (m) => { clearTimeout(t); s.close(); done(m.toString()); });
-    s.on('error', (e) => { clearTimeout(t); s.close(); done('error:' + e.code); });
-    s.connect(+port, host, () => s.send('x'));
-  }
-});
-(async () => {
-  const out = [];
-  for (let i = 0; i < +count; i++) {
-    out.push(await once());
-    if (+pauseMs) await new Promise((r) => setTimeout(r, +pauseMs));
-  }
-  process.stdout.write(JSON.stringify(out));
-})();`;
-
-/** A connection inside the lab answers in milliseconds; a busy CI machine gets generous room before it counts as lost. */
-const WAIT_MS = 5000;
-/** How long the proxy may take to follow a change of Services or endpoints (API server -> agents -> OVS, on a busy machine). */
-const SETTLE_MS = 60_000;
-
-interface Answer {
-  pod?: string;
-  client?: string;
-  failure?: string;
-}
-
-const parse = (raw: string): Answer => {
-  const m = /^(web-\d) (\S+)$/.exec(raw);
-  return m ? { pod: m[1], client: m[2] } : { failure: raw };
-};
 
 describe('Services in OVS (3 nodes)', () => {
   let lab: Lab;
@@ -92,12 +28,6 @@ describe('Services in OVS (3 nodes)', () => {
       containers: [{ name: 'serve', image: 'lab', command: [process.execPath, '-e', SERVER], env: [{ name: 'POD_NAME', value: name }], ports: [{ name: 'http', containerPort: 8080 }] }],
     },
   });
-
-  /** `count` connections from a network namespace; the answers. */
-  async function connect(netns: string, proto: 'tcp' | 'udp', host: string, port: number, count: number, pauseMs = 0): Promise<Answer[]> {
-    const { stdout } = await run(process.execPath, ['-e', CLIENT, proto, host, String(port), String(count), String(WAIT_MS), String(pauseMs)], { netns, timeoutMs: count * (WAIT_MS + pauseMs) + 30_000 });
-    return (JSON.parse(stdout) as string[]).map(parse);
-  }
 
   const podNs = async (name: string): Promise<string> => podNetns(lab, await lab.core.readNamespacedPod({ name, namespace: 'default' }));
   const nodeNs = (i: number): string => netnsPath(lab.plan.nodes[i]!.netns);

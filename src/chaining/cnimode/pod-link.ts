@@ -79,7 +79,8 @@ export function routesToMove(routes: readonly Route[], dev: string, podIps: read
     })
     .map((r) => ({
       dst: r.dst.includes('/') ? r.dst : `${r.dst}/32`,
-      ...(r.scope ? { scope: r.scope } : {}),
+      // ip -json leaves a global scope out; ip route would give a device route scope link.
+      scope: r.scope ?? 'global',
       ...(r.protocol ? { protocol: r.protocol } : {}),
       ...(r.metric !== undefined ? { metric: r.metric } : {}),
       ...(r.prefsrc ? { src: r.prefsrc } : {}),

@@ -57,6 +57,12 @@ export interface CloudPlanOptions {
 export const EKS_POD_CIDR = '10.100.0.0/16';
 export const AKS_POD_CIDR = '10.224.0.0/16';
 
+/**
+ * The internet, as far as the cloud network can tell: an address outside every VPC CIDR, on the external host.
+ * Pods reach it through the cloud CNI's SNAT (AWS: to the primary ENI's address, out of the primary ENI).
+ */
+export const INTERNET_IP = '198.51.100.1';
+
 /** AWS names the primary ENI's route table `main`. */
 export const MAIN_TABLE = 254;
 

@@ -13,7 +13,7 @@ import type { NodeDirs } from '../node.js';
 import { UNDERLAY_BRIDGE, underlayPrefixLength, type LabPlan, type NodePlan } from '../topology.js';
 import { CLOUD_STATE_ENV, ipamdStore, type EniTag } from './aws-vpc-cni.js';
 import { AZURE_BRIDGE, azureIpamStore, type SubnetTag } from './azure-cni.js';
-import type { CloudEni, CloudPlan } from './plan.js';
+import { INTERNET_IP, type CloudEni, type CloudPlan } from './plan.js';
 
 /** The cloud CNIs' conflist files, as aws-node and Azure CNI install them. */
 export const AWS_CONFLIST = '10-aws.conflist';
@@ -236,6 +236,7 @@ export async function buildCloudNetwork(plan: LabPlan): Promise<void> {
   const ext = new IpRoute(netnsPath(plan.externalNetns));
   const routes = new IpBatch();
   for (const o of ownership(plan)) routes.replaceRoute(o.podCidr, { via: o.ip });
+  routes.addAddr('eth0', `${INTERNET_IP}/32`);
   await ext.apply(routes, ['sysctl', '-q', '-w', 'net.ipv4.ip_forward=1', 'net.ipv4.conf.all.send_redirects=0', 'net.ipv4.conf.default.send_redirects=0', 'net.ipv4.conf.eth0.send_redirects=0', 'net.ipv4.conf.all.rp_filter=0', 'net.ipv4.conf.eth0.rp_filter=0']);
   if (plan.cloud.profile !== 'eks') return;
   const checks = ownership(plan).map((o) => `  iifname "${o.fabricPort}" ip saddr != { ${o.ip}, ${o.podCidr} } counter drop`);
@@ -248,6 +249,7 @@ export async function removeCloudNetwork(plan: LabPlan): Promise<void> {
   if (!plan.cloud) return;
   const undo = new IpBatch();
   for (const o of ownership(plan)) undo.delRoute(o.podCidr);
+  undo.command('addr', 'del', `${INTERNET_IP}/32`, 'dev', 'eth0');
   await new IpRoute(netnsPath(plan.externalNetns)).applyBestEffort(undo);
   if (plan.cloud.profile === 'eks') await run('nft', ['delete', 'table', 'bridge', VPC_CHECK_TABLE], { netns: netnsPath(plan.fabricNetns) }).catch(() => undefined);
 }

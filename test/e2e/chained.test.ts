@@ -1,0 +1,245 @@
+// Seine chained after a cloud's CNI (the lab's EKS and AKS stand-ins): pods run on the cloud CNI first, Seine is
+// installed and takes them over without a restart while a ping keeps going, NetworkPolicy and Services apply to
+// them, a new pod is taken over at its ADD, a rewritten cloud conflist is followed, DEL and uninstall give the node
+// back exactly as the cloud CNI had it.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { commandLine, run } from '../../src/host/exec.js';
+import { netnsPath } from '../../src/host/netns.js';
+import ipaddr from 'ipaddr.js';
+import { INTERNET_IP, type CloudProfile } from '../../src/lab/cloud/plan.js';
+import type { Lab } from '../../src/lab/lab.js';
+import { connect, SERVER, SETTLE_MS, type Answer } from '../harness/answering.js';
+import { eventually, podNetns, startTestLab, waitRunning } from '../harness/lab.js';
+import { kubectlIn } from '../harness/policy-matrix.js';
+
+/** Longest run of lost echoes (at 0.2 s each) a take-over may cost: none in principle, 2 s for a loaded machine's stalls. */
+const MAX_LOST_IN_A_ROW = 10;
+
+interface Ping {
+  child: ChildProcess;
+  out: string[];
+}
+
+/** A ping every 0.2 s from a namespace until stopped. */
+function startPing(netns: string, to: string): Ping {
+  const argv = commandLine('ping', ['-n', '-i', '0.2', '-W', '1', to], netns);
+  const child = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] });
+  const out: string[] = [];
+  child.stdout!.on('data', (d: Buffer) => out.push(d.toString()));
+  return { child, out };
+}
+
+/** Stops it; the sequence numbers answered, and the longest run of unanswered ones between the first and the last. */
+async function stopPing(p: Ping): Promise<{ answered: number; longestLoss: number }> {
+  const exited = new Promise((r) => p.child.once('exit', r));
+  p.child.kill('SIGINT');
+  await exited;
+  const seqs = [...p.out.join('').matchAll(/icmp_seq=(\d+)/g)].map((m) => Number(m[1])).sort((a, b) => a - b);
+  let longestLoss = 0;
+  for (let i = 1; i < seqs.length; i++) longestLoss = Math.max(longestLoss, seqs[i]! - seqs[i - 1]! - 1);
+  return { answered: seqs.length, longestLoss };
+}
+
+const normalizeIptables = (text: string): string =>
+  text
+    .split('\n')
+    .filter((l) => l && !l.startsWith('#'))
+    .map((l) => l.replace(/\[\d+:\d+\]/, ''))
+    .join('\n');
+
+function chained(profile: CloudProfile, conflist: string): void {
+  describe(`Seine chained after the ${profile} stand-in (2 nodes)`, () => {
+    let lab: Lab;
+    const nodeNs = (i: number): string => netnsPath(lab.plan.nodes[i]!.netns);
+    const ns = async (pod: string): Promise<string> => podNetns(lab, await lab.core.readNamespacedPod({ name: pod, namespace: 'default' }));
+    const ip = async (pod: string): Promise<string> => (await lab.core.readNamespacedPod({ name: pod, namespace: 'default' })).status!.podIP!;
+    const apply = (docs: object[]): Promise<string> => kubectlIn(lab, ['apply', '-f', '-'], docs.map((d) => `---\n${JSON.stringify(d)}\n`).join(''));
+
+    const server = (name: string, node: number, labels: Record<string, string>): object => ({
+      apiVersion: 'v1',
+      kind: 'Pod',
+      metadata: { name, labels: { ...labels, pod: name } },
+      spec: { nodeName: lab.plan.nodes[node]!.name, containers: [{ name: 'serve', image: 'lab', command: [process.execPath, '-e', SERVER], env: [{ name: 'POD_NAME', value: name }] }] },
+    });
+    const client = (name: string, node: number, labels: Record<string, string>): object => ({
+      apiVersion: 'v1',
+      kind: 'Pod',
+      metadata: { name, labels: { ...labels, pod: name } },
+      spec: { nodeName: lab.plan.nodes[node]!.name, containers: [{ name: 'main', image: 'lab', command: ['sleep', 'infinity'] }] },
+    });
+    const policy = {
+      apiVersion: 'networking.k8s.io/v1',
+      kind: 'NetworkPolicy',
+      metadata: { name: 'web-from-clients', namespace: 'default' },
+      spec: { podSelector: { matchLabels: { app: 'web' } }, ingress: [{ from: [{ podSelector: { matchLabels: { role: 'client' } } }], ports: [{ port: 8080 }] }] },
+    };
+
+    /** Waits until a connection from `from` to `to`:8080 gets the answer expected: the server's name, or a drop. */
+    async function expectTcp(from: string, to: string, reached: boolean): Promise<void> {
+      const target = await ip(to);
+      await eventually(
+        `${from} -> ${to} (${target}:8080) ${reached ? 'answered by ' + to : 'dropped'}`,
+        async (saw) => {
+          const [a] = await connect(await ns(from), 'tcp', target, 8080, 1);
+          saw(a);
+          return (reached ? a?.pod === to : a?.failure === 'timeout') ? true : undefined;
+        },
+        SETTLE_MS,
+      );
+    }
+
+    /** The node's routes, ip rules, iptables rules and nft tables: what the cloud CNI (and Seine) set up. */
+    async function hostState(i: number): Promise<string> {
+      const routes = (await run('ip', ['-4', 'route', 'show', 'table', 'all'], { netns: nodeNs(i) })).stdout.split('\n').filter((l) => l && !/ table local /.test(l)).sort();
+      const rules = (await run('ip', ['-4', 'rule', 'show'], { netns: nodeNs(i) })).stdout;
+      const iptables = normalizeIptables((await run('iptables-save', [], { netns: nodeNs(i) })).stdout);
+      const nftTables = (await run('nft', ['list', 'tables'], { netns: nodeNs(i) })).stdout;
+      return [...routes, rules, iptables, nftTables].join('\n');
+    }
+
+    /** Whether a pod's host veth is a port of the node's br-int. */
+    async function takenOver(pod: string): Promise<boolean> {
+      const p = await lab.core.readNamespacedPod({ name: pod, namespace: 'default' });
+      const node = lab.nodes.find((n) => n.plan.name === p.spec!.nodeName)!;
+      const routes = (await run('ip', ['-4', 'route', 'show', `${p.status!.podIP}/32`], { netns: node.netns })).stdout;
+      return /dev seine-gw0/.test(routes);
+    }
+
+    let before: string[] = [];
+
+    beforeAll(async () => {
+      lab = await startTestLab({ profile, seine: false, nodes: 2 });
+      await apply([server('web', 0, { app: 'web' }), server('web2', 1, { app: 'web' }), client('client', 0, { role: 'client' }), client('other', 1, {})]);
+      for (const p of ['web', 'web2', 'client', 'other']) await waitRunning(lab, p, 'default', 120_000);
+      before = [await hostState(0), await hostState(1)];
+    }, 300_000);
+
+    afterAll(async () => {
+      await lab?.down();
+    }, 120_000);
+
+    it('takes over running pods without restarting them, while a ping across nodes keeps going', async () => {
+      const uids = await Promise.all(['web', 'web2', 'client', 'other'].map(async (p) => (await lab.core.readNamespacedPod({ name: p, namespace: 'default' })).metadata!.uid));
+      const ping = startPing(await ns('client'), await ip('web2'));
+      try {
+        await lab.installSeine();
+        for (const p of ['web', 'web2', 'client', 'other']) await eventually(`pod ${p} taken over`, async () => ((await takenOver(p)) ? true : undefined), SETTLE_MS);
+        // A few more seconds of ping through OVS.
+        await new Promise((r) => setTimeout(r, 3000));
+      } finally {
+        const report = await stopPing(ping);
+        expect(report.answered).toBeGreaterThan(0);
+        expect(report.longestLoss).toBeLessThanOrEqual(MAX_LOST_IN_A_ROW);
+      }
+      const after = await Promise.all(['web', 'web2', 'client', 'other'].map(async (p) => (await lab.core.readNamespacedPod({ name: p, namespace: 'default' })).metadata!.uid));
+      expect(after).toEqual(uids);
+      const events = await kubectlIn(lab, ['get', 'events', '-A', '--field-selector', 'reason=PodsTakenOver', '-o', 'jsonpath={.items[*].message}']);
+      expect(events).toMatch(/default\/web/);
+    }, 300_000);
+
+    if (profile === 'eks') {
+      it('keeps the AWS VPC CNI\'s egress working for pods on the secondary ENI (its connmark rules, now through the gateway)', async () => {
+        // A pod on each ENI: the second pod of a node lands on the secondary one.
+        const onEni = async (eni: number): Promise<string> => {
+          for (const name of ['web', 'web2', 'client', 'other']) {
+            const p = await lab.core.readNamespacedPod({ name, namespace: 'default' });
+            const node = lab.plan.nodes.find((n) => n.name === p.spec!.nodeName)!;
+            const cidr = node.cloud!.enis[eni]!.podCidr;
+            if (ipaddr.IPv4.parse(p.status!.podIP!).match(ipaddr.IPv4.parseCIDR(cidr))) return name;
+          }
+          throw new Error(`no pod on ENI ${eni}`);
+        };
+        for (const name of [await onEni(0), await onEni(1)]) {
+          // Outside the VPC: SNATed to the primary ENI's address, so it must leave by the primary ENI (the VPC
+          // drops it elsewhere): the connection mark set for the gateway's traffic routes it there.
+          await eventually(`${name} reaches the internet stand-in ${INTERNET_IP}`, async (saw) => {
+            const ok = await run('ping', ['-c', '1', '-W', '2', INTERNET_IP], { netns: await ns(name), timeoutMs: 10_000 }).then(() => true, (e: Error) => (saw(e.message), false));
+            return ok ? true : undefined;
+          }, SETTLE_MS);
+        }
+      }, 300_000);
+    }
+
+    it('enforces NetworkPolicy on the taken-over pods', async () => {
+      await expectTcp('other', 'web', true);
+      await apply([policy]);
+      await expectTcp('client', 'web', true);
+      await expectTcp('client', 'web2', true);
+      await expectTcp('other', 'web', false);
+      await expectTcp('other', 'web2', false);
+    }, 300_000);
+
+    it('serves a NodePort Service over them: ClusterIP from a pod, the node port from outside', async () => {
+      await apply([{ apiVersion: 'v1', kind: 'Service', metadata: { name: 'web', namespace: 'default' }, spec: { type: 'NodePort', selector: { app: 'web' }, ports: [{ port: 80, targetPort: 8080 }] } }]);
+      // The policy lets clients in only; the node port's traffic comes from elsewhere: allow it for this case.
+      await apply([{ ...policy, metadata: { name: 'web-from-all', namespace: 'default' }, spec: { podSelector: { matchLabels: { app: 'web' } }, ingress: [{}] } }]);
+      const svc = await lab.core.readNamespacedService({ name: 'web', namespace: 'default' });
+      const reachesBoth = async (what: string, netns: string, host: string, port: number): Promise<void> => {
+        await eventually(what, async (saw) => {
+          const answers: Answer[] = await connect(netns, 'tcp', host, port, 20);
+          const got = [...new Set(answers.map((a) => a.pod ?? a.failure))].sort();
+          saw(got);
+          return JSON.stringify(got) === '["web","web2"]' ? true : undefined;
+        }, SETTLE_MS);
+      };
+      await reachesBoth('ClusterIP from client reaches web and web2', await ns('client'), svc.spec!.clusterIP!, 80);
+      for (const node of lab.plan.nodes) await reachesBoth(`node port on ${node.name} from the external host`, netnsPath(lab.plan.externalNetns), node.ip, svc.spec!.ports![0]!.nodePort!);
+      await kubectlIn(lab, ['delete', 'networkpolicy', 'web-from-all']);
+    }, 300_000);
+
+    it('takes a new pod over at its ADD, and follows a rewritten cloud conflist for the next one', async () => {
+      await apply([server('web3', 0, { app: 'web' })]);
+      await waitRunning(lab, 'web3', 'default', 120_000);
+      expect(await takenOver('web3')).toBe(true);
+      await expectTcp('other', 'web3', false);
+      await expectTcp('client', 'web3', true);
+      // What a restart of the cloud's node agent does: its conflist written again (here with one key changed).
+      const node = lab.nodes[0]!;
+      const path = join(node.dirs.cniConfDir, conflist);
+      const cloud = JSON.parse(readFileSync(path, 'utf8')) as { plugins: Array<Record<string, unknown>> };
+      cloud.plugins[0]!.rewrittenBy = 'restart';
+      writeFileSync(path, JSON.stringify(cloud, null, 2));
+      // install-cni promises 2 s; a loaded machine gets far more before this counts as missed.
+      await eventually('05-seine.conflist re-derived', async (saw) => {
+        const derived = readFileSync(join(node.dirs.cniConfDir, '05-seine.conflist'), 'utf8');
+        saw(derived);
+        return derived.includes('"rewrittenBy"') ? true : undefined;
+      }, 30_000);
+      await apply([server('web4', 0, { app: 'web' })]);
+      await waitRunning(lab, 'web4', 'default', 120_000);
+      expect(await takenOver('web4')).toBe(true);
+      await expectTcp('other', 'web4', false);
+      await expectTcp('client', 'web4', true);
+    }, 300_000);
+
+    it('DEL gives a pod\'s link back: nothing of Seine is left for it', async () => {
+      const target = await ip('web4');
+      await kubectlIn(lab, ['delete', 'pod', 'web3', 'web4', '--wait=true']);
+      const routes = (await run('ip', ['-4', 'route', 'show', 'proto', '119'], { netns: nodeNs(0) })).stdout;
+      expect(routes).not.toContain(target);
+      const ports = (await run('ovs-vsctl', ['--db', `unix:${lab.nodes[0]!.ovs.dbSocket}`, 'list-ports', 'br-int'])).stdout.split('\n').filter(Boolean);
+      // web and client remain: their veths, and the gateway.
+      expect(ports.length).toBe(3);
+    }, 300_000);
+
+    it('uninstall gives every node back exactly as the cloud CNI had it, pods running throughout', async () => {
+      await kubectlIn(lab, ['delete', 'networkpolicy', 'web-from-clients']);
+      await kubectlIn(lab, ['delete', 'service', 'web']);
+      const ping = startPing(await ns('client'), await ip('web2'));
+      try {
+        await lab.uninstallSeine();
+      } finally {
+        const report = await stopPing(ping);
+        expect(report.longestLoss).toBeLessThanOrEqual(MAX_LOST_IN_A_ROW);
+      }
+      expect(await hostState(0)).toBe(before[0]);
+      expect(await hostState(1)).toBe(before[1]);
+      await expectTcp('other', 'web', true);
+    }, 300_000);
+  });
+}
+
+chained('eks', '10-aws.conflist');
+chained('aks', '10-azure.conflist');
