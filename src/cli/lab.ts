@@ -12,6 +12,7 @@ import type { CloudProfile } from '../lab/cloud/plan.js';
 import { podNetnsName } from '../lab/kubelet.js';
 import { renderTable } from './table.js';
 import { runDemo } from './demo.js';
+import { runChainedDemo } from './demo-chained.js';
 
 interface Common {
   name: string;
@@ -214,17 +215,33 @@ async function down(o: Common): Promise<void> {
   process.stdout.write(`lab '${o.name}' removed\n`);
 }
 
-/** `lab demo`: up, show traffic, down (unless --keep). */
-async function demo(o: Common & { nodes: string; keep?: boolean }): Promise<void> {
+/**
+ * `lab demo`: up, show traffic, down (unless --keep); then CNI chaining mode on a second lab, one standing in for
+ * EKS, whose running pods Seine takes over.
+ */
+async function demo(o: Common & { nodes: string; keep?: boolean; chained: boolean }): Promise<void> {
+  const say = (l: string): void => void process.stdout.write(l + '\n');
   await up(o);
   try {
-    process.stdout.write('\n');
-    await runDemo({ status: readStatus(o), say: (l) => process.stdout.write(l + '\n') });
-    process.stdout.write('\ndemo passed\n');
+    say('');
+    await runDemo({ status: readStatus(o), say });
   } finally {
-    if (o.keep) process.stdout.write(`\nthe lab keeps running: export KUBECONFIG=${readStatus(o).kubeconfig}; 'seine lab down --name ${o.name}' removes it\n`);
+    if (o.keep) say(`\nthe lab keeps running: export KUBECONFIG=${readStatus(o).kubeconfig}; 'seine lab down --name ${o.name}' removes it`);
     else await down(o);
   }
+  if (o.chained) {
+    // Lab names are at most 10 characters.
+    const eks = { ...o, name: `${o.name.slice(0, 9)}e`, nodes: '2', profile: 'eks' as const, withoutSeine: true };
+    say(`\nlab '${eks.name}': a stand-in of EKS (the AWS VPC CNI on every node), without Seine`);
+    await up(eks);
+    try {
+      await runChainedDemo({ status: () => readStatus(eks), say, installSeine: () => control(eks, '/install-seine') });
+    } finally {
+      if (o.keep) say(`\nthe lab keeps running: export KUBECONFIG=${readStatus(eks).kubeconfig}; 'seine lab down --name ${eks.name}' removes it`);
+      else await down(eks);
+    }
+  }
+  say('\ndemo passed');
 }
 
 export function labCommand(): Command {
@@ -240,11 +257,12 @@ export function labCommand(): Command {
     .action((o) => up(o));
   lab
     .command('demo')
-    .description('bring up a lab, run pods on every node, show traffic between them, network policies taking effect and traffic through a service chain, tear it down')
+    .description('bring up a lab, run pods on every node, show traffic between them, a Service, network policies taking effect and traffic through a service chain, tear it down; then Seine taking over the running pods of a lab standing in for EKS')
     .addOption(nameOpt())
     .addOption(rootOpt())
     .option('--nodes <n>', 'number of nodes', '3')
     .option('--keep', 'leave the lab running afterwards')
+    .option('--no-chained', 'skip the CNI chaining part (a second lab standing in for EKS)')
     .action((o) => demo(o));
   lab
     .command('serve', { hidden: true })
