@@ -54,11 +54,11 @@ export async function runChainedDemo({ status, say, installSeine }: ChainedDemoC
     const ready = names.map((n) => items.find((p) => p.metadata?.name === n && p.status?.phase === 'Running' && p.status.podIP));
     return ready.every((p) => p) ? (ready as V1Pod[]) : undefined;
   });
-  const nodeNs = (p: V1Pod): string => st.nodes.find((n) => n.name === p.spec!.nodeName)!.netns;
+  const nodeNs = (p: V1Pod): string => netnsPath(st.nodes.find((n) => n.name === p.spec!.nodeName)!.netns);
   const podNs = (p: V1Pod): string => netnsPath(podNetnsName(st.name, p.metadata!.uid!));
   const routeOf = async (p: V1Pod): Promise<string> => (await run('ip', ['-4', 'route', 'show', `${p.status!.podIP}/32`], { netns: nodeNs(p) })).stdout.trim();
   const table = async (): Promise<string> => renderTable(['pod', 'node', 'ip', "node's route to it"], await Promise.all(pods.map(async (p) => [p.metadata!.name, p.spec!.nodeName, p.status!.podIP, await routeOf(p)])));
-  say(`\nCNI chaining mode: a ${st.profile ?? 'cloud'} lab whose pods run on the cloud's CNI alone (the lab's stand-in of the AWS VPC CNI: /32 addresses, eni* veths, no overlay)`);
+  say(`\nCNI chaining mode: pods running on the cloud's CNI alone (the lab's stand-in of the AWS VPC CNI: /32 addresses, eni* veths, no overlay)`);
   say(await table());
 
   const [web, client, other] = pods as [V1Pod, V1Pod, V1Pod];

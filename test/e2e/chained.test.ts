@@ -3,7 +3,7 @@
 // them, a new pod is taken over at its ADD, a rewritten cloud conflist is followed, DEL and uninstall give the node
 // back exactly as the cloud CNI had it.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { commandLine, run } from '../../src/host/exec.js';
 import { netnsPath } from '../../src/host/netns.js';
@@ -111,8 +111,13 @@ function chained(profile: CloudProfile, conflist: string): void {
 
     beforeAll(async () => {
       lab = await startTestLab({ profile, seine: false, nodes: 2 });
-      await apply([server('web', 0, { app: 'web' }), server('web2', 1, { app: 'web' }), client('client', 0, { role: 'client' }), client('other', 1, {})]);
-      for (const p of ['web', 'web2', 'client', 'other']) await waitRunning(lab, p, 'default', 120_000);
+      await apply([server('web', 0, { app: 'web' }), server('web2', 1, { app: 'web' }), client('client', 0, { role: 'client' }), client('other', 1, {}), client('lost', 1, {})]);
+      for (const p of ['web', 'web2', 'client', 'other', 'lost']) await waitRunning(lab, p, 'default', 120_000);
+      // A pod Seine cannot take over: the runtime's record of its ADD is gone.
+      const lost = await lab.core.readNamespacedPod({ name: 'lost', namespace: 'default' });
+      const results = join(lab.nodes[1]!.dirs.cniCacheDir, 'results');
+      for (const f of readdirSync(results)) if (readFileSync(join(results, f), 'utf8').includes(`"K8S_POD_NAME","lost"`)) rmSync(join(results, f));
+      expect(lost.status?.podIP).toBeDefined();
       before = [await hostState(0), await hostState(1)];
     }, 300_000);
 
@@ -137,6 +142,14 @@ function chained(profile: CloudProfile, conflist: string): void {
       expect(after).toEqual(uids);
       const events = await kubectlIn(lab, ['get', 'events', '-A', '--field-selector', 'reason=PodsTakenOver', '-o', 'jsonpath={.items[*].message}']);
       expect(events).toMatch(/default\/web/);
+      // The one it could not take over is named, with why, and left as the cloud's CNI made it.
+      const warning = await eventually('the PodsNotTakenOver Event', async (saw) => {
+        const text = await kubectlIn(lab, ['get', 'events', '-A', '--field-selector', 'reason=PodsNotTakenOver', '-o', 'jsonpath={.items[*].message}']);
+        saw(text);
+        return text.includes('default/lost') ? text : undefined;
+      }, SETTLE_MS);
+      expect(warning).toMatch(/default\/lost \(.*cached CNI result/);
+      expect(await takenOver('lost')).toBe(false);
     }, 300_000);
 
     if (profile === 'eks') {
@@ -189,6 +202,57 @@ function chained(profile: CloudProfile, conflist: string): void {
       await kubectlIn(lab, ['delete', 'networkpolicy', 'web-from-all']);
     }, 300_000);
 
+    it('gives taken-over pods a VLAN secondary network, and steers their traffic through a service chain', async () => {
+      const vlan = profile === 'eks' ? 301 : 302;
+      const annotated = (name: string, node: number, networks: string, labels: Record<string, string>, command: string[]): object => ({
+        apiVersion: 'v1',
+        kind: 'Pod',
+        metadata: { name, labels: { ...labels, pod: name }, annotations: { 'k8s.v1.cni.cncf.io/networks': networks } },
+        spec: { nodeName: lab.plan.nodes[node]!.name, containers: [{ name: 'main', image: 'lab', command }] },
+      });
+      // The firewall CNF bridges its two function ports and counts the web traffic it forwards.
+      const firewall = `ip link add br0 type bridge && ip link set in0 master br0 && ip link set out0 master br0 && ip link set br0 up && printf 'table bridge cnf { chain fwd { type filter hook forward priority 0; tcp dport 8080 counter; }; }\\n' | nft -f - && exec sleep infinity`;
+      await apply([
+        { apiVersion: 'crd.seine.dev/v1alpha1', kind: 'IPPool', metadata: { name: 'lan' }, spec: { ipRanges: [{ cidr: '10.31.0.0/24' }], subnetInfo: { gateway: '10.31.0.1', prefixLength: 24, vlan } } },
+        { apiVersion: 'k8s.cni.cncf.io/v1', kind: 'NetworkAttachmentDefinition', metadata: { name: 'lan', namespace: 'default' }, spec: { config: JSON.stringify({ cniVersion: '1.0.0', type: 'seine', networkType: 'vlan', vlan, mtu: 1500, ipam: { type: 'seine', ippools: ['lan'] } }) } },
+        { apiVersion: 'k8s.cni.cncf.io/v1', kind: 'NetworkAttachmentDefinition', metadata: { name: 'chain-port', namespace: 'default' }, spec: { config: '{"cniVersion": "1.0.0", "type": "seine", "networkType": "function"}' } },
+        annotated('lan-a', 0, 'lan', {}, ['sleep', 'infinity']),
+        annotated('lan-b', 1, 'lan', {}, ['sleep', 'infinity']),
+        annotated('fw', 0, '[{"name": "chain-port", "interface": "in0"}, {"name": "chain-port", "interface": "out0"}]', { cnf: 'fw' }, ['sh', '-c', firewall]),
+        server('chained-web', 0, { role: 'chained-web' }),
+        client('chained-client', 0, { role: 'chained-client' }),
+        {
+          apiVersion: 'crd.seine.dev/v1alpha1',
+          kind: 'ServiceChain',
+          metadata: { name: 'fw', namespace: 'default' },
+          spec: {
+            classifier: { source: { podSelector: { matchLabels: { role: 'chained-client' } } }, destination: { podSelector: { matchLabels: { role: 'chained-web' } } }, protocol: 'TCP', ports: [{ port: 8080 }] },
+            hops: [{ name: 'firewall', podSelector: { matchLabels: { cnf: 'fw' } }, interfaces: { ingress: 'in0', egress: 'out0' }, mode: 'Transparent', failurePolicy: 'FailClosed' }],
+          },
+        },
+      ]);
+      for (const p of ['lan-a', 'lan-b', 'fw', 'chained-web', 'chained-client']) await waitRunning(lab, p, 'default', 120_000);
+      expect(await takenOver('lan-a')).toBe(true);
+      const lanB = (await run('ip', ['-4', '-o', 'addr', 'show', 'net1'], { netns: await ns('lan-b') })).stdout;
+      const target = /inet (\S+)\//.exec(lanB)?.[1];
+      expect(target).toMatch(/^10\.31\.0\./);
+      await eventually(`lan-a reaches lan-b on VLAN ${vlan} (${target})`, async (saw) => {
+        const ok = await run('ping', ['-c', '1', '-W', '2', target!], { netns: await ns('lan-a'), timeoutMs: 10_000 }).then(() => true, (e: Error) => (saw(e.message), false));
+        return ok ? true : undefined;
+      }, SETTLE_MS);
+      // The policy of the earlier cases admits clients only; this case's pods are not web.
+      await eventually('the chain Ready', async (saw) => {
+        const chain = JSON.parse(await kubectlIn(lab, ['get', 'servicechain', 'fw', '-o', 'json'])) as { status?: { conditions?: Array<{ type: string; status: string }> } };
+        saw(chain.status);
+        return chain.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') ? true : undefined;
+      }, 120_000);
+      await expectTcp('chained-client', 'chained-web', true);
+      const counted = (await run('nft', ['list', 'table', 'bridge', 'cnf'], { netns: await ns('fw') })).stdout;
+      expect(Number(/counter packets (\d+)/.exec(counted)?.[1] ?? 0)).toBeGreaterThan(0);
+      await kubectlIn(lab, ['delete', 'servicechain', 'fw']);
+      await kubectlIn(lab, ['delete', 'pod', 'lan-a', 'lan-b', 'fw', 'chained-web', 'chained-client', '--wait=true']);
+    }, 300_000);
+
     it('takes a new pod over at its ADD, and follows a rewritten cloud conflist for the next one', async () => {
       await apply([server('web3', 0, { app: 'web' })]);
       await waitRunning(lab, 'web3', 'default', 120_000);
@@ -220,8 +284,8 @@ function chained(profile: CloudProfile, conflist: string): void {
       const routes = (await run('ip', ['-4', 'route', 'show', 'proto', '119'], { netns: nodeNs(0) })).stdout;
       expect(routes).not.toContain(target);
       const ports = (await run('ovs-vsctl', ['--db', `unix:${lab.nodes[0]!.ovs.dbSocket}`, 'list-ports', 'br-int'])).stdout.split('\n').filter(Boolean);
-      // web and client remain: their veths, and the gateway.
-      expect(ports.length).toBe(3);
+      // The pods' veths on node 0: web's and client's remain.
+      expect(ports.filter((p) => /^(eni|azv)/.test(p)).length).toBe(2);
     }, 300_000);
 
     it('uninstall gives every node back exactly as the cloud CNI had it, pods running throughout', async () => {
@@ -243,3 +307,29 @@ function chained(profile: CloudProfile, conflist: string): void {
 
 chained('eks', '10-aws.conflist');
 chained('aks', '10-azure.conflist');
+
+describe('Seine chained after Azure CNI in bridge mode (1 node)', () => {
+  let lab: Lab;
+  afterAll(async () => {
+    await lab?.down();
+  }, 120_000);
+
+  it('refuses every pod with a clear error, leaving the node as the cloud CNI has it', async () => {
+    lab = await startTestLab({ profile: 'aks', azureMode: 'bridge', nodes: 1 });
+    const node = netnsPath(lab.plan.nodes[0]!.netns);
+    await kubectlIn(lab, ['run', 'bridged', '--image', 'lab', '--restart', 'Never', '--overrides', JSON.stringify({ spec: { nodeName: lab.plan.nodes[0]!.name } }), '--', 'sleep', 'infinity']);
+    const message = await eventually('the FailedCreatePodSandBox Event', async (saw) => {
+      const text = await kubectlIn(lab, ['get', 'events', '--field-selector', 'reason=FailedCreatePodSandBox', '-o', 'jsonpath={.items[*].message}']);
+      saw(text);
+      return text ? text : undefined;
+    }, SETTLE_MS);
+    expect(message).toMatch(/enslaved to azure0/);
+    expect(message).toMatch(/transparent/);
+    const pod = await lab.core.readNamespacedPod({ name: 'bridged', namespace: 'default' });
+    expect(pod.status?.phase).toBe('Pending');
+    // Nothing of Seine for it: no port but the gateway, no moved route.
+    const ports = (await run('ovs-vsctl', ['--db', `unix:${lab.nodes[0]!.ovs.dbSocket}`, 'list-ports', 'br-int'])).stdout.split('\n').filter(Boolean);
+    expect(ports).toEqual(['seine-gw0']);
+    expect((await run('ip', ['-4', 'route', 'show', 'proto', '119'], { netns: node })).stdout.trim()).toBe('');
+  }, 300_000);
+});
