@@ -24,10 +24,14 @@ import { SupervisedProcess } from './supervisor.js';
 import { installCni } from '../primary/installcni/index.js';
 import type { AgentConfig } from '../primary/agent/config.js';
 import { planLab, type LabPlan, type PlanOptions } from './topology.js';
+import { CHAINED_CONFLIST_NAME } from '../chaining/cnimode/conflist.js';
+import { eventually } from '../util/wait.js';
 import { buildCloudNetwork, provisionCloudNode } from './cloud/profile.js';
 import type { AzureMode, CloudProfile } from './cloud/plan.js';
 
 export const DEFAULT_STATE_ROOT = '/run/seine/labs';
+/** install-cni derives its conflist in well under a second; a loaded machine gets far longer. */
+const CHAINED_INSTALL_TIMEOUT_MS = 60_000;
 
 /** The CLI and the CNI plugin as built in this repository (the lab runs the build). */
 const SEINE_BIN = join(repoRoot(), 'bin', 'seine');
@@ -372,6 +376,12 @@ export class Lab {
       if (cloud) this.installCni.set(node.plan.name, this.startNodeProcess(node, 'install-cni', ['install-cni', '--mode', 'chained', '--watch', '--link', '--config', config]));
       else await installCni({ confDir: node.dirs.cniConfDir, binDir: node.dirs.cniBinDir, socket, pluginSource: SEINE_CNI_BIN, link: true });
       this.agents.set(node.plan.name, this.startNodeProcess(node, 'agent', ['agent', '--config', config]));
+    }
+    // As `kubectl rollout status` would: pods made from here on go through Seine (earlier ones are taken over).
+    if (cloud) {
+      for (const node of this.nodes) {
+        await eventually(`05-seine.conflist on ${node.plan.name}`, async () => (existsSync(join(node.dirs.cniConfDir, CHAINED_CONFLIST_NAME)) ? true : undefined), CHAINED_INSTALL_TIMEOUT_MS);
+      }
     }
   }
 

@@ -129,10 +129,10 @@ function chained(profile: CloudProfile, conflist: string): void {
       const uids = await Promise.all(['web', 'web2', 'client', 'other'].map(async (p) => (await lab.core.readNamespacedPod({ name: p, namespace: 'default' })).metadata!.uid));
       const ping = startPing(await ns('client'), await ip('web2'));
       try {
-        await lab.installSeine();
-        for (const p of ['web', 'web2', 'client', 'other']) await eventually(`pod ${p} taken over`, async () => ((await takenOver(p)) ? true : undefined), SETTLE_MS);
-        // A few more seconds of ping through OVS.
-        await new Promise((r) => setTimeout(r, 3000));
+          await lab.installSeine();
+          for (const p of ['web', 'web2', 'client', 'other']) await eventually(`pod ${p} taken over`, async () => ((await takenOver(p)) ? true : undefined), SETTLE_MS);
+          // A few more seconds of ping through OVS.
+          await new Promise((r) => setTimeout(r, 3000));
       } finally {
         const report = await stopPing(ping);
         expect(report.answered).toBeGreaterThan(0);
@@ -211,7 +211,7 @@ function chained(profile: CloudProfile, conflist: string): void {
         spec: { nodeName: lab.plan.nodes[node]!.name, containers: [{ name: 'main', image: 'lab', command }] },
       });
       // The firewall CNF bridges its two function ports and counts the web traffic it forwards.
-      const firewall = `ip link add br0 type bridge && ip link set in0 master br0 && ip link set out0 master br0 && ip link set br0 up && printf 'table bridge cnf { chain fwd { type filter hook forward priority 0; tcp dport 8080 counter; }; }\\n' | nft -f - && exec sleep infinity`;
+      const firewall = `ip link add br0 type bridge 2>/dev/null; ip link set in0 master br0 && ip link set out0 master br0 && ip link set br0 up && printf 'table bridge cnf { chain cnfchain { type filter hook forward priority 0; tcp dport 8080 counter; }; }\\n' | nft -f - && exec sleep infinity`;
       await apply([
         { apiVersion: 'crd.seine.dev/v1alpha1', kind: 'IPPool', metadata: { name: 'lan' }, spec: { ipRanges: [{ cidr: '10.31.0.0/24' }], subnetInfo: { gateway: '10.31.0.1', prefixLength: 24, vlan } } },
         { apiVersion: 'k8s.cni.cncf.io/v1', kind: 'NetworkAttachmentDefinition', metadata: { name: 'lan', namespace: 'default' }, spec: { config: JSON.stringify({ cniVersion: '1.0.0', type: 'seine', networkType: 'vlan', vlan, mtu: 1500, ipam: { type: 'seine', ippools: ['lan'] } }) } },
@@ -231,26 +231,30 @@ function chained(profile: CloudProfile, conflist: string): void {
           },
         },
       ]);
-      for (const p of ['lan-a', 'lan-b', 'fw', 'chained-web', 'chained-client']) await waitRunning(lab, p, 'default', 120_000);
-      expect(await takenOver('lan-a')).toBe(true);
-      const lanB = (await run('ip', ['-4', '-o', 'addr', 'show', 'net1'], { netns: await ns('lan-b') })).stdout;
-      const target = /inet (\S+)\//.exec(lanB)?.[1];
-      expect(target).toMatch(/^10\.31\.0\./);
-      await eventually(`lan-a reaches lan-b on VLAN ${vlan} (${target})`, async (saw) => {
-        const ok = await run('ping', ['-c', '1', '-W', '2', target!], { netns: await ns('lan-a'), timeoutMs: 10_000 }).then(() => true, (e: Error) => (saw(e.message), false));
-        return ok ? true : undefined;
-      }, SETTLE_MS);
-      // The policy of the earlier cases admits clients only; this case's pods are not web.
-      await eventually('the chain Ready', async (saw) => {
-        const chain = JSON.parse(await kubectlIn(lab, ['get', 'servicechain', 'fw', '-o', 'json'])) as { status?: { conditions?: Array<{ type: string; status: string }> } };
-        saw(chain.status);
-        return chain.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') ? true : undefined;
-      }, 120_000);
-      await expectTcp('chained-client', 'chained-web', true);
-      const counted = (await run('nft', ['list', 'table', 'bridge', 'cnf'], { netns: await ns('fw') })).stdout;
-      expect(Number(/counter packets (\d+)/.exec(counted)?.[1] ?? 0)).toBeGreaterThan(0);
-      await kubectlIn(lab, ['delete', 'servicechain', 'fw']);
-      await kubectlIn(lab, ['delete', 'pod', 'lan-a', 'lan-b', 'fw', 'chained-web', 'chained-client', '--wait=true']);
+      try {
+        for (const p of ['lan-a', 'lan-b', 'fw', 'chained-web', 'chained-client']) await waitRunning(lab, p, 'default', 120_000);
+        expect(await takenOver('lan-a')).toBe(true);
+        const lanB = (await run('ip', ['-4', '-o', 'addr', 'show', 'net1'], { netns: await ns('lan-b') })).stdout;
+        const target = /inet (\S+)\//.exec(lanB)?.[1];
+        expect(target).toMatch(/^10\.31\.0\./);
+        await eventually(`lan-a reaches lan-b on VLAN ${vlan} (${target})`, async (saw) => {
+          const ok = await run('ping', ['-c', '1', '-W', '2', target!], { netns: await ns('lan-a'), timeoutMs: 10_000 }).then(() => true, (e: Error) => (saw(e.message), false));
+          return ok ? true : undefined;
+        }, SETTLE_MS);
+        // The policy of the earlier cases admits clients only; this case's pods are not web.
+        await eventually('the chain Ready', async (saw) => {
+          const chain = JSON.parse(await kubectlIn(lab, ['get', 'servicechain', 'fw', '-o', 'json'])) as { status?: { conditions?: Array<{ type: string; status: string }> } };
+          saw(chain.status);
+          return chain.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') ? true : undefined;
+        }, 120_000);
+        await expectTcp('chained-client', 'chained-web', true);
+        const counted = (await run('nft', ['list', 'table', 'bridge', 'cnf'], { netns: await ns('fw') })).stdout;
+        expect(Number(/counter packets (\d+)/.exec(counted)?.[1] ?? 0)).toBeGreaterThan(0);
+      } finally {
+        // Also after a failure: the later cases count what is left on the nodes.
+        await kubectlIn(lab, ['delete', 'servicechain', 'fw', '--ignore-not-found']);
+        await kubectlIn(lab, ['delete', 'pod', 'lan-a', 'lan-b', 'fw', 'chained-web', 'chained-client', '--ignore-not-found', '--wait=true']);
+      }
     }, 300_000);
 
     it('takes a new pod over at its ADD, and follows a rewritten cloud conflist for the next one', async () => {
@@ -293,7 +297,7 @@ function chained(profile: CloudProfile, conflist: string): void {
       await kubectlIn(lab, ['delete', 'service', 'web']);
       const ping = startPing(await ns('client'), await ip('web2'));
       try {
-        await lab.uninstallSeine();
+          await lab.uninstallSeine();
       } finally {
         const report = await stopPing(ping);
         expect(report.longestLoss).toBeLessThanOrEqual(MAX_LOST_IN_A_ROW);

@@ -171,6 +171,22 @@ describe('chained pod network (EKS-style links, real OVS)', () => {
     expect(vs.cache.port(c.pod.hostIf)).toBeUndefined();
   });
 
+  it('GC gives back the attachments of its network that the runtime no longer lists, and only those', async () => {
+    await net.add(request('ADD', a.pod, a.prev, 1));
+    await net.add(request('ADD', b.pod, b.prev, 2));
+    const gc = (network: string, valid: CniRequest[]): Promise<void> =>
+      net.gc({ command: 'GC', cniVersion: '1.1.0', config: { cniVersion: '1.1.0', name: network, type: 'seine' }, cniPath: [], signal: new AbortController().signal, validAttachments: valid.map((r) => ({ containerID: r.containerId, ifname: r.ifname })) });
+    // Another network's GC does not touch them.
+    await gc('other-net', []);
+    expect(vs.cache.port(b.pod.hostIf)).toBeDefined();
+    await gc('aws-cni', [request('ADD', a.pod, a.prev, 1)]);
+    expect(vs.cache.port(a.pod.hostIf)).toBeDefined();
+    expect(vs.cache.port(b.pod.hostIf)).toBeUndefined();
+    expect(await hostRoutes(sb)).toContain(`10.100.1.11 dev ${b.pod.hostIf} scope link`);
+    expect(await ping(b.pod.netns, '10.100.1.10')).toBe(true);
+    await net.del(request('DEL', a.pod, a.prev, 1));
+  }, 60_000);
+
   it('releasing the node gives every pod back and removes the bridge, with traffic kept', async () => {
     const before = await hostRoutes(sb);
     await net.add(request('ADD', a.pod, a.prev, 1));
