@@ -377,10 +377,12 @@ export class Lab {
       else await installCni({ confDir: node.dirs.cniConfDir, binDir: node.dirs.cniBinDir, socket, pluginSource: SEINE_CNI_BIN, link: true });
       this.agents.set(node.plan.name, this.startNodeProcess(node, 'agent', ['agent', '--config', config]));
     }
-    // As `kubectl rollout status` would: pods made from here on go through Seine (earlier ones are taken over).
+    // As `kubectl rollout status` would: pods made from here on go through Seine (earlier ones are taken over),
+    // whose agent answers (it listens once its features have started).
     if (cloud) {
       for (const node of this.nodes) {
-        await eventually(`05-seine.conflist on ${node.plan.name}`, async () => (existsSync(join(node.dirs.cniConfDir, CHAINED_CONFLIST_NAME)) ? true : undefined), CHAINED_INSTALL_TIMEOUT_MS);
+        const ready = (): boolean => existsSync(join(node.dirs.cniConfDir, CHAINED_CONFLIST_NAME)) && existsSync(join(node.dirs.agentRunDir, 'cni.sock'));
+        await eventually(`05-seine.conflist and the agent's CNI socket on ${node.plan.name}`, async () => (ready() ? true : undefined), CHAINED_INSTALL_TIMEOUT_MS);
       }
     }
   }
@@ -417,8 +419,9 @@ export class Lab {
     for (const node of this.nodes) {
       const config = this.agentConfigPath(node);
       const env = { ...process.env, NODE_NAME: node.plan.name };
-      await run(process.execPath, [SEINE_BIN, 'agent', '--release', '--config', config], { env, timeoutMs: 120_000 });
+      // New pods go to the cloud's CNI alone first, then the running ones are given back to it.
       await run(process.execPath, [SEINE_BIN, 'install-cni', '--uninstall', '--mode', 'chained', '--config', config], { env, timeoutMs: 60_000 });
+      await run(process.execPath, [SEINE_BIN, 'agent', '--release', '--config', config], { env, timeoutMs: 120_000 });
     }
     await this.controller?.stop();
     this.controller = undefined;

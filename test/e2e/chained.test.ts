@@ -17,6 +17,25 @@ import { kubectlIn } from '../harness/policy-matrix.js';
 /** Longest run of lost echoes (at 0.2 s each) a take-over may cost: none in principle, 2 s for a loaded machine's stalls. */
 const MAX_LOST_IN_A_ROW = 10;
 
+/** The VPC CNI's DaemonSet as EKS installs it with its network policy agent on (the lab runs no DaemonSets: the object only). */
+const awsNodeWithPolicyAgent = {
+  apiVersion: 'apps/v1',
+  kind: 'DaemonSet',
+  metadata: { name: 'aws-node', namespace: 'kube-system' },
+  spec: {
+    selector: { matchLabels: { 'k8s-app': 'aws-node' } },
+    template: {
+      metadata: { labels: { 'k8s-app': 'aws-node' } },
+      spec: {
+        containers: [
+          { name: 'aws-node', image: 'amazon-k8s-cni' },
+          { name: 'aws-eks-nodeagent', image: 'aws-network-policy-agent', args: ['--enable-ipv6=false', '--enable-network-policy=true'] },
+        ],
+      },
+    },
+  },
+};
+
 interface Ping {
   child: ChildProcess;
   out: string[];
@@ -127,12 +146,14 @@ function chained(profile: CloudProfile, conflist: string): void {
 
     it('takes over running pods without restarting them, while a ping across nodes keeps going', async () => {
       const uids = await Promise.all(['web', 'web2', 'client', 'other'].map(async (p) => (await lab.core.readNamespacedPod({ name: p, namespace: 'default' })).metadata!.uid));
+      // EKS: aws-node as a cluster with the VPC CNI's network policy agent turned on has it.
+      if (profile === 'eks') await apply([awsNodeWithPolicyAgent]);
       const ping = startPing(await ns('client'), await ip('web2'));
       try {
-          await lab.installSeine();
-          for (const p of ['web', 'web2', 'client', 'other']) await eventually(`pod ${p} taken over`, async () => ((await takenOver(p)) ? true : undefined), SETTLE_MS);
-          // A few more seconds of ping through OVS.
-          await new Promise((r) => setTimeout(r, 3000));
+        await lab.installSeine();
+        for (const p of ['web', 'web2', 'client', 'other']) await eventually(`pod ${p} taken over`, async () => ((await takenOver(p)) ? true : undefined), SETTLE_MS);
+        // A few more seconds of ping through OVS.
+        await new Promise((r) => setTimeout(r, 3000));
       } finally {
         const report = await stopPing(ping);
         expect(report.answered).toBeGreaterThan(0);
@@ -150,6 +171,15 @@ function chained(profile: CloudProfile, conflist: string): void {
       }, SETTLE_MS);
       expect(warning).toMatch(/default\/lost \(.*cached CNI result/);
       expect(await takenOver('lost')).toBe(false);
+      if (profile === 'eks') {
+        const text = await eventually('the AwsNetworkPolicyAgentEnabled Event', async (saw) => {
+          const t = await kubectlIn(lab, ['get', 'events', '-A', '--field-selector', 'reason=AwsNetworkPolicyAgentEnabled', '-o', 'jsonpath={.items[*].message}']);
+          saw(t);
+          return t || undefined;
+        }, SETTLE_MS);
+        expect(text).toMatch(/--enable-network-policy=true/);
+        await kubectlIn(lab, ['-n', 'kube-system', 'delete', 'daemonset', 'aws-node']);
+      }
     }, 300_000);
 
     if (profile === 'eks') {
@@ -297,7 +327,7 @@ function chained(profile: CloudProfile, conflist: string): void {
       await kubectlIn(lab, ['delete', 'service', 'web']);
       const ping = startPing(await ns('client'), await ip('web2'));
       try {
-          await lab.uninstallSeine();
+        await lab.uninstallSeine();
       } finally {
         const report = await stopPing(ping);
         expect(report.longestLoss).toBeLessThanOrEqual(MAX_LOST_IN_A_ROW);
@@ -322,10 +352,11 @@ describe('Seine chained after Azure CNI in bridge mode (1 node)', () => {
     lab = await startTestLab({ profile: 'aks', azureMode: 'bridge', nodes: 1 });
     const node = netnsPath(lab.plan.nodes[0]!.netns);
     await kubectlIn(lab, ['run', 'bridged', '--image', 'lab', '--restart', 'Never', '--overrides', JSON.stringify({ spec: { nodeName: lab.plan.nodes[0]!.name } }), '--', 'sleep', 'infinity']);
-    const message = await eventually('the FailedCreatePodSandBox Event', async (saw) => {
+    // The kubelet retries the sandbox: the Event of an attempt that reached Seine's agent.
+    const message = await eventually('the FailedCreatePodSandBox Event of Seine\'s refusal', async (saw) => {
       const text = await kubectlIn(lab, ['get', 'events', '--field-selector', 'reason=FailedCreatePodSandBox', '-o', 'jsonpath={.items[*].message}']);
       saw(text);
-      return text ? text : undefined;
+      return /enslaved/.test(text) ? text : undefined;
     }, SETTLE_MS);
     expect(message).toMatch(/enslaved to azure0/);
     expect(message).toMatch(/transparent/);

@@ -9,7 +9,7 @@ import type { PodAttachment, PodNetwork } from '../../agent/feature.js';
 import type { CniRequest, GcRequest } from '../../primary/cniserver/index.js';
 import { SeineCode } from '../../primary/agent/driver.js';
 import { CHAINED_OWNER, type InterfaceStore, type PodInterface, portExternalIds } from '../../primary/interfacestore/store.js';
-import { podFlows, podScope, type NodeConfig } from '../../primary/pipeline/index.js';
+import { podFlows, podScope, type LocalPod, type NodeConfig } from '../../primary/pipeline/index.js';
 import { sandboxIdentity } from '../../podif/sandbox.js';
 import { logger } from '../../util/log.js';
 import type { ChainedHost } from './host.js';
@@ -42,6 +42,11 @@ const log = logger('chained');
 function asCni(e: unknown, code: number, what: string): CniError {
   if (e instanceof CniError) return e;
   return new CniError(code, what, e instanceof Error ? e.message : String(e));
+}
+
+/** What the pipeline knows of a taken-over pod. */
+export function localPod(itf: PodInterface): LocalPod {
+  return { ofport: itf.ofport, ip: itf.ip, mac: itf.mac, ...(itf.peerMac ? { nextHopMac: itf.peerMac } : {}) };
 }
 
 /** The routes recorded on a port: malformed records (hand-edited) give nothing to move back rather than fail. */
@@ -131,6 +136,7 @@ export class ChainedPodNetwork implements PodNetwork {
       netns: req.netns,
       network: req.config.name,
       ...(netnsId ? { netnsId } : {}),
+      peerMac: hostEnd.mac,
     };
     const node = this.d.node();
     const undo: Array<() => Promise<unknown>> = [];
@@ -148,7 +154,7 @@ export class ChainedPodNetwork implements PodNetwork {
         await new IpRoute(req.netns).txOffloadOff(req.ifname);
       }
       try {
-        await this.d.flows.submit(podFlows(node, { ofport, ip, mac: podEnd.mac }).map(addFlow));
+        await this.d.flows.submit(podFlows(node, { ofport, ip, mac: podEnd.mac, nextHopMac: hostEnd.mac }).map(addFlow));
       } catch (e) {
         throw asCni(e, SeineCode.OvsFailure, 'installing the pod flows failed');
       }
@@ -210,7 +216,7 @@ export class ChainedPodNetwork implements PodNetwork {
       if (!routes.some((x) => (x.dst === dst || x.dst === r.dst) && x.dev === this.d.chainedHost.gatewayIf)) problems.push(`route to ${r.dst} is not through ${this.d.chainedHost.gatewayIf}`);
     }
     const { flows } = await this.d.flows.countFlows({ cookie: podScope(itf.ofport) });
-    const wanted = podFlows(this.d.node(), { ofport: itf.ofport, ip: itf.ip, mac: itf.mac }).length;
+    const wanted = podFlows(this.d.node(), localPod(itf)).length;
     if (flows !== wanted) problems.push(`${flows} of ${wanted} pod flows installed`);
     if (problems.length) throw new CniError(SeineCode.InterfaceFailure, 'pod network is not as configured', problems.join('; '));
   }

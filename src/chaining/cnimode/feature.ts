@@ -9,7 +9,7 @@ import { pipelineFlows, pipelineSync, type NodeConfig, type PipelineState } from
 import { logger } from '../../util/log.js';
 import { adoptRunningPods, type AdoptionReport } from './adopt.js';
 import { awsPolicyAgentEnabled, ensureAwsRules, readAwsNode, readChainedConf, type ChainedConf } from './cloud.js';
-import { ChainedPodNetwork, EXT_MOVED_ROUTES, parseMovedRoutes } from './driver.js';
+import { ChainedPodNetwork, EXT_MOVED_ROUTES, localPod, parseMovedRoutes } from './driver.js';
 import { ChainedHost } from './host.js';
 import type { MovedRoute } from './pod-link.js';
 
@@ -108,7 +108,7 @@ export class ChainedNetworkFeature implements AgentFeature {
   }
 
   private state(): PipelineState {
-    return { node: this.nodeConfig!, pods: this.store.list().map((i) => ({ ofport: i.ofport, ip: i.ip, mac: i.mac })), peers: [] };
+    return { node: this.nodeConfig!, pods: this.store.list().map(localPod), peers: [] };
   }
 
   /** The cloud's quirks: on EKS, Seine's copies of the AWS connmark rules, and a warning about its policy agent. */

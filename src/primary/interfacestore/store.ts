@@ -17,6 +17,8 @@ export interface PodInterface {
   network?: string;
   /** Identity of the namespace at `netns` when attached (see sandboxIdentity): a namespace re-made there differs. */
   netnsId?: string;
+  /** Chained mode: the MAC of the link's host end, which the pod knows as its next hop's (its neighbour entry). */
+  peerMac?: string;
 }
 
 /** external_ids keys on a pod's OVS port: they are the interface store after a restart. */
@@ -32,6 +34,7 @@ export const EXT = {
   ifname: 'ifname',
   network: 'cni-network',
   netnsId: 'netns-id',
+  peerMac: 'peer-mac',
 } as const;
 
 export const PRIMARY_OWNER = 'primary';
@@ -56,6 +59,7 @@ export function portExternalIds(itf: Omit<PodInterface, 'portName' | 'ofport'>, 
     [EXT.ifname]: itf.ifname,
     ...(itf.network ? { [EXT.network]: itf.network } : {}),
     ...(itf.netnsId ? { [EXT.netnsId]: itf.netnsId } : {}),
+    ...(itf.peerMac ? { [EXT.peerMac]: itf.peerMac } : {}),
   };
 }
 
@@ -126,6 +130,7 @@ export class InterfaceStore {
         ofport: iface.ofport,
         ...(x[EXT.network] ? { network: x[EXT.network] } : {}),
         ...(x[EXT.netnsId] ? { netnsId: x[EXT.netnsId] } : {}),
+        ...(x[EXT.peerMac] ? { peerMac: x[EXT.peerMac] } : {}),
       });
       externalIds.set(port.name, x);
     }

@@ -142,11 +142,6 @@ export function baseFlows(node: NodeConfig): Flow[] {
     // Within the local subnet the sender already addressed the pod's MAC (ARPResponder gave it out).
     flows.push(f(Table.L3Forwarding, Priority.subnet, { protocol: 'ip', nw_dst: node.podCidr }, [goto(Table.L2ForwardingCalc)]));
   }
-  if (node.mode === 'chained') {
-    // A pod of a routed CNI resolves its one next hop (169.254.1.1 on EKS and AKS), or anything else it asks
-    // for, to the gateway: every packet it sends is routed by L3Forwarding, whatever MAC it addressed.
-    flows.push(f(Table.ARPResponder, Priority.cluster, { protocol: 'arp', arp_op: ARP_REQUEST, ...matchMarks(FromLocalPod) }, arpReplyAny(gwMac)));
-  }
   if (encap) {
     const tun = node.tunnelOfport;
     flows.push(
@@ -170,6 +165,11 @@ export function podFlows(node: NodeConfig, pod: LocalPod): Flow[] {
     f(Table.SpoofGuard, Priority.normal, { in_port: pod.ofport, protocol: 'ip', dl_src: podMac, nw_src: pod.ip }, [goto(Table.Conntrack)]),
     f(Table.SpoofGuard, Priority.normal, { in_port: pod.ofport, protocol: 'arp', dl_src: podMac, arp_spa: pod.ip, arp_sha: podMac }, [goto(Table.ARPResponder)]),
     f(Table.ARPResponder, Priority.normal, arpRequestFor(pod.ip), arpReply(pod.ip, podMac)),
+    ...(node.mode === 'chained'
+      ? // A pod of a routed CNI resolves its one next hop (169.254.1.1 on EKS and AKS), or anything else it asks for,
+        // to the MAC its CNI gave it: every packet it sends is routed by L3Forwarding, whatever MAC it addressed.
+        [f(Table.ARPResponder, Priority.cluster, { protocol: 'arp', arp_op: ARP_REQUEST, in_port: pod.ofport }, arpReplyAny(mac(pod.nextHopMac ?? node.gatewayMac)))]
+      : []),
     ...podRouting(node, pod, f),
     f(Table.L2ForwardingCalc, Priority.normal, { dl_dst: podMac }, toPort(pod.ofport, ToLocalPod)),
   ];

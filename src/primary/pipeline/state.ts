@@ -32,6 +32,12 @@ export interface LocalPod {
   ofport: number;
   ip: string;
   mac: string;
+  /**
+   * Chained mode: the MAC the pod's ARP requests are answered with, the one its primary CNI gave its next hop (the
+   * host end of its link). Given back, the pod still addresses a MAC the link's host end accepts. Default: the
+   * gateway's.
+   */
+  nextHopMac?: string;
 }
 
 export interface PeerNode {
@@ -118,6 +124,7 @@ export function checkPod(n: NodeConfig, p: LocalPod): void {
   if (p.ofport === n.gatewayOfport || (n.mode === 'encap' && p.ofport === n.tunnelOfport)) throw new RangeError(`${what}: ofport belongs to the gateway or tunnel`);
   mac(what, p.mac);
   if (p.mac.toLowerCase() === n.gatewayMac.toLowerCase()) throw new RangeError(`${what}: has the gateway MAC`);
+  if (p.nextHopMac !== undefined) mac(`${what} next hop`, p.nextHopMac);
   const pod = podCidrOf(n);
   if (pod && !within(pod, ipv4(what, p.ip))) throw new RangeError(`${what}: ${p.ip} outside pod CIDR ${n.podCidr}`);
   if (!pod) ipv4(what, p.ip);

@@ -133,6 +133,11 @@ describe('chained pod network (EKS-style links, real OVS)', () => {
     expect(await ping(a.pod.netns, NODE_IP)).toBe(true);
     expect(await ping(sb.netns, '10.100.1.11')).toBe(true);
     await net.check(request('CHECK', a.pod, a.prev, 1));
+    // The pod's next hop, resolved again, is where its CNI put it: the host veth's MAC (what the veth accepts once given back).
+    await a.pod.ip.apply(new IpBatch().command('neigh', 'del', POD_GW, 'dev', 'eth0'));
+    expect(await ping(a.pod.netns, '10.100.1.11')).toBe(true);
+    const neigh = (await run('ip', ['-4', 'neigh', 'show', POD_GW, 'dev', 'eth0'], { netns: a.pod.netns })).stdout;
+    expect(neigh).toContain((await sb.ip.link(a.pod.hostIf))!.address!);
     // A repeated ADD changes nothing.
     expect(await net.add(request('ADD', a.pod, a.prev, 1))).toEqual(a.prev);
   }, 60_000);
