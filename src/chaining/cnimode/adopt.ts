@@ -1,6 +1,6 @@
 import type { V1Pod } from '@kubernetes/client-node';
 import { existsSync } from 'node:fs';
-import { ResultCache, type CachedAttachment } from '../../cni/cache.js';
+import { cachedConfig, ResultCache, type CachedAttachment } from '../../cni/cache.js';
 import { convertResult } from '../../cni/result.js';
 import type { NetConf } from '../../cni/types.js';
 import type { CniRequest } from '../../primary/cniserver/index.js';
@@ -78,7 +78,7 @@ export async function adoptRunningPods(pods: readonly V1Pod[], serialize: <T>(co
       continue;
     }
     try {
-      const config = JSON.parse(Buffer.from(entry.config, 'base64').toString('utf8')) as NetConf & { cniVersion: string };
+      const config = cachedConfig(entry) as NetConf & { cniVersion: string };
       const version = typeof config.cniVersion === 'string' ? config.cniVersion : '0.4.0';
       const argPairs = entry.cniArgs ?? [];
       const req: CniRequest = {

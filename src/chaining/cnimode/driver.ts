@@ -7,7 +7,7 @@ import { addFlow, type FlowWriter } from '../../ovs/openflow/index.js';
 import type { Vswitch } from '../../ovs/ovsdb/index.js';
 import type { PodAttachment, PodNetwork } from '../../agent/feature.js';
 import type { CniRequest, GcRequest } from '../../primary/cniserver/index.js';
-import { SeineCode } from '../../primary/agent/driver.js';
+import { portAndFlowProblems, SeineCode, staleAttachments } from '../../primary/agent/driver.js';
 import { CHAINED_OWNER, type InterfaceStore, type PodInterface, portExternalIds } from '../../primary/interfacestore/store.js';
 import { podFlows, podScope, type LocalPod, type NodeConfig } from '../../primary/pipeline/index.js';
 import { sandboxIdentity } from '../../podif/sandbox.js';
@@ -204,9 +204,7 @@ export class ChainedPodNetwork implements PodNetwork {
   async check(req: CniRequest): Promise<void> {
     const itf = this.d.store.get(req.containerId, req.ifname);
     if (!itf) throw new CniError(CniCode.UnknownContainer, 'unknown attachment', `${req.containerId}/${req.ifname} is not taken over on this node`);
-    const problems: string[] = [];
-    const iface = this.d.vswitch.cache.iface(itf.portName);
-    if (!iface || iface.ofport !== itf.ofport) problems.push(`OVS port ${itf.portName} missing or renumbered`);
+    const problems = await portAndFlowProblems(this.d.vswitch, this.d.flows, itf, podFlows(this.d.node(), localPod(itf)).length);
     const link = await this.d.host.link(itf.portName);
     if (!link) problems.push(`host veth ${itf.portName} is gone`);
     else if (link.master && link.master !== 'ovs-system') problems.push(`host veth ${itf.portName} is enslaved to ${link.master}`);
@@ -215,18 +213,11 @@ export class ChainedPodNetwork implements PodNetwork {
       const dst = r.dst.replace(/\/32$/, '');
       if (!routes.some((x) => (x.dst === dst || x.dst === r.dst) && x.dev === this.d.chainedHost.gatewayIf)) problems.push(`route to ${r.dst} is not through ${this.d.chainedHost.gatewayIf}`);
     }
-    const { flows } = await this.d.flows.countFlows({ cookie: podScope(itf.ofport) });
-    const wanted = podFlows(this.d.node(), localPod(itf)).length;
-    if (flows !== wanted) problems.push(`${flows} of ${wanted} pod flows installed`);
     if (problems.length) throw new CniError(SeineCode.InterfaceFailure, 'pod network is not as configured', problems.join('; '));
   }
 
   async gc(req: GcRequest): Promise<void> {
-    const network = req.config.name;
-    const valid = new Set(req.validAttachments.map((a) => `${a.containerID}/${a.ifname}`));
-    for (const itf of this.d.store.list()) {
-      if ((itf.network ?? this.defaultNetwork) === network && !valid.has(`${itf.containerId}/${itf.ifname}`)) await this.detach(itf);
-    }
+    for (const itf of staleAttachments(this.d.store, req, (i) => i.network ?? this.defaultNetwork)) await this.detach(itf);
   }
 
   async status(): Promise<void> {
@@ -240,10 +231,6 @@ export class ChainedPodNetwork implements PodNetwork {
   resultOf(containerId: string, ifname: string, cniVersion: string): CniResult | undefined {
     const itf = this.d.store.get(containerId, ifname);
     return itf && this.result(itf, cniVersion);
-  }
-
-  async release(itf: PodInterface): Promise<void> {
-    await this.detach(itf);
   }
 
   async releaseSandbox(containerId: string): Promise<void> {

@@ -7,7 +7,7 @@ import { GATEWAY_PORT, gatewayMacFor } from '../../primary/bridge/bridge.js';
 import { CHAINED_OWNER, InterfaceStore } from '../../primary/interfacestore/store.js';
 import { pipelineFlows, pipelineSync, type NodeConfig, type PipelineState } from '../../primary/pipeline/index.js';
 import { logger } from '../../util/log.js';
-import { adoptRunningPods, type AdoptionReport } from './adopt.js';
+import { adoptRunningPods } from './adopt.js';
 import { awsPolicyAgentEnabled, ensureAwsRules, readAwsNode, readChainedConf, type ChainedConf } from './cloud.js';
 import { ChainedPodNetwork, EXT_MOVED_ROUTES, localPod, parseMovedRoutes } from './driver.js';
 import { ChainedHost } from './host.js';
@@ -41,8 +41,6 @@ export class ChainedNetworkFeature implements AgentFeature {
   private driver?: ChainedPodNetwork;
   private conf?: ChainedConf;
   private events?: EventRecorder;
-  /** The last adoption's outcome (for tests and `seine get`). */
-  lastAdoption?: AdoptionReport;
   /** What the last Event said could not be taken over: the same list is not reported again. */
   private reportedUnadopted = '';
   private sweepTimer?: NodeJS.Timeout;
@@ -80,11 +78,8 @@ export class ChainedNetworkFeature implements AgentFeature {
     // What an ADD or a take-over left half done when the agent died: routes and isolations nobody records.
     const ports = new Set(this.store.list().map((i) => i.portName));
     const routed = new Set(this.store.list().flatMap((i) => (this.moved.get(i.portName) ?? []).map((r) => r.dst)));
-    const strayRoutes = await this.host.strayRoutes((dst) => routed.has(dst));
-    const strayIsolations = await this.host.strayIsolations((dev) => ports.has(dev));
-    if (strayRoutes.length || strayIsolations.length) this.log.warn({ routes: strayRoutes, isolations: strayIsolations }, 'removing what a half-done take-over left');
-    await this.host.removeRoutes(strayRoutes);
-    await this.host.removeIsolations(strayIsolations);
+    const strays = await this.host.removeStrays({ route: (dst) => routed.has(dst), dev: (dev) => ports.has(dev) });
+    if (strays.routes.length || strays.isolations.length) this.log.warn(strays, 'removed what a half-done take-over left');
 
     this.driver = new ChainedPodNetwork({
       bridge: cfg.ovs.bridge,
@@ -144,7 +139,6 @@ export class ChainedNetworkFeature implements AgentFeature {
       adoptOne: (req) => this.driver!.adoptOne(req),
       attached: (ns, name) => this.store.byPod(ns, name).length > 0,
     });
-    this.lastAdoption = report;
     if (report.adopted.length) await this.nodeEvent('Normal', 'PodsTakenOver', `Seine took over ${report.adopted.length} running pod(s) of the primary CNI without restarting them: ${report.adopted.slice(0, EVENT_PODS).join(', ')}${report.adopted.length > EVENT_PODS ? ', ...' : ''}`);
     const unadopted = report.unadopted.map((u) => `${u.pod} (${u.reason})`).join('; ');
     if (unadopted === this.reportedUnadopted) return;

@@ -58,7 +58,21 @@ export class ChainedHost {
     if (this.userspaceDatapath) await this.unisolate(dev);
   }
 
-  /** Moved routes whose destination `keep` does not claim (an ADD or adoption that died half way). */
+  /**
+   * Removes the moved routes and isolation tables no record claims (an ADD or take-over that died half way, or
+   * everything on release); returns what it removed.
+   */
+  async removeStrays(keep: { route: (dst: string) => boolean; dev: (dev: string) => boolean }): Promise<{ routes: string[]; isolations: string[] }> {
+    const routes = await this.strayRoutes(keep.route);
+    await this.removeRoutes(routes);
+    const { stdout } = await run('nft', ['-j', 'list', 'tables', 'netdev'], { netns: this.ip.netns });
+    const tables = ((JSON.parse(stdout || '{"nftables":[]}') as { nftables: Array<{ table?: { name: string } }> }).nftables ?? []).flatMap((e) => (e.table ? [e.table.name] : []));
+    const isolations = tables.filter((t) => t.startsWith(ISOLATION_TABLE_PREFIX) && !keep.dev(t.slice(ISOLATION_TABLE_PREFIX.length))).map((t) => t.slice(ISOLATION_TABLE_PREFIX.length));
+    for (const d of isolations) await this.unisolate(d);
+    return { routes, isolations };
+  }
+
+  /** Moved routes whose destination `keep` does not claim. */
   async strayRoutes(keep: (dst: string) => boolean): Promise<string[]> {
     const routes = await this.ip.routes();
     return routes.filter((r) => r.dev === this.gatewayIf && r.protocol === String(CHAINED_ROUTE_PROTO) && !keep(r.dst.includes('/') ? r.dst : `${r.dst}/32`)).map((r) => r.dst);
@@ -68,17 +82,6 @@ export class ChainedHost {
     const batch = new IpBatch();
     for (const d of dsts) batch.command('route', 'del', d, 'dev', this.gatewayIf, 'proto', String(CHAINED_ROUTE_PROTO));
     await this.ip.applyBestEffort(batch);
-  }
-
-  /** Isolation tables of veths `keep` does not claim. */
-  async strayIsolations(keep: (dev: string) => boolean): Promise<string[]> {
-    const { stdout } = await run('nft', ['-j', 'list', 'tables', 'netdev'], { netns: this.ip.netns });
-    const tables = ((JSON.parse(stdout || '{"nftables":[]}') as { nftables: Array<{ table?: { name: string } }> }).nftables ?? []).flatMap((e) => (e.table ? [e.table.name] : []));
-    return tables.filter((t) => t.startsWith(ISOLATION_TABLE_PREFIX) && !keep(t.slice(ISOLATION_TABLE_PREFIX.length)));
-  }
-
-  async removeIsolations(devs: readonly string[]): Promise<void> {
-    for (const d of devs) await this.unisolate(d);
   }
 
   private async isolate(dev: string): Promise<void> {
@@ -100,9 +103,4 @@ export class ChainedHost {
     }
   }
 
-  /** Gives the node back: the gateway's address and every moved route. */
-  async removeGateway(nodeIp: string): Promise<void> {
-    await this.removeRoutes(await this.strayRoutes(() => false));
-    await this.ip.applyBestEffort(new IpBatch().command('addr', 'del', `${nodeIp}/32`, 'dev', this.gatewayIf));
-  }
 }

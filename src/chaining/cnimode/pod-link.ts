@@ -55,7 +55,7 @@ export async function findHostEnd(host: IpRoute, pod: PodEnd): Promise<HostEnd> 
   return hostEndOf(candidate);
 }
 
-export function hostEndOf(l: Link): HostEnd {
+function hostEndOf(l: Link): HostEnd {
   return { name: l.ifname, ifindex: l.ifindex, mac: (l.address ?? '').toLowerCase(), ...(l.master ? { master: l.master } : {}), ...(l.linkinfo?.info_kind ? { kind: l.linkinfo.info_kind } : {}) };
 }
 

@@ -39,11 +39,8 @@ export async function releaseNode(cfg: AgentConfig): Promise<ReleaseReport> {
       report.pods.push(`${itf.podNamespace}/${itf.podName}`);
       log.info({ pod: `${itf.podNamespace}/${itf.podName}`, port: itf.portName }, 'pod given back to the primary CNI');
     }
-    const strayRoutes = await host.strayRoutes(() => false);
-    const strayIsolations = await host.strayIsolations(() => false);
-    await host.removeRoutes(strayRoutes);
-    await host.removeIsolations(strayIsolations);
-    report.strays = strayRoutes.length + strayIsolations.length;
+    const strays = await host.removeStrays({ route: () => false, dev: () => false });
+    report.strays = strays.routes.length + strays.isolations.length;
     await removeAwsRules(cfg.hostNetns);
     // The Service proxy's node-port translation and masquerade (its routes and neighbours go with the gateway).
     await run('nft', ['-f', '-'], { netns: cfg.hostNetns, input: servicesRulesetRemoval() });

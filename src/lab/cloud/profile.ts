@@ -7,6 +7,7 @@ import { chmodSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { run, shellQuote } from '../../host/exec.js';
 import { IpBatch, IpRoute } from '../../host/ip.js';
+import type { NetConfList } from '../../cni/types.js';
 import { netnsPath } from '../../host/netns.js';
 import { repoRoot } from '../../util/paths.js';
 import type { NodeDirs } from '../node.js';
@@ -51,7 +52,7 @@ function installWrapper(binDir: string, type: string, state: string): void {
 }
 
 /** 10-aws.conflist as aws-node renders it for an IPv4 cluster (no IPv6 egress, no bandwidth plugin). */
-export function awsConflist(mtu: number, dirs: NodeDirs): object {
+export function awsConflist(mtu: number, dirs: Pick<NodeDirs, 'root' | 'logDir'>): NetConfList {
   return {
     cniVersion: '0.4.0',
     name: 'aws-cni',
@@ -84,7 +85,7 @@ export function awsConflist(mtu: number, dirs: NodeDirs): object {
 }
 
 /** 10-azure.conflist as Azure CNI ships it (azure-linux.conflist), in transparent or the older bridge mode. */
-export function azureConflist(mode: 'transparent' | 'bridge'): object {
+export function azureConflist(mode: 'transparent' | 'bridge'): NetConfList {
   return {
     cniVersion: '0.3.0',
     name: 'azure',

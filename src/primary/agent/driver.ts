@@ -41,6 +41,22 @@ export interface DriverDeps {
 
 const log = logger('podnet');
 
+/** What is wrong with an attachment's OVS side: its port gone or renumbered, its flows not all installed. */
+export async function portAndFlowProblems(vswitch: Vswitch, flows: FlowWriter, itf: PodInterface, wantedFlows: number): Promise<string[]> {
+  const problems: string[] = [];
+  const iface = vswitch.cache.iface(itf.portName);
+  if (!iface || iface.ofport !== itf.ofport) problems.push(`OVS port ${itf.portName} missing or renumbered`);
+  const { flows: installed } = await flows.countFlows({ cookie: podScope(itf.ofport) });
+  if (installed !== wantedFlows) problems.push(`${installed} of ${wantedFlows} pod flows installed`);
+  return problems;
+}
+
+/** CNI GC: the attachments of the network the request names that the runtime no longer lists. */
+export function staleAttachments(store: InterfaceStore, req: GcRequest, networkOf: (itf: PodInterface) => string): PodInterface[] {
+  const valid = new Set(req.validAttachments.map((a) => `${a.containerID}/${a.ifname}`));
+  return store.list().filter((itf) => networkOf(itf) === req.config.name && !valid.has(`${itf.containerId}/${itf.ifname}`));
+}
+
 function asCni(e: unknown, code: number, what: string): CniError {
   if (e instanceof CniError) return e;
   return new CniError(code, what, e instanceof Error ? e.message : String(e));
@@ -214,21 +230,14 @@ export class PodNetworkDriver implements PodNetwork {
     if (!itf) throw new CniError(CniCode.UnknownContainer, 'unknown attachment', `${req.containerId}/${req.ifname} is not attached on this node`);
     const node = this.d.node();
     const problems = await checkPodInterface({ netns: req.netns || itf.netns, ifname: req.ifname, mac: itf.mac, cidr: `${itf.ip}/${node.podCidr.split('/')[1]}`, gateway: node.gatewayIp });
-    const iface = this.d.vswitch.cache.iface(itf.portName);
-    if (!iface || iface.ofport !== itf.ofport) problems.push(`OVS port ${itf.portName} missing or renumbered`);
-    const { flows } = await this.d.flows.countFlows({ cookie: podScope(itf.ofport) });
-    const wanted = podFlows(node, { ofport: itf.ofport, ip: itf.ip, mac: itf.mac }).length;
-    if (flows !== wanted) problems.push(`${flows} of ${wanted} pod flows installed`);
+    problems.push(...(await portAndFlowProblems(this.d.vswitch, this.d.flows, itf, podFlows(node, { ofport: itf.ofport, ip: itf.ip, mac: itf.mac }).length)));
     if (problems.length) throw new CniError(SeineCode.InterfaceFailure, 'pod network is not as configured', problems.join('; '));
   }
 
   /** CNI GC: removes the attachments of the network the config names that are not among the valid ones; others' are not touched. */
   async gc(req: GcRequest): Promise<void> {
     const network = req.config.name;
-    const valid = new Set(req.validAttachments.map((a) => `${a.containerID}/${a.ifname}`));
-    for (const itf of this.d.store.list()) {
-      if (this.networkOf(itf) === network && !valid.has(`${itf.containerId}/${itf.ifname}`)) await this.detach(itf);
-    }
+    for (const itf of staleAttachments(this.d.store, req, (i) => this.networkOf(i))) await this.detach(itf);
     const released = await this.d.ipam.reconcile(
       req.validAttachments.map((a) => ({ containerId: a.containerID, ifname: a.ifname })),
       (owner) => this.networkOf(owner) === network,
