@@ -293,6 +293,16 @@ function customResourceStrategy(rt: ResourceType): Strategy {
   };
 }
 
+/**
+ * A custom resource as another version sees it (conversion None): its apiVersion only, then pruned to that
+ * version's schema, as kube's schemaCoercingConverter does; a field only the other version has is dropped.
+ */
+export function convertCustomResource(rt: ResourceType, obj: KubeObject, version: string): void {
+  obj.apiVersion = `${rt.group}/${version}`;
+  const schema = rt.crd?.versions.get(version)?.schema;
+  if (schema) prune(obj, schema.schema);
+}
+
 /** Whether two CRD specs would serve differently (so the served type must be rebuilt). */
 export function crdServingChanged(a: KubeObject | undefined, b: KubeObject): boolean {
   return !a || !deepEqual(a.spec, b.spec) || !deepEqual(at(a, 'status', 'acceptedNames'), at(b, 'status', 'acceptedNames')) || isEstablished(a) !== isEstablished(b) || !!a.metadata.deletionTimestamp !== !!b.metadata.deletionTimestamp;

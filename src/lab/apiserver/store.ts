@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Logger } from '../../util/log.js';
 import { builtinResources } from './builtins.js';
-import { CRD_CLEANUP_FINALIZER, CRD_GROUP, CRD_RESOURCE, computeCrdStatus, crdServingChanged, isEstablished, resourceTypeForCrd } from './crd.js';
+import { CRD_CLEANUP_FINALIZER, CRD_GROUP, CRD_RESOURCE, computeCrdStatus, convertCustomResource, crdServingChanged, isEstablished, resourceTypeForCrd } from './crd.js';
 import { ApiError, cause, errors, successStatus, type Status, type StatusCause } from './errors.js';
 import { clone, deepEqual, generatedName, timestamp, validateName, validateObjectMeta } from './meta.js';
 import { jsonPatch, mergePatch, strategicMergePatch } from './patch.js';
@@ -234,10 +234,12 @@ export class Store {
     return this.data.get(grKey(rt.group, rt.resource))?.get(objKey(rt.namespaced ? namespace : undefined, name));
   }
 
-  /** An object as served at `version` (a copy; custom resources convert by apiVersion only). */
+  /** An object as served at `version` (a copy; custom resources of another version converted). */
   present(rt: ResourceType, version: string, obj: KubeObject): KubeObject {
     const { apiVersion: _a, kind: _k, ...rest } = clone(obj);
-    return { apiVersion: apiVersionOf(rt.group, version), kind: rt.kind, ...rest } as KubeObject;
+    const out = { apiVersion: apiVersionOf(rt.group, version), kind: rt.kind, ...rest } as KubeObject;
+    if (rt.crd && obj.apiVersion !== out.apiVersion) convertCustomResource(rt, out, version);
+    return out;
   }
 
   get(rt: ResourceType, version: string, namespace: string | undefined, name: string): KubeObject {
@@ -563,6 +565,7 @@ export class Store {
     normalizeMeta(obj);
     const causes = [...validateName(m.name!, rt.nameRule), ...validateObjectMeta(obj), ...(rt.strategy.validate?.(obj, undefined, ctx) ?? [])];
     if (causes.length) throw this.invalid(rt, m.name!, causes);
+    if (rt.crd && version !== rt.storageVersion) convertCustomResource(rt, obj, rt.storageVersion);
     for (let attempt = 0; this.lookup(rt, m.namespace, m.name!); attempt++) {
       if (!generate || attempt >= 8) throw errors.alreadyExists(gr(rt), m.name!);
       m.name = generatedName(m.generateName!);
@@ -654,7 +657,8 @@ export class Store {
   private applyUpdate(rt: ResourceType, version: string, old: KubeObject, incoming: KubeObject, opts: WriteOptions, subresource: string | undefined): KubeObject {
     let obj: KubeObject;
     if (subresource === 'status') {
-      obj = clone(old);
+      // The rest of the object as this version sees it: what only another version has is lost here, as in kube.
+      obj = rt.crd ? this.present(rt, version, old) : clone(old);
       if (incoming.status === undefined) delete obj.status;
       else obj.status = clone(incoming.status);
     } else if (subresource === 'finalize') {
@@ -686,6 +690,7 @@ export class Store {
     normalizeMeta(obj);
     const causes = [...validateObjectMeta(obj), ...(rt.strategy.validate?.(obj, old, ctx) ?? [])];
     if (causes.length) throw this.invalid(rt, name, causes);
+    if (rt.crd && version !== rt.storageVersion) convertCustomResource(rt, obj, rt.storageVersion);
     if (rt.hasGeneration && this.specChanged(rt, version, old, obj)) m.generation = (om.generation ?? 0) + 1;
     // No-op writes change nothing, not even the resourceVersion.
     if (deepEqual(obj, old)) return this.present(rt, version, old);
