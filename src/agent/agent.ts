@@ -1,3 +1,4 @@
+import { PortAdmission } from './port-admission.js';
 import { CoreV1Api, type V1Node, type V1Pod } from '@kubernetes/client-node';
 import { Semaphore } from 'async-mutex';
 import type { Server } from 'node:http';
@@ -178,6 +179,7 @@ export class Agent {
       pods: this.podsInformer,
       podsSynced,
       metrics: this.metrics,
+      portAdmission: new PortAdmission(),
       ready: () => this.ready,
       serialize: (containerId, fn) => this.serialize(containerId, fn),
       shared: (fn) => this.shared(fn),

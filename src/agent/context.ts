@@ -6,6 +6,7 @@ import type { Vswitch } from '../ovs/ovsdb/index.js';
 import type { discoverUplink, IntegrationBridge } from '../primary/bridge/bridge.js';
 import type { AgentConfig } from '../primary/agent/config.js';
 import type { AgentMetrics } from './metrics.js';
+import type { PortAdmission } from './port-admission.js';
 
 /** The interface that holds the node IP, as found at start. */
 export type Uplink = Awaited<ReturnType<typeof discoverUplink>>;
@@ -39,6 +40,8 @@ export interface NodeContext {
   /** Settles once the pods informer has delivered its first list (never, if it cannot start). */
   readonly podsSynced: Promise<void>;
   readonly metrics: AgentMetrics;
+  /** Gates a secondary network's new pod port passes before it carries traffic (policy registers one). */
+  readonly portAdmission: PortAdmission;
   /** True while the node takes pods: every feature has started and the agent is not stopping. */
   ready(): boolean;
   /** Runs `fn` as a pod operation in turn with the CNI calls of `containerId`. */

@@ -14,6 +14,9 @@ import type { ClusterNetworkPolicy } from '../../src/policy/api/clusternetworkpo
 import { compileClusterNetworkPolicy } from '../../src/policy/model/clusternetworkpolicy.js';
 import { connectionVerdict, type Verdict, type World, type WorldPod } from '../../src/policy/model/evaluate.js';
 import { compileNetworkPolicy } from '../../src/policy/model/networkpolicy.js';
+import { compileMultiNetworkPolicy, parsePolicyFor } from '../../src/policy/model/multinetworkpolicy.js';
+import { POLICY_FOR_ANNOTATION, type MultiNetworkPolicy } from '../../src/policy/api/multinetworkpolicy.js';
+import { NETWORK_STATUS_ANNOTATION, NETWORKS_ANNOTATION, parseNetworkStatus } from '../../src/secondary/annotations/index.js';
 import type { Compiled, PodGroupSpec, Protocol } from '../../src/policy/model/types.js';
 import { eventually, podNetns, startTestLab, waitRunning } from './lab.js';
 import { datapathDiagnosis } from './datapath-diagnosis.js';
@@ -45,7 +48,16 @@ export interface MatrixPod {
   name: string;
   node: string;
   ip: string;
+  /** Its address on each secondary network of the matrix (NAD "namespace/name"). */
+  networks: Record<string, string>;
   netns: string;
+}
+
+/** Secondary networks every pod of the matrix is attached to: their objects (NADs, pools) and their names. */
+export interface MatrixNetworks {
+  manifest: string;
+  /** NADs as "namespace/name", in the order of the pods' networks annotation. */
+  networks: string[];
 }
 
 interface Cell {
@@ -120,7 +132,7 @@ export async function kubectlIn(lab: Lab, args: string[], input?: string): Promi
 }
 
 /** The model's objects as YAML, as a user would write them for `kubectl apply -f`. */
-function modelManifest(nodes: string[]): string {
+function modelManifest(nodes: string[], networks: readonly string[] = []): string {
   const docs: object[] = [];
   for (const ns of NAMESPACES) docs.push({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: ns, labels: { ns } } });
   NAMESPACES.forEach((ns, i) => {
@@ -131,7 +143,7 @@ function modelManifest(nodes: string[]): string {
       docs.push({
         apiVersion: 'v1',
         kind: 'Pod',
-        metadata: { name, namespace: ns, labels: { pod: name } },
+        metadata: { name, namespace: ns, labels: { pod: name }, ...(networks.length ? { annotations: { [NETWORKS_ANNOTATION]: networks.join(',') } } : {}) },
         // Each node gets one pod of each name and of each namespace.
         spec: { nodeName: nodes[(i + j) % nodes.length], containers: [{ name: 'serve', image: 'lab', command: [process.execPath, '-e', SERVER], ports }] },
       });
@@ -150,7 +162,10 @@ function compileManifest(yaml: string): Compiled[] {
   for (const doc of parseAllDocuments(yaml, { version: '1.1' })) {
     const o = doc.toJS() as { kind?: string } | null;
     if (o?.kind === 'NetworkPolicy') out.push(compileNetworkPolicy(o as V1NetworkPolicy));
-    else if (o?.kind === 'ClusterNetworkPolicy') out.push(compileClusterNetworkPolicy(o as ClusterNetworkPolicy));
+    else if (o?.kind === 'MultiNetworkPolicy') {
+      const mnp = o as MultiNetworkPolicy;
+      for (const network of parsePolicyFor(mnp.metadata.annotations?.[POLICY_FOR_ANNOTATION], mnp.metadata.namespace ?? 'default').networks) out.push(compileMultiNetworkPolicy(mnp, network));
+    } else if (o?.kind === 'ClusterNetworkPolicy') out.push(compileClusterNetworkPolicy(o as ClusterNetworkPolicy));
     else if (o) throw new Error(`not a policy: ${JSON.stringify(o).slice(0, 200)}`);
   }
   return out;
@@ -170,16 +185,25 @@ export class PolicyMatrix {
     readonly pods: MatrixPod[],
   ) {}
 
-  /** A 3-node lab with the model's namespaces and pods, every pod serving. */
-  static async start(): Promise<PolicyMatrix> {
+  /** A 3-node lab with the model's namespaces and pods, every pod serving (on every network given, too). */
+  static async start(opts: { secondary?: MatrixNetworks } = {}): Promise<PolicyMatrix> {
     const lab = await startTestLab({ nodes: 3 });
     try {
-      await kubectlIn(lab, ['apply', '-f', '-'], modelManifest(lab.plan.nodes.map((n) => n.name)));
+      if (opts.secondary) await kubectlIn(lab, ['apply', '-f', '-'], opts.secondary.manifest);
+      const networks = opts.secondary?.networks ?? [];
+      await kubectlIn(lab, ['apply', '-f', '-'], modelManifest(lab.plan.nodes.map((n) => n.name), networks));
       const pods: MatrixPod[] = [];
       for (const namespace of NAMESPACES) {
         for (const name of POD_NAMES) {
           const p = await waitRunning(lab, name, namespace, 120_000);
-          pods.push({ key: `${namespace}/${name}`, namespace, name, node: p.spec!.nodeName!, ip: p.status!.podIP!, netns: podNetns(lab, p) });
+          const status = parseNetworkStatus(p.metadata?.annotations?.[NETWORK_STATUS_ANNOTATION]);
+          const addresses: Record<string, string> = {};
+          for (const n of networks) {
+            const ip = status.find((s) => s.name === n)?.ips?.[0];
+            if (!ip) throw new Error(`pod ${namespace}/${name} has no address on ${n} in its network-status`);
+            addresses[n] = ip;
+          }
+          pods.push({ key: `${namespace}/${name}`, namespace, name, node: p.spec!.nodeName!, ip: p.status!.podIP!, networks: addresses, netns: podNetns(lab, p) });
         }
       }
       return new PolicyMatrix(lab, pods);
@@ -217,14 +241,26 @@ export class PolicyMatrix {
     return this.kubectl(['delete', '--ignore-not-found', '-f', '-'], yaml);
   }
 
-  /** Every cell of the matrix, probed with real packets: one process per source pod, all its targets at once. */
-  async probeMatrix(cells: readonly Cell[] = this.allCells(), waitMs = PROBE_WAIT_MS): Promise<Map<string, Answer>> {
+  /** A pod's address on a secondary network of the matrix, or on the pod network (no network). */
+  ipOn(key: PodKey, network?: string): string {
+    const p = this.pod(key);
+    if (!network) return p.ip;
+    const ip = p.networks[network];
+    if (!ip) throw new Error(`pod ${key} is not on ${network}`);
+    return ip;
+  }
+
+  /**
+   * Every cell of the matrix, probed with real packets: one process per source pod, all its targets at once, at
+   * their addresses on `network` (none: the pod network).
+   */
+  async probeMatrix(cells: readonly Cell[] = this.allCells(), waitMs = PROBE_WAIT_MS, network?: string): Promise<Map<string, Answer>> {
     const bySource = new Map<PodKey, Cell[]>();
     for (const c of cells) bySource.set(c.from, [...(bySource.get(c.from) ?? []), c]);
     const answers = new Map<string, Answer>();
     await Promise.all(
       [...bySource].map(async ([from, list]) => {
-        const targets = list.map((c) => ({ ip: this.pod(c.to).ip, port: c.port, protocol: c.protocol }));
+        const targets = list.map((c) => ({ ip: this.ipOn(c.to, network), port: c.port, protocol: c.protocol }));
         // The process itself gets far longer than its probes: node's start-up on a busy machine is slow.
         const { stdout } = await run(process.execPath, ['-e', PROBE, JSON.stringify(targets), String(waitMs)], { netns: this.pod(from).netns, timeoutMs: waitMs + 60_000 });
         const got = JSON.parse(stdout) as Answer[];
@@ -238,8 +274,11 @@ export class PolicyMatrix {
     return this.pods.flatMap((s) => this.pods.flatMap((d) => PORTS.flatMap((port) => PROTOCOLS.map((protocol): Cell => ({ from: s.key, to: d.key, port, protocol })))));
   }
 
-  /** The model's world: the pods and namespaces as the API server has them now (labels, addresses, named ports). */
-  async world(compiled: Compiled[]): Promise<World> {
+  /**
+   * The model's world: the pods and namespaces as the API server has them now (labels, addresses, named ports),
+   * the pods as their entries on `network` (none: the pod network).
+   */
+  async world(compiled: Compiled[], network?: string): Promise<World> {
     const pods: WorldPod[] = [];
     const namespaceLabels = new Map<string, Record<string, string>>();
     for (const ns of NAMESPACES) {
@@ -249,7 +288,8 @@ export class PolicyMatrix {
         const namedPorts = (p.spec?.containers ?? []).flatMap((c) =>
           (c.ports ?? []).filter((cp) => cp.name).map((cp) => ({ name: cp.name!, protocol: (cp.protocol ?? 'TCP') as Protocol, port: cp.containerPort })),
         );
-        pods.push({ namespace: ns, name: p.metadata!.name!, ip: p.status!.podIP!, labels: p.metadata?.labels ?? {}, namedPorts });
+        const ip = network ? this.ipOn(`${ns}/${p.metadata!.name!}`, network) : p.status!.podIP!;
+        pods.push({ namespace: ns, name: p.metadata!.name!, ip, labels: p.metadata?.labels ?? {}, namedPorts, ...(network ? { network } : {}) });
       }
     }
     const groups = new Map<string, PodGroupSpec>();
@@ -263,20 +303,21 @@ export class PolicyMatrix {
    * with a longer wait before it counts as a disagreement. On time-out, fails with the tables of differences.
    * Returns how many probes the model denies (a case that denies nothing proves nothing).
    */
-  async expectMatrix(manifest: string, what = 'the policies'): Promise<number> {
+  async expectMatrix(manifest: string, what = 'the policies', network?: string): Promise<number> {
     const compiled = compileManifest(manifest);
+    const on = network ? ` on ${network}` : '';
     let last: Round | undefined;
     try {
       return await eventually(
-        `probes in every pod to agree with the model for ${what}`,
+        `probes in every pod${on} to agree with the model for ${what}`,
         async (saw) => {
-          const world = await this.world(compiled);
+          const world = await this.world(compiled, network);
           const byKey = new Map(world.pods.map((p) => [`${p.namespace}/${p.name}`, p]));
           const verdict = (c: Cell): Verdict => connectionVerdict(world, { pod: byKey.get(c.from)! }, { pod: byKey.get(c.to)! }, c.protocol, c.port);
           const cells = this.allCells();
-          const answers = await this.probeMatrix(cells);
+          const answers = await this.probeMatrix(cells, PROBE_WAIT_MS, network);
           const unanswered = cells.filter((c) => verdict(c).allowed && !reached(c, answers.get(cellKey(c))!));
-          if (unanswered.length) for (const [k, a] of await this.probeMatrix(unanswered, RETRY_WAIT_MS)) answers.set(k, a);
+          if (unanswered.length) for (const [k, a] of await this.probeMatrix(unanswered, RETRY_WAIT_MS, network)) answers.set(k, a);
           last = { cells: cells.map((c) => ({ ...c, verdict: verdict(c), answer: answers.get(cellKey(c))! })) };
           const wrong = last.cells.filter((c) => c.verdict.allowed !== reached(c, c.answer));
           saw(`${wrong.length} of ${cells.length} probes disagree, e.g. ${wrong.slice(0, 3).map(describeCell).join('; ')}`);
@@ -286,7 +327,7 @@ export class PolicyMatrix {
         500,
       );
     } catch (e) {
-      throw new Error(`${(e as Error).message}\n${last ? this.differences(last) : ''}${last ? await this.diagnosis(last) : ''}`, { cause: e });
+      throw new Error(`${(e as Error).message}\n${last ? this.differences(last, network) : ''}${last ? await this.diagnosis(last, network) : ''}`, { cause: e });
     }
   }
 
@@ -294,19 +335,20 @@ export class PolicyMatrix {
    * For the first cell the model allows but that did not connect: the flows its packets hit on each node while it
    * is probed again, and the conntrack entries between its two pods (a stale entry makes a new SYN invalid).
    */
-  private async diagnosis(round: Round): Promise<string> {
+  private async diagnosis(round: Round, network?: string): Promise<string> {
     const stuck = round.cells.find((c) => c.verdict.allowed && !reached(c, c.answer));
     if (!stuck) return '';
     const from = this.pod(stuck.from);
-    const to = this.pod(stuck.to);
-    const probing = this.probeMatrix([stuck], DIAGNOSIS_WINDOW_MS).catch(() => undefined);
-    const text = await datapathDiagnosis(this.lab, { windowMs: DIAGNOSIS_WINDOW_MS - 1000, conntrackFilter: `src=${from.ip},dst=${to.ip}`, datapathFilter: new RegExp(`src=${from.ip.replace(/\./g, '\\.')}|dst=${to.ip.replace(/\./g, '\\.')}|tnl_push`) }).catch((err: unknown) => `(no diagnosis: ${String(err)})`);
+    const fromIp = this.ipOn(stuck.from, network);
+    const toIp = this.ipOn(stuck.to, network);
+    const probing = this.probeMatrix([stuck], DIAGNOSIS_WINDOW_MS, network).catch(() => undefined);
+    const text = await datapathDiagnosis(this.lab, { windowMs: DIAGNOSIS_WINDOW_MS - 1000, conntrackFilter: `src=${fromIp},dst=${toIp}`, datapathFilter: new RegExp(`src=${fromIp.replace(/\./g, '\\.')}|dst=${toIp.replace(/\./g, '\\.')}|tnl_push`) }).catch((err: unknown) => `(no diagnosis: ${String(err)})`);
     await probing;
     // Stale datapath flows (actions from before the last OpenFlow change) are a known failure of the userspace
     // datapath: say whether the cell connects once the source node's datapath flows are purged.
     const node = this.lab.nodes.find((n) => n.plan.name === from.node);
     const purged = await node?.ovs.appctl('ovs-vswitchd', ['revalidator/purge']).then(() => true, () => false);
-    const after = purged ? (await this.probeMatrix([stuck]).catch(() => undefined))?.get(cellKey(stuck)) : undefined;
+    const after = purged ? (await this.probeMatrix([stuck], PROBE_WAIT_MS, network).catch(() => undefined))?.get(cellKey(stuck)) : undefined;
     return `\ndatapath while ${describeCell(stuck)} was probed again:\n${text}\nafter purging ${from.node}'s datapath flows the probe got: ${after ?? '(not probed)'}`;
   }
 
@@ -315,8 +357,8 @@ export class PolicyMatrix {
    * `.` allowed and connected, `X` denied and not connected, `!` connected though the model denies it, `?` not
    * connected though the model allows it, `W` answered by another pod than the one probed.
    */
-  differences(round: Round): string {
-    const lines: string[] = [`pods: ${this.pods.map((p) => `${p.key} ${p.ip} on ${p.node}`).join(', ')}`];
+  differences(round: Round, network?: string): string {
+    const lines: string[] = [`pods${network ? ` on ${network}` : ''}: ${this.pods.map((p) => `${p.key} ${this.ipOn(p.key, network)} on ${p.node}`).join(', ')}`];
     const keys = this.pods.map((p) => p.key);
     for (const port of PORTS) {
       for (const protocol of PROTOCOLS) {

@@ -229,6 +229,8 @@ describe('manifests', () => {
           'networking.k8s.io/networkpolicies: list,watch',
           'policy.networking.k8s.io/clusternetworkpolicies: list,watch',
           'policy.networking.k8s.io/clusternetworkpolicies/status: patch,update',
+          'k8s.cni.cncf.io/multi-networkpolicies: list,watch',
+          'k8s.cni.cncf.io/multi-networkpolicies/status: patch,update',
           'authentication.k8s.io/tokenreviews: create',
           'authorization.k8s.io/subjectaccessreviews: create',
         ].sort(),

@@ -5,7 +5,8 @@ import { parse as parseYaml } from 'yaml';
 import { POLICY_FOR_ANNOTATION, type MultiNetworkPolicy, type MultiNetworkPolicySpec } from '../../src/policy/api/multinetworkpolicy.js';
 import { multiNetworkPolicySchema } from '../../src/policy/api/multinetworkpolicy-schema.js';
 import { groupKey } from '../../src/policy/model/groups.js';
-import { compileMultiNetworkPolicy, networkMemberUid, networkPolicyUid, parseNetworkUid, parsePolicyFor, validateMultiNetworkPolicy } from '../../src/policy/model/multinetworkpolicy.js';
+import { compileMultiNetworkPolicy, parsePolicyFor, validateMultiNetworkPolicy } from '../../src/policy/model/multinetworkpolicy.js';
+import { networkMemberUid, networkPolicyUid, parseNetworkUid } from '../../src/policy/model/network-uid.js';
 import { compileNetworkPolicy } from '../../src/policy/model/networkpolicy.js';
 
 // MultiNetworkPolicy in the policy model: which networks a policy is for, the ids of its per-network parts, its

@@ -11,9 +11,11 @@ import { policyScope } from '../datapath/layout.js';
 import { policySync, type RuleProblem } from '../datapath/flows.js';
 import type { PolicyDatapath } from '../datapath/state.js';
 import type { PolicyRef } from '../model/types.js';
+import { networkMemberUid } from '../model/network-uid.js';
 import { ruleCounters } from './counters.js';
 import { RealizedReporter } from './realized-reporter.js';
-import { resolveShare, RuleIds } from './resolve.js';
+import { resolveShare, RuleIds, type NodeShare } from './resolve.js';
+import { SecondaryPolicyRealizer } from './secondary-realizer.js';
 import { ShareClient } from './share-client.js';
 import { ShareStore } from './share-store.js';
 
@@ -40,12 +42,22 @@ interface RuleInfo {
   action: string;
 }
 
+/** The share split by where it is enforced: the pod network (br-int) and the secondary networks' bridges. */
+function splitShare(share: NodeShare): { primary: NodeShare; secondary: NodeShare } {
+  return {
+    primary: { policies: share.policies.filter((p) => !p.policy.network), groups: share.groups },
+    secondary: { policies: share.policies.filter((p) => !!p.policy.network), groups: share.groups },
+  };
+}
+
 /**
- * NetworkPolicy and ClusterNetworkPolicy on this node: receives the node's share of the controller's computation
+ * NetworkPolicy, ClusterNetworkPolicy and MultiNetworkPolicy on this node: receives the node's share of the controller's computation
  * (kept on disk, so that a restarted agent enforces the last one it had before the controller answers), resolves
  * it against the pods attached to the integration bridge, and installs the policy tables as one cookie scope in
  * one bundle. A pod a policy applies to gets its rules before its ADD returns; a leaving pod's port loses them
- * before it is removed (its OpenFlow port number may be given to the next pod).
+ * before it is removed (its OpenFlow port number may be given to the next pod). MultiNetworkPolicies go to the
+ * bridges of Seine's secondary networks (secondary-realizer.ts); a new secondary port carries traffic only once
+ * they are in place (its admission gate).
  */
 export class NetworkPolicyFeature implements AgentFeature {
   readonly name = 'network-policy';
@@ -77,21 +89,29 @@ export class NetworkPolicyFeature implements AgentFeature {
   private problems: RuleProblem[] = [];
   private packets?: Gauge;
   private bytes?: Gauge;
+  private secondary?: SecondaryPolicyRealizer;
+  /** Whether the last sync of the secondary bridges failed (a gated port then stays down). */
+  private secondaryFailed = false;
+  /** Rule id -> what it is, per secondary bridge. */
+  private secondaryRules = new Map<string, Map<number, RuleInfo>>();
+  private unregisterGate?: () => void;
 
   async start(ctx: NodeContext): Promise<void> {
     this.ctx = ctx;
     if (ctx.config.ovs.datapathType === 'netdev') this.control = new VswitchdControl(ctx.config.ovs.rundir);
     this.store = new ShareStore(join(ctx.config.stateDir, 'policy', 'share.json'));
+    this.secondary = new SecondaryPolicyRealizer({ vswitch: ctx.vswitch, rundir: ctx.config.ovs.rundir, round: ctx.bridge.round, log: this.log });
     const loaded = this.store.load();
     if (loaded.problem) this.log.warn({ problem: loaded.problem }, 'kept policy share unreadable; waiting for the controller');
     else if (loaded.loaded) this.log.info({ ...this.store.size }, 'enforcing the kept policy share until the controller answers');
-    this.packets = new Gauge({ name: 'seine_policy_rule_packets', help: 'Packets of the new connections a policy rule decided on this node (action Accept, Deny or Pass; isolation drops under rule "isolation-<direction>")', labelNames: ['policy_kind', 'namespace', 'policy', 'rule', 'direction', 'action'], registers: [ctx.metrics.registry] });
-    this.bytes = new Gauge({ name: 'seine_policy_rule_bytes', help: 'Bytes of the new connections a policy rule decided on this node', labelNames: ['policy_kind', 'namespace', 'policy', 'rule', 'direction', 'action'], registers: [ctx.metrics.registry] });
+    this.packets = new Gauge({ name: 'seine_policy_rule_packets', help: 'Packets of the new connections a policy rule decided on this node (action Accept, Deny or Pass; isolation drops under rule "isolation-<direction>"; network: a MultiNetworkPolicy\'s secondary network)', labelNames: ['policy_kind', 'namespace', 'policy', 'network', 'rule', 'direction', 'action'], registers: [ctx.metrics.registry] });
+    this.bytes = new Gauge({ name: 'seine_policy_rule_bytes', help: 'Bytes of the new connections a policy rule decided on this node', labelNames: ['policy_kind', 'namespace', 'policy', 'network', 'rule', 'direction', 'action'], registers: [ctx.metrics.registry] });
     // Before the node takes pods (and before ovs-vswitchd stops waiting for flows): what was kept, on the ports there are.
     await this.pass.run();
     this.unwatchPorts = ctx.vswitch.cache.onChange(() => {
-      if (portsSignature(this.podPorts()) !== this.portsSeen) this.schedule();
+      if (this.portsSignature() !== this.portsSeen) this.schedule();
     });
+    this.unregisterGate = ctx.portAdmission.register((port) => this.admitSecondaryPort(port.externalIds));
     const kc = ctx.kubeConfig;
     const endpoint = controllerEndpointSource(kc, { namespace: ctx.config.networkPolicy.controllerNamespace });
     const token = bearerTokenSource(kc);
@@ -122,6 +142,7 @@ export class NetworkPolicyFeature implements AgentFeature {
     this.reporter?.stop();
     for (const w of [...this.waiters]) w();
     this.unwatchPorts?.();
+    this.unregisterGate?.();
     for (const t of [this.realizeTimer, this.retryTimer]) if (t) clearTimeout(t);
     if (this.countersTimer) clearInterval(this.countersTimer);
     await this.pass.current;
@@ -131,6 +152,7 @@ export class NetworkPolicyFeature implements AgentFeature {
   /** After ovs-vswitchd restarted: every policy flow again, on the ports as they are numbered now. */
   async restore(): Promise<void> {
     this.installed = undefined;
+    this.secondary?.reset();
     await this.pass.run();
   }
 
@@ -148,12 +170,29 @@ export class NetworkPolicyFeature implements AgentFeature {
     // The controller takes a pod into account once it is bound to a node: one that is not bound here (a sandbox
     // made outside the kubelet) never appears in this node's share, so there is nothing to wait for.
     const boundHere = sandbox.pod.spec?.nodeName === this.ctx.node.name;
-    if (boundHere && !this.store.knows(uid) && this.client && this.client.snapshots > 0) {
-      const known = await this.untilKnown(uid);
-      if (!known) this.log.warn({ pod: `${sandbox.pod.metadata?.namespace}/${sandbox.pod.metadata?.name}`, waitedMs: KNOWN_WAIT_MS }, 'the controller has not taken the new pod into account yet; its policies follow when it has');
-    }
+    if (boundHere && !(await this.known(uid))) this.log.warn({ pod: `${sandbox.pod.metadata?.namespace}/${sandbox.pod.metadata?.name}`, waitedMs: KNOWN_WAIT_MS }, 'the controller has not taken the new pod into account yet; its policies follow when it has');
     if (!this.store.appliesTo(uid)) return;
     await this.pass.run();
+  }
+
+  /**
+   * A secondary network's new pod port (down until this returns): once the controller has taken the pod's entry on
+   * that network into account, its MultiNetworkPolicies are installed. Fails when they could not be.
+   */
+  private async admitSecondaryPort(ids: Readonly<Record<string, string>>): Promise<void> {
+    const podUid = ids['pod-uid'];
+    const network = ids['network'];
+    if (!podUid || !network) return;
+    const member = networkMemberUid(podUid, network);
+    if (!(await this.known(member))) this.log.warn({ pod: `${ids['pod-namespace']}/${ids['pod-name']}`, network, waitedMs: KNOWN_WAIT_MS }, 'the controller has not taken the new attachment into account yet; its policies follow when it has');
+    await this.pass.run();
+    if (this.secondaryFailed) throw new Error(`the MultiNetworkPolicy flows of ${network} could not be installed on this node`);
+  }
+
+  /** Whether the controller has taken the pod (or its entry on a network) into account, waiting a while for it. */
+  private async known(uid: string): Promise<boolean> {
+    if (this.store.knows(uid) || !this.client || this.client.snapshots === 0) return true;
+    return this.untilKnown(uid);
   }
 
   private untilKnown(uid: string): Promise<boolean> {
@@ -208,16 +247,24 @@ export class NetworkPolicyFeature implements AgentFeature {
     return out;
   }
 
+  /** What the pods' ports on every bridge are: a change means realizing again. */
+  private portsSignature(): string {
+    return `${portsSignature(this.podPorts())}|${JSON.stringify(this.secondary?.ports(this.leaving).map((p) => [p.bridge, p.ofport, p.member, p.mac]) ?? [])}`;
+  }
+
   private async realize(): Promise<void> {
     if (this.stopped) return;
     const ports = this.podPorts();
-    this.portsSeen = portsSignature(ports);
+    this.portsSeen = this.portsSignature();
     const share = this.store.share();
-    const state = { ...resolveShare(share, (uid) => ports.get(uid) ?? [], this.ids, this.ctx.bridge.round), nodeAddresses: [this.ctx.node.gatewayIp, this.ctx.node.ip] };
+    const { primary, secondary } = splitShare(share);
+    const refs = share.policies.map((p) => p.policy.ref);
+    const secondaryProblems = await this.realizeSecondary(secondary);
+    const state = { ...resolveShare(primary, (uid) => ports.get(uid) ?? [], this.ids, this.ctx.bridge.round), nodeAddresses: [this.ctx.node.gatewayIp, this.ctx.node.ip] };
     const text = JSON.stringify(state);
     if (text === this.installed) {
       // Same flows (a new generation that changes nothing here, say): installed all the same.
-      this.reportRealized(share.policies.map((p) => p.policy.ref), this.problems);
+      this.reportRealized(refs, this.problems, secondaryProblems);
       return;
     }
     const problems: RuleProblem[] = [];
@@ -229,8 +276,8 @@ export class NetworkPolicyFeature implements AgentFeature {
       if (result.changes.length && this.control) await this.control.purgeDatapathFlows().catch((e: unknown) => this.log.warn({ err: String(e) }, 'cannot purge the datapath flow cache'));
       this.installed = text;
       this.current = state;
-      this.rules = this.ruleInfo(share.policies.map((p) => p.policy));
-      this.reportRealized(share.policies.map((p) => p.policy.ref), problems);
+      this.rules = this.ruleInfo(primary.policies.map((p) => p.policy), this.current, this.ids);
+      this.reportRealized(refs, problems, secondaryProblems);
       this.log.info({ rules: state.rules.length, isolations: state.isolations.length, flows: request.flows.length, changes: result.changes.length }, 'policy flows synced');
     } catch (e) {
       this.log.error({ err: e instanceof Error ? e.message : String(e) }, 'policy flows not synced; retrying');
@@ -248,25 +295,67 @@ export class NetworkPolicyFeature implements AgentFeature {
     }
   }
 
+  /**
+   * The MultiNetworkPolicies on the secondary bridges; returns the uids of the policies not (fully) installed. A
+   * failure is retried like the pod network's.
+   */
+  private async realizeSecondary(share: NodeShare): Promise<Set<string>> {
+    const failed = new Set<string>();
+    if (!this.secondary) return failed;
+    try {
+      const result = await this.secondary.realize(share, this.leaving);
+      if (result.changes && this.control) await this.control.purgeDatapathFlows().catch((e: unknown) => this.log.warn({ err: String(e) }, 'cannot purge the datapath flow cache'));
+      this.secondaryFailed = false;
+      const byUid = new Map(share.policies.map((p) => [p.policy.ref.uid, p.policy]));
+      this.secondaryRules = new Map([...this.secondary.current].map(([bridge, r]) => [bridge, this.ruleInfo(share.policies.map((p) => p.policy), r, r.ids)]));
+      for (const p of result.problems) {
+        for (const [bridge, r] of this.secondary.current) {
+          const uid = r.ids.keyOf(p.ruleId)?.split('/')[0];
+          if (uid && byUid.has(uid)) {
+            failed.add(uid);
+            this.log.error({ bridge, rule: r.ids.keyOf(p.ruleId), problem: p.message }, 'MultiNetworkPolicy rule cannot be enforced; left out (it admits nothing)');
+          }
+        }
+      }
+      for (const c of result.zoneClashes) this.log.error({ network: c.network, other: c.other }, 'two policed overlay networks on this node share a conntrack zone (their VNIs share the low 12 bits); the second is not enforced here');
+    } catch (e) {
+      this.secondaryFailed = true;
+      for (const p of share.policies) failed.add(p.policy.ref.uid);
+      this.log.error({ err: e instanceof Error ? e.message : String(e) }, 'secondary network policy flows not synced; retrying');
+      if (!this.retryTimer && !this.stopped) {
+        this.retryTimer = setTimeout(() => {
+          this.retryTimer = undefined;
+          this.secondary?.reset();
+          void this.pass.run();
+        }, RETRY_MS);
+      }
+    }
+    return failed;
+  }
+
   /** Every policy of the share counts as installed, but one with a rule that could not be. */
-  private reportRealized(refs: readonly PolicyRef[], problems: readonly RuleProblem[]): void {
-    const failed = new Set(problems.map((p) => this.ids.keyOf(p.ruleId)?.split('/')[0]));
+  private reportRealized(refs: readonly PolicyRef[], problems: readonly RuleProblem[], secondaryFailed: ReadonlySet<string> = new Set()): void {
+    const failed = new Set([...problems.map((p) => this.ids.keyOf(p.ruleId)?.split('/')[0]), ...secondaryFailed]);
     this.reporter?.set(Object.fromEntries(refs.filter((r) => !failed.has(r.uid)).map((r) => [r.uid, r.generation])));
   }
 
   /** Rule id -> what it is, from the rule keys (policy uid / rule name). */
-  private ruleInfo(policies: ReadonlyArray<{ ref: PolicyRef; rules: ReadonlyArray<{ name: string; label?: string }> }>): Map<number, RuleInfo> {
+  private ruleInfo(
+    policies: ReadonlyArray<{ ref: PolicyRef; rules: ReadonlyArray<{ name: string; label?: string }> }>,
+    current: Pick<PolicyDatapath, 'rules' | 'isolations'>,
+    ids: RuleIds,
+  ): Map<number, RuleInfo> {
     const out = new Map<number, RuleInfo>();
     const byUid = new Map(policies.map((p) => [p.ref.uid, p]));
-    for (const r of this.current.rules) {
-      const key = this.ids.keyOf(r.id);
+    for (const r of current.rules) {
+      const key = ids.keyOf(r.id);
       const policy = key ? byUid.get(key.slice(0, key.indexOf('/'))) : undefined;
       const name = key?.slice(key.indexOf('/') + 1);
       const rule = policy?.rules.find((x) => x.name === name);
       if (policy && name) out.set(r.id, { policy: policy.ref, rule: rule?.label ? `${name} (${rule.label})` : name, direction: r.direction, action: r.action });
     }
-    for (const i of this.current.isolations) {
-      const key = this.ids.keyOf(i.ruleId);
+    for (const i of current.isolations) {
+      const key = ids.keyOf(i.ruleId);
       const policy = key ? byUid.get(key.slice(0, key.indexOf('/'))) : undefined;
       if (policy) out.set(i.ruleId, { policy: policy.ref, rule: key!.slice(key!.indexOf('/') + 1), direction: i.direction, action: 'Deny' });
     }
@@ -286,14 +375,19 @@ export class NetworkPolicyFeature implements AgentFeature {
     } catch {
       return; // ovs-vswitchd away: the next reading
     }
+    const secondary = (await this.secondary?.dumpFlows()) ?? [];
     this.packets?.reset();
     this.bytes?.reset();
-    for (const c of ruleCounters(flows)) {
-      const r = this.rules.get(c.ruleId);
-      if (!r) continue;
-      const labels = { policy_kind: r.policy.kind, namespace: r.policy.namespace ?? '', policy: r.policy.name, rule: r.rule, direction: r.direction, action: r.action };
-      this.packets?.inc(labels, Number(c.packets));
-      this.bytes?.inc(labels, Number(c.bytes));
-    }
+    const count = (flowsOf: typeof flows, rules: ReadonlyMap<number, RuleInfo> | undefined): void => {
+      for (const c of ruleCounters(flowsOf)) {
+        const r = rules?.get(c.ruleId);
+        if (!r) continue;
+        const labels = { policy_kind: r.policy.kind, namespace: r.policy.namespace ?? '', policy: r.policy.name, network: r.policy.network ?? '', rule: r.rule, direction: r.direction, action: r.action };
+        this.packets?.inc(labels, Number(c.packets));
+        this.bytes?.inc(labels, Number(c.bytes));
+      }
+    };
+    count(flows, this.rules);
+    for (const b of secondary) count(b.flows, this.secondaryRules.get(b.bridge));
   }
 }

@@ -15,6 +15,8 @@ export interface PolicyPod {
   /** Empty while unscheduled. */
   node: string;
   namedPorts: ReadonlyArray<{ name: string; protocol: Protocol; port: number }>;
+  /** A pod's entry on a secondary network (NAD "namespace/name"): `ip` is its address there. Absent: the pod itself. */
+  network?: string;
 }
 
 interface Group {

@@ -4,13 +4,17 @@
 import { CoreV1Api, CustomObjectsApi, NetworkingV1Api, type KubeConfig, type KubernetesListObject, type V1Condition, type V1Namespace, type V1NetworkPolicy, type V1Pod } from '@kubernetes/client-node';
 import { Gauge, type Registry } from 'prom-client';
 import { apiMessage, isNotFound, MERGE_PATCH } from '../../k8s/api.js';
+import { EventRecorder } from '../../k8s/events.js';
 import { ResilientInformer } from '../../k8s/informer.js';
+import type { NetworkAttachmentDefinition } from '../../secondary/nad/index.js';
 import { logger, type Logger } from '../../util/log.js';
 import { CNP_GROUP, CNP_PLURAL, CNP_VERSION, type ClusterNetworkPolicy } from '../api/clusternetworkpolicy.js';
+import { MNP_GROUP, MNP_KIND, MNP_PLURAL, MNP_VERSION_V1BETA2, POLICY_FOR_ANNOTATION, type MultiNetworkPolicy } from '../api/multinetworkpolicy.js';
 import { compileClusterNetworkPolicy } from '../model/clusternetworkpolicy.js';
 import { compileNetworkPolicy } from '../model/networkpolicy.js';
 import type { PolicyRef, Protocol } from '../model/types.js';
 import { PolicyComputation, type PolicyPod } from './compute.js';
+import { ENFORCED_CONDITION, enforcedCondition, MultiNetworkPolicies } from './multi-network.js';
 import { Realization, type PolicyRealization, type RealizedPolicies } from './realization.js';
 import { NodeShares } from './shares.js';
 
@@ -67,6 +71,10 @@ export class PolicyController {
   readonly computation = new PolicyComputation();
   readonly shares = new NodeShares(this.computation);
   readonly realization = new Realization();
+  readonly multiNetwork = new MultiNetworkPolicies(this.computation);
+  private readonly events: EventRecorder;
+  /** Per MultiNetworkPolicy uid: the problems last told in Events (each told once per change). */
+  private readonly toldProblems = new Map<string, string>();
   private registry?: Registry;
   private readonly log: Logger;
   private readonly custom: CustomObjectsApi;
@@ -77,6 +85,8 @@ export class PolicyController {
     pods: ResilientInformer<V1Pod>;
     networkPolicies: ResilientInformer<V1NetworkPolicy>;
     clusterPolicies: ResilientInformer<ClusterNetworkPolicy & { apiVersion?: string; kind?: string }>;
+    multiNetworkPolicies: ResilientInformer<MultiNetworkPolicy>;
+    nads: ResilientInformer<NetworkAttachmentDefinition & { apiVersion?: string; kind?: string }>;
   };
   private readonly listeners = new Set<(nodes: ReadonlySet<string>) => void>();
   private readonly createdAt = new Map<string, Date>();
@@ -101,10 +111,24 @@ export class PolicyController {
         path: `/apis/${CNP_GROUP}/${CNP_VERSION}/${CNP_PLURAL}`,
         list: () => custom.listClusterCustomObject({ group: CNP_GROUP, version: CNP_VERSION, plural: CNP_PLURAL }) as Promise<KubernetesListObject<ClusterNetworkPolicy>>,
       }),
+      // Read at v1beta2: a v1beta1 read would prune endPort.
+      multiNetworkPolicies: new ResilientInformer({
+        kubeConfig: kc,
+        name: 'policy-multinetworkpolicies',
+        path: `/apis/${MNP_GROUP}/${MNP_VERSION_V1BETA2}/${MNP_PLURAL}`,
+        list: () => custom.listClusterCustomObject({ group: MNP_GROUP, version: MNP_VERSION_V1BETA2, plural: MNP_PLURAL }) as Promise<KubernetesListObject<MultiNetworkPolicy>>,
+      }),
+      nads: new ResilientInformer({
+        kubeConfig: kc,
+        name: 'policy-nads',
+        path: '/apis/k8s.cni.cncf.io/v1/network-attachment-definitions',
+        list: () => custom.listClusterCustomObject({ group: 'k8s.cni.cncf.io', version: 'v1', plural: 'network-attachment-definitions' }) as Promise<KubernetesListObject<NetworkAttachmentDefinition & { metadata: { name: string } }>>,
+      }),
     };
+    this.events = new EventRecorder(core, { component: 'seine-controller' });
     if (opts.registry) this.registerMetrics(opts.registry);
     const c = this.computation;
-    const { namespaces, pods, networkPolicies, clusterPolicies } = this.informers;
+    const { namespaces, pods, networkPolicies, clusterPolicies, multiNetworkPolicies, nads } = this.informers;
     const ns = (n: V1Namespace): void => this.changed(() => c.upsertNamespace(n.metadata!.name!, n.metadata?.labels ?? {}));
     namespaces.on('add', ns).on('update', ns).on('delete', (n) => this.changed(() => c.deleteNamespace(n.metadata!.name!)));
     const pod = (p: V1Pod): void =>
@@ -112,8 +136,14 @@ export class PolicyController {
         const pp = policyPod(p);
         if (pp) c.upsertPod(pp);
         else c.deletePod(p.metadata!.uid!);
+        this.multiNetwork.upsertPod(p, pp);
       });
-    pods.on('add', pod).on('update', pod).on('delete', (p) => this.changed(() => c.deletePod(p.metadata!.uid!)));
+    pods.on('add', pod).on('update', pod).on('delete', (p) =>
+      this.changed(() => {
+        c.deletePod(p.metadata!.uid!);
+        this.multiNetwork.deletePod(p.metadata!.uid!);
+      }),
+    );
     const np = (p: V1NetworkPolicy): void =>
       this.changed(() => {
         const x = compileNetworkPolicy(p);
@@ -137,6 +167,22 @@ export class PolicyController {
     };
     clusterPolicies.on('add', cnp).on('update', cnp).on('delete', (p) => this.changed(() => c.deletePolicy(p.metadata.uid!)));
     clusterPolicies.on('add', (p) => created(p.metadata)).on('delete', (p) => forget(p.metadata));
+    const mnp = (p: MultiNetworkPolicy): void => {
+      const generation = p.metadata.generation ?? 0;
+      const state = this.multiNetwork.states.get(p.metadata.uid!);
+      // Status writes do not change the spec, but an annotation change (policy-for) keeps the generation.
+      if (generation > 0 && state?.generation === generation && state.annotation === (p.metadata.annotations?.[POLICY_FOR_ANNOTATION] ?? '')) return;
+      this.changed(() => this.multiNetwork.upsertPolicy(p));
+    };
+    multiNetworkPolicies.on('add', mnp).on('update', mnp).on('delete', (p) =>
+      this.changed(() => {
+        this.multiNetwork.deletePolicy(p.metadata.uid!);
+        this.toldProblems.delete(p.metadata.uid!);
+      }),
+    );
+    multiNetworkPolicies.on('add', (p) => created(p.metadata)).on('delete', (p) => forget(p.metadata));
+    const nad = (n: NetworkAttachmentDefinition): void => this.changed(() => this.multiNetwork.upsertNad(n));
+    nads.on('add', nad).on('update', nad).on('delete', (n) => this.changed(() => this.multiNetwork.deleteNad(n)));
   }
 
   /** Per policy, computed when scraped: the nodes that need it and those that have installed its current generation. */
@@ -229,8 +275,58 @@ export class PolicyController {
           if (!isNotFound(e)) this.scheduleStatus();
         }
       }
+      await this.writeMultiNetworkStatuses();
     } finally {
       this.statusRunning = false;
+    }
+  }
+
+  /** A MultiNetworkPolicy's realization over its networks: a node counts once every part it needs is installed there. */
+  private multiNetworkRealization(parts: Iterable<string>): PolicyRealization {
+    const need = new Map<string, string[]>();
+    for (const uid of parts) for (const node of this.computation.spanOf(uid)) need.set(node, [...(need.get(node) ?? []), uid]);
+    const pending: string[] = [];
+    let realized = 0;
+    for (const [node, uids] of need) {
+      const done = uids.every((uid) => this.realization.of(uid, this.computation.policy(uid)?.ref.generation ?? -1, new Set([node])).realized === 1);
+      if (done) realized++;
+      else pending.push(node);
+    }
+    pending.sort();
+    return { desired: need.size, realized, pending: pending.slice(0, 3) };
+  }
+
+  /** Each MultiNetworkPolicy's Realized and NetworksEnforced conditions; a Warning Event for what is not enforced. */
+  private async writeMultiNetworkStatuses(): Promise<void> {
+    for (const { policy, state } of this.multiNetwork.all()) {
+      if (this.stopped) return;
+      const meta = policy.metadata;
+      if ((meta.generation ?? 0) !== state.generation) continue;
+      const told = state.problems.join('\n');
+      if (this.toldProblems.get(meta.uid!) !== told) {
+        this.toldProblems.set(meta.uid!, told);
+        for (const problem of state.problems) {
+          void this.events.record({ kind: MNP_KIND, apiVersion: `${MNP_GROUP}/${MNP_VERSION_V1BETA2}`, name: meta.name!, namespace: meta.namespace, uid: meta.uid }, 'Warning', state.invalid ? 'InvalidPolicy' : 'NetworkNotEnforced', problem);
+        }
+      }
+      const conditions = policy.status?.conditions ?? [];
+      const now = new Date();
+      const next = [
+        realizedCondition(this.multiNetworkRealization(state.parts.values()), state.generation, conditions.find((x) => x.type === REALIZED_CONDITION), now),
+        enforcedCondition(state, conditions.find((x) => x.type === ENFORCED_CONDITION), now),
+      ];
+      const same = next.every((n) => {
+        const p = conditions.find((x) => x.type === n.type);
+        return p && p.status === n.status && p.reason === n.reason && p.message === n.message && p.observedGeneration === n.observedGeneration;
+      });
+      if (same) continue;
+      const body = { status: { conditions: [...conditions.filter((x) => x.type !== REALIZED_CONDITION && x.type !== ENFORCED_CONDITION), ...next] } };
+      try {
+        await this.custom.patchNamespacedCustomObjectStatus({ group: MNP_GROUP, version: MNP_VERSION_V1BETA2, namespace: meta.namespace!, plural: MNP_PLURAL, name: meta.name!, body }, MERGE_PATCH);
+      } catch (e) {
+        if (!isNotFound(e)) this.log.warn({ policy: `${meta.namespace}/${meta.name}`, err: apiMessage(e) }, 'cannot write MultiNetworkPolicy status; retrying');
+        if (!isNotFound(e)) this.scheduleStatus();
+      }
     }
   }
 
@@ -240,27 +336,43 @@ export class PolicyController {
    * exist) lets the controller go on without them, watching for the CRD meanwhile.
    */
   async start(): Promise<void> {
-    const { namespaces, pods, networkPolicies, clusterPolicies } = this.informers;
+    const { namespaces, pods, networkPolicies, clusterPolicies, nads, multiNetworkPolicies } = this.informers;
     for (const inf of [namespaces, pods, networkPolicies] as Array<ResilientInformer<never>>) await inf.start();
-    for (let attempt = 0; ; attempt++) {
-      if (this.stopped) return;
-      try {
-        await clusterPolicies.start();
-        break;
-      } catch (e) {
-        await clusterPolicies.stop();
-        if (isNotFound(e)) {
-          this.log.warn('the ClusterNetworkPolicy CRD is not installed; going on without ClusterNetworkPolicies and checking every second');
-          void clusterPolicies.startRetrying({ everyMs: 1000, cancelled: () => this.stopped, onFirstFailure: () => undefined });
-          break;
-        }
-        if (attempt === 0) this.log.warn({ err: apiMessage(e) }, 'cannot list ClusterNetworkPolicies; agents are not served until it can');
-        await new Promise((r) => setTimeout(r, 1000));
-      }
+    // NADs before MultiNetworkPolicies: a policy compiled before its networks are known would be told it names none.
+    for (const [inf, what] of [
+      [clusterPolicies, 'ClusterNetworkPolicies'],
+      [nads, 'NetworkAttachmentDefinitions'],
+      [multiNetworkPolicies, 'MultiNetworkPolicies'],
+    ] as Array<[ResilientInformer<never>, string]>) {
+      await this.startOptional(inf, what);
     }
     this.synced = true;
     this.flush();
     this.log.info(this.computation.size, 'policy controller synced');
+  }
+
+  /**
+   * Lists a kind whose CRD may be missing. Only a CRD that is not installed (no such object can exist) lets the
+   * controller go on without it, watching for the CRD meanwhile; otherwise it retries until it can list: a share
+   * without them would replace the one agents enforce and drop their rules.
+   */
+  private async startOptional(inf: ResilientInformer<never>, what: string): Promise<void> {
+    for (let attempt = 0; ; attempt++) {
+      if (this.stopped) return;
+      try {
+        await inf.start();
+        return;
+      } catch (e) {
+        await inf.stop();
+        if (isNotFound(e)) {
+          this.log.warn(`the CRD of ${what} is not installed; going on without them and checking every second`);
+          void inf.startRetrying({ everyMs: 1000, cancelled: () => this.stopped, onFirstFailure: () => undefined });
+          return;
+        }
+        if (attempt === 0) this.log.warn({ err: apiMessage(e) }, `cannot list ${what}; agents are not served until it can`);
+        await new Promise((r) => setTimeout(r, 1000));
+      }
+    }
   }
 
   async stop(): Promise<void> {

@@ -37,6 +37,7 @@ export interface PolicyRealizationList {
 const RESOURCES: Record<PolicyRef['kind'], { group: string; resource: string; namespaced: boolean }> = {
   NetworkPolicy: { group: 'networking.k8s.io', resource: 'networkpolicies', namespaced: true },
   ClusterNetworkPolicy: { group: 'policy.networking.k8s.io', resource: 'clusternetworkpolicies', namespaced: false },
+  MultiNetworkPolicy: { group: 'k8s.cni.cncf.io', resource: 'multi-networkpolicies', namespaced: true },
 };
 
 export interface PolicyApiOptions {

@@ -5,7 +5,7 @@ import { portMasks, renderMatch, type Action, type Flow, type Masked, type Match
 import { FromGateway, matchMarks } from '../../primary/pipeline/marks.js';
 import type { Direction, Protocol, RulePort } from '../model/types.js';
 import { addressBlock, coveringCidrs, type AddressBlock } from './addresses.js';
-import { POLICY_TABLES, PolicyCookies, PolicyPriority, conjId, policyScope, tierTable, VARIANTS } from './layout.js';
+import { POLICY_TABLES, PRIMARY_STAGE, PolicyCookies, PolicyPriority, conjId, policyScope, tierTable, VARIANTS, type PolicyStage } from './layout.js';
 import type { DatapathRule, NamedPort, PolicyDatapath } from './state.js';
 
 const goto = (table: number): Action => ({ type: 'goto_table', table });
@@ -99,19 +99,19 @@ function portAlternatives(ports: readonly PortMatch[]): Match[] {
 }
 
 /** Where the rule's verdict sends a packet. */
-function verdict(rule: DatapathRule): Action[] {
-  const t = POLICY_TABLES[rule.direction];
+function verdict(rule: DatapathRule, stage: PolicyStage): Action[] {
+  const t = stage.tables[rule.direction];
   if (rule.action === 'Deny') return [];
   if (rule.action === 'Pass') return rule.tier === 'Admin' ? [goto(t.networkPolicy)] : [goto(t.exit)];
   return [goto(t.exit)];
 }
 
-const appliedMatch = (direction: Direction, ofport: number): Match => (direction === 'Egress' ? { in_port: ofport } : { reg1: ofport });
 const peerMatch = (direction: Direction, cidr: string): Match => (direction === 'Egress' ? { protocol: 'ip', nw_dst: cidr } : { protocol: 'ip', nw_src: cidr });
 
-export function ruleFlows(round: number, rule: DatapathRule): Flow[] {
+export function ruleFlows(round: number, rule: DatapathRule, stage: PolicyStage = PRIMARY_STAGE): Flow[] {
   const cookie = new PolicyCookies(round).cookie(rule.id);
-  const table = tierTable(rule.direction, rule.tier);
+  const table = tierTable(rule.direction, rule.tier, stage.tables);
+  const appliedMatch = stage.appliedMatch;
   const flows: Flow[] = [];
   variants(rule).forEach((v, i) => {
     const clauses: Match[][] = [v.ofports.map((o) => appliedMatch(rule.direction, o))];
@@ -121,7 +121,7 @@ export function ruleFlows(round: number, rule: DatapathRule): Flow[] {
       // No conjunction: one flow per pod. One priority step up, so that it never shares a match and priority with
       // another rule's conjunction clause (OVS cannot mix the two in one flow); only NetworkPolicy rules share a
       // priority, and they all accept.
-      for (const m of clauses[0]!) flows.push({ table, priority: rule.priority + 1, cookie, match: { protocol: 'ip', ...m }, actions: verdict(rule) });
+      for (const m of clauses[0]!) flows.push({ table, priority: rule.priority + 1, cookie, match: { protocol: 'ip', ...m }, actions: verdict(rule, stage) });
       return;
     }
     const id = conjId(rule.id, i);
@@ -130,7 +130,7 @@ export function ruleFlows(round: number, rule: DatapathRule): Flow[] {
       const actions: Action[] = [{ type: 'conjunction', id, clause: c + 1, clauses: clauses.length }];
       for (const m of alternatives) flows.push({ table, priority: rule.priority, cookie, match: m.protocol ? m : { protocol: 'ip', ...m }, actions });
     });
-    flows.push({ table, priority: rule.priority, cookie, match: { protocol: 'ip', conj_id: id }, actions: verdict(rule) });
+    flows.push({ table, priority: rule.priority, cookie, match: { protocol: 'ip', conj_id: id }, actions: verdict(rule, stage) });
   });
   return flows;
 }
@@ -192,14 +192,19 @@ export interface RuleProblem {
 }
 
 export function policyFlows(state: PolicyDatapath, problems: RuleProblem[] = []): Flow[] {
+  return stageFlows(policyBaseFlows(state.round, state.nodeAddresses), state, PRIMARY_STAGE, problems);
+}
+
+/** A stage's flows: its base flows, then every rule's and every isolation's (rules it cannot express go to `problems`). */
+export function stageFlows(base: readonly Flow[], state: Pick<PolicyDatapath, 'round' | 'rules' | 'isolations'>, stage: PolicyStage, problems: RuleProblem[] = []): Flow[] {
   const cookies = new PolicyCookies(state.round);
   const flows = new MergedFlows();
-  flows.add(policyBaseFlows(state.round, state.nodeAddresses));
+  flows.add(base);
   for (const r of state.rules) {
     let own: Flow[];
     let keys: string[];
     try {
-      own = ruleFlows(state.round, r);
+      own = ruleFlows(state.round, r, stage);
       keys = MergedFlows.keys(own);
     } catch (e) {
       problems.push({ ruleId: r.id, message: e instanceof Error ? e.message : String(e) });
@@ -209,8 +214,8 @@ export function policyFlows(state: PolicyDatapath, problems: RuleProblem[] = [])
   }
   const isolations: Flow[] = [];
   for (const iso of [...state.isolations].sort((a, b) => a.ruleId - b.ruleId)) {
-    const t = POLICY_TABLES[iso.direction];
-    isolations.push({ table: t.isolation, priority: PolicyPriority.isolation, cookie: cookies.cookie(iso.ruleId), match: { protocol: 'ip', ...appliedMatch(iso.direction, iso.ofport) }, actions: [] });
+    const t = stage.tables[iso.direction];
+    isolations.push({ table: t.isolation, priority: PolicyPriority.isolation, cookie: cookies.cookie(iso.ruleId), match: { protocol: 'ip', ...stage.appliedMatch(iso.direction, iso.ofport) }, actions: [] });
   }
   flows.add(isolations);
   return flows.list();

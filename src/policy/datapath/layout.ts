@@ -1,6 +1,6 @@
 // Where the policy feature lives in the pipeline: its tables inside the egress and ingress policy seams, the
 // registers it uses, its conjunction ids and its flow cookies.
-import { CookieOwner, CookieScheme, type CookieSelector } from '../../ovs/openflow/index.js';
+import { CookieOwner, CookieScheme, type CookieSelector, type Match } from '../../ovs/openflow/index.js';
 import { SEAMS, Table } from '../../primary/pipeline/tables.js';
 import type { Direction, Tier } from '../model/types.js';
 
@@ -18,9 +18,25 @@ export const POLICY_TABLES: Record<Direction, DirectionTables> = {
   Ingress: { admin: Table.IngressPolicy, networkPolicy: Table.IngressPolicy + 1, isolation: Table.IngressPolicy + 2, baseline: Table.IngressPolicy + 3, exit: SEAMS.ingressPolicy.exit },
 };
 
-export const tierTable = (direction: Direction, tier: Tier): number => {
-  const t = POLICY_TABLES[direction];
+export const tierTable = (direction: Direction, tier: Tier, tables: Record<Direction, DirectionTables> = POLICY_TABLES): number => {
+  const t = tables[direction];
   return tier === 'Admin' ? t.admin : tier === 'Baseline' ? t.baseline : t.networkPolicy;
+};
+
+/**
+ * Where a bridge's pipeline holds the policy rules: the tables of each direction, and how a rule matches the pods
+ * it applies to (egress: the packet came in on the pod's port; ingress: the pipeline found the pod's port as the
+ * packet's destination and holds it in a register).
+ */
+export interface PolicyStage {
+  tables: Record<Direction, DirectionTables>;
+  appliedMatch(direction: Direction, ofport: number): Match;
+}
+
+/** The integration bridge's policy seams (its L2 forwarding stage leaves the output port in reg1). */
+export const PRIMARY_STAGE: PolicyStage = {
+  tables: POLICY_TABLES,
+  appliedMatch: (direction, ofport) => (direction === 'Egress' ? { in_port: ofport } : { reg1: ofport }),
 };
 
 /** Flow priorities in the policy tables (below the pipeline's established bypass). */

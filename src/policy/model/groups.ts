@@ -23,9 +23,10 @@ export function canonicalSelector(s: V1LabelSelector | undefined): V1LabelSelect
 /** The group in canonical form: selectors that select everything are left out. */
 export function canonicalGroup(g: PodGroupSpec): PodGroupSpec {
   const podSelector = canonicalSelector(g.podSelector);
-  if (g.namespace !== undefined) return { namespace: g.namespace, ...(podSelector ? { podSelector } : {}) };
+  const network = g.network ? { network: g.network } : {};
+  if (g.namespace !== undefined) return { ...network, namespace: g.namespace, ...(podSelector ? { podSelector } : {}) };
   const namespaceSelector = canonicalSelector(g.namespaceSelector);
-  return { ...(namespaceSelector ? { namespaceSelector } : {}), ...(podSelector ? { podSelector } : {}) };
+  return { ...network, ...(namespaceSelector ? { namespaceSelector } : {}), ...(podSelector ? { podSelector } : {}) };
 }
 
 /**
@@ -34,12 +35,18 @@ export function canonicalGroup(g: PodGroupSpec): PodGroupSpec {
  */
 export function groupKey(g: PodGroupSpec): string {
   const c = canonicalGroup(g);
-  const text = JSON.stringify([c.namespace ?? null, c.namespaceSelector ?? null, c.podSelector ?? null]);
+  // The pod network's groups keep the key they always had (agents keep shares across upgrades).
+  const text = JSON.stringify([c.namespace ?? null, c.namespaceSelector ?? null, c.podSelector ?? null, ...(c.network ? [c.network] : [])]);
   return createHash('sha256').update(text).digest('base64url').slice(0, 16);
 }
 
-/** Whether a pod (its namespace, labels, and its namespace's labels) is a member of the group. */
-export function groupMatches(g: PodGroupSpec, pod: { namespace: string; labels?: Record<string, string> }, namespaceLabels: Record<string, string> | undefined): boolean {
+/**
+ * Whether a pod (its namespace, labels, and its namespace's labels) is a member of the group. A pod's entry on a
+ * secondary network (`network`) is only ever a member of that network's groups, and a pod's own entry only of the
+ * pod network's.
+ */
+export function groupMatches(g: PodGroupSpec, pod: { namespace: string; labels?: Record<string, string>; network?: string }, namespaceLabels: Record<string, string> | undefined): boolean {
+  if ((g.network ?? '') !== (pod.network ?? '')) return false;
   if (g.namespace !== undefined) {
     if (pod.namespace !== g.namespace) return false;
   } else if (g.namespaceSelector && !selectorMatches(g.namespaceSelector, namespaceLabels)) {

@@ -32,6 +32,11 @@ export interface RulePort {
  * (none of both: every namespace), whose labels match `podSelector` (absent: every pod).
  */
 export interface PodGroupSpec {
+  /**
+   * MultiNetworkPolicy: the secondary network (NAD as "namespace/name") whose interfaces the group's members are;
+   * absent: the pod network. A group never mixes the two: its addresses are its members' on that one network.
+   */
+  network?: string;
   namespace?: string;
   namespaceSelector?: V1LabelSelector;
   podSelector?: V1LabelSelector;
@@ -52,10 +57,13 @@ export interface RulePeers {
 }
 
 export interface PolicyRef {
-  kind: 'NetworkPolicy' | 'ClusterNetworkPolicy';
+  kind: 'NetworkPolicy' | 'ClusterNetworkPolicy' | 'MultiNetworkPolicy';
   namespace?: string;
   name: string;
+  /** The object's uid; a MultiNetworkPolicy's per network: see `networkPolicyUid`. */
   uid: string;
+  /** MultiNetworkPolicy: the network (NAD "namespace/name") this compiled part enforces. */
+  network?: string;
   /** metadata.generation of the compiled spec: what agents report as realized. */
   generation: number;
 }
@@ -75,6 +83,11 @@ export interface CompiledRule {
 /** One policy as the datapath sees it. */
 export interface CompiledPolicy {
   ref: PolicyRef;
+  /**
+   * MultiNetworkPolicy: the secondary network whose interfaces it applies to (NAD "namespace/name"); its applied-to
+   * and peer groups are of that network. Absent: the pod network.
+   */
+  network?: string;
   tier: Tier;
   /** Order within the tier: lower first (NetworkPolicies: all 0, their rules only ever accept). */
   priority: number;

@@ -38,6 +38,7 @@ export class SecondaryNetworksFeature implements AgentFeature, PodAttachmentHook
       nodeIp: ctx.node.ip,
       userspaceDatapath: cfg.ovs.datapathType === 'netdev',
       round: ctx.bridge.round,
+      admission: ctx.portAdmission,
     });
     this.manager = new SecondaryNetworkManager({
       kubeConfig: ctx.kubeConfig,

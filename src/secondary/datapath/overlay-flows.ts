@@ -10,6 +10,8 @@ import type { Flow } from '../../ovs/openflow/flow.js';
  *                        look the destination up (table 10), forward (table 20). Anything else drops:
  *                        the bridge's own port, multicast source MACs.
  *   table 10 MacTable    learned only: dl_dst -> reg1[0..15] = port, reg1[16] = port is a tunnel.
+ *   table 11 Policy      on to forwarding; MultiNetworkPolicy takes the bridge's IP through its tables
+ *                        here (priority above 0) when it has something to enforce on the VNI.
  *   table 20 Forward     unknown/broadcast (reg1[0..15] == 0): from a pod -> every other pod + every
  *                        tunnel; from a tunnel -> pods only. Known: output to the learned port, except
  *                        tunnel to tunnel (never relayed between peers).
@@ -17,6 +19,8 @@ import type { Flow } from '../../ovs/openflow/flow.js';
 export const OverlayTable = {
   Classifier: 0,
   MacTable: 10,
+  /** The seam of the policy pipeline (src/policy/datapath/secondary.ts): its own tables 11..19 sit between. */
+  Policy: 11,
   Forward: 20,
 } as const;
 
@@ -88,11 +92,12 @@ export function overlayFlows(s: OverlayBridgeState): Flow[] {
   const out = (ports: number[]): Action[] => ports.map((port) => ({ type: 'output', port }));
   const lookupAndForward: Action[] = [
     { type: 'resubmit', table: OverlayTable.MacTable },
-    { type: 'resubmit', table: OverlayTable.Forward },
+    { type: 'goto_table', table: OverlayTable.Policy },
   ];
   const flows: Flow[] = [
     { table: OverlayTable.Classifier, priority: 0, cookie: cookie(), actions: [] },
     { table: OverlayTable.Classifier, priority: 300, cookie: cookie(), match: { dl_src: MULTICAST }, actions: [] },
+    { table: OverlayTable.Policy, priority: 0, cookie: cookie(), actions: [{ type: 'goto_table', table: OverlayTable.Forward }] },
     // Known destination: the learned port (output to the ingress port is dropped by OVS itself).
     { table: OverlayTable.Forward, priority: 100, cookie: cookie(), actions: [{ type: 'output', port: { field: 'reg1[0..15]' } }] },
     // Split horizon for unicast: a frame from one peer is never sent on to another.

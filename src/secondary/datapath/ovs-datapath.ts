@@ -1,6 +1,7 @@
 import { join } from 'node:path';
 import { Mutex } from 'async-mutex';
 import ipaddr from 'ipaddr.js';
+import type { PortAdmission } from '../../agent/port-admission.js';
 import { run } from '../../host/exec.js';
 import { IpBatch, type IpRoute } from '../../host/ip.js';
 import { CookieOwner, makeCookie } from '../../ovs/openflow/cookie.js';
@@ -28,6 +29,8 @@ export interface OvsSecondaryDatapathOptions {
   round: number;
   /** UDP port of the overlay tunnels (default OVERLAY_VXLAN_PORT). */
   vxlanPort?: number;
+  /** Gates a new pod port passes, added but with its host end down, before it carries traffic (its policy). */
+  admission?: PortAdmission;
 }
 
 const PROTOCOLS = ['OpenFlow10', 'OpenFlow13', 'OpenFlow15'] as const;
@@ -95,6 +98,7 @@ export class OvsSecondaryDatapath implements SecondaryDatapath {
   private readonly round: number;
   private readonly rundir: string;
   private readonly vxlanPort: number;
+  private readonly admission?: PortAdmission;
   private readonly writers = new Map<string, FlowWriter>();
   private readonly locks = new Map<string, Mutex>();
   /** Peer node IPs per VNI, as last set. */
@@ -111,6 +115,7 @@ export class OvsSecondaryDatapath implements SecondaryDatapath {
     this.round = opts.round;
     this.rundir = opts.ovsRundir;
     this.vxlanPort = opts.vxlanPort ?? OVERLAY_VXLAN_PORT;
+    this.admission = opts.admission;
   }
 
   private get datapathType(): string {
@@ -280,6 +285,7 @@ export class OvsSecondaryDatapath implements SecondaryDatapath {
   }
 
   private async ensureOverlayBridge(net: NetworkRealization): Promise<void> {
+    const existed = !!this.vs.cache.bridge(net.bridge);
     this.checkBridgeUse(net, this.vs.cache.bridge(net.bridge));
     // One segment per VNI: a second bridge would receive the same tunnel key and want the same tunnel port names.
     const other = this.overlayBridges().find((b) => b.name !== net.bridge && b.externalIds[EXT.vni] === String(net.vni));
@@ -291,6 +297,8 @@ export class OvsSecondaryDatapath implements SecondaryDatapath {
       externalIds: { [EXT.owner]: OWNER.bridge, [EXT.networkType]: 'overlay', [EXT.vni]: String(net.vni) },
       otherConfig: { 'disable-in-band': 'true' },
     });
+    // A new bridge has no OpenFlow management socket until ovs-vswitchd has applied the database.
+    if (!existed) await this.waitReconfigured();
     await this.convergeOverlay(net.bridge, net.vni!);
   }
 
@@ -387,6 +395,8 @@ export class OvsSecondaryDatapath implements SecondaryDatapath {
     // A function port on a trunk bridge: the bridge secure before the port exists, and the port passes nothing
     // (host end down) until it is no-flood and has its drop flow.
     const trunkFunction = isFunction && vlan;
+    // A pod port stays down until every gate (its policy) is open: traffic never passes before.
+    const gated = !isFunction && !!this.admission?.gated;
     if (trunkFunction) await this.locked(net.bridge, () => this.secureTrunk(net.bridge));
 
     const externalIds: Record<string, string> = {
@@ -402,7 +412,7 @@ export class OvsSecondaryDatapath implements SecondaryDatapath {
       [EXT.mtu]: String(att.mtu),
       [EXT.addresses]: att.addresses.join(','),
     };
-    const undoInterface = await setUpSecondaryInterface(this.host, { ...att, userspaceDatapath: this.userspace, ipv6LinkLocal: !isFunction, hostUp: !trunkFunction });
+    const undoInterface = await setUpSecondaryInterface(this.host, { ...att, userspaceDatapath: this.userspace, ipv6LinkLocal: !isFunction, hostUp: !trunkFunction && !gated });
     let portAdded = false;
     try {
       const added = await this.vs.addPort(net.bridge, {
@@ -414,6 +424,10 @@ export class OvsSecondaryDatapath implements SecondaryDatapath {
       if (overlay) await this.locked(net.bridge, () => this.convergeOverlay(net.bridge, segment.vni!));
       if (trunkFunction) {
         await this.locked(net.bridge, () => this.convergeTrunk(net.bridge));
+        await this.host.apply(new IpBatch().setLink(att.hostIfname, { up: true }));
+      }
+      if (gated) {
+        await this.admission!.admit({ bridge: net.bridge, ofport: added.ofport!, externalIds });
         await this.host.apply(new IpBatch().setLink(att.hostIfname, { up: true }));
       }
       this.log.info({ bridge: net.bridge, port: att.hostIfname, ofport: added.ofport, netns: att.netns, ifname: att.ifname }, 'attached');

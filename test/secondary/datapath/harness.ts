@@ -1,3 +1,4 @@
+import type { PortAdmission } from '../../../src/agent/port-admission.js';
 import { run } from '../../../src/host/exec.js';
 import { IpBatch, IpRoute } from '../../../src/host/ip.js';
 import { createNetns } from '../../../src/host/netns.js';
@@ -18,8 +19,8 @@ export interface TestNode {
   pods: number;
 }
 
-export function newDatapath(sb: OvsSandbox, vs: Vswitch, nodeIp: string, round = 1, ovsRundir = sb.ovs.rundir): OvsSecondaryDatapath {
-  return new OvsSecondaryDatapath({ vswitch: vs, ovsRundir, host: sb.ip, nodeIp, userspaceDatapath: true, round });
+export function newDatapath(sb: OvsSandbox, vs: Vswitch, nodeIp: string, round = 1, ovsRundir = sb.ovs.rundir, admission?: PortAdmission): OvsSecondaryDatapath {
+  return new OvsSecondaryDatapath({ vswitch: vs, ovsRundir, host: sb.ip, nodeIp, userspaceDatapath: true, round, admission });
 }
 
 export async function startNode(nodeIp: string): Promise<TestNode> {
