@@ -1,5 +1,6 @@
-// `seine get networkpolicies|clusternetworkpolicies`: where each policy is realized, as the policy controller sees
-// it (NetworkPolicies have no status to hold it). Shaped like `kubectl get` (and usable as a kubectl plugin): the
+// `seine get networkpolicies|clusternetworkpolicies|multi-networkpolicies`: where each policy is realized, as the
+// policy controller sees it (NetworkPolicies have no status to hold it); a MultiNetworkPolicy per network it names,
+// with why a network is not enforced. Shaped like `kubectl get` (and usable as a kubectl plugin): the
 // kubeconfig's cluster and user, -n / -A, -o wide|json|yaml. The controller is found through the API server (the
 // endpoint ConfigMap its leader publishes, with the certificate to pin), and the user's own bearer token is sent:
 // the controller authenticates it and asks the API server whether the user may list those policies.
@@ -24,6 +25,7 @@ const KINDS: Record<string, Kind> = {};
 for (const [names, kind] of [
   [['networkpolicies', 'networkpolicy', 'netpol', 'networkpolicies.networking.k8s.io'], { kind: 'NetworkPolicy', namespaced: true }],
   [['clusternetworkpolicies', 'clusternetworkpolicy', 'cnp', 'clusternetworkpolicies.policy.networking.k8s.io'], { kind: 'ClusterNetworkPolicy', namespaced: false }],
+  [['multi-networkpolicies', 'multi-networkpolicy', 'multi-policy', 'mnp', 'multi-networkpolicies.k8s.cni.cncf.io'], { kind: 'MultiNetworkPolicy', namespaced: true }],
 ] as const) {
   for (const n of names) KINDS[n] = kind;
 }
@@ -115,15 +117,27 @@ function fetchPolicies(endpoint: ControllerEndpoint, token: string, query: URLSe
   });
 }
 
-/** The table `kubectl get` would print: NAMESPACE with -A, REALIZED as realized/desired nodes, AGE; wide adds the rest. */
-export function policyTable(list: PolicyRealizationList, opts: { namespaced: boolean; allNamespaces: boolean; wide: boolean; now: number }): string {
-  const head = [...(opts.namespaced && opts.allNamespaces ? ['namespace'] : []), 'name', 'realized', 'age', ...(opts.wide ? ['generation', 'pending'] : [])];
+/**
+ * The table `kubectl get` would print: NAMESPACE with -A, REALIZED as realized/desired nodes, AGE; wide adds the
+ * rest. MultiNetworkPolicies get a row per network, NETWORK, and NOT ENFORCED where a network is not (wide: why).
+ */
+export function policyTable(list: PolicyRealizationList, opts: { namespaced: boolean; allNamespaces: boolean; wide: boolean; now: number; networks?: boolean }): string {
+  const networks = opts.networks ?? false;
+  const head = [
+    ...(opts.namespaced && opts.allNamespaces ? ['namespace'] : []),
+    'name',
+    ...(networks ? ['network'] : []),
+    'realized',
+    'age',
+    ...(opts.wide ? ['generation', 'pending', ...(networks ? ['problem'] : [])] : []),
+  ];
   const rows = list.items.map((i) => [
     ...(opts.namespaced && opts.allNamespaces ? [i.namespace] : []),
     i.name,
-    `${i.nodes.realized}/${i.nodes.desired}`,
+    ...(networks ? [i.network] : []),
+    i.problem !== undefined ? 'NOT ENFORCED' : `${i.nodes.realized}/${i.nodes.desired}`,
     ageOf(i.creationTimestamp, opts.now),
-    ...(opts.wide ? [i.generation, i.nodes.pending.length ? i.nodes.pending.join(',') : undefined] : []),
+    ...(opts.wide ? [i.generation, i.nodes.pending.length ? i.nodes.pending.join(',') : undefined, ...(networks ? [i.problem] : [])] : []),
   ]);
   return renderTable(head, rows);
 }
@@ -145,7 +159,7 @@ export async function getPolicies(resource: string, name: string | undefined, o:
   if (output === 'json') return `${JSON.stringify(list, null, 4)}\n`;
   if (output === 'yaml') return stringifyYaml(list);
   if (list.items.length === 0) throw new NoResources(namespace ? `No resources found in ${namespace} namespace.` : 'No resources found');
-  return `${policyTable(list, { namespaced: kind.namespaced, allNamespaces: !!o.allNamespaces, wide: output === 'wide', now: Date.now() })}\n`;
+  return `${policyTable(list, { namespaced: kind.namespaced, allNamespaces: !!o.allNamespaces, wide: output === 'wide', now: Date.now(), networks: kind.kind === 'MultiNetworkPolicy' })}\n`;
 }
 
 /** Nothing to show: not an error (exit 0), said on stderr as kubectl does. */
@@ -154,11 +168,11 @@ export class NoResources extends Error {}
 export function getCommand(): Command {
   return new Command('get')
     .description('show where network policies are realized (nodes that need each policy, and those that have installed it), as the policy controller sees it')
-    .argument('<resource>', 'networkpolicies (networkpolicy, netpol) or clusternetworkpolicies (clusternetworkpolicy, cnp)')
+    .argument('<resource>', 'networkpolicies (networkpolicy, netpol), clusternetworkpolicies (clusternetworkpolicy, cnp) or multi-networkpolicies (multi-networkpolicy, multi-policy, mnp)')
     .argument('[name]', 'one policy')
     .option('-n, --namespace <namespace>', 'the namespace (default: the kubeconfig context\'s, else default)')
     .option('-A, --all-namespaces', 'every namespace')
-    .addOption(new Option('-o, --output <format>', 'wide (the pending nodes), json or yaml').choices(['wide', 'json', 'yaml']))
+    .addOption(new Option('-o, --output <format>', 'wide (the pending nodes; why a network is not enforced), json or yaml').choices(['wide', 'json', 'yaml']))
     .option('--kubeconfig <file>', 'kubeconfig (default: $KUBECONFIG, else ~/.kube/config)')
     .option('--context <name>', 'the kubeconfig context to use (default: its current context)')
     .option('--controller-namespace <namespace>', 'where the Seine controller publishes its endpoint', DEFAULT_ENDPOINT_NAMESPACE)

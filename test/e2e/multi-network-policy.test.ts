@@ -7,6 +7,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { run } from '../../src/host/exec.js';
+import { repoRoot } from '../../src/util/paths.js';
 import { CookieOwner, decodeCookie } from '../../src/ovs/openflow/cookie.js';
 import { NETWORK_STATUS_ANNOTATION, NETWORKS_ANNOTATION, parseNetworkStatus } from '../../src/secondary/annotations/index.js';
 import { eventually } from '../harness/lab.js';
@@ -187,6 +188,16 @@ spec:
         return text.includes('default/macvlan') && text.includes('default/missing') ? text : undefined;
       }, CHANGE_TIMEOUT_MS, 500);
       expect(events).toMatch(/^Warning NetworkNotEnforced default\/macvlan: /m);
+      // The CLI: a row per network, the enforced one realized on x/a's node, the others NOT ENFORCED (wide: why).
+      const seine = join(repoRoot(), 'bin', 'seine');
+      const table = await eventually('seine get mnp to show the policy realized on vlan100', async (saw) => {
+        const { stdout } = await run(process.execPath, [seine, 'get', 'mnp', '-n', 'x', '-o', 'wide', '--kubeconfig', m.lab.kubeconfigPath], { timeoutMs: 60_000 });
+        saw(stdout);
+        return /^mixed\s+default\/vlan100\s+1\/1\s/m.test(stdout) ? stdout : undefined;
+      }, CHANGE_TIMEOUT_MS, 1000);
+      expect(table).toMatch(/^NAME\s+NETWORK\s+REALIZED\s+AGE\s+GENERATION\s+PENDING\s+PROBLEM$/m);
+      expect(table).toMatch(/^mixed\s+default\/macvlan\s+NOT ENFORCED\s.*a delegated macvlan network/m);
+      expect(table).toMatch(/^mixed\s+default\/missing\s+NOT ENFORCED\s.*no such NetworkAttachmentDefinition/m);
       // The network it can enforce, it does.
       expect(await m.expectMatrix(policy, 'the policy', VLAN)).toBeGreaterThan(0);
     } finally {

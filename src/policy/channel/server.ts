@@ -57,6 +57,7 @@ export async function startPolicyChannel(opts: PolicyChannelOptions): Promise<Po
     realizations: (which) => controller.realizations(which),
     lastReport: (node) => controller.lastReport(node),
     created: (uid) => controller.created(uid),
+    unenforced: (which) => controller.unenforced(which),
     ready: () => controller.isSynced,
     authenticate: (token) => authenticator.review(token),
     authorize: (user, what) => access.check(user, what),

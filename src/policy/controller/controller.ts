@@ -14,6 +14,7 @@ import { compileClusterNetworkPolicy } from '../model/clusternetworkpolicy.js';
 import { compileNetworkPolicy } from '../model/networkpolicy.js';
 import type { PolicyRef, Protocol } from '../model/types.js';
 import { PolicyComputation, type PolicyPod } from './compute.js';
+import type { Unenforced } from './policy-api.js';
 import { ENFORCED_CONDITION, enforcedCondition, MultiNetworkPolicies } from './multi-network.js';
 import { Realization, type PolicyRealization, type RealizedPolicies } from './realization.js';
 import { NodeShares } from './shares.js';
@@ -229,6 +230,20 @@ export class PolicyController {
     return [...this.computation.allPolicies()].filter((p) => which(p.ref)).map((p) => {
       const span = this.computation.spanOf(p.ref.uid);
       return { ref: p.ref, span, realization: this.realization.of(p.ref.uid, p.ref.generation, span, Infinity) };
+    });
+  }
+
+  /** The MultiNetworkPolicies `which` picks: each network they name that is not enforced, and their other problems. */
+  unenforced(which: (ref: { namespace?: string; name: string }) => boolean): Unenforced[] {
+    return this.multiNetwork.all().flatMap(({ policy, state }) => {
+      const meta = policy.metadata;
+      if (!which({ namespace: meta.namespace, name: meta.name ?? '' })) return [];
+      const base = { namespace: meta.namespace ?? 'default', name: meta.name ?? '', uid: meta.uid!, generation: state.generation };
+      const out: Unenforced[] = [...state.unenforced].map(([network, problem]) => ({ ...base, network, problem }));
+      const networkProblems = new Set(state.unenforced.values());
+      const other = state.problems.filter((p) => !networkProblems.has(p));
+      if (other.length) out.push({ ...base, problem: other.join('; ') });
+      return out;
     });
   }
 

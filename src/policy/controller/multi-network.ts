@@ -39,6 +39,8 @@ export interface MultiNetworkState {
   parts: Map<string, string>;
   /** Why the rest is not (a network each, or the annotation's or the spec's problems). */
   problems: string[];
+  /** The networks named and not enforced, with why (also in `problems`). */
+  unenforced: Map<string, string>;
   /** The spec itself is refused (nothing enforced). */
   invalid: boolean;
 }
@@ -138,7 +140,7 @@ export class MultiNetworkPolicies {
     const ns = p.metadata.namespace ?? 'default';
     const previous = this.states.get(uid);
     const annotation = p.metadata.annotations?.[POLICY_FOR_ANNOTATION] ?? '';
-    const state: MultiNetworkState = { generation: p.metadata.generation ?? 0, annotation, parts: new Map(), problems: [], invalid: false };
+    const state: MultiNetworkState = { generation: p.metadata.generation ?? 0, annotation, parts: new Map(), problems: [], unenforced: new Map(), invalid: false };
     const invalid = validateMultiNetworkPolicy(p);
     if (invalid.length) {
       state.invalid = true;
@@ -151,6 +153,7 @@ export class MultiNetworkPolicies {
         const why = unenforceable(network, this.nads.get(network));
         if (why) {
           state.problems.push(why);
+          state.unenforced.set(network, why);
           continue;
         }
         const compiled = compileMultiNetworkPolicy(p, network);

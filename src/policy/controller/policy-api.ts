@@ -23,7 +23,21 @@ export interface PolicyRealizationItem {
   generation: number;
   /** RFC 3339, when the controller has seen it. */
   creationTimestamp?: string;
+  /** MultiNetworkPolicy: the network of this item (one per network the policy names). */
+  network?: string;
+  /** MultiNetworkPolicy: why it is not enforced on `network` (or at all, without one); its nodes are then none. */
+  problem?: string;
   nodes: { desired: number; realized: number; pending: string[] };
+}
+
+/** A MultiNetworkPolicy's network that is not enforced (none: the policy as a whole, e.g. refused). */
+export interface Unenforced {
+  namespace: string;
+  name: string;
+  uid: string;
+  generation: number;
+  network?: string;
+  problem: string;
 }
 
 export interface PolicyRealizationList {
@@ -46,6 +60,8 @@ export interface PolicyApiOptions {
   lastReport: (node: string) => Date | undefined;
   /** When a policy was created, by uid. */
   created: (uid: string) => Date | undefined;
+  /** The MultiNetworkPolicies' networks that are not enforced, for the ones `which` picks. */
+  unenforced?: (which: (ref: { namespace?: string; name: string }) => boolean) => Unenforced[];
   /** Whether every policy has been listed (until then the answer would be incomplete). */
   ready: () => boolean;
   /** The user a token authenticates as (undefined: it does not); throws when it cannot tell. */
@@ -94,8 +110,8 @@ export class PolicyApi {
     const user = await this.user(req);
     if (req.method !== 'GET') throw new StatusError(405, 'MethodNotAllowed', 'the server does not allow this method on the requested resource');
     const kind = q.get('kind');
-    if (kind !== 'NetworkPolicy' && kind !== 'ClusterNetworkPolicy') {
-      throw new StatusError(400, 'BadRequest', `kind must be NetworkPolicy or ClusterNetworkPolicy, not ${JSON.stringify(kind ?? '')}`);
+    if (kind !== 'NetworkPolicy' && kind !== 'ClusterNetworkPolicy' && kind !== 'MultiNetworkPolicy') {
+      throw new StatusError(400, 'BadRequest', `kind must be NetworkPolicy, ClusterNetworkPolicy or MultiNetworkPolicy, not ${JSON.stringify(kind ?? '')}`);
     }
     const r = RESOURCES[kind];
     const namespace = q.get('namespace') || undefined;
@@ -112,19 +128,39 @@ export class PolicyApi {
     if (!decision.allowed) throw forbidden(user.username, access, r);
     if (!this.opts.ready()) throw new StatusError(503, 'ServiceUnavailable', 'the policy controller has not listed every policy yet', undefined, { 'retry-after': '1' });
 
-    const listed = this.opts
-      .realizations((ref) => ref.kind === kind && (!namespace || ref.namespace === namespace) && (!name || ref.name === name))
-      .sort((a, b) => (a.ref.namespace ?? '').localeCompare(b.ref.namespace ?? '') || a.ref.name.localeCompare(b.ref.name));
-    if (name && listed.length === 0) throw new StatusError(404, 'NotFound', `${qualified(r)} "${name}" not found`, { name, group: r.group, kind: r.resource });
-    const items = listed.map(({ ref, realization }): PolicyRealizationItem => ({
-      kind: ref.kind,
-      ...(ref.namespace ? { namespace: ref.namespace } : {}),
-      name: ref.name,
-      uid: ref.uid,
-      generation: ref.generation,
-      ...(this.opts.created(ref.uid) ? { creationTimestamp: this.opts.created(ref.uid)!.toISOString().replace(/\.\d+Z$/, 'Z') } : {}),
-      nodes: { desired: realization.desired, realized: realization.realized, pending: realization.pending },
-    }));
+    const picks = (ref: { namespace?: string; name: string }): boolean => (!namespace || ref.namespace === namespace) && (!name || ref.name === name);
+    const listed = this.opts.realizations((ref) => ref.kind === kind && picks(ref));
+    const unenforced = kind === 'MultiNetworkPolicy' ? (this.opts.unenforced?.(picks) ?? []) : [];
+    if (name && listed.length === 0 && unenforced.length === 0) throw new StatusError(404, 'NotFound', `${qualified(r)} "${name}" not found`, { name, group: r.group, kind: r.resource });
+    // A MultiNetworkPolicy's parts carry its uid with their network: its creation is the object's.
+    const objectUid = (uid: string): string => (kind === 'MultiNetworkPolicy' && uid.includes('@') ? uid.slice(0, uid.lastIndexOf('@')) : uid);
+    const created = (uid: string): { creationTimestamp?: string } => {
+      const at = this.opts.created(objectUid(uid));
+      return at ? { creationTimestamp: at.toISOString().replace(/\.\d+Z$/, 'Z') } : {};
+    };
+    const items = [
+      ...listed.map(({ ref, realization }): PolicyRealizationItem => ({
+        kind: ref.kind,
+        ...(ref.namespace ? { namespace: ref.namespace } : {}),
+        name: ref.name,
+        uid: ref.uid,
+        generation: ref.generation,
+        ...created(ref.uid),
+        ...(ref.network ? { network: ref.network } : {}),
+        nodes: { desired: realization.desired, realized: realization.realized, pending: realization.pending },
+      })),
+      ...unenforced.map((u): PolicyRealizationItem => ({
+        kind: 'MultiNetworkPolicy',
+        namespace: u.namespace,
+        name: u.name,
+        uid: u.uid,
+        generation: u.generation,
+        ...created(u.uid),
+        ...(u.network ? { network: u.network } : {}),
+        problem: u.problem,
+        nodes: { desired: 0, realized: 0, pending: [] },
+      })),
+    ].sort((a, b) => (a.namespace ?? '').localeCompare(b.namespace ?? '') || a.name.localeCompare(b.name) || (a.network ?? '').localeCompare(b.network ?? ''));
     return { kind: 'PolicyRealizationList', items, nodes: this.nodesOf(listed) };
   }
 
