@@ -1,13 +1,16 @@
-import ipaddr from 'ipaddr.js';
-import { cause, errors, type StatusCause } from './errors.js';
-import { validateLabelValue, validateQualifiedName } from './meta.js';
+import { networkPolicyValidationOptions, validateNetworkPolicySpec } from '../../k8s/networkpolicy-validation.js';
+import { errors } from './errors.js';
 import type { Strategy, StrategyContext } from './registry.js';
 import { prune } from './schema.js';
 import { isObject, type JsonObject, type KubeObject } from './types.js';
 
 // networking.k8s.io/v1 NetworkPolicy as kube-apiserver serves it: the v1 defaults (port protocol TCP,
-// policyTypes from the rules), its validation with the same field paths and messages, unknown fields
-// handled per fieldValidation, and the OpenAPI definitions kubectl validates manifests against.
+// policyTypes from the rules), its validation with the same field paths and messages (in src/k8s, which the
+// controller shares), unknown fields handled per fieldValidation, and the OpenAPI definitions kubectl
+// validates manifests against.
+
+// service.ts imports it from here.
+export { portNameErrors } from '../../k8s/names.js';
 
 const META = 'io.k8s.apimachinery.pkg.apis.meta.v1';
 const NET = 'io.k8s.api.networking.v1';
@@ -230,176 +233,6 @@ export function defaultNetworkPolicy(np: KubeObject): void {
   }
 }
 
-// ---- validation (ValidateNetworkPolicySpec and the label selector rules it uses)
-
-interface Options {
-  /** An update may keep a pod selector that was already invalid (as kube allows). */
-  allowInvalidLabelValues: boolean;
-  /** CIDRs the old object had are not re-validated on update. */
-  existingCIDRs: Set<string>;
-}
-
-const list = (v: unknown): unknown[] => (Array.isArray(v) ? v : []);
-
-export function validateLabelSelector(sel: unknown, field: string, allowInvalidLabelValues = false): StatusCause[] {
-  if (!isObject(sel)) return [];
-  const out: StatusCause[] = [];
-  if (isObject(sel.matchLabels)) {
-    for (const [k, v] of Object.entries(sel.matchLabels)) {
-      out.push(...validateQualifiedName(k, `${field}.matchLabels`));
-      if (typeof v === 'string') out.push(...validateLabelValue(v, `${field}.matchLabels`));
-    }
-  }
-  list(sel.matchExpressions).forEach((req, i) => {
-    const f = `${field}.matchExpressions[${i}]`;
-    if (!isObject(req)) return;
-    const values = list(req.values);
-    switch (req.operator) {
-      case 'In':
-      case 'NotIn':
-        if (values.length === 0) out.push(cause.required(`${f}.values`, "must be specified when `operator` is 'In' or 'NotIn'"));
-        break;
-      case 'Exists':
-      case 'DoesNotExist':
-        if (values.length > 0) out.push(cause.forbidden(`${f}.values`, "may not be specified when `operator` is 'Exists' or 'DoesNotExist'"));
-        break;
-      default:
-        out.push(cause.invalid(`${f}.operator`, req.operator ?? '', 'not a valid selector operator'));
-    }
-    out.push(...validateQualifiedName(typeof req.key === 'string' ? req.key : '', `${f}.key`));
-    if (!allowInvalidLabelValues) values.forEach((v, j) => typeof v === 'string' && out.push(...validateLabelValue(v, `${f}.values[${j}]`)));
-  });
-  return out;
-}
-
-/** IsValidPortName: an IANA service name (what a named container port may be called). */
-export function portNameErrors(name: string): string[] {
-  const out: string[] = [];
-  if (name.length > 15) out.push('must be no more than 15 characters');
-  if (!/^[-a-z0-9]+$/.test(name)) out.push('must contain only alpha-numeric characters (a-z, 0-9), and hyphens (-)');
-  if (!/[a-z]/.test(name)) out.push('must contain at least one letter (a-z)');
-  if (name.includes('--')) out.push('must not contain consecutive hyphens');
-  if (name.startsWith('-') || name.endsWith('-')) out.push('must not begin or end with a hyphen');
-  return out;
-}
-
-const PORT_RANGE = 'must be between 1 and 65535, inclusive';
-const validPort = (n: number): boolean => n >= 1 && n <= 65535;
-
-function validatePort(p: JsonObject, f: string): StatusCause[] {
-  const out: StatusCause[] = [];
-  const protocols = ['TCP', 'UDP', 'SCTP'];
-  if (p.protocol !== undefined && !protocols.includes(p.protocol as string)) out.push(cause.notSupported(`${f}.protocol`, p.protocol, protocols));
-  const end = typeof p.endPort === 'number' ? p.endPort : undefined;
-  if (typeof p.port === 'number') {
-    if (!validPort(p.port)) out.push(cause.invalid(`${f}.port`, p.port, PORT_RANGE));
-    if (end !== undefined) {
-      if (end < p.port) out.push(cause.invalid(`${f}.endPort`, end, 'must be greater than or equal to `port`'));
-      if (!validPort(end)) out.push(cause.invalid(`${f}.endPort`, end, PORT_RANGE));
-    }
-  } else if (typeof p.port === 'string') {
-    if (end !== undefined) out.push(cause.invalid(`${f}.endPort`, end, 'may not be specified when `port` is non-numeric'));
-    for (const msg of portNameErrors(p.port)) out.push(cause.invalid(`${f}.port`, p.port, msg));
-  } else if (end !== undefined) {
-    out.push(cause.invalid(`${f}.endPort`, end, 'may not be specified when `port` is not specified'));
-  }
-  return out;
-}
-
-/** A CIDR as kube's ParseCIDRSloppy reads it (leading zeros allowed), or undefined. */
-function parseCidr(s: string): [ipaddr.IPv4 | ipaddr.IPv6, number] | undefined {
-  const m = /^([^/]+)\/(\d{1,3})$/.exec(s);
-  if (!m) return undefined;
-  const bits = Number(m[2]);
-  let addr = m[1]!;
-  if (/^[0-9.]+$/.test(addr)) addr = addr.split('.').map((o) => (o === '' ? o : String(Number(o)))).join('.');
-  if (!ipaddr.isValid(addr)) return undefined;
-  const ip = ipaddr.parse(addr);
-  if (ip.kind() === 'ipv4' && !ipaddr.IPv4.isValidFourPartDecimal(addr)) return undefined;
-  if (bits > (ip.kind() === 'ipv4' ? 32 : 128)) return undefined;
-  return [ip, bits];
-}
-
-const CIDR_INVALID = 'must be a valid CIDR value, (e.g. 10.9.8.0/24 or 2001:db8::/64)';
-
-function validateIpBlock(b: JsonObject, f: string, opts: Options): StatusCause[] {
-  if (typeof b.cidr !== 'string' || b.cidr === '') return [cause.required(`${f}.cidr`)];
-  const out: StatusCause[] = [];
-  const cidr = parseCidr(b.cidr);
-  if (!cidr) {
-    if (!opts.existingCIDRs.has(b.cidr)) out.push(cause.invalid(`${f}.cidr`, b.cidr, CIDR_INVALID));
-    return out;
-  }
-  list(b.except).forEach((e, i) => {
-    const ef = `${f}.except[${i}]`;
-    const ex = typeof e === 'string' ? parseCidr(e) : undefined;
-    if (!ex) {
-      if (typeof e !== 'string' || !opts.existingCIDRs.has(e)) out.push(cause.invalid(ef, e, CIDR_INVALID));
-      return;
-    }
-    // A strict subset: same family, inside cidr, and a longer prefix.
-    const inside = ex[0].kind() === cidr[0].kind() && (ex[0] as ipaddr.IPv4).match(cidr as [ipaddr.IPv4, number]);
-    if (!inside || cidr[1] >= ex[1]) out.push(cause.invalid(ef, e, 'must be a strict subset of `cidr`'));
-  });
-  return out;
-}
-
-function validatePeer(peer: JsonObject, f: string, opts: Options): StatusCause[] {
-  const out: StatusCause[] = [];
-  let peers = 0;
-  for (const sel of ['podSelector', 'namespaceSelector'] as const) {
-    if (!isObject(peer[sel])) continue;
-    peers++;
-    out.push(...validateLabelSelector(peer[sel], `${f}.${sel}`, opts.allowInvalidLabelValues));
-  }
-  if (isObject(peer.ipBlock)) {
-    peers++;
-    out.push(...validateIpBlock(peer.ipBlock, `${f}.ipBlock`, opts));
-  }
-  if (peers === 0) out.push(cause.required(f, 'must specify a peer'));
-  else if (peers > 1 && isObject(peer.ipBlock)) out.push(cause.forbidden(f, 'may not specify both ipBlock and another peer'));
-  return out;
-}
-
-export function validateNetworkPolicySpec(spec: JsonObject, opts: Options): StatusCause[] {
-  const out = validateLabelSelector(spec.podSelector, 'spec.podSelector', opts.allowInvalidLabelValues);
-  for (const [rules, peersKey] of [['ingress', 'from'], ['egress', 'to']] as const) {
-    list(spec[rules]).forEach((rule, i) => {
-      if (!isObject(rule)) return;
-      const f = `spec.${rules}[${i}]`;
-      list(rule.ports).forEach((p, j) => isObject(p) && out.push(...validatePort(p, `${f}.ports[${j}]`)));
-      list(rule[peersKey]).forEach((p, j) => isObject(p) && out.push(...validatePeer(p, `${f}.${peersKey}[${j}]`, opts)));
-    });
-  }
-  const types = list(spec.policyTypes);
-  if (types.length > 2) {
-    // kube prints the Go value of the slice here.
-    const shown = `[]networking.PolicyType{${types.map((t) => JSON.stringify(String(t))).join(', ')}}`;
-    out.push({ reason: 'FieldValueInvalid', message: `Invalid value: ${shown}: may not specify more than two policyTypes`, field: 'spec.policyTypes' });
-    return out;
-  }
-  types.forEach((t, i) => {
-    if (t !== 'Ingress' && t !== 'Egress') out.push(cause.notSupported(`spec.policyTypes[${i}]`, t, ['Ingress', 'Egress']));
-  });
-  return out;
-}
-
-function cidrsOf(np: KubeObject): Set<string> {
-  const out = new Set<string>();
-  const spec = isObject(np.spec) ? np.spec : {};
-  for (const [rules, peersKey] of [['ingress', 'from'], ['egress', 'to']] as const) {
-    for (const rule of list(spec[rules])) {
-      for (const peer of list(isObject(rule) ? rule[peersKey] : undefined)) {
-        const b = isObject(peer) && isObject(peer.ipBlock) ? peer.ipBlock : undefined;
-        if (!b) continue;
-        if (typeof b.cidr === 'string') out.add(b.cidr);
-        for (const e of list(b.except)) if (typeof e === 'string') out.add(e);
-      }
-    }
-  }
-  return out;
-}
-
 export const networkPolicyStrategy: Strategy = {
   prepareForCreate(np, ctx) {
     decode(np, ctx);
@@ -410,12 +243,6 @@ export const networkPolicyStrategy: Strategy = {
     defaultNetworkPolicy(np);
   },
   validate(np, old) {
-    const spec = isObject(np.spec) ? np.spec : {};
-    const opts: Options = { allowInvalidLabelValues: false, existingCIDRs: new Set() };
-    if (old) {
-      opts.allowInvalidLabelValues = validateLabelSelector(isObject(old.spec) ? old.spec.podSelector : undefined, 'spec.podSelector').length > 0;
-      opts.existingCIDRs = cidrsOf(old);
-    }
-    return validateNetworkPolicySpec(spec, opts);
+    return validateNetworkPolicySpec(isObject(np.spec) ? np.spec : {}, networkPolicyValidationOptions(old?.spec));
   },
 };
