@@ -184,7 +184,10 @@ export class NetworkPolicyFeature implements AgentFeature {
     const network = ids['network'];
     if (!podUid || !network) return;
     const member = networkMemberUid(podUid, network);
-    if (!(await this.known(member))) this.log.warn({ pod: `${ids['pod-namespace']}/${ids['pod-name']}`, network, waitedMs: KNOWN_WAIT_MS }, 'the controller has not taken the new attachment into account yet; its policies follow when it has');
+    // As for eth0: a pod not bound here (a sandbox made outside the kubelet) never appears in this node's share.
+    const pod = this.ctx.pods.get(ids['pod-name'] ?? '', ids['pod-namespace']);
+    const boundHere = pod?.metadata?.uid === podUid && pod.spec?.nodeName === this.ctx.node.name;
+    if (boundHere && !(await this.known(member))) this.log.warn({ pod: `${ids['pod-namespace']}/${ids['pod-name']}`, network, waitedMs: KNOWN_WAIT_MS }, 'the controller has not taken the new attachment into account yet; its policies follow when it has');
     await this.pass.run();
     if (this.secondaryFailed) throw new Error(`the MultiNetworkPolicy flows of ${network} could not be installed on this node`);
   }

@@ -90,7 +90,9 @@ export class SecondaryPolicyRealizer {
     const result: SecondaryRealizeResult = { changes: 0, problems: [], zoneClashes: [] };
     const byBridge = new Map<string, SecondaryPort[]>();
     for (const p of this.ports(leaving)) byBridge.set(p.bridge, [...(byBridge.get(p.bridge) ?? []), p]);
-    const bridges = new Set([...byBridge.keys(), ...this.installed.keys(), ...this.current.keys()]);
+    // Every secondary bridge, also one without pod ports: a previous run's flows there go too.
+    const secondaryBridges = this.opts.vswitch.cache.bridges().filter((b) => b.externalIds[EXT.owner] === OWNER.bridge).map((b) => b.name);
+    const bridges = new Set([...secondaryBridges, ...byBridge.keys(), ...this.installed.keys(), ...this.current.keys()]);
     const zones = new Map<number, string>();
     for (const bridge of [...bridges].sort()) {
       if (!this.opts.vswitch.cache.bridge(bridge)) {

@@ -4,7 +4,7 @@ import type { ErrorObject } from 'ajv';
 import { Ajv } from 'ajv';
 import addFormats from 'ajv-formats';
 import type { V1NetworkPolicySpec } from '@kubernetes/client-node';
-// NetworkPolicy's own validation (kube's ValidateNetworkPolicySpec, words and all), which the lab's API server runs.
+// NetworkPolicy's own validation (kube's ValidateNetworkPolicySpec, words and all), the lab's API server's too.
 import { validateNetworkPolicySpec } from '../../k8s/networkpolicy-validation.js';
 import { isDnsLabel, isDnsSubdomain, problems } from '../../secondary/annotations/validation.js';
 import { MNP_VERSION, POLICY_FOR_ANNOTATION, type MultiNetworkPolicy } from '../api/multinetworkpolicy.js';
