@@ -6,7 +6,11 @@ export interface AdmittedPort {
   externalIds: Readonly<Record<string, string>>;
 }
 
-export type PortGate = (port: AdmittedPort) => Promise<void>;
+export interface PortGate {
+  /** Whether the gate has anything to do for new ports now (no: they go up at once, as without it). */
+  holds(): boolean;
+  open(port: AdmittedPort): Promise<void>;
+}
 
 /**
  * What must be in place before a secondary network's new pod port passes traffic (its policy): features register
@@ -21,12 +25,13 @@ export class PortAdmission {
     return () => this.gates.delete(gate);
   }
 
-  /** Whether any gate is registered (otherwise a port goes up at once). */
+  /** Whether a new port must wait for its gates (otherwise it goes up at once). */
   get gated(): boolean {
-    return this.gates.size > 0;
+    for (const gate of this.gates) if (gate.holds()) return true;
+    return false;
   }
 
   async admit(port: AdmittedPort): Promise<void> {
-    for (const gate of [...this.gates]) await gate(port);
+    for (const gate of [...this.gates]) await gate.open(port);
   }
 }

@@ -111,7 +111,8 @@ export class NetworkPolicyFeature implements AgentFeature {
     this.unwatchPorts = ctx.vswitch.cache.onChange(() => {
       if (this.portsSignature() !== this.portsSeen) this.schedule();
     });
-    this.unregisterGate = ctx.portAdmission.register((port) => this.admitSecondaryPort(port.externalIds));
+    // Only while some MultiNetworkPolicy is in the share: without one, a new port has nothing to wait for.
+    this.unregisterGate = ctx.portAdmission.register({ holds: () => this.store.hasNetworkPolicies(), open: (port) => this.admitSecondaryPort(port.externalIds) });
     const kc = ctx.kubeConfig;
     const endpoint = controllerEndpointSource(kc, { namespace: ctx.config.networkPolicy.controllerNamespace });
     const token = bearerTokenSource(kc);

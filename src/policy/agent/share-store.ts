@@ -76,6 +76,12 @@ export class ShareStore {
     return false;
   }
 
+  /** Whether any policy of the share is a secondary network's (MultiNetworkPolicy). */
+  hasNetworkPolicies(): boolean {
+    for (const p of this.policies.values()) if (p.policy.network) return true;
+    return false;
+  }
+
   /** Whether the share took the pod into account (its policies, if any, are in it). */
   knows(podUid: string): boolean {
     return this.pods.has(podUid);

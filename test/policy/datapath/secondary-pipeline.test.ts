@@ -40,7 +40,7 @@ describe.each([
     pods.other = await attachPod(n, net, '10.60.0.2/24');
     // From now on new ports pass the gate: it notes whether the port was down, then installs its policy.
     const admission = new PortAdmission();
-    admission.register(async (port) => {
+    admission.register({ holds: () => true, open: async (port) => {
       const hostIfname = n.vs.cache.portsOf(net.bridge).find((p) => n.vs.cache.iface(p.name)?.ofport === port.ofport)?.name;
       gated.push({ port, up: hostIfname ? await hostLinkUp(n, hostIfname) : true });
       const { rules, isolations } = ingressFrom(port.ofport, pods.allowed!.addr);
@@ -48,7 +48,7 @@ describe.each([
       const state: SecondaryBridgePolicy =
         net.networkType === 'vlan' ? { kind: 'trunk', round: 1, segments: [{ vlan: 100, ports }], rules, isolations } : { kind: 'overlay', round: 1, zone: overlayZone(5001), ports, rules, isolations };
       await new FlowWriter({ target: `unix:${n.sb.ovs.rundir}/${net.bridge}.mgmt`, bridge: net.bridge }).sync({ cookie: policyScope(), flows: secondaryPolicyFlows(state) });
-    });
+    } });
     n.dp = newDatapath(n.sb, n.vs, n.nodeIp, 1, n.sb.ovs.rundir, admission);
     pods.guarded = await attachPod(n, net, '10.60.0.9/24');
   });
