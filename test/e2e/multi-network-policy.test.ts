@@ -205,6 +205,63 @@ spec:
     }
   }, CASE_TIMEOUT_MS);
 
+  it('two policed overlay networks whose VNIs share the conntrack zone bits on a node: the second is refused there and said', async () => {
+    const node = m.pod('x/a').node;
+    // In a namespace of their own: the matrix's namespaces hold its pods only.
+    const objects = `
+apiVersion: v1
+kind: Namespace
+metadata: { name: zones }
+---
+apiVersion: crd.seine.dev/v1alpha1
+kind: IPPool
+metadata: { name: mnp-zone }
+spec: { ipRanges: [{ cidr: 10.52.0.0/24 }], subnetInfo: { gateway: 10.52.0.1, prefixLength: 24 } }
+---
+apiVersion: k8s.cni.cncf.io/v1
+kind: NetworkAttachmentDefinition
+metadata: { name: zone-a, namespace: default }
+spec: { config: '{"cniVersion":"1.0.0","type":"seine","networkType":"overlay","vni":5003,"ipam":{"type":"seine","ippools":["mnp-zone"]}}' }
+---
+apiVersion: k8s.cni.cncf.io/v1
+kind: NetworkAttachmentDefinition
+metadata: { name: zone-b, namespace: default }
+spec: { config: '{"cniVersion":"1.0.0","type":"seine","networkType":"overlay","vni":${5003 + 4096},"ipam":{"type":"seine","ippools":["mnp-zone"]}}' }
+---
+apiVersion: v1
+kind: Pod
+metadata: { name: zone-pod, namespace: zones, labels: { zone: "yes" }, annotations: { k8s.v1.cni.cncf.io/networks: "default/zone-a,default/zone-b" } }
+spec: { nodeName: ${node}, containers: [{ name: main, image: lab, command: ["sleep", "infinity"] }] }
+---
+apiVersion: k8s.cni.cncf.io/v1beta1
+kind: MultiNetworkPolicy
+metadata: { name: zone-a, namespace: zones, annotations: { k8s.v1.cni.cncf.io/policy-for: default/zone-a } }
+spec: { podSelector: { matchLabels: { zone: "yes" } }, policyTypes: [Ingress] }
+---
+apiVersion: k8s.cni.cncf.io/v1beta1
+kind: MultiNetworkPolicy
+metadata: { name: zone-b, namespace: zones, annotations: { k8s.v1.cni.cncf.io/policy-for: default/zone-b } }
+spec: { podSelector: { matchLabels: { zone: "yes" } }, policyTypes: [Ingress] }`;
+    await m.apply(objects);
+    try {
+      const event = await eventually('the agent\'s Warning Event on zone-b', async (saw) => {
+        const text = await m.kubectl(['get', 'events', '-n', 'zones', '--field-selector', 'involvedObject.name=zone-b', '-o', 'jsonpath={range .items[*]}{.reason} {.message}{"\\n"}{end}']);
+        saw(text);
+        return text.split('\n').find((l) => l.startsWith('NetworkNotEnforced default/zone-b: not enforced on node'));
+      }, CHANGE_TIMEOUT_MS, 500);
+      expect(event).toContain('default/zone-a is policed too');
+      // zone-a is enforced on that node; zone-b stays pending there.
+      const realized = async (name: string): Promise<string | undefined> => {
+        const o = JSON.parse(await m.kubectl(['get', 'multi-networkpolicy', '-n', 'zones', name, '-o', 'json'])) as { status?: { conditions?: Array<{ type: string; message: string }> } };
+        return o.status?.conditions?.find((c) => c.type === 'Realized')?.message;
+      };
+      await eventually('zone-a realized on 1 of 1 nodes', async () => ((await realized('zone-a')) === 'realized on 1 of 1 nodes' ? true : undefined), CHANGE_TIMEOUT_MS, 500);
+      expect(await realized('zone-b')).toMatch(/^realized on 0 of 1 nodes; waiting for /);
+    } finally {
+      await m.delete(objects);
+    }
+  }, CASE_TIMEOUT_MS);
+
   it('hot-plug: a network attached to a running pod a policy selects is under the policy as soon as the pod has it', async () => {
     const policy = `
 apiVersion: k8s.cni.cncf.io/v1beta1

@@ -2,6 +2,7 @@ import { join } from 'node:path';
 import { Gauge } from 'prom-client';
 import type { NodeContext } from '../../agent/context.js';
 import type { AgentFeature, PodAttachmentHook, PodSandbox } from '../../agent/feature.js';
+import { EventRecorder } from '../../k8s/events.js';
 import { VswitchdControl } from '../../ovs/vswitchd-control.js';
 import { EXT, isPodNetworkPort } from '../../primary/interfacestore/store.js';
 import { logger } from '../../util/log.js';
@@ -95,11 +96,15 @@ export class NetworkPolicyFeature implements AgentFeature {
   /** Rule id -> what it is, per secondary bridge. */
   private secondaryRules = new Map<string, Map<number, RuleInfo>>();
   private unregisterGate?: () => void;
+  private events?: EventRecorder;
+  /** The zone clashes last told (Events are written once per change). */
+  private toldClashes = '[]';
 
   async start(ctx: NodeContext): Promise<void> {
     this.ctx = ctx;
     if (ctx.config.ovs.datapathType === 'netdev') this.control = new VswitchdControl(ctx.config.ovs.rundir);
     this.store = new ShareStore(join(ctx.config.stateDir, 'policy', 'share.json'));
+    this.events = new EventRecorder(ctx.core, { component: 'seine-agent', host: ctx.node.name });
     this.secondary = new SecondaryPolicyRealizer({ vswitch: ctx.vswitch, rundir: ctx.config.ovs.rundir, round: ctx.bridge.round, log: this.log });
     const loaded = this.store.load();
     if (loaded.problem) this.log.warn({ problem: loaded.problem }, 'kept policy share unreadable; waiting for the controller');
@@ -321,7 +326,11 @@ export class NetworkPolicyFeature implements AgentFeature {
           }
         }
       }
-      for (const c of result.zoneClashes) this.log.error({ network: c.network, other: c.other }, 'two policed overlay networks on this node share a conntrack zone (their VNIs share the low 12 bits); the second is not enforced here');
+      for (const c of result.zoneClashes) {
+        // Not realized here: the policy's Realized condition keeps this node pending, and an Event says why.
+        for (const p of share.policies) if (p.policy.network === c.network) failed.add(p.policy.ref.uid);
+      }
+      this.tellZoneClashes(share, result.zoneClashes);
     } catch (e) {
       this.secondaryFailed = true;
       for (const p of share.policies) failed.add(p.policy.ref.uid);
@@ -335,6 +344,26 @@ export class NetworkPolicyFeature implements AgentFeature {
       }
     }
     return failed;
+  }
+
+  /** A Warning Event on each MultiNetworkPolicy of a network this node cannot enforce (once per change). */
+  private tellZoneClashes(share: NodeShare, clashes: ReadonlyArray<{ network: string; other: string }>): void {
+    const text = JSON.stringify(clashes);
+    if (text === this.toldClashes) return;
+    this.toldClashes = text;
+    for (const c of clashes) {
+      this.log.error({ network: c.network, other: c.other }, 'two policed overlay networks on this node share a conntrack zone (their VNIs share the low 12 bits); the second is not enforced here');
+      for (const { policy } of share.policies) {
+        if (policy.network !== c.network || !policy.ref.namespace) continue;
+        const uid = policy.ref.uid.slice(0, policy.ref.uid.lastIndexOf('@'));
+        void this.events?.record(
+          { kind: 'MultiNetworkPolicy', apiVersion: 'k8s.cni.cncf.io/v1beta2', name: policy.ref.name, namespace: policy.ref.namespace, uid },
+          'Warning',
+          'NetworkNotEnforced',
+          `${c.network}: not enforced on node ${this.ctx.node.name}, where ${c.other} is policed too and their VNIs share the low 12 bits that make the conntrack zone`,
+        );
+      }
+    }
   }
 
   /** Every policy of the share counts as installed, but one with a rule that could not be. */
