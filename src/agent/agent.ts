@@ -1,7 +1,6 @@
 import { PortAdmission } from './port-admission.js';
 import { CoreV1Api, type V1Node, type V1Pod } from '@kubernetes/client-node';
 import { Semaphore } from 'async-mutex';
-import type { Server } from 'node:http';
 import { IpRoute } from '../host/ip.js';
 import { ResilientInformer } from '../k8s/informer.js';
 import { loadKubeConfig } from '../k8s/kubeconfig.js';
@@ -16,7 +15,8 @@ import { logger } from '../util/log.js';
 import type { NodeContext } from './context.js';
 import { DatapathWatchdog } from './datapath-watchdog.js';
 import type { AgentFeature, PodAttachmentHook, PodSandbox } from './feature.js';
-import { AgentMetrics, serveHealth } from './metrics.js';
+import { HealthServer } from '../util/health-server.js';
+import { AgentMetrics } from './metrics.js';
 import { PodDriver } from './pod-driver.js';
 import { SandboxReconciler } from './reconciler.js';
 
@@ -35,7 +35,7 @@ export class Agent {
   private readonly lock = new Semaphore(LOCK_UNITS);
   private readonly host: IpRoute;
   readonly metrics = new AgentMetrics();
-  private health?: Server;
+  private readonly health = new HealthServer({ live: () => true, ready: () => this.ready, registry: this.metrics.registry });
   private nodesInformer?: ResilientInformer<V1Node>;
   private podsInformer?: ResilientInformer<V1Pod>;
   /** Set once the pods informer has delivered its first list. */
@@ -82,7 +82,8 @@ export class Agent {
   async start(): Promise<void> {
     const cfg = this.cfg;
     // Served from the start: liveness while the node is set up, readiness once pods can be attached.
-    if (cfg.metricsPort) this.health = await serveHealth(cfg.metricsPort, cfg.metricsAddress, this.metrics, () => this.ready);
+    if (cfg.metricsPort) await this.health.listen({ port: cfg.metricsPort, host: cfg.metricsAddress });
+    if (cfg.metricsSocket) await this.health.listen({ path: cfg.metricsSocket });
     const ctx = await this.startBase();
     // Made before the features start (they may serialize with its calls); it listens only once they have.
     this.server = new CniServer({
@@ -164,6 +165,7 @@ export class Agent {
       tunnel: encap ? cfg.tunnelType : undefined,
     });
     this.metrics.round.set(bridge.round);
+    this.registerOvsMetrics(vswitch);
     return {
       config: cfg,
       node,
@@ -185,6 +187,32 @@ export class Agent {
       shared: (fn) => this.shared(fn),
       exclusive: (fn) => this.exclusive(fn),
     };
+  }
+
+  /** The node's OVS as the metrics show it: flows and ports per bridge (read from the switch at scrape time), reconnects. */
+  private registerOvsMetrics(vswitch: Vswitch): void {
+    const writers = new Map<string, FlowWriter>();
+    const writer = (bridge: string): FlowWriter => {
+      let w = writers.get(bridge);
+      if (!w) writers.set(bridge, (w = new FlowWriter({ target: `unix:${this.cfg.ovs.rundir}/${bridge}.mgmt`, bridge })));
+      return w;
+    };
+    this.metrics.gauges('seine_agent_ovs_flows', 'OpenFlow flows installed on each OVS bridge of the node', ['bridge'], async () => {
+      const samples = await Promise.all(
+        vswitch.cache.bridges().map(async (b) => {
+          // A bridge just made or being removed has no management socket: no sample this time.
+          const stats = await writer(b.name).countFlows().catch(() => undefined);
+          return stats ? [{ labels: { bridge: b.name }, value: stats.flows }] : [];
+        }),
+      );
+      return samples.flat();
+    });
+    this.metrics.gauges('seine_agent_ovs_ports', 'Ports on each OVS bridge of the node (pod ports, uplinks, tunnels, patches)', ['bridge'], () =>
+      vswitch.cache.bridges().map((b) => ({ labels: { bridge: b.name }, value: b.ports.length })),
+    );
+    this.metrics.counters('seine_agent_ovsdb_reconnects_total', 'Times the connection to ovsdb-server was made again after it dropped', [], () => [
+      { labels: {}, value: Math.max(0, vswitch.client.stats.connects - 1) },
+    ]);
   }
 
   private async waitForOwnNode(nodes: ResilientInformer<V1Node>): Promise<V1Node> {
@@ -277,6 +305,6 @@ export class Agent {
     await this.nodesInformer?.stop();
     await this.podsInformer?.stop();
     await this.vswitch?.close();
-    await new Promise((r) => (this.health ? this.health.close(r) : r(undefined)));
+    await this.health.close();
   }
 }

@@ -154,10 +154,12 @@ function status(o: Common & { json?: boolean }): void {
   }
   process.stdout.write(`lab ${st.name}: api ${st.apiServer}, supervisor pid ${st.supervisorPid}${st.controllerPid ? `, seine-controller pid ${st.controllerPid}` : ''}, kubeconfig ${st.kubeconfig}\n`);
   if (st.profile) process.stdout.write(`profile ${st.profile}: the cloud's CNI on every node, Seine ${st.seineInstalled ? 'chained after it' : 'not installed'}\n`);
-  process.stdout.write(`external host: netns ${st.externalNetns}, ip ${st.externalIp}; fabric netns ${st.fabricNetns}\n\n`);
+  process.stdout.write(`external host: netns ${st.externalNetns}, ip ${st.externalIp}; fabric netns ${st.fabricNetns}\n`);
+  if (st.controllerMetrics) process.stdout.write(`seine-controller metrics: ${st.controllerMetrics}\n`);
+  process.stdout.write('\n');
   process.stdout.write(
     renderTable(
-      ['node', 'netns', 'ip', ...(st.profile ? ['pod block', 'ENIs', 'install-cni'] : []), 'ovsdb-server', 'ovs-vswitchd', 'seine-agent', 'pods'],
+      ['node', 'netns', 'ip', ...(st.profile ? ['pod block', 'ENIs', 'install-cni'] : []), 'ovsdb-server', 'ovs-vswitchd', 'seine-agent', 'agent metrics', 'pods'],
       st.nodes.map((n) => [
         n.name,
         n.netns,
@@ -166,6 +168,7 @@ function status(o: Common & { json?: boolean }): void {
         n.ovs.ovsdbServer,
         n.ovs.ovsVswitchd,
         n.agent ?? '-',
+        n.agentMetrics ?? '-',
         n.pods.length,
       ]),
     ) + '\n',

@@ -23,6 +23,9 @@ const MAX_BACKOFF_MS = 15_000;
  * An informer that keeps going. client-node's ListWatch stops for good on any non-410 watch error and its
  * watch timeout is ineffective, so this restarts it with exponential backoff and a watchdog.
  */
+/** Watch restarts of this process's informers, by informer name (for the metrics). */
+export const watchRestarts = new Map<string, number>();
+
 export class ResilientInformer<T extends KubernetesObject> {
   private readonly lw: ListWatch<T>;
   private readonly log;
@@ -113,6 +116,7 @@ export class ResilientInformer<T extends KubernetesObject> {
 
   private restartNow(): void {
     if (this.stopped) return;
+    watchRestarts.set(this.opts.name, (watchRestarts.get(this.opts.name) ?? 0) + 1);
     this.lw.start().catch((e: unknown) => this.scheduleRestart(e));
   }
 }

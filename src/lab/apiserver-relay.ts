@@ -1,22 +1,11 @@
-import { createConnection, createServer, type Socket } from 'node:net';
+import { createServer } from 'node:net';
+import { spliceToUnix } from './splice.js';
 
 // Runs inside the lab's external-host namespace: accepts TCP on ADDRESS:PORT and splices each connection to the
 // API server's Unix socket. Loopback does not cross network namespaces but Unix sockets do, so this is how pods
 // and nodes reach the API server at the address of the `kubernetes` Service's endpoint.
 //
 //   node apiserver-relay.js ADDRESS PORT SOCKET
-
-function splice(client: Socket, socketPath: string): void {
-  const upstream = createConnection(socketPath);
-  const end = (): void => {
-    client.destroy();
-    upstream.destroy();
-  };
-  client.on('error', end).on('close', end);
-  upstream.on('error', end).on('close', end);
-  client.pipe(upstream);
-  upstream.pipe(client);
-}
 
 function main(argv: string[]): void {
   const [address, portText, socketPath] = argv;
@@ -25,7 +14,7 @@ function main(argv: string[]): void {
     process.stderr.write('usage: apiserver-relay ADDRESS PORT SOCKET\n');
     process.exit(2);
   }
-  const server = createServer((client) => splice(client, socketPath));
+  const server = createServer((client) => spliceToUnix(client, socketPath));
   server.on('error', (e) => {
     process.stderr.write(`apiserver-relay: ${e.message}\n`);
     process.exit(1);

@@ -20,6 +20,7 @@ import { Kubelet } from './kubelet.js';
 import { LabNode } from './node.js';
 import { ConflistNetwork, writeBridgeConflist } from './pod-network.js';
 import { Scheduler } from './scheduler.js';
+import { LoopbackRelay } from './metrics-endpoints.js';
 import { SupervisedProcess } from './supervisor.js';
 import { installCni } from '../primary/installcni/index.js';
 import type { AgentConfig } from '../primary/agent/config.js';
@@ -85,6 +86,8 @@ export interface LabStatus {
   apiServer: string;
   supervisorPid: number;
   controllerPid?: number;
+  /** The controller's Prometheus endpoint, reachable from the machine (http://127.0.0.1:PORT/metrics). */
+  controllerMetrics?: string;
   /** The cloud the lab stands in for, and whether Seine is installed (chained after its CNI). */
   profile?: CloudProfile;
   seineInstalled: boolean;
@@ -101,6 +104,8 @@ export interface LabStatus {
     installCni?: number;
     ovs: { ovsdbServer?: number; ovsVswitchd?: number };
     agent?: number;
+    /** The node's agent's Prometheus endpoint, reachable from the machine; /healthz and /readyz beside it. */
+    agentMetrics?: string;
     pods: Array<{ namespace: string; name: string; netns: string; state: string; pids: number[] }>;
   }>;
 }
@@ -136,6 +141,8 @@ export class Lab {
   private readonly kubelets: Kubelet[] = [];
   /** Seine agents by node name (Seine network only). */
   readonly agents = new Map<string, SupervisedProcess>();
+  /** The health and metrics endpoints of the controller ("controller") and each node's agent, on loopback. */
+  private readonly endpoints = new Map<string, LoopbackRelay>();
   /** Chained install-cni processes by node name (cloud profiles with Seine). */
   readonly installCni = new Map<string, SupervisedProcess>();
   /** Seine's controller (Seine network only). */
@@ -330,8 +337,10 @@ export class Lab {
         nodeCIDRMaskSize: this.plan.nodeCidrMaskSize,
         // Agents run in the machine's own network namespace and authenticate with the lab's (admin) token.
         policy: { bindAddress: '127.0.0.1', port: 0, advertiseAddress: '127.0.0.1', agentUsers: [LAB_ADMIN_USER] },
+        healthSocket: join(this.stateDir, 'controller-health.sock'),
       }),
     );
+    await this.openEndpoint('controller', join(this.stateDir, 'controller-health.sock'));
     this.controller = new SupervisedProcess(
       {
         name: 'seine-controller',
@@ -366,6 +375,7 @@ export class Lab {
         cniCacheDir: node.dirs.cniCacheDir,
         metricsPort: 0,
         metricsAddress: '127.0.0.1',
+        metricsSocket: join(node.dirs.agentRunDir, 'metrics.sock'),
         // eth1 is the node's leg on the VLAN fabric.
         secondaryNetworks: { enabled: true, uplinks: { 'br-vlan': node.plan.vlanUplink } },
         serviceChains: { enabled: this.options.serviceChains },
@@ -376,6 +386,7 @@ export class Lab {
       if (cloud) this.installCni.set(node.plan.name, this.startNodeProcess(node, 'install-cni', ['install-cni', '--mode', 'chained', '--watch', '--link', '--config', config]));
       else await installCni({ confDir: node.dirs.cniConfDir, binDir: node.dirs.cniBinDir, socket, pluginSource: SEINE_CNI_BIN, link: true });
       this.agents.set(node.plan.name, this.startNodeProcess(node, 'agent', ['agent', '--config', config]));
+      await this.openEndpoint(node.plan.name, join(node.dirs.agentRunDir, 'metrics.sock'));
     }
     // As `kubectl rollout status` would: pods made from here on go through Seine (earlier ones are taken over),
     // whose agent answers (it listens once its features have started).
@@ -385,6 +396,22 @@ export class Lab {
         await eventually(`05-seine.conflist and the agent's CNI socket on ${node.plan.name}`, async () => (ready() ? true : undefined), CHAINED_INSTALL_TIMEOUT_MS);
       }
     }
+  }
+
+  /** Makes a process's health endpoint (its unix socket) reachable from the machine; kept across its restarts. */
+  private async openEndpoint(key: string, socketPath: string): Promise<void> {
+    if (!this.endpoints.has(key)) this.endpoints.set(key, await LoopbackRelay.open(socketPath));
+  }
+
+  /** The metrics URL of the controller ("controller") or of a node's agent (the node's name), while Seine is installed. */
+  metricsUrl(key: string): string | undefined {
+    const e = this.endpoints.get(key);
+    return e ? `${e.url}/metrics` : undefined;
+  }
+
+  private async closeEndpoints(): Promise<void> {
+    await Promise.all([...this.endpoints.values()].map((e) => e.close()));
+    this.endpoints.clear();
   }
 
   /** A container of Seine's agent pod on `node`: `seine ARGS`, restarted when it exits, logged to var/log/seine-WHAT.log. */
@@ -425,6 +452,7 @@ export class Lab {
     }
     await this.controller?.stop();
     this.controller = undefined;
+    await this.closeEndpoints();
   }
 
   /** Without Seine: the reference bridge plugin on each node, plus routes between the nodes' pod CIDRs. */
@@ -481,6 +509,7 @@ export class Lab {
       apiServer: this.api.url,
       supervisorPid,
       controllerPid: this.controller?.pid,
+      ...(this.metricsUrl('controller') ? { controllerMetrics: this.metricsUrl('controller') } : {}),
       ...(this.plan.cloud ? { profile: this.plan.cloud.profile } : {}),
       seineInstalled: this.seineInstalled,
       fabricNetns: this.plan.fabricNetns,
@@ -494,6 +523,7 @@ export class Lab {
         installCni: this.installCni.get(n.plan.name)?.pid,
         ovs: { ovsdbServer: n.ovs.pid('ovsdb-server'), ovsVswitchd: n.ovs.pid('ovs-vswitchd') },
         agent: this.agents.get(n.plan.name)?.pid,
+        ...(this.metricsUrl(n.plan.name) ? { agentMetrics: this.metricsUrl(n.plan.name) } : {}),
         pods: sandboxes[i] ?? [],
       })),
     };
@@ -522,6 +552,7 @@ export class Lab {
       await this.scheduler?.stop().catch(() => undefined);
       await this.endpointSlices?.stop().catch(() => undefined);
       await Promise.all([...this.installCni.values(), ...this.agents.values(), ...(this.controller ? [this.controller] : [])].map((a) => a.stop()));
+      await this.closeEndpoints();
       await this.apiRelay?.stop();
       await this.api.close().catch(() => undefined);
       await this.ledger.release();

@@ -7,6 +7,7 @@ import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { eventually } from '../../src/util/wait.js';
+import { runCommand } from '../harness/command.js';
 import { TEST_LEDGER_ROOT } from '../harness/sandbox.js';
 
 const execFileP = promisify(execFile);
@@ -39,13 +40,7 @@ spec:
   ingress: [{from: [{podSelector: {matchLabels: {app: client}}}]}]
 `;
 
-/** Output and exit status of a command, however it exits. */
-async function run(cmd: string, args: string[], input?: string): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const child = execFile(cmd, args, { timeout: 120_000 }, (err, stdout, stderr) => resolve({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stdout, stderr }));
-    if (input !== undefined) child.stdin?.end(input);
-  });
-}
+const run = (cmd: string, args: string[], input?: string): ReturnType<typeof runCommand> => runCommand(cmd, args, input, 120_000);
 
 describe('seine get networkpolicies in a lab', () => {
   let kubeconfig = '';

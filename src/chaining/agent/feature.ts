@@ -1,5 +1,5 @@
 import { CoreV1Api, CustomObjectsApi, type KubernetesListObject, type V1Namespace, type V1Pod } from '@kubernetes/client-node';
-import { Gauge } from 'prom-client';
+import { Counter } from 'prom-client';
 import type { NodeContext } from '../../agent/context.js';
 import type { AgentFeature } from '../../agent/feature.js';
 import { MERGE_PATCH } from '../../k8s/api.js';
@@ -111,8 +111,8 @@ export class ServiceChainsFeature implements AgentFeature {
   private fullSync = true;
   /** The function ports (pod/interface -> ofport) the last realization saw; a change means realizing again. */
   private portsSeen = '';
-  private packets?: Gauge;
-  private bytes?: Gauge;
+  private packets?: Counter;
+  private bytes?: Counter;
 
   async start(ctx: NodeContext): Promise<void> {
     this.ctx = ctx;
@@ -137,8 +137,8 @@ export class ServiceChainsFeature implements AgentFeature {
     const changed = (): void => this.schedule();
     for (const inf of [this.chains, this.pods, this.namespaces, this.nads] as Array<ResilientInformer<never>>) inf.on('add', changed).on('update', changed).on('delete', changed);
     ctx.nodes.on('add', changed).on('update', changed).on('delete', changed);
-    this.packets = new Gauge({ name: 'seine_chain_packets', help: 'Packets steered into a chain replica (direction forward or reverse) or classified into a chain (replica "entry") on this node', labelNames: ['chain', 'hop', 'replica', 'direction'], registers: [ctx.metrics.registry] });
-    this.bytes = new Gauge({ name: 'seine_chain_bytes', help: 'Bytes, as seine_chain_packets', labelNames: ['chain', 'hop', 'replica', 'direction'], registers: [ctx.metrics.registry] });
+    this.packets = new Counter({ name: 'seine_chain_packets_total', help: 'Packets steered into a chain replica (direction forward or reverse) or classified into a chain (replica "entry") on this node', labelNames: ['chain', 'hop', 'replica', 'direction'], registers: [ctx.metrics.registry] });
+    this.bytes = new Counter({ name: 'seine_chain_bytes_total', help: 'Bytes, as seine_chain_packets_total', labelNames: ['chain', 'hop', 'replica', 'direction'], registers: [ctx.metrics.registry] });
 
     await this.pods.start();
     await this.namespaces.start();
@@ -659,8 +659,8 @@ export class ServiceChainsFeature implements AgentFeature {
     this.bytes?.reset();
     for (const { labels, c } of metrics) {
       for (const direction of ['forward', 'reverse'] as const) {
-        this.packets?.set({ ...labels, direction }, c.packets[direction]);
-        this.bytes?.set({ ...labels, direction }, c.bytes[direction]);
+        this.packets?.inc({ ...labels, direction }, c.packets[direction]);
+        this.bytes?.inc({ ...labels, direction }, c.bytes[direction]);
       }
     }
   }
@@ -686,7 +686,7 @@ export class ServiceChainsFeature implements AgentFeature {
     await this.pods?.stop();
     await this.namespaces?.stop();
     await this.nads?.stop();
-    if (this.packets) this.ctx.metrics.registry.removeSingleMetric('seine_chain_packets');
-    if (this.bytes) this.ctx.metrics.registry.removeSingleMetric('seine_chain_bytes');
+    if (this.packets) this.ctx.metrics.registry.removeSingleMetric('seine_chain_packets_total');
+    if (this.bytes) this.ctx.metrics.registry.removeSingleMetric('seine_chain_bytes_total');
   }
 }

@@ -99,7 +99,7 @@ export class ChainedNetworkFeature implements AgentFeature {
     this.log.info({ round: ctx.bridge.round, pods: this.store.size, primary: this.conf?.primaryTypes, cloud: this.conf?.cloud, ...result, changes: undefined }, 'flows synced');
     await this.realizeCloud();
     void ctx.podsSynced.then(() => this.scheduleSweep());
-    ctx.metrics.gauge('seine_pods', 'Pod interfaces attached to the integration bridge', () => this.store.size);
+    ctx.metrics.gauge('seine_agent_pod_interfaces', 'Pod interfaces on the pod network attached to the integration bridge', () => this.store.size);
   }
 
   private state(): PipelineState {

@@ -119,6 +119,15 @@ export class ChainController {
     this.log.info({ chains: this.chains.list().length, indexes: this.indexes.size }, 'chain controller synced');
   }
 
+  /** Every replica of every chain with its health, as the chains' status last said (for the metrics). */
+  replicaHealth(): Array<{ namespace: string; chain: string; hop: string; replica: string; healthy: boolean }> {
+    return this.chains.list().flatMap((c) =>
+      (c.status?.hops ?? []).flatMap((h) =>
+        (h.replicas ?? []).map((r) => ({ namespace: c.metadata.namespace ?? '', chain: c.metadata.name ?? '', hop: h.name, replica: r.pod, healthy: r.healthy })),
+      ),
+    );
+  }
+
   async stop(): Promise<void> {
     this.stopped = true;
     await this.queue.stop();

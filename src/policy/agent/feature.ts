@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import { Gauge } from 'prom-client';
+import { Counter } from 'prom-client';
 import type { NodeContext } from '../../agent/context.js';
 import type { AgentFeature, PodAttachmentHook, PodSandbox } from '../../agent/feature.js';
 import { EventRecorder } from '../../k8s/events.js';
@@ -88,8 +88,8 @@ export class NetworkPolicyFeature implements AgentFeature {
   private readonly waiters = new Set<() => void>();
   /** The rules the datapath could not express at the last sync (left out, reported once). */
   private problems: RuleProblem[] = [];
-  private packets?: Gauge;
-  private bytes?: Gauge;
+  private packets?: Counter;
+  private bytes?: Counter;
   private secondary?: SecondaryPolicyRealizer;
   /** Whether the last sync of the secondary bridges failed (a gated port then stays down). */
   private secondaryFailed = false;
@@ -109,8 +109,8 @@ export class NetworkPolicyFeature implements AgentFeature {
     const loaded = this.store.load();
     if (loaded.problem) this.log.warn({ problem: loaded.problem }, 'kept policy share unreadable; waiting for the controller');
     else if (loaded.loaded) this.log.info({ ...this.store.size }, 'enforcing the kept policy share until the controller answers');
-    this.packets = new Gauge({ name: 'seine_policy_rule_packets', help: 'Packets of the new connections a policy rule decided on this node (action Accept, Deny or Pass; isolation drops under rule "isolation-<direction>"; network: a MultiNetworkPolicy\'s secondary network)', labelNames: ['policy_kind', 'namespace', 'policy', 'network', 'rule', 'direction', 'action'], registers: [ctx.metrics.registry] });
-    this.bytes = new Gauge({ name: 'seine_policy_rule_bytes', help: 'Bytes of the new connections a policy rule decided on this node', labelNames: ['policy_kind', 'namespace', 'policy', 'network', 'rule', 'direction', 'action'], registers: [ctx.metrics.registry] });
+    this.packets = new Counter({ name: 'seine_policy_rule_packets_total', help: 'Packets of the new connections a policy rule decided on this node (action Accept, Deny or Pass; isolation drops under rule "isolation-<direction>"; network: a MultiNetworkPolicy\'s secondary network)', labelNames: ['policy_kind', 'namespace', 'policy', 'network', 'rule', 'direction', 'action'], registers: [ctx.metrics.registry] });
+    this.bytes = new Counter({ name: 'seine_policy_rule_bytes_total', help: 'Bytes of the new connections a policy rule decided on this node', labelNames: ['policy_kind', 'namespace', 'policy', 'network', 'rule', 'direction', 'action'], registers: [ctx.metrics.registry] });
     // Before the node takes pods (and before ovs-vswitchd stops waiting for flows): what was kept, on the ports there are.
     await this.pass.run();
     this.unwatchPorts = ctx.vswitch.cache.onChange(() => {
@@ -152,7 +152,7 @@ export class NetworkPolicyFeature implements AgentFeature {
     for (const t of [this.realizeTimer, this.retryTimer]) if (t) clearTimeout(t);
     if (this.countersTimer) clearInterval(this.countersTimer);
     await this.pass.current;
-    for (const name of ['seine_policy_rule_packets', 'seine_policy_rule_bytes']) this.ctx?.metrics.registry.removeSingleMetric(name);
+    for (const name of ['seine_policy_rule_packets_total', 'seine_policy_rule_bytes_total']) this.ctx?.metrics.registry.removeSingleMetric(name);
   }
 
   /** After ovs-vswitchd restarted: every policy flow again, on the ports as they are numbered now. */

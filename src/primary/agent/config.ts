@@ -53,6 +53,8 @@ export interface AgentConfig {
   metricsPort: number;
   /** Address it listens on. */
   metricsAddress: string;
+  /** Also serves the same endpoints on this unix socket (for a scraper or relay on the node; the lab uses it). */
+  metricsSocket?: string;
   /** Multus-style secondary networks (NetworkAttachmentDefinitions + the pod networks annotation). */
   secondaryNetworks: {
     enabled: boolean;
@@ -132,6 +134,7 @@ const schema: JSONSchemaType<AgentConfig> = {
     cniCacheDir: { type: 'string' },
     metricsPort: { type: 'integer', minimum: 0, maximum: 65535 },
     metricsAddress: { type: 'string', minLength: 1 },
+    metricsSocket: { type: 'string', minLength: 1, nullable: true },
     secondaryNetworks: {
       type: 'object',
       additionalProperties: false,

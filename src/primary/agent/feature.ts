@@ -99,8 +99,8 @@ export class PrimaryNetworkFeature implements AgentFeature {
       this.neighbours = new TunnelNeighbours({ netns: cfg.hostNetns, ovsRundir: cfg.ovs.rundir, bridge: PHY_BRIDGE });
       await this.syncNeighbours();
     }
-    ctx.metrics.gauge('seine_pods', 'Pod interfaces attached to the integration bridge', () => this.store.size);
-    ctx.metrics.gauge('seine_peer_nodes', 'Peer nodes with a pod CIDR', () => this.peers.size);
+    ctx.metrics.gauge('seine_agent_pod_interfaces', 'Pod interfaces on the pod network attached to the integration bridge', () => this.store.size);
+    ctx.metrics.gauge('seine_agent_peer_nodes', 'Peer nodes with a pod CIDR (each one tunnel or route)', () => this.peers.size);
     ctx.nodes.on('add', () => this.schedulePeerSync()).on('update', () => this.schedulePeerSync()).on('delete', () => this.schedulePeerSync());
     this.started = true;
   }

@@ -30,8 +30,10 @@ export interface ControllerConfig {
     /** Interval of acquire and renew attempts. */
     retryPeriodSeconds: number;
   };
-  /** Health endpoint (`/healthz`, `/readyz`); 0 disables. */
+  /** Port of the `/healthz`, `/livez`, `/readyz` and `/metrics` endpoint; 0 disables. */
   healthPort: number;
+  /** Also serves the same endpoints on this unix socket (the lab relays it to the machine). */
+  healthSocket?: string;
   /**
    * The policy channel: the leader computes NetworkPolicies and ClusterNetworkPolicies and streams each agent its
    * node's share over HTTPS, publishing its address and certificate in the ConfigMap seine-controller-endpoint
@@ -103,6 +105,7 @@ const schema: JSONSchemaType<ControllerConfig> = {
       },
     },
     healthPort: { type: 'integer', minimum: 0, maximum: 65535 },
+    healthSocket: { type: 'string', minLength: 1, nullable: true },
     policy: {
       type: 'object',
       additionalProperties: false,

@@ -1,15 +1,15 @@
 import type { KubeConfig } from '@kubernetes/client-node';
 import { Registry } from 'prom-client';
 import { CoreV1Api } from '@kubernetes/client-node';
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { hostname } from 'node:os';
 import { ChainController } from '../../chaining/controller/controller.js';
 import { EventRecorder } from '../../k8s/events.js';
 import { startPolicyChannel, type PolicyChannel } from '../../policy/channel/server.js';
 import { PolicyController } from '../../policy/controller/controller.js';
+import { HealthServer } from '../../util/health-server.js';
 import { logger, type Logger } from '../../util/log.js';
 import { firstExternalIPv4, type ControllerConfig } from './config.js';
+import { ControllerMetrics } from './metrics.js';
 import { defaultIdentity, LeaderElector } from './leader.js';
 import { NodeIpamController } from './nodeipam.js';
 
@@ -37,10 +37,11 @@ export class Controller {
   private ipam: NodeIpamController | undefined;
   private chains: ChainController | undefined;
   private policy: { controller: PolicyController; channel: Promise<PolicyChannel | undefined> } | undefined;
-  private health: Server | undefined;
   /** Served at /metrics on the health port. */
   readonly metrics = new Registry();
+  private readonly health = new HealthServer({ live: () => this.healthy, ready: () => this.started, registry: this.metrics });
   private started = false;
+  private ownMetrics?: ControllerMetrics;
 
   constructor(private readonly opts: ControllerOptions) {
     this.identity = opts.identity ?? defaultIdentity(process.env, hostname(), process.pid);
@@ -52,7 +53,12 @@ export class Controller {
     if (this.started) return;
     this.started = true;
     const { config } = this.opts;
-    if (config.healthPort) await this.startHealth(config.healthPort);
+    if (config.healthPort || config.healthSocket) {
+      this.ownMetrics = new ControllerMetrics(this.metrics, this.opts.kubeConfig, { leading: () => this.isLeader, replicaHealth: () => this.chains?.replicaHealth() ?? [] });
+      this.ownMetrics.start();
+    }
+    if (config.healthPort) await this.health.listen({ port: config.healthPort });
+    if (config.healthSocket) await this.health.listen({ path: config.healthSocket });
     this.log.info({ leaderElection: config.leaderElection.enabled, allocateNodeCIDRs: config.allocateNodeCIDRs, clusterCIDR: config.clusterCIDR, nodeCIDRMaskSize: config.nodeCIDRMaskSize }, 'controller starting');
     if (!config.leaderElection.enabled) {
       await this.startActing();
@@ -77,8 +83,8 @@ export class Controller {
   async stop(): Promise<void> {
     if (this.elector) await this.elector.stop();
     else await this.stopActing();
-    if (this.health) await new Promise<void>((r) => this.health!.close(() => r()));
-    this.health = undefined;
+    await this.health.close();
+    await this.ownMetrics?.stop();
     this.log.info('controller stopped');
   }
 
@@ -104,7 +110,7 @@ export class Controller {
 
   /** The health endpoint's port (0 when there is none). */
   get healthPort(): number {
-    return (this.health?.address() as AddressInfo | null)?.port ?? 0;
+    return this.health.port;
   }
 
   /** False when this replica leads but its lease has lapsed well past expiry (then a restart is the cure). */
@@ -173,32 +179,5 @@ export class Controller {
       policy.controller.unregisterMetrics();
     };
     await Promise.all([ipam?.stop(), chains?.stop(), stopPolicy()]);
-  }
-
-  private async startHealth(port: number): Promise<void> {
-    const server = createServer((req, res) => {
-      const path = (req.url ?? '/').split('?')[0];
-      if (path === '/metrics') {
-        this.metrics
-          .metrics()
-          .then((text) => res.writeHead(200, { 'content-type': this.metrics.contentType }).end(text))
-          .catch((e: unknown) => res.writeHead(500, { 'content-type': 'text/plain' }).end(`${String(e)}\n`));
-        return;
-      }
-      if (path !== '/healthz' && path !== '/readyz' && path !== '/livez') {
-        res.writeHead(404).end();
-        return;
-      }
-      const ok = path === '/readyz' ? this.started : this.healthy;
-      res.writeHead(ok ? 200 : 503, { 'content-type': 'text/plain' }).end(ok ? 'ok\n' : 'lease lapsed\n');
-    });
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(port, () => {
-        server.off('error', reject);
-        resolve();
-      });
-    });
-    this.health = server;
   }
 }

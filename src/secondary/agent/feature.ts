@@ -53,6 +53,18 @@ export class SecondaryNetworksFeature implements AgentFeature, PodAttachmentHook
       podNetwork: { bridge: cfg.ovs.bridge, mtu: ctx.mtu.pod },
     });
     await this.manager.start();
+    const manager = this.manager;
+    ctx.metrics.gauges('seine_agent_secondary_attachments', 'Secondary network interfaces of pods on this node, by network (NAD namespace/name) and kind (seine: on a Seine bridge; delegated: another CNI plugin)', ['network', 'kind'], () =>
+      manager.attachmentCounts().map((c) => ({ labels: { network: c.network, kind: c.kind }, value: c.count })),
+    );
+    ctx.metrics.counters('seine_agent_ippool_writes_total', 'IPPool status writes by this agent, by outcome (ok; conflict: another allocator wrote first, so it is retried; error)', ['outcome'], () => {
+      const s = manager.allocator.stats;
+      return [
+        { labels: { outcome: 'ok' }, value: s.writes - s.conflicts - s.failedWrites },
+        { labels: { outcome: 'conflict' }, value: s.conflicts },
+        { labels: { outcome: 'error' }, value: s.failedWrites },
+      ];
+    });
     void ctx.podsSynced.then(() => {
       if (this.stopped) return;
       this.collectPoolAddresses();

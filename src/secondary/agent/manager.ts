@@ -160,6 +160,18 @@ export class SecondaryNetworkManager {
     return this.byContainer.get(containerId) ?? [];
   }
 
+  /** Attachments on this node by network (NAD namespace/name) and kind: what the metrics show. */
+  attachmentCounts(): Array<{ network: string; kind: AttachmentRecord['kind']; count: number }> {
+    const counts = new Map<string, { network: string; kind: AttachmentRecord['kind']; count: number }>();
+    for (const rec of [...this.byContainer.values()].flat()) {
+      const key = `${rec.network}\0${rec.kind}`;
+      const c = counts.get(key) ?? { network: rec.network, kind: rec.kind, count: 0 };
+      c.count++;
+      counts.set(key, c);
+    }
+    return [...counts.values()];
+  }
+
   /** Every sandbox with secondary attachments on this node. */
   sandboxesWithAttachments(): SandboxRef[] {
     return [...this.byContainer].map(([containerId, recs]) => {

@@ -79,6 +79,8 @@ export interface AllocatorStats {
   reads: number;
   writes: number;
   conflicts: number;
+  /** Writes that failed otherwise (not found, refused, unreachable). */
+  failedWrites: number;
   /** Operations committed (several per write when batched). */
   operations: number;
 }
@@ -251,7 +253,7 @@ export class IPPoolAllocator {
   private readonly maxMs: number;
   private readonly maxBatch: number;
   private readonly log = logger('ippool');
-  readonly stats: AllocatorStats = { reads: 0, writes: 0, conflicts: 0, operations: 0 };
+  readonly stats: AllocatorStats = { reads: 0, writes: 0, conflicts: 0, failedWrites: 0, operations: 0 };
 
   constructor(opts: IPPoolAllocatorOptions) {
     this.api = opts.kubeConfig.makeApiClient(CustomObjectsApi);
@@ -526,6 +528,7 @@ export class IPPoolAllocator {
           await this.backoff(attempt);
           continue;
         }
+        this.stats.failedWrites++;
         if (isNotFound(e)) return failAll(new IPPoolError('not-found', `IP pool ${pool} does not exist`, '', { pool, cause: e }));
         const status = apiStatus(e);
         // Other client errors (a status the schema refuses, forbidden) do not go away by retrying.

@@ -66,6 +66,8 @@ export class ServicesFeature implements AgentFeature {
   private readonly shares = new ServiceStateMemo();
   /** JSON of the node's kernel side last synced (most endpoint changes leave it as it is). */
   private hostInstalled?: string;
+  /** The state last realized whole: what the metrics show. */
+  private realized?: NodeServices;
 
   async start(ctx: NodeContext): Promise<void> {
     this.ctx = ctx;
@@ -80,7 +82,28 @@ export class ServicesFeature implements AgentFeature {
     for (const inf of [this.services, this.slices] as ResilientInformer<V1Service | V1EndpointSlice>[]) {
       inf.on('add', () => this.schedule()).on('update', () => this.schedule()).on('delete', () => this.schedule());
     }
+    this.registerMetrics();
     await this.listBoth();
+  }
+
+  private registerMetrics(): void {
+    const m = this.ctx.metrics;
+    m.gauges('seine_agent_service_frontends', 'Service frontends this node serves in OVS, by kind (ClusterIP, NodePort, External)', ['kind'], () => {
+      const counts = new Map<string, number>();
+      for (const f of this.realized?.frontends ?? []) counts.set(f.kind, (counts.get(f.kind) ?? 0) + 1);
+      return [...counts].map(([kind, value]) => ({ labels: { kind }, value }));
+    });
+    m.gauges('seine_agent_service_endpoints', 'Endpoints behind each Service port as this node balances it (its ClusterIP frontend), by locality (local: a pod of this node)', ['service', 'locality'], () =>
+      (this.realized?.frontends ?? [])
+        .filter((f) => f.kind === 'ClusterIP')
+        .flatMap((f) => {
+          const local = f.endpoints.filter((e) => e.local).length;
+          return [
+            { labels: { service: f.service, locality: 'local' }, value: local },
+            { labels: { service: f.service, locality: 'remote' }, value: f.endpoints.length - local },
+          ];
+        }),
+    );
   }
 
   /** Lists both kinds; while the API server cannot be reached, keeps trying in the background. */
@@ -147,6 +170,7 @@ export class ServicesFeature implements AgentFeature {
         this.healthInstalled = healthText;
       }
       this.upToDate = true;
+      this.realized = state;
       this.log.debug({ frontends: state.frontends.length, flows: dp.flows.length, groups: dp.groups.length, changes: result.changes.length }, 'services realized');
     } catch (e) {
       this.log.warn({ err: String(e) }, 'cannot realize Services; retrying');

@@ -1,0 +1,16 @@
+import { execFile } from 'node:child_process';
+
+/** What a command printed and its exit status, however it exits (a test asserts on both). */
+export interface CommandOutcome {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs `cmd` with `args` (and `input` on stdin); never rejects. */
+export function runCommand(cmd: string, args: string[], input?: string, timeoutMs = 180_000): Promise<CommandOutcome> {
+  return new Promise((resolve) => {
+    const child = execFile(cmd, args, { timeout: timeoutMs }, (err, stdout, stderr) => resolve({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stdout, stderr }));
+    if (input !== undefined) child.stdin?.end(input);
+  });
+}
