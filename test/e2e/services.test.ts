@@ -25,7 +25,19 @@ describe('Services in OVS (3 nodes)', () => {
     spec: {
       nodeName: node,
       terminationGracePeriodSeconds: 60,
-      containers: [{ name: 'serve', image: 'lab', command: [process.execPath, '-e', SERVER], env: [{ name: 'POD_NAME', value: name }], ports: [{ name: 'http', containerPort: 8080 }] }],
+      containers: [
+        {
+          name: 'serve',
+          image: 'lab',
+          command: [process.execPath, '-e', SERVER],
+          env: [{ name: 'POD_NAME', value: name }],
+          ports: [{ name: 'http', containerPort: 8080 }],
+          // Ready once it listens (Running comes before that): an endpoint added before would refuse connections.
+          // Probed from inside the pod, so the NetworkPolicy case does not make it unready; failures are
+          // tolerated long, as a busy machine may be slow to answer.
+          readinessProbe: { exec: { command: ['nc', '-z', '-w', '2', '127.0.0.1', '8080'] }, periodSeconds: 1, timeoutSeconds: 3, failureThreshold: 30 },
+        },
+      ],
     },
   });
 
