@@ -11,7 +11,7 @@ import type { LabStatus } from '../lab/lab.js';
 import { repoRoot } from '../util/paths.js';
 import { DEFAULT_ENDPOINT_NAMESPACE } from '../policy/channel/discovery.js';
 import type { PolicyRealizationList } from '../policy/controller/policy-api.js';
-import { getPolicies } from './get.js';
+import { getResources } from './get.js';
 import { renderTable } from './table.js';
 
 export interface DemoContext {
@@ -200,13 +200,13 @@ async function showNetworkPolicy(status: LabStatus, say: (line: string) => void)
   const get = { namespace: POLICY_NAMESPACE, kubeconfig: status.kubeconfig, controllerNamespace: DEFAULT_ENDPOINT_NAMESPACE };
   const from = Date.now();
   for (;;) {
-    const list = JSON.parse(await getPolicies('networkpolicies', undefined, { ...get, output: 'json' })) as PolicyRealizationList;
+    const list = JSON.parse(await getResources('networkpolicies', undefined, { ...get, output: 'json' })) as PolicyRealizationList;
     if (list.items.length && list.items.every((i) => i.nodes.realized === i.nodes.desired)) break;
     if (Date.now() - from > POLICY_TIMEOUT_MS) throw new Error(`the ${POLICY_NAMESPACE} NetworkPolicies are not realized everywhere after ${POLICY_TIMEOUT_MS / 1000} s: ${JSON.stringify(list.items.map((i) => i.nodes))}`);
     await new Promise((r) => setTimeout(r, 500));
   }
   say(`\n  seine get networkpolicies -n ${POLICY_NAMESPACE} -o wide   (nodes with a pod each policy applies to, and those that installed it)`);
-  say((await getPolicies('networkpolicies', undefined, { ...get, output: 'wide' })).trimEnd());
+  say((await getResources('networkpolicies', undefined, { ...get, output: 'wide' })).trimEnd());
 }
 
 const CHAIN_EXAMPLE = 'manifests/examples/service-chain.yaml';

@@ -1,4 +1,4 @@
-// `seine get networkpolicies|clusternetworkpolicies|multi-networkpolicies`: where each policy is realized, as the
+// `seine get networkpolicies|clusternetworkpolicies|multi-networkpolicies|networks|ippools`. Policies: where each is realized, as the
 // policy controller sees it (NetworkPolicies have no status to hold it); a MultiNetworkPolicy per network it names,
 // with why a network is not enforced. Shaped like `kubectl get` (and usable as a kubectl plugin): the
 // kubeconfig's cluster and user, -n / -A, -o wide|json|yaml. The controller is found through the API server (the
@@ -12,6 +12,7 @@ import { apiFailure } from '../k8s/api.js';
 import { ageOf } from '../lab/apiserver/meta.js';
 import { bearerTokenSource, controllerEndpointSource, DEFAULT_ENDPOINT_NAMESPACE, ENDPOINT_CONFIGMAP, type ControllerEndpoint } from '../policy/channel/discovery.js';
 import { POLICIES_PATH, type PolicyRealizationItem, type PolicyRealizationList } from '../policy/controller/policy-api.js';
+import { networkTable, poolTable, readNetworks, readPools, type NetworkRow, type PoolRow } from './get-networks.js';
 import { renderTable } from './table.js';
 
 const REQUEST_TIMEOUT_MS = 15_000;
@@ -142,24 +143,52 @@ export function policyTable(list: PolicyRealizationList, opts: { namespaced: boo
   return renderTable(head, rows);
 }
 
+/** Kinds read from the API server itself, as kubectl would (the policies come from the policy controller). */
+const CLUSTER_KINDS: Record<string, 'networks' | 'ippools'> = {};
+for (const n of ['networks', 'network', 'network-attachment-definitions', 'network-attachment-definition', 'net-attach-def', 'nad']) CLUSTER_KINDS[n] = 'networks';
+for (const n of ['ippools', 'ippool', 'ipp', 'ippools.crd.seine.dev']) CLUSTER_KINDS[n] = 'ippools';
+
+/** `seine get networks|ippools`: rows derived from the API server's objects (json and yaml print the rows). */
+async function getClusterKind(kind: 'networks' | 'ippools', name: string | undefined, o: GetOptions, output: string): Promise<string> {
+  const kc = loadConfig(o.kubeconfig, o.context);
+  const namespace = kind === 'networks' && !o.allNamespaces ? (o.namespace ?? kc.getContextObject(kc.getCurrentContext())?.namespace ?? 'default') : undefined;
+  let rows: Array<NetworkRow | PoolRow>;
+  try {
+    rows = kind === 'networks' ? await readNetworks(kc, namespace) : await readPools(kc);
+  } catch (e) {
+    throw new GetError(`Error from server: ${apiFailure(e)}`, true);
+  }
+  if (name) {
+    rows = rows.filter((r) => r.name === name);
+    if (!rows.length) throw new GetError(`Error from server (NotFound): ${kind === 'networks' ? 'network-attachment-definitions.k8s.cni.cncf.io' : 'ippools.crd.seine.dev'} "${name}" not found`, true);
+  }
+  if (output === 'json') return `${JSON.stringify({ items: rows }, null, 4)}\n`;
+  if (output === 'yaml') return stringifyYaml({ items: rows });
+  if (rows.length === 0) throw new NoResources(namespace ? `No resources found in ${namespace} namespace.` : 'No resources found');
+  const table = kind === 'networks' ? networkTable(rows as NetworkRow[], { allNamespaces: !!o.allNamespaces, wide: output === 'wide', now: Date.now() }) : poolTable(rows as PoolRow[], { wide: output === 'wide', now: Date.now() });
+  return `${table}\n`;
+}
+
 /** What `seine get` prints; an empty table is NoResources (said on stderr, not a failure, as kubectl does). */
-export async function getPolicies(resource: string, name: string | undefined, o: GetOptions): Promise<string> {
+export async function getResources(resource: string, name: string | undefined, o: GetOptions): Promise<string> {
+  const clusterKind = CLUSTER_KINDS[resource.toLowerCase()];
   const kind = KINDS[resource.toLowerCase()];
-  if (!kind) throw new GetError(`unknown resource type ${JSON.stringify(resource)}: seine get knows ${Object.keys(KINDS).join(', ')}`);
+  if (!kind && !clusterKind) throw new GetError(`unknown resource type ${JSON.stringify(resource)}: seine get knows ${[...Object.keys(KINDS), ...Object.keys(CLUSTER_KINDS)].join(', ')}`);
   const output = o.output ?? '';
   if (!['', 'wide', 'json', 'yaml'].includes(output)) throw new GetError(`unable to match a printer suitable for the output format ${JSON.stringify(output)}, allowed formats are: json, wide, yaml`);
   if (name && o.allNamespaces) throw new GetError('a resource cannot be retrieved by name across all namespaces');
+  if (clusterKind) return getClusterKind(clusterKind, name, o, output);
   const kc = loadConfig(o.kubeconfig, o.context);
-  const namespace = kind.namespaced && !o.allNamespaces ? (o.namespace ?? kc.getContextObject(kc.getCurrentContext())?.namespace ?? 'default') : undefined;
+  const namespace = kind!.namespaced && !o.allNamespaces ? (o.namespace ?? kc.getContextObject(kc.getCurrentContext())?.namespace ?? 'default') : undefined;
   // The token first: a user without one cannot read the endpoint either, and this says why.
   const token = await userToken(kc);
   const endpoint = await findController(kc, o.controllerNamespace);
-  const query = new URLSearchParams({ kind: kind.kind, ...(namespace ? { namespace } : {}), ...(name ? { name } : {}) });
+  const query = new URLSearchParams({ kind: kind!.kind, ...(namespace ? { namespace } : {}), ...(name ? { name } : {}) });
   const list = await fetchPolicies(endpoint, token, query);
   if (output === 'json') return `${JSON.stringify(list, null, 4)}\n`;
   if (output === 'yaml') return stringifyYaml(list);
   if (list.items.length === 0) throw new NoResources(namespace ? `No resources found in ${namespace} namespace.` : 'No resources found');
-  return `${policyTable(list, { namespaced: kind.namespaced, allNamespaces: !!o.allNamespaces, wide: output === 'wide', now: Date.now(), networks: kind.kind === 'MultiNetworkPolicy' })}\n`;
+  return `${policyTable(list, { namespaced: kind!.namespaced, allNamespaces: !!o.allNamespaces, wide: output === 'wide', now: Date.now(), networks: kind!.kind === 'MultiNetworkPolicy' })}\n`;
 }
 
 /** Nothing to show: not an error (exit 0), said on stderr as kubectl does. */
@@ -167,18 +196,18 @@ export class NoResources extends Error {}
 
 export function getCommand(): Command {
   return new Command('get')
-    .description('show where network policies are realized (nodes that need each policy, and those that have installed it), as the policy controller sees it')
-    .argument('<resource>', 'networkpolicies (networkpolicy, netpol), clusternetworkpolicies (clusternetworkpolicy, cnp) or multi-networkpolicies (multi-networkpolicy, multi-policy, mnp)')
-    .argument('[name]', 'one policy')
+    .description('show where network policies are realized (as the policy controller sees it), the secondary networks with their pods per node, and the IP pools\' usage')
+    .argument('<resource>', 'networkpolicies (netpol), clusternetworkpolicies (cnp), multi-networkpolicies (multi-policy, mnp), networks (network-attachment-definitions, net-attach-def, nad) or ippools (ipp)')
+    .argument('[name]', 'one object')
     .option('-n, --namespace <namespace>', 'the namespace (default: the kubeconfig context\'s, else default)')
     .option('-A, --all-namespaces', 'every namespace')
-    .addOption(new Option('-o, --output <format>', 'wide (the pending nodes; why a network is not enforced), json or yaml').choices(['wide', 'json', 'yaml']))
+    .addOption(new Option('-o, --output <format>', 'wide (policies: the pending nodes, why a network is not enforced; networks and pools: per node), json or yaml').choices(['wide', 'json', 'yaml']))
     .option('--kubeconfig <file>', 'kubeconfig (default: $KUBECONFIG, else ~/.kube/config)')
     .option('--context <name>', 'the kubeconfig context to use (default: its current context)')
     .option('--controller-namespace <namespace>', 'where the Seine controller publishes its endpoint', DEFAULT_ENDPOINT_NAMESPACE)
     .action(async (resource: string, name: string | undefined, o: GetOptions) => {
       try {
-        process.stdout.write(await getPolicies(resource, name, o));
+        process.stdout.write(await getResources(resource, name, o));
       } catch (e) {
         if (e instanceof NoResources) {
           process.stderr.write(`${e.message}\n`);

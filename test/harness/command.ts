@@ -7,10 +7,13 @@ export interface CommandOutcome {
   stderr: string;
 }
 
-/** Runs `cmd` with `args` (and `input` on stdin); never rejects. */
-export function runCommand(cmd: string, args: string[], input?: string, timeoutMs = 180_000): Promise<CommandOutcome> {
+/**
+ * Runs `cmd` with `args` (and `input` on stdin); never rejects. `env` replaces the environment (a test's
+ * process.env is jest's copy, which child processes do not see).
+ */
+export function runCommand(cmd: string, args: string[], input?: string, timeoutMs = 180_000, env?: NodeJS.ProcessEnv): Promise<CommandOutcome> {
   return new Promise((resolve) => {
-    const child = execFile(cmd, args, { timeout: timeoutMs }, (err, stdout, stderr) => resolve({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stdout, stderr }));
+    const child = execFile(cmd, args, { timeout: timeoutMs, ...(env ? { env } : {}) }, (err, stdout, stderr) => resolve({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stdout, stderr }));
     if (input !== undefined) child.stdin?.end(input);
   });
 }

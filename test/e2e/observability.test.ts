@@ -1,8 +1,9 @@
-// Metrics of a lab started by the CLI, scraped from the machine at the URLs `seine lab status --json` lists, while
-// pods are created and traffic runs: CNI requests, pod and secondary interfaces, OVS flows, Service endpoints,
-// IPPool usage, policy rule counters that move with allowed and denied connections, health endpoints. Every
-// metric family follows the Prometheus naming rules and is documented in docs/metrics.md, and the Grafana
-// dashboard uses only documented metrics.
+// Operating a lab started by the CLI. Metrics scraped from the machine at the URLs `seine lab status --json`
+// lists, while pods are created and traffic runs: CNI requests, pod and secondary interfaces, OVS flows, Service
+// endpoints, IPPool usage, policy rule counters that move with allowed and denied connections, health endpoints.
+// Every metric family follows the Prometheus naming rules and is documented in docs/metrics.md, and the Grafana
+// dashboard uses only documented metrics. `kubectl seine get networks|ippools` (the CLI as a kubectl plugin)
+// shows the same networks and pools.
 import { randomBytes } from 'node:crypto';
 import { readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
@@ -102,7 +103,7 @@ spec:
 `;
 };
 
-describe('metrics of a lab started by the CLI', () => {
+describe('operating a lab started by the CLI: metrics and kubectl seine', () => {
   let status: LabStatus;
   let kubeconfig = '';
   const kubectl = (args: string[], input?: string): ReturnType<typeof run> => run('kubectl', ['--kubeconfig', kubeconfig, '--cache-dir', cache, ...args], input);
@@ -225,6 +226,36 @@ describe('metrics of a lab started by the CLI', () => {
       return (seen.accepted >= 5 && seen.acceptedBytes > 0 && seen.isolated >= 2) || undefined;
     }, SETTLE_MS, 1000);
   }, 400_000);
+
+  it('kubectl seine get networks and ippools: each network with its pods per node, each pool with its usage', async () => {
+    const [node1, node2] = status.nodes.map((n) => n.name) as [string, string];
+    // kubectl passes a plugin's flags through; its own flags may not come before the plugin's name.
+    // kubectl finds its plugins on PATH: bin/kubectl-seine.
+    const env = { ...process.env, PATH: `${join(process.cwd(), 'bin')}:${process.env.PATH ?? ''}` };
+    const get = (...args: string[]): ReturnType<typeof run> => run('kubectl', ['seine', 'get', ...args, '--kubeconfig', kubeconfig], undefined, 60_000, env);
+    const networks = await get('networks');
+    expect(networks).toMatchObject({ code: 0, stderr: '' });
+    expect(networks.stdout).toMatch(/^NAME\s+TYPE\s+SEGMENT\s+BRIDGE\s+IPAM\s+PODS\s+AGE$/m);
+    expect(networks.stdout).toMatch(/^vlan100\s+vlan\s+vlan 100\s+br-vlan\s+pools vlan100\s+2\s+\S+$/m);
+    expect(networks.stdout).toMatch(/^blue\s+overlay\s+vni 5001\s+\S+\s+pools blue\s+0\s+\S+$/m);
+    expect(networks.stdout).toMatch(/^mgmt\s+vlan\s+vlan 300\s+br-vlan\s+static\s+0\s+\S+$/m);
+    const wide = await get('nad', 'vlan100', '-o', 'wide');
+    expect(wide.stdout).toMatch(new RegExp(`^vlan100\\s+vlan\\s+vlan 100\\s+br-vlan\\s+pools vlan100\\s+2\\s+\\S+\\s+${node1}=1,${node2}=1\\s+<none>$`, 'm'));
+    const json = JSON.parse((await get('networks', '-A', '-o', 'json')).stdout) as { items: Array<{ namespace: string; name: string; pods: Record<string, number> }> };
+    expect(json.items.find((i) => i.namespace === 'default' && i.name === 'vlan100')?.pods).toEqual({ [node1]: 1, [node2]: 1 });
+
+    const pools = await get('ippools');
+    expect(pools).toMatchObject({ code: 0, stderr: '' });
+    expect(pools.stdout).toMatch(/^NAME\s+RANGES\s+USED\s+TOTAL\s+USAGE\s+AGE$/m);
+    expect(pools.stdout).toMatch(/^vlan100\s+10\.100\.0\.0\/24\s+2\s+252\s+1%\s+\S+$/m);
+    const poolWide = await get('ipp', 'vlan100', '-o', 'wide');
+    expect(poolWide.stdout).toMatch(new RegExp(`^vlan100\\s+10\\.100\\.0\\.0/24\\s+2\\s+252\\s+1%\\s+\\S+\\s+10\\.100\\.0\\.1\\s+100\\s+${node1}=1,${node2}=1$`, 'm'));
+    const missing = await get('ippools', 'nope');
+    expect(missing).toMatchObject({ code: 1, stdout: '', stderr: 'Error from server (NotFound): ippools.crd.seine.dev "nope" not found\n' });
+    const unknown = await get('bananas');
+    expect(unknown.code).toBe(1);
+    expect(unknown.stderr).toMatch(/^error: unknown resource type "bananas"/);
+  }, 120_000);
 
   it('names every family by the Prometheus rules and documents it; the dashboard uses documented metrics only', async () => {
     const doc = readFileSync(join(process.cwd(), 'docs', 'metrics.md'), 'utf8');
