@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 # what the end-to-end tests drive Seine through besides the lab's own runtime.
 APT_PACKAGES=(openvswitch-switch iproute2 ethtool iputils-ping iputils-arping iperf3 tcpdump conntrack nftables iptables
   containernetworking-plugins netcat-openbsd util-linux procps golang-go golang-github-appc-cni-dev
-  podman runc busybox-static)
+  podman runc busybox-static curl jq)
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
