@@ -1,4 +1,4 @@
-// `seine get networkpolicies|clusternetworkpolicies|multi-networkpolicies|networks|ippools`. Policies: where each is realized, as the
+// `seine get networkpolicies|clusternetworkpolicies|multi-networkpolicies|networks|ippools|chains`. Policies: where each is realized, as the
 // policy controller sees it (NetworkPolicies have no status to hold it); a MultiNetworkPolicy per network it names,
 // with why a network is not enforced. Shaped like `kubectl get` (and usable as a kubectl plugin): the
 // kubeconfig's cluster and user, -n / -A, -o wide|json|yaml. The controller is found through the API server (the
@@ -12,6 +12,7 @@ import { apiFailure } from '../k8s/api.js';
 import { ageOf } from '../lab/apiserver/meta.js';
 import { bearerTokenSource, controllerEndpointSource, DEFAULT_ENDPOINT_NAMESPACE, ENDPOINT_CONFIGMAP, type ControllerEndpoint } from '../policy/channel/discovery.js';
 import { POLICIES_PATH, type PolicyRealizationItem, type PolicyRealizationList } from '../policy/controller/policy-api.js';
+import { chainTable, readChains, type ChainRow } from './get-chains.js';
 import { networkTable, poolTable, readNetworks, readPools, type NetworkRow, type PoolRow } from './get-networks.js';
 import { renderTable } from './table.js';
 
@@ -144,28 +145,32 @@ export function policyTable(list: PolicyRealizationList, opts: { namespaced: boo
 }
 
 /** Kinds read from the API server itself, as kubectl would (the policies come from the policy controller). */
-const CLUSTER_KINDS: Record<string, 'networks' | 'ippools'> = {};
+const CLUSTER_KINDS: Record<string, 'networks' | 'ippools' | 'chains'> = {};
 for (const n of ['networks', 'network', 'network-attachment-definitions', 'network-attachment-definition', 'net-attach-def', 'nad']) CLUSTER_KINDS[n] = 'networks';
 for (const n of ['ippools', 'ippool', 'ipp', 'ippools.crd.seine.dev']) CLUSTER_KINDS[n] = 'ippools';
+for (const n of ['chains', 'chain', 'servicechains', 'servicechain', 'sc', 'servicechains.crd.seine.dev']) CLUSTER_KINDS[n] = 'chains';
 
-/** `seine get networks|ippools`: rows derived from the API server's objects (json and yaml print the rows). */
-async function getClusterKind(kind: 'networks' | 'ippools', name: string | undefined, o: GetOptions, output: string): Promise<string> {
+const NOT_FOUND_KIND = { networks: 'network-attachment-definitions.k8s.cni.cncf.io', ippools: 'ippools.crd.seine.dev', chains: 'servicechains.crd.seine.dev' };
+
+/** `seine get networks|ippools|chains`: rows derived from the API server's objects (json and yaml print the rows). */
+async function getClusterKind(kind: 'networks' | 'ippools' | 'chains', name: string | undefined, o: GetOptions, output: string): Promise<string> {
   const kc = loadConfig(o.kubeconfig, o.context);
-  const namespace = kind === 'networks' && !o.allNamespaces ? (o.namespace ?? kc.getContextObject(kc.getCurrentContext())?.namespace ?? 'default') : undefined;
-  let rows: Array<NetworkRow | PoolRow>;
+  const namespace = kind !== 'ippools' && !o.allNamespaces ? (o.namespace ?? kc.getContextObject(kc.getCurrentContext())?.namespace ?? 'default') : undefined;
+  let rows: Array<NetworkRow | PoolRow | ChainRow>;
   try {
-    rows = kind === 'networks' ? await readNetworks(kc, namespace) : await readPools(kc);
+    rows = kind === 'networks' ? await readNetworks(kc, namespace) : kind === 'chains' ? await readChains(kc, namespace) : await readPools(kc);
   } catch (e) {
     throw new GetError(`Error from server: ${apiFailure(e)}`, true);
   }
   if (name) {
     rows = rows.filter((r) => r.name === name);
-    if (!rows.length) throw new GetError(`Error from server (NotFound): ${kind === 'networks' ? 'network-attachment-definitions.k8s.cni.cncf.io' : 'ippools.crd.seine.dev'} "${name}" not found`, true);
+    if (!rows.length) throw new GetError(`Error from server (NotFound): ${NOT_FOUND_KIND[kind]} "${name}" not found`, true);
   }
   if (output === 'json') return `${JSON.stringify({ items: rows }, null, 4)}\n`;
   if (output === 'yaml') return stringifyYaml({ items: rows });
   if (rows.length === 0) throw new NoResources(namespace ? `No resources found in ${namespace} namespace.` : 'No resources found');
-  const table = kind === 'networks' ? networkTable(rows as NetworkRow[], { allNamespaces: !!o.allNamespaces, wide: output === 'wide', now: Date.now() }) : poolTable(rows as PoolRow[], { wide: output === 'wide', now: Date.now() });
+  const opts = { allNamespaces: !!o.allNamespaces, wide: output === 'wide', now: Date.now() };
+  const table = kind === 'networks' ? networkTable(rows as NetworkRow[], opts) : kind === 'chains' ? chainTable(rows as ChainRow[], opts) : poolTable(rows as PoolRow[], opts);
   return `${table}\n`;
 }
 
@@ -196,8 +201,8 @@ export class NoResources extends Error {}
 
 export function getCommand(): Command {
   return new Command('get')
-    .description('show where network policies are realized (as the policy controller sees it), the secondary networks with their pods per node, and the IP pools\' usage')
-    .argument('<resource>', 'networkpolicies (netpol), clusternetworkpolicies (cnp), multi-networkpolicies (multi-policy, mnp), networks (network-attachment-definitions, net-attach-def, nad) or ippools (ipp)')
+    .description('show where network policies are realized (as the policy controller sees it), the secondary networks with their pods per node, the IP pools\' usage, and the service chains\' hops, replica health and counters')
+    .argument('<resource>', 'networkpolicies (netpol), clusternetworkpolicies (cnp), multi-networkpolicies (multi-policy, mnp), networks (network-attachment-definitions, net-attach-def, nad), ippools (ipp) or chains (servicechains, sc)')
     .argument('[name]', 'one object')
     .option('-n, --namespace <namespace>', 'the namespace (default: the kubeconfig context\'s, else default)')
     .option('-A, --all-namespaces', 'every namespace')
