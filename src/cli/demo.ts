@@ -11,6 +11,7 @@ import type { LabStatus } from '../lab/lab.js';
 import { repoRoot } from '../util/paths.js';
 import { DEFAULT_ENDPOINT_NAMESPACE } from '../policy/channel/discovery.js';
 import type { PolicyRealizationList } from '../policy/controller/policy-api.js';
+import { showMetrics, showSecondaryNetworks } from './demo-networks.js';
 import { getResources } from './get.js';
 import { renderTable } from './table.js';
 
@@ -34,8 +35,9 @@ async function waitRunning(core: CoreV1Api, names: string[], timeoutMs = 60_000)
 
 /**
  * The lab demo: one iperf3 server pod per node, all-pairs ping between them, TCP throughput across nodes,
- * traffic from a pod to the external host, the example network policies taking effect, and the example service
- * chain carrying web traffic through three hops. Prints what it sees; throws if any traffic fails.
+ * traffic from a pod to the external host, pods on a VLAN and an overlay network, a Service, the example network
+ * policies taking effect, the example service chain carrying web traffic through three hops, and the metrics.
+ * Prints what it sees; throws if any traffic fails.
  */
 export async function runDemo({ status, say }: DemoContext): Promise<void> {
   const kc = loadKubeConfig(status.kubeconfig);
@@ -94,9 +96,11 @@ export async function runDemo({ status, say }: DemoContext): Promise<void> {
     failures++;
   }
   if (failures) throw new Error(`${failures} traffic checks failed`);
+  await showSecondaryNetworks(status, say);
   await showService(status, core, pods, inPod, say);
   await showNetworkPolicy(status, say);
   await showServiceChain(status, say);
+  await showMetrics(status, say);
 }
 
 const SERVICE_NAME = 'iperf';

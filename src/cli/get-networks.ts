@@ -3,10 +3,12 @@
 // the API server with the kubeconfig's user, as kubectl would: the pods' network-status says where each network is
 // attached, the pools' status who holds which address.
 import { CoreV1Api, CustomObjectsApi, type KubeConfig, type V1Pod } from '@kubernetes/client-node';
+import { apiStatus } from '../k8s/api.js';
 import { ageOf } from '../lab/apiserver/meta.js';
 import { NETWORK_STATUS_ANNOTATION, parseNetworkStatus } from '../secondary/annotations/index.js';
 import { parseNad } from '../secondary/nad/config.js';
 import type { NadNetwork, NetworkAttachmentDefinition } from '../secondary/nad/types.js';
+import { PoolLayout } from '../secondary/ippool/ranges.js';
 import { IPPOOL_GROUP, IPPOOL_PLURAL, IPPOOL_VERSION, type IPPool } from '../secondary/ippool/types.js';
 import { renderTable } from './table.js';
 
@@ -92,12 +94,21 @@ export function poolRows(pools: readonly IPPool[]): PoolRow[] {
         gateway: p.spec.subnetInfo.gateway,
         ...(p.spec.subnetInfo.vlan !== undefined ? { vlan: p.spec.subnetInfo.vlan } : {}),
         used: p.status?.usage?.used ?? p.status?.allocations?.length ?? 0,
-        total: p.status?.usage?.total ?? 0,
+        // A pool no one has allocated from yet has no usage in its status: its size from its spec.
+        total: p.status?.usage?.total ?? poolSize(p),
         byNode,
         creationTimestamp: p.metadata.creationTimestamp as string | undefined,
       };
     })
     .sort((a, b) => a.name.localeCompare(b.name));
+}
+
+function poolSize(p: IPPool): number {
+  try {
+    return PoolLayout.parse(p.spec).total;
+  } catch {
+    return 0; // an invalid spec: the controller's validation says why
+  }
 }
 
 const perNode = (counts: Record<string, number>): string | undefined =>
@@ -143,13 +154,17 @@ export function poolTable(rows: readonly PoolRow[], opts: { wide: boolean; now: 
   );
 }
 
-/** Reads the NADs (of `namespace`, or all) and the pods that show where they are attached. */
+/** Reads the NADs (of `namespace`, or all) and the pods that show where they are attached (in any namespace). */
 export async function readNetworks(kc: KubeConfig, namespace: string | undefined): Promise<NetworkRow[]> {
   const custom = kc.makeApiClient(CustomObjectsApi);
   const core = kc.makeApiClient(CoreV1Api);
   const group = { group: 'k8s.cni.cncf.io', version: 'v1', plural: 'network-attachment-definitions' };
   const nads = (namespace ? await custom.listNamespacedCustomObject({ ...group, namespace }) : await custom.listClusterCustomObject(group)) as { items: NadObject[] };
-  const pods = namespace ? await core.listNamespacedPod({ namespace }) : await core.listPodForAllNamespaces();
+  // Pods of any namespace may attach a NAD (`ns/name`): all of them, unless the user may list only this namespace's.
+  const pods = await core.listPodForAllNamespaces().catch((e: unknown) => {
+    if (namespace && apiStatus(e) === 403) return core.listNamespacedPod({ namespace });
+    throw e;
+  });
   return networkRows(nads.items, pods.items);
 }
 

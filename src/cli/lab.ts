@@ -260,7 +260,7 @@ export function labCommand(): Command {
     .action((o) => up(o));
   lab
     .command('demo')
-    .description('bring up a lab, run pods on every node, show traffic between them, a Service, network policies taking effect and traffic through a service chain, tear it down; then Seine taking over the running pods of a lab standing in for EKS')
+    .description('bring up a lab, run pods on every node, show traffic between them, pods on a VLAN and an overlay network, a Service, network policies taking effect, traffic through a service chain and the metrics, tear it down; then Seine taking over the running pods of a lab standing in for EKS')
     .addOption(nameOpt())
     .addOption(rootOpt())
     .option('--nodes <n>', 'number of nodes', '3')

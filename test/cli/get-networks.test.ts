@@ -75,6 +75,9 @@ describe('seine get ippools', () => {
       ['empty', ['10.100.0.0/24', '10.100.1.10-10.100.1.20'], 0, 0, {}],
       ['vlan100', ['10.100.0.0/24', '10.100.1.10-10.100.1.20'], 3, 264, { node1: 1, node2: 2 }],
     ]);
+    // No allocation yet, so no usage in the status: the size from the spec (a /24 less network, broadcast, gateway).
+    const fresh: IPPool = { ...pool('fresh', []), spec: { ipRanges: [{ cidr: '10.7.0.0/24' }], subnetInfo: { gateway: '10.7.0.1', prefixLength: 24 } }, status: {} };
+    expect(poolRows([fresh]).map((r) => [r.used, r.total])).toEqual([[0, 253]]);
     const lines = poolTable(rows, { wide: true, now: NOW }).split('\n');
     expect(lines[0]).toMatch(/^NAME\s+RANGES\s+USED\s+TOTAL\s+USAGE\s+AGE\s+GATEWAY\s+VLAN\s+BY NODE$/);
     expect(lines[1]).toMatch(/^empty\s+10\.100\.0\.0\/24,10\.100\.1\.10-10\.100\.1\.20\s+0\s+0\s+<none>\s+60m\s+10\.100\.0\.1\s+100\s+<none>$/);

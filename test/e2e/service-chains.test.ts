@@ -1,4 +1,5 @@
 import type { V1Pod } from '@kubernetes/client-node';
+import { join } from 'node:path';
 import type { HopSpec, ReplicaStatus, ServiceChain, ServiceChainSpec, ServiceChainStatus } from '../../src/chaining/api/types.js';
 import { run } from '../../src/host/exec.js';
 import type { Lab } from '../../src/lab/lab.js';
@@ -265,6 +266,27 @@ describe('service chains in the lab (3 nodes)', () => {
     expect(sum(HOPS[0]!, (c) => c.c_fw!.bytes)).toBeGreaterThan(4 * payload);
     expect(rows.filter(([, status, own]) => !within1Percent(status, own))).toEqual([]);
   }, 240_000);
+
+  it('seine get chains shows the hops in order with every replica healthy and the counters; the metrics export both', async () => {
+    const seineGet = async (...args: string[]): Promise<string> => (await run(process.execPath, [join(process.cwd(), 'bin', 'seine'), 'get', ...args, '--kubeconfig', lab.kubeconfigPath], { timeoutMs: 60_000 })).stdout;
+    await eventually('seine get chains: web, its three hops with 2/2 replicas each, Ready, packets both ways', async (saw) => {
+      const table = await seineGet('chains', '-n', NS);
+      saw(table);
+      const row = /^web\s+pod network\s+firewall\(2\/2\) -> router\(2\/2\) -> inspector\(2\/2\)\s+6\/6\s+Ready\s+(\d+)\/(\d+)\s+\S+$/m.exec(table);
+      return row && Number(row[1]) > 0 && Number(row[2]) > 0 ? true : undefined;
+    }, 60_000, 1000);
+    const json = JSON.parse(await seineGet('sc', 'web', '-n', NS, '-o', 'json')) as { items: Array<{ name: string; hops: Array<{ name: string; healthy: number; replicas: number }> }> };
+    expect(json.items.map((i) => [i.name, i.hops.map((h) => `${h.name} ${h.healthy}/${h.replicas}`)])).toEqual([['web', ['firewall 2/2', 'router 2/2', 'inspector 2/2']]]);
+
+    const scrape = async (url: string | undefined): Promise<string> => (url ? (await fetch(url)).text() : '');
+    const healthy = (await scrape(lab.metricsUrl('controller'))).split('\n').filter((l) => l.startsWith('seine_chain_replica_healthy{') && l.includes('chain="web"'));
+    expect(healthy.map((l) => l.replace(/.*replica="([^"]+)".* (\d+)$/, '$1 $2')).sort()).toEqual(['firewall-1 1', 'firewall-2 1', 'inspector-1 1', 'inspector-2 1', 'router-1 1', 'router-2 1']);
+    // The client's node classifies the connections into the chain: its entry counter has counted them.
+    const entries = (await Promise.all(lab.plan.nodes.map((n) => scrape(lab.metricsUrl(n.name)))))
+      .flatMap((t) => t.split('\n'))
+      .filter((l) => l.startsWith('seine_chain_packets_total{') && l.includes('replica="entry"') && l.includes('direction="forward"') && /chain="[^"]*web"/.test(l));
+    expect(entries.reduce((a, l) => a + Number(l.split(' ').pop()), 0)).toBeGreaterThan(0);
+  }, 120_000);
 
   it('reports bad input (no replicas, missing interfaces, a delegated network) and leaves no chain flow behind', async () => {
     // Before any of the chains below: lonely reaches web-1 on both ports.

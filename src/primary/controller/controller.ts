@@ -9,7 +9,7 @@ import { PolicyController } from '../../policy/controller/controller.js';
 import { HealthServer } from '../../util/health-server.js';
 import { logger, type Logger } from '../../util/log.js';
 import { firstExternalIPv4, type ControllerConfig } from './config.js';
-import { ControllerMetrics } from './metrics.js';
+import { registerControllerMetrics } from './metrics.js';
 import { defaultIdentity, LeaderElector } from './leader.js';
 import { NodeIpamController } from './nodeipam.js';
 
@@ -41,7 +41,6 @@ export class Controller {
   readonly metrics = new Registry();
   private readonly health = new HealthServer({ live: () => this.healthy, ready: () => this.started, registry: this.metrics });
   private started = false;
-  private ownMetrics?: ControllerMetrics;
 
   constructor(private readonly opts: ControllerOptions) {
     this.identity = opts.identity ?? defaultIdentity(process.env, hostname(), process.pid);
@@ -54,8 +53,7 @@ export class Controller {
     this.started = true;
     const { config } = this.opts;
     if (config.healthPort || config.healthSocket) {
-      this.ownMetrics = new ControllerMetrics(this.metrics, this.opts.kubeConfig, { leading: () => this.isLeader, replicaHealth: () => this.chains?.replicaHealth() ?? [] });
-      this.ownMetrics.start();
+      registerControllerMetrics(this.metrics, this.opts.kubeConfig, { leading: () => this.isLeader, replicaHealth: () => this.chains?.replicaHealth() ?? [] });
     }
     if (config.healthPort) await this.health.listen({ port: config.healthPort });
     if (config.healthSocket) await this.health.listen({ path: config.healthSocket });
@@ -84,7 +82,6 @@ export class Controller {
     if (this.elector) await this.elector.stop();
     else await this.stopActing();
     await this.health.close();
-    await this.ownMetrics?.stop();
     this.log.info('controller stopped');
   }
 
