@@ -64,11 +64,6 @@ export class AgentMetrics {
     return new Counter<L>({ name, help, labelNames, registers: [this.registry], collect: scrapeWith(read, (m: Counter<L>, s) => m.inc(s.labels, s.value)) });
   }
 
-  /** Removes a metric a stopping feature registered. */
-  remove(...names: string[]): void {
-    for (const n of names) this.registry.removeSingleMetric(n);
-  }
-
   /** Wraps a CNI driver so every call is counted and timed. */
   instrument(driver: CniDriver): CniDriver {
     const timed =

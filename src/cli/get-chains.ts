@@ -1,8 +1,9 @@
 // `seine get chains`: each ServiceChain's hops with their replicas' health and the chain's counters, from the
 // status the controller writes (replica health and counters come from the agents' node reports).
-import { CustomObjectsApi, type KubeConfig } from '@kubernetes/client-node';
+import type { KubeConfig } from '@kubernetes/client-node';
 import { CHAIN_GROUP, CHAIN_PLURAL, CHAIN_VERSION, type Counters, type ServiceChain } from '../chaining/api/types.js';
 import { ageOf } from '../lab/apiserver/meta.js';
+import { listCustomObjects } from './get-networks.js';
 import { renderTable } from './table.js';
 
 export interface ChainRow {
@@ -65,8 +66,5 @@ export function chainTable(rows: readonly ChainRow[], opts: { allNamespaces: boo
 }
 
 export async function readChains(kc: KubeConfig, namespace: string | undefined): Promise<ChainRow[]> {
-  const custom = kc.makeApiClient(CustomObjectsApi);
-  const group = { group: CHAIN_GROUP, version: CHAIN_VERSION, plural: CHAIN_PLURAL };
-  const list = (namespace ? await custom.listNamespacedCustomObject({ ...group, namespace }) : await custom.listClusterCustomObject(group)) as { items: ServiceChain[] };
-  return chainRows(list.items);
+  return chainRows(await listCustomObjects<ServiceChain>(kc, { group: CHAIN_GROUP, version: CHAIN_VERSION, plural: CHAIN_PLURAL }, namespace));
 }

@@ -156,20 +156,23 @@ export function poolTable(rows: readonly PoolRow[], opts: { wide: boolean; now: 
 
 /** Reads the NADs (of `namespace`, or all) and the pods that show where they are attached (in any namespace). */
 export async function readNetworks(kc: KubeConfig, namespace: string | undefined): Promise<NetworkRow[]> {
-  const custom = kc.makeApiClient(CustomObjectsApi);
   const core = kc.makeApiClient(CoreV1Api);
-  const group = { group: 'k8s.cni.cncf.io', version: 'v1', plural: 'network-attachment-definitions' };
-  const nads = (namespace ? await custom.listNamespacedCustomObject({ ...group, namespace }) : await custom.listClusterCustomObject(group)) as { items: NadObject[] };
+  const nads = await listCustomObjects<NadObject>(kc, { group: 'k8s.cni.cncf.io', version: 'v1', plural: 'network-attachment-definitions' }, namespace);
   // Pods of any namespace may attach a NAD (`ns/name`): all of them, unless the user may list only this namespace's.
   const pods = await core.listPodForAllNamespaces().catch((e: unknown) => {
     if (namespace && apiStatus(e) === 403) return core.listNamespacedPod({ namespace });
     throw e;
   });
-  return networkRows(nads.items, pods.items);
+  return networkRows(nads, pods.items);
 }
 
 export async function readPools(kc: KubeConfig): Promise<PoolRow[]> {
+  return poolRows(await listCustomObjects<IPPool>(kc, { group: IPPOOL_GROUP, version: IPPOOL_VERSION, plural: IPPOOL_PLURAL }));
+}
+
+/** The custom objects of a kind, in `namespace` or in all namespaces (and cluster-scoped kinds). */
+export async function listCustomObjects<T>(kc: KubeConfig, kind: { group: string; version: string; plural: string }, namespace?: string): Promise<T[]> {
   const custom = kc.makeApiClient(CustomObjectsApi);
-  const list = (await custom.listClusterCustomObject({ group: IPPOOL_GROUP, version: IPPOOL_VERSION, plural: IPPOOL_PLURAL })) as { items: IPPool[] };
-  return poolRows(list.items);
+  const list = (namespace ? await custom.listNamespacedCustomObject({ ...kind, namespace }) : await custom.listClusterCustomObject(kind)) as { items: T[] };
+  return list.items;
 }

@@ -50,28 +50,23 @@ export function registerControllerMetrics(registry: Registry, kubeConfig: KubeCo
       for (const [informer, n] of watchRestarts) this.inc({ informer }, n);
     },
   });
-  new Gauge({
-    name: 'seine_ippool_addresses',
-    help: 'Addresses an IPPool can hand out (its ranges without exclusions)',
-    labelNames: ['pool'],
-    registers: [registry],
-    async collect() {
-      const list = await pools();
-      this.reset();
-      for (const p of list) if (p.status?.usage) this.set({ pool: p.metadata?.name ?? '' }, p.status.usage.total);
-    },
-  });
-  new Gauge({
-    name: 'seine_ippool_allocated_addresses',
-    help: 'Addresses of an IPPool held by pod interfaces, as its status records them',
-    labelNames: ['pool'],
-    registers: [registry],
-    async collect() {
-      const list = await pools();
-      this.reset();
-      for (const p of list) if (p.status?.usage) this.set({ pool: p.metadata?.name ?? '' }, p.status.usage.used);
-    },
-  });
+  const poolGauges: Array<[name: string, help: string, pick: (u: { total: number; used: number }) => number]> = [
+    ['seine_ippool_addresses', 'Addresses an IPPool can hand out (its ranges without exclusions)', (u) => u.total],
+    ['seine_ippool_allocated_addresses', 'Addresses of an IPPool held by pod interfaces, as its status records them', (u) => u.used],
+  ];
+  for (const [name, help, pick] of poolGauges) {
+    new Gauge({
+      name,
+      help,
+      labelNames: ['pool'],
+      registers: [registry],
+      async collect() {
+        const list = await pools();
+        this.reset();
+        for (const p of list) if (p.status?.usage) this.set({ pool: p.metadata?.name ?? '' }, pick(p.status.usage));
+      },
+    });
+  }
   new Gauge({
     name: 'seine_chain_replica_healthy',
     help: '1 while a ServiceChain hop replica is healthy (its probes answer), else 0; reported by the leading controller',
