@@ -19,6 +19,7 @@ import { CounterTotals, type TrafficCounters } from './counter-totals.js';
 import { NODE_CHAIN_REPORT_ANNOTATION, nodeChainReportPatch, parseNodeChainReport, type NodeChainReport, type ReplicaReport } from '../model/report.js';
 import { ensureRoutedCnf, installedRoutedPairs, removeRoutedCnf } from './cnf-routing.js';
 import { ReplicaHealth, type ReplicaCheck, type ReplicaVerdict } from './health.js';
+import { sharedConnection } from '../../ovs/openflow/wire/connection.js';
 import { ForwardingProber, probeDestinationMac, probeKey, type ProbeTarget } from './probe.js';
 import { CHAIN_TUNNEL_OVERHEAD, CHAIN_TUNNEL_OWNER, chainNetworkOf, chainTunnel, deliverableDestinations, localPodPorts, segmentEndpoints, type ChainNetwork } from './segments.js';
 
@@ -163,7 +164,8 @@ export class ServiceChainsFeature implements AgentFeature {
     this.proberOf(ctx.config.ovs.bridge);
     await this.pass.run();
     this.started = true;
-    this.tickTimer = setInterval(() => this.tick(), TICK_MS);
+    // After the poll phase: a probe's packet-in that arrived while the loop was busy is read before it is judged missed.
+    this.tickTimer = setInterval(() => setImmediate(() => this.tick()), TICK_MS);
     this.reportTimer = setInterval(() => void this.reportPass.run(), REPORT_MS);
     this.log.info({ chains: chainsListed ? this.chains.list().length : 0, realized: this.realized.size }, 'service chains started');
   }
@@ -201,8 +203,7 @@ export class ServiceChainsFeature implements AgentFeature {
   private proberOf(bridge: string): ForwardingProber {
     let p = this.probers.get(bridge);
     if (!p) {
-      const rundir = this.ctx.config.ovs.rundir;
-      p = new ForwardingProber({ target: `unix:${rundir}/${bridge}.mgmt`, rundir, onReturn: (k) => this.probeReturned(k) });
+      p = new ForwardingProber({ connection: sharedConnection(`${this.ctx.config.ovs.rundir}/${bridge}.mgmt`, bridge), onReturn: (k) => this.probeReturned(k) });
       p.start();
       this.probers.set(bridge, p);
     }
@@ -551,7 +552,7 @@ export class ServiceChainsFeature implements AgentFeature {
     if (this.stopped) return;
     // OVSDB, not the API, says when a CNF's port appears, disappears or is renumbered (e.g. after ovs-vswitchd restarted).
     if (this.observedPorts(this.segmentNetworks) !== this.portsSeen) this.schedule();
-    // Each bridge's probes go out (and come back) on that bridge; a bridge whose monitor is down sends none.
+    // Each bridge's probes go out (and come back) on that bridge; a bridge not connected sends none.
     const seq = ++this.probeSeq;
     for (const bridge of new Set(this.locals.map((l) => l.bridge))) {
       const prober = this.proberOf(bridge);

@@ -1,11 +1,10 @@
 // Forwarding probes: a UDP packet injected into a replica's ingress port must come out of its egress port (as
 // OVN's network-function health check does). Injection is an OpenFlow packet-out; the return is a packet-in
-// from a table-0 flow on the egress port, read from a long-running `ovs-ofctl monitor`.
-import { spawn, type ChildProcess } from 'node:child_process';
-import { createInterface } from 'node:readline';
-import { run } from '../../host/exec.js';
+// from a table-0 flow on the egress port. Both travel on the agent's persistent OpenFlow connection to the
+// bridge: no process is started per probe, so a busy node does not delay probes into false failures.
 import { decodeCookie } from '../../ovs/openflow/index.js';
-import { logger } from '../../util/log.js';
+import type { OfConnection } from '../../ovs/openflow/wire/connection.js';
+import type { PacketIn } from '../../ovs/openflow/wire/messages.js';
 import { CookieKind, decodeChainObject } from '../datapath/layout.js';
 import { NEXT_HOP_MAC, PROBE_DST, PROBE_PORT, PROBE_SRC, PROBE_SRC_MAC } from '../datapath/flows.js';
 
@@ -23,7 +22,7 @@ function checksum(bytes: number[]): number {
  * The probe frame, hex: Ethernet (to `dstMac`: the replica's ingress MAC for a Routed hop, the next-hop MAC for a
  * Transparent one, which a bridging CNF floods on) / IPv4 (TTL 64) / UDP to PROBE_PORT, with `payload`.
  */
-export function probeFrame(dstMac: string, payload: string): string {
+export function probeFrame(dstMac: string, payload: string): Buffer {
   const data = [...Buffer.from(payload, 'utf8')];
   const udpLen = 8 + data.length;
   const udp = [PROBE_PORT >> 8, PROBE_PORT & 0xff, PROBE_PORT >> 8, PROBE_PORT & 0xff, udpLen >> 8, udpLen & 0xff, 0, 0, ...data];
@@ -33,7 +32,7 @@ export function probeFrame(dstMac: string, payload: string): string {
   ip[10] = c >> 8;
   ip[11] = c & 0xff;
   const eth = [...macBytes(dstMac), ...macBytes(PROBE_SRC_MAC), 0x08, 0x00];
-  return Buffer.from([...eth, ...ip, ...udp]).toString('hex');
+  return Buffer.from([...eth, ...ip, ...udp]);
 }
 
 export interface ProbeTarget {
@@ -54,78 +53,48 @@ export const OBSERVE_GRACE_MS = 4000;
 
 export const probeKey = (chain: number, hop: number, replica: number): string => `${chain}/${hop}/${replica}`;
 
-/** Sends probes (all targets in one ovs-ofctl bundle) and reports the returns seen by a monitor process. */
+/** Sends probes and reports the ones that came back, on a bridge's OpenFlow connection. */
 export class ForwardingProber {
-  private readonly log = logger('chain-probe');
-  private monitor?: ChildProcess;
-  private stopped = false;
-  private restartTimer?: NodeJS.Timeout;
-  /** When the running monitor was started; undefined while there is none. */
-  private monitorSince?: number;
+  private unsubscribe?: () => void;
 
   constructor(
     private readonly opts: {
-      /** ovs-ofctl switch target of the bridge (unix:RUNDIR/BRIDGE.mgmt). */
-      target: string;
-      /** Open vSwitch's run directory: ovs-ofctl monitor makes its control socket there. */
-      rundir: string;
+      /** The agent's connection to the bridge's management socket. */
+      connection: OfConnection;
       /** Called for every probe that came back. */
       onReturn: (key: string) => void;
     },
   ) {}
 
   start(): void {
-    this.stopped = false;
-    this.spawnMonitor();
+    this.unsubscribe ??= this.opts.connection.onPacketIn((p) => this.packetIn(p));
   }
 
-  private spawnMonitor(): void {
-    if (this.stopped) return;
-    // A service connection (the management socket) gets packet-ins only once it sets a miss length (128).
-    // ovs-ofctl block-buffers its output into a pipe: line buffering makes each packet-in arrive as it happens.
-    const child = spawn('stdbuf', ['-oL', 'ovs-ofctl', '-O', 'OpenFlow15', 'monitor', this.opts.target, '128'], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, OVS_RUNDIR: this.opts.rundir } });
-    this.monitor = child;
-    this.monitorSince = Date.now();
-    const onLine = (line: string): void => {
-      const m = /cookie=(0x[0-9a-f]+)/.exec(line);
-      if (!m || !/PACKET_IN/.test(line)) return;
-      const o = decodeChainObject(decodeCookie(BigInt(m[1]!)).object);
-      if (o.kind === CookieKind.probe) this.opts.onReturn(probeKey(o.chain, o.hop, o.replica));
-    };
-    // Where ovs-ofctl prints the messages it receives differs between its versions and modes: read both streams.
-    createInterface({ input: child.stdout }).on('line', onLine);
-    createInterface({ input: child.stderr }).on('line', onLine);
-    child.on('exit', (code, signal) => {
-      if (this.monitor === child) {
-        this.monitor = undefined;
-        this.monitorSince = undefined;
-      }
-      if (this.stopped) return;
-      this.log.warn({ code, signal }, 'probe monitor exited; restarting in 1 s');
-      this.restartTimer = setTimeout(() => this.spawnMonitor(), 1000);
-    });
+  private packetIn(p: PacketIn): void {
+    const o = decodeChainObject(decodeCookie(p.cookie).object);
+    if (o.kind === CookieKind.probe) this.opts.onReturn(probeKey(o.chain, o.hop, o.replica));
   }
 
   /**
-   * Whether a probe that does not come back now says something about the replica. Not while the monitor is down
-   * (ovs-vswitchd restarting closes its connection), nor for OBSERVE_GRACE_MS after it (re)connected: a restarted
+   * Whether a probe that does not come back now says something about the replica. Not while the connection is
+   * down (ovs-vswitchd restarting closes it), nor for OBSERVE_GRACE_MS after it (re)connected: a restarted
    * ovs-vswitchd has no flows until the agent's watchdog has put them back.
    */
   observing(now = Date.now()): boolean {
-    return this.monitorSince !== undefined && now - this.monitorSince >= OBSERVE_GRACE_MS;
+    const since = this.opts.connection.connectedSince;
+    return this.unsubscribe !== undefined && since !== undefined && now - since >= OBSERVE_GRACE_MS;
   }
 
   /** Injects one probe into each target's ingress port. */
   async send(targets: readonly ProbeTarget[], seq: number): Promise<void> {
-    if (!targets.length || this.stopped) return;
-    const lines = targets.map((t) => `packet-out in_port=controller packet=${probeFrame(t.dstMac, `seine-probe ${probeKey(t.chain, t.hop, t.replica)} ${seq}`)} actions=output:${t.ingressOfport}`);
-    await run('ovs-ofctl', ['-O', 'OpenFlow15', 'bundle', this.opts.target, '-'], { input: lines.join('\n') + '\n', timeoutMs: 10_000 });
+    if (!targets.length || !this.unsubscribe) return;
+    await this.opts.connection.packetOut(
+      targets.map((t) => ({ data: probeFrame(t.dstMac, `seine-probe ${probeKey(t.chain, t.hop, t.replica)} ${seq}`), actions: [{ type: 'output', port: t.ingressOfport }] })),
+    );
   }
 
   stop(): void {
-    this.stopped = true;
-    if (this.restartTimer) clearTimeout(this.restartTimer);
-    this.monitor?.kill('SIGTERM');
-    this.monitor = undefined;
+    this.unsubscribe?.();
+    this.unsubscribe = undefined;
   }
 }

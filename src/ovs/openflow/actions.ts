@@ -1,8 +1,11 @@
 import ipaddr from 'ipaddr.js';
 import { checkToken, checkUint, renderIp, renderMac } from './match.js';
 
-/** Output port: an OpenFlow port number, a reserved port, or a field holding the port (`reg1[0..15]`). */
-export type Port = number | 'IN_PORT' | 'LOCAL' | 'NORMAL' | 'FLOOD' | 'ALL' | { field: string };
+/**
+ * Output port: an OpenFlow port number, a reserved port, or a field holding the port (`reg1[0..15]`). CONTROLLER
+ * sends the whole packet to the controller; TABLE (packet-out only) runs the packet through the pipeline.
+ */
+export type Port = number | 'IN_PORT' | 'LOCAL' | 'NORMAL' | 'FLOOD' | 'ALL' | 'CONTROLLER' | 'TABLE' | { field: string };
 
 export interface Nat {
   /** Omitted: plain `nat`, which un-NATs replies of a connection committed with NAT. */
@@ -56,7 +59,7 @@ export type Action =
   | { type: 'note'; text: string }
   | { type: 'raw'; text: string };
 
-const RESERVED_PORTS: ReadonlySet<string> = new Set(['IN_PORT', 'LOCAL', 'NORMAL', 'FLOOD', 'ALL']);
+const RESERVED_PORTS: ReadonlySet<string> = new Set(['IN_PORT', 'LOCAL', 'NORMAL', 'FLOOD', 'ALL', 'CONTROLLER', 'TABLE']);
 const SUBFIELD = /^[A-Za-z_][A-Za-z0-9_]*(\[(\d+(\.\.\d+)?)?\])?$/;
 
 /** A field or subfield reference; a bare field name means the whole field (`reg0` → `reg0[]`). */

@@ -75,7 +75,7 @@ describe('replica health', () => {
 
 describe('probe frames', () => {
   it('carry a valid IPv4 header checksum, UDP to port 7 and the payload', () => {
-    const b = Buffer.from(probeFrame('02:00:00:00:00:01', 'seine-probe 1/0/2 9'), 'hex');
+    const b = probeFrame('02:00:00:00:00:01', 'seine-probe 1/0/2 9');
     expect(b.subarray(0, 6).toString('hex')).toBe('020000000001');
     expect(b.readUInt16BE(12)).toBe(0x0800);
     const ip = b.subarray(14, 34);

@@ -10,6 +10,7 @@ import type { DatapathChain } from '../../../src/chaining/datapath/state.js';
 import { decodeCookie } from '../../../src/ovs/openflow/cookie.js';
 import { eventually } from '../../../src/util/wait.js';
 import { OvsSandbox, SANDBOX_NODE, type SandboxPod } from '../../harness/sandbox.js';
+import { OfConnection } from '../../../src/ovs/openflow/wire/connection.js';
 import { ForwardingProber, probeDestinationMac, probeKey } from '../../../src/chaining/agent/probe.js';
 import { addCnf as addBridgeCnf, bridging, oneArmedRouting, replica, routing, rx, seen, tcp as tcpTo, watchPort, type Cnf } from './bridge-cnf.js';
 
@@ -113,11 +114,12 @@ describe('service chain steering on a real bridge', () => {
       },
     ]);
     const seen: string[] = [];
-    const prober = new ForwardingProber({ target: w.ofctl.target, rundir: sb.ovs.rundir, onReturn: (k) => seen.push(k) });
+    const connection = new OfConnection(w.ofctl.target.replace(/^unix:/, ''));
+    const prober = new ForwardingProber({ connection, onReturn: (k) => seen.push(k) });
     prober.start();
     try {
       const target = { chain: 9, hop: 0, replica: 2, ingressOfport: r.local!.ingressOfport, dstMac: probeDestinationMac('Transparent', r.local!.ingressMac) };
-      // The monitor may not be connected for the first probes: keep probing until one comes back.
+      // Keep probing until one comes back (the CNF's bridge may still be learning).
       let seq = 0;
       await eventually('a probe back from the bridging CNF', async () => {
         await prober.send([target], ++seq);
@@ -133,6 +135,7 @@ describe('service chain steering on a real bridge', () => {
       expect(seen).toEqual([]);
     } finally {
       prober.stop();
+      connection.close();
     }
   }, 120_000);
 });

@@ -18,7 +18,7 @@ const NXAST = { note: 8, resubmitTable: 14, outputReg: 15, outputReg2: 32, conju
 // Reserved ports in OpenFlow 1.0 numbering; OpenFlow 1.1+ writes them plus 0xffff0000.
 const OFPP = { max: 0xff00, inPort: 0xfff8, table: 0xfff9, normal: 0xfffa, flood: 0xfffb, all: 0xfffc, controller: 0xfffd, local: 0xfffe } as const;
 const OFPP11_OFFSET = 0xffff0000;
-const RESERVED_PORTS: Readonly<Record<string, number>> = { IN_PORT: OFPP.inPort, LOCAL: OFPP.local, NORMAL: OFPP.normal, FLOOD: OFPP.flood, ALL: OFPP.all };
+const RESERVED_PORTS: Readonly<Record<string, number>> = { IN_PORT: OFPP.inPort, LOCAL: OFPP.local, NORMAL: OFPP.normal, FLOOD: OFPP.flood, ALL: OFPP.all, CONTROLLER: OFPP.controller, TABLE: OFPP.table };
 /** Reserved ports OVS outputs to (NONE and ANY it refuses). */
 const OUTPUT_RESERVED: ReadonlySet<number> = new Set([OFPP.inPort, OFPP.table, OFPP.normal, OFPP.flood, OFPP.all, OFPP.controller, OFPP.local]);
 /** "No recirculation" in NXAST_CT, and "no table" in NXAST_RESUBMIT_TABLE. */

@@ -7,15 +7,20 @@ import {
   bundleControl,
   decodeAggregateReply,
   decodeError,
+  decodePacketIn,
   errorName,
   hello,
   HEADER_LEN,
   message,
   MsgType,
   OFP_VERSION,
+  packetOut,
+  setConfig,
   type AggregateStats,
   type FlowSelection,
   type OfpError,
+  type PacketIn,
+  type PacketOut,
 } from './messages.js';
 
 /** The switch refused a message: its OpenFlow error, and which message of the request it was. */
@@ -60,6 +65,10 @@ export interface OfConnectionOptions {
 }
 
 const MAX_XID = 0xffffffff;
+/** Bytes of a packet-in's frame OVS sends on a table miss (a flow's controller action sets its own length). */
+const MISS_SEND_LEN = 0xffff;
+/** While packet-ins are wanted, a lost connection is opened again after this long. */
+const RECONNECT_MS = 1000;
 
 /**
  * One persistent OpenFlow 1.5 connection to a switch's management socket (`<rundir>/<bridge>.mgmt`):
@@ -76,6 +85,11 @@ export class OfConnection {
   private readonly waiters = new Map<number, Waiter>();
   private readonly watches = new Set<BundleWatch>();
   private readonly disconnectListeners = new Set<() => void>();
+  private readonly packetInListeners = new Set<(p: PacketIn) => void>();
+  private reconnectTimer?: NodeJS.Timeout;
+  private closed = false;
+  /** When the current connection was made (Date.now()); undefined while there is none. */
+  private openedAt?: number;
   private readonly timeoutMs: number;
   private readonly log: Logger;
   /** Messages sent and connections made, for benchmarks and tests. */
@@ -98,6 +112,39 @@ export class OfConnection {
     return !!this.socket;
   }
 
+  /** When the current connection was made, in ms since the epoch; undefined while not connected. */
+  get connectedSince(): number | undefined {
+    return this.socket ? this.openedAt : undefined;
+  }
+
+  /**
+   * Receives every packet-in the switch sends. While anyone listens, the connection asks for packet-ins (a
+   * management socket gets none otherwise), stays open, and is opened again soon after it was lost.
+   */
+  onPacketIn(fn: (p: PacketIn) => void): () => void {
+    this.packetInListeners.add(fn);
+    if (this.packetInListeners.size === 1) {
+      if (this.socket) this.socket.write(setConfig(this.nextXid(), MISS_SEND_LEN));
+      else this.keepOpen();
+    }
+    return () => {
+      this.packetInListeners.delete(fn);
+      if (!this.packetInListeners.size && this.reconnectTimer) clearTimeout(this.reconnectTimer);
+    };
+  }
+
+  /** Connects now (or after RECONNECT_MS, again and again, while it fails) for the packet-in listeners. */
+  private keepOpen(): void {
+    if (this.closed || !this.packetInListeners.size || this.socket || this.reconnectTimer) return;
+    this.ensure().catch((e: unknown) => {
+      this.log.debug({ err: String(e) }, 'cannot connect for packet-ins yet');
+      this.reconnectTimer = setTimeout(() => {
+        this.reconnectTimer = undefined;
+        this.keepOpen();
+      }, RECONNECT_MS).unref();
+    });
+  }
+
   private nextXid(): number {
     const x = this.xid;
     this.xid = this.xid >= MAX_XID ? 1 : this.xid + 1;
@@ -106,6 +153,7 @@ export class OfConnection {
 
   private async ensure(): Promise<Socket> {
     if (this.socket) return this.socket;
+    this.closed = false;
     this.connecting ??= this.open().finally(() => (this.connecting = undefined));
     return this.connecting;
   }
@@ -142,8 +190,10 @@ export class OfConnection {
         s.off('data', onEarly);
         s.off('error', fail);
         this.socket = s;
+        this.openedAt = Date.now();
         this.buffer = early.subarray(len);
         this.stats.connects++;
+        if (this.packetInListeners.size) s.write(setConfig(this.nextXid(), MISS_SEND_LEN));
         s.on('data', (c: Buffer) => this.onData(c));
         s.on('error', (e) => this.log.warn({ err: e.message }, 'OpenFlow connection error'));
         s.on('close', () => this.onClose(s));
@@ -179,6 +229,12 @@ export class OfConnection {
     }
     this.log.info('OpenFlow connection closed; the next request reconnects');
     for (const fn of this.disconnectListeners) fn();
+    if (this.packetInListeners.size && !this.closed) {
+      this.reconnectTimer ??= setTimeout(() => {
+        this.reconnectTimer = undefined;
+        this.keepOpen();
+      }, RECONNECT_MS).unref();
+    }
   }
 
   private onData(chunk: Buffer): void {
@@ -210,6 +266,18 @@ export class OfConnection {
       }
       const waiter = this.waiters.get(xid);
       if (waiter) this.settle(xid)?.reject(new OpenFlowError(err));
+      return;
+    }
+    if (type === MsgType.packetIn) {
+      if (!this.packetInListeners.size) return;
+      let p: PacketIn;
+      try {
+        p = decodePacketIn(body);
+      } catch (e) {
+        this.log.warn({ err: String(e) }, 'undecodable packet-in');
+        return;
+      }
+      for (const fn of this.packetInListeners) fn(p);
       return;
     }
     const waiter = this.waiters.get(xid);
@@ -333,11 +401,41 @@ export class OfConnection {
     }
   }
 
+  /**
+   * Injects frames into the pipeline (OFPT_PACKET_OUT each), then waits for a barrier: resolves once the switch
+   * has processed them all, rejects with the OpenFlowError of the first it refused.
+   */
+  async packetOut(packets: readonly PacketOut[]): Promise<void> {
+    if (!packets.length) return;
+    const s = await this.ensure();
+    const frames = packets.map((p) => packetOut(this.nextXid(), p));
+    const xids = frames.map((f) => f.readUInt32BE(4));
+    const barrierXid = this.nextXid();
+    const watch: BundleWatch = { first: xids[0]!, last: xids[xids.length - 1]!, errors: new Map() };
+    if (watch.last < watch.first) [watch.first, watch.last] = [0, MAX_XID];
+    this.watches.add(watch);
+    try {
+      const done = this.expect(barrierXid, MsgType.barrierReply);
+      this.write(s, [...frames, message(MsgType.barrierRequest, barrierXid)]);
+      await done;
+      for (const [xid, err] of watch.errors) {
+        const i = xids.indexOf(xid);
+        if (i >= 0) throw new OpenFlowError(err, i);
+      }
+    } finally {
+      this.watches.delete(watch);
+    }
+  }
+
   private async control(bundleId: number, type: number): Promise<void> {
     await this.request((xid) => bundleControl(xid, bundleId, type), MsgType.bundleControl);
   }
 
+  /** Closes the connection for good (a later request opens it again). */
   close(): void {
+    this.closed = true;
+    if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
+    this.reconnectTimer = undefined;
     this.socket?.destroy();
   }
 }

@@ -23,6 +23,9 @@ export const MsgType = {
   echoRequest: 2,
   echoReply: 3,
   featuresRequest: 5,
+  setConfig: 9,
+  packetIn: 10,
+  packetOut: 13,
   flowMod: 14,
   groupMod: 15,
   multipartRequest: 18,
@@ -320,20 +323,97 @@ export interface AggregateStats {
 export function decodeAggregateReply(body: Buffer): AggregateStats {
   if (body.readUInt16BE(0) !== OFPMP_AGGREGATE) throw new Error(`multipart reply of type ${body.readUInt16BE(0)}, not aggregate`);
   const stats = body.subarray(8);
-  const len = stats.readUInt16BE(2);
   const out: AggregateStats = { flows: 0, packets: 0n, bytes: 0n };
-  for (let off = 4; off + 4 <= len; ) {
-    const h = stats.readUInt32BE(off);
-    const cls = h >>> 16;
-    const field = (h >>> 9) & 0x7f;
-    const size = h & 0xff;
-    const at = off + 4;
-    if (cls === 0x8002) {
-      if (field === 3) out.flows = stats.readUInt32BE(at);
-      else if (field === 4) out.packets = stats.readBigUInt64BE(at);
-      else if (field === 5) out.bytes = stats.readBigUInt64BE(at);
-    }
-    off = at + size;
+  for (const f of readTlvFields(stats, 4, stats.readUInt16BE(2))) {
+    if (f.class !== 0x8002) continue;
+    if (f.field === 3) out.flows = f.value.readUInt32BE(0);
+    else if (f.field === 4) out.packets = f.value.readBigUInt64BE(0);
+    else if (f.field === 5) out.bytes = f.value.readBigUInt64BE(0);
   }
   return out;
+}
+
+/** The OXM (or OXS: same header layout) fields in buf[from, to): class, field, value (experimenter id skipped). */
+function readTlvFields(buf: Buffer, from: number, to: number): OxmField[] {
+  const fields: OxmField[] = [];
+  for (let off = from; off + 4 <= to; ) {
+    const h = buf.readUInt32BE(off);
+    const cls = h >>> 16;
+    const end = off + 4 + (h & 0xff);
+    fields.push({ class: cls, field: (h >>> 9) & 0x7f, value: buf.subarray(off + 4 + (cls === 0xffff ? 4 : 0), end) });
+    off = end;
+  }
+  return fields;
+}
+
+/** OFPP_CONTROLLER as an OpenFlow 1.5 (32-bit) port number: a packet-out's in_port when it comes from no port. */
+export const CONTROLLER_PORT = 0xfffffffd;
+
+/**
+ * SET_CONFIG with a miss send length: OVS sends asynchronous messages (packet-ins) to a service connection, such
+ * as a bridge's management socket, only once it has set a nonzero one.
+ */
+export function setConfig(xid: number, missSendLen: number): Buffer {
+  const b = Buffer.alloc(4);
+  b.writeUInt16BE(0, 0); // flags: IP fragments handled normally
+  b.writeUInt16BE(fits('miss_send_len', missSendLen, 16), 2);
+  return message(MsgType.setConfig, xid, b);
+}
+
+export interface PacketOut {
+  /** The frame, from its Ethernet header. */
+  data: Buffer;
+  /** Where the pipeline believes it came from: a port number, or the controller (the default). */
+  inPort?: number;
+  actions: readonly Action[];
+}
+
+/** OFPT_PACKET_OUT (OpenFlow 1.5: the in_port travels in a match). */
+export function packetOut(xid: number, p: PacketOut): Buffer {
+  const w = new ByteWriter(128 + p.data.length);
+  w.u8(OFP_VERSION).u8(MsgType.packetOut).u16(0).u32(xid);
+  w.u32(NO_BUFFER);
+  const actionsLenAt = w.length;
+  w.u16(0).zeros(2);
+  writeMatch(w, { in_port: p.inPort ?? CONTROLLER_PORT });
+  const acts = encodeActions(p.actions);
+  w.setU16(actionsLenAt, acts.length);
+  w.bytes(acts).bytes(p.data);
+  if (w.length > MAX_MESSAGE) throw new RangeError(`packet-out of ${w.length} bytes exceeds the 64 KiB limit`);
+  w.setU16(2, w.length);
+  return w.finish();
+}
+
+/** One OXM field of a packet-in's metadata. */
+export interface OxmField {
+  class: number;
+  field: number;
+  value: Buffer;
+}
+
+export interface PacketIn {
+  /** OFPR_*: 0 table miss, 1 apply-action, 2 invalid TTL, 3 action set, 4 group, 5 packet-out. */
+  reason: number;
+  tableId: number;
+  /** Cookie of the flow that sent it. */
+  cookie: bigint;
+  /** The pipeline fields OVS reports (in_port, registers, tunnel metadata...). */
+  fields: OxmField[];
+  /** The frame, up to the length the flow's controller action asked for. */
+  data: Buffer;
+  /** The frame's full length. */
+  totalLen: number;
+}
+
+/** The body (after the header) of an OpenFlow 1.3+ OFPT_PACKET_IN. */
+export function decodePacketIn(body: Buffer): PacketIn {
+  const totalLen = body.readUInt16BE(4);
+  const reason = body.readUInt8(6);
+  const tableId = body.readUInt8(7);
+  const cookie = body.readBigUInt64BE(8);
+  const matchAt = 16;
+  const matchLen = body.readUInt16BE(matchAt + 2);
+  const fields = readTlvFields(body, matchAt + 4, matchAt + matchLen).map((f) => ({ ...f, value: Buffer.from(f.value) }));
+  const dataAt = matchAt + ((matchLen + 7) & ~7) + 2;
+  return { reason, tableId, cookie, fields, data: Buffer.from(body.subarray(dataAt)), totalLen };
 }

@@ -349,7 +349,7 @@ describe('OpenFlow 1.5 action encoding', () => {
       ['port between the two numberings', [{ type: 'output', port: 70000 }]],
       ['port ANY', [{ type: 'output', port: 0xffffffff }]],
       ['reserved port 0xff00', [{ type: 'output', port: 0xff00 }]],
-      ['unknown reserved port', [{ type: 'output', port: 'CONTROLLER' as 'LOCAL' }]],
+      ['unknown reserved port', [{ type: 'output', port: 'ANYWHERE' as 'LOCAL' }]],
       ['bad output field', [{ type: 'output', port: { field: 'reg1[0..' } }]],
       ['output bits beyond the field', [{ type: 'output', port: { field: 'reg1[16..32]' } }]],
       ['resubmit to nowhere', [{ type: 'resubmit' }]],

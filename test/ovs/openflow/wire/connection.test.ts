@@ -7,13 +7,14 @@ import type { InstalledFlow } from '../../../../src/ovs/openflow/dump.js';
 import { addFlow, addGroup, type Flow } from '../../../../src/ovs/openflow/flow.js';
 import type { Group } from '../../../../src/ovs/openflow/group.js';
 import { ConnectionError, OfConnection } from '../../../../src/ovs/openflow/wire/connection.js';
-import { encodeChange } from '../../../../src/ovs/openflow/wire/messages.js';
+import { encodeChange, type PacketIn } from '../../../../src/ovs/openflow/wire/messages.js';
 import { BundleError, FlowWriter } from '../../../../src/ovs/openflow/writer.js';
 import { policyFlows } from '../../../../src/policy/datapath/flows.js';
 import type { DatapathRule } from '../../../../src/policy/datapath/state.js';
 import { pipelineFlows } from '../../../../src/primary/pipeline/index.js';
 import { trunkFlows } from '../../../../src/secondary/datapath/trunk-flows.js';
 import { OvsSandbox, SANDBOX_NODE } from '../../../harness/sandbox.js';
+import { eventually } from '../../../../src/util/wait.js';
 
 const BR = 'br0';
 
@@ -246,6 +247,40 @@ describe('OpenFlow 1.5 connection to a real ovs-vswitchd', () => {
     await w.setGroup({ ...big, buckets: buckets(3) });
     expect((await w.dumpGroups(40))[0]?.buckets).toHaveLength(3);
   }, 120_000);
+
+  it('injects packets into the pipeline and receives the packet-ins of its flows, again after the connection was lost', async () => {
+    await clear();
+    const cookie = makeCookie(CookieOwner.chaining, 1, 42);
+    const w = ofctlWriter();
+    await w.sync({ cookie: ownerSelector(CookieOwner.chaining), flows: [{ table: 0, priority: 100, cookie, match: { protocol: 'udp', tp_dst: 7 }, actions: [{ type: 'output', port: 'CONTROLLER' }] }] });
+    const c = new OfConnection(sb.ovs.bridgeMgmt(BR).slice('unix:'.length));
+    const got: PacketIn[] = [];
+    const stop = c.onPacketIn((p) => got.push(p));
+    // Ethernet / IPv4 / UDP to port 7 with a payload of its own.
+    const frame = (n: number): Buffer =>
+      Buffer.concat([Buffer.from('020000000001' + '020000000002' + '0800' + '45000020000040004011' + '0000' + '0a000001' + '0a000002' + '00070007000c0000', 'hex'), Buffer.from(`pkt${n}`)]);
+    try {
+      await c.packetOut([{ data: frame(1), actions: [{ type: 'output', port: 'TABLE' }] }, { data: frame(2), actions: [{ type: 'output', port: 'TABLE' }] }]);
+      await eventually('two packet-ins', async () => (got.length >= 2 ? true : undefined), 10_000, 50);
+      expect(got.map((p) => ({ cookie: p.cookie, table: p.tableId, tail: p.data.subarray(-4).toString() }))).toEqual([
+        { cookie, table: 0, tail: 'pkt1' },
+        { cookie, table: 0, tail: 'pkt2' },
+      ]);
+      // in_port (OXM basic field 0) says where the packet came from: the controller.
+      expect(got[0]!.fields.find((f) => f.class === 0x8000 && f.field === 0)?.value.readUInt32BE(0)).toBe(0xfffffffd);
+      // The connection goes away (as when ovs-vswitchd restarts): it comes back by itself, asks again, and packet-ins follow.
+      const before = c.connectedSince;
+      c['socket']?.destroy();
+      await eventually('connected again', async () => (c.connected && c.connectedSince !== before ? true : undefined), 10_000, 100);
+      got.length = 0;
+      await c.packetOut([{ data: frame(3), actions: [{ type: 'output', port: 'TABLE' }] }]);
+      await eventually('a packet-in after the reconnect', async () => (got.length ? true : undefined), 10_000, 50);
+      expect(got[0]!.data.subarray(-4).toString()).toBe('pkt3');
+    } finally {
+      stop();
+      c.close();
+    }
+  }, 60_000);
 
   it('says clearly when the switch does not speak OpenFlow 1.5, or is not there', async () => {
     await sb.ovs.vsctl(['add-br', 'br13', '--', 'set', 'bridge', 'br13', 'datapath_type=netdev', 'protocols=OpenFlow13', 'fail_mode=secure']);
