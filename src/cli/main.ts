@@ -1,26 +1,7 @@
-import { Command } from 'commander';
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { repoRoot } from '../util/paths.js';
-import { agentCommand } from './agent.js';
-import { controllerCommand } from './controller.js';
-import { getCommand } from './get.js';
-import { installCniCommand } from './install-cni.js';
-import { labCommand } from './lab.js';
-
-const pkg = JSON.parse(readFileSync(join(repoRoot(), 'package.json'), 'utf8')) as { version: string };
-
-const program = new Command('seine')
-  .description('Seine: multi-network Kubernetes CNI on Open vSwitch')
-  .version(pkg.version)
-  .addCommand(labCommand())
-  .addCommand(agentCommand())
-  .addCommand(controllerCommand())
-  .addCommand(installCniCommand())
-  .addCommand(getCommand());
+import { buildProgram } from './program.js';
 
 try {
-  await program.parseAsync(process.argv);
+  await buildProgram().parseAsync(process.argv);
 } catch (e) {
   process.stderr.write(`seine: ${e instanceof Error ? e.message : String(e)}\n`);
   process.exitCode = 1;

@@ -16,10 +16,10 @@ const defs = {
     dns: {
       type: 'object',
       properties: {
-        nameservers: { type: 'array', items: { type: 'string' } },
-        domain: { type: 'string' },
-        search: { type: 'array', items: { type: 'string' } },
-        options: { type: 'array', items: { type: 'string' } },
+        nameservers: { type: 'array', items: { type: 'string' }, description: 'DNS server addresses (IPv4 or IPv6), in order of priority.' },
+        domain: { type: 'string', description: 'Local domain for short host-name lookups.' },
+        search: { type: 'array', items: { type: 'string' }, description: 'Search domains for short host-name lookups, in order of priority.' },
+        options: { type: 'array', items: { type: 'string' }, description: 'Options passed to the resolver.' },
       },
     },
     attachments: {
@@ -27,7 +27,10 @@ const defs = {
       items: {
         type: 'object',
         required: ['containerID', 'ifname'],
-        properties: { containerID: { type: 'string', minLength: 1 }, ifname: { type: 'string', minLength: 1 } },
+        properties: {
+          containerID: { type: 'string', minLength: 1, description: '`CNI_CONTAINERID` of the attachment, as its ADD had it.' },
+          ifname: { type: 'string', minLength: 1, description: '`CNI_IFNAME` of the attachment, as its ADD had it.' },
+        },
       },
     },
   },
@@ -37,23 +40,25 @@ const defs = {
 const result = {
   $id: 'result',
   type: 'object',
+  description: "A plugin's answer to ADD.",
   required: ['cniVersion'],
   properties: {
-    cniVersion: { $ref: 'defs#/definitions/version' },
+    cniVersion: { $ref: 'defs#/definitions/version', description: "CNI version of the result: the version of the call's configuration." },
     interfaces: {
       type: 'array',
       items: {
         type: 'object',
         required: ['name'],
         properties: {
-          name: { type: 'string', minLength: 1 },
-          mac: { type: 'string' },
-          mtu: { type: 'integer', minimum: 0 },
-          sandbox: { type: 'string' },
-          socketPath: { type: 'string' },
-          pciID: { type: 'string' },
+          name: { type: 'string', minLength: 1, description: 'Name of the interface.' },
+          mac: { type: 'string', description: 'Hardware address of the interface, where it has one.' },
+          mtu: { type: 'integer', minimum: 0, description: 'MTU of the interface, in bytes (CNI 1.1.0; dropped from older results).' },
+          sandbox: { type: 'string', description: "The container's network namespace (`CNI_NETNS`) for an interface inside it; empty or left out for an interface on the host." },
+          socketPath: { type: 'string', description: 'Absolute path of a socket file of the interface, where it has one (CNI 1.1.0; dropped from older results).' },
+          pciID: { type: 'string', description: "Platform identifier of the interface's PCI device, where it has one (CNI 1.1.0; dropped from older results)." },
         },
       },
+      description: 'Every interface the attachment made, in the container and on the host.',
     },
     ips: {
       type: 'array',
@@ -61,12 +66,13 @@ const result = {
         type: 'object',
         required: ['address'],
         properties: {
-          address: { type: 'string' },
-          gateway: { type: 'string' },
-          interface: { type: 'integer', minimum: 0 },
-          version: { enum: ['4', '6'] },
+          address: { type: 'string', description: 'The address with its prefix length (`10.1.0.2/24`).' },
+          gateway: { type: 'string', description: "Default gateway of the address's subnet, where there is one." },
+          interface: { type: 'integer', minimum: 0, description: 'Index in `interfaces` of the interface the address is on.' },
+          version: { enum: ['4', '6'], description: 'IP version of the address: in results older than CNI 1.0.0 only.' },
         },
       },
+      description: 'Addresses the attachment assigned.',
     },
     routes: {
       type: 'array',
@@ -74,17 +80,18 @@ const result = {
         type: 'object',
         required: ['dst'],
         properties: {
-          dst: { type: 'string' },
-          gw: { type: 'string' },
-          mtu: { type: 'integer', minimum: 0 },
-          advmss: { type: 'integer', minimum: 0 },
-          priority: { type: 'integer', minimum: 0 },
-          table: { type: 'integer', minimum: 0 },
-          scope: { type: 'integer', minimum: 0 },
+          dst: { type: 'string', description: 'Destination, in CIDR notation.' },
+          gw: { type: 'string', description: 'Next hop. Left out: a `gateway` of `ips` may serve.' },
+          mtu: { type: 'integer', minimum: 0, description: 'MTU along the path to the destination, in bytes (CNI 1.1.0; dropped from older results).' },
+          advmss: { type: 'integer', minimum: 0, description: 'TCP maximum segment size to advertise to the destination, in bytes (CNI 1.1.0; dropped from older results).' },
+          priority: { type: 'integer', minimum: 0, description: 'Priority of the route, lower first (CNI 1.1.0; dropped from older results).' },
+          table: { type: 'integer', minimum: 0, description: 'Routing table the route goes in (CNI 1.1.0; dropped from older results).' },
+          scope: { type: 'integer', minimum: 0, description: 'Scope of the destination: 0 global, 253 link, 254 host (CNI 1.1.0; dropped from older results).' },
         },
       },
+      description: 'Routes the attachment made.',
     },
-    dns: { $ref: 'defs#/definitions/dns' },
+    dns: { $ref: 'defs#/definitions/dns', description: 'DNS settings the network knows of.' },
   },
 } as const;
 
@@ -92,17 +99,27 @@ const result = {
 const pluginconf = {
   $id: 'pluginconf',
   type: 'object',
+  description: 'One plugin of a network configuration list.',
   required: ['type'],
   properties: {
-    type: { $ref: 'defs#/definitions/pluginType' },
-    name: { $ref: 'defs#/definitions/networkName' },
-    cniVersion: { $ref: 'defs#/definitions/version' },
-    capabilities: { type: 'object', additionalProperties: { type: 'boolean' } },
-    ipam: { type: 'object', required: ['type'], properties: { type: { $ref: 'defs#/definitions/pluginType' } } },
-    dns: { $ref: 'defs#/definitions/dns' },
-    args: { type: 'object' },
-    runtimeConfig: { type: 'object' },
-    prevResult: { $ref: 'result' },
+    type: { $ref: 'defs#/definitions/pluginType', description: 'Name of the plugin executable, looked up in the CNI plugin directories (`CNI_PATH`).' },
+    name: { $ref: 'defs#/definitions/networkName', description: "Network name; the runtime puts the list's `name` here when it runs the plugin." },
+    cniVersion: { $ref: 'defs#/definitions/version', description: 'CNI version of the call; the runtime puts the version it chose for the list here when it runs the plugin.' },
+    capabilities: {
+      type: 'object',
+      additionalProperties: { type: 'boolean' },
+      description: 'Capabilities the plugin supports (such as `portMappings`, `ips`, `mac`): the runtime passes the arguments of those requested in `runtimeConfig`.',
+    },
+    ipam: {
+      type: 'object',
+      required: ['type'],
+      properties: { type: { $ref: 'defs#/definitions/pluginType', description: 'Name of the IPAM plugin executable.' } },
+      description: "IP address management: the other keys are the IPAM plugin's own.",
+    },
+    dns: { $ref: 'defs#/definitions/dns', description: 'DNS settings for plugins that use them.' },
+    args: { type: 'object', description: "Reserved: extra arguments the runtime inserts (Seine's secondary networks put the networks annotation's `cni-args` under `args.cni`)." },
+    runtimeConfig: { type: 'object', description: "Reserved: inserted by the runtime, the arguments of the capabilities requested for the call that `capabilities` declares." },
+    prevResult: { $ref: 'result', description: 'Inserted by the runtime: the result of the previous plugin of the list (ADD), or the cached result of the ADD (CHECK, DEL).' },
   },
 } as const;
 
@@ -110,12 +127,13 @@ const pluginconf = {
 const netconf = {
   $id: 'netconf',
   type: 'object',
+  description: 'The network configuration a plugin receives on stdin (also a standalone `.conf` file).',
   allOf: [{ $ref: 'pluginconf' }],
   required: ['cniVersion', 'name', 'type'],
   properties: {
-    cniVersions: { type: 'array', items: { $ref: 'defs#/definitions/version' } },
-    'cni.dev/valid-attachments': { $ref: 'defs#/definitions/attachments' },
-    'cni.dev/attachments': { $ref: 'defs#/definitions/attachments' },
+    cniVersions: { type: 'array', items: { $ref: 'defs#/definitions/version' }, description: 'Every CNI version a `.conf` file supports; the highest one supported, of these and `cniVersion`, is used.' },
+    'cni.dev/valid-attachments': { $ref: 'defs#/definitions/attachments', description: "GC only: the network's attachments still in use; the plugin may remove what it keeps for any other." },
+    'cni.dev/attachments': { $ref: 'defs#/definitions/attachments', description: 'GC only: the earlier spelling of `cni.dev/valid-attachments`, which libcni sends too; read when that one is absent.' },
   },
 } as const;
 
@@ -123,14 +141,19 @@ const netconf = {
 const conflist = {
   $id: 'conflist',
   type: 'object',
+  description: 'A network configuration list.',
   required: ['name', 'plugins'],
   properties: {
-    cniVersion: { $ref: 'defs#/definitions/version' },
-    cniVersions: { type: 'array', items: { $ref: 'defs#/definitions/version' } },
-    name: { $ref: 'defs#/definitions/networkName' },
-    disableCheck: { $ref: 'defs#/definitions/boolish' },
-    disableGC: { $ref: 'defs#/definitions/boolish' },
-    plugins: { type: 'array', minItems: 1, items: { $ref: 'pluginconf' } },
+    cniVersion: { $ref: 'defs#/definitions/version', description: 'CNI version the list and its plugins are written in; this or `cniVersions` is required.' },
+    cniVersions: {
+      type: 'array',
+      items: { $ref: 'defs#/definitions/version' },
+      description: 'Every CNI version the list supports (CNI 1.1.0); the highest one supported, of these and `cniVersion`, is used.',
+    },
+    name: { $ref: 'defs#/definitions/networkName', description: "Network name, unique on the node; it keys the network's cached results and plugin state." },
+    disableCheck: { $ref: 'defs#/definitions/boolish', description: '`true` (or `"true"` in any case): CHECK is never run for this list. Left out: `false`.' },
+    disableGC: { $ref: 'defs#/definitions/boolish', description: '`true` (or `"true"` in any case): GC is never run for this list. Left out: `false`.' },
+    plugins: { type: 'array', minItems: 1, items: { $ref: 'pluginconf' }, description: 'The plugins, run in this order for ADD and in reverse order for DEL.' },
   },
 } as const;
 
@@ -138,10 +161,11 @@ const conflist = {
 const versionResult = {
   $id: 'version-result',
   type: 'object',
+  description: "A plugin's answer to VERSION.",
   required: ['cniVersion'],
   properties: {
-    cniVersion: { type: 'string' },
-    supportedVersions: { type: 'array', items: { type: 'string' } },
+    cniVersion: { type: 'string', description: 'CNI version of the answer: the one of the call.' },
+    supportedVersions: { type: 'array', items: { type: 'string' }, description: "Every CNI version the plugin supports. Left out: only `cniVersion` (a plugin older than CNI 0.2.0)." },
   },
 } as const;
 

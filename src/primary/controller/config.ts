@@ -82,40 +82,61 @@ export function firstExternalIPv4(interfaces: NodeJS.Dict<NetworkInterfaceInfo[]
 
 const seconds = { type: 'number', exclusiveMinimum: 0, maximum: 3600 } as const;
 
-const schema: JSONSchemaType<ControllerConfig> = {
+export const schema: JSONSchemaType<ControllerConfig> = {
   type: 'object',
+  description: "The cluster controller's configuration (the `controller.yaml` key of the seine-config ConfigMap).",
   additionalProperties: false,
   required: ['allocateNodeCIDRs', 'clusterCIDR', 'nodeCIDRMaskSize', 'leaderElection', 'healthPort', 'policy'],
   properties: {
-    kubeconfig: { type: 'string', nullable: true },
-    allocateNodeCIDRs: { type: 'boolean' },
-    clusterCIDR: { type: 'string', pattern: '^\\d{1,3}(\\.\\d{1,3}){3}/\\d{1,2}$' },
-    nodeCIDRMaskSize: { type: 'integer', minimum: 8, maximum: 30 },
+    kubeconfig: { type: 'string', nullable: true, description: 'Path of a kubeconfig file; `--kubeconfig` overrides it. Left out: `$KUBECONFIG`, else the in-cluster service account, else `~/.kube/config`.' },
+    allocateNodeCIDRs: {
+      type: 'boolean',
+      description: "Gives each Node without a `spec.podCIDR` one from `clusterCIDR`. Turn it off where kube-controller-manager allocates them (`--allocate-node-cidrs=true`): two allocators would race. The chained manifests (EKS, AKS) turn it off.",
+    },
+    clusterCIDR: { type: 'string', pattern: '^\\d{1,3}(\\.\\d{1,3}){3}/\\d{1,2}$', description: "The IPv4 block node pod CIDRs are carved from; the agents' `clusterCIDR` must be the same." },
+    nodeCIDRMaskSize: { type: 'integer', minimum: 8, maximum: 30, description: "Prefix length of each node's pod CIDR; not shorter than `clusterCIDR`'s." },
     leaderElection: {
       type: 'object',
+      description: 'Leader election between controller replicas, through a Lease: only the leader acts.',
       additionalProperties: false,
       required: ['enabled', 'namespace', 'leaseName', 'leaseDurationSeconds', 'renewDeadlineSeconds', 'retryPeriodSeconds'],
       properties: {
-        enabled: { type: 'boolean' },
-        namespace: { type: 'string', pattern: '^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$' },
-        leaseName: { type: 'string', pattern: '^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$' },
-        leaseDurationSeconds: seconds,
-        renewDeadlineSeconds: seconds,
-        retryPeriodSeconds: seconds,
+        enabled: { type: 'boolean', description: 'Off, the controller acts at once without a Lease: only for a single replica, as two unelected controllers would both allocate.' },
+        namespace: {
+          type: 'string',
+          pattern: '^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$',
+          description: 'Namespace of the Lease, and of the seine-controller-endpoint ConfigMap the policy channel publishes. Left out: `$POD_NAMESPACE` (downward API), else `kube-system`.',
+        },
+        leaseName: { type: 'string', pattern: '^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$', description: 'Name of the Lease.' },
+        leaseDurationSeconds: { ...seconds, description: 'Seconds a lease holds without renewal before another replica may take it; must be more than `renewDeadlineSeconds`.' },
+        renewDeadlineSeconds: { ...seconds, description: 'Seconds the leader goes on trying to renew before it stops acting; must be more than 1.2 × `retryPeriodSeconds`.' },
+        retryPeriodSeconds: { ...seconds, description: 'Seconds between attempts to acquire or renew the lease.' },
       },
     },
-    healthPort: { type: 'integer', minimum: 0, maximum: 65535 },
-    healthSocket: { type: 'string', minLength: 1, nullable: true },
+    healthPort: { type: 'integer', minimum: 0, maximum: 65535, description: 'TCP port of the `/metrics`, `/healthz`, `/livez` and `/readyz` endpoints; 0 serves them on no port.' },
+    healthSocket: { type: 'string', minLength: 1, nullable: true, description: 'Path of a unix socket that also serves the same endpoints (the lab relays it to the machine). Left out: no socket.' },
     policy: {
       type: 'object',
+      description:
+        "The policy computation and channel: the leader computes the network policies and streams each agent its node's share over HTTPS, publishing its address and certificate in the ConfigMap seine-controller-endpoint (in `leaderElection.namespace`).",
       additionalProperties: false,
       required: ['enabled', 'bindAddress', 'port', 'agentUsers'],
       properties: {
-        enabled: { type: 'boolean' },
-        bindAddress: { type: 'string', minLength: 1 },
-        port: { type: 'integer', minimum: 0, maximum: 65535 },
-        advertiseAddress: { type: 'string', minLength: 1, nullable: true },
-        agentUsers: { type: 'array', items: { type: 'string', minLength: 1 }, minItems: 1 },
+        enabled: { type: 'boolean', description: 'Runs the policy computation and channel (on the leader); off, nothing computes policies or serves them to the agents.' },
+        bindAddress: { type: 'string', minLength: 1, description: 'IP address the channel listens on.' },
+        port: { type: 'integer', minimum: 0, maximum: 65535, description: 'TCP port of the channel; 0 picks a free one (the published endpoint says which).' },
+        advertiseAddress: {
+          type: 'string',
+          minLength: 1,
+          nullable: true,
+          description: "IP address or DNS name agents connect to, which the channel's certificate is made for. Left out: `$POD_IP` (downward API), else the host's first non-internal IPv4 address.",
+        },
+        agentUsers: {
+          type: 'array',
+          items: { type: 'string', minLength: 1 },
+          minItems: 1,
+          description: "Users allowed to read shares, as the API server's TokenReview names them. Left out: the seine-agent ServiceAccount of `leaderElection.namespace`.",
+        },
       },
     },
   },
