@@ -31,8 +31,14 @@ import { buildCloudNetwork, provisionCloudNode } from './cloud/profile.js';
 import type { AzureMode, CloudProfile } from './cloud/plan.js';
 
 export const DEFAULT_STATE_ROOT = '/run/seine/labs';
-/** install-cni derives its conflist in well under a second; a loaded machine gets far longer. */
-const CHAINED_INSTALL_TIMEOUT_MS = 60_000;
+/** `SEINE_CPU_PROF=DIR`: the lab's agents and controller write V8 CPU profiles into DIR when they exit. */
+function profilingArgs(): string[] {
+  const dir = process.env.SEINE_CPU_PROF;
+  return dir ? ['--cpu-prof', `--cpu-prof-dir=${dir}`] : [];
+}
+
+/** An agent starts (and install-cni derives its conflist) in a few seconds; a loaded machine takes far longer. */
+const AGENT_START_TIMEOUT_MS = 120_000;
 
 /** The CLI and the CNI plugin as built in this repository (the lab runs the build). */
 const SEINE_BIN = join(repoRoot(), 'bin', 'seine');
@@ -345,7 +351,7 @@ export class Lab {
       {
         name: 'seine-controller',
         command: process.execPath,
-        args: [SEINE_BIN, 'controller', '--config', controllerConfig],
+        args: [...profilingArgs(), SEINE_BIN, 'controller', '--config', controllerConfig],
         env: { ...process.env, POD_NAMESPACE: 'kube-system', POD_NAME: `seine-controller-${this.plan.name}`, SEINE_LOG_LEVEL: process.env.SEINE_AGENT_LOG_LEVEL ?? 'info' },
         logFile: join(this.stateDir, 'seine-controller.log'),
         restart: 'always',
@@ -389,12 +395,13 @@ export class Lab {
       await this.openEndpoint(node.plan.name, join(node.dirs.agentRunDir, 'metrics.sock'));
     }
     // As `kubectl rollout status` would: pods made from here on go through Seine (earlier ones are taken over),
-    // whose agent answers (it listens once its features have started).
-    if (cloud) {
-      for (const node of this.nodes) {
-        const ready = (): boolean => existsSync(join(node.dirs.cniConfDir, CHAINED_CONFLIST_NAME)) && existsSync(join(node.dirs.agentRunDir, 'cni.sock'));
-        await eventually(`05-seine.conflist and the agent's CNI socket on ${node.plan.name}`, async () => (ready() ? true : undefined), CHAINED_INSTALL_TIMEOUT_MS);
-      }
+    // whose agent answers (it listens once its features have started). Otherwise the first pods meet an agent
+    // still starting and wait out the kubelet's backoff.
+    for (const node of this.nodes) {
+      const socket = join(node.dirs.agentRunDir, 'cni.sock');
+      const conflist = join(node.dirs.cniConfDir, CHAINED_CONFLIST_NAME);
+      const ready = (): boolean => existsSync(socket) && (!cloud || existsSync(conflist));
+      await eventually(`${cloud ? '05-seine.conflist and ' : ''}the agent's CNI socket on ${node.plan.name}`, async () => (ready() ? true : undefined), AGENT_START_TIMEOUT_MS);
     }
   }
 
@@ -420,7 +427,7 @@ export class Lab {
       {
         name: `${what}/${node.plan.name}`,
         command: process.execPath,
-        args: [SEINE_BIN, ...args],
+        args: [...profilingArgs(), SEINE_BIN, ...args],
         env: { ...process.env, NODE_NAME: node.plan.name, SEINE_LOG_LEVEL: process.env.SEINE_AGENT_LOG_LEVEL ?? 'info' },
         logFile: join(node.dirs.logDir, `seine-${what}.log`),
         restart: 'always',

@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import { Counter } from 'prom-client';
+import type { InstalledFlow } from '../../ovs/openflow/index.js';
 import type { NodeContext } from '../../agent/context.js';
 import type { AgentFeature, PodAttachmentHook, PodSandbox } from '../../agent/feature.js';
 import { EventRecorder } from '../../k8s/events.js';
@@ -30,7 +30,14 @@ const RETRY_MS = 2000;
  */
 export const KNOWN_WAIT_MS = 5000;
 /** Rule counters are read this often for the metrics. */
-const COUNTERS_MS = 5000;
+/** The two rule metrics of one scrape share one reading of the flows. */
+const SCRAPE_REUSE_MS = 1000;
+
+interface RuleCount {
+  labels: Record<'policy_kind' | 'namespace' | 'policy' | 'network' | 'rule' | 'direction' | 'action', string>;
+  packets: number;
+  bytes: number;
+}
 
 /** What the pods' ports were when last realized: a change means realizing again. */
 const portsSignature = (ports: ReadonlyMap<string, number[]>): string => JSON.stringify([...ports].sort());
@@ -75,7 +82,7 @@ export class NetworkPolicyFeature implements AgentFeature {
   private stopped = false;
   private realizeTimer?: NodeJS.Timeout;
   private retryTimer?: NodeJS.Timeout;
-  private countersTimer?: NodeJS.Timeout;
+  private counting?: { at: number; counts: Promise<RuleCount[]> };
   private unwatchPorts?: () => void;
   /** Sandboxes being deleted: their ports no longer count as their pods' (until the port is gone). */
   private readonly leaving = new Set<string>();
@@ -88,8 +95,6 @@ export class NetworkPolicyFeature implements AgentFeature {
   private readonly waiters = new Set<() => void>();
   /** The rules the datapath could not express at the last sync (left out, reported once). */
   private problems: RuleProblem[] = [];
-  private packets?: Counter;
-  private bytes?: Counter;
   private secondary?: SecondaryPolicyRealizer;
   /** Whether the last sync of the secondary bridges failed (a gated port then stays down). */
   private secondaryFailed = false;
@@ -109,8 +114,10 @@ export class NetworkPolicyFeature implements AgentFeature {
     const loaded = this.store.load();
     if (loaded.problem) this.log.warn({ problem: loaded.problem }, 'kept policy share unreadable; waiting for the controller');
     else if (loaded.loaded) this.log.info({ ...this.store.size }, 'enforcing the kept policy share until the controller answers');
-    this.packets = new Counter({ name: 'seine_policy_rule_packets_total', help: 'Packets of the new connections a policy rule decided on this node (action Accept, Deny or Pass; isolation drops under rule "isolation-<direction>"; network: a MultiNetworkPolicy\'s secondary network)', labelNames: ['policy_kind', 'namespace', 'policy', 'network', 'rule', 'direction', 'action'], registers: [ctx.metrics.registry] });
-    this.bytes = new Counter({ name: 'seine_policy_rule_bytes_total', help: 'Bytes of the new connections a policy rule decided on this node', labelNames: ['policy_kind', 'namespace', 'policy', 'network', 'rule', 'direction', 'action'], registers: [ctx.metrics.registry] });
+    // Read from the switch when scraped (one dump serves both), not polled: a node without policies spawns nothing.
+    const labels = ['policy_kind', 'namespace', 'policy', 'network', 'rule', 'direction', 'action'] as const;
+    ctx.metrics.counters('seine_policy_rule_packets_total', 'Packets of the new connections a policy rule decided on this node (action Accept, Deny or Pass; isolation drops under rule "isolation-<direction>"; network: a MultiNetworkPolicy\'s secondary network)', labels, async () => (await this.ruleCounts()).map((c) => ({ labels: c.labels, value: c.packets })));
+    ctx.metrics.counters('seine_policy_rule_bytes_total', 'Bytes of the new connections a policy rule decided on this node', labels, async () => (await this.ruleCounts()).map((c) => ({ labels: c.labels, value: c.bytes })));
     // Before the node takes pods (and before ovs-vswitchd stops waiting for flows): what was kept, on the ports there are.
     await this.pass.run();
     this.unwatchPorts = ctx.vswitch.cache.onChange(() => {
@@ -138,8 +145,6 @@ export class NetworkPolicyFeature implements AgentFeature {
       },
     });
     this.client.start();
-    this.countersTimer = setInterval(() => void this.readCounters(), COUNTERS_MS);
-    this.countersTimer.unref();
   }
 
   async stop(): Promise<void> {
@@ -150,7 +155,6 @@ export class NetworkPolicyFeature implements AgentFeature {
     this.unwatchPorts?.();
     this.unregisterGate?.();
     for (const t of [this.realizeTimer, this.retryTimer]) if (t) clearTimeout(t);
-    if (this.countersTimer) clearInterval(this.countersTimer);
     await this.pass.current;
     for (const name of ['seine_policy_rule_packets_total', 'seine_policy_rule_bytes_total']) this.ctx?.metrics.registry.removeSingleMetric(name);
   }
@@ -400,27 +404,30 @@ export class NetworkPolicyFeature implements AgentFeature {
     return r ? `${r.policy.kind} ${r.policy.namespace ? `${r.policy.namespace}/` : ''}${r.policy.name} rule ${r.rule}` : `rule ${ruleId}`;
   }
 
-  private async readCounters(): Promise<void> {
-    if (this.stopped) return;
-    let flows;
-    try {
-      flows = await this.ctx.flows.dumpFlows({ cookie: policyScope() });
-    } catch {
-      return; // ovs-vswitchd away: the next reading
-    }
-    const secondary = (await this.secondary?.dumpFlows()) ?? [];
-    this.packets?.reset();
-    this.bytes?.reset();
-    const count = (flowsOf: typeof flows, rules: ReadonlyMap<number, RuleInfo> | undefined): void => {
+  /** The rules' flow counters, read once for the two metrics of one scrape. */
+  private ruleCounts(): Promise<RuleCount[]> {
+    const now = Date.now();
+    if (!this.counting || now - this.counting.at > SCRAPE_REUSE_MS) this.counting = { at: now, counts: this.readRuleCounts() };
+    return this.counting.counts;
+  }
+
+  private async readRuleCounts(): Promise<RuleCount[]> {
+    if (this.stopped) return [];
+    const out: RuleCount[] = [];
+    const count = (flowsOf: InstalledFlow[], rules: ReadonlyMap<number, RuleInfo> | undefined): void => {
       for (const c of ruleCounters(flowsOf)) {
         const r = rules?.get(c.ruleId);
         if (!r) continue;
-        const labels = { policy_kind: r.policy.kind, namespace: r.policy.namespace ?? '', policy: r.policy.name, network: r.policy.network ?? '', rule: r.rule, direction: r.direction, action: r.action };
-        this.packets?.inc(labels, Number(c.packets));
-        this.bytes?.inc(labels, Number(c.bytes));
+        out.push({ labels: { policy_kind: r.policy.kind, namespace: r.policy.namespace ?? '', policy: r.policy.name, network: r.policy.network ?? '', rule: r.rule, direction: r.direction, action: r.action }, packets: Number(c.packets), bytes: Number(c.bytes) });
       }
     };
-    count(flows, this.rules);
-    for (const b of secondary) count(b.flows, this.secondaryRules.get(b.bridge));
+    try {
+      if (this.rules.size) count(await this.ctx.flows.dumpFlows({ cookie: policyScope() }), this.rules);
+    } catch {
+      // ovs-vswitchd away: the next scrape.
+    }
+    for (const b of (await this.secondary?.dumpFlows((bridge) => (this.secondaryRules.get(bridge)?.size ?? 0) > 0)) ?? []) count(b.flows, this.secondaryRules.get(b.bridge));
+    return out;
   }
+
 }

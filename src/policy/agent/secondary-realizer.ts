@@ -142,10 +142,10 @@ export class SecondaryPolicyRealizer {
     return result;
   }
 
-  /** The policy flows of every bridge that has some, with their statistics (for the rule counters). */
-  async dumpFlows(): Promise<Array<{ bridge: string; flows: InstalledFlow[] }>> {
+  /** The policy flows of the bridges `wanted` names, with their statistics (for the rule counters). */
+  async dumpFlows(wanted: (bridge: string) => boolean = () => true): Promise<Array<{ bridge: string; flows: InstalledFlow[] }>> {
     const out: Array<{ bridge: string; flows: InstalledFlow[] }> = [];
-    for (const bridge of this.current.keys()) {
+    for (const bridge of [...this.current.keys()].filter(wanted)) {
       try {
         out.push({ bridge, flows: await this.writer(bridge).dumpFlows({ cookie: policyScope() }) });
       } catch {
