@@ -1,5 +1,6 @@
 import { existsSync, readdirSync } from 'node:fs';
-import { run, CommandError } from './exec.js';
+import { readdir, stat } from 'node:fs/promises';
+import { run, CommandError, shellQuote } from './exec.js';
 
 export const NETNS_DIR = '/var/run/netns';
 
@@ -20,12 +21,11 @@ export function listNetns(): string[] {
   }
 }
 
-/** Creates a named netns with loopback up. Fails if it already exists. */
+/** Creates a named netns with loopback up (one process: each spawn blocks the caller's event loop). Fails if it already exists. */
 export async function createNetns(name: string): Promise<string> {
-  await run('ip', ['netns', 'add', name]);
-  const path = netnsPath(name);
-  await run('ip', ['link', 'set', 'lo', 'up'], { netns: path });
-  return path;
+  const q = shellQuote(name);
+  await run('sh', ['-ec', `ip netns add ${q}\nip -n ${q} link set lo up`]);
+  return netnsPath(name);
 }
 
 /**
@@ -45,14 +45,35 @@ export async function deleteNetns(name: string): Promise<void> {
   }
 }
 
-/** SIGKILLs the processes in a named netns (`ip netns pids`), and waits a little for them to go. */
+/**
+ * The processes whose network namespace is `path`, as `ip netns pids` finds them (same nsfs device and inode),
+ * read from /proc without starting a process.
+ */
+export async function pidsInNetns(path: string): Promise<number[]> {
+  let ns;
+  try {
+    ns = await stat(path);
+  } catch {
+    return [];
+  }
+  const pids = (await readdir('/proc')).map(Number).filter((p) => Number.isInteger(p) && p > 1 && p !== process.pid);
+  const inNs = await Promise.all(
+    pids.map(async (pid) => {
+      try {
+        const s = await stat(`/proc/${pid}/ns/net`);
+        return s.ino === ns.ino && s.dev === ns.dev;
+      } catch {
+        return false; // gone meanwhile, or not ours to look at
+      }
+    }),
+  );
+  return pids.filter((_, i) => inNs[i]);
+}
+
+/** SIGKILLs the processes in a named netns, and waits a little for them to go. */
 async function killProcessesIn(name: string): Promise<void> {
-  const pids = async (): Promise<number[]> =>
-    (await run('ip', ['netns', 'pids', name]).then((r) => r.stdout, () => ''))
-      .split('\n')
-      .map((l) => Number.parseInt(l, 10))
-      .filter((p) => Number.isInteger(p) && p > 1 && p !== process.pid);
-  const found = await pids();
+  const path = netnsPath(name);
+  const found = await pidsInNetns(path);
   if (!found.length) return;
   for (const pid of found) {
     try {
@@ -61,5 +82,5 @@ async function killProcessesIn(name: string): Promise<void> {
       /* already gone */
     }
   }
-  for (let i = 0; i < 50 && (await pids()).length; i++) await new Promise((r) => setTimeout(r, 20));
+  for (let i = 0; i < 50 && (await pidsInNetns(path)).length; i++) await new Promise((r) => setTimeout(r, 20));
 }
