@@ -238,6 +238,24 @@ export class IpBatch {
   }
 }
 
+/** A namespace reference (a path, or a name made by `ip netns add`) as the path nsenter takes. */
+function netnsFile(ref: string): string {
+  return checkNetnsRef(ref).includes('/') ? ref : `/var/run/netns/${ref}`;
+}
+
+/** One step of IpRoute.applySteps. */
+export interface ApplyStep {
+  /** Where it runs when not in the IpRoute's own namespace. */
+  netns?: string;
+  batch: IpBatch;
+  followUps?: FollowUp[];
+}
+
+/** applySteps exits with this plus the index of the step that failed. */
+export const STEP_EXIT_BASE = 10;
+/** Ends an ip batch given inline; no batch line can be this word alone. */
+const HEREDOC = 'SEINE_IP_BATCH';
+
 /** iproute2 bound to one network namespace (the caller's own when `netns` is undefined). */
 export class IpRoute {
   constructor(readonly netns?: string) {}
@@ -286,6 +304,28 @@ export class IpRoute {
       return;
     }
     await run('sh', ['-ec', commands.map((c) => c.map(shellQuote).join(' ')).join('\n')], { netns: this.netns, input });
+  }
+
+  /**
+   * Applies steps in order, in one spawn: each a batch (and its follow-up commands) in this namespace or in
+   * another one (`netns`, entered with nsenter). The first failure stops the rest; the CommandError's exit code
+   * is STEP_EXIT_BASE plus the failed step's index (another code: the script itself died, e.g. timed out).
+   */
+  async applySteps(steps: readonly ApplyStep[]): Promise<void> {
+    const lines = steps.map((st, i) => {
+      const body = [...(st.batch.empty ? [] : [`ip -batch - <<'${HEREDOC}'\n${st.batch.lines.join('\n')}\n${HEREDOC}`]), ...(st.followUps ?? []).map((c) => c.map(shellQuote).join(' '))].join('\n');
+      if (!body) return '';
+      const inner = `set -e\n${body}`;
+      const exec = st.netns ? `nsenter --net=${shellQuote(netnsFile(st.netns))} -- sh -c ${shellQuote(inner)}` : `(\n${inner}\n)`;
+      return `${exec} || exit ${STEP_EXIT_BASE + i}`;
+    });
+    await run('sh', ['-c', lines.filter(Boolean).join('\n')], { netns: this.netns });
+  }
+
+  /** Deletes the link when it is a veth (checked and deleted in one process); anything else by that name, or none, is left. */
+  async delVeth(dev: string): Promise<void> {
+    const q = shellQuote(checkIfname(dev));
+    await run('sh', ['-c', `if ip -details -json link show dev ${q} 2>/dev/null | grep -q '"info_kind":"veth"'; then ip link del dev ${q} 2>/dev/null || true; fi`], { netns: this.netns });
   }
 
   /** Runs a batch with `-force`: every line is tried; failures (e.g. already gone) are ignored. */

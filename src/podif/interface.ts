@@ -35,9 +35,9 @@ export function randomMac(): string {
 
 /**
  * Creates the pod's veth (peer straight into the pod netns), addresses it, adds a default route via the
- * gateway on it, then brings the host end up. Three spawns: the veth alone, the pod side, the host side, each
- * with its offload/sysctl changes. On failure everything it made is removed. A value that cannot be passed
- * to iproute2 (e.g. a netns path with a newline) is refused with CNI code 4 before anything runs.
+ * gateway on it, then brings the host end up: three steps (the veth, the pod side, the host side, each with
+ * its offload/sysctl changes) in one process. On failure everything it made is removed. A value that cannot be
+ * passed to iproute2 (e.g. a netns path with a newline) is refused with CNI code 4 before anything runs.
  */
 export async function setUpPodInterface(host: IpRoute, spec: PodInterfaceSpec): Promise<void> {
   const userspace = spec.userspaceDatapath;
@@ -63,18 +63,12 @@ export async function setUpPodInterface(host: IpRoute, spec: PodInterfaceSpec): 
     throw e;
   }
   try {
-    await host.apply(veth);
+    // One process: the veth, then the pod end configured, then the host end up last (no frame reaches the
+    // switch before the pod end is ready).
+    await host.applySteps([{ batch: veth }, { netns: spec.netns, batch: podSide, followUps: podFollowUps }, { batch: hostSide, followUps: hostFollowUps }]);
   } catch (e) {
-    // The kernel makes a veth pair in one step, but the batch may have died after it (killed, timed out).
+    // Whatever step failed (or the script died), what this attempt made carries its MAC: remove only that.
     await removeOwnVeth(host, spec, hostMac);
-    throw e;
-  }
-  try {
-    await new IpRoute(spec.netns).apply(podSide, ...podFollowUps);
-    // The host end goes up last: no frame reaches the switch before the pod end is configured.
-    await host.apply(hostSide, ...hostFollowUps);
-  } catch (e) {
-    await tearDownPodInterface(host, spec.hostIfname);
     throw e;
   }
 }

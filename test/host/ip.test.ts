@@ -1,6 +1,6 @@
 import { existsSync } from 'node:fs';
 import { CommandError, run } from '../../src/host/exec.js';
-import { IpBatch, isolateFromHostStackCommand, txOffloadOffCommand, UnsafeArgumentError } from '../../src/host/ip.js';
+import { IpBatch, isolateFromHostStackCommand, STEP_EXIT_BASE, txOffloadOffCommand, UnsafeArgumentError } from '../../src/host/ip.js';
 import { netnsExists } from '../../src/host/netns.js';
 import { isAlive, processRef } from '../../src/host/ledger.js';
 import { OvsSandbox } from '../harness/sandbox.js';
@@ -55,6 +55,43 @@ describe('host commands in namespaces', () => {
     const err2 = await pod.ip.apply(new IpBatch().setLink('eth0', { mtu: 1250 }), ['ethtool', '-K', 'no-such-dev', 'tx', 'off'], ['ip', 'link', 'set', 'eth0', 'mtu', '1200']).catch((e: unknown) => e);
     expect((err2 as CommandError).message).toMatch(/ethtool' '-K' 'no-such-dev'.*No such device/s);
     expect((await pod.ip.link('eth0'))?.mtu).toBe(1250);
+  });
+
+  it('applies steps in several namespaces in one process, in order; a failure stops the rest and names its step', async () => {
+    const pod = await sb.addPod('10.9.0.4/24');
+    const odd = "it's $HOME; `x`";
+    // Host step, pod step (with a follow-up whose words need quoting twice: nsenter's sh and the outer one), host step.
+    await sb.ip.applySteps([
+      { batch: new IpBatch().setLink(pod.hostIf, { mtu: 1280 }) },
+      { netns: pod.netns, batch: new IpBatch().setLink('eth0', { mtu: 1280 }), followUps: [['ip', 'link', 'set', 'eth0', 'alias', odd]] },
+      { batch: new IpBatch(), followUps: [['ip', 'link', 'set', pod.hostIf, 'alias', odd]] },
+    ]);
+    expect((await sb.ip.link(pod.hostIf))?.mtu).toBe(1280);
+    expect((await pod.ip.link('eth0'))?.mtu).toBe(1280);
+    for (const [netns, dev] of [[pod.netns, 'eth0'], [sb.ip.netns, pod.hostIf]] as const) {
+      const [link] = JSON.parse((await run('ip', ['-json', 'link', 'show', dev], { netns })).stdout) as Array<{ ifalias?: string }>;
+      expect(link?.ifalias).toBe(odd);
+    }
+    // The pod step fails: the exit code says which, its stderr is reported, the last step never runs.
+    const err = await sb.ip
+      .applySteps([{ batch: new IpBatch().setLink(pod.hostIf, { mtu: 1300 }) }, { netns: pod.netns, batch: new IpBatch().setLink('no-such-dev', { up: true }) }, { batch: new IpBatch().setLink(pod.hostIf, { mtu: 1400 }) }])
+      .catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(CommandError);
+    expect((err as CommandError).exitCode).toBe(STEP_EXIT_BASE + 1);
+    expect((err as CommandError).stderr).toMatch(/no-such-dev|Cannot find device/);
+    expect((await sb.ip.link(pod.hostIf))?.mtu).toBe(1300);
+  });
+
+  it('delVeth deletes a veth, and leaves a link of another kind or none', async () => {
+    const pod = await sb.addPod('10.9.0.5/24');
+    await sb.ip.apply(new IpBatch().addLink('sbr0', 'bridge'));
+    await sb.ip.delVeth('sbr0');
+    await sb.ip.delVeth('no-such-dev');
+    expect(await sb.ip.link('sbr0')).toBeDefined();
+    await sb.ip.delVeth(pod.hostIf);
+    expect(await sb.ip.link(pod.hostIf)).toBeUndefined();
+    expect(await pod.ip.link('eth0')).toBeUndefined();
+    await sb.ip.apply(new IpBatch().delLink('sbr0'));
   });
 
   it('batch words reach iproute2 exactly as given, quoted where its reader would split them', async () => {

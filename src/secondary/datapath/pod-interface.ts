@@ -1,7 +1,7 @@
 import ipaddr from 'ipaddr.js';
 import type { CniRoute } from '../../cni/types.js';
 import { CommandError } from '../../host/exec.js';
-import { IpBatch, IpRoute, isolateFromHostStackCommand, txOffloadOffCommand, type Route } from '../../host/ip.js';
+import { IpBatch, IpRoute, isolateFromHostStackCommand, STEP_EXIT_BASE, txOffloadOffCommand, type Route } from '../../host/ip.js';
 
 export interface SecondaryInterfaceSpec {
   netns: string;
@@ -85,8 +85,6 @@ export function validateInterfaceSpec(spec: Omit<SecondaryInterfaceSpec, 'usersp
  * On failure it undoes itself and throws; a host interface that existed before is never touched.
  */
 export async function setUpSecondaryInterface(host: IpRoute, spec: SecondaryInterfaceSpec): Promise<() => Promise<void>> {
-  // Alone, so that its failure (e.g. the name exists) means nothing was made.
-  await host.apply(new IpBatch().addVeth(spec.hostIfname, spec.ifname, { peerNetns: spec.netns, mtu: spec.mtu, peerMac: spec.mac }));
   const pod = new IpRoute(spec.netns);
   const replaced: Array<{ fam: 4 | 6; args: string[] }> = [];
   const undo = async (): Promise<void> => {
@@ -95,33 +93,40 @@ export async function setUpSecondaryInterface(host: IpRoute, spec: SecondaryInte
     // before their deletion, re-adding them fails with "exists", which is ignored).
     if (replaced.length) await pod.applyBestEffort(replaced.reduce((b, r) => b.command('route', 'append', ...r.args), new IpBatch()));
   };
-  try {
-    const b = new IpBatch().setLink('lo', { up: true });
-    for (const a of spec.addresses) b.command('addr', 'replace', a, 'dev', spec.ifname, ...(family(a) === 6 ? ['nodad'] : []));
-    // Before the link goes up: the kernel generates the link-local address when it does.
-    if (spec.ipv6LinkLocal === false) b.command('link', 'set', 'dev', spec.ifname, 'addrgenmode', 'none');
-    b.setLink(spec.ifname, { up: true });
-    const defaults = spec.routes.filter(isDefaultRoute);
-    for (const r of spec.routes.filter((x) => !isDefaultRoute(x))) b.command('route', 'replace', ...routeArgs(r, spec.ifname));
-    // Every default route of the family goes (the primary network may have appended several), then ours.
-    for (const r of defaults) {
-      const fam = family(r.dst);
-      for (const old of (await pod.routes({ family: fam })).filter((x) => x.dst === 'default')) {
-        const args = installedDefaultArgs(old, fam);
-        replaced.push({ fam, args });
-        b.command('route', 'del', ...args);
-      }
-      b.command('route', 'replace', ...routeArgs(r, spec.ifname));
+  const veth = new IpBatch().addVeth(spec.hostIfname, spec.ifname, { peerNetns: spec.netns, mtu: spec.mtu, peerMac: spec.mac });
+  const b = new IpBatch().setLink('lo', { up: true });
+  for (const a of spec.addresses) b.command('addr', 'replace', a, 'dev', spec.ifname, ...(family(a) === 6 ? ['nodad'] : []));
+  // Before the link goes up: the kernel generates the link-local address when it does.
+  if (spec.ipv6LinkLocal === false) b.command('link', 'set', 'dev', spec.ifname, 'addrgenmode', 'none');
+  b.setLink(spec.ifname, { up: true });
+  const defaults = spec.routes.filter(isDefaultRoute);
+  for (const r of spec.routes.filter((x) => !isDefaultRoute(x))) b.command('route', 'replace', ...routeArgs(r, spec.ifname));
+  // Every default route of the family goes (the primary network may have appended several), then ours.
+  for (const r of defaults) {
+    const fam = family(r.dst);
+    for (const old of (await pod.routes({ family: fam })).filter((x) => x.dst === 'default')) {
+      const args = installedDefaultArgs(old, fam);
+      replaced.push({ fam, args });
+      b.command('route', 'del', ...args);
     }
-    // The host end goes up last: no frame reaches the switch before the pod end is configured.
-    const hostSide = spec.hostUp === false ? new IpBatch() : new IpBatch().setLink(spec.hostIfname, { up: true });
-    const userspace = spec.userspaceDatapath;
-    await pod.apply(b, ...(userspace ? [txOffloadOffCommand(spec.ifname)] : [])).catch((e: unknown) => {
-      throw e instanceof CommandError ? new Error(`configuring ${spec.ifname} in ${spec.netns}: ${e.stderr.trim() || e.message}`, { cause: e }) : e;
-    });
-    await host.apply(hostSide, ...(userspace ? [txOffloadOffCommand(spec.hostIfname), isolateFromHostStackCommand(spec.hostIfname)] : []));
+    b.command('route', 'replace', ...routeArgs(r, spec.ifname));
+  }
+  // The host end goes up last: no frame reaches the switch before the pod end is configured.
+  const hostSide = spec.hostUp === false ? new IpBatch() : new IpBatch().setLink(spec.hostIfname, { up: true });
+  const userspace = spec.userspaceDatapath;
+  try {
+    // One process for the three steps: the veth, the pod end, the host end.
+    await host.applySteps([
+      { batch: veth },
+      { netns: spec.netns, batch: b, followUps: userspace ? [txOffloadOffCommand(spec.ifname)] : [] },
+      { batch: hostSide, followUps: userspace ? [txOffloadOffCommand(spec.hostIfname), isolateFromHostStackCommand(spec.hostIfname)] : [] },
+    ]);
   } catch (e) {
+    const step = e instanceof CommandError ? (e.exitCode ?? 0) - STEP_EXIT_BASE : -1;
+    // The veth step failed (e.g. the name exists): nothing was made, and a host interface that was there is not ours.
+    if (step === 0) throw e;
     await undo();
+    if (step === 1 && e instanceof CommandError) throw new Error(`configuring ${spec.ifname} in ${spec.netns}: ${e.stderr.trim() || e.message}`, { cause: e });
     throw e;
   }
   return undo;
@@ -129,6 +134,5 @@ export async function setUpSecondaryInterface(host: IpRoute, spec: SecondaryInte
 
 /** Removes the host end of a pod veth (the pod end goes with it). Only a veth: anything else by that name is not ours. */
 export async function tearDownSecondaryInterface(host: IpRoute, hostIfname: string): Promise<void> {
-  const link = await host.link(hostIfname);
-  if (link?.linkinfo?.info_kind === 'veth') await host.applyBestEffort(new IpBatch().delLink(hostIfname));
+  await host.delVeth(hostIfname);
 }
