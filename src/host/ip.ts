@@ -316,7 +316,9 @@ export class IpRoute {
       const body = [...(st.batch.empty ? [] : [`ip -batch - <<'${HEREDOC}'\n${st.batch.lines.join('\n')}\n${HEREDOC}`]), ...(st.followUps ?? []).map((c) => c.map(shellQuote).join(' '))].join('\n');
       if (!body) return '';
       const inner = `set -e\n${body}`;
-      const exec = st.netns ? `nsenter --net=${shellQuote(netnsFile(st.netns))} -- sh -c ${shellQuote(inner)}` : `(\n${inner}\n)`;
+      // A shell of its own: in a subshell tested by `||`, set -e would be ignored and a failure would not stop the step.
+      const shell = `sh -c ${shellQuote(inner)}`;
+      const exec = st.netns ? `nsenter --net=${shellQuote(netnsFile(st.netns))} -- ${shell}` : shell;
       return `${exec} || exit ${STEP_EXIT_BASE + i}`;
     });
     await run('sh', ['-c', lines.filter(Boolean).join('\n')], { netns: this.netns });

@@ -80,6 +80,10 @@ describe('host commands in namespaces', () => {
     expect((err as CommandError).exitCode).toBe(STEP_EXIT_BASE + 1);
     expect((err as CommandError).stderr).toMatch(/no-such-dev|Cannot find device/);
     expect((await sb.ip.link(pod.hostIf))?.mtu).toBe(1300);
+    // A failing batch in a step of this namespace stops its follow-ups too.
+    const err2 = await sb.ip.applySteps([{ batch: new IpBatch().setLink('no-such-dev', { up: true }), followUps: [['ip', 'link', 'set', pod.hostIf, 'mtu', '1350']] }]).catch((e: unknown) => e);
+    expect((err2 as CommandError).exitCode).toBe(STEP_EXIT_BASE);
+    expect((await sb.ip.link(pod.hostIf))?.mtu).toBe(1300);
   });
 
   it('delVeth deletes a veth, and leaves a link of another kind or none', async () => {
