@@ -129,7 +129,10 @@ export class OfConnection {
     }
     return () => {
       this.packetInListeners.delete(fn);
-      if (!this.packetInListeners.size && this.reconnectTimer) clearTimeout(this.reconnectTimer);
+      if (!this.packetInListeners.size && this.reconnectTimer) {
+        clearTimeout(this.reconnectTimer);
+        this.reconnectTimer = undefined;
+      }
     };
   }
 
@@ -138,11 +141,16 @@ export class OfConnection {
     if (this.closed || !this.packetInListeners.size || this.socket || this.reconnectTimer) return;
     this.ensure().catch((e: unknown) => {
       this.log.debug({ err: String(e) }, 'cannot connect for packet-ins yet');
-      this.reconnectTimer = setTimeout(() => {
-        this.reconnectTimer = undefined;
-        this.keepOpen();
-      }, RECONNECT_MS).unref();
+      this.reopenLater();
     });
+  }
+
+  /** keepOpen() after RECONNECT_MS, unless one is already due. */
+  private reopenLater(): void {
+    this.reconnectTimer ??= setTimeout(() => {
+      this.reconnectTimer = undefined;
+      this.keepOpen();
+    }, RECONNECT_MS).unref();
   }
 
   private nextXid(): number {
@@ -229,12 +237,7 @@ export class OfConnection {
     }
     this.log.info('OpenFlow connection closed; the next request reconnects');
     for (const fn of this.disconnectListeners) fn();
-    if (this.packetInListeners.size && !this.closed) {
-      this.reconnectTimer ??= setTimeout(() => {
-        this.reconnectTimer = undefined;
-        this.keepOpen();
-      }, RECONNECT_MS).unref();
-    }
+    if (this.packetInListeners.size && !this.closed) this.reopenLater();
   }
 
   private onData(chunk: Buffer): void {
