@@ -7,7 +7,7 @@ import { ApiServer } from '../../src/lab/apiserver/index.js';
 /** The stock kubectl: a client nobody here wrote. */
 export const KUBECTL = process.env.KUBECTL ?? '/usr/bin/kubectl';
 export const CRDS_DIR = resolve('crds');
-export const CRD_NAMES = ['network-attachment-definitions.k8s.cni.cncf.io', 'ippools.crd.seine.dev', 'servicechains.crd.seine.dev', 'clusternetworkpolicies.policy.networking.k8s.io', 'multi-networkpolicies.k8s.cni.cncf.io'];
+export const CRD_NAMES = ['network-attachment-definitions.k8s.cni.cncf.io', 'ippools.crd.seine.dev', 'servicechains.crd.seine.dev', 'clusternetworkpolicies.policy.networking.k8s.io', 'multi-networkpolicies.k8s.cni.cncf.io', 'traceflows.crd.seine.dev'];
 
 export interface KubectlResult {
   code: number;
