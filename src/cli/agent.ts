@@ -7,6 +7,7 @@ import { SecondaryNetworksFeature } from '../secondary/agent/feature.js';
 import { ServiceChainsFeature } from '../chaining/agent/feature.js';
 import { NetworkPolicyFeature } from '../policy/agent/feature.js';
 import { ServicesFeature } from '../services/agent/feature.js';
+import { TraceflowFeature } from '../traceflow/agent/feature.js';
 import { ChainedNetworkFeature } from '../chaining/cnimode/feature.js';
 import { releaseNode } from '../chaining/cnimode/release.js';
 import { logger } from '../util/log.js';
@@ -17,11 +18,15 @@ export function nodeFeatures(cfg: AgentConfig): AgentFeature[] {
   const secondary = cfg.secondaryNetworks.enabled ? [new SecondaryNetworksFeature()] : [];
   const chains = cfg.secondaryNetworks.enabled && cfg.serviceChains.enabled ? [new ServiceChainsFeature()] : [];
   // Policy right after the pod network: a new pod's rules are in place before the other features attach more to it.
-  const policy = cfg.networkPolicy.enabled ? [new NetworkPolicyFeature()] : [];
+  const policyFeature = cfg.networkPolicy.enabled ? new NetworkPolicyFeature() : undefined;
+  const policy = policyFeature ? [policyFeature] : [];
   const services = cfg.services.enabled ? [new ServicesFeature()] : [];
   // Chained, the primary CNI made the pod's link: Seine takes it over instead of making it.
-  const podNetwork = cfg.mode === 'chained' ? new ChainedNetworkFeature() : new PrimaryNetworkFeature();
-  return [podNetwork, ...policy, ...services, ...secondary, ...chains];
+  if (cfg.mode === 'chained') return [new ChainedNetworkFeature(), ...policy, ...services, ...secondary, ...chains];
+  const podNetwork = new PrimaryNetworkFeature();
+  // Last: it observes what every other feature's flows do to a packet.
+  const traceflow = new TraceflowFeature({ podInterfaces: () => podNetwork.podInterfaces(), ruleOf: (id) => policyFeature?.ruleOf(id) });
+  return [podNetwork, ...policy, ...services, ...secondary, ...chains, traceflow];
 }
 
 /** `seine agent`: the per-node agent (DaemonSet). */

@@ -12,6 +12,7 @@ import { apiFailure } from '../k8s/api.js';
 import { ageOf } from '../lab/apiserver/meta.js';
 import { bearerTokenSource, controllerEndpointSource, DEFAULT_ENDPOINT_NAMESPACE, ENDPOINT_CONFIGMAP, type ControllerEndpoint } from '../policy/channel/discovery.js';
 import { POLICIES_PATH, type PolicyRealizationItem, type PolicyRealizationList } from '../policy/controller/policy-api.js';
+import { loadUserKubeConfig } from './kubeconfig.js';
 import { chainTable, readChains, type ChainRow } from './get-chains.js';
 import { networkTable, poolTable, readNetworks, readPools, type NetworkRow, type PoolRow } from './get-networks.js';
 import { renderTable } from './table.js';
@@ -52,20 +53,7 @@ class GetError extends Error {
 }
 
 function loadConfig(path: string | undefined, context: string | undefined): KubeConfig {
-  const kc = new KubeConfig();
-  // As kubectl: --kubeconfig, else $KUBECONFIG (a list of files), else ~/.kube/config (else in-cluster).
-  try {
-    if (path) kc.loadFromFile(path);
-    else kc.loadFromDefault();
-  } catch (e) {
-    throw new GetError(`cannot load the kubeconfig: ${e instanceof Error ? e.message : String(e)}`);
-  }
-  if (context) {
-    if (!kc.getContextObject(context)) throw new GetError(`context was not found for specified context: ${context}`);
-    kc.setCurrentContext(context);
-  }
-  if (!kc.getCurrentCluster()) throw new GetError('no cluster in the kubeconfig (use --kubeconfig, or set $KUBECONFIG)');
-  return kc;
+  return loadUserKubeConfig(path, context, (m) => new GetError(m));
 }
 
 async function userToken(kc: KubeConfig): Promise<string> {

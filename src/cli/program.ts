@@ -7,6 +7,7 @@ import { controllerCommand } from './controller.js';
 import { getCommand } from './get.js';
 import { installCniCommand } from './install-cni.js';
 import { labCommand } from './lab.js';
+import { traceCommand } from './trace.js';
 
 const pkg = JSON.parse(readFileSync(join(repoRoot(), 'package.json'), 'utf8')) as { version: string };
 
@@ -19,5 +20,6 @@ export function buildProgram(): Command {
     .addCommand(agentCommand())
     .addCommand(controllerCommand())
     .addCommand(installCniCommand())
+    .addCommand(traceCommand())
     .addCommand(getCommand());
 }

@@ -215,6 +215,8 @@ describe('manifests', () => {
           'crd.seine.dev/ippools: get,list,patch,update,watch',
           'crd.seine.dev/ippools/status: get,patch,update',
           'crd.seine.dev/servicechains: get,list,watch',
+          'crd.seine.dev/traceflows: get,list,watch',
+          'crd.seine.dev/traceflows/status: get,update',
         ].sort(),
       );
       expect(grants(find('ClusterRole', 'seine-controller')).sort()).toEqual(
@@ -226,6 +228,9 @@ describe('manifests', () => {
           'k8s.cni.cncf.io/network-attachment-definitions: get,list,watch',
           'crd.seine.dev/servicechains: get,list,watch',
           'crd.seine.dev/servicechains/status: get,patch,update',
+          'crd.seine.dev/traceflows: get,list,watch',
+          'crd.seine.dev/traceflows/status: get,update',
+          'core/services: get',
           'networking.k8s.io/networkpolicies: list,watch',
           'policy.networking.k8s.io/clusternetworkpolicies: list,watch',
           'policy.networking.k8s.io/clusternetworkpolicies/status: patch,update',

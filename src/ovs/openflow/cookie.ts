@@ -17,6 +17,8 @@ export const CookieOwner = {
   services: 5,
   /** Flows the Service proxy's learn actions create (client affinities): no sync owns them. */
   serviceAffinity: 6,
+  /** A Traceflow's observation flows (object: its tag and observation point). */
+  traceflow: 7,
 } as const;
 
 export type CookieOwnerName = keyof typeof CookieOwner;

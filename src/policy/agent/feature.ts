@@ -399,6 +399,12 @@ export class NetworkPolicyFeature implements AgentFeature {
     return out;
   }
 
+  /** The policy and rule a rule id of the pod network's stage stands for (a Traceflow names the rule that decided). */
+  ruleOf(ruleId: number): { kind: string; namespace?: string; name: string; rule: string } | undefined {
+    const r = this.rules.get(ruleId);
+    return r ? { kind: r.policy.kind, ...(r.policy.namespace ? { namespace: r.policy.namespace } : {}), name: r.policy.name, rule: r.rule } : undefined;
+  }
+
   private describe(ruleId: number): string {
     const r = this.rules.get(ruleId);
     return r ? `${r.policy.kind} ${r.policy.namespace ? `${r.policy.namespace}/` : ''}${r.policy.name} rule ${r.rule}` : `rule ${ruleId}`;

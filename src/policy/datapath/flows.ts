@@ -2,10 +2,10 @@
 // a conjunction of (pods it applies to) x (peer addresses) x (ports), so that it costs the sum of its parts in
 // flows, not their product. Established connections never get here (the pipeline's bypass).
 import { portMasks, renderMatch, type Action, type Flow, type Masked, type Match, type SyncRequest } from '../../ovs/openflow/index.js';
-import { FromGateway, matchMarks } from '../../primary/pipeline/marks.js';
+import { FromGateway, loadField, matchMarks } from '../../primary/pipeline/marks.js';
 import type { Direction, Protocol, RulePort } from '../model/types.js';
 import { addressBlock, coveringCidrs, type AddressBlock } from './addresses.js';
-import { POLICY_TABLES, PRIMARY_STAGE, PolicyCookies, PolicyPriority, conjId, policyScope, tierTable, VARIANTS, type PolicyStage } from './layout.js';
+import { POLICY_TABLES, PRIMARY_STAGE, PRIMARY_VERDICTS, PolicyCookies, PolicyPriority, conjId, policyScope, tierTable, VARIANTS, type PolicyStage } from './layout.js';
 import type { DatapathRule, NamedPort, PolicyDatapath } from './state.js';
 
 const goto = (table: number): Action => ({ type: 'goto_table', table });
@@ -101,9 +101,18 @@ function portAlternatives(ports: readonly PortMatch[]): Match[] {
 /** Where the rule's verdict sends a packet. */
 function verdict(rule: DatapathRule, stage: PolicyStage): Action[] {
   const t = stage.tables[rule.direction];
-  if (rule.action === 'Deny') return [];
+  if (rule.action === 'Deny') return drop(rule.id, rule.direction, stage);
+  // A Pass decides nothing: the rule that decides later is recorded.
   if (rule.action === 'Pass') return rule.tier === 'Admin' ? [goto(t.networkPolicy)] : [goto(t.exit)];
-  return [goto(t.exit)];
+  return [...record(rule.id, rule.direction, stage), goto(t.exit)];
+}
+
+function record(ruleId: number, direction: Direction, stage: PolicyStage): Action[] {
+  return stage.verdicts ? [loadField(stage.verdicts.ruleField[direction], ruleId)] : [];
+}
+
+function drop(ruleId: number, direction: Direction, stage: PolicyStage): Action[] {
+  return stage.verdicts ? [...record(ruleId, direction, stage), goto(stage.verdicts.dropTable[direction])] : [];
 }
 
 const peerMatch = (direction: Direction, cidr: string): Match => (direction === 'Egress' ? { protocol: 'ip', nw_dst: cidr } : { protocol: 'ip', nw_src: cidr });
@@ -146,6 +155,7 @@ export function policyBaseFlows(round: number, nodeAddresses: readonly string[] 
     f(t.networkPolicy, 0, {}, [goto(t.isolation)]);
     f(t.isolation, 0, {}, [goto(t.baseline)]);
     f(t.baseline, 0, {}, [goto(t.exit)]);
+    f(PRIMARY_VERDICTS.dropTable[direction], 0, {}, []);
   }
   // kubelet probes and other traffic of the node itself to its pods.
   for (const ip of [...new Set(nodeAddresses)].sort()) {
@@ -215,7 +225,7 @@ export function stageFlows(base: readonly Flow[], state: Pick<PolicyDatapath, 'r
   const isolations: Flow[] = [];
   for (const iso of [...state.isolations].sort((a, b) => a.ruleId - b.ruleId)) {
     const t = stage.tables[iso.direction];
-    isolations.push({ table: t.isolation, priority: PolicyPriority.isolation, cookie: cookies.cookie(iso.ruleId), match: { protocol: 'ip', ...stage.appliedMatch(iso.direction, iso.ofport) }, actions: [] });
+    isolations.push({ table: t.isolation, priority: PolicyPriority.isolation, cookie: cookies.cookie(iso.ruleId), match: { protocol: 'ip', ...stage.appliedMatch(iso.direction, iso.ofport) }, actions: drop(iso.ruleId, iso.direction, stage) });
   }
   flows.add(isolations);
   return flows.list();

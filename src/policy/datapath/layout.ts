@@ -1,6 +1,7 @@
 // Where the policy feature lives in the pipeline: its tables inside the egress and ingress policy seams, the
 // registers it uses, its conjunction ids and its flow cookies.
 import { CookieOwner, CookieScheme, type CookieSelector, type Match } from '../../ovs/openflow/index.js';
+import type { RegField } from '../../primary/pipeline/marks.js';
 import { SEAMS, Table } from '../../primary/pipeline/tables.js';
 import type { Direction, Tier } from '../model/types.js';
 
@@ -18,6 +19,25 @@ export const POLICY_TABLES: Record<Direction, DirectionTables> = {
   Ingress: { admin: Table.IngressPolicy, networkPolicy: Table.IngressPolicy + 1, isolation: Table.IngressPolicy + 2, baseline: Table.IngressPolicy + 3, exit: SEAMS.ingressPolicy.exit },
 };
 
+/**
+ * On the integration bridge a verdict also says who gave it: the deciding rule's id goes into a register (one per
+ * direction), and a drop goes through the direction's drop table, whose only flow drops. A Traceflow reads the
+ * registers from its packet-ins and observes drops in the drop tables; ordinary traffic pays one register load.
+ */
+export interface VerdictRecord {
+  ruleField: Record<Direction, RegField>;
+  dropTable: Record<Direction, number>;
+}
+
+/** reg5: the egress rule that decided (0: none); reg6: the ingress rule. */
+export const EgressRuleField: RegField = { reg: 5, start: 0, end: 31 };
+export const IngressRuleField: RegField = { reg: 6, start: 0, end: 31 };
+
+export const PRIMARY_VERDICTS: VerdictRecord = {
+  ruleField: { Egress: EgressRuleField, Ingress: IngressRuleField },
+  dropTable: { Egress: Table.EgressPolicy + 4, Ingress: Table.IngressPolicy + 4 },
+};
+
 export const tierTable = (direction: Direction, tier: Tier, tables: Record<Direction, DirectionTables> = POLICY_TABLES): number => {
   const t = tables[direction];
   return tier === 'Admin' ? t.admin : tier === 'Baseline' ? t.baseline : t.networkPolicy;
@@ -31,12 +51,15 @@ export const tierTable = (direction: Direction, tier: Tier, tables: Record<Direc
 export interface PolicyStage {
   tables: Record<Direction, DirectionTables>;
   appliedMatch(direction: Direction, ofport: number): Match;
+  /** Where verdicts are recorded; without it a drop is an empty action list. */
+  verdicts?: VerdictRecord;
 }
 
 /** The integration bridge's policy seams (its L2 forwarding stage leaves the output port in reg1). */
 export const PRIMARY_STAGE: PolicyStage = {
   tables: POLICY_TABLES,
   appliedMatch: (direction, ofport) => (direction === 'Egress' ? { in_port: ofport } : { reg1: ofport }),
+  verdicts: PRIMARY_VERDICTS,
 };
 
 /** Flow priorities in the policy tables (below the pipeline's established bypass). */

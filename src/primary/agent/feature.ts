@@ -6,7 +6,7 @@ import { SerialPass } from '../../util/serial.js';
 import { GATEWAY_PORT, PHY_BRIDGE, discoverUplink, ensureUplinkBridge, gatewayMacFor } from '../bridge/bridge.js';
 import { TunnelNeighbours } from '../bridge/tunnel-neighbours.js';
 import { NETWORK_NAME } from '../installcni/index.js';
-import { InterfaceStore } from '../interfacestore/store.js';
+import { InterfaceStore, type PodInterface } from '../interfacestore/store.js';
 import { NodeIpam } from '../ipam/index.js';
 import { peersFromNodes } from '../nodes/peers.js';
 import { peerRemoval, peerSync, pipelineFlows, pipelineSync, type RoutedNodeConfig, type PeerNode, type PipelineState } from '../pipeline/index.js';
@@ -43,6 +43,11 @@ export class PrimaryNetworkFeature implements AgentFeature {
   /** One sync at a time; a request meanwhile runs once more after it (peers may have changed). */
   private readonly neighbourSync = new SerialPass(() => this.syncNeighboursOnce(), () => this.stopped);
   private announcedMac?: string;
+
+  /** The node's pod interfaces on the integration bridge (a Traceflow injects at one). */
+  podInterfaces(): readonly PodInterface[] {
+    return this.store.list();
+  }
 
   get podNetwork(): PodNetworkDriver | undefined {
     return this.driver;

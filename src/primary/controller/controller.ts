@@ -6,6 +6,7 @@ import { ChainController } from '../../chaining/controller/controller.js';
 import { EventRecorder } from '../../k8s/events.js';
 import { startPolicyChannel, type PolicyChannel } from '../../policy/channel/server.js';
 import { PolicyController } from '../../policy/controller/controller.js';
+import { TraceflowController } from '../../traceflow/controller/controller.js';
 import { HealthServer } from '../../util/health-server.js';
 import { logger, type Logger } from '../../util/log.js';
 import { firstExternalIPv4, type ControllerConfig } from './config.js';
@@ -36,6 +37,7 @@ export class Controller {
   private elector: LeaderElector | undefined;
   private ipam: NodeIpamController | undefined;
   private chains: ChainController | undefined;
+  private traces: TraceflowController | undefined;
   private policy: { controller: PolicyController; channel: Promise<PolicyChannel | undefined> } | undefined;
   /** Served at /metrics on the health port. */
   readonly metrics = new Registry();
@@ -123,6 +125,9 @@ export class Controller {
     this.chains = chains;
     // Not awaited: until the ServiceChain CRD is installed its informer keeps retrying, node IPAM must not wait.
     chains.start().catch((e: unknown) => this.log.error({ err: String(e) }, 'chain controller failed to start'));
+    const traces = new TraceflowController({ kubeConfig: this.opts.kubeConfig });
+    this.traces = traces;
+    traces.start().catch((e: unknown) => this.log.error({ err: String(e) }, 'traceflow controller failed to start'));
     if (this.opts.config.policy.enabled) this.startPolicy();
     if (!this.opts.config.allocateNodeCIDRs) return Promise.resolve();
     const ipam = new NodeIpamController({
@@ -166,8 +171,10 @@ export class Controller {
     const ipam = this.ipam;
     const chains = this.chains;
     const policy = this.policy;
+    const traces = this.traces;
     this.ipam = undefined;
     this.chains = undefined;
+    this.traces = undefined;
     this.policy = undefined;
     const stopPolicy = async (): Promise<void> => {
       if (!policy) return;
@@ -175,6 +182,6 @@ export class Controller {
       await policy.controller.stop();
       policy.controller.unregisterMetrics();
     };
-    await Promise.all([ipam?.stop(), chains?.stop(), stopPolicy()]);
+    await Promise.all([ipam?.stop(), chains?.stop(), traces?.stop(), stopPolicy()]);
   }
 }

@@ -26,24 +26,52 @@ export interface TraceflowSpec {
 }
 
 export type TraceflowPhase = 'Pending' | 'Running' | 'Succeeded' | 'Failed';
-export type TraceVerdict = 'Delivered' | 'Dropped' | 'ForwardedOutOfCluster';
-export type ObservationComponent = 'SpoofGuard' | 'Classification' | 'ServiceChain' | 'LoadBalancing' | 'NetworkPolicy' | 'Forwarding';
+/**
+ * Delivered: it reached the destination pod's port (and was not handed to the pod). Dropped: a policy or the
+ * pipeline dropped it. ForwardedToNode: it left the pod network to the node's own network stack (an address outside
+ * the cluster, a node address, a Service without endpoints that the node rejects).
+ */
+export type TraceVerdict = 'Delivered' | 'Dropped' | 'ForwardedToNode';
+export type ObservationComponent = 'SpoofGuard' | 'ServiceChain' | 'LoadBalancing' | 'NetworkPolicy' | 'Forwarding';
 export type ObservationAction = 'Received' | 'Forwarded' | 'Steered' | 'Translated' | 'Allowed' | 'Dropped' | 'Delivered';
+
+export interface PolicyRef {
+  /** NetworkPolicy, ClusterNetworkPolicy, AdminNetworkPolicy, BaselineAdminNetworkPolicy. */
+  kind: string;
+  namespace?: string;
+  name: string;
+  /** The rule, as the policy names it (e.g. ingress-0), or isolation-ingress / isolation-egress for an isolated pod's default drop. */
+  rule: string;
+}
 
 export interface Observation {
   component: ObservationComponent;
   action: ObservationAction;
+  /** The pipeline table that made the observation, by name. */
   table?: string;
-  policy?: { kind: string; namespace?: string; name: string; rule: string };
+  /** NetworkPolicy observations: the direction of the rule. */
+  direction?: 'Egress' | 'Ingress';
+  policy?: PolicyRef;
   chain?: { namespace: string; name: string; hop: string; replica: string };
+  /** LoadBalancing: the endpoint chosen, as address:port (address for ICMP). */
   translatedDestination?: string;
+  /** Forwarding: the bridge port it left by (a pod's interface, the gateway, the tunnel). */
   outputPort?: string;
+  /** Forwarding to or from a pod on this node: the pod as namespace/name. */
+  pod?: string;
+  /** Forwarded into a tunnel: the node IP it was sent to, and that node's name. */
   tunnelDestination?: string;
+  /** Received from a tunnel, or forwarded into one: the other node's name. */
+  peerNode?: string;
+  /** Why, in words (a drop without a policy: no route, no port). */
+  message?: string;
 }
+
+export type NodeRole = 'Sender' | 'Receiver' | 'Transit';
 
 export interface NodeResult {
   node: string;
-  role?: 'Sender' | 'Receiver' | 'Transit';
+  role: NodeRole;
   timestamp?: string;
   observations: Observation[];
 }
@@ -61,12 +89,18 @@ export interface TracePacket {
 
 export interface TraceflowStatus {
   phase?: TraceflowPhase;
+  /** Why the trace failed, or waits: a CamelCase word. */
   reason?: string;
   message?: string;
   tag?: number;
   startTime?: string;
+  /** The node of the source pod, where the packet is injected. */
+  sourceNode?: string;
+  /** Nodes whose agent has installed the trace's observation flows; the packet is injected once every node has. */
+  readyNodes?: string[];
   verdict?: TraceVerdict;
   packet?: TracePacket;
+  /** Per node, in the order the packet visited them. */
   results?: NodeResult[];
 }
 
@@ -77,3 +111,5 @@ export interface Traceflow {
   spec: TraceflowSpec;
   status?: TraceflowStatus;
 }
+
+export const isFinished = (tf: Traceflow): boolean => tf.status?.phase === 'Succeeded' || tf.status?.phase === 'Failed';

@@ -19,6 +19,14 @@ const rule = (id: number, cidrs: string[], ofport = 5): DatapathRule => ({
 const peerFlows = (flows: ReturnType<typeof policyFlows>): string[] => flows.filter((f) => f.match?.nw_src !== undefined).map((f) => renderFlow(f));
 
 describe('policy flows as data', () => {
+  it('records the deciding rule in the direction\'s register, and sends drops through the drop table (whose only flow drops)', () => {
+    const flows = policyFlows({ round: 1, rules: [rule(7, ['10.0.0.9/32']), { ...rule(8, []), tier: 'Admin', action: 'Deny', priority: 63_000, direction: 'Egress' }], isolations: [{ direction: 'Ingress', ofport: 5, ruleId: 9 }] }).map((f) => renderFlow(f));
+    expect(flows).toContainEqual(expect.stringMatching(/conj_id=.*actions=load:0x7->reg6\[\],goto_table:105$/));
+    expect(flows).toContainEqual(expect.stringMatching(/table=50,.*actions=load:0x8->reg5\[\],goto_table:54$/));
+    expect(flows).toContainEqual(expect.stringMatching(/table=92,.*reg1=0x5.*actions=load:0x9->reg6\[\],goto_table:94$/));
+    expect(flows.filter((f) => /table=(54|94),/.test(f))).toEqual([expect.stringMatching(/table=54,priority=0,cookie=\w+,actions=drop$/), expect.stringMatching(/table=94,priority=0,cookie=\w+,actions=drop$/)]);
+  });
+
   it('writes a rule\'s peers (addresses and blocks, host bits and all) as the fewest CIDRs', () => {
     const flows = policyFlows({ round: 1, rules: [rule(1, ['10.0.0.0/32', '10.0.0.1/32', '10.0.0.6/30', '10.1.0.0/32'])], isolations: [] });
     expect(peerFlows(flows).map((f) => /nw_src=([^,]+)/.exec(f)![1])).toEqual(['10.0.0.0/31', '10.0.0.4/30', '10.1.0.0/31']);

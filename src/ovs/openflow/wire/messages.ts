@@ -417,3 +417,30 @@ export function decodePacketIn(body: Buffer): PacketIn {
   const dataAt = matchAt + ((matchLen + 7) & ~7) + 2;
   return { reason, tableId, cookie, fields, data: Buffer.from(body.subarray(dataAt)), totalLen };
 }
+
+/** The pipeline state a packet-in reports, by field: what a controller reads to know where the packet was. */
+export interface PacketInPipeline {
+  inPort?: number;
+  /** reg0..reg15 (0 where OVS left a register out: it reports only those that are not zero). */
+  regs: number[];
+  /** The tunnel the packet came in by (its sender's address), or the one an action set for it to leave by. */
+  tunSrc?: string;
+  tunDst?: string;
+}
+
+const ipv4Of = (b: Buffer): string => [...b.subarray(0, 4)].join('.');
+
+/** Reads the fields of a packet-in's match: OVS writes registers as NXM regs or as 64-bit OXM packet registers. */
+export function packetInPipeline(p: Pick<PacketIn, 'fields'>): PacketInPipeline {
+  const out: PacketInPipeline = { regs: new Array<number>(16).fill(0) };
+  for (const f of p.fields) {
+    if (f.class === 0x8000 && f.field === 0 && f.value.length >= 4) out.inPort = f.value.readUInt32BE(0);
+    else if (f.class === 0x0001 && f.field < 16 && f.value.length >= 4) out.regs[f.field] = f.value.readUInt32BE(0);
+    else if (f.class === 0x8001 && f.field < 8 && f.value.length >= 8) {
+      out.regs[2 * f.field] = f.value.readUInt32BE(0);
+      out.regs[2 * f.field + 1] = f.value.readUInt32BE(4);
+    } else if (f.class === 0x0001 && f.field === 31 && f.value.length >= 4) out.tunSrc = ipv4Of(f.value);
+    else if (f.class === 0x0001 && f.field === 32 && f.value.length >= 4) out.tunDst = ipv4Of(f.value);
+  }
+  return out;
+}

@@ -1,0 +1,231 @@
+// The agent's part of Traceflow. Every node installs a running trace's observation flows and says so in the status
+// (readyNodes); the source pod's node injects the packet once every node has, at the pod's port, as if the pod had
+// sent it. Each packet-in of a trace becomes this node's observations in the status; the node where the path ends
+// sets the verdict, and the trace has succeeded once the sender's observations are in as well. Flows go once the
+// trace has finished or is deleted.
+import { CustomObjectsApi, type KubernetesListObject, type V1Node } from '@kubernetes/client-node';
+import ipaddr from 'ipaddr.js';
+import type { AgentFeature } from '../../agent/feature.js';
+import type { NodeContext } from '../../agent/context.js';
+import { ResilientInformer } from '../../k8s/informer.js';
+import { sharedConnection, type OfConnection } from '../../ovs/openflow/wire/connection.js';
+import { packetInPipeline, type PacketIn } from '../../ovs/openflow/wire/messages.js';
+import { gatewayMacFor } from '../../primary/bridge/bridge.js';
+import type { PodInterface } from '../../primary/interfacestore/store.js';
+import { logger } from '../../util/log.js';
+import { updateTraceStatus } from '../api/status.js';
+import { TRACEFLOW_GROUP, TRACEFLOW_PLURAL, TRACEFLOW_VERSION, type PolicyRef, type Traceflow, type TraceflowStatus } from '../api/types.js';
+import { decodeTraceCookie, observationFlows, traceScope, traceSync, type TraceNode } from '../datapath/flows.js';
+import { observe, type NodeView } from '../datapath/observe.js';
+import { buildFrame, parseFrame } from '../model/frame.js';
+import { orderResults } from '../model/path.js';
+
+/** How often a missing Traceflow CRD is looked for again. */
+const CRD_RETRY_MS = 5000;
+
+/** What the other features tell this one. */
+export interface TraceflowSources {
+  /** The pod network's interfaces on the integration bridge. */
+  podInterfaces(): readonly PodInterface[];
+  /** A policy rule of the pod network's stage, by id. */
+  ruleOf?(ruleId: number): PolicyRef | undefined;
+}
+
+interface Local {
+  tag: number;
+  /** The status' packet, as installed. */
+  installed: string;
+  injected: boolean;
+}
+
+const running = (tf: Traceflow): boolean => tf.status?.phase === 'Running' && tf.status.tag !== undefined && tf.status.packet !== undefined;
+
+export class TraceflowFeature implements AgentFeature {
+  readonly name = 'traceflow';
+  private readonly log = logger('traceflow');
+  private ctx!: NodeContext;
+  private api!: CustomObjectsApi;
+  private traces?: ResilientInformer<Traceflow>;
+  private connection?: OfConnection;
+  private unsubscribe?: () => void;
+  private readonly local = new Map<string, Local>();
+  /** One change at a time, in arrival order. */
+  private queue: Promise<void> = Promise.resolve();
+  private stopped = false;
+
+  constructor(private readonly sources: TraceflowSources) {}
+
+  async start(ctx: NodeContext): Promise<void> {
+    this.ctx = ctx;
+    this.api = ctx.kubeConfig.makeApiClient(CustomObjectsApi);
+    this.connection = sharedConnection(`${ctx.config.ovs.rundir}/${ctx.config.ovs.bridge}.mgmt`, ctx.config.ovs.bridge);
+    this.unsubscribe = this.connection.onPacketIn((p) => this.packetIn(p));
+    this.traces = new ResilientInformer<Traceflow>({
+      kubeConfig: ctx.kubeConfig,
+      name: 'agent-traceflows',
+      path: `/apis/${TRACEFLOW_GROUP}/${TRACEFLOW_VERSION}/${TRACEFLOW_PLURAL}`,
+      list: () => this.api.listClusterCustomObject({ group: TRACEFLOW_GROUP, version: TRACEFLOW_VERSION, plural: TRACEFLOW_PLURAL }) as Promise<KubernetesListObject<Traceflow>>,
+    });
+    const changed = (tf: Traceflow): void => this.enqueue(() => this.reconcile(tf.metadata.name!));
+    this.traces.on('add', changed).on('update', changed).on('delete', changed);
+    // A node that joins changes who must be ready before a packet goes out.
+    ctx.nodes.on('add', () => this.enqueue(() => this.reconcileAll()));
+    ctx.nodes.on('delete', () => this.enqueue(() => this.reconcileAll()));
+    // Whatever an earlier run left: only the traces running now keep flows. The CRD may come later.
+    void this.traces
+      .startRetrying({ everyMs: CRD_RETRY_MS, cancelled: () => this.stopped, onFirstFailure: (e) => this.log.warn({ err: String(e) }, 'cannot list Traceflows (CRD not installed?); retrying') })
+      .then(() => this.enqueue(() => this.syncAll()));
+  }
+
+  async restore(): Promise<void> {
+    await this.syncAll();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    this.unsubscribe?.();
+    await this.traces?.stop();
+    await this.queue;
+  }
+
+  private enqueue(fn: () => Promise<void>): void {
+    this.queue = this.queue.then(fn).catch((e: unknown) => this.log.error({ err: e instanceof Error ? e.stack : String(e) }, 'traceflow change failed'));
+  }
+
+  private node(): TraceNode {
+    const cfg = this.ctx.config;
+    return { round: this.ctx.bridge.round, mode: cfg.mode === 'chained' ? 'chained' : cfg.trafficEncapMode, clusterCidr: cfg.clusterCIDR };
+  }
+
+  /** Every running trace's flows, and none of any other (one bundle). */
+  private async syncAll(): Promise<void> {
+    if (this.stopped || !this.traces) return;
+    const live = this.traces.list().filter(running);
+    await this.ctx.flows.sync({ cookie: traceScope(), flows: live.flatMap((tf) => observationFlows(this.node(), tf.status!.tag!, tf.status!.packet!)) });
+    this.local.clear();
+    for (const tf of live) this.local.set(tf.metadata.name!, { tag: tf.status!.tag!, installed: JSON.stringify(tf.status!.packet), injected: false });
+    await this.reconcileAll();
+  }
+
+  private async reconcileAll(): Promise<void> {
+    for (const name of new Set([...this.local.keys(), ...(this.traces?.list() ?? []).map((t) => t.metadata.name!)])) await this.reconcile(name);
+  }
+
+  private async reconcile(name: string): Promise<void> {
+    if (this.stopped) return;
+    const tf = this.traces?.get(name);
+    const have = this.local.get(name);
+    if (!tf || !running(tf)) {
+      if (have) {
+        await this.ctx.flows.sync(traceSync(this.node(), have.tag, undefined));
+        this.local.delete(name);
+      }
+      return;
+    }
+    const status = tf.status!;
+    const packet = JSON.stringify(status.packet);
+    if (!have || have.tag !== status.tag || have.installed !== packet) {
+      if (have && have.tag !== status.tag) await this.ctx.flows.sync(traceSync(this.node(), have.tag, undefined));
+      await this.ctx.flows.sync(traceSync(this.node(), status.tag!, status.packet));
+      this.local.set(name, { tag: status.tag!, installed: packet, injected: have?.injected ?? false });
+    }
+    const me = this.ctx.node.name;
+    if (!(status.readyNodes ?? []).includes(me)) {
+      await updateTraceStatus(this.api, name, (cur) => {
+        const s = cur.status;
+        if (!s || s.phase !== 'Running' || s.tag !== status.tag || (s.readyNodes ?? []).includes(me)) return undefined;
+        return { ...s, readyNodes: [...(s.readyNodes ?? []), me].sort() };
+      });
+      return; // the update comes back as an event
+    }
+    if (status.sourceNode === me && !this.local.get(name)!.injected && this.everyNodeReady(status)) {
+      this.local.get(name)!.injected = true;
+      await this.inject(tf);
+    }
+  }
+
+  /** Every node of the cluster has the flows: the packet may go anywhere. */
+  private everyNodeReady(status: TraceflowStatus): boolean {
+    const ready = new Set(status.readyNodes ?? []);
+    return this.ctx.nodes.list().every((n) => ready.has(n.metadata!.name!));
+  }
+
+  private async inject(tf: Traceflow): Promise<void> {
+    const status = tf.status!;
+    const p = status.packet!;
+    const name = tf.metadata.name!;
+    const src = this.sources.podInterfaces().find((i) => i.podNamespace === tf.spec.source.namespace && i.podName === tf.spec.source.pod && i.ifname === 'eth0');
+    if (!src) return this.fail(name, 'SourceNotAttached', `pod ${tf.spec.source.namespace}/${tf.spec.source.pod} has no interface on ${this.ctx.node.name}'s bridge`);
+    const local = this.sources.podInterfaces().find((i) => i.ip === p.destinationIP);
+    const podCidr = this.ctx.node.podCidr;
+    if (!local && podCidr && p.destinationIP !== this.ctx.node.gatewayIp && inCidr(p.destinationIP, podCidr)) {
+      // The pod's own ARP request for it would go unanswered: nothing would be sent.
+      return this.report(name, status.tag!, { role: 'Sender', verdict: 'Dropped', observations: [{ component: 'Forwarding', action: 'Dropped', table: 'ARPResponder', message: `no pod on ${this.ctx.node.name} has ${p.destinationIP}: the source's ARP request for it goes unanswered` }] });
+    }
+    // Addressed as the pod addresses it: a pod of its own subnet by its MAC, anything else through the gateway.
+    const destinationMac = local?.mac ?? gatewayMacFor(this.ctx.node.ip);
+    const data = buildFrame(p, { tag: status.tag!, sourceMac: src.mac, destinationMac });
+    this.log.info({ trace: name, tag: status.tag, port: src.portName, packet: p }, 'injecting the trace packet');
+    await this.connection!.packetOut([{ data, inPort: src.ofport, actions: [{ type: 'output', port: 'TABLE' }] }]);
+  }
+
+  private packetIn(p: PacketIn): void {
+    const c = decodeTraceCookie(p.cookie);
+    if (!c) return;
+    const entry = [...this.local.entries()].find(([, l]) => l.tag === c.tag);
+    const tf = entry && this.traces?.get(entry[0]);
+    if (!tf || !running(tf)) return;
+    const result = observe(this.view(), { packet: tf.status!.packet!, sourceNode: tf.status!.sourceNode }, c.point, packetInPipeline(p), parseFrame(p.data));
+    this.enqueue(() => this.report(tf.metadata.name!, c.tag, result));
+  }
+
+  private async report(name: string, tag: number, r: ReturnType<typeof observe>): Promise<void> {
+    const node = this.ctx.node.name;
+    const timestamp = new Date().toISOString();
+    await updateTraceStatus(this.api, name, (cur) => {
+      const s = cur.status;
+      if (!s || s.phase !== 'Running' || s.tag !== tag) return undefined;
+      const results = orderResults([...(s.results ?? []), { node, role: r.role, timestamp, observations: r.observations }]);
+      const next: TraceflowStatus = { ...s, results, ...(r.verdict ? { verdict: r.verdict } : {}) };
+      if (next.verdict && results.some((x) => x.role === 'Sender')) {
+        next.phase = 'Succeeded';
+        next.message = `${next.verdict} after ${results.length} node observation(s)`;
+      }
+      return next;
+    });
+    this.log.info({ trace: name, role: r.role, verdict: r.verdict }, 'trace observed');
+  }
+
+  private async fail(name: string, reason: string, message: string): Promise<void> {
+    await updateTraceStatus(this.api, name, (cur) => (cur.status?.phase === 'Running' ? { ...cur.status, phase: 'Failed', reason, message } : undefined));
+  }
+
+  private view(): NodeView {
+    const ctx = this.ctx;
+    const nodes = ctx.nodes.list();
+    const addresses = (n: V1Node): string[] => (n.status?.addresses ?? []).map((a) => a.address);
+    return {
+      node: ctx.node.name,
+      mode: this.node().mode,
+      gatewayOfport: ctx.bridge.gatewayOfport,
+      ...(ctx.bridge.tunnelOfport !== undefined ? { tunnelOfport: ctx.bridge.tunnelOfport } : {}),
+      podByOfport: (ofport) => {
+        const i = this.sources.podInterfaces().find((x) => x.ofport === ofport);
+        return i ? { pod: `${i.podNamespace}/${i.podName}`, portName: i.portName } : undefined;
+      },
+      nodeByIp: (ip) => nodes.find((n) => addresses(n).includes(ip))?.metadata?.name,
+      nodeByPodIp: (ip) => nodes.find((n) => [n.spec?.podCIDR, ...(n.spec?.podCIDRs ?? [])].some((c) => !!c && inCidr(ip, c)))?.metadata?.name,
+      rule: (id) => this.sources.ruleOf?.(id),
+    };
+  }
+}
+
+function inCidr(ip: string, cidr: string): boolean {
+  try {
+    const a = ipaddr.parse(ip);
+    const [net, bits] = ipaddr.parseCIDR(cidr);
+    return a.kind() === net.kind() && a.match(net, bits);
+  } catch {
+    return false;
+  }
+}

@@ -1,0 +1,136 @@
+// A trace's observation flows on the integration bridge. Each matches only the trace's packet (its DSCP tag, its
+// source address and port) and sits above the flows it observes, at the points where the packet leaves the pipeline:
+// the Output table (a port was found), the policy drop tables, and the tables whose misses drop. Each sends the packet
+// to the agent as a packet-in (cookie: the trace's tag and the point); only a packet bound for another node's pipeline
+// (a tunnel, or the node's routing in noEncap mode) is also sent on. The packet is never handed to a pod.
+import { CookieOwner, makeCookie, type Action, type CookieSelector, type Flow, type Match, type SyncRequest } from '../../ovs/openflow/index.js';
+import { matchMarks, OutPortFound, subfieldOf, TargetOfportField, ToGateway, ToTunnel } from '../../primary/pipeline/marks.js';
+import type { TrafficMode } from '../../primary/pipeline/state.js';
+import { HAIRPIN_VIRTUAL_IP, Priority, Table } from '../../primary/pipeline/tables.js';
+import { PRIMARY_VERDICTS } from '../../policy/datapath/layout.js';
+import { MAX_TAG, MIN_TAG, type TracePacket } from '../api/types.js';
+
+/** Where an observation flow sits; the packet-in's cookie carries it. */
+export const ObservationPoint = {
+  /** Output: a port was found (reg0 says which kind, reg1 which port). */
+  output: 1,
+  egressDrop: 2,
+  ingressDrop: 3,
+  /** SpoofGuard's miss: the source address or MAC is not the port's. */
+  spoofGuard: 4,
+  /** L3Forwarding: an address of the cluster's pod block that no node holds. */
+  noRoute: 5,
+  /** L2ForwardingCalc's miss: no port has the destination MAC. */
+  noPort: 6,
+  /** ConntrackState: conntrack found the packet invalid. */
+  invalid: 7,
+  /** Output's miss (no port was found). */
+  noOutput: 8,
+} as const;
+export type ObservationPointId = (typeof ObservationPoint)[keyof typeof ObservationPoint];
+
+const TAG_SHIFT = 8n;
+const OWNER_MASK = 0xffn << 56n;
+const TAG_MASK = 0xffn << TAG_SHIFT;
+
+/** Above every flow of the tables observed (the pipeline's own stay below 300; policy drops have one flow). */
+export const OBSERVE_PRIORITY = 60_000;
+
+export function traceCookie(round: number, tag: number, point: ObservationPointId): bigint {
+  checkTag(tag);
+  return makeCookie(CookieOwner.traceflow, round, (BigInt(tag) << TAG_SHIFT) | BigInt(point));
+}
+
+/** The tag and point of a traceflow cookie; undefined for anyone else's. */
+export function decodeTraceCookie(cookie: bigint): { tag: number; point: number } | undefined {
+  if ((cookie & OWNER_MASK) >> 56n !== BigInt(CookieOwner.traceflow)) return undefined;
+  return { tag: Number((cookie & TAG_MASK) >> TAG_SHIFT), point: Number(cookie & 0xffn) };
+}
+
+/** One trace's flows, any round. */
+export function tagScope(tag: number): CookieSelector {
+  checkTag(tag);
+  return { value: (BigInt(CookieOwner.traceflow) << 56n) | (BigInt(tag) << TAG_SHIFT), mask: OWNER_MASK | TAG_MASK };
+}
+
+/** Every trace's flows. */
+export function traceScope(): CookieSelector {
+  return { value: BigInt(CookieOwner.traceflow) << 56n, mask: OWNER_MASK };
+}
+
+function checkTag(tag: number): void {
+  if (!Number.isInteger(tag) || tag < MIN_TAG || tag > MAX_TAG) throw new RangeError(`trace tag ${tag} outside ${MIN_TAG}..${MAX_TAG}`);
+}
+
+/** What the flows need to know of the node. */
+export interface TraceNode {
+  round: number;
+  mode: TrafficMode;
+  /** The cluster's pod block (routed modes). */
+  clusterCidr?: string;
+}
+
+/** The trace's packet, as the flows match it: the tag, the source, and its source port (an echo request for ICMP). */
+export function packetMatch(tag: number, p: TracePacket, source = p.sourceIP): Match {
+  const base = { ip_dscp: tag, nw_src: source };
+  if (p.protocol === 'ICMP') return { protocol: 'icmp', ...base, icmp_type: 8 };
+  if (p.sourcePort === undefined) throw new RangeError(`a ${p.protocol} trace needs a source port`);
+  return { protocol: p.protocol === 'TCP' ? 'tcp' : 'udp', ...base, tp_src: p.sourcePort };
+}
+
+const toController: Action = { type: 'output', port: 'CONTROLLER' };
+const sendOn: Action = { type: 'output', port: { field: subfieldOf(TargetOfportField) } };
+
+export function traceFlows(node: TraceNode, tag: number, p: TracePacket): Flow[] {
+  const m = packetMatch(tag, p);
+  const flow = (table: number, point: ObservationPointId, priority: number, match: Match, actions: Action[] = [toController]): Flow => ({
+    table,
+    priority,
+    cookie: traceCookie(node.round, tag, point),
+    match: { ...match, ...m },
+    actions,
+  });
+  const flows = [
+    flow(Table.Output, ObservationPoint.output, OBSERVE_PRIORITY, matchMarks(OutPortFound)),
+    flow(Table.Output, ObservationPoint.noOutput, Priority.miss + 1, {}),
+    flow(PRIMARY_VERDICTS.dropTable.Egress, ObservationPoint.egressDrop, OBSERVE_PRIORITY, {}),
+    flow(PRIMARY_VERDICTS.dropTable.Ingress, ObservationPoint.ingressDrop, OBSERVE_PRIORITY, {}),
+    flow(Table.SpoofGuard, ObservationPoint.spoofGuard, Priority.miss + 1, {}),
+    flow(Table.L2ForwardingCalc, ObservationPoint.noPort, Priority.miss + 1, {}),
+    flow(Table.ConntrackState, ObservationPoint.invalid, OBSERVE_PRIORITY, { ct_state: { inv: true, trk: true } }),
+  ];
+  if (node.mode === 'encap') {
+    // Into a tunnel: the next node's pipeline observes it too.
+    flows.push(flow(Table.Output, ObservationPoint.output, OBSERVE_PRIORITY + 1, matchMarks(OutPortFound, ToTunnel), [toController, sendOn]));
+    // Above the cluster block's drop, below every node's pod subnet.
+    if (node.clusterCidr) flows.push(flow(Table.L3Forwarding, ObservationPoint.noRoute, Priority.cluster + 1, { nw_dst: node.clusterCidr }));
+  } else if (node.mode === 'noEncap' && node.clusterCidr) {
+    // To another node's pods by the node's routes: that node's pipeline observes it.
+    flows.push(flow(Table.Output, ObservationPoint.output, OBSERVE_PRIORITY + 1, { ...matchMarks(OutPortFound, ToGateway), nw_dst: node.clusterCidr }, [toController, sendOn]));
+  }
+  return flows;
+}
+
+/**
+ * A pod reaching itself through a Service leaves the Service stage with the hairpin source address: the observation
+ * points after it (policy drops, Output) match the trace's packet with that source too.
+ */
+export function hairpinFlows(node: TraceNode, tag: number, p: TracePacket): Flow[] {
+  const m = packetMatch(tag, p, HAIRPIN_VIRTUAL_IP);
+  const flow = (table: number, point: ObservationPointId, match: Match): Flow => ({ table, priority: OBSERVE_PRIORITY, cookie: traceCookie(node.round, tag, point), match: { ...match, ...m }, actions: [toController] });
+  return [
+    flow(Table.Output, ObservationPoint.output, matchMarks(OutPortFound)),
+    flow(PRIMARY_VERDICTS.dropTable.Egress, ObservationPoint.egressDrop, {}),
+    flow(PRIMARY_VERDICTS.dropTable.Ingress, ObservationPoint.ingressDrop, {}),
+  ];
+}
+
+/** Every observation flow of one trace. */
+export function observationFlows(node: TraceNode, tag: number, p: TracePacket): Flow[] {
+  return [...traceFlows(node, tag, p), ...hairpinFlows(node, tag, p)];
+}
+
+/** A FlowWriter.sync request installing (or, with no packet, removing) one trace's flows. */
+export function traceSync(node: TraceNode, tag: number, p: TracePacket | undefined): SyncRequest {
+  return { cookie: tagScope(tag), flows: p ? observationFlows(node, tag, p) : [] };
+}
