@@ -213,6 +213,39 @@ function usesIdentifier(node: unknown, name: string): boolean {
   return usesIdentifier(node.args, name);
 }
 
+/**
+ * A has() test of a field its object type does not declare (the CEL library checks has() arguments less strictly
+ * than cel-go, which refuses them): the field, and where it is named. Only selections from `self`/`oldSelf` through
+ * declared object fields are followed; a reserved word must be spelled escaped (`__namespace__`) there too.
+ */
+function undefinedHasField(node: unknown, roots: Record<string, DeclType>): { field: string; start: number } | undefined {
+  if (Array.isArray(node)) {
+    for (const n of node) {
+      const found = undefinedHasField(n, roots);
+      if (found) return found;
+    }
+    return undefined;
+  }
+  if (!isObject(node) || typeof node.op !== 'string') return undefined;
+  if (node.op === 'call' && Array.isArray(node.args) && node.args[0] === 'has') {
+    const arg = (node.args[1] as unknown[] | undefined)?.[0];
+    const path: Array<{ field: string; end: number }> = [];
+    let at: unknown = arg;
+    while (isObject(at) && at.op === '.' && Array.isArray(at.args) && typeof at.args[1] === 'string') {
+      path.unshift({ field: at.args[1], end: typeof at.end === 'number' ? at.end : 0 });
+      at = at.args[0];
+    }
+    let type = isObject(at) && at.op === 'id' && typeof at.args === 'string' ? roots[at.args] : undefined;
+    for (const { field, end } of path) {
+      if (type?.kind !== 'object') break;
+      const next = [...type.fields.values()].find((f) => f.name === field);
+      if (!next) return { field, start: Math.max(0, end - field.length) };
+      type = next.type;
+    }
+  }
+  return undefinedHasField(node.args, roots);
+}
+
 /** The CEL library's compile errors in cel-go's words, where they differ for the common mistakes. */
 function celGoWording(summary: string): string {
   return summary.replace(/^No such key: (.*)$/, "undefined field '$1'").replace(/^Unknown variable: (.*)$/, "undeclared reference to '$1' (in container '')");
@@ -334,6 +367,8 @@ function compileRules(rules: ValidationRule[], schema: JsonObject, type: DeclTyp
       const program = e.parse(source);
       const checked = program.check();
       if (!checked.valid) return `${prefix}${celIssue(source, checked.error)}`;
+      const unknown = undefinedHasField(program.ast, { self: type, oldSelf: type });
+      if (unknown) return `${prefix}${celIssue(source, { summary: `No such key: ${unknown.field}`, range: { start: unknown.start } })}`;
       return checked.type === want ? program : wrongType;
     } catch (err) {
       return `${prefix}${celIssue(source, err)}`;

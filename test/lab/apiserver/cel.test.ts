@@ -260,6 +260,7 @@ describe('CRDs whose rules are wrong are refused', () => {
 
   it.each([
     ['an unknown field', rule('self.nope > 1'), `${RULE_FIELD}.rule: Invalid value: apiextensions.ValidationRule{Rule:"self.nope > 1", Message:"", MessageExpression:"", Reason:(*apiextensions.FieldValueErrorReason)(nil), FieldPath:"", OptionalOldSelf:(*bool)(nil)}: compilation failed: ERROR: <input>:1:5: undefined field 'nope'\n | self.nope > 1\n | ....^`],
+    ['has() of an unknown field', rule('has(self.nope) || true'), "compilation failed: ERROR: <input>:1:9: undefined field 'nope'\n | has(self.nope) || true\n | ........^"],
     ['an unknown variable', rule('other.minReplicas > 1'), "compilation failed: ERROR: <input>:1:1: undeclared reference to 'other' (in container '')"],
     ['a syntax error', rule('self.minReplicas >'), `${RULE_FIELD}.rule: Invalid value: apiextensions.ValidationRule{Rule:"self.minReplicas >"`],
     ['a type error', rule('self.minReplicas + "x" == 1'), 'compilation failed: ERROR: <input>:1:'],
@@ -274,6 +275,16 @@ describe('CRDs whose rules are wrong are refused', () => {
     const res = await kubectl(srv, ['create', '-f', '-'], withSpecRule(r));
     expect(res.code).toBe(1);
     expect(res.stderr).toContain(message);
+  });
+
+  it('a property named by a CEL reserved word: has() must spell it escaped, as cel-go requires', async () => {
+    const plain = await kubectl(srv, ['create', '-f', '-'], withSpecRule(rule('!has(self.namespace)'), { namespace: { type: 'string' } }));
+    expect(plain.code).toBe(1);
+    expect(plain.stderr).toContain("compilation failed: ERROR: <input>:1:10: undefined field 'namespace'");
+    const escaped = await kubectl(srv, ['create', '-f', '-'], withSpecRule(rule('!has(self.__namespace__)'), { namespace: { type: 'string' } }));
+    expect(escaped.stderr).toBe('');
+    expect(escaped.code).toBe(0);
+    expect((await kubectl(srv, ['delete', 'crd', '--all'])).code).toBe(0);
   });
 
   it('oldSelf inside the items of a list that cannot be correlated', async () => {
