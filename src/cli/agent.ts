@@ -16,7 +16,8 @@ import { logger } from '../util/log.js';
 export function nodeFeatures(cfg: AgentConfig): AgentFeature[] {
   // Service chains steer through CNF function ports, which the secondary networks feature attaches.
   const secondary = cfg.secondaryNetworks.enabled ? [new SecondaryNetworksFeature()] : [];
-  const chains = cfg.secondaryNetworks.enabled && cfg.serviceChains.enabled ? [new ServiceChainsFeature()] : [];
+  const chainsFeature = cfg.secondaryNetworks.enabled && cfg.serviceChains.enabled ? new ServiceChainsFeature() : undefined;
+  const chains = chainsFeature ? [chainsFeature] : [];
   // Policy right after the pod network: a new pod's rules are in place before the other features attach more to it.
   const policyFeature = cfg.networkPolicy.enabled ? new NetworkPolicyFeature() : undefined;
   const policy = policyFeature ? [policyFeature] : [];
@@ -25,7 +26,11 @@ export function nodeFeatures(cfg: AgentConfig): AgentFeature[] {
   if (cfg.mode === 'chained') return [new ChainedNetworkFeature(), ...policy, ...services, ...secondary, ...chains];
   const podNetwork = new PrimaryNetworkFeature();
   // Last: it observes what every other feature's flows do to a packet.
-  const traceflow = new TraceflowFeature({ podInterfaces: () => podNetwork.podInterfaces(), ruleOf: (id) => policyFeature?.ruleOf(id) });
+  const traceflow = new TraceflowFeature({
+    podInterfaces: () => podNetwork.podInterfaces(),
+    ruleOf: (id) => policyFeature?.ruleOf(id),
+    chainTarget: (chain, hop, replica) => chainsFeature?.chainTarget(chain, hop, replica),
+  });
   return [podNetwork, ...policy, ...services, ...secondary, ...chains, traceflow];
 }
 

@@ -14,6 +14,7 @@ import type { PolicyRealizationList } from '../policy/controller/policy-api.js';
 import { showMetrics, showSecondaryNetworks } from './demo-networks.js';
 import { getResources } from './get.js';
 import { renderTable } from './table.js';
+import { processIO, runTrace, traceApi } from './trace.js';
 
 export interface DemoContext {
   status: LabStatus;
@@ -194,9 +195,11 @@ async function showNetworkPolicy(status: LabStatus, say: (line: string) => void)
     }
   };
   await expectations({ client: true, other: false }, 'the NetworkPolicy lets the client in and keeps the other pod out');
+  await showTrace(kc, say, 'other', 'the other pod\'s packet, dropped by the rule that isolates the web server');
   say('\n  kubectl label -n shop pod client quarantine=true');
   await kubectl(['label', '-n', POLICY_NAMESPACE, 'pod', 'client', 'quarantine=true']);
   await expectations({ client: false, other: false }, 'the Admin tier denies the quarantined client, whatever the NetworkPolicy allows');
+  await showTrace(kc, say, 'client', 'the quarantined client\'s packet, dropped by the Admin tier');
   const cnp = (await custom.getClusterCustomObject({ group: CNP_GROUP, version: CNP_VERSION, plural: CNP_PLURAL, name: 'quarantine' })) as ClusterNetworkPolicy;
   const realized = cnp.status?.conditions?.find((c) => c.type === REALIZED_CONDITION);
   say(`  ClusterNetworkPolicy quarantine: ${realized ? `${realized.type}=${realized.status} (${realized.message})` : 'no status yet'}`);
@@ -211,6 +214,16 @@ async function showNetworkPolicy(status: LabStatus, say: (line: string) => void)
   }
   say(`\n  seine get networkpolicies -n ${POLICY_NAMESPACE} -o wide   (nodes with a pod each policy applies to, and those that installed it)`);
   say((await getResources('networkpolicies', undefined, { ...get, output: 'wide' })).trimEnd());
+}
+
+/** `seine trace` of a packet to the shop's web server: the path through the real datapath, and who dropped it. */
+async function showTrace(kc: ReturnType<typeof loadKubeConfig>, say: (line: string) => void, from: string, what: string): Promise<void> {
+  say(`\n  seine trace ${POLICY_NAMESPACE}/${from} ${POLICY_NAMESPACE}/web --port 80   (${what})`);
+  let out = '';
+  const io = { ...processIO(), stdout: (t: string) => void (out += t), stderr: () => undefined };
+  const code = await runTrace({ source: { namespace: POLICY_NAMESPACE, pod: from }, destination: { namespace: POLICY_NAMESPACE, pod: 'web' }, packet: { protocol: 'TCP', destinationPort: 80 }, timeoutSeconds: 60 }, {}, traceApi(kc), io);
+  say(out.trimEnd().split('\n').map((l) => `  ${l}`).join('\n'));
+  if (code !== 0) throw new Error(`the trace from ${POLICY_NAMESPACE}/${from} failed`);
 }
 
 const CHAIN_EXAMPLE = 'manifests/examples/service-chain.yaml';

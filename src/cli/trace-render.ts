@@ -54,7 +54,7 @@ function describeObservation(o: Observation): string {
   let s: string = o.action;
   switch (o.component) {
     case 'ServiceChain':
-      if (o.chain) s += ` to chain ${o.chain.namespace}/${o.chain.name} hop ${o.chain.hop} replica ${o.chain.replica}`;
+      if (o.chain) s += ` ${o.action === 'Received' ? 'from' : 'to'} chain ${o.chain.namespace ? `${o.chain.namespace}/` : ''}${o.chain.name} hop ${o.chain.hop} replica ${o.chain.replica}${o.peerNode ? ` on ${o.peerNode}` : ''}`;
       break;
     case 'LoadBalancing':
       if (o.translatedDestination) s += ` -> ${o.translatedDestination}`;

@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import type { HopSpec, ReplicaStatus, ServiceChain, ServiceChainSpec, ServiceChainStatus } from '../../src/chaining/api/types.js';
 import { run } from '../../src/host/exec.js';
 import type { Lab } from '../../src/lab/lab.js';
+import type { Traceflow } from '../../src/traceflow/api/types.js';
 import { captureWhile } from '../harness/capture.js';
 import { cnfConnections, cnfCounters, cnfPod, threeHops, type CnfMarking, type HopPlan, type NftCounter } from '../harness/cnf.js';
 import { eventually, kubectl, podExec, podNetns, simplePod, startTestLab, waitRunning } from '../harness/lab.js';
@@ -292,6 +293,23 @@ describe('service chains in the lab (3 nodes)', () => {
       .filter((l) => l.startsWith('seine_chain_packets_total{') && l.includes('replica="entry"') && l.includes('direction="forward"') && /chain="[^"]*web"/.test(l));
     expect(entries.reduce((a, l) => a + Number(l.split(' ').pop()), 0)).toBeGreaterThan(0);
   }, 120_000);
+
+  it('seine trace follows a classified packet through every hop, in order and across nodes, to the server\'s port (not to the server)', async () => {
+    const out = await run(process.execPath, [join(process.cwd(), 'bin', 'seine'), 'trace', `${NS}/client`, `${NS}/web-1`, '--port', String(WEB), '--timeout', '60', '-o', 'json', '--kubeconfig', lab.kubeconfigPath], { timeoutMs: 150_000 });
+    const tf = JSON.parse(out.stdout) as Traceflow;
+    expect(tf.status?.phase).toBe('Succeeded');
+    expect(tf.status?.verdict).toBe('Delivered');
+    const observations = tf.status!.results!.flatMap((r) => r.observations.map((o) => ({ ...o, node: r.node })));
+    // Into each replica's port on its own node (a replica on another node is also seen steered there, into the tunnel).
+    const steered = observations.filter((o) => o.component === 'ServiceChain' && o.action === 'Steered' && !o.peerNode);
+    expect(steered.map((o) => o.chain?.hop)).toEqual(['firewall', 'router', 'inspector']);
+    for (const o of steered) expect(o.node).toBe(pods[o.chain!.replica.split('/')[1]!]!.spec!.nodeName);
+    for (const o of steered) expect(o.chain).toEqual(expect.objectContaining({ namespace: NS, name: 'web', replica: expect.stringMatching(new RegExp(`^${NS}/${o.chain!.hop}-[12]$`)) }));
+    // Each replica that got it handed it back (the CNFs re-mark DSCP: the packet is still recognized).
+    expect(observations.filter((o) => o.component === 'ServiceChain' && o.action === 'Received').map((o) => o.chain?.hop)).toEqual(['firewall', 'router', 'inspector']);
+    expect(new Set(tf.status!.results!.map((r) => r.node)).size).toBeGreaterThan(1);
+    expect(observations.at(-1)).toEqual(expect.objectContaining({ component: 'Forwarding', action: 'Delivered', pod: `${NS}/web-1`, node: nodeName(1) }));
+  }, 180_000);
 
   it('reports bad input (no replicas, missing interfaces, a delegated network) and leaves no chain flow behind', async () => {
     // Before any of the chains below: lonely reaches web-1 on both ports.

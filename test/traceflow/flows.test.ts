@@ -2,9 +2,11 @@
 import { CookieOwner, decodeCookie, makeCookie, renderFlow, type Action, type Flow } from '../../src/ovs/openflow/index.js';
 import { matchMarks, OutPortFound, ToGateway, ToTunnel } from '../../src/primary/pipeline/marks.js';
 import { HAIRPIN_VIRTUAL_IP, Priority, Table } from '../../src/primary/pipeline/tables.js';
+import { ChainTable } from '../../src/chaining/datapath/layout.js';
 import { PolicyCookies, PRIMARY_VERDICTS } from '../../src/policy/datapath/layout.js';
 import type { TracePacket } from '../../src/traceflow/api/types.js';
 import {
+  chainedFlows,
   decodeTraceCookie,
   hairpinFlows,
   OBSERVE_PRIORITY,
@@ -161,9 +163,9 @@ describe('the observation flows in encap mode', () => {
     expect(text).toContain('table=70,priority=181,cookie=0x700030000000505,tcp,nw_src=10.244.1.2,nw_dst=10.244.0.0/16,ip_dscp=5,tp_src=0x9c40,actions=CONTROLLER');
   });
 
-  it('have one flow per observation point and table, nine in all', () => {
-    expect(flows).toHaveLength(9);
-    expect(flows.map((f) => `${f.table}/${f.priority}`).sort()).toEqual(['10/1', '110/1', '110/60000', '110/60001', '31/60000', '54/60000', '70/181', '80/1', '94/60000'].sort());
+  it('have one flow per observation point and table (five in the chain stage\'s Target), fourteen in all', () => {
+    expect(flows).toHaveLength(14);
+    expect(flows.map((f) => `${f.table}/${f.priority}`).sort()).toEqual(['10/1', '110/1', '110/60000', '110/60001', '31/60000', '54/60000', ...Array(5).fill('67/60000'), '70/181', '80/1', '94/60000'].sort());
     expect(new Set(text).size).toBe(text.length);
   });
 
@@ -191,14 +193,24 @@ describe('the observation flows in noEncap mode', () => {
   });
 
   it('keep the observation points every mode has', () => {
-    expect(flows).toHaveLength(8);
+    expect(flows).toHaveLength(13);
     for (const point of POINTS.filter((p) => p !== ObservationPoint.noRoute)) expect(at(flows, point).length).toBeGreaterThan(0);
   });
 
   it('send nothing on without the cluster block', () => {
     const without = traceFlows({ round: 3, mode: 'noEncap' }, 5, tcp);
-    expect(without).toHaveLength(7);
-    expect(without.every((f) => f.actions.length === 1)).toBe(true);
+    expect(without).toHaveLength(12);
+    expect(without.filter((f) => f.table !== ChainTable.Target).every((f) => f.actions.length === 1)).toBe(true);
+  });
+});
+
+describe('the observation flow of the chain stage', () => {
+  it('reports the packet once per pass through the Target table, once a replica is chosen, and lets the chain\'s own flow take it', () => {
+    const flows = at(traceFlows(encap, 5, tcp), ObservationPoint.chainTarget);
+    expect(flows.every((f) => f.table === ChainTable.Target)).toBe(true);
+    // One flow per bit of the target replica field (bits 5..9 of reg8): any chosen replica sets one of them.
+    expect(flows.map((f) => f.match?.reg8)).toEqual([0x20, 0x40, 0x80, 0x100, 0x200].map((b) => ({ value: b, mask: b })));
+    expect(renderFlow(flows[0]!)).toBe('table=67,priority=60000,cookie=0x700030000000509,tcp,nw_src=10.244.1.2,ip_dscp=5,tp_src=0x9c40,reg2=0x0/0x1,reg8=0x20/0x20,actions=CONTROLLER,load:0x1->reg2[0],resubmit(,67)');
   });
 });
 
@@ -206,10 +218,10 @@ describe('the observation flows in chained mode', () => {
   const flows = traceFlows(chained, 5, tcp);
 
   it('have neither a send-on variant nor a no-route flow', () => {
-    expect(flows).toHaveLength(7);
+    expect(flows).toHaveLength(12);
     expect(flows.filter((f) => f.priority === OBSERVE_PRIORITY + 1)).toEqual([]);
     expect(at(flows, ObservationPoint.noRoute)).toEqual([]);
-    expect(flows.every((f) => f.actions.length === 1 && f.actions[0]!.type === 'output')).toBe(true);
+    expect(flows.filter((f) => f.table !== ChainTable.Target).every((f) => f.actions.length === 1 && f.actions[0]!.type === 'output')).toBe(true);
   });
 });
 
@@ -238,7 +250,7 @@ describe('every observation flow', () => {
   it.each(cases)('sends the packet to the agent, and on only into a tunnel or through the gateway (%s)', (_, node, packet) => {
     for (const f of traceFlows(node, 17, packet)) {
       expect(f.actions[0]).toEqual(toController);
-      if (f.actions.length === 1) continue;
+      if (f.actions.length === 1 || f.table === ChainTable.Target) continue;
       // Only the Output variants for the tunnel (encap) or the gateway (noEncap) send on, by reg1.
       expect(f.actions).toEqual([toController, sendOn]);
       expect(f.table).toBe(Table.Output);
@@ -265,7 +277,22 @@ describe('every observation flow', () => {
 
 describe("a trace's sync request", () => {
   it("installs the trace's flows under its tag's scope", () => {
-    expect(traceSync(encap, 5, tcp)).toEqual({ cookie: tagScope(5), flows: [...traceFlows(encap, 5, tcp), ...hairpinFlows(encap, 5, tcp)] });
+    expect(traceSync(encap, 5, tcp)).toEqual({ cookie: tagScope(5), flows: [...traceFlows(encap, 5, tcp), ...hairpinFlows(encap, 5, tcp), ...chainedFlows(encap, 5, tcp)] });
+  });
+
+  it('also observes a chained packet past a CNF, which may have re-marked its DSCP: by its source, source port and the chained bit', () => {
+    const flows = chainedFlows(encap, 5, tcp);
+    expect(flows.map((f) => decodeTraceCookie(f.cookie!)!.point).sort()).toEqual(
+      [ObservationPoint.output, ObservationPoint.output, ObservationPoint.noOutput, ObservationPoint.ingressDrop, ObservationPoint.noPort, ...Array<number>(5).fill(ObservationPoint.chainTarget), ObservationPoint.noRoute].sort(),
+    );
+    for (const f of flows) {
+      expect(f.match?.ip_dscp).toBeUndefined();
+      expect(f.match).toMatchObject({ nw_src: tcp.sourceIP, tp_src: tcp.sourcePort });
+      const reg8 = f.match!.reg8 as { value: number; mask: number };
+      expect(reg8.value & reg8.mask & (1 << 23)).toBe(1 << 23);
+    }
+    // Before the chain stage nothing is observed without the tag.
+    expect(flows.some((f) => [Table.SpoofGuard, Table.ConntrackState, PRIMARY_VERDICTS.dropTable.Egress].includes(f.table as never))).toBe(false);
   });
 
   it('also observes, after the Service stage, the packet of a pod that reached itself (its source is then the hairpin address)', () => {

@@ -5,6 +5,7 @@ import type { TrafficMode } from '../../src/primary/pipeline/state.js';
 import { EgressRuleField, IngressRuleField } from '../../src/policy/datapath/layout.js';
 import type { PolicyRef, TracePacket } from '../../src/traceflow/api/types.js';
 import { ObservationPoint } from '../../src/traceflow/datapath/flows.js';
+import { tag, TAG_REG } from '../../src/chaining/datapath/layout.js';
 import { observe, type NodeView } from '../../src/traceflow/datapath/observe.js';
 import { buildFrame, parseFrame, type ParsedFrame } from '../../src/traceflow/model/frame.js';
 
@@ -314,5 +315,50 @@ describe('the role of a node', () => {
     const r = observe(nodeA, { packet: toServerA }, ObservationPoint.output, pipeline(CLIENT_PORT, { kind: ToLocalPod.value, ofport: SERVER_PORT }), frameOf(toServerA));
     expect(r.role).toBe('Receiver');
     expect(r.observations.map((o) => o.component)).toEqual(['Forwarding']);
+  });
+});
+
+describe('a trace packet in a service chain', () => {
+  const FUNCTION_PORT = 9;
+  const chainView = (node: string): NodeView => ({
+    ...viewOf(node),
+    chainTarget: (chain, hop, replica) => (chain === 3 ? { namespace: 'default', name: 'sfc', hop: ['fw', 'ids'][hop] ?? `h${hop}`, replica: `default/cnf-${hop}-${replica}`, node: hop === 0 ? 'node-a' : 'node-b' } : undefined),
+  });
+  const withTag = (p: PacketInPipeline, t: { chain: number; hop: number; target?: number; from?: number; exit?: boolean }): PacketInPipeline => {
+    const r = [...p.regs];
+    r[TAG_REG] = tag({ chain: t.chain, hop: t.hop, direction: 0, target: t.target ?? 0, from: t.from ?? 0, ...(t.exit !== undefined ? { exit: t.exit } : {}) }).value;
+    return { ...p, regs: r };
+  };
+  const fromClient = { ...fromA(toServerB), sourceOfport: CLIENT_PORT };
+
+  it('is steered by the sender to a local replica of the first hop, after its own checks, and goes on', () => {
+    const r = observe(chainView('node-a'), fromClient, ObservationPoint.chainTarget, withTag(pipeline(CLIENT_PORT), { chain: 3, hop: 0, target: 2 }), frameOf(toServerB));
+    expect(r.role).toBe('Sender');
+    expect(r.verdict).toBeUndefined();
+    expect(r.observations.map((o) => `${o.component} ${o.action}`)).toEqual(['SpoofGuard Forwarded', 'ServiceChain Steered']);
+    expect(r.observations[1]).toEqual(expect.objectContaining({ table: 'ChainTarget', chain: { namespace: 'default', name: 'sfc', hop: 'fw', replica: 'default/cnf-0-2' } }));
+    expect(r.observations[1]!.peerNode).toBeUndefined();
+  });
+
+  it('is received back from the CNF (its port is not the source\'s) and steered to the next hop\'s replica on another node', () => {
+    const r = observe(chainView('node-a'), fromClient, ObservationPoint.chainTarget, withTag(pipeline(FUNCTION_PORT), { chain: 3, hop: 1, target: 1, from: 2 }), frameOf(toServerB));
+    expect(r.role).toBe('Transit');
+    expect(r.observations).toEqual([
+      expect.objectContaining({ component: 'ServiceChain', action: 'Received', chain: expect.objectContaining({ hop: 'fw', replica: 'default/cnf-0-2' }) }),
+      expect.objectContaining({ component: 'ServiceChain', action: 'Steered', peerNode: 'node-b', chain: expect.objectContaining({ hop: 'ids', replica: 'default/cnf-1-1' }) }),
+    ]);
+  });
+
+  it('leaves the chain after the last hop and is delivered: the hop it came back from is the tag\'s own', () => {
+    const p = withTag(pipeline(FUNCTION_PORT, { kind: ToLocalPod.value, ofport: SERVER_PORT }), { chain: 3, hop: 1, from: 1, exit: true });
+    const r = observe(chainView('node-b'), { ...fromA(toServerB) }, ObservationPoint.output, p, frameOf(toServerB));
+    expect(r.role).toBe('Receiver');
+    expect(r.verdict).toBe('Delivered');
+    expect(r.observations[0]).toEqual(expect.objectContaining({ component: 'ServiceChain', action: 'Received', chain: expect.objectContaining({ hop: 'ids', replica: 'default/cnf-1-1' }) }));
+  });
+
+  it('names an unknown chain by its index', () => {
+    const r = observe(chainView('node-a'), fromClient, ObservationPoint.chainTarget, withTag(pipeline(CLIENT_PORT), { chain: 7, hop: 0, target: 1 }), frameOf(toServerB));
+    expect(r.observations.at(-1)!.chain).toEqual({ namespace: '', name: 'chain 7', hop: '0', replica: '1' });
   });
 });

@@ -666,6 +666,16 @@ export class ServiceChainsFeature implements AgentFeature {
     }
   }
 
+  /** The chain, hop and replica a chain tag of the pod network names (a Traceflow says where a packet was steered). */
+  chainTarget(index: number, hop: number, replica: number): { namespace: string; name: string; hop: string; replica: string; node: string } | undefined {
+    const chain = this.desired.find((c) => c.index === index && c.network === '');
+    const h = chain?.hops[hop];
+    const r = h?.replicas.find((x) => x.id === replica);
+    if (!chain || !h || !r) return undefined;
+    const [namespace, name] = chain.key.split('/') as [string, string];
+    return { namespace, name, hop: h.name, replica: r.pod, node: r.node };
+  }
+
   /** After ovs-vswitchd restarted: every chain flow again (ports may have new numbers), in one bundle. */
   async restore(): Promise<void> {
     this.fullSync = true;

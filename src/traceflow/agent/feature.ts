@@ -16,9 +16,9 @@ import { logger } from '../../util/log.js';
 import { updateTraceStatus } from '../api/status.js';
 import { TRACEFLOW_GROUP, TRACEFLOW_PLURAL, TRACEFLOW_VERSION, type PolicyRef, type Traceflow, type TraceflowStatus } from '../api/types.js';
 import { decodeTraceCookie, observationFlows, traceScope, traceSync, type TraceNode } from '../datapath/flows.js';
-import { observe, type NodeView } from '../datapath/observe.js';
+import { observe, type ChainRef, type NodeView } from '../datapath/observe.js';
 import { buildFrame, parseFrame } from '../model/frame.js';
-import { orderResults } from '../model/path.js';
+import { handoffsMatched, orderResults } from '../model/path.js';
 
 /** How often a missing Traceflow CRD is looked for again. */
 const CRD_RETRY_MS = 5000;
@@ -29,6 +29,8 @@ export interface TraceflowSources {
   podInterfaces(): readonly PodInterface[];
   /** A policy rule of the pod network's stage, by id. */
   ruleOf?(ruleId: number): PolicyRef | undefined;
+  /** The chain, hop and replica a chain tag of br-int names. */
+  chainTarget?(chain: number, hop: number, replica: number): ChainRef | undefined;
 }
 
 interface Local {
@@ -138,7 +140,9 @@ export class TraceflowFeature implements AgentFeature {
       });
       return; // the update comes back as an event
     }
-    if (status.sourceNode === me && !this.local.get(name)!.injected && this.everyNodeReady(status)) {
+    // Not again after an agent restart that came once the sender's observations were in.
+    const sent = (status.results ?? []).some((r) => r.role === 'Sender');
+    if (status.sourceNode === me && !this.local.get(name)!.injected && !sent && this.everyNodeReady(status)) {
       this.local.get(name)!.injected = true;
       await this.inject(tf);
     }
@@ -154,7 +158,7 @@ export class TraceflowFeature implements AgentFeature {
     const status = tf.status!;
     const p = status.packet!;
     const name = tf.metadata.name!;
-    const src = this.sources.podInterfaces().find((i) => i.podNamespace === tf.spec.source.namespace && i.podName === tf.spec.source.pod && i.ifname === 'eth0');
+    const src = this.sourceInterface(tf);
     if (!src) return this.fail(name, 'SourceNotAttached', `pod ${tf.spec.source.namespace}/${tf.spec.source.pod} has no interface on ${this.ctx.node.name}'s bridge`);
     const local = this.sources.podInterfaces().find((i) => i.ip === p.destinationIP);
     const podCidr = this.ctx.node.podCidr;
@@ -169,25 +173,33 @@ export class TraceflowFeature implements AgentFeature {
     await this.connection!.packetOut([{ data, inPort: src.ofport, actions: [{ type: 'output', port: 'TABLE' }] }]);
   }
 
+  /** The source pod's interface on this node's bridge. */
+  private sourceInterface(tf: Traceflow): PodInterface | undefined {
+    return this.sources.podInterfaces().find((i) => i.podNamespace === tf.spec.source.namespace && i.podName === tf.spec.source.pod && i.ifname === 'eth0');
+  }
+
   private packetIn(p: PacketIn): void {
     const c = decodeTraceCookie(p.cookie);
     if (!c) return;
     const entry = [...this.local.entries()].find(([, l]) => l.tag === c.tag);
     const tf = entry && this.traces?.get(entry[0]);
     if (!tf || !running(tf)) return;
-    const result = observe(this.view(), { packet: tf.status!.packet!, sourceNode: tf.status!.sourceNode }, c.point, packetInPipeline(p), parseFrame(p.data));
-    this.enqueue(() => this.report(tf.metadata.name!, c.tag, result));
+    const status = tf.status!;
+    const source = status.sourceNode === this.ctx.node.name ? this.sourceInterface(tf) : undefined;
+    const trace = { packet: status.packet!, tag: c.tag, ...(status.sourceNode ? { sourceNode: status.sourceNode } : {}), ...(source ? { sourceOfport: source.ofport } : {}) };
+    const result = observe(this.view(), trace, c.point, packetInPipeline(p), parseFrame(p.data));
+    const seen = new Date().toISOString();
+    this.enqueue(() => this.report(tf.metadata.name!, c.tag, result, seen));
   }
 
-  private async report(name: string, tag: number, r: ReturnType<typeof observe>): Promise<void> {
+  private async report(name: string, tag: number, r: ReturnType<typeof observe>, timestamp = new Date().toISOString()): Promise<void> {
     const node = this.ctx.node.name;
-    const timestamp = new Date().toISOString();
     await updateTraceStatus(this.api, name, (cur) => {
       const s = cur.status;
       if (!s || s.phase !== 'Running' || s.tag !== tag) return undefined;
       const results = orderResults([...(s.results ?? []), { node, role: r.role, timestamp, observations: r.observations }]);
       const next: TraceflowStatus = { ...s, results, ...(r.verdict ? { verdict: r.verdict } : {}) };
-      if (next.verdict && results.some((x) => x.role === 'Sender')) {
+      if (next.verdict && results.some((x) => x.role === 'Sender') && handoffsMatched(results)) {
         next.phase = 'Succeeded';
         next.message = `${next.verdict} after ${results.length} node observation(s)`;
       }
@@ -216,6 +228,7 @@ export class TraceflowFeature implements AgentFeature {
       nodeByIp: (ip) => nodes.find((n) => addresses(n).includes(ip))?.metadata?.name,
       nodeByPodIp: (ip) => nodes.find((n) => [n.spec?.podCIDR, ...(n.spec?.podCIDRs ?? [])].some((c) => !!c && inCidr(ip, c)))?.metadata?.name,
       rule: (id) => this.sources.ruleOf?.(id),
+      chainTarget: (chain, hop, replica) => this.sources.chainTarget?.(chain, hop, replica),
     };
   }
 }

@@ -4,10 +4,11 @@
 // to the agent as a packet-in (cookie: the trace's tag and the point); only a packet bound for another node's pipeline
 // (a tunnel, or the node's routing in noEncap mode) is also sent on. The packet is never handed to a pod.
 import { CookieOwner, makeCookie, type Action, type CookieSelector, type Flow, type Match, type SyncRequest } from '../../ovs/openflow/index.js';
-import { matchMarks, OutPortFound, subfieldOf, TargetOfportField, ToGateway, ToTunnel } from '../../primary/pipeline/marks.js';
+import { matchMarks, OutPortFound, subfieldOf, TargetOfportField, ToGateway, ToTunnel, type RegField } from '../../primary/pipeline/marks.js';
 import type { TrafficMode } from '../../primary/pipeline/state.js';
 import { HAIRPIN_VIRTUAL_IP, Priority, Table } from '../../primary/pipeline/tables.js';
 import { PRIMARY_VERDICTS } from '../../policy/datapath/layout.js';
+import { ChainTable, fieldMask, fieldValue, Tag, TAG_REG } from '../../chaining/datapath/layout.js';
 import { MAX_TAG, MIN_TAG, type TracePacket } from '../api/types.js';
 
 /** Where an observation flow sits; the packet-in's cookie carries it. */
@@ -26,6 +27,8 @@ export const ObservationPoint = {
   invalid: 7,
   /** Output's miss (no port was found). */
   noOutput: 8,
+  /** The chain stage's Target table: a service chain steers the packet to a hop's replica (reg8 says which). */
+  chainTarget: 9,
 } as const;
 export type ObservationPointId = (typeof ObservationPoint)[keyof typeof ObservationPoint];
 
@@ -78,7 +81,17 @@ export function packetMatch(tag: number, p: TracePacket, source = p.sourceIP): M
   return { protocol: p.protocol === 'TCP' ? 'tcp' : 'udp', ...base, tp_src: p.sourcePort };
 }
 
+/**
+ * reg2[0]: the chain stage's Target table has reported this pass of the packet. The observation flow there reports
+ * and sets it, then sends the packet through the table again, where the chain's own flow takes it: an observation
+ * that does not stop the packet. A packet back from a CNF starts a new pass with the bit clear.
+ */
+export const ChainObservedField: RegField = { reg: 2, start: 0, end: 0 };
+
 const toController: Action = { type: 'output', port: 'CONTROLLER' };
+
+/** Each bit of the chain tag's target replica field: a chosen replica has at least one set. */
+const targetBits = (): number[] => Array.from({ length: Tag.target.end - Tag.target.start + 1 }, (_, i) => 2 ** (Tag.target.start + i));
 const sendOn: Action = { type: 'output', port: { field: subfieldOf(TargetOfportField) } };
 
 export function traceFlows(node: TraceNode, tag: number, p: TracePacket): Flow[] {
@@ -98,6 +111,14 @@ export function traceFlows(node: TraceNode, tag: number, p: TracePacket): Flow[]
     flow(Table.SpoofGuard, ObservationPoint.spoofGuard, Priority.miss + 1, {}),
     flow(Table.L2ForwardingCalc, ObservationPoint.noPort, Priority.miss + 1, {}),
     flow(Table.ConntrackState, ObservationPoint.invalid, OBSERVE_PRIORITY, { ct_state: { inv: true, trk: true } }),
+    // Once the replica is chosen (a target bit set; the chain stage may enter the table before choosing).
+    ...targetBits().map((bit) =>
+      flow(ChainTable.Target, ObservationPoint.chainTarget, OBSERVE_PRIORITY, { ...matchMarks({ field: ChainObservedField, value: 0 }), [`reg${TAG_REG}`]: { value: bit, mask: bit } }, [
+        toController,
+        { type: 'load', value: 1, dst: subfieldOf(ChainObservedField) },
+        { type: 'resubmit', table: ChainTable.Target },
+      ]),
+    ),
   ];
   if (node.mode === 'encap') {
     // Into a tunnel: the next node's pipeline observes it too.
@@ -125,9 +146,28 @@ export function hairpinFlows(node: TraceNode, tag: number, p: TracePacket): Flow
   ];
 }
 
+/** Where a packet back from a CNF can be observed: the chain's next hops and everything after the chain stage. */
+const PAST_A_CNF = new Set<number>([ObservationPoint.chainTarget, ObservationPoint.output, ObservationPoint.ingressDrop, ObservationPoint.noRoute, ObservationPoint.noPort, ObservationPoint.noOutput]);
+
+/**
+ * A CNF may re-mark DSCP (many do): past one, the trace's packet is known by its source address and port and the
+ * chain tag's chained bit instead of its tag. The same observation points, for chained packets only.
+ */
+export function chainedFlows(node: TraceNode, tag: number, p: TracePacket): Flow[] {
+  const chained = { value: fieldValue(Tag.chained, 1), mask: fieldMask(Tag.chained) };
+  return traceFlows(node, tag, p)
+    .filter((f) => PAST_A_CNF.has(decodeTraceCookie(f.cookie!)!.point))
+    .map((f) => {
+      const { ip_dscp: _tag, ...match } = f.match!;
+      const own = match[`reg${TAG_REG}`] as { value: number; mask: number } | undefined;
+      const reg = own ? { value: own.value | chained.value, mask: own.mask | chained.mask } : chained;
+      return { ...f, match: { ...match, [`reg${TAG_REG}`]: reg } };
+    });
+}
+
 /** Every observation flow of one trace. */
 export function observationFlows(node: TraceNode, tag: number, p: TracePacket): Flow[] {
-  return [...traceFlows(node, tag, p), ...hairpinFlows(node, tag, p)];
+  return [...traceFlows(node, tag, p), ...hairpinFlows(node, tag, p), ...chainedFlows(node, tag, p)];
 }
 
 /** A FlowWriter.sync request installing (or, with no packet, removing) one trace's flows. */

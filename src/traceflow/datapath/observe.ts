@@ -8,6 +8,7 @@ import type { TrafficMode } from '../../primary/pipeline/state.js';
 import { EgressRuleField, IngressRuleField } from '../../policy/datapath/layout.js';
 import type { NodeRole, Observation, PolicyRef, TracePacket, TraceVerdict } from '../api/types.js';
 import type { ParsedFrame } from '../model/frame.js';
+import { decodeTag, Tag, TAG_BITS, TAG_REG } from '../../chaining/datapath/layout.js';
 import { ObservationPoint } from './flows.js';
 
 /** What the agent knows of its node and the cluster, to name what the registers hold. */
@@ -24,6 +25,25 @@ export interface NodeView {
   nodeByPodIp(ip: string): string | undefined;
   /** A rule of the policy stage by its id. */
   rule(ruleId: number): PolicyRef | undefined;
+  /** The chain, hop and replica a chain tag names on the pod network, with the replica's node. */
+  chainTarget?(chain: number, hop: number, replica: number): ChainRef | undefined;
+}
+
+export interface ChainRef {
+  namespace: string;
+  name: string;
+  hop: string;
+  replica: string;
+  node: string;
+}
+
+/** What observe() needs of the trace: its packet, and where it was injected (the port, on the source's node). */
+export interface TraceRef {
+  packet: TracePacket;
+  sourceNode?: string;
+  sourceOfport?: number;
+  /** The DSCP tag it was injected with. */
+  tag?: number;
 }
 
 export interface NodeObservations {
@@ -44,11 +64,13 @@ function ruleRef(view: NodeView, ruleId: number): PolicyRef {
   return view.rule(ruleId) ?? { kind: 'Unknown', name: `rule ${ruleId}`, rule: String(ruleId) };
 }
 
-export function observe(view: NodeView, trace: { packet: TracePacket; sourceNode?: string }, point: number, pipeline: PacketInPipeline, frame: ParsedFrame | undefined): NodeObservations {
+export function observe(view: NodeView, trace: TraceRef, point: number, pipeline: PacketInPipeline, frame: ParsedFrame | undefined): NodeObservations {
   const obs: Observation[] = [];
   const fromTunnel = view.tunnelOfport !== undefined && pipeline.inPort === view.tunnelOfport;
   const fromGateway = pipeline.inPort === view.gatewayOfport;
-  const sender = view.node === trace.sourceNode && !fromTunnel && !fromGateway;
+  const sender = view.node === trace.sourceNode && (trace.sourceOfport !== undefined ? pipeline.inPort === trace.sourceOfport : !fromTunnel && !fromGateway);
+  const chainTag = decodeTag((pipeline.regs[TAG_REG] ?? 0) % 2 ** TAG_BITS);
+  const exiting = Math.floor((pipeline.regs[TAG_REG] ?? 0) / 2 ** Tag.exit.start) % 2 === 1;
   const end = (verdict: TraceVerdict): NodeObservations => ({ role: sender ? 'Sender' : 'Receiver', observations: obs, verdict });
 
   if (fromTunnel) obs.push({ component: 'Forwarding', action: 'Received', table: 'Classifier', ...peer(view, pipeline.tunSrc), message: 'through the tunnel' });
@@ -56,6 +78,12 @@ export function observe(view: NodeView, trace: { packet: TracePacket; sourceNode
     // noEncap: a peer's pod routed here by the node; its subnet names the node it came from.
     const from = view.nodeByPodIp(trace.packet.sourceIP);
     obs.push({ component: 'Forwarding', action: 'Received', table: 'Classifier', ...(from && from !== view.node ? { peerNode: from } : {}), message: "through the node's routing" });
+  } else if (!sender && chainTag.chained && chainTag.from) {
+    // Back out of a CNF: the Classifier put the hop and the replica it came from in the tag; the chain stage has
+    // moved the hop on since, unless the packet is leaving the chain.
+    const hop = exiting ? chainTag.hop : chainTag.hop - 1;
+    const remarked = frame && trace.tag !== undefined && frame.dscp !== trace.tag ? `, DSCP re-marked to ${frame.dscp}` : '';
+    obs.push({ component: 'ServiceChain', action: 'Received', table: 'Classifier', ...chainObservation(view, chainTag.chain, hop, chainTag.from), message: `back from the CNF${remarked}` });
   }
   if (sender) {
     if (point === ObservationPoint.spoofGuard) {
@@ -81,6 +109,12 @@ export function observe(view: NodeView, trace: { packet: TracePacket; sourceNode
   if (ingressRule) obs.push({ component: 'NetworkPolicy', action: 'Allowed', table: 'IngressPolicy', direction: 'Ingress', policy: ruleRef(view, ingressRule) });
 
   const dst = frame?.destinationIP ?? trace.packet.destinationIP;
+  if (point === ObservationPoint.chainTarget) {
+    const c = chainObservation(view, chainTag.chain, chainTag.hop, chainTag.target);
+    const remote = c.peerNode !== undefined;
+    obs.push({ component: 'ServiceChain', action: 'Steered', table: 'ChainTarget', ...c, message: remote ? 'through the tunnel to the replica\'s node' : 'into the replica\'s port' });
+    return { role: sender ? 'Sender' : 'Transit', observations: obs };
+  }
   switch (point) {
     case ObservationPoint.noRoute:
       obs.push({ component: 'Forwarding', action: 'Dropped', table: 'L3Forwarding', message: `no node's pod subnet holds ${dst}` });
@@ -125,6 +159,13 @@ export function observe(view: NodeView, trace: { packet: TracePacket; sourceNode
   }
   obs.push({ component: 'Forwarding', action: 'Forwarded', table: 'Output', outputPort: String(ofport) });
   return end('ForwardedToNode');
+}
+
+/** A chain observation's chain and replica, and the replica's node when it is another. */
+function chainObservation(view: NodeView, chain: number, hop: number, replica: number): Pick<Observation, 'chain' | 'peerNode'> {
+  const c = view.chainTarget?.(chain, hop, replica);
+  if (!c) return { chain: { namespace: '', name: `chain ${chain}`, hop: String(hop), replica: String(replica) } };
+  return { chain: { namespace: c.namespace, name: c.name, hop: c.hop, replica: c.replica }, ...(c.node !== view.node ? { peerNode: c.node } : {}) };
 }
 
 function peer(view: NodeView, ip: string | undefined): Pick<Observation, 'peerNode'> {
