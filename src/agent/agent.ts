@@ -12,6 +12,7 @@ import { CniServer } from '../primary/cniserver/index.js';
 import { gatewayIpOf, nodeInternalIp } from '../primary/nodes/peers.js';
 import { baseScope } from '../primary/pipeline/index.js';
 import { logger } from '../util/log.js';
+import { AGENT_API_PREFIX, agentApi } from './api.js';
 import type { NodeContext } from './context.js';
 import { DatapathWatchdog } from './datapath-watchdog.js';
 import type { AgentFeature, PodAttachmentHook, PodSandbox } from './feature.js';
@@ -51,12 +52,15 @@ export class Agent {
   private started: AgentFeature[] = [];
   private ready = false;
   private stopped = false;
+  /** What the features show on the read-only API, once every one has started. */
+  private inspections?: NonNullable<AgentFeature['inspection']>[];
 
   constructor(
     readonly cfg: AgentConfig,
     private readonly features: readonly AgentFeature[],
   ) {
     this.host = new IpRoute(cfg.hostNetns);
+    this.health.mount(AGENT_API_PREFIX, agentApi(cfg.nodeName, () => this.inspections));
   }
 
   /** Runs `fn` as one pod operation: many at once, but never during a whole-node re-realization. */
@@ -81,7 +85,8 @@ export class Agent {
 
   async start(): Promise<void> {
     const cfg = this.cfg;
-    // Served from the start: liveness while the node is set up, readiness once pods can be attached.
+    // Served from the start: liveness while the node is set up, readiness once pods can be attached, the read-only
+    // API (src/agent/api.ts) once every feature has started.
     if (cfg.metricsPort) await this.health.listen({ port: cfg.metricsPort, host: cfg.metricsAddress });
     if (cfg.metricsSocket) await this.health.listen({ path: cfg.metricsSocket });
     const ctx = await this.startBase();
@@ -104,6 +109,7 @@ export class Agent {
     const networks = this.features.flatMap((f) => (f.podNetwork ? [f.podNetwork] : []));
     if (networks.length !== 1) throw new Error(`exactly one feature must answer the CNI calls (${networks.length} do)`);
     this.hooks = this.features.flatMap((f) => (f.podAttachments ? [f.podAttachments] : []));
+    this.inspections = this.features.flatMap((f) => (f.inspection ? [f.inspection] : []));
     this.pods = new PodDriver({
       network: networks[0]!,
       hooks: this.hooks,

@@ -1,6 +1,7 @@
 import type { V1Pod } from '@kubernetes/client-node';
 import type { CniResult } from '../cni/types.js';
 import type { CniDriver } from '../primary/cniserver/index.js';
+import type { PodInterfaceInfo, ServiceFrontendInfo } from './api-types.js';
 import type { NodeContext } from './context.js';
 
 /**
@@ -19,6 +20,25 @@ export interface AgentFeature {
   readonly podNetwork?: PodNetwork;
   /** Offered by a feature that adds interfaces to, or acts on, the pod network's sandboxes. Read once every feature has started. */
   readonly podAttachments?: PodAttachmentHook;
+  /** What the feature shows of the node on the agent's read-only API (src/agent/api.ts). Read once every feature has started. */
+  readonly inspection?: FeatureInspection;
+}
+
+/** A pod interface a feature made, with its sandbox, as the agent's read-only API shows it. */
+export interface InspectedInterface extends PodInterfaceInfo {
+  containerId: string;
+  netns: string;
+  podNamespace: string;
+  podName: string;
+  podUid: string;
+}
+
+/** Read-only views of a feature's state, read on each request; every method is optional. */
+export interface FeatureInspection {
+  /** The pod interfaces the feature made on this node (`GET /v1/pods`). */
+  podInterfaces?(): InspectedInterface[];
+  /** The Service frontends the node serves, as last realized (`GET /v1/services`). */
+  serviceFrontends?(): Array<Omit<ServiceFrontendInfo, 'node'>>;
 }
 
 /** One attachment of the pod network, as the agent's composition sees it. */

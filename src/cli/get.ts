@@ -1,19 +1,22 @@
-// `seine get networkpolicies|clusternetworkpolicies|multi-networkpolicies|networks|ippools|chains`. Policies: where each is realized, as the
+// `seine get networkpolicies|clusternetworkpolicies|multi-networkpolicies|networks|ippools|chains|pods|services`.
+// Pods and Services: what each node's agent knows (get-pods.ts). Policies: where each is realized, as the
 // policy controller sees it (NetworkPolicies have no status to hold it); a MultiNetworkPolicy per network it names,
 // with why a network is not enforced. Shaped like `kubectl get` (and usable as a kubectl plugin): the
 // kubeconfig's cluster and user, -n / -A, -o wide|json|yaml. The controller is found through the API server (the
 // endpoint ConfigMap its leader publishes, with the certificate to pin), and the user's own bearer token is sent:
 // the controller authenticates it and asks the API server whether the user may list those policies.
 import { KubeConfig } from '@kubernetes/client-node';
-import { Command, Option } from 'commander';
+import { Command, InvalidArgumentError, Option } from 'commander';
 import { request } from 'node:https';
 import { stringify as stringifyYaml } from 'yaml';
-import { apiFailure } from '../k8s/api.js';
+import { AGENT_API_PORT, type PodInfo, type ServiceFrontendInfo } from '../agent/api-types.js';
+import { apiFailure, apiStatus } from '../k8s/api.js';
 import { ageOf } from '../lab/apiserver/meta.js';
 import { bearerTokenSource, controllerEndpointSource, DEFAULT_ENDPOINT_NAMESPACE, ENDPOINT_CONFIGMAP, type ControllerEndpoint } from '../policy/channel/discovery.js';
 import { POLICIES_PATH, type PolicyRealizationItem, type PolicyRealizationList } from '../policy/controller/policy-api.js';
 import { loadUserKubeConfig } from './kubeconfig.js';
 import { chainTable, readChains, type ChainRow } from './get-chains.js';
+import { podTable, readFromAgents, serviceTable, type NodeKind } from './get-pods.js';
 import { networkTable, poolTable, readNetworks, readPools, type NetworkRow, type PoolRow } from './get-networks.js';
 import { renderTable } from './table.js';
 
@@ -40,6 +43,10 @@ export interface GetOptions {
   kubeconfig?: string;
   context?: string;
   controllerNamespace: string;
+  /** Pods and Services: one node's agent only. */
+  node?: string;
+  /** Pods and Services: the agents' port (their metricsPort). */
+  agentPort?: number;
 }
 
 /** A failure the command reports as one line (and exit status 1): the server's refusal, or `error: ...` as kubectl. */
@@ -143,7 +150,7 @@ const NOT_FOUND_KIND = { networks: 'network-attachment-definitions.k8s.cni.cncf.
 /** `seine get networks|ippools|chains`: rows derived from the API server's objects (json and yaml print the rows). */
 async function getClusterKind(kind: 'networks' | 'ippools' | 'chains', name: string | undefined, o: GetOptions, output: string): Promise<string> {
   const kc = loadConfig(o.kubeconfig, o.context);
-  const namespace = kind !== 'ippools' && !o.allNamespaces ? (o.namespace ?? kc.getContextObject(kc.getCurrentContext())?.namespace ?? 'default') : undefined;
+  const namespace = kind !== 'ippools' ? namespaceOf(kc, o) : undefined;
   let rows: Array<NetworkRow | PoolRow | ChainRow>;
   try {
     rows = kind === 'networks' ? await readNetworks(kc, namespace) : kind === 'chains' ? await readChains(kc, namespace) : await readPools(kc);
@@ -162,17 +169,54 @@ async function getClusterKind(kind: 'networks' | 'ippools' | 'chains', name: str
   return `${table}\n`;
 }
 
-/** What `seine get` prints; an empty table is NoResources (said on stderr, not a failure, as kubectl does). */
-export async function getResources(resource: string, name: string | undefined, o: GetOptions): Promise<string> {
+/** Kinds read from the node agents, through the API server's node proxy. */
+const NODE_KINDS: Record<string, NodeKind> = {};
+for (const n of ['pods', 'pod', 'po']) NODE_KINDS[n] = 'pods';
+for (const n of ['services', 'service', 'svc']) NODE_KINDS[n] = 'services';
+
+/** The namespace a namespaced listing is of: -n, else the kubeconfig context's, else default (none with -A). */
+function namespaceOf(kc: KubeConfig, o: GetOptions): string | undefined {
+  return o.allNamespaces ? undefined : (o.namespace ?? kc.getContextObject(kc.getCurrentContext())?.namespace ?? 'default');
+}
+
+/** `seine get pods|services`: every agent's items (json and yaml print them merged); unreachable nodes are warned about. */
+async function getNodeKind(kind: NodeKind, name: string | undefined, o: GetOptions, output: string, warn: (line: string) => void): Promise<string> {
+  const kc = loadConfig(o.kubeconfig, o.context);
+  const namespace = namespaceOf(kc, o);
+  let read: Awaited<ReturnType<typeof readFromAgents>>;
+  try {
+    read = await readFromAgents(kc, kind, { ...(o.node ? { node: o.node } : {}), port: o.agentPort ?? AGENT_API_PORT, ...(namespace ? { namespace } : {}) });
+  } catch (e) {
+    if (o.node && apiStatus(e) === 404) throw new GetError(`Error from server (NotFound): nodes "${o.node}" not found`, true);
+    throw new GetError(`Error from server: ${apiFailure(e)}`, true);
+  }
+  // Refused by the API server: every node would be, and the user is told why once.
+  const refused = read.failures.find((f) => f.status === 401 || f.status === 403);
+  if (refused) throw new GetError(`Error from server (${refused.reason ?? (refused.status === 401 ? 'Unauthorized' : 'Forbidden')}): ${refused.message}`, true);
+  for (const f of read.failures) warn(`warning: node ${f.node}: ${f.message}\n`);
+  if (read.nodes.length && read.failures.length === read.nodes.length) throw new GetError(`no node's agent could be reached (${read.nodes.length} node${read.nodes.length === 1 ? '' : 's'})`);
+  const items = name ? read.items.filter((i) => i.name === name) : read.items;
+  if (name && !items.length && !read.failures.length) throw new GetError(`Error from server (NotFound): ${kind} "${name}" not found`, true);
+  if (output === 'json') return `${JSON.stringify({ items }, null, 4)}\n`;
+  if (output === 'yaml') return stringifyYaml({ items });
+  if (items.length === 0) throw new NoResources(namespace ? `No resources found in ${namespace} namespace.` : 'No resources found');
+  const opts = { allNamespaces: !!o.allNamespaces, wide: output === 'wide' };
+  return `${kind === 'pods' ? podTable(items as PodInfo[], opts) : serviceTable(items as ServiceFrontendInfo[], opts)}\n`;
+}
+
+/** What `seine get` prints; an empty table is NoResources (said on stderr, not a failure, as kubectl does). `warn` gets the lines for stderr. */
+export async function getResources(resource: string, name: string | undefined, o: GetOptions, warn: (line: string) => void = (l) => void process.stderr.write(l)): Promise<string> {
   const clusterKind = CLUSTER_KINDS[resource.toLowerCase()];
+  const nodeKind = NODE_KINDS[resource.toLowerCase()];
   const kind = KINDS[resource.toLowerCase()];
-  if (!kind && !clusterKind) throw new GetError(`unknown resource type ${JSON.stringify(resource)}: seine get knows ${[...Object.keys(KINDS), ...Object.keys(CLUSTER_KINDS)].join(', ')}`);
+  if (!kind && !clusterKind && !nodeKind) throw new GetError(`unknown resource type ${JSON.stringify(resource)}: seine get knows ${[...Object.keys(KINDS), ...Object.keys(CLUSTER_KINDS), ...Object.keys(NODE_KINDS)].join(', ')}`);
   const output = o.output ?? '';
   if (!['', 'wide', 'json', 'yaml'].includes(output)) throw new GetError(`unable to match a printer suitable for the output format ${JSON.stringify(output)}, allowed formats are: json, wide, yaml`);
   if (name && o.allNamespaces) throw new GetError('a resource cannot be retrieved by name across all namespaces');
   if (clusterKind) return getClusterKind(clusterKind, name, o, output);
+  if (nodeKind) return getNodeKind(nodeKind, name, o, output, warn);
   const kc = loadConfig(o.kubeconfig, o.context);
-  const namespace = kind!.namespaced && !o.allNamespaces ? (o.namespace ?? kc.getContextObject(kc.getCurrentContext())?.namespace ?? 'default') : undefined;
+  const namespace = kind!.namespaced ? namespaceOf(kc, o) : undefined;
   // The token first: a user without one cannot read the endpoint either, and this says why.
   const token = await userToken(kc);
   const endpoint = await findController(kc, o.controllerNamespace);
@@ -187,17 +231,25 @@ export async function getResources(resource: string, name: string | undefined, o
 /** Nothing to show: not an error (exit 0), said on stderr as kubectl does. */
 export class NoResources extends Error {}
 
+function parsePort(v: string): number {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 1 || n > 65535) throw new InvalidArgumentError('must be a TCP port (1-65535)');
+  return n;
+}
+
 export function getCommand(): Command {
   return new Command('get')
-    .description('show where network policies are realized (as the policy controller sees it), the secondary networks with their pods per node, the IP pools\' usage, and the service chains\' hops, replica health and counters')
-    .argument('<resource>', 'networkpolicies (netpol), clusternetworkpolicies (cnp), multi-networkpolicies (multi-policy, mnp), networks (network-attachment-definitions, net-attach-def, nad), ippools (ipp) or chains (servicechains, sc)')
+    .description('show where network policies are realized (as the policy controller sees it), the secondary networks with their pods per node, the IP pools\' usage, the service chains\' hops, replica health and counters, and what each node\'s agent has (pods\' interfaces and OVS ports, Service frontends and endpoints)')
+    .argument('<resource>', 'networkpolicies (netpol), clusternetworkpolicies (cnp), multi-networkpolicies (multi-policy, mnp), networks (network-attachment-definitions, net-attach-def, nad), ippools (ipp), chains (servicechains, sc), pods (po) or services (svc)')
     .argument('[name]', 'one object')
     .option('-n, --namespace <namespace>', 'the namespace (default: the kubeconfig context\'s, else default)')
     .option('-A, --all-namespaces', 'every namespace')
-    .addOption(new Option('-o, --output <format>', 'wide (policies: the pending nodes, why a network is not enforced; networks and pools: per node), json or yaml').choices(['wide', 'json', 'yaml']))
+    .addOption(new Option('-o, --output <format>', 'wide (policies: the pending nodes, why a network is not enforced; networks and pools: per node; pods: container id and netns; services: external traffic\'s endpoints, affinity, every endpoint), json or yaml').choices(['wide', 'json', 'yaml']))
     .option('--kubeconfig <file>', 'kubeconfig (default: $KUBECONFIG, else ~/.kube/config)')
     .option('--context <name>', 'the kubeconfig context to use (default: its current context)')
     .option('--controller-namespace <namespace>', 'where the Seine controller publishes its endpoint', DEFAULT_ENDPOINT_NAMESPACE)
+    .option('--node <name>', 'pods and services: ask this node\'s agent only (default: every node\'s)')
+    .option('--agent-port <port>', 'pods and services: the agents\' metricsPort, which the API server\'s node proxy is asked for', parsePort, AGENT_API_PORT)
     .action(async (resource: string, name: string | undefined, o: GetOptions) => {
       try {
         process.stdout.write(await getResources(resource, name, o));

@@ -3,6 +3,7 @@ import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 
 import { release as kernelRelease } from 'node:os';
 import { dirname, join } from 'node:path';
 import { parseAllDocuments, stringify as stringifyYaml } from 'yaml';
+import { AGENT_API_PORT } from '../agent/api-types.js';
 import { run } from '../host/exec.js';
 import { IpBatch } from '../host/ip.js';
 import { ResourceLedger, reapStaleLedgers } from '../host/ledger.js';
@@ -187,6 +188,7 @@ export class Lab {
     const ledger = ResourceLedger.create(stateDir);
     let api: ApiServer | undefined;
     let relay: SupervisedProcess | undefined;
+    let lab: Lab | undefined;
     try {
       progress('fabric: underlay, VLAN fabric and external host');
       await buildFabric(plan, ledger);
@@ -199,6 +201,8 @@ export class Lab {
         unixSocket: apiSocket,
         // In-cluster clients (the `kubernetes` Service) reach it through the relay on the external host.
         advertise: { address: plan.externalIp, port: API_RELAY_PORT },
+        // nodes/proxy (`seine get pods`): a node's agent, as a node's address and the agent's port would reach it.
+        nodeProxy: (node, port) => lab?.agentEndpoint(node, port),
       });
       relay = startApiRelay(plan, apiSocket, stateDir, ledger);
       const kubeconfigPath = join(stateDir, 'kubeconfig');
@@ -208,7 +212,7 @@ export class Lab {
         progress(`node ${n.name}: namespace, uplinks, Open vSwitch`);
         nodes.push(await LabNode.create(plan, n, stateDir, ledger));
       }
-      const lab = new Lab(plan, stateDir, ledger, api, kubeconfigPath, nodes, {
+      lab = new Lab(plan, stateDir, ledger, api, kubeconfigPath, nodes, {
         network: opts.network ?? 'seine',
         encap: opts.encap ?? 'vxlan',
         podCidrs: opts.podCidrs ?? 'lab',
@@ -408,6 +412,15 @@ export class Lab {
   /** Makes a process's health endpoint (its unix socket) reachable from the machine; kept across its restarts. */
   private async openEndpoint(key: string, socketPath: string): Promise<void> {
     if (!this.endpoints.has(key)) this.endpoints.set(key, await LoopbackRelay.open(socketPath));
+  }
+
+  /**
+   * Where the API server's node proxy reaches `port` of `node`: its agent's endpoint for the agent's port (the
+   * manifests' metricsPort) or no port; nothing else listens on a lab node for the API server.
+   */
+  agentEndpoint(node: string, port: number | undefined): string | undefined {
+    if ((port !== undefined && port !== AGENT_API_PORT) || !this.nodes.some((n) => n.plan.name === node)) return undefined;
+    return this.endpoints.get(node)?.url;
   }
 
   /** The metrics URL of the controller ("controller") or of a node's agent (the node's name), while Seine is installed. */

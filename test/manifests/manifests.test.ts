@@ -4,6 +4,7 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node
 import { tmpdir } from 'node:os';
 import { extname, join, relative, resolve } from 'node:path';
 import { parse as parseYaml, parseAllDocuments } from 'yaml';
+import { AGENT_API_PORT } from '../../src/agent/api-types.js';
 import { ApiServer } from '../../src/lab/apiserver/index.js';
 import { parseAgentConfig } from '../../src/primary/agent/config.js';
 import { parseControllerConfig } from '../../src/primary/controller/config.js';
@@ -302,6 +303,8 @@ describe('manifests', () => {
       // Probes use the agent's health endpoint on the port its config serves.
       expect(agent.readinessProbe.httpGet).toEqual({ path: '/readyz', port: agentConfig.metricsPort, host: '127.0.0.1' });
       expect(agent.livenessProbe.httpGet).toEqual({ path: '/healthz', port: agentConfig.metricsPort, host: '127.0.0.1' });
+      // `seine get pods|services` reaches the agent there by default, on the node's address (the API server's node proxy).
+      expect([agentConfig.metricsPort, agentConfig.metricsAddress]).toEqual([AGENT_API_PORT, '0.0.0.0']);
     });
 
     it('install-cni and the agent agree on paths, mounted where they are on the host', () => {
@@ -351,7 +354,7 @@ describe('manifests', () => {
 
     it('configures the agent chained (no pod CIDR, tunnel or SNAT of its own) and the controller without node IPAM', () => {
       expect(chainedConfigProblems(cm, serviceCIDR)).toEqual([]);
-      expect(agentConfig).toMatchObject({ mode: 'chained', cniCacheDir: '/var/lib/cni', egressSNAT: false, serviceCIDR });
+      expect(agentConfig).toMatchObject({ mode: 'chained', cniCacheDir: '/var/lib/cni', egressSNAT: false, serviceCIDR, metricsPort: AGENT_API_PORT, metricsAddress: '0.0.0.0' });
       expect([agentConfig.networkPolicy.enabled, agentConfig.services.enabled, agentConfig.secondaryNetworks.enabled, agentConfig.serviceChains.enabled]).toEqual([true, true, true, true]);
       // The check finds a config that would make Seine the pod network, or keep primary mode's settings.
       const primary = structuredClone(cm);

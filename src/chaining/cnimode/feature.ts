@@ -1,10 +1,10 @@
 import { AppsV1Api, type V1Pod } from '@kubernetes/client-node';
 import type { NodeContext } from '../../agent/context.js';
-import type { AgentFeature } from '../../agent/feature.js';
+import type { AgentFeature, FeatureInspection } from '../../agent/feature.js';
 import { EventRecorder } from '../../k8s/events.js';
 import { addFlow } from '../../ovs/openflow/index.js';
 import { GATEWAY_PORT, gatewayMacFor } from '../../primary/bridge/bridge.js';
-import { CHAINED_OWNER, InterfaceStore } from '../../primary/interfacestore/store.js';
+import { CHAINED_OWNER, InterfaceStore, inspectedInterface } from '../../primary/interfacestore/store.js';
 import { pipelineFlows, pipelineSync, type NodeConfig, type PipelineState } from '../../primary/pipeline/index.js';
 import { logger } from '../../util/log.js';
 import { adoptRunningPods } from './adopt.js';
@@ -49,6 +49,10 @@ export class ChainedNetworkFeature implements AgentFeature {
   get podNetwork(): ChainedPodNetwork | undefined {
     return this.driver;
   }
+
+  readonly inspection: FeatureInspection = {
+    podInterfaces: () => this.store.list().map((i) => inspectedInterface(i, this.ctx?.config.ovs.bridge ?? '', this.conf?.network ?? FALLBACK_NETWORK)),
+  };
 
   async start(ctx: NodeContext): Promise<void> {
     this.ctx = ctx;

@@ -10,6 +10,7 @@ import { logger, type Logger } from '../../util/log.js';
 import { ResourceClient } from './client.js';
 import { apiGroup, apiGroupList, apiResourceList, apiVersions, openApiV2, openApiV3Doc, openApiV3Root, versionInfo } from './discovery.js';
 import { ApiError, errors, successStatus } from './errors.js';
+import { nodeProxyRequest, proxyToNode, type NodeProxyTarget } from './node-proxy.js';
 import { hasSubresource, type ResourceType } from './registry.js';
 import { parseCidr4, reconcileKubernetesService, type ApiServerEndpoint } from './service.js';
 import { DEFAULT_SERVICE_CIDR, Store, type StoreSnapshot } from './store.js';
@@ -43,6 +44,8 @@ export interface ApiServerOptions {
   unixSocket?: string;
   /** Where in-cluster clients reach the server: the `kubernetes` Service's endpoint (none when unset). */
   advertise?: ApiServerEndpoint;
+  /** Where the nodes/proxy subresource reaches what a node serves on a port (without it, no node can be reached). */
+  nodeProxy?: NodeProxyTarget;
   log?: Logger;
 }
 
@@ -549,6 +552,8 @@ export class ApiServer {
       if (req.method !== 'POST') throw errors.methodNotAllowed();
       return this.send(res, 201, this.serviceAccountTokens.issue(seg[3]!, seg[5]!, await this.readObject(req)), req);
     }
+    const proxied = nodeProxyRequest(url.pathname);
+    if (proxied) return proxyToNode(req, res, proxied, url.search, { node: (name) => this.resource('v1', 'nodes').tryGet(name), target: this.opts.nodeProxy });
     const r = this.resolve(seg, url.searchParams);
     if (!r) throw errors.noRoute();
     await this.serveResource(req, res, url.searchParams, r);

@@ -1,12 +1,12 @@
 import type { NodeContext, Uplink } from '../../agent/context.js';
-import type { AgentFeature } from '../../agent/feature.js';
+import type { AgentFeature, FeatureInspection } from '../../agent/feature.js';
 import { addFlow } from '../../ovs/openflow/index.js';
 import { logger } from '../../util/log.js';
 import { SerialPass } from '../../util/serial.js';
 import { GATEWAY_PORT, PHY_BRIDGE, discoverUplink, ensureUplinkBridge, gatewayMacFor } from '../bridge/bridge.js';
 import { TunnelNeighbours } from '../bridge/tunnel-neighbours.js';
 import { NETWORK_NAME } from '../installcni/index.js';
-import { InterfaceStore, type PodInterface } from '../interfacestore/store.js';
+import { InterfaceStore, inspectedInterface, type PodInterface } from '../interfacestore/store.js';
 import { NodeIpam } from '../ipam/index.js';
 import { peersFromNodes } from '../nodes/peers.js';
 import { peerRemoval, peerSync, pipelineFlows, pipelineSync, type RoutedNodeConfig, type PeerNode, type PipelineState } from '../pipeline/index.js';
@@ -52,6 +52,10 @@ export class PrimaryNetworkFeature implements AgentFeature {
   get podNetwork(): PodNetworkDriver | undefined {
     return this.driver;
   }
+
+  readonly inspection: FeatureInspection = {
+    podInterfaces: () => this.store.list().map((i) => inspectedInterface(i, this.ctx?.config.ovs.bridge ?? '', NETWORK_NAME)),
+  };
 
   async start(ctx: NodeContext): Promise<void> {
     this.ctx = ctx;

@@ -1,3 +1,4 @@
+import type { InspectedInterface } from '../../agent/feature.js';
 import type { PortRow, Vswitch } from '../../ovs/ovsdb/index.js';
 
 /** A pod interface attached to the integration bridge. */
@@ -60,6 +61,25 @@ export function portExternalIds(itf: Omit<PodInterface, 'portName' | 'ofport'>, 
     ...(itf.network ? { [EXT.network]: itf.network } : {}),
     ...(itf.netnsId ? { [EXT.netnsId]: itf.netnsId } : {}),
     ...(itf.peerMac ? { [EXT.peerMac]: itf.peerMac } : {}),
+  };
+}
+
+/** A pod's interface on the pod network as the agent's read-only API shows it (`network`: of an ADD that recorded none). */
+export function inspectedInterface(itf: PodInterface, bridge: string, network: string): InspectedInterface {
+  return {
+    containerId: itf.containerId,
+    netns: itf.netns,
+    podNamespace: itf.podNamespace,
+    podName: itf.podName,
+    podUid: itf.podUid,
+    ifname: itf.ifname,
+    kind: 'pod-network',
+    network: itf.network ?? network,
+    ips: [itf.ip],
+    ...(itf.mac ? { mac: itf.mac } : {}),
+    bridge,
+    port: itf.portName,
+    ofport: itf.ofport,
   };
 }
 

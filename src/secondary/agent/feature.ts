@@ -1,9 +1,10 @@
 import { join } from 'node:path';
 import type { NodeContext } from '../../agent/context.js';
-import type { AgentFeature, PodAttachmentHook, PodSandbox, SandboxRef } from '../../agent/feature.js';
+import type { AgentFeature, FeatureInspection, PodAttachmentHook, PodSandbox, SandboxRef } from '../../agent/feature.js';
 import { logger } from '../../util/log.js';
 import { OvsSecondaryDatapath } from '../datapath/index.js';
 import { SecondaryNetworkManager } from './manager.js';
+import { inspectedAttachments } from './records.js';
 
 /** Pool addresses of pods that no longer exist are looked for this often. */
 const POOL_GC_INTERVAL_MS = 60_000;
@@ -27,6 +28,10 @@ export class SecondaryNetworksFeature implements AgentFeature, PodAttachmentHook
   get podAttachments(): PodAttachmentHook {
     return this;
   }
+
+  readonly inspection: FeatureInspection = {
+    podInterfaces: () => (this.manager && this.datapath ? inspectedAttachments(this.manager.attachments(), this.datapath.attachments()) : []),
+  };
 
   async start(ctx: NodeContext): Promise<void> {
     this.ctx = ctx;

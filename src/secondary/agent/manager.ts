@@ -160,10 +160,15 @@ export class SecondaryNetworkManager {
     return this.byContainer.get(containerId) ?? [];
   }
 
+  /** Every secondary attachment on this node. */
+  attachments(): AttachmentRecord[] {
+    return [...this.byContainer.values()].flat();
+  }
+
   /** Attachments on this node by network (NAD namespace/name) and kind: what the metrics show. */
   attachmentCounts(): Array<{ network: string; kind: AttachmentRecord['kind']; count: number }> {
     const counts = new Map<string, { network: string; kind: AttachmentRecord['kind']; count: number }>();
-    for (const rec of [...this.byContainer.values()].flat()) {
+    for (const rec of this.attachments()) {
       const key = `${rec.network}\0${rec.kind}`;
       const c = counts.get(key) ?? { network: rec.network, kind: rec.kind, count: 0 };
       c.count++;

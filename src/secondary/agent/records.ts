@@ -1,3 +1,4 @@
+import type { InspectedInterface } from '../../agent/feature.js';
 import type { CniResult } from '../../cni/types.js';
 import type { AttachedInterface } from '../datapath/types.js';
 
@@ -71,4 +72,28 @@ export function recordFromPort(p: AttachedInterface): AttachmentRecord | undefin
     request: x[SEC.request],
     ...(x[SEC.netnsId] ? { netnsId: x[SEC.netnsId] } : {}),
   };
+}
+
+/** The secondary interfaces as the agent's read-only API shows them: a Seine one with its port as OVS has it now. */
+export function inspectedAttachments(records: readonly AttachmentRecord[], ports: readonly AttachedInterface[]): InspectedInterface[] {
+  const byName = new Map(ports.map((p) => [p.hostIfname, p]));
+  return records.map((r) => {
+    const mac = r.result.interfaces?.find((i) => i.name === r.ifname && i.sandbox !== undefined)?.mac ?? r.result.interfaces?.find((i) => i.name === r.ifname)?.mac;
+    const port = r.hostIfname !== undefined ? byName.get(r.hostIfname) : undefined;
+    return {
+      containerId: r.containerId,
+      netns: r.netns,
+      podNamespace: r.podNamespace,
+      podName: r.podName,
+      podUid: r.podUid,
+      ifname: r.ifname,
+      kind: r.kind,
+      network: r.network,
+      ips: (r.result.ips ?? []).map((i) => i.address.split('/')[0]!),
+      ...(mac ? { mac } : {}),
+      ...(r.kind === 'seine' && r.hostIfname ? { port: r.hostIfname } : {}),
+      ...(port?.bridge ? { bridge: port.bridge } : {}),
+      ...(port && port.ofport > 0 ? { ofport: port.ofport } : {}),
+    };
+  });
 }

@@ -1,6 +1,7 @@
 import { DiscoveryV1Api, type V1EndpointSlice, type V1Service } from '@kubernetes/client-node';
 import type { NodeContext } from '../../agent/context.js';
-import type { AgentFeature } from '../../agent/feature.js';
+import type { ServiceFrontendInfo } from '../../agent/api-types.js';
+import type { AgentFeature, FeatureInspection } from '../../agent/feature.js';
 import { ResilientInformer } from '../../k8s/informer.js';
 import { VswitchdControl } from '../../ovs/vswitchd-control.js';
 import { GATEWAY_PORT, gatewayMacFor } from '../../primary/bridge/bridge.js';
@@ -10,7 +11,7 @@ import { DatapathMemo, GroupIds, serviceDatapath, serviceSync, type ServiceNode 
 import { SERVICE_ROUND } from '../datapath/layout.js';
 import { ServiceHostNetwork, type HostServicesState } from '../host/index.js';
 import { nodeServices, ServiceStateMemo } from '../model/desired.js';
-import type { NodeServices } from '../model/types.js';
+import type { NodeServices, ServiceEndpoint, ServiceFrontend } from '../model/types.js';
 import { InProcessHealthChecks, NetnsHealthChecks, type HealthCheckListeners } from './health-check.js';
 
 /** Service and EndpointSlice events come in bursts (a rollout): one realization after the burst. */
@@ -33,6 +34,32 @@ export function hostState(state: NodeServices, gw: { ip: string; mac: string }, 
     nodePorts: state.nodePorts,
     masqueradeExternal: external.filter((f) => !f.externalEndpoints).map((f) => ({ ip: f.ip, protocol: f.protocol, port: f.port })),
     ...(chained ? { chained } : {}),
+  };
+}
+
+const counts = (endpoints: readonly ServiceEndpoint[]): { local: number; remote: number } => {
+  const local = endpoints.filter((e) => e.local).length;
+  return { local, remote: endpoints.length - local };
+};
+
+/** A frontend as the agent's read-only API shows it: a node port on the node's address. */
+export function frontendInfo(f: ServiceFrontend, nodeIp: string): Omit<ServiceFrontendInfo, 'node'> {
+  // `namespace/name:port-name`: neither a namespace nor a name holds a slash or a colon.
+  const slash = f.service.indexOf('/');
+  const colon = f.service.indexOf(':', slash);
+  return {
+    namespace: f.service.slice(0, slash),
+    name: f.service.slice(slash + 1, colon),
+    portName: f.service.slice(colon + 1),
+    kind: f.kind,
+    address: f.kind === 'NodePort' ? nodeIp : f.ip,
+    port: f.port,
+    protocol: f.protocol,
+    endpoints: counts(f.endpoints),
+    ...(f.externalEndpoints ? { externalEndpoints: counts(f.externalEndpoints) } : {}),
+    reject: f.reject,
+    ...(f.affinitySeconds !== undefined ? { affinitySeconds: f.affinitySeconds } : {}),
+    endpointList: f.endpoints.map((e) => ({ ip: e.ip, port: e.port, local: e.local })),
   };
 }
 
@@ -66,8 +93,12 @@ export class ServicesFeature implements AgentFeature {
   private readonly shares = new ServiceStateMemo();
   /** JSON of the node's kernel side last synced (most endpoint changes leave it as it is). */
   private hostInstalled?: string;
-  /** The state last realized whole: what the metrics show. */
+  /** The state last realized whole: what the metrics and the read-only API show. */
   private realized?: NodeServices;
+
+  readonly inspection: FeatureInspection = {
+    serviceFrontends: () => (this.realized?.frontends ?? []).map((f) => frontendInfo(f, this.ctx.node.ip)),
+  };
 
   async start(ctx: NodeContext): Promise<void> {
     this.ctx = ctx;
