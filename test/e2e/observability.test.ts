@@ -7,6 +7,8 @@
 import { randomBytes } from 'node:crypto';
 import { readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
+import type { V1Pod } from '@kubernetes/client-node';
+import type { PodInfo, ServiceFrontendInfo } from '../../src/agent/api-types.js';
 import type { LabStatus } from '../../src/lab/lab.js';
 import { netnsPath } from '../../src/host/netns.js';
 import { podNetnsName } from '../../src/lab/kubelet.js';
@@ -255,6 +257,43 @@ describe('operating a lab started by the CLI: metrics and kubectl seine', () => 
     const unknown = await get('bananas');
     expect(unknown.code).toBe(1);
     expect(unknown.stderr).toMatch(/^error: unknown resource type "bananas"/);
+  }, 120_000);
+
+  it('seine get pods and services: each node\'s interfaces, ports and Service frontends, from its agent through the API server', async () => {
+    const [node1, node2] = status.nodes.map((n) => n.name) as [string, string];
+    const get = (...args: string[]): ReturnType<typeof run> => run(SEINE, ['get', ...args, '--kubeconfig', kubeconfig], undefined, 60_000);
+    const pods = JSON.parse((await kubectl(['get', 'pods', '-n', 'default', '-o', 'json'])).stdout) as { items: V1Pod[] };
+    const listed = await get('pods', '-A', '-o', 'json');
+    expect(listed.stderr).toBe('');
+    const items = (JSON.parse(listed.stdout) as { items: PodInfo[] }).items;
+    for (const pod of pods.items) {
+      const seen = items.filter((i) => i.namespace === 'default' && i.name === pod.metadata!.name);
+      expect(seen).toHaveLength(1);
+      const [info] = seen as [PodInfo];
+      expect(info.node).toBe(pod.spec!.nodeName);
+      expect(info.interfaces[0]).toEqual(expect.objectContaining({ ifname: 'eth0', kind: 'pod-network', ips: [pod.status!.podIP], bridge: 'br-int', ofport: expect.any(Number) }));
+      // A pod on vlan100 has its second interface there, as its network-status says.
+      const status = JSON.parse(pod.metadata?.annotations?.['k8s.v1.cni.cncf.io/network-status'] ?? '[]') as Array<{ name: string; interface?: string; ips?: string[]; mac?: string }>;
+      const vlan = status.find((n) => n.name === 'default/vlan100');
+      if (vlan) expect(info.interfaces).toContainEqual(expect.objectContaining({ ifname: vlan.interface, kind: 'seine', network: 'default/vlan100', ips: vlan.ips, mac: vlan.mac, bridge: 'br-vlan', ofport: expect.any(Number) }));
+    }
+    const table = await get('pods', '-n', 'default', '--node', node1);
+    expect(table.stdout).toMatch(/^NAME\s+NODE\s+INTERFACE\s+NETWORK\s+IPS\s+MAC\s+BRIDGE\s+PORT\s+OFPORT$/m);
+    expect(table.stdout).toMatch(new RegExp(`^web1\\s+${node1}\\s+eth0\\s`, 'm'));
+    expect(table.stdout).toMatch(/^\S*\s+\S*\s*net1\s+default\/vlan100\s/m);
+    expect(table.stdout).not.toMatch(/^web2\s/m);
+    // What the CLI read: the agent's answer through the API server's node proxy, as kubectl gets it.
+    const raw = JSON.parse((await kubectl(['get', '--raw', `/api/v1/nodes/${node2}:10361/proxy/v1/pods`])).stdout) as { node: string; items: PodInfo[] };
+    expect(raw.node).toBe(node2);
+    expect(raw.items.map((i) => i.name).sort()).toEqual(pods.items.filter((p) => p.spec!.nodeName === node2).map((p) => p.metadata!.name).sort());
+    expect((await kubectl(['get', '--raw', '/api/v1/nodes/nope:10361/proxy/v1/pods'])).stderr).toMatch(/NotFound.*nodes "nope" not found/);
+
+    const services = (JSON.parse((await get('services', '-A', '-o', 'json')).stdout) as { items: ServiceFrontendInfo[] }).items;
+    for (const node of [node1, node2]) {
+      expect(services).toContainEqual(expect.objectContaining({ node, namespace: 'default', name: 'kubernetes', kind: 'ClusterIP', port: 443, protocol: 'TCP' }));
+      // web1 and web2 run on the two nodes: one endpoint here, one there.
+      expect(services).toContainEqual(expect.objectContaining({ node, namespace: 'default', name: 'web', kind: 'ClusterIP', port: 80, endpoints: { local: 1, remote: 1 } }));
+    }
   }, 120_000);
 
   it('names every family by the Prometheus rules and documents it; the dashboard uses documented metrics only', async () => {
