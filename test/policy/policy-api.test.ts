@@ -223,7 +223,7 @@ describe('policy controller read API: where each policy is realized', () => {
     };
     expect(await failure(['netpol', 'nope', '-n', 'team-a', ...k])).toBe('Error from server (NotFound): networkpolicies.networking.k8s.io "nope" not found');
     expect(await failure(['netpol', 'web', '-A', ...k])).toBe('error: a resource cannot be retrieved by name across all namespaces');
-    expect(await failure(['pods', ...k])).toMatch(/^error: unknown resource type "pods"/);
+    expect(await failure(['bananas', ...k])).toMatch(/^error: unknown resource type "bananas"/);
     expect(await failure(['netpol', '--controller-namespace', 'elsewhere', ...k])).toBe('error: no policy controller endpoint: ConfigMap elsewhere/seine-controller-endpoint is missing or incomplete (is the Seine controller running with policy enabled? see --controller-namespace)');
     // A published endpoint nobody listens at.
     await kc.makeApiClient(CoreV1Api).createNamespace({ body: { metadata: { name: 'gone' } } });
