@@ -49,8 +49,17 @@ describe('whether every node the packet was handed to has reported', () => {
     expect(handoffsMatched([...trips, withObs('n2', 'Receiver', received('n1'), delivered)])).toBe(true);
   });
 
+  it('waits for the giver too: a node received it from n1, whose result handing it over is not written yet', () => {
+    const sender = withObs('n1', 'Sender', steer());
+    const end = withObs('n2', 'Receiver', received('n1'), delivered);
+    expect(handoffsMatched([sender, end])).toBe(false);
+    expect(handoffsMatched([sender, withObs('n1', 'Transit', steer('n2')), end])).toBe(true);
+  });
+
   it('takes a reception from a node it could not name for any hand-off to that node', () => {
     expect(handoffsMatched([withObs('n1', 'Sender', tunnelTo('n2')), withObs('n2', 'Receiver', received(), delivered)])).toBe(true);
     expect(handoffsMatched([withObs('n1', 'Sender', delivered)])).toBe(true);
+    // And a hand-off into a tunnel to a node it could not name, for a reception from it.
+    expect(handoffsMatched([withObs('n1', 'Sender', { component: 'Forwarding', action: 'Forwarded', outputPort: 'tunnel' }), withObs('n2', 'Receiver', received('n1'), delivered)])).toBe(true);
   });
 });

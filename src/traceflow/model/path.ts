@@ -37,37 +37,40 @@ export function orderResults(results: readonly NodeResult[]): NodeResult[] {
 }
 
 /**
- * Whether every node the packet was handed to has reported it: each hand-off (into a tunnel, to a chain replica's
- * node, through the node's routes) is matched by a result of that node that received it from the giver (or from a
- * node it could not name). Until then a trace whose end is known still waits for the nodes in between.
+ * Whether the path has no gap: every hand-off (into a tunnel, to a chain replica's node, through the node's routes) is
+ * matched by a result of the node it was handed to that received it from the giver, and every such reception by the
+ * giver's result. Until then a trace whose end is known still waits for the nodes in between, whichever reports
+ * last. A hand-off or a reception whose other node could not be named matches any.
  */
 export function handoffsMatched(results: readonly NodeResult[]): boolean {
   const given = new Map<string, number>();
+  const givenToAny = new Map<string, number>();
+  const received = new Map<string, number>();
+  const receivedFromAny = new Map<string, number>();
+  const add = (m: Map<string, number>, k: string): void => void m.set(k, (m.get(k) ?? 0) + 1);
   for (const r of results) {
     for (const o of r.observations) {
-      if ((o.action === 'Forwarded' || o.action === 'Steered') && o.peerNode && o.peerNode !== r.node) {
-        const k = `${r.node}>${o.peerNode}`;
-        given.set(k, (given.get(k) ?? 0) + 1);
+      if (o.action === 'Forwarded' && o.outputPort === 'tunnel' && !o.peerNode) add(givenToAny, r.node);
+      else if ((o.action === 'Forwarded' || o.action === 'Steered') && o.peerNode && o.peerNode !== r.node) add(given, `${r.node}>${o.peerNode}`);
+      else if (o.component === 'Forwarding' && o.action === 'Received') {
+        if (o.peerNode) add(received, `${o.peerNode}>${r.node}`);
+        else add(receivedFromAny, r.node);
       }
     }
   }
-  const anyFrom = new Map<string, number>();
-  for (const r of results) {
-    for (const o of r.observations) {
-      if (o.component !== 'Forwarding' || o.action !== 'Received') continue;
-      if (!o.peerNode) {
-        anyFrom.set(r.node, (anyFrom.get(r.node) ?? 0) + 1);
-        continue;
-      }
-      const k = `${o.peerNode}>${r.node}`;
-      if ((given.get(k) ?? 0) > 0) given.set(k, given.get(k)! - 1);
-    }
-  }
-  for (const [k, n] of given) {
-    const to = k.slice(k.indexOf('>') + 1);
-    const spare = Math.min(n, anyFrom.get(to) ?? 0);
-    anyFrom.set(to, (anyFrom.get(to) ?? 0) - spare);
-    if (n - spare > 0) return false;
+  for (const k of new Set([...given.keys(), ...received.keys()])) {
+    const [from, to] = k.split('>') as [string, string];
+    let g = given.get(k) ?? 0;
+    let rcv = received.get(k) ?? 0;
+    const both = Math.min(g, rcv);
+    g -= both;
+    rcv -= both;
+    // A hand-off still unmatched takes a reception from an unnamed node; a reception, a hand-off to an unnamed one.
+    const spareReception = Math.min(g, receivedFromAny.get(to) ?? 0);
+    receivedFromAny.set(to, (receivedFromAny.get(to) ?? 0) - spareReception);
+    const spareHandoff = Math.min(rcv, givenToAny.get(from) ?? 0);
+    givenToAny.set(from, (givenToAny.get(from) ?? 0) - spareHandoff);
+    if (g - spareReception > 0 || rcv - spareHandoff > 0) return false;
   }
   return true;
 }
