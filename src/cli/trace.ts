@@ -3,12 +3,12 @@
 // prints the path it took (or the object, -o json|yaml) and deletes it (unless --keep). Shaped like the other
 // kubectl-like commands: the kubeconfig's cluster and user (--kubeconfig, $KUBECONFIG, ~/.kube/config; --context),
 // errors as one `error: ...` line (the server's refusals as `Error from server ...`) and exit status 1.
-import { ApiException, CustomObjectsApi, KubeConfig } from '@kubernetes/client-node';
+import { CustomObjectsApi, KubeConfig } from '@kubernetes/client-node';
 import { Command, Option } from 'commander';
 import { randomInt } from 'node:crypto';
 import { setTimeout as delay } from 'node:timers/promises';
 import { stringify as stringifyYaml } from 'yaml';
-import { apiFailure, apiStatus } from '../k8s/api.js';
+import { apiFailure, apiReason, apiStatus } from '../k8s/api.js';
 import { DEFAULT_TIMEOUT_SECONDS, TRACEFLOW_GROUP, TRACEFLOW_KIND, TRACEFLOW_PLURAL, TRACEFLOW_VERSION, isFinished, type TraceProtocol, type Traceflow, type TraceflowSpec } from '../traceflow/api/types.js';
 import { loadUserKubeConfig } from './kubeconfig.js';
 import { renderTrace, renderTraceList } from './trace-render.js';
@@ -217,17 +217,6 @@ export const processIO = (signal?: AbortSignal): TraceIO => ({
   suffix: randomSuffix,
   signal,
 });
-
-/** The reason of a Status the server refused with (NotFound, Invalid, Forbidden...). */
-function apiReason(err: unknown): string | undefined {
-  if (!(err instanceof ApiException)) return undefined;
-  try {
-    const body = typeof err.body === 'string' ? JSON.parse(err.body) : err.body;
-    return typeof body?.reason === 'string' && body.reason ? body.reason : undefined;
-  } catch {
-    return undefined;
-  }
-}
 
 /** A failed API call as the command reports it: the server's refusal as kubectl prints it, else why it was not reached. */
 function apiError(err: unknown, doing: string): TraceError {

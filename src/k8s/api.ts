@@ -17,17 +17,37 @@ export function isConflict(err: unknown): boolean {
   return apiStatus(err) === 409;
 }
 
+/** The Status body of a failed call, when it came with one. */
+function statusBody(err: unknown): { message?: unknown; reason?: unknown } | undefined {
+  if (!(err instanceof ApiException)) return undefined;
+  try {
+    return (typeof err.body === 'string' ? JSON.parse(err.body) : err.body) as { message?: unknown; reason?: unknown } | undefined;
+  } catch {
+    return undefined; // not JSON
+  }
+}
+
 /** The server's message for a failed call (the Status body's `message`), else the error text. */
 export function apiMessage(err: unknown): string {
-  if (err instanceof ApiException) {
-    try {
-      const body = typeof err.body === 'string' ? JSON.parse(err.body) : err.body;
-      if (body?.message) return String(body.message);
-    } catch {
-      /* not JSON */
-    }
-  }
+  const message = statusBody(err)?.message;
+  if (message) return String(message);
   return err instanceof Error ? err.message : String(err);
+}
+
+/** The reason of a Status the server refused with (NotFound, Invalid, Forbidden...). */
+export function apiReason(err: unknown): string | undefined {
+  const reason = statusBody(err)?.reason;
+  return typeof reason === 'string' && reason ? reason : undefined;
+}
+
+/** What `read` resolves to, or undefined when the object does not exist. */
+export async function unlessNotFound<T>(read: () => Promise<T>): Promise<T | undefined> {
+  try {
+    return await read();
+  } catch (e) {
+    if (isNotFound(e)) return undefined;
+    throw e;
+  }
 }
 
 /** apiMessage in one line: a refusal without a Status body (client-node drops some) is named by its HTTP status. */

@@ -1,5 +1,6 @@
 import type { TracePacket } from '../../src/traceflow/api/types.js';
-import { buildFrame, internetChecksum, parseFrame } from '../../src/traceflow/model/frame.js';
+import { buildFrame, parseFrame } from '../../src/traceflow/model/frame.js';
+import { internetChecksum } from '../../src/util/checksum.js';
 
 const SRC_MAC = '02:00:00:00:00:01';
 const DST_MAC = '02:00:00:00:00:02';

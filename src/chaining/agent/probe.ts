@@ -6,17 +6,11 @@ import { decodeCookie } from '../../ovs/openflow/index.js';
 import type { OfConnection } from '../../ovs/openflow/wire/connection.js';
 import type { PacketIn } from '../../ovs/openflow/wire/messages.js';
 import { CookieKind, decodeChainObject } from '../datapath/layout.js';
+import { internetChecksum } from '../../util/checksum.js';
 import { NEXT_HOP_MAC, PROBE_DST, PROBE_PORT, PROBE_SRC, PROBE_SRC_MAC } from '../datapath/flows.js';
 
 const ipBytes = (ip: string): number[] => ip.split('.').map(Number);
 const macBytes = (mac: string): number[] => mac.split(':').map((h) => parseInt(h, 16));
-
-function checksum(bytes: number[]): number {
-  let sum = 0;
-  for (let i = 0; i < bytes.length; i += 2) sum += (bytes[i]! << 8) + (bytes[i + 1] ?? 0);
-  while (sum > 0xffff) sum = (sum & 0xffff) + (sum >>> 16);
-  return ~sum & 0xffff;
-}
 
 /**
  * The probe frame, hex: Ethernet (to `dstMac`: the replica's ingress MAC for a Routed hop, the next-hop MAC for a
@@ -28,7 +22,7 @@ export function probeFrame(dstMac: string, payload: string): Buffer {
   const udp = [PROBE_PORT >> 8, PROBE_PORT & 0xff, PROBE_PORT >> 8, PROBE_PORT & 0xff, udpLen >> 8, udpLen & 0xff, 0, 0, ...data];
   const totalLen = 20 + udpLen;
   const ip = [0x45, 0, totalLen >> 8, totalLen & 0xff, 0, 0, 0x40, 0, 64, 17, 0, 0, ...ipBytes(PROBE_SRC), ...ipBytes(PROBE_DST)];
-  const c = checksum(ip);
+  const c = internetChecksum(Uint8Array.from(ip));
   ip[10] = c >> 8;
   ip[11] = c & 0xff;
   const eth = [...macBytes(dstMac), ...macBytes(PROBE_SRC_MAC), 0x08, 0x00];

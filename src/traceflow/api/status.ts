@@ -2,7 +2,7 @@
 // the object, changes its status and replaces it; a conflict (someone wrote in between) reads it again.
 import type { CustomObjectsApi } from '@kubernetes/client-node';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { isConflict, isNotFound } from '../../k8s/api.js';
+import { isConflict, isNotFound, unlessNotFound } from '../../k8s/api.js';
 import { TRACEFLOW_GROUP, TRACEFLOW_PLURAL, TRACEFLOW_VERSION, type Traceflow, type TraceflowStatus } from './types.js';
 
 const MAX_ATTEMPTS = 20;
@@ -15,13 +15,8 @@ const MAX_ATTEMPTS = 20;
 export async function updateTraceStatus(api: CustomObjectsApi, name: string, change: (tf: Traceflow) => TraceflowStatus | undefined): Promise<Traceflow | undefined> {
   const ref = { group: TRACEFLOW_GROUP, version: TRACEFLOW_VERSION, plural: TRACEFLOW_PLURAL, name };
   for (let attempt = 0; ; attempt++) {
-    let tf: Traceflow;
-    try {
-      tf = (await api.getClusterCustomObject(ref)) as Traceflow;
-    } catch (e) {
-      if (isNotFound(e)) return undefined;
-      throw e;
-    }
+    const tf = (await unlessNotFound(() => api.getClusterCustomObject(ref))) as Traceflow | undefined;
+    if (!tf) return undefined;
     const status = change(structuredClone(tf));
     if (!status) return undefined;
     try {

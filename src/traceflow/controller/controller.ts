@@ -1,8 +1,8 @@
 // The controller's part of Traceflow: a new trace gets its packet resolved from the objects it names (or fails with
 // the reason), a DSCP tag no other running trace holds, its source node and a start time, and runs; a trace that has
 // not ended within its timeout fails, saying which nodes never got ready or that no node saw the packet's end.
-import { CoreV1Api, CustomObjectsApi, type KubeConfig, type KubernetesListObject, type V1Pod, type V1Service } from '@kubernetes/client-node';
-import { isNotFound } from '../../k8s/api.js';
+import { CoreV1Api, CustomObjectsApi, type KubeConfig, type KubernetesListObject } from '@kubernetes/client-node';
+import { unlessNotFound } from '../../k8s/api.js';
 import { ResilientInformer } from '../../k8s/informer.js';
 import { WorkQueue } from '../../primary/controller/queue.js';
 import { logger } from '../../util/log.js';
@@ -79,10 +79,11 @@ export class TraceflowController {
   private async begin(tf: Traceflow): Promise<void> {
     const name = tf.metadata.name!;
     const spec = tf.spec;
-    const source = await this.readPod(spec.source.namespace, spec.source.pod);
+    const source = await unlessNotFound(() => this.core.readNamespacedPod({ namespace: spec.source.namespace, name: spec.source.pod }));
     const dstNamespace = spec.destination.namespace ?? spec.source.namespace;
-    const destinationPod = spec.destination.pod !== undefined ? await this.readPod(dstNamespace, spec.destination.pod) : undefined;
-    const service = spec.destination.service !== undefined ? await this.readService(dstNamespace, spec.destination.service) : undefined;
+    const { pod, service: svc } = spec.destination;
+    const destinationPod = pod !== undefined ? await unlessNotFound(() => this.core.readNamespacedPod({ namespace: dstNamespace, name: pod })) : undefined;
+    const service = svc !== undefined ? await unlessNotFound(() => this.core.readNamespacedService({ namespace: dstNamespace, name: svc })) : undefined;
     const packet = resolvePacket(spec, { ...(source ? { source } : {}), ...(destinationPod ? { destinationPod } : {}), ...(service ? { service } : {}) });
     if (isFailure(packet)) return this.finish(name, packet.reason, packet.message);
     const held = [...this.traces.list().filter((t) => t.status?.phase === 'Running' && t.metadata.name !== name).map((t) => t.status!.tag!), ...[...this.given].filter(([n]) => n !== name).map(([, t]) => t)];
@@ -127,23 +128,5 @@ export class TraceflowController {
   private async finish(name: string, reason: string, message: string): Promise<void> {
     this.log.info({ trace: name, reason, message }, 'trace failed');
     await updateTraceStatus(this.custom, name, (cur) => (isFinished(cur) ? undefined : { ...(cur.status ?? {}), phase: 'Failed', reason, message }));
-  }
-
-  private async readPod(namespace: string, name: string): Promise<V1Pod | undefined> {
-    try {
-      return await this.core.readNamespacedPod({ namespace, name });
-    } catch (e) {
-      if (isNotFound(e)) return undefined;
-      throw e;
-    }
-  }
-
-  private async readService(namespace: string, name: string): Promise<V1Service | undefined> {
-    try {
-      return await this.core.readNamespacedService({ namespace, name });
-    } catch (e) {
-      if (isNotFound(e)) return undefined;
-      throw e;
-    }
   }
 }

@@ -3,6 +3,7 @@
 // match this one packet and nothing else.
 import { randomInt } from 'node:crypto';
 import ipaddr from 'ipaddr.js';
+import { internetChecksum } from '../../util/checksum.js';
 import { MAX_TAG, MIN_TAG, TCP_SYN, type TracePacket } from '../api/types.js';
 
 export interface FrameOptions {
@@ -47,16 +48,6 @@ const ICMP_ECHO_REQUEST = 8;
 const PROTOCOL_NUMBERS = { TCP: 6, UDP: 17, ICMP: 1 } as const;
 // Recognisable in a capture, and 16 bytes like the start of a ping's payload.
 const ICMP_PAYLOAD = Buffer.from('seine-traceflow\0', 'latin1');
-
-/** RFC 1071: the ones' complement of the ones' complement sum of 16-bit words (an odd byte is padded with zero). */
-export function internetChecksum(buf: Buffer): number {
-  let sum = 0;
-  for (let i = 0; i + 1 < buf.length; i += 2) sum += buf.readUInt16BE(i);
-  if (buf.length % 2 === 1) sum += buf[buf.length - 1]! << 8;
-  // Ones' complement addition: carries out of bit 15 wrap around into bit 0.
-  while (sum > 0xffff) sum = (sum & 0xffff) + Math.floor(sum / 0x10000);
-  return ~sum & 0xffff;
-}
 
 function macBytes(mac: string, what: string): Buffer {
   if (!/^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$/.test(mac)) throw new RangeError(`${what} is not a MAC address: ${JSON.stringify(mac)}`);
@@ -159,7 +150,7 @@ export function buildFrame(p: TracePacket, opts: FrameOptions): Buffer {
 }
 
 const macString = (b: Buffer, at: number): string => [...b.subarray(at, at + 6)].map((x) => x.toString(16).padStart(2, '0')).join(':');
-const ipString = (b: Buffer, at: number): string => `${b[at]}.${b[at + 1]}.${b[at + 2]}.${b[at + 3]}`;
+const ipString = (b: Buffer, at: number): string => ipaddr.fromByteArray([...b.subarray(at, at + 4)]).toString();
 
 /** Reads an Ethernet II (optionally 802.1Q-tagged) IPv4 frame; undefined for anything else or anything cut short. */
 export function parseFrame(frame: Buffer): ParsedFrame | undefined {

@@ -1,3 +1,4 @@
+import ipaddr from 'ipaddr.js';
 import type { Action } from '../actions.js';
 import { DEFAULT_PRIORITY, type Change, type Flow } from '../flow.js';
 import type { Group } from '../group.js';
@@ -428,7 +429,7 @@ export interface PacketInPipeline {
   tunDst?: string;
 }
 
-const ipv4Of = (b: Buffer): string => [...b.subarray(0, 4)].join('.');
+const ipv4Of = (b: Buffer): string => ipaddr.fromByteArray([...b.subarray(0, 4)]).toString();
 
 /** Reads the fields of a packet-in's match: OVS writes registers as NXM regs or as 64-bit OXM packet registers. */
 export function packetInPipeline(p: Pick<PacketIn, 'fields'>): PacketInPipeline {
