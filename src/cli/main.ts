@@ -1,7 +1,7 @@
-import { buildProgram } from './program.js';
+import { buildProgram, subcommandOf } from './program.js';
 
 try {
-  await buildProgram().parseAsync(process.argv);
+  await (await buildProgram(subcommandOf(process.argv))).parseAsync(process.argv);
 } catch (e) {
   process.stderr.write(`seine: ${e instanceof Error ? e.message : String(e)}\n`);
   process.exitCode = 1;

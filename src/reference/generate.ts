@@ -29,12 +29,12 @@ function indexMarkdown(crds: readonly Crd[]): string {
 }
 
 /** File name in docs/reference → its content. */
-export function generateReference(root: string = repoRoot()): Map<string, string> {
+export async function generateReference(root: string = repoRoot()): Promise<Map<string, string>> {
   const crds = readCrds(root);
   return new Map([
     ['README.md', indexMarkdown(crds)],
     ['crds.md', crdsMarkdown(crds)],
     ['config.md', configMarkdown()],
-    ['cli.md', cliMarkdown(buildProgram(), { installDir: root })],
+    ['cli.md', cliMarkdown(await buildProgram(), { installDir: root })],
   ]);
 }

@@ -5,7 +5,7 @@ import { repoRoot } from '../util/paths.js';
 import { generateReference, REFERENCE_DIR } from './generate.js';
 
 const dir = join(repoRoot(), REFERENCE_DIR);
-const files = generateReference();
+const files = await generateReference();
 mkdirSync(dir, { recursive: true });
 // A page the generator no longer makes would otherwise stay behind, stale.
 for (const name of readdirSync(dir)) if (!files.has(name)) rmSync(join(dir, name));
