@@ -16,6 +16,31 @@ export interface Nat {
   flags?: ('random' | 'hash' | 'persistent')[];
 }
 
+/** A constant in a learn spec. */
+export interface LearnValue {
+  value: number | bigint;
+}
+
+/**
+ * One spec of a learn action: a match field of the flow it adds (its value taken from the same field of the
+ * packet, from another field, or a constant), or a load that flow does (from a field of the packet, or a
+ * constant). Fields are written as subfields: `NXM_OF_ETH_DST[]`, `NXM_NX_REG1[0..15]`, `eth_type`.
+ */
+export type LearnSpec = { match: string; from?: string | LearnValue } | { load: string; from: string | LearnValue };
+
+export interface Learn {
+  type: 'learn';
+  /** Table the learned flow goes to. */
+  table: number;
+  idleTimeout?: number;
+  hardTimeout?: number;
+  priority?: number;
+  cookie?: bigint;
+  /** Learned flows go when this flow goes. */
+  deleteLearned?: boolean;
+  specs: LearnSpec[];
+}
+
 /**
  * One action in a flow's action list, as in ovs-actions(7). A flow with no actions drops. Some
  * entries render to several OVS actions (push_vlan with a VID), some are spelled for clarity
@@ -57,6 +82,7 @@ export type Action =
   | { type: 'pop_vlan' }
   /** Annotation carried in the flow: text (UTF-8) or hex bytes. */
   | { type: 'note'; text: string }
+  | Learn
   | { type: 'raw'; text: string };
 
 const RESERVED_PORTS: ReadonlySet<string> = new Set(['IN_PORT', 'LOCAL', 'NORMAL', 'FLOOD', 'ALL', 'CONTROLLER', 'TABLE']);
@@ -113,6 +139,31 @@ function noteHex(text: string): string {
 function setFieldValue(field: string, v: string | number | bigint): string {
   if (typeof v === 'string') return checkToken(`set_field ${field}`, v);
   return `0x${checkUint(`set_field ${field}`, v, 128).toString(16)}`;
+}
+
+/** A learn spec's field, as written (a bare name is the whole field, as in ovs-ofctl's learn syntax). */
+function learnField(ref: string): string {
+  if (!SUBFIELD.test(ref)) throw new RangeError(`learn: bad field reference ${ref}`);
+  return ref;
+}
+
+function learnSource(from: string | LearnValue): string {
+  return typeof from === 'string' ? learnField(from) : `0x${checkUint('learn value', from.value, 128).toString(16)}`;
+}
+
+function renderLearn(a: Learn): string {
+  if (!a.specs.length) throw new RangeError('learn: no specs');
+  const parts = [`table=${u('learn table', a.table, 8)}`];
+  if (a.idleTimeout !== undefined) parts.push(`idle_timeout=${u('learn idle_timeout', a.idleTimeout, 16)}`);
+  if (a.hardTimeout !== undefined) parts.push(`hard_timeout=${u('learn hard_timeout', a.hardTimeout, 16)}`);
+  if (a.priority !== undefined) parts.push(`priority=${u('learn priority', a.priority, 16)}`);
+  if (a.deleteLearned) parts.push('delete_learned');
+  if (a.cookie !== undefined) parts.push(`cookie=0x${checkUint('learn cookie', a.cookie, 64).toString(16)}`);
+  for (const spec of a.specs) {
+    if ('match' in spec) parts.push(spec.from === undefined ? learnField(spec.match) : `${learnField(spec.match)}=${learnSource(spec.from)}`);
+    else parts.push(`load:${learnSource(spec.from)}->${learnField(spec.load)}`);
+  }
+  return `learn(${parts.join(',')})`;
 }
 
 function renderOne(a: Action): string {
@@ -181,6 +232,8 @@ function renderOne(a: Action): string {
     case 'note':
       if (!a.text) throw new RangeError('note: empty');
       return `note:${noteHex(a.text)}`;
+    case 'learn':
+      return renderLearn(a);
     case 'raw':
       if (!a.text.trim() || /[\s#\p{Cc}]/u.test(a.text)) throw new RangeError(`raw action: "${a.text}" is empty or contains whitespace, '#' or control characters`);
       return a.text;

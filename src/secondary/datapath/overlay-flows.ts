@@ -70,16 +70,18 @@ const FROM_TUNNEL = { value: 1, mask: 1 };
 const LEARNED_TUNNEL = 0x10000;
 
 function learn(cookie: bigint, fromTunnel: boolean): Action {
-  const spec = [
-    `table=${OverlayTable.MacTable}`,
-    `idle_timeout=${MAC_IDLE_TIMEOUT_S}`,
-    'priority=100',
-    `cookie=0x${cookie.toString(16)}`,
-    'NXM_OF_ETH_DST[]=NXM_OF_ETH_SRC[]',
-    'load:NXM_OF_IN_PORT[]->NXM_NX_REG1[0..15]',
-    ...(fromTunnel ? ['load:0x1->NXM_NX_REG1[16]'] : []),
-  ];
-  return { type: 'raw', text: `learn(${spec.join(',')})` };
+  return {
+    type: 'learn',
+    table: OverlayTable.MacTable,
+    idleTimeout: MAC_IDLE_TIMEOUT_S,
+    priority: 100,
+    cookie,
+    specs: [
+      { match: 'NXM_OF_ETH_DST[]', from: 'NXM_OF_ETH_SRC[]' },
+      { load: 'NXM_NX_REG1[0..15]', from: 'NXM_OF_IN_PORT[]' },
+      ...(fromTunnel ? [{ load: 'NXM_NX_REG1[16]', from: { value: 1 } }] : []),
+    ],
+  };
 }
 
 const sorted = (ports: readonly number[]): number[] => [...new Set(ports)].filter((p) => p > 0).sort((a, b) => a - b);

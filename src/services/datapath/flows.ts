@@ -94,23 +94,26 @@ function learnedCookie(frontend: string, eps: readonly ServiceEndpoint[]): bigin
 
 function learnAction(f: ServiceFrontend, cookie: bigint): Action {
   const p = PROTO[f.protocol];
-  const spec = [
-    `table=${ServiceTable.SessionAffinity}`,
+  const endpointPort = `NXM_NX_REG${EndpointPortField.reg}[${EndpointPortField.start}..${EndpointPortField.end}]`;
+  return {
+    type: 'learn',
+    table: ServiceTable.SessionAffinity,
     // An OpenFlow timeout has 16 bits; Kubernetes allows up to a day (86400 s): capped, never wrapped.
-    `idle_timeout=${Math.min(f.affinitySeconds ?? 0, MAX_OPENFLOW_TIMEOUT)}`,
-    `priority=${ServicePriority.normal}`,
-    'delete_learned',
-    `cookie=0x${cookie.toString(16)}`,
-    'eth_type=0x800',
-    `nw_proto=${p.number}`,
-    'NXM_OF_IP_SRC[]',
-    'NXM_OF_IP_DST[]',
-    p.dstField,
-    `load:NXM_NX_REG${EndpointIpField.reg}[]->NXM_NX_REG${EndpointIpField.reg}[]`,
-    `load:NXM_NX_REG${EndpointPortField.reg}[${EndpointPortField.start}..${EndpointPortField.end}]->NXM_NX_REG${EndpointPortField.reg}[${EndpointPortField.start}..${EndpointPortField.end}]`,
-    `load:0x1->NXM_NX_REG${AffinityChosenField.reg}[${AffinityChosenField.start}]`,
-  ];
-  return { type: 'raw', text: `learn(${spec.join(',')})` };
+    idleTimeout: Math.min(f.affinitySeconds ?? 0, MAX_OPENFLOW_TIMEOUT),
+    priority: ServicePriority.normal,
+    deleteLearned: true,
+    cookie,
+    specs: [
+      { match: 'eth_type', from: { value: 0x800 } },
+      { match: 'nw_proto', from: { value: p.number } },
+      { match: 'NXM_OF_IP_SRC[]' },
+      { match: 'NXM_OF_IP_DST[]' },
+      { match: p.dstField },
+      { load: `NXM_NX_REG${EndpointIpField.reg}[]`, from: `NXM_NX_REG${EndpointIpField.reg}[]` },
+      { load: endpointPort, from: endpointPort },
+      { load: `NXM_NX_REG${AffinityChosenField.reg}[${AffinityChosenField.start}]`, from: { value: 1 } },
+    ],
+  };
 }
 
 const MAX_OPENFLOW_TIMEOUT = 0xffff;

@@ -1,5 +1,5 @@
 import ipaddr from 'ipaddr.js';
-import { subfield, type Action, type Nat } from '../actions.js';
+import { subfield, type Action, type Learn, type LearnValue, type Nat } from '../actions.js';
 import { checkToken, renderIp, renderMac } from '../match.js';
 import { ByteWriter, checkFits } from './bytes.js';
 import { fieldSpec, oxmHeader, OXM_CLASS, UnencodableError, valueBytes, type FieldSpec } from './fields.js';
@@ -13,7 +13,7 @@ import { fieldSpec, oxmHeader, OXM_CLASS, UnencodableError, valueBytes, type Fie
 const OFPAT = { output: 0, pushVlan: 17, popVlan: 18, group: 22, decNwTtl: 24, setField: 25, copyField: 28 } as const;
 const OFPAT_EXPERIMENTER = 0xffff;
 const NX_VENDOR_ID = 0x00002320;
-const NXAST = { note: 8, resubmitTable: 14, outputReg: 15, outputReg2: 32, conjunction: 34, ct: 35, nat: 36, ctClear: 43 } as const;
+const NXAST = { note: 8, resubmitTable: 14, outputReg: 15, learn: 16, outputReg2: 32, conjunction: 34, ct: 35, nat: 36, ctClear: 43 } as const;
 
 // Reserved ports in OpenFlow 1.0 numbering; OpenFlow 1.1+ writes them plus 0xffff0000.
 const OFPP = { max: 0xff00, inPort: 0xfff8, table: 0xfff9, normal: 0xfffa, flood: 0xfffb, all: 0xfffc, controller: 0xfffd, local: 0xfffe } as const;
@@ -246,9 +246,50 @@ function encodeOne(w: ByteWriter, a: Action, inCt: boolean): void {
       w.bytes(Buffer.from(a.text, 'utf8'));
       return end(w, at);
     }
+    case 'learn':
+      return learn(w, a);
     case 'raw':
       throw new UnencodableError(`raw action ${a.text} has no wire encoding here`);
   }
+}
+
+const NX_LEARN_F_DELETE_LEARNED = 2;
+const NX_LEARN_SRC_IMMEDIATE = 1 << 13;
+const NX_LEARN_DST_LOAD = 1 << 11;
+/** OpenFlow's default flow priority, which a learn action without one gives. */
+const OFP_DEFAULT_PRIORITY = 0x8000;
+
+/** NXAST_LEARN: the fixed part, then each flow_mod_spec (header, source, destination). */
+function learn(w: ByteWriter, a: Learn): void {
+  if (!a.specs.length) throw new RangeError('learn: no specs');
+  const at = startNx(w, NXAST.learn);
+  w.u16(smallUint('learn idle_timeout', a.idleTimeout ?? 0, 16));
+  w.u16(smallUint('learn hard_timeout', a.hardTimeout ?? 0, 16));
+  w.u16(smallUint('learn priority', a.priority ?? OFP_DEFAULT_PRIORITY, 16));
+  w.u64(BigInt(uintArg('learn cookie', a.cookie ?? 0n, 64)));
+  w.u16(a.deleteLearned ? NX_LEARN_F_DELETE_LEARNED : 0);
+  w.u8(smallUint('learn table', a.table, 8));
+  w.zeros(5); // pad, fin_idle_timeout, fin_hard_timeout
+  for (const spec of a.specs) {
+    const load = 'load' in spec;
+    const dst = fieldBits('learn', load ? spec.load : spec.match);
+    const from: string | LearnValue = spec.from ?? (load ? spec.load : spec.match);
+    const src = typeof from === 'string' ? fieldBits('learn', from) : undefined;
+    if (src && src.nbits !== dst.nbits) throw new RangeError(`learn: ${String(from)} and ${load ? spec.load : spec.match} differ in width`);
+    w.u16((src ? 0 : NX_LEARN_SRC_IMMEDIATE) | (load ? NX_LEARN_DST_LOAD : 0) | dst.nbits);
+    if (src) {
+      w.bytes(src.field.nxmHeader);
+      w.u16(src.ofs);
+    } else {
+      // A constant takes whole 16-bit units, right-aligned.
+      const value = (from as LearnValue).value;
+      checkFits('learn value', value, dst.nbits);
+      uint(w, value, 2 * Math.ceil(dst.nbits / 16));
+    }
+    w.bytes(dst.field.nxmHeader);
+    w.u16(dst.ofs);
+  }
+  end(w, at);
 }
 
 function output(w: ByteWriter, port: number): void {

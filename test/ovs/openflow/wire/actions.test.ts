@@ -117,6 +117,35 @@ const CASES: Case[] = [
   { name: 'ct with the tftp alg', actions: [{ type: 'ct', commit: true, alg: 'tftp' }], match: 'udp' },
   { name: 'ct with an empty exec', actions: [{ type: 'ct', zone: 2, exec: [] }], match: 'ip' },
   { name: 'ct_clear', actions: [{ type: 'ct_clear' }, { type: 'resubmit', table: 0 }] },
+  // learn
+  { name: 'learn a MAC with its port (field to field, field load, constant load)', actions: [{ type: 'learn', table: 10, idleTimeout: 300, priority: 100, cookie: 0x200010100000003n, specs: [{ match: 'NXM_OF_ETH_DST[]', from: 'NXM_OF_ETH_SRC[]' }, { load: 'NXM_NX_REG1[0..15]', from: 'NXM_OF_IN_PORT[]' }, { load: 'NXM_NX_REG1[16]', from: { value: 1 } }] }] },
+  { name: 'learn with defaults (priority, timeouts, cookie)', actions: [{ type: 'learn', table: 1, specs: [{ match: 'NXM_OF_ETH_DST[]', from: 'NXM_OF_ETH_SRC[]' }] }] },
+  {
+    name: 'learn an affinity (constants matched, same-field matches, delete_learned, hard timeout)',
+    match: 'tcp',
+    actions: [
+      {
+        type: 'learn',
+        table: 40,
+        idleTimeout: 65535,
+        hardTimeout: 10,
+        priority: 200,
+        deleteLearned: true,
+        cookie: 0xa00000000000001n,
+        specs: [
+          { match: 'eth_type', from: { value: 0x800 } },
+          { match: 'nw_proto', from: { value: 6 } },
+          { match: 'NXM_OF_IP_SRC[]' },
+          { match: 'NXM_OF_IP_DST[]' },
+          { match: 'NXM_OF_TCP_DST[]' },
+          { load: 'NXM_NX_REG3[]', from: 'NXM_NX_REG3[]' },
+          { load: 'NXM_NX_REG4[0..15]', from: 'NXM_NX_REG4[0..15]' },
+          { load: 'NXM_NX_REG4[16]', from: { value: 1 } },
+        ],
+      },
+    ],
+  },
+  { name: 'learn an SCTP port (a field with no NXM header) and a wide constant', match: 'sctp', actions: [{ type: 'learn', table: 3, specs: [{ match: 'eth_type', from: { value: 0x800 } }, { match: 'nw_proto', from: { value: 132 } }, { match: 'OXM_OF_SCTP_DST[]' }, { load: 'NXM_NX_REG5[]', from: { value: 0xdeadbeef } }, { load: 'NXM_OF_ETH_DST[]', from: { value: 0x0a0000000001 } }] }] },
   // conjunction, group, tunnel, VLAN, note
   { name: 'conjunction clauses', actions: [{ type: 'conjunction', id: 1, clause: 1, clauses: 2 }, { type: 'conjunction', id: 0xffffffff, clause: 64, clauses: 64 }] },
   { name: 'group', actions: [{ type: 'group', id: 1 }] },
@@ -319,7 +348,7 @@ describe('OpenFlow 1.5 action encoding', () => {
     const kinds = new Set(cases.flatMap((c) => c.actions.flatMap((a) => [a.type, ...(a.type === 'ct' ? (a.exec ?? []).map((x) => `ct exec ${x.type}`) : [])])));
     // The features' lists reach every kind of action they use, so a new kind they start using is covered here.
     expect([...kinds].sort()).toEqual(
-      ['conjunction', 'ct', 'ct exec load', 'ct exec move', 'dec_ttl', 'load', 'mod_dl_dst', 'mod_dl_src', 'move', 'output', 'resubmit', 'set_field', 'set_tunnel_dst', 'set_tunnel_id'].sort(),
+      ['conjunction', 'ct', 'ct exec load', 'ct exec move', 'dec_ttl', 'learn', 'load', 'mod_dl_dst', 'mod_dl_src', 'move', 'output', 'resubmit', 'set_field', 'set_tunnel_dst', 'set_tunnel_id'].sort(),
     );
     await expectAsOvs(cases.filter((c) => c.actions.length));
     for (const c of cases.filter((x) => !x.actions.length)) expect(encodeActions(c.actions)).toHaveLength(0);
@@ -333,7 +362,7 @@ describe('OpenFlow 1.5 action encoding', () => {
   it('leaves raw actions and fields it does not know to ovs-ofctl', () => {
     const unencodable: Action[][] = [
       [{ type: 'raw', text: 'controller(max_len=128)' }],
-      [{ type: 'output', port: 1 }, { type: 'raw', text: 'learn(table=1)' }],
+      [{ type: 'output', port: 1 }, { type: 'raw', text: 'learn(table=1,NXM_OF_ETH_DST[]=NXM_OF_ETH_SRC[])' }],
       [{ type: 'set_field', field: 'nsh_c1', value: 1 }],
       [{ type: 'load', value: 1, dst: 'NXM_NX_TUN_METADATA0[0..7]' }],
       [{ type: 'move', src: 'reg0[]', dst: 'ct_nw_src' }],
