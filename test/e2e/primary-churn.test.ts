@@ -1,7 +1,7 @@
-// Pod churn on one node through the API (the lab's kubelet runs the CNI as containerd would): 200 pods in
-// 10 waves of 20, each wave's deletion overlapping the next wave's creation. While it runs no two Running
-// pods ever share an address; afterwards nothing of any pod is left on the node: no address in IPAM, no
-// OVS port, no veth, no flow, no network namespace.
+// Pod churn on one node through the API (the lab's kubelet runs the CNI as containerd would): 120 pods in
+// 6 waves of 20 (PRIMARY_CHURN_WAVES=10 makes it 200), each wave's deletion overlapping the next wave's
+// creation. While it runs no two Running pods ever share an address; afterwards nothing of any pod is left on
+// the node: no address in IPAM, no OVS port, no veth, no flow, no network namespace.
 import { Watch, type V1Pod } from '@kubernetes/client-node';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -13,7 +13,7 @@ import type { LabNode } from '../../src/lab/node.js';
 import { CookieOwner, decodeCookie } from '../../src/ovs/openflow/cookie.js';
 import { eventually, simplePod, startTestLab, waitRunning } from '../harness/lab.js';
 
-const WAVES = 10;
+const WAVES = Number(process.env.PRIMARY_CHURN_WAVES ?? 6);
 const PER_WAVE = 20;
 const SAMPLE_MS = 200;
 /**
@@ -150,7 +150,7 @@ class RunningIpMonitor {
   }
 }
 
-describe('primary network under pod churn: 200 pods on one node, 20 at a time', () => {
+describe(`primary network under pod churn: ${WAVES * 20} pods on one node, 20 at a time`, () => {
   let lab: Lab;
   let node: LabNode;
   let before: NodeSnapshot;
