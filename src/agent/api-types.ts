@@ -1,4 +1,4 @@
-// The node agent's read-only JSON API (src/agent/api.ts), as `seine get pods|services` reads it through the API
+// The node agent's read-only JSON API (src/agent/api.ts), as `seine get pods|services|rules` reads it through the API
 // server's node proxy: paths, the port, and the shape of each answer. No runtime dependencies: the CLI imports it.
 
 /**
@@ -8,6 +8,7 @@
 export const AGENT_API_PORT = 10361;
 export const AGENT_PODS_PATH = '/v1/pods';
 export const AGENT_SERVICES_PATH = '/v1/services';
+export const AGENT_POLICY_RULES_PATH = '/v1/policy-rules';
 
 /** Every answer: the node that answered and its items, in a stable order. */
 export interface AgentList<T> {
@@ -77,4 +78,24 @@ export interface ServiceFrontendInfo {
   affinitySeconds?: number;
   /** The endpoints for traffic from inside the cluster, by address. */
   endpointList: Array<{ ip: string; port: number; local: boolean }>;
+}
+
+/**
+ * One policy rule's counters on a node: the new connections it decided (the first packet of each, and its
+ * bytes), since its flows were installed. Isolation drops count under rule `isolation-<direction>`.
+ */
+export interface PolicyRuleInfo {
+  node: string;
+  kind: 'NetworkPolicy' | 'ClusterNetworkPolicy' | 'MultiNetworkPolicy';
+  /** Empty for a ClusterNetworkPolicy. */
+  namespace: string;
+  /** The policy's name. */
+  name: string;
+  /** A MultiNetworkPolicy's secondary network (`namespace/name`); empty for the pod network. */
+  network: string;
+  rule: string;
+  direction: 'Ingress' | 'Egress';
+  action: string;
+  packets: number;
+  bytes: number;
 }

@@ -1,7 +1,7 @@
 import type { V1Pod } from '@kubernetes/client-node';
 import type { CniResult } from '../cni/types.js';
 import type { CniDriver } from '../primary/cniserver/index.js';
-import type { PodInterfaceInfo, ServiceFrontendInfo } from './api-types.js';
+import type { PodInterfaceInfo, PolicyRuleInfo, ServiceFrontendInfo } from './api-types.js';
 import type { NodeContext } from './context.js';
 
 /**
@@ -39,6 +39,8 @@ export interface FeatureInspection {
   podInterfaces?(): InspectedInterface[];
   /** The Service frontends the node serves, as last realized (`GET /v1/services`). */
   serviceFrontends?(): Array<Omit<ServiceFrontendInfo, 'node'>>;
+  /** The policy rules' counters, read from the switch (`GET /v1/policy-rules`). */
+  policyRules?(): Promise<Array<Omit<PolicyRuleInfo, 'node'>>>;
 }
 
 /** One attachment of the pod network, as the agent's composition sees it. */

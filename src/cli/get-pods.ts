@@ -1,21 +1,21 @@
-// `seine get pods` and `seine get services`: what only the node agents know (each pod's interfaces with their OVS
-// ports; the Service frontends each node's proxy serves), read from every agent's read-only API (src/agent/api.ts)
+// `seine get pods`, `seine get services` and `seine get rules`: what only the node agents know (each pod's
+// interfaces with their OVS ports; the Service frontends each node's proxy serves; the policy rules' counters), read from every agent's read-only API (src/agent/api.ts)
 // through the API server's node proxy, `GET /api/v1/nodes/NODE:PORT/proxy/v1/pods`, with the kubeconfig's user,
 // as kubectl reaches a node: the user needs `list` on nodes and `get` on nodes/proxy. A node that cannot be
 // reached is reported and the others shown.
 import { CoreV1Api, type KubeConfig } from '@kubernetes/client-node';
 import { request as httpRequest } from 'node:http';
 import { request as httpsRequest, type RequestOptions } from 'node:https';
-import { AGENT_PODS_PATH, AGENT_SERVICES_PATH, type EndpointCounts, type PodInfo, type ServiceFrontendInfo } from '../agent/api-types.js';
+import { AGENT_PODS_PATH, AGENT_POLICY_RULES_PATH, AGENT_SERVICES_PATH, type EndpointCounts, type PodInfo, type PolicyRuleInfo, type ServiceFrontendInfo } from '../agent/api-types.js';
 import { renderTable } from './table.js';
 
 const REQUEST_TIMEOUT_MS = 15_000;
 /** Nodes asked at once. */
 const CONCURRENCY = 16;
 
-export type NodeKind = 'pods' | 'services';
+export type NodeKind = 'pods' | 'services' | 'rules';
 
-export const NODE_KIND_PATHS: Record<NodeKind, string> = { pods: AGENT_PODS_PATH, services: AGENT_SERVICES_PATH };
+export const NODE_KIND_PATHS: Record<NodeKind, string> = { pods: AGENT_PODS_PATH, services: AGENT_SERVICES_PATH, rules: AGENT_POLICY_RULES_PATH };
 
 /** A node whose agent did not give its list: the HTTP status (0: no answer) and why, in one line. */
 export interface NodeFailure {
@@ -86,7 +86,7 @@ async function eachLimited<A, R>(items: readonly A[], fn: (a: A) => Promise<R>):
  * The items of `kind` from the agent of `node` (one node) or of every node, through the node proxy; with the
  * nodes that gave none. Listing or reading the Nodes fails as client-node does (an ApiException).
  */
-export async function readFromAgents<T extends PodInfo | ServiceFrontendInfo>(
+export async function readFromAgents<T extends PodInfo | ServiceFrontendInfo | PolicyRuleInfo>(
   kc: KubeConfig,
   kind: NodeKind,
   opts: { node?: string; port: number; namespace?: string },
@@ -172,6 +172,48 @@ export function serviceTable(frontends: readonly ServiceFrontendInfo[], opts: Ta
     ...(opts.wide
       ? [endpoints(f.externalEndpoints), f.affinitySeconds !== undefined ? `${f.affinitySeconds}s` : undefined, f.endpointList.map((e) => `${e.ip}:${e.port}${e.local ? '(local)' : ''}`).join(',') || undefined]
       : []),
+  ]);
+  return renderTable(head, rows);
+}
+
+/** One rule's counters summed over the nodes that reported it. */
+export interface RuleTotal extends Omit<PolicyRuleInfo, 'node'> {
+  /** The nodes whose counters are in the sums. */
+  nodes: string[];
+}
+
+/** Each rule's counters summed over the nodes, in the agents' order (policy, then direction and rule). */
+export function ruleTotals(rules: readonly PolicyRuleInfo[]): RuleTotal[] {
+  const totals = new Map<string, RuleTotal>();
+  for (const { node, ...r } of rules) {
+    const key = JSON.stringify([r.kind, r.namespace, r.name, r.network, r.direction, r.rule, r.action]);
+    const t = totals.get(key);
+    if (!t) totals.set(key, { ...r, nodes: [node] });
+    else {
+      t.packets += r.packets;
+      t.bytes += r.bytes;
+      t.nodes.push(node);
+    }
+  }
+  return [...totals.values()];
+}
+
+/**
+ * One row per policy rule with its new connections (packets) and their bytes, summed over the nodes; wide adds
+ * the secondary network of a MultiNetworkPolicy and the nodes counted.
+ */
+export function ruleTable(rules: readonly PolicyRuleInfo[], opts: TableOptions): string {
+  const head = [...(opts.allNamespaces ? ['namespace'] : []), 'policy', 'kind', 'direction', 'rule', 'action', 'packets', 'bytes', ...(opts.wide ? ['network', 'nodes'] : [])];
+  const rows = ruleTotals(rules).map((r) => [
+    ...(opts.allNamespaces ? [r.namespace || undefined] : []),
+    r.name,
+    r.kind,
+    r.direction,
+    r.rule,
+    r.action,
+    r.packets,
+    r.bytes,
+    ...(opts.wide ? [r.network || undefined, r.nodes.join(',')] : []),
   ]);
   return renderTable(head, rows);
 }

@@ -1,5 +1,5 @@
-// `seine get networkpolicies|clusternetworkpolicies|multi-networkpolicies|networks|ippools|chains|pods|services`.
-// Pods and Services: what each node's agent knows (get-pods.ts). Policies: where each is realized, as the
+// `seine get networkpolicies|clusternetworkpolicies|multi-networkpolicies|networks|ippools|chains|pods|services|rules`.
+// Pods, Services and policy rules' counters: what each node's agent knows (get-pods.ts). Policies: where each is realized, as the
 // policy controller sees it (NetworkPolicies have no status to hold it); a MultiNetworkPolicy per network it names,
 // with why a network is not enforced. Shaped like `kubectl get` (and usable as a kubectl plugin): the
 // kubeconfig's cluster and user, -n / -A, -o wide|json|yaml. The controller is found through the API server (the
@@ -9,14 +9,14 @@ import { KubeConfig } from '@kubernetes/client-node';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { request } from 'node:https';
 import { stringify as stringifyYaml } from 'yaml';
-import { AGENT_API_PORT, type PodInfo, type ServiceFrontendInfo } from '../agent/api-types.js';
+import { AGENT_API_PORT, type PodInfo, type PolicyRuleInfo, type ServiceFrontendInfo } from '../agent/api-types.js';
 import { apiFailure, apiStatus } from '../k8s/api.js';
 import { ageOf } from '../lab/apiserver/meta.js';
 import { bearerTokenSource, controllerEndpointSource, DEFAULT_ENDPOINT_NAMESPACE, ENDPOINT_CONFIGMAP, type ControllerEndpoint } from '../policy/channel/discovery.js';
 import { POLICIES_PATH, type PolicyRealizationItem, type PolicyRealizationList } from '../policy/controller/policy-api.js';
 import { loadUserKubeConfig } from './kubeconfig.js';
 import { chainTable, readChains, type ChainRow } from './get-chains.js';
-import { podTable, readFromAgents, serviceTable, type NodeKind } from './get-pods.js';
+import { podTable, readFromAgents, ruleTable, serviceTable, type NodeKind } from './get-pods.js';
 import { networkTable, poolTable, readNetworks, readPools, type NetworkRow, type PoolRow } from './get-networks.js';
 import { renderTable } from './table.js';
 
@@ -173,13 +173,17 @@ async function getClusterKind(kind: 'networks' | 'ippools' | 'chains', name: str
 const NODE_KINDS: Record<string, NodeKind> = {};
 for (const n of ['pods', 'pod', 'po']) NODE_KINDS[n] = 'pods';
 for (const n of ['services', 'service', 'svc']) NODE_KINDS[n] = 'services';
+for (const n of ['rules', 'rule', 'policy-rules', 'policyrules']) NODE_KINDS[n] = 'rules';
 
 /** The namespace a namespaced listing is of: -n, else the kubeconfig context's, else default (none with -A). */
 function namespaceOf(kc: KubeConfig, o: GetOptions): string | undefined {
   return o.allNamespaces ? undefined : (o.namespace ?? kc.getContextObject(kc.getCurrentContext())?.namespace ?? 'default');
 }
 
-/** `seine get pods|services`: every agent's items (json and yaml print them merged); unreachable nodes are warned about. */
+/**
+ * `seine get pods|services|rules`: every agent's items (json and yaml print them merged; a rule's name is its
+ * policy's); unreachable nodes are warned about.
+ */
 async function getNodeKind(kind: NodeKind, name: string | undefined, o: GetOptions, output: string, warn: (line: string) => void): Promise<string> {
   const kc = loadConfig(o.kubeconfig, o.context);
   const namespace = namespaceOf(kc, o);
@@ -196,12 +200,13 @@ async function getNodeKind(kind: NodeKind, name: string | undefined, o: GetOptio
   for (const f of read.failures) warn(`warning: node ${f.node}: ${f.message}\n`);
   if (read.nodes.length && read.failures.length === read.nodes.length) throw new GetError(`no node's agent could be reached (${read.nodes.length} node${read.nodes.length === 1 ? '' : 's'})`);
   const items = name ? read.items.filter((i) => i.name === name) : read.items;
-  if (name && !items.length && !read.failures.length) throw new GetError(`Error from server (NotFound): ${kind} "${name}" not found`, true);
+  if (name && !items.length && !read.failures.length) throw new GetError(`Error from server (NotFound): ${kind === 'rules' ? 'rules of policy' : kind} "${name}" not found`, true);
   if (output === 'json') return `${JSON.stringify({ items }, null, 4)}\n`;
   if (output === 'yaml') return stringifyYaml({ items });
   if (items.length === 0) throw new NoResources(namespace ? `No resources found in ${namespace} namespace.` : 'No resources found');
   const opts = { allNamespaces: !!o.allNamespaces, wide: output === 'wide' };
-  return `${kind === 'pods' ? podTable(items as PodInfo[], opts) : serviceTable(items as ServiceFrontendInfo[], opts)}\n`;
+  const table = kind === 'pods' ? podTable(items as PodInfo[], opts) : kind === 'services' ? serviceTable(items as ServiceFrontendInfo[], opts) : ruleTable(items as PolicyRuleInfo[], opts);
+  return `${table}\n`;
 }
 
 /** What `seine get` prints; an empty table is NoResources (said on stderr, not a failure, as kubectl does). `warn` gets the lines for stderr. */
@@ -239,17 +244,17 @@ function parsePort(v: string): number {
 
 export function getCommand(): Command {
   return new Command('get')
-    .description('show where network policies are realized (as the policy controller sees it), the secondary networks with their pods per node, the IP pools\' usage, the service chains\' hops, replica health and counters, and what each node\'s agent has (pods\' interfaces and OVS ports, Service frontends and endpoints)')
-    .argument('<resource>', 'networkpolicies (netpol), clusternetworkpolicies (cnp), multi-networkpolicies (multi-policy, mnp), networks (network-attachment-definitions, net-attach-def, nad), ippools (ipp), chains (servicechains, sc), pods (po) or services (svc)')
+    .description('show where network policies are realized (as the policy controller sees it), the secondary networks with their pods per node, the IP pools\' usage, the service chains\' hops, replica health and counters, and what each node\'s agent has (pods\' interfaces and OVS ports, Service frontends and endpoints, policy rules\' counters)')
+    .argument('<resource>', 'networkpolicies (netpol), clusternetworkpolicies (cnp), multi-networkpolicies (multi-policy, mnp), networks (network-attachment-definitions, net-attach-def, nad), ippools (ipp), chains (servicechains, sc), pods (po), services (svc) or rules (policy-rules: each policy rule\'s new connections and bytes, summed over the nodes; [name] is the policy\'s)')
     .argument('[name]', 'one object')
     .option('-n, --namespace <namespace>', 'the namespace (default: the kubeconfig context\'s, else default)')
     .option('-A, --all-namespaces', 'every namespace')
-    .addOption(new Option('-o, --output <format>', 'wide (policies: the pending nodes, why a network is not enforced; networks and pools: per node; pods: container id and netns; services: external traffic\'s endpoints, affinity, every endpoint), json or yaml').choices(['wide', 'json', 'yaml']))
+    .addOption(new Option('-o, --output <format>', 'wide (policies: the pending nodes, why a network is not enforced; networks and pools: per node; pods: container id and netns; services: external traffic\'s endpoints, affinity, every endpoint; rules: the network and the nodes counted), json or yaml').choices(['wide', 'json', 'yaml']))
     .option('--kubeconfig <file>', 'kubeconfig (default: $KUBECONFIG, else ~/.kube/config)')
     .option('--context <name>', 'the kubeconfig context to use (default: its current context)')
     .option('--controller-namespace <namespace>', 'where the Seine controller publishes its endpoint', DEFAULT_ENDPOINT_NAMESPACE)
-    .option('--node <name>', 'pods and services: ask this node\'s agent only (default: every node\'s)')
-    .option('--agent-port <port>', 'pods and services: the agents\' metricsPort, which the API server\'s node proxy is asked for', parsePort, AGENT_API_PORT)
+    .option('--node <name>', 'pods, services and rules: ask this node\'s agent only (default: every node\'s)')
+    .option('--agent-port <port>', 'pods, services and rules: the agents\' metricsPort, which the API server\'s node proxy is asked for', parsePort, AGENT_API_PORT)
     .action(async (resource: string, name: string | undefined, o: GetOptions) => {
       try {
         process.stdout.write(await getResources(resource, name, o));

@@ -2,7 +2,7 @@
 // frontend, in a stable order, served as JSON beside the health endpoints; and what each feature shows of itself.
 import { AgentMetrics } from '../../src/agent/metrics.js';
 import { agentApi, AGENT_API_PREFIX } from '../../src/agent/api.js';
-import type { PodInfo, ServiceFrontendInfo } from '../../src/agent/api-types.js';
+import type { PodInfo, PolicyRuleInfo, ServiceFrontendInfo } from '../../src/agent/api-types.js';
 import type { FeatureInspection, InspectedInterface } from '../../src/agent/feature.js';
 import { inspectedInterface } from '../../src/primary/interfacestore/store.js';
 import { inspectedAttachments, type AttachmentRecord } from '../../src/secondary/agent/records.js';
@@ -79,6 +79,41 @@ describe('agent read-only API', () => {
     ]);
     // A node without the Service proxy has no frontends.
     expect((await agentApi('n1', () => [podNetwork])('/v1/services', new URLSearchParams())).body).toEqual({ node: 'n1', items: [] });
+  });
+
+  it('lists the policy rules\' counters by policy, direction and rule, filtered by namespace', async () => {
+    const rule = (namespace: string, name: string, direction: PolicyRuleInfo['direction'], rule: string, packets: number): Omit<PolicyRuleInfo, 'node'> => ({
+      kind: namespace ? 'NetworkPolicy' : 'ClusterNetworkPolicy',
+      namespace,
+      name,
+      network: '',
+      rule,
+      direction,
+      action: rule.startsWith('isolation') ? 'Drop' : 'Accept',
+      packets,
+      bytes: packets * 60,
+    });
+    let reads = 0;
+    const policy: FeatureInspection = {
+      policyRules: async () => {
+        reads++;
+        return [rule('team-a', 'web', 'Egress', 'egress-0', 1), rule('team-a', 'web', 'Ingress', 'ingress-10', 2), rule('', 'baseline', 'Ingress', 'deny-all', 3), rule('team-a', 'web', 'Ingress', 'ingress-2', 4), rule('team-a', 'web', 'Ingress', 'isolation-ingress', 5)];
+      },
+    };
+    const api = agentApi('n1', () => [podNetwork, policy]);
+    const body = (await api('/v1/policy-rules', new URLSearchParams())).body as { node: string; items: PolicyRuleInfo[] };
+    expect(body.items.map((r) => `${r.node} ${r.namespace}/${r.name} ${r.direction} ${r.rule} ${r.packets}/${r.bytes}`)).toEqual([
+      'n1 /baseline Ingress deny-all 3/180',
+      'n1 team-a/web Ingress ingress-2 4/240',
+      'n1 team-a/web Ingress ingress-10 2/120',
+      'n1 team-a/web Ingress isolation-ingress 5/300',
+      'n1 team-a/web Egress egress-0 1/60',
+    ]);
+    expect(((await api('/v1/policy-rules', new URLSearchParams({ namespace: 'team-a' }))).body as { items: PolicyRuleInfo[] }).items).toHaveLength(4);
+    expect(reads).toBe(2);
+    // Pods and Services do not read the switch.
+    await api('/v1/pods', new URLSearchParams());
+    expect(reads).toBe(2);
   });
 
   it('answers 503 while the features start, 404 for any other path', async () => {

@@ -5,10 +5,10 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
 import { AGENT_API_PREFIX, agentApi } from '../../src/agent/api.js';
-import { AGENT_API_PORT, type PodInfo, type ServiceFrontendInfo } from '../../src/agent/api-types.js';
+import { AGENT_API_PORT, type PodInfo, type PolicyRuleInfo, type ServiceFrontendInfo } from '../../src/agent/api-types.js';
 import type { FeatureInspection, InspectedInterface } from '../../src/agent/feature.js';
 import { AgentMetrics } from '../../src/agent/metrics.js';
-import { podTable, serviceTable } from '../../src/cli/get-pods.js';
+import { podTable, ruleTable, serviceTable } from '../../src/cli/get-pods.js';
 import { getResources, NoResources, type GetOptions } from '../../src/cli/get.js';
 import { HealthServer } from '../../src/util/health-server.js';
 import { call, startServer, type TestServer } from '../lab/apiserver/helpers.js';
@@ -42,6 +42,20 @@ const svc = (over: Partial<ServiceFrontendInfo>): ServiceFrontendInfo => ({
     { ip: '10.244.1.5', port: 8080, local: true },
     { ip: '10.244.2.5', port: 8080, local: false },
   ],
+  ...over,
+});
+
+const rule = (node: string, over: Partial<PolicyRuleInfo>): PolicyRuleInfo => ({
+  node,
+  kind: 'NetworkPolicy',
+  namespace: 'team-a',
+  name: 'web-8080-only',
+  network: '',
+  rule: 'ingress-0',
+  direction: 'Ingress',
+  action: 'Accept',
+  packets: 1,
+  bytes: 74,
   ...over,
 });
 
@@ -93,6 +107,25 @@ const itf = (containerId: string, podNamespace: string, podName: string, ip: str
   ofport,
 });
 
+describe('seine get rules: table', () => {
+  it('one row per rule with its counters summed over the nodes; wide adds the network and the nodes', () => {
+    const rules = [
+      rule('n1', { packets: 3, bytes: 222 }),
+      rule('n1', { rule: 'isolation-ingress', action: 'Drop', packets: 2, bytes: 148 }),
+      rule('n2', { packets: 4, bytes: 296 }),
+      rule('n2', { kind: 'MultiNetworkPolicy', name: 'vlan-guard', network: 'team-a/vlan100', direction: 'Egress', rule: 'egress-1', action: 'Accept', packets: 0, bytes: 0 }),
+    ];
+    const lines = ruleTable(rules, { allNamespaces: true, wide: true }).split('\n');
+    expect(lines[0]).toMatch(/^NAMESPACE\s+POLICY\s+KIND\s+DIRECTION\s+RULE\s+ACTION\s+PACKETS\s+BYTES\s+NETWORK\s+NODES$/);
+    expect(lines.slice(1).map((l) => l.split(/\s+/).join(' '))).toEqual([
+      'team-a web-8080-only NetworkPolicy Ingress ingress-0 Accept 7 518 <none> n1,n2',
+      'team-a web-8080-only NetworkPolicy Ingress isolation-ingress Drop 2 148 <none> n1',
+      'team-a vlan-guard MultiNetworkPolicy Egress egress-1 Accept 0 0 team-a/vlan100 n2',
+    ]);
+    expect(ruleTable(rules, { allNamespaces: false, wide: false }).split('\n')[0]).toMatch(/^POLICY\s+KIND\s+DIRECTION\s+RULE\s+ACTION\s+PACKETS\s+BYTES$/);
+  });
+});
+
 describe('seine get pods|services through the API server\'s node proxy', () => {
   let srv: TestServer;
   const agents: HealthServer[] = [];
@@ -104,7 +137,10 @@ describe('seine get pods|services through the API server\'s node proxy', () => {
         { podInterfaces: () => [itf('c1', 'default', 'web-1', '10.244.1.2', 4), itf('c3', 'team-a', 'api', '10.244.1.3', 5)] },
         { serviceFrontends: () => [(({ node: _node, ...frontend }) => frontend)(svc({}))] },
       ]),
-      await standInAgent('n2', [{ podInterfaces: () => [itf('c2', 'default', 'web-2', '10.244.2.2', 6)] }]),
+      await standInAgent('n2', [
+        { podInterfaces: () => [itf('c2', 'default', 'web-2', '10.244.2.2', 6)] },
+        { policyRules: async () => [(({ node: _node, ...r }) => r)(rule('n2', { packets: 5, bytes: 370 })), (({ node: _node, ...r }) => r)(rule('n2', { namespace: 'default', name: 'deny-all', rule: 'isolation-ingress', action: 'Drop' }))] },
+      ]),
     );
     const urls = new Map([
       ['n1', `http://127.0.0.1:${agents[0]!.port}`],
@@ -152,6 +188,15 @@ describe('seine get pods|services through the API server\'s node proxy', () => {
     expect(lines[1]).toMatch(/^web\s+http\s+n1\s+ClusterIP\s+10\.96\.0\.20:80\/TCP\s+1\s+2$/);
     const yaml = parseYaml(await out.get('services', { allNamespaces: true, output: 'yaml' })) as { items: ServiceFrontendInfo[] };
     expect(yaml.items.map((f) => `${f.node} ${f.kind} ${f.address}`)).toEqual(['n1 ClusterIP 10.96.0.20']);
+  });
+
+  it('rules: each rule\'s counters from every node that has it, by policy name', async () => {
+    const lines = (await out.get('rules', { namespace: 'team-a' })).trimEnd().split('\n');
+    expect(lines.map((l) => l.split(/\s+/).join(' '))).toEqual(['POLICY KIND DIRECTION RULE ACTION PACKETS BYTES', 'web-8080-only NetworkPolicy Ingress ingress-0 Accept 5 370']);
+    const json = JSON.parse(await out.get('policy-rules', { allNamespaces: true, output: 'json' }, undefined)) as { items: PolicyRuleInfo[] };
+    expect(json.items.map((r) => `${r.node} ${r.namespace}/${r.name} ${r.rule}`)).toEqual(['n2 default/deny-all isolation-ingress', 'n2 team-a/web-8080-only ingress-0']);
+    expect((await out.get('rules', { namespace: 'default' }, 'deny-all')).split('\n')[1]).toMatch(/^deny-all\s+NetworkPolicy\s+Ingress\s+isolation-ingress\s+Drop\s+1\s+74$/);
+    await expect(out.get('rules', { namespace: 'default', node: 'n2' }, 'web')).rejects.toThrow('Error from server (NotFound): rules of policy "web" not found');
   });
 
   it('a user without get on nodes/proxy is refused as kubectl reports it', async () => {

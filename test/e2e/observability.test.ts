@@ -8,7 +8,7 @@ import { randomBytes } from 'node:crypto';
 import { readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { V1Pod } from '@kubernetes/client-node';
-import type { PodInfo, ServiceFrontendInfo } from '../../src/agent/api-types.js';
+import type { PodInfo, PolicyRuleInfo, ServiceFrontendInfo } from '../../src/agent/api-types.js';
 import type { LabStatus } from '../../src/lab/lab.js';
 import { netnsPath } from '../../src/host/netns.js';
 import { podNetnsName } from '../../src/lab/kubelet.js';
@@ -259,7 +259,7 @@ describe('operating a lab started by the CLI: metrics and kubectl seine', () => 
     expect(unknown.stderr).toMatch(/^error: unknown resource type "bananas"/);
   }, 120_000);
 
-  it('seine get pods and services: each node\'s interfaces, ports and Service frontends, from its agent through the API server', async () => {
+  it('seine get pods, services and rules: each node\'s interfaces, ports, Service frontends and policy rule counters, from its agent through the API server', async () => {
     const [node1, node2] = status.nodes.map((n) => n.name) as [string, string];
     const get = (...args: string[]): ReturnType<typeof run> => run(SEINE, ['get', ...args, '--kubeconfig', kubeconfig], undefined, 60_000);
     const pods = JSON.parse((await kubectl(['get', 'pods', '-n', 'default', '-o', 'json'])).stdout) as { items: V1Pod[] };
@@ -294,6 +294,18 @@ describe('operating a lab started by the CLI: metrics and kubectl seine', () => 
       // web1 and web2 run on the two nodes: one endpoint here, one there.
       expect(services).toContainEqual(expect.objectContaining({ node, namespace: 'default', name: 'web', kind: 'ClusterIP', port: 80, endpoints: { local: 1, remote: 1 } }));
     }
+
+    // The policy rules' counters: the connections of the test before (5 accepted by web-from-clients' rule on
+    // web1's node, the intruder's dropped there by isolation), per node in JSON and summed in the table.
+    const rules = (JSON.parse((await get('rules', '-n', 'default', '-o', 'json')).stdout) as { items: PolicyRuleInfo[] }).items;
+    const counted = (rule: string): PolicyRuleInfo[] => rules.filter((r) => r.kind === 'NetworkPolicy' && r.name === 'web-from-clients' && r.direction === 'Ingress' && r.rule === rule);
+    expect(counted('ingress-0').find((r) => r.node === node1)).toEqual(expect.objectContaining({ action: 'Accept', network: '', packets: expect.any(Number) }));
+    expect(counted('ingress-0').find((r) => r.node === node1)!.packets).toBeGreaterThanOrEqual(5);
+    expect(counted('isolation-ingress').find((r) => r.node === node1)!.packets).toBeGreaterThanOrEqual(2);
+    const sum = counted('ingress-0').reduce((a, r) => a + r.packets, 0);
+    const ruleTable = await get('rules', '-n', 'default', 'web-from-clients');
+    expect(ruleTable.stdout).toMatch(/^POLICY\s+KIND\s+DIRECTION\s+RULE\s+ACTION\s+PACKETS\s+BYTES$/m);
+    expect(ruleTable.stdout).toMatch(new RegExp(`^web-from-clients\\s+NetworkPolicy\\s+Ingress\\s+ingress-0\\s+Accept\\s+${sum}\\s+\\d+$`, 'm'));
   }, 120_000);
 
   it('names every family by the Prometheus rules and documents it; the dashboard uses documented metrics only', async () => {

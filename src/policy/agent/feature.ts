@@ -1,7 +1,8 @@
 import { join } from 'node:path';
 import type { InstalledFlow } from '../../ovs/openflow/index.js';
 import type { NodeContext } from '../../agent/context.js';
-import type { AgentFeature, PodAttachmentHook, PodSandbox } from '../../agent/feature.js';
+import type { PolicyRuleInfo } from '../../agent/api-types.js';
+import type { AgentFeature, FeatureInspection, PodAttachmentHook, PodSandbox } from '../../agent/feature.js';
 import { EventRecorder } from '../../k8s/events.js';
 import { VswitchdControl } from '../../ovs/vswitchd-control.js';
 import { EXT, isPodNetworkPort } from '../../primary/interfacestore/store.js';
@@ -29,8 +30,7 @@ const RETRY_MS = 2000;
  * was bound before its sandbox started). Past this the pod goes ahead and gets its rules when the share comes.
  */
 export const KNOWN_WAIT_MS = 5000;
-/** Rule counters are read this often for the metrics. */
-/** The two rule metrics of one scrape share one reading of the flows. */
+/** The two rule metrics of one scrape (and a `seine get rules` at the same time) share one reading of the flows. */
 const SCRAPE_REUSE_MS = 1000;
 
 interface RuleCount {
@@ -69,6 +69,21 @@ function splitShare(share: NodeShare): { primary: NodeShare; secondary: NodeShar
  */
 export class NetworkPolicyFeature implements AgentFeature {
   readonly name = 'network-policy';
+  /** Each rule's counters on the agent's read-only API, from the same reading as the metrics. */
+  readonly inspection: FeatureInspection = {
+    policyRules: async () =>
+      (await this.ruleCounts()).map(({ labels: l, packets, bytes }) => ({
+        kind: l.policy_kind as PolicyRuleInfo['kind'],
+        namespace: l.namespace,
+        name: l.policy,
+        network: l.network,
+        rule: l.rule,
+        direction: l.direction as PolicyRuleInfo['direction'],
+        action: l.action,
+        packets,
+        bytes,
+      })),
+  };
   private readonly log = logger('policy');
   private ctx!: NodeContext;
   private store!: ShareStore;
