@@ -19,6 +19,9 @@ const NEIGHBOUR_RETRY_MS = 2000;
 /** Node events come in bursts: one peer sync after the burst. */
 const PEER_SYNC_DELAY_MS = 100;
 
+/** What of the peers the node's routes and flows depend on, in a stable order. */
+const peerSignature = (peers: readonly PeerNode[]): string => JSON.stringify(peers.map((p) => [p.index, p.nodeIp, p.podCidr, p.gatewayIp]).sort((a, b) => Number(a[0]) - Number(b[0])));
+
 /**
  * The primary pod network of the node: host gateway, routes and SNAT, node IPAM, the interface store, the
  * pipeline flows of the integration bridge, peers and their tunnel next hops; answers the CNI calls.
@@ -110,7 +113,12 @@ export class PrimaryNetworkFeature implements AgentFeature {
     }
     ctx.metrics.gauge('seine_agent_pod_interfaces', 'Pod interfaces on the pod network attached to the integration bridge', () => this.store.size);
     ctx.metrics.gauge('seine_agent_peer_nodes', 'Peer nodes with a pod CIDR (each one tunnel or route)', () => this.peers.size);
-    ctx.nodes.on('add', () => this.schedulePeerSync()).on('update', () => this.schedulePeerSync()).on('delete', () => this.schedulePeerSync());
+    // Nodes change often for other reasons (status, other features' annotations): only a change of the peers
+    // themselves is worth their routes, flows and neighbours (each sync spawns processes).
+    const peersChanged = (): void => {
+      if (peerSignature(peersFromNodes(ctx.nodes.list(), ctx.node.name, cfg.clusterCIDR)) !== peerSignature([...this.peers.values()])) this.schedulePeerSync();
+    };
+    ctx.nodes.on('add', peersChanged).on('update', peersChanged).on('delete', peersChanged);
     this.started = true;
   }
 
