@@ -4,8 +4,8 @@ import { run } from '../../src/host/exec.js';
 
 /**
  * The servers (CommonJS for `node -e`): TCP on 8080 and UDP on 8081, each answer "<pod> <client address>". On
- * SIGTERM a server keeps serving for a while, as a pod with a preStop delay does, so that a terminating endpoint
- * is still there while the proxy takes it out.
+ * SIGTERM a server keeps serving for TERM_LINGER_MS (default none), as a pod with a preStop delay does, for a test
+ * whose terminating endpoint must still be there while the proxy takes it out; the others' pods go at once.
  */
 export const SERVER = `
 const net = require('net');
@@ -15,7 +15,7 @@ net.createServer((c) => { c.on('error', () => {}); c.end(me + ' ' + c.remoteAddr
 const u = dgram.createSocket('udp4');
 u.on('message', (m, p) => u.send(me + ' ' + p.address, p.port, p.address));
 u.bind(8081, '0.0.0.0');
-process.on('SIGTERM', () => setTimeout(() => process.exit(0), ${20_000}));`;
+process.on('SIGTERM', () => setTimeout(() => process.exit(0), Number(process.env.TERM_LINGER_MS || 0)));`;
 
 /**
  * Connections one after another (argv: protocol, host, port, count, wait per try in ms, pause between in ms);

@@ -27,10 +27,11 @@ export const PORTS = [80, 81] as const;
 export const PROTOCOLS = ['TCP', 'UDP'] as const satisfies readonly Protocol[];
 
 /**
- * How long a probe waits for an answer. Inside the lab an allowed connection answers in milliseconds; a busy
- * 2-core machine may take a second or more (a SYN lost while OVS resolves a tunnel peer is resent after 1 s).
+ * How long a probe waits for an answer: what a denied probe costs each round. Inside the lab an allowed connection
+ * answers in milliseconds; one a busy machine answers later (a SYN lost while OVS resolves a tunnel peer is resent
+ * after 1 s) is not taken for denied: it is tried again with RETRY_WAIT_MS.
  */
-const PROBE_WAIT_MS = 3_000;
+const PROBE_WAIT_MS = 1_500;
 /** A probe that should have been answered and was not is tried once more with this wait before it counts. */
 const RETRY_WAIT_MS = 8_000;
 /**
