@@ -156,13 +156,14 @@ describe('Services in OVS (3 nodes)', () => {
   it('a Service without endpoints refuses connections at once (TCP reset, ICMP port unreachable)', async () => {
     const ip = await clusterIp('nobody');
     const client = await podNs('client');
-    for (const proto of ['tcp', 'udp'] as const) {
-      await eventually(`${proto} to a Service without endpoints is refused`, async (saw) => {
-        const answers = await connect(client, proto, ip, proto === 'tcp' ? 80 : 53, 3);
-        saw(answers);
-        return answers.every((a) => a.failure === 'error:ECONNREFUSED') || undefined;
-      }, SETTLE_MS);
-    }
+    await eventually('tcp to a Service without endpoints is refused', async (saw) => {
+      const answers = await connect(client, 'tcp', ip, 80, 3);
+      saw(answers);
+      return answers.every((a) => a.failure === 'error:ECONNREFUSED') || undefined;
+    }, SETTLE_MS);
+    // The same rule refuses UDP, from the first datagram on (ICMP redirects from the gateway once used up the
+    // pod's ICMP rate limit, and UDP was refused only after half a minute).
+    expect((await connect(client, 'udp', ip, 53, 3)).map((a) => a.failure)).toEqual(['error:ECONNREFUSED', 'error:ECONNREFUSED', 'error:ECONNREFUSED']);
   }, 180_000);
 
   it('NodePort (externalTrafficPolicy Cluster) from outside, from a pod and from a node, on every node', async () => {

@@ -26,7 +26,16 @@ export class HostNetwork {
   }
 
   async ensureForwarding(): Promise<void> {
-    await this.ip.sysctl({ 'net.ipv4.ip_forward': 1, [`net.ipv4.conf.${this.gatewayIf}.rp_filter`]: 0, 'net.ipv4.conf.all.rp_filter': 0 });
+    await this.ip.sysctl({
+      'net.ipv4.ip_forward': 1,
+      [`net.ipv4.conf.${this.gatewayIf}.rp_filter`]: 0,
+      'net.ipv4.conf.all.rp_filter': 0,
+      // A pod's packet to a ClusterIP comes in and goes out by the gateway: each would earn the pod an ICMP redirect,
+      // and those use up its ICMP rate limit, so the port-unreachable that refuses UDP to a Service without
+      // endpoints was not sent. The kernel sends redirects when `all` or the interface allows them: both off.
+      [`net.ipv4.conf.${this.gatewayIf}.send_redirects`]: 0,
+      'net.ipv4.conf.all.send_redirects': 0,
+    });
   }
 
   /**
