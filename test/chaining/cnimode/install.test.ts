@@ -263,9 +263,15 @@ describe('seine install-cni --mode chained (the command)', () => {
       saw(readIf(path));
       return JSON.stringify(chainedAfter(readIf(path) ?? '')?.primaryTypes) === '["aws-cni"]' ? true : undefined;
     }, REDERIVE_WAIT_MS);
-    // Every derivation is logged with the primary, its plugin types and whether the file changed.
-    const derivations = run.out().split('\n').filter((l) => l.includes('"msg":"derived 05-seine.conflist"')).map((l) => JSON.parse(l) as { primary: string; primaryTypes: string[]; changed: boolean });
-    expect(derivations).toContainEqual(expect.objectContaining({ primary: join(confDir, '10-aws.conflist'), primaryTypes: ['aws-cni'], changed: true }));
+    // Every derivation is logged with the primary, its plugin types and whether the file changed (the line comes
+    // after the file is written, and through a pipe: it is waited for too).
+    const derivations = (): Array<{ primary: string; primaryTypes: string[]; changed: boolean }> =>
+      run.out().split('\n').filter((l) => l.includes('"msg":"derived 05-seine.conflist"')).map((l) => JSON.parse(l) as { primary: string; primaryTypes: string[]; changed: boolean });
+    const rederived = (d: { primary: string; primaryTypes: string[]; changed: boolean }): boolean => d.primary === join(confDir, '10-aws.conflist') && JSON.stringify(d.primaryTypes) === '["aws-cni"]' && d.changed;
+    await eventually('the re-derivation logged', async (saw) => {
+      saw(derivations());
+      return derivations().some(rederived) || undefined;
+    }, REDERIVE_WAIT_MS);
     child.kill('SIGTERM');
     expect(await run.exited).toBe(0);
     expect(chainedAfter(readFileSync(path, 'utf8'))?.primaryTypes).toEqual(['aws-cni']);
