@@ -1,8 +1,8 @@
 // `seine get pods`, `seine get services` and `seine get rules`: what only the node agents know (each pod's
-// interfaces with their OVS ports; the Service frontends each node's proxy serves; the policy rules' counters), read from every agent's read-only API (src/agent/api.ts)
-// through the API server's node proxy, `GET /api/v1/nodes/NODE:PORT/proxy/v1/pods`, with the kubeconfig's user,
-// as kubectl reaches a node: the user needs `list` on nodes and `get` on nodes/proxy. A node that cannot be
-// reached is reported and the others shown.
+// interfaces with their OVS ports; the Service frontends each node's proxy serves; the policy rules' counters),
+// read from every agent's read-only API (src/agent/api.ts) through the API server's node proxy,
+// `GET /api/v1/nodes/NODE:PORT/proxy/v1/pods`, with the kubeconfig's user, as kubectl reaches a node: the user needs
+// `list` on nodes and `get` on nodes/proxy. A node that cannot be reached is reported and the others shown.
 import { CoreV1Api, type KubeConfig } from '@kubernetes/client-node';
 import { request as httpRequest } from 'node:http';
 import { request as httpsRequest, type RequestOptions } from 'node:https';

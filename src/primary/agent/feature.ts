@@ -103,7 +103,7 @@ export class PrimaryNetworkFeature implements AgentFeature {
     const released = await ipam.reconcile(this.store.list().map((i) => ({ containerId: i.containerId, ifname: i.ifname })));
     if (released.length) this.log.info({ released: released.map((a) => a.ip) }, 'reclaimed leaked addresses');
 
-    this.peers = new Map(peersFromNodes(ctx.nodes.list(), ctx.node.name, cfg.clusterCIDR).map((p) => [p.index, p]));
+    this.peers = this.desiredPeers();
     await this.hostNet.syncPeerRoutes([...this.peers.values()], cfg.trafficEncapMode);
     const result = await ctx.flows.sync(pipelineSync(this.state()));
     this.log.info({ round: ctx.bridge.round, pods: this.store.size, peers: this.peers.size, ...result, changes: undefined }, 'flows synced');
@@ -116,7 +116,7 @@ export class PrimaryNetworkFeature implements AgentFeature {
     // Nodes change often for other reasons (status, other features' annotations): only a change of the peers
     // themselves is worth their routes, flows and neighbours (each sync spawns processes).
     const peersChanged = (): void => {
-      if (peerSignature(peersFromNodes(ctx.nodes.list(), ctx.node.name, cfg.clusterCIDR)) !== peerSignature([...this.peers.values()])) this.schedulePeerSync();
+      if (peerSignature([...this.desiredPeers().values()]) !== peerSignature([...this.peers.values()])) this.schedulePeerSync();
     };
     ctx.nodes.on('add', peersChanged).on('update', peersChanged).on('delete', peersChanged);
     this.started = true;
@@ -169,10 +169,16 @@ export class PrimaryNetworkFeature implements AgentFeature {
     this.peerTimer = setTimeout(() => void this.syncPeers().catch((e: unknown) => this.log.error({ err: String(e) }, 'peer sync failed')), PEER_SYNC_DELAY_MS);
   }
 
+  /** The peers the Node objects describe now, by index. */
+  private desiredPeers(): Map<number, PeerNode> {
+    const ctx = this.ctx!;
+    return new Map(peersFromNodes(ctx.nodes.list(), ctx.node.name, ctx.config.clusterCIDR).map((p) => [p.index, p]));
+  }
+
   /** Applies Node changes: routes, then each added, changed or removed peer's flows in its own cookie scope. */
   private async syncPeers(): Promise<void> {
     const ctx = this.ctx!;
-    const next = new Map(peersFromNodes(ctx.nodes.list(), ctx.node.name, ctx.config.clusterCIDR).map((p) => [p.index, p]));
+    const next = this.desiredPeers();
     await this.hostNet!.syncPeerRoutes([...next.values()], ctx.config.trafficEncapMode);
     const node = this.nodeConfig!;
     for (const [index, peer] of next) {
