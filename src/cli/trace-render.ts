@@ -20,12 +20,17 @@ export function describeSource(tf: Traceflow): string {
   return `${tf.spec.source.namespace}/${tf.spec.source.pod}`;
 }
 
-const endpoint = (ip: string, port: number | undefined): string => (port === undefined ? ip : `${ip}:${port}`);
+const endpoint = (ip: string, port: number | string | undefined): string => (port === undefined ? ip : `${ip}:${port}`);
 
-/** `TCP 10.10.0.5:40123 -> 10.96.0.10:80`, with the flags and TTL when they are not the defaults. */
-function describePacket(p: TracePacket): string {
+/**
+ * `TCP 10.10.0.5:40123 -> 10.96.0.10:80`, with the flags and TTL when they are not the defaults. A live trace's
+ * match names a port it leaves out as any (`:*`), and has no flags or TTL.
+ */
+function describePacket(p: TracePacket, match = false): string {
   const ports = p.protocol !== 'ICMP';
-  let s = `${p.protocol} ${endpoint(p.sourceIP, ports ? p.sourcePort : undefined)} -> ${endpoint(p.destinationIP, ports ? p.destinationPort : undefined)}`;
+  const port = (n: number | undefined): number | string | undefined => (ports ? (n ?? (match ? '*' : undefined)) : undefined);
+  let s = `${p.protocol} ${endpoint(p.sourceIP, port(p.sourcePort))} -> ${endpoint(p.destinationIP, port(p.destinationPort))}`;
+  if (match) return s;
   if (p.protocol === 'TCP' && p.tcpFlags !== undefined && p.tcpFlags !== TCP_SYN) s += `, TCP flags 0x${p.tcpFlags.toString(16).padStart(2, '0')}`;
   if (p.ttl !== undefined && p.ttl !== DEFAULT_TTL) s += `, TTL ${p.ttl}`;
   return s;
@@ -121,9 +126,11 @@ function verdictLine(tf: Traceflow): string {
  */
 export function renderTrace(tf: Traceflow): string {
   const st = tf.status ?? {};
-  let packet = st.packet ? describePacket(st.packet) : describeRequestedPacket(tf);
+  let packet = st.packet ? describePacket(st.packet, tf.spec.liveTraffic) : describeRequestedPacket(tf);
+  if (tf.spec.liveTraffic) packet = `live traffic, ${packet}`;
   if (st.tag !== undefined) packet += `, DSCP tag ${st.tag}`;
   const lines = [`${describeSource(tf)} -> ${describeDestination(tf)}: ${packet}`];
+  if (st.capturedPacket) lines.push(`Captured: ${describePacket(st.capturedPacket)}${st.capturedPacket.protocol === 'TCP' && st.capturedPacket.tcpFlags === TCP_SYN ? ' (SYN)' : ''}`);
   const results = st.results ?? [];
   results.forEach((r, i) => {
     if (i > 0) lines.push('│');

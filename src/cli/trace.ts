@@ -40,6 +40,8 @@ export interface TraceArgsOptions {
   tcpFlags?: string | number;
   ttl?: string | number;
   timeout?: string | number;
+  /** Follow the source pod's next matching packet instead of injecting one. */
+  live?: boolean;
 }
 
 export interface TraceCommandOptions extends TraceArgsOptions {
@@ -151,6 +153,8 @@ export function traceSpecFromArgs(source: string, destination: string, opts: Tra
   if (protocol === 'ICMP' && destinationPort !== undefined) throw new TraceError('--port is for TCP and UDP: an ICMP packet has no ports');
   if (protocol === 'ICMP' && sourcePort !== undefined) throw new TraceError('--source-port is for TCP and UDP: an ICMP packet has no ports');
   if (protocol !== 'TCP' && tcpFlags !== undefined) throw new TraceError(`--tcp-flags is for TCP: not a ${protocol} packet`);
+  if (opts.live && tcpFlags !== undefined) throw new TraceError('--tcp-flags is for an injected packet: --live follows the packet the pod sends, whatever its flags');
+  if (opts.live && ttl !== undefined) throw new TraceError('--ttl is for an injected packet: --live follows the packet the pod sends, whatever its TTL');
 
   return {
     source: { namespace, pod: src.pod },
@@ -162,6 +166,7 @@ export function traceSpecFromArgs(source: string, destination: string, opts: Tra
       ...(tcpFlags !== undefined ? { tcpFlags } : {}),
       ...(ttl !== undefined ? { ttl } : {}),
     },
+    ...(opts.live ? { liveTraffic: true } : {}),
     timeoutSeconds,
   };
 }
@@ -369,10 +374,11 @@ export function traceCommand(): Command {
     .argument('[destination]', 'a pod (NAMESPACE/NAME, or NAME in the source\'s namespace), a Service (svc/NAME, NAMESPACE/svc/NAME) or an IPv4 address')
     .option('-n, --namespace <namespace>', 'the source\'s namespace (default: the kubeconfig context\'s, else default)')
     .option('--protocol <protocol>', 'TCP, UDP or ICMP', 'TCP')
-    .option('--port <port>', 'TCP or UDP destination port (default: a Service\'s first port, else 80)')
+    .option('--port <port>', 'TCP or UDP destination port (default: a Service\'s first port, else 80; with --live, any)')
     .option('--source-port <port>', 'TCP or UDP source port (default: an ephemeral one)')
     .option('--tcp-flags <flags>', 'TCP flags as a number (default: 2, SYN)')
     .option('--ttl <ttl>', 'the IP TTL (default: 64)')
+    .option('--live', 'follow the next matching packet the source pod sends (delivered as usual) instead of injecting one')
     .option('--timeout <seconds>', `how long the trace may take (at most ${MAX_TIMEOUT_SECONDS})`, String(DEFAULT_TIMEOUT_SECONDS))
     .addOption(new Option('-o, --output <format>', 'print the finished Traceflow as json or yaml instead of the diagram').choices(['json', 'yaml']))
     .option('--keep', 'keep the Traceflow (default: delete it once printed)')

@@ -173,6 +173,25 @@ describe('renderTrace', () => {
     expect(renderTrace({ ...pending, status: undefined }).split('\n').at(-1)).toBe('Pending: waiting');
   });
 
+  it('shows a live trace: the match (a port left out as *), then the packet the pod sent', () => {
+    const live: Traceflow = {
+      ...delivered,
+      spec: { ...delivered.spec, liveTraffic: true },
+      status: {
+        ...delivered.status,
+        packet: { sourceIP: '10.10.0.5', destinationIP: '10.96.0.10', protocol: 'TCP', destinationPort: 80, ttl: 64 },
+        capturedPacket: { sourceIP: '10.10.0.5', destinationIP: '10.96.0.10', protocol: 'TCP', sourcePort: 51234, destinationPort: 80, tcpFlags: 2, ttl: 64 },
+      },
+    };
+    expect(renderTrace(live).split('\n').slice(0, 3)).toEqual([
+      'default/client -> svc default/web: live traffic, TCP 10.10.0.5:* -> 10.96.0.10:80, DSCP tag 7',
+      'Captured: TCP 10.10.0.5:51234 -> 10.96.0.10:80 (SYN)',
+      'node worker-1 (Sender)',
+    ]);
+    const data = { ...live, status: { ...live.status, capturedPacket: { ...live.status!.capturedPacket!, tcpFlags: 0x18 } } };
+    expect(renderTrace(data).split('\n')[1]).toBe('Captured: TCP 10.10.0.5:51234 -> 10.96.0.10:80, TCP flags 0x18');
+  });
+
   it('shows non-default TCP flags and TTL', () => {
     const tf: Traceflow = { ...delivered, status: { ...delivered.status, packet: { ...delivered.status!.packet!, tcpFlags: 0x12, ttl: 2 } } };
     expect(renderTrace(tf).split('\n')[0]).toBe('default/client -> svc default/web: TCP 10.10.0.5:40123 -> 10.96.0.10:80, TCP flags 0x12, TTL 2, DSCP tag 7');
@@ -266,5 +285,12 @@ describe('traceSpecFromArgs', () => {
     expect(fails('a/b', 'c/d', { protocol: 'ICMP', port: '80' })).toMatch(/--port is for TCP and UDP/);
     expect(fails('a/b', 'c/d', { protocol: 'icmp', sourcePort: '80' })).toMatch(/--source-port is for TCP and UDP/);
     expect(fails('a/b', 'c/d', { protocol: 'UDP', tcpFlags: '2' })).toMatch(/--tcp-flags is for TCP/);
+    expect(fails('a/b', 'c/d', { live: true, tcpFlags: '2' })).toMatch(/--tcp-flags is for an injected packet/);
+    expect(fails('a/b', 'c/d', { live: true, ttl: '9' })).toMatch(/--ttl is for an injected packet/);
+  });
+
+  it('asks for live traffic with --live, and only then', () => {
+    expect(spec('a/b', 'c/d', { live: true, protocol: 'UDP', port: '53' })).toMatchObject({ liveTraffic: true, packet: { protocol: 'UDP', destinationPort: 53 } });
+    expect(spec('a/b', 'c/d')).not.toHaveProperty('liveTraffic');
   });
 });

@@ -1,6 +1,7 @@
 // The docs' walk-throughs, run as written (their shell blocks, with the stock kubectl and the `seine` CLI) in one
-// 2-node lab: docs/secondary-networks.md's MultiNetworkPolicy and docs/traceflow.md's "Try it". What they say they
-// show, they show; where a doc prints output, the command prints that output (addresses, ports and names aside).
+// 2-node lab: docs/secondary-networks.md's MultiNetworkPolicy and docs/traceflow.md's "Try it" and "Live traffic".
+// What they say they show, they show; where a doc prints output, the command prints that output (addresses, ports
+// and names aside).
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { run } from '../../src/host/exec.js';
@@ -91,4 +92,22 @@ describe('docs: walk-throughs run as written', () => {
     expect(traced).toContain(`${dropped1}web-8080-only${dropped2}`);
     expect(traced).toMatch(new RegExp(`NetworkPolicy\\s+${`${allowed1}web-8080-only${allowed2}`.replace(/[()]/g, '\\$&')}`));
   }, 400_000);
+
+  it('Traceflow, live traffic: the ping the trace takes is answered like every other, and its path ends delivered', async () => {
+    const doc = join(root, 'docs', 'traceflow.md');
+    // The doc's pods as "Try it" leaves them: without the policy the case above applied (it drops pings to web).
+    await runBlock(
+      'kubectl delete networkpolicy web-8080-only --ignore-not-found\n' +
+        "WEB=$(kubectl get pod web -o jsonpath='{.status.podIP}')\n" +
+        'for i in $(seq 120); do seine lab exec default/client -- ping -c 1 -W 1 $WEB >/dev/null && break; sleep 1; done\n',
+    );
+    const stdout = await runBlock(block(doc, '## Live traffic'));
+    // Every ping answered (the traced one is delivered, not stopped at the port), as the doc says.
+    expect(stdout).toMatch(/^30 packets transmitted, 30 received, 0% packet loss/m);
+    const said = /prints the packet it took under the header\s+\(`(Captured: ICMP) [\d.]+ -> [\d.]+`\)[\s\S]*?ending in `(Verdict: Delivered)`/.exec(readFileSync(doc, 'utf8'));
+    expect(said).not.toBeNull();
+    const web = (await run('kubectl', ['get', 'pod', 'web', '-o', 'jsonpath={.status.podIP}'], { env: { ...process.env, KUBECONFIG: lab.kubeconfigPath } })).stdout.trim();
+    expect(stdout).toMatch(new RegExp(`^${said![1]} \\d+\\.\\d+\\.\\d+\\.\\d+ -> ${web.replace(/\./g, '\\.')}$`, 'm'));
+    expect(stdout).toMatch(new RegExp(`^${said![2]}$`, 'm'));
+  }, 300_000);
 });

@@ -2,13 +2,16 @@
 // the path the real datapath gave it, node by node: across nodes through the tunnel, through a Service's load
 // balancing, allowed or dropped by a named NetworkPolicy rule, to an address no node holds, out of the cluster.
 // Several traces run at once with their own tags; the packet never reaches the destination pod; a trace of an
-// unknown pod fails with its reason; finished traces leave no flow behind.
+// unknown pod fails with its reason; finished traces leave no flow behind. A live trace follows a datagram the client
+// itself sends, which its server still answers.
 import { randomBytes } from 'node:crypto';
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { LabStatus } from '../../src/lab/lab.js';
 import type { Traceflow } from '../../src/traceflow/api/types.js';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { eventually } from '../../src/util/wait.js';
+import { CLIENT, SERVER, WAIT_MS } from '../harness/answering.js';
 import { runCommand as run } from '../harness/command.js';
 import { TEST_LEDGER_ROOT } from '../harness/sandbox.js';
 
@@ -36,6 +39,19 @@ apiVersion: v1
 kind: Pod
 metadata: {name: web-local, namespace: default, labels: {app: web}}
 spec: {nodeName: ${node1}, containers: [{name: main, image: lab, command: [sleep, infinity]}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: answer, namespace: default, labels: {app: answer}}
+spec:
+  nodeName: ${node2}
+  containers:
+  - name: main
+    image: lab
+    command: [${JSON.stringify(process.execPath)}, -e, ${JSON.stringify(SERVER)}]
+    env: [{name: POD_NAME, value: answer}]
+    # Ready once it listens; a busy machine may be slow to start node.
+    readinessProbe: {exec: {command: [nc, -z, -w, '2', 127.0.0.1, '8080']}, periodSeconds: 1, timeoutSeconds: 3, failureThreshold: 60}
 ---
 apiVersion: v1
 kind: Service
@@ -75,6 +91,15 @@ describe('Traceflow: seine trace follows a packet through the real datapath', ()
     return r.stdout.split('\n').filter((l) => l.includes('cookie='));
   };
 
+  /** Every node's observation flows go once the traces have ended. */
+  const noTraceFlowsLeft = async (): Promise<void> => {
+    for (const node of [node1, node2]) await eventually(`${node}: no traceflow flow left`, async (saw) => {
+      const flows = await traceFlows(node);
+      saw(flows);
+      return flows.length === 0 ? true : undefined;
+    }, SETTLE_MS, 500);
+  };
+
   beforeAll(async () => {
     const up = await run(SEINE, ['lab', 'up', '--nodes', '2', ...common]);
     expect(up.stdout).toMatch(/is up with 2 nodes/);
@@ -83,7 +108,7 @@ describe('Traceflow: seine trace follows a packet through the real datapath', ()
     [node1, node2] = status.nodes.map((n) => n.name) as [string, string];
     expect((await kubectl(['apply', '-f', '-'], manifest(node1, node2))).code).toBe(0);
     expect((await kubectl(['label', 'pod', 'web', 'role=remote'])).code).toBe(0);
-    expect((await kubectl(['wait', '--for=condition=Ready', 'pod/client', 'pod/web', 'pod/web-local', '--timeout=150s'])).code).toBe(0);
+    expect((await kubectl(['wait', '--for=condition=Ready', 'pod/client', 'pod/web', 'pod/web-local', 'pod/answer', '--timeout=150s'])).code).toBe(0);
   }, 330_000);
   afterAll(async () => {
     await run(SEINE, ['lab', 'down', ...common]);
@@ -171,11 +196,31 @@ describe('Traceflow: seine trace follows a packet through the real datapath', ()
         if (as <= be && bs <= ae) expect(a.status!.tag).not.toBe(b.status!.tag);
       }
     }
-    for (const node of [node1, node2]) await eventually(`${node}: no traceflow flow left`, async (saw) => {
-      const flows = await traceFlows(node);
-      saw(flows);
-      return flows.length === 0 ? true : undefined;
-    }, SETTLE_MS, 500);
+    await noTraceFlowsLeft();
+  }, 240_000);
+
+  it('follows live traffic: the next matching datagram the client sends, still answered by the server', async () => {
+    const ips = JSON.parse((await kubectl(['get', 'pod', 'client', 'answer', '-o', 'json'])).stdout) as { items: Array<{ status: { podIP: string } }> };
+    const [clientIP, answerIP] = ips.items.map((p) => p.status.podIP) as [string, string];
+    const traced = traceJson(['default/client', 'default/answer', '--live', '--protocol', 'UDP', '--port', '8081']);
+    let ended = false;
+    void traced.finally(() => (ended = true)).catch(() => undefined);
+    // One exchange after another until the trace has ended: the trace takes whichever datagram comes once every
+    // node is ready. Each must be answered, the one it took included (it is delivered, not stopped at the port).
+    const answers: string[] = [];
+    while (!ended) {
+      const r = await run(SEINE, ['lab', 'exec', ...common, 'default/client', '--', process.execPath, '-e', CLIENT, 'udp', answerIP, '8081', '1', String(WAIT_MS), '0']);
+      answers.push(...(JSON.parse(r.stdout) as string[]));
+      await sleep(300);
+    }
+    const tf = await traced;
+    expect(tf.status).toMatchObject({ phase: 'Succeeded', verdict: 'Delivered' });
+    expect(tf.status?.capturedPacket).toMatchObject({ protocol: 'UDP', sourceIP: clientIP, destinationIP: answerIP, destinationPort: 8081 });
+    expect(tf.status!.results!.map((r) => [r.node, r.role])).toEqual([[node1, 'Sender'], [node2, 'Receiver']]);
+    expect(tf.status!.results![1]!.observations.at(-1)).toEqual(expect.objectContaining({ component: 'Forwarding', action: 'Delivered', pod: 'default/answer' }));
+    expect(answers.length).toBeGreaterThan(0);
+    expect(answers).toEqual(answers.map(() => `answer ${clientIP}`));
+    await noTraceFlowsLeft();
   }, 240_000);
 
   it('fails a trace of a pod that does not exist, with the reason, and the command exits 1', async () => {

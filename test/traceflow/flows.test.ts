@@ -12,6 +12,7 @@ import {
   OBSERVE_PRIORITY,
   ObservationPoint,
   packetMatch,
+  samplingFlow,
   tagScope,
   traceCookie,
   traceFlows,
@@ -30,7 +31,8 @@ const encap: TraceNode = { round: 3, mode: 'encap', clusterCidr: CLUSTER };
 const noEncap: TraceNode = { round: 3, mode: 'noEncap', clusterCidr: CLUSTER };
 const chained: TraceNode = { round: 3, mode: 'chained', clusterCidr: CLUSTER };
 
-const POINTS = Object.values(ObservationPoint) as ObservationPointId[];
+/** The points every trace observes (sampling is live traffic's, at the source only). */
+const POINTS = (Object.values(ObservationPoint) as ObservationPointId[]).filter((p) => p !== ObservationPoint.sample);
 const toController: Action = { type: 'output', port: 'CONTROLLER' };
 const sendOn: Action = { type: 'output', port: { field: 'reg1[]' } };
 
@@ -277,7 +279,7 @@ describe('every observation flow', () => {
 
 describe("a trace's sync request", () => {
   it("installs the trace's flows under its tag's scope", () => {
-    expect(traceSync(encap, 5, tcp)).toEqual({ cookie: tagScope(5), flows: [...traceFlows(encap, 5, tcp), ...hairpinFlows(encap, 5, tcp), ...chainedFlows(encap, 5, tcp)] });
+    expect(traceSync(encap, 5, { packet: tcp })).toEqual({ cookie: tagScope(5), flows: [...traceFlows(encap, 5, tcp), ...hairpinFlows(encap, 5, tcp), ...chainedFlows(encap, 5, tcp)] });
   });
 
   it('also observes a chained packet past a CNF, which may have re-marked its DSCP: by its source, source port and the chained bit', () => {
@@ -307,14 +309,59 @@ describe("a trace's sync request", () => {
 
   it('removes them without a packet: no flows, the same scope', () => {
     expect(traceSync(encap, 5, undefined)).toEqual({ cookie: tagScope(5), flows: [] });
-    expect(traceSync(chained, 5, undefined).cookie).toEqual(traceSync(noEncap, 5, icmp).cookie);
+    expect(traceSync(chained, 5, undefined).cookie).toEqual(traceSync(noEncap, 5, { packet: icmp }).cookie);
   });
 
   it('refuses a tag outside 1..63, with or without a packet', () => {
     for (const tag of [0, 64]) {
-      expect(() => traceSync(encap, tag, tcp)).toThrow(RangeError);
+      expect(() => traceSync(encap, tag, { packet: tcp })).toThrow(RangeError);
       expect(() => traceSync(encap, tag, undefined)).toThrow(RangeError);
       expect(() => traceFlows(encap, tag, tcp)).toThrow(RangeError);
     }
+  });
+});
+
+describe('live traffic', () => {
+  const { sourcePort: _port, ...anyPort } = udp;
+
+  it('observes by the tag and the source (the tag is on one packet only), with the source port only when the trace names it', () => {
+    expect(packetMatch(5, anyPort, anyPort.sourceIP, true)).toEqual({ protocol: 'udp', ip_dscp: 5, nw_src: udp.sourceIP });
+    expect(packetMatch(5, udp, udp.sourceIP, true)).toEqual(packetMatch(5, udp));
+  });
+
+  it('hands the packet on where an injected one would stop: to the pod or the node, with its DSCP back to 0', () => {
+    for (const flows of [traceFlows(encap, 5, anyPort, true), hairpinFlows(encap, 5, anyPort, true)]) {
+      const out = flows.filter((f) => f.table === Table.Output && f.priority === OBSERVE_PRIORITY);
+      expect(out).toHaveLength(1);
+      expect(out[0]!.actions).toEqual([toController, { type: 'set_field', field: 'ip_dscp', value: 0 }, sendOn]);
+    }
+    // Into the tunnel it keeps the tag: the next node observes it.
+    const tunnel = traceFlows(encap, 5, anyPort, true).find((f) => f.table === Table.Output && f.priority === OBSERVE_PRIORITY + 1)!;
+    expect(tunnel.actions).toEqual([toController, sendOn]);
+    // Drop points only report: the pipeline drops the packet as it would anyway.
+    const drops = traceFlows(encap, 5, anyPort, true).filter((f) => f.table === PRIMARY_VERDICTS.dropTable.Ingress);
+    expect(drops.map((f) => f.actions)).toEqual([[toController]]);
+  });
+
+  it('has no chained-packet flows: past a CNF that re-marks DSCP, the packet looks like the pod\'s others', () => {
+    expect(chainedFlows(encap, 5, udp, true)).toEqual([]);
+    expect(traceSync(encap, 5, { packet: anyPort, live: true }).flows).toEqual([...traceFlows(encap, 5, anyPort, true), ...hairpinFlows(encap, 5, anyPort, true)]);
+  });
+
+  it('samples at the source pod\'s port, in the Classifier above its flow: untagged packets to the destination, on the ports named', () => {
+    const f = samplingFlow(encap, 5, anyPort, 7);
+    expect(f).toEqual({
+      table: Table.Classifier,
+      priority: OBSERVE_PRIORITY,
+      cookie: traceCookie(3, 5, ObservationPoint.sample),
+      match: { in_port: 7, protocol: 'udp', nw_src: udp.sourceIP, nw_dst: udp.destinationIP, ip_dscp: 0, tp_dst: 53 },
+      actions: [toController],
+    });
+    expect(samplingFlow(encap, 5, tcp, 7).match).toMatchObject({ protocol: 'tcp', tp_src: 40000, tp_dst: 80 });
+    expect(samplingFlow(encap, 5, icmp, 7).match).toMatchObject({ protocol: 'icmp', icmp_type: 8 });
+    expect(renderFlow(f)).toBe('table=0,priority=60000,cookie=0x70003000000050a,in_port=7,udp,nw_src=10.244.1.9,nw_dst=10.96.0.10,ip_dscp=0,tp_dst=0x35,actions=CONTROLLER');
+    // In the sync request while sampling, under the trace's scope; gone once the agent took its packet.
+    expect(traceSync(encap, 5, { packet: anyPort, live: true, samplingOfport: 7 }).flows.at(-1)).toEqual(f);
+    expect(traceSync(encap, 5, { packet: anyPort, live: true }).flows).not.toContainEqual(f);
   });
 });

@@ -1,5 +1,5 @@
 import type { TracePacket } from '../../src/traceflow/api/types.js';
-import { buildFrame, parseFrame } from '../../src/traceflow/model/frame.js';
+import { buildFrame, capturedPacket, parseFrame, withTag } from '../../src/traceflow/model/frame.js';
 import { internetChecksum } from '../../src/util/checksum.js';
 
 const SRC_MAC = '02:00:00:00:00:01';
@@ -173,5 +173,36 @@ describe('parseFrame', () => {
     const badIhl = Buffer.from(f);
     badIhl[ETH] = 0x44;
     expect(parseFrame(badIhl)).toBeUndefined();
+  });
+});
+
+describe('a live packet', () => {
+  it('takes the tag in its DSCP bits, keeps its ECN bits and the rest, with a valid header checksum', () => {
+    const frame = buildFrame(udp, { ...opts, tag: 1, ipId: 0x1234 });
+    frame[ETH + 1] = 0x01; // DSCP 0, ECN ECT(1): as a pod sent it
+    frame.writeUInt16BE(0, ETH + 10);
+    frame.writeUInt16BE(internetChecksum(frame.subarray(ETH, ETH + IP)), ETH + 10);
+    const tagged = withTag(frame, 42);
+    expect(tagged[ETH + 1]).toBe((42 << 2) | 0x01);
+    expect(onesSum(tagged.subarray(ETH, ETH + IP))).toBe(0xffff);
+    expect(parseFrame(tagged)).toEqual({ ...parseFrame(frame), dscp: 42 });
+    const differs = [...tagged].flatMap((b, i) => (b === frame[i] ? [] : [i]));
+    expect(differs.every((i) => i === ETH + 1 || i === ETH + 10 || i === ETH + 11)).toBe(true);
+    // The pod's frame itself is left as it was.
+    expect(frame[ETH + 1]).toBe(0x01);
+  });
+
+  it('refuses a tag out of range or a frame that is not IPv4', () => {
+    const frame = buildFrame(udp, opts);
+    expect(() => withTag(frame, 0)).toThrow(RangeError);
+    expect(() => withTag(frame, 64)).toThrow(RangeError);
+    expect(() => withTag(Buffer.alloc(60), 5)).toThrow('not an IPv4 frame');
+  });
+
+  it('is reported as the packet the pod sent: addresses, ports, flags, TTL', () => {
+    expect(capturedPacket(parseFrame(buildFrame(tcp, opts))!)).toEqual(tcp);
+    expect(capturedPacket(parseFrame(buildFrame(udp, opts))!)).toEqual(udp);
+    expect(capturedPacket(parseFrame(buildFrame(icmp, opts))!)).toEqual(icmp);
+    expect(capturedPacket({ ...parseFrame(buildFrame(udp, opts))!, protocol: 47 })).toBeUndefined();
   });
 });

@@ -34,6 +34,20 @@ describe('the packet a trace injects', () => {
     expect(resolvePacket(spec({ ip: '192.0.2.1' }, { protocol: 'UDP', sourcePort: 1000, destinationPort: 2000 }), { source: pod('10.244.0.5') })).toEqual({ sourceIP: '10.244.0.5', destinationIP: '192.0.2.1', protocol: 'UDP', sourcePort: 1000, destinationPort: 2000, ttl: 64 });
   });
 
+  it('for live traffic: what the pod\'s packet must match, only the ports asked for (none by default, not a Service\'s)', () => {
+    const live = (destination: TraceflowSpec['destination'], packet?: TraceflowSpec['packet']): TraceflowSpec => ({ ...spec(destination, packet), liveTraffic: true });
+    const s = svc('10.96.0.20', [{ port: 8443 }]);
+    expect(resolvePacket(live({ service: 'web' }), { source: pod('10.244.0.5'), service: s }, fixed)).toEqual({ sourceIP: '10.244.0.5', destinationIP: '10.96.0.20', protocol: 'TCP', ttl: 64 });
+    expect(resolvePacket(live({ pod: 'server' }, { protocol: 'UDP', destinationPort: 8081, tcpFlags: 2 }), { source: pod('10.244.0.5'), destinationPod: pod('10.244.1.7') }, fixed)).toEqual({
+      sourceIP: '10.244.0.5',
+      destinationIP: '10.244.1.7',
+      protocol: 'UDP',
+      destinationPort: 8081,
+      ttl: 64,
+    });
+    expect(resolvePacket(live({ ip: '192.0.2.1' }, { protocol: 'ICMP' }), { source: pod('10.244.0.5') })).toEqual({ sourceIP: '10.244.0.5', destinationIP: '192.0.2.1', protocol: 'ICMP', ttl: 64 });
+  });
+
   it('says why a trace cannot start', () => {
     const reasons = [
       resolvePacket(spec({ ip: '192.0.2.1' }), {}),

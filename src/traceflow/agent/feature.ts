@@ -1,8 +1,10 @@
 // The agent's part of Traceflow. Every node installs a running trace's observation flows and says so in the status
 // (readyNodes); the source pod's node injects the packet once every node has, at the pod's port, as if the pod had
-// sent it. Each packet-in of a trace becomes this node's observations in the status; the node where the path ends
-// sets the verdict, and the trace has succeeded once the sender's observations are in as well. Flows go once the
-// trace has finished or is deleted.
+// sent it. For live traffic it takes the next matching packet the pod sends instead: a sampling flow hands the pod's
+// packets to the agent, which removes the flow, sends the first back in tagged and any others as they were. Each
+// packet-in of a trace becomes this node's observations in the status; the node where the path ends sets the
+// verdict, and the trace has succeeded once the sender's observations are in as well. Flows go once the trace has
+// finished or is deleted.
 import { CustomObjectsApi, type KubernetesListObject, type V1Node } from '@kubernetes/client-node';
 import ipaddr from 'ipaddr.js';
 import type { AgentFeature } from '../../agent/feature.js';
@@ -15,9 +17,9 @@ import type { PodInterface } from '../../primary/interfacestore/store.js';
 import { logger } from '../../util/log.js';
 import { updateTraceStatus } from '../api/status.js';
 import { TRACEFLOW_GROUP, TRACEFLOW_PLURAL, TRACEFLOW_VERSION, type PolicyRef, type Traceflow, type TraceflowStatus } from '../api/types.js';
-import { decodeTraceCookie, observationFlows, traceScope, traceSync, type TraceNode } from '../datapath/flows.js';
+import { decodeTraceCookie, observationFlows, ObservationPoint, traceScope, traceSync, type TraceFlowsWanted, type TraceNode } from '../datapath/flows.js';
 import { observe, type ChainRef, type NodeView } from '../datapath/observe.js';
-import { buildFrame, parseFrame } from '../model/frame.js';
+import { buildFrame, capturedPacket, parseFrame, withTag } from '../model/frame.js';
 import { handoffsMatched, orderResults } from '../model/path.js';
 
 /** How often a missing Traceflow CRD is looked for again. */
@@ -35,9 +37,15 @@ export interface TraceflowSources {
 
 interface Local {
   tag: number;
-  /** The status' packet, as installed. */
+  /** The flows' inputs, as installed. */
   installed: string;
   injected: boolean;
+  /** Live traffic on the source's node: the sampling flow is in (armed), or has taken its packet (taken). */
+  sampling?: 'armed' | 'taken';
+  /** The source pod's port while sampling. */
+  sourceOfport?: number;
+  /** The pod's packets the sampling flow handed over, not yet sent back in. */
+  held: Buffer[];
 }
 
 const running = (tf: Traceflow): boolean => tf.status?.phase === 'Running' && tf.status.tag !== undefined && tf.status.packet !== undefined;
@@ -102,15 +110,36 @@ export class TraceflowFeature implements AgentFeature {
   /** Every running trace's flows, and none of any other (one bundle). */
   private async syncAll(): Promise<void> {
     if (this.stopped || !this.traces) return;
-    const live = this.traces.list().filter(running);
-    await this.ctx.flows.sync({ cookie: traceScope(), flows: live.flatMap((tf) => observationFlows(this.node(), tf.status!.tag!, tf.status!.packet!)) });
+    const runningNow = this.traces.list().filter(running);
+    const wanted = runningNow.map((tf) => this.wanted(tf, undefined));
+    await this.ctx.flows.sync({ cookie: traceScope(), flows: runningNow.flatMap((tf, i) => observationFlows(this.node(), tf.status!.tag!, wanted[i]!.packet, wanted[i]!.live)) });
+    for (const l of this.local.values()) await this.release(l.held.splice(0));
     this.local.clear();
-    for (const tf of live) this.local.set(tf.metadata.name!, { tag: tf.status!.tag!, installed: JSON.stringify(tf.status!.packet), injected: false });
+    runningNow.forEach((tf, i) => this.local.set(tf.metadata.name!, { tag: tf.status!.tag!, installed: JSON.stringify(wanted[i]), injected: false, held: [] }));
     await this.reconcileAll();
   }
 
   private async reconcileAll(): Promise<void> {
     for (const name of new Set([...this.local.keys(), ...(this.traces?.list() ?? []).map((t) => t.metadata.name!)])) await this.reconcile(name);
+  }
+
+  /** The flows a running trace wants on this node. */
+  private wanted(tf: Traceflow, local: Local | undefined): TraceFlowsWanted {
+    const s = tf.status!;
+    return { packet: s.packet!, live: tf.spec.liveTraffic === true, ...(local?.sampling === 'armed' && local.sourceOfport !== undefined ? { samplingOfport: local.sourceOfport } : {}) };
+  }
+
+  /** Installs what the trace wants now (no-op when it is installed). */
+  private async install(name: string, tf: Traceflow, have: Local | undefined): Promise<Local> {
+    const status = tf.status!;
+    const wanted = this.wanted(tf, have);
+    const installed = JSON.stringify(wanted);
+    if (have && have.tag === status.tag && have.installed === installed) return have;
+    if (have && have.tag !== status.tag) await this.ctx.flows.sync(traceSync(this.node(), have.tag, undefined));
+    await this.ctx.flows.sync(traceSync(this.node(), status.tag!, wanted));
+    const local: Local = { ...(have ?? { injected: false, held: [] }), tag: status.tag!, installed };
+    this.local.set(name, local);
+    return local;
   }
 
   private async reconcile(name: string): Promise<void> {
@@ -121,16 +150,12 @@ export class TraceflowFeature implements AgentFeature {
       if (have) {
         await this.ctx.flows.sync(traceSync(this.node(), have.tag, undefined));
         this.local.delete(name);
+        await this.release(have.held.splice(0));
       }
       return;
     }
     const status = tf.status!;
-    const packet = JSON.stringify(status.packet);
-    if (!have || have.tag !== status.tag || have.installed !== packet) {
-      if (have && have.tag !== status.tag) await this.ctx.flows.sync(traceSync(this.node(), have.tag, undefined));
-      await this.ctx.flows.sync(traceSync(this.node(), status.tag!, status.packet));
-      this.local.set(name, { tag: status.tag!, installed: packet, injected: have?.injected ?? false });
-    }
+    const local = await this.install(name, tf, have);
     const me = this.ctx.node.name;
     if (!(status.readyNodes ?? []).includes(me)) {
       await updateTraceStatus(this.api, name, (cur) => {
@@ -141,11 +166,74 @@ export class TraceflowFeature implements AgentFeature {
       return; // the update comes back as an event
     }
     // Not again after an agent restart that came once the sender's observations were in.
-    const sent = (status.results ?? []).some((r) => r.role === 'Sender');
-    if (status.sourceNode === me && !this.local.get(name)!.injected && !sent && this.everyNodeReady(status)) {
-      this.local.get(name)!.injected = true;
+    const sent = (status.results ?? []).some((r) => r.role === 'Sender') || status.capturedPacket !== undefined;
+    if (status.sourceNode !== me || sent || !this.everyNodeReady(status)) return;
+    if (tf.spec.liveTraffic) {
+      if (!local.sampling) await this.armSampling(name, tf, local);
+    } else if (!local.injected) {
+      local.injected = true;
       await this.inject(tf);
     }
+  }
+
+  /** Live traffic: the sampling flow at the source pod's port hands its next matching packets to this agent. */
+  private async armSampling(name: string, tf: Traceflow, local: Local): Promise<void> {
+    const src = this.sourceInterface(tf);
+    if (!src) return this.fail(name, 'SourceNotAttached', `pod ${tf.spec.source.namespace}/${tf.spec.source.pod} has no interface on ${this.ctx.node.name}'s bridge`);
+    local.sampling = 'armed';
+    local.sourceOfport = src.ofport;
+    await this.install(name, tf, local);
+    this.log.info({ trace: name, tag: local.tag, port: src.portName, packet: tf.status!.packet }, 'waiting for a packet from the source pod');
+    await updateTraceStatus(this.api, name, (cur) =>
+      cur.status?.phase === 'Running' && cur.status.tag === local.tag && !cur.status.capturedPacket ? { ...cur.status, message: `waiting for ${tf.spec.source.namespace}/${tf.spec.source.pod} to send a matching packet` } : undefined,
+    );
+  }
+
+  /**
+   * A packet the sampling flow handed over. The first of a trace goes back in tagged, once the flow is gone (so that
+   * nothing after it is taken); any that came with it go back in as they were, in the order they came.
+   */
+  private sampled(p: PacketIn, tag: number): void {
+    const entry = [...this.local.entries()].find(([, l]) => l.tag === tag);
+    if (!entry) {
+      this.enqueue(() => this.release([p.data]));
+      return;
+    }
+    const [name, local] = entry;
+    local.held.push(p.data);
+    if (local.held.length === 1) this.enqueue(() => this.takeSampled(name, local));
+  }
+
+  private async takeSampled(name: string, local: Local): Promise<void> {
+    const tf = this.traces?.get(name);
+    const first = local.sampling === 'armed' && tf !== undefined && running(tf);
+    if (first) {
+      local.sampling = 'taken';
+      await this.install(name, tf, local);
+    }
+    const held = local.held.splice(0);
+    if (!first || held.length === 0) return this.release(held);
+    const [taken, ...rest] = held as [Buffer, ...Buffer[]];
+    await this.connection!.packetOut([{ data: withTag(taken, local.tag), inPort: local.sourceOfport!, actions: [{ type: 'output', port: 'TABLE' }] }]);
+    await this.release(rest, local.sourceOfport);
+    const parsed = parseFrame(taken);
+    const captured = parsed && capturedPacket(parsed);
+    this.log.info({ trace: name, tag: local.tag, packet: captured, alsoHeld: rest.length }, 'took a packet from the source pod');
+    await updateTraceStatus(this.api, name, (cur) => (cur.status?.phase === 'Running' && cur.status.tag === local.tag ? { ...cur.status, ...(captured ? { capturedPacket: captured } : {}), message: 'following a packet the source pod sent' } : undefined));
+  }
+
+  /** The pod's held packets, back into the pipeline as they were (at the port they came from). */
+  private async release(frames: Buffer[], inPort?: number): Promise<void> {
+    if (frames.length === 0 || !this.connection) return;
+    const port = inPort ?? this.portOfSource(frames[0]!);
+    if (port === undefined) return;
+    await this.connection.packetOut(frames.map((data) => ({ data, inPort: port, actions: [{ type: 'output', port: 'TABLE' as const }] })));
+  }
+
+  /** The local pod port a held frame came from, by its source address. */
+  private portOfSource(frame: Buffer): number | undefined {
+    const f = parseFrame(frame);
+    return f && this.sources.podInterfaces().find((i) => i.ip === f.sourceIP)?.ofport;
   }
 
   /** Every node of the cluster has the flows: the packet may go anywhere. */
@@ -181,6 +269,7 @@ export class TraceflowFeature implements AgentFeature {
   private packetIn(p: PacketIn): void {
     const c = decodeTraceCookie(p.cookie);
     if (!c) return;
+    if (c.point === ObservationPoint.sample) return this.sampled(p, c.tag);
     const entry = [...this.local.entries()].find(([, l]) => l.tag === c.tag);
     const tf = entry && this.traces?.get(entry[0]);
     if (!tf || !running(tf)) return;

@@ -22,12 +22,17 @@ export interface TraceflowSpec {
   /** Exactly one of pod, service or ip. */
   destination: { namespace?: string; pod?: string; service?: string; ip?: string };
   packet?: { protocol?: TraceProtocol; sourcePort?: number; destinationPort?: number; tcpFlags?: number; ttl?: number };
+  /**
+   * Trace the next real packet the source pod sends that matches the destination and packet (ports left out match
+   * any), instead of injecting one. The packet is delivered as usual; tcpFlags and ttl are not matched.
+   */
+  liveTraffic?: boolean;
   timeoutSeconds?: number;
 }
 
 export type TraceflowPhase = 'Pending' | 'Running' | 'Succeeded' | 'Failed';
 /**
- * Delivered: it reached the destination pod's port (and was not handed to the pod). Dropped: a policy or the
+ * Delivered: it reached the destination pod's port (an injected packet is not handed to the pod; a live one is). Dropped: a policy or the
  * pipeline dropped it. ForwardedToNode: it left the pod network to the node's own network stack (an address outside
  * the cluster, a node address, a Service without endpoints that the node rejects).
  */
@@ -76,7 +81,7 @@ export interface NodeResult {
   observations: Observation[];
 }
 
-/** The packet as injected, every field resolved. */
+/** The packet as injected, every field resolved; for live traffic, what a packet must match (ports may be left out). */
 export interface TracePacket {
   sourceIP: string;
   destinationIP: string;
@@ -100,6 +105,8 @@ export interface TraceflowStatus {
   readyNodes?: string[];
   verdict?: TraceVerdict;
   packet?: TracePacket;
+  /** Live traffic: the packet the source pod sent that the trace followed, as it left the pod. */
+  capturedPacket?: TracePacket;
   /** Per node, in the order the packet visited them. */
   results?: NodeResult[];
 }

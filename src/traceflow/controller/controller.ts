@@ -118,7 +118,9 @@ export class TraceflowController {
         ? `the packet's end was seen (${s.verdict}) but not the source node ${s.sourceNode}'s observations`
         : (s.results ?? []).length
           ? `no node saw where the packet's path ended (seen on ${[...new Set(s.results!.map((r) => r.node))].join(', ')})`
-          : ready.size
+          : cur.spec.liveTraffic && !s.capturedPacket && ready.size
+            ? `${cur.spec.source.namespace}/${cur.spec.source.pod} sent no matching packet (ready: ${[...ready].join(', ')})`
+            : ready.size
             ? `no node saw the packet (ready: ${[...ready].join(', ')}; every node must be ready before it is sent)`
             : 'no node installed the observation flows (is the Seine agent running?)';
       return { ...s, phase: 'Failed', reason: 'Timeout', message: `timed out after ${cur.spec.timeoutSeconds ?? DEFAULT_TIMEOUT_SECONDS}s: ${message}` };

@@ -1,8 +1,9 @@
 // A trace's observation flows on the integration bridge. Each matches only the trace's packet (its DSCP tag, its
 // source address and port) and sits above the flows it observes, at the points where the packet leaves the pipeline:
 // the Output table (a port was found), the policy drop tables, and the tables whose misses drop. Each sends the packet
-// to the agent as a packet-in (cookie: the trace's tag and the point); only a packet bound for another node's pipeline
-// (a tunnel, or the node's routing in noEncap mode) is also sent on. The packet is never handed to a pod.
+// to the agent as a packet-in (cookie: the trace's tag and the point); a packet bound for another node's pipeline
+// (a tunnel, or the node's routing in noEncap mode) is also sent on. An injected packet is never handed to a pod; a
+// live one is, with its DSCP back to 0 (only packets with DSCP 0 are taken).
 import { CookieOwner, makeCookie, type Action, type CookieSelector, type Flow, type Match, type SyncRequest } from '../../ovs/openflow/index.js';
 import { matchMarks, OutPortFound, subfieldOf, TargetOfportField, ToGateway, ToTunnel, type RegField } from '../../primary/pipeline/marks.js';
 import type { TrafficMode } from '../../primary/pipeline/state.js';
@@ -29,6 +30,8 @@ export const ObservationPoint = {
   noOutput: 8,
   /** The chain stage's Target table: a service chain steers the packet to a hop's replica (reg8 says which). */
   chainTarget: 9,
+  /** Live traffic, Classifier: a packet of the source pod's that the trace may take; the agent tags one. */
+  sample: 10,
 } as const;
 export type ObservationPointId = (typeof ObservationPoint)[keyof typeof ObservationPoint];
 
@@ -73,12 +76,32 @@ export interface TraceNode {
   clusterCidr?: string;
 }
 
-/** The trace's packet, as the flows match it: the tag, the source, and its source port (an echo request for ICMP). */
-export function packetMatch(tag: number, p: TracePacket, source = p.sourceIP): Match {
+/**
+ * The trace's packet, as the flows match it: the tag, the source, and its source port (an echo request for ICMP).
+ * A live trace may leave the port out: the tag, unique among running traces, is on one packet only.
+ */
+export function packetMatch(tag: number, p: TracePacket, source = p.sourceIP, live = false): Match {
   const base = { ip_dscp: tag, nw_src: source };
   if (p.protocol === 'ICMP') return { protocol: 'icmp', ...base, icmp_type: 8 };
-  if (p.sourcePort === undefined) throw new RangeError(`a ${p.protocol} trace needs a source port`);
-  return { protocol: p.protocol === 'TCP' ? 'tcp' : 'udp', ...base, tp_src: p.sourcePort };
+  if (p.sourcePort === undefined && !live) throw new RangeError(`a ${p.protocol} trace needs a source port`);
+  return { protocol: p.protocol === 'TCP' ? 'tcp' : 'udp', ...base, ...(p.sourcePort !== undefined ? { tp_src: p.sourcePort } : {}) };
+}
+
+/**
+ * Live traffic: the source pod's packets the trace may take, as they enter the bridge at its port, untagged and
+ * before anything rewrote them (the destination as the pod addressed it: a Service's ClusterIP). Each goes to the
+ * agent, which removes this flow, sends the first back in tagged and any others as they were.
+ */
+export function samplingFlow(node: TraceNode, tag: number, p: TracePacket, sourceOfport: number): Flow {
+  const ports = p.protocol === 'ICMP' ? { icmp_type: 8 } : { ...(p.sourcePort !== undefined ? { tp_src: p.sourcePort } : {}), ...(p.destinationPort !== undefined ? { tp_dst: p.destinationPort } : {}) };
+  const protocol = p.protocol === 'ICMP' ? 'icmp' : p.protocol === 'TCP' ? 'tcp' : 'udp';
+  return {
+    table: Table.Classifier,
+    priority: OBSERVE_PRIORITY,
+    cookie: traceCookie(node.round, tag, ObservationPoint.sample),
+    match: { in_port: sourceOfport, protocol, nw_src: p.sourceIP, nw_dst: p.destinationIP, ip_dscp: 0, ...ports },
+    actions: [toController],
+  };
 }
 
 /**
@@ -93,9 +116,11 @@ const toController: Action = { type: 'output', port: 'CONTROLLER' };
 /** Each bit of the chain tag's target replica field: a chosen replica has at least one set. */
 const targetBits = (): number[] => Array.from({ length: Tag.target.end - Tag.target.start + 1 }, (_, i) => 2 ** (Tag.target.start + i));
 const sendOn: Action = { type: 'output', port: { field: subfieldOf(TargetOfportField) } };
+/** A live packet leaving the pod network (to a pod, or the node): as the pod sent it, DSCP 0. */
+const deliver: Action[] = [{ type: 'set_field', field: 'ip_dscp', value: 0 }, sendOn];
 
-export function traceFlows(node: TraceNode, tag: number, p: TracePacket): Flow[] {
-  const m = packetMatch(tag, p);
+export function traceFlows(node: TraceNode, tag: number, p: TracePacket, live = false): Flow[] {
+  const m = packetMatch(tag, p, p.sourceIP, live);
   const flow = (table: number, point: ObservationPointId, priority: number, match: Match, actions: Action[] = [toController]): Flow => ({
     table,
     priority,
@@ -104,7 +129,7 @@ export function traceFlows(node: TraceNode, tag: number, p: TracePacket): Flow[]
     actions,
   });
   const flows = [
-    flow(Table.Output, ObservationPoint.output, OBSERVE_PRIORITY, matchMarks(OutPortFound)),
+    flow(Table.Output, ObservationPoint.output, OBSERVE_PRIORITY, matchMarks(OutPortFound), live ? [toController, ...deliver] : [toController]),
     flow(Table.Output, ObservationPoint.noOutput, Priority.miss + 1, {}),
     flow(PRIMARY_VERDICTS.dropTable.Egress, ObservationPoint.egressDrop, OBSERVE_PRIORITY, {}),
     flow(PRIMARY_VERDICTS.dropTable.Ingress, ObservationPoint.ingressDrop, OBSERVE_PRIORITY, {}),
@@ -136,11 +161,11 @@ export function traceFlows(node: TraceNode, tag: number, p: TracePacket): Flow[]
  * A pod reaching itself through a Service leaves the Service stage with the hairpin source address: the observation
  * points after it (policy drops, Output) match the trace's packet with that source too.
  */
-export function hairpinFlows(node: TraceNode, tag: number, p: TracePacket): Flow[] {
-  const m = packetMatch(tag, p, HAIRPIN_VIRTUAL_IP);
-  const flow = (table: number, point: ObservationPointId, match: Match): Flow => ({ table, priority: OBSERVE_PRIORITY, cookie: traceCookie(node.round, tag, point), match: { ...match, ...m }, actions: [toController] });
+export function hairpinFlows(node: TraceNode, tag: number, p: TracePacket, live = false): Flow[] {
+  const m = packetMatch(tag, p, HAIRPIN_VIRTUAL_IP, live);
+  const flow = (table: number, point: ObservationPointId, match: Match, actions: Action[] = [toController]): Flow => ({ table, priority: OBSERVE_PRIORITY, cookie: traceCookie(node.round, tag, point), match: { ...match, ...m }, actions });
   return [
-    flow(Table.Output, ObservationPoint.output, matchMarks(OutPortFound)),
+    flow(Table.Output, ObservationPoint.output, matchMarks(OutPortFound), live ? [toController, ...deliver] : [toController]),
     flow(PRIMARY_VERDICTS.dropTable.Egress, ObservationPoint.egressDrop, {}),
     flow(PRIMARY_VERDICTS.dropTable.Ingress, ObservationPoint.ingressDrop, {}),
   ];
@@ -151,9 +176,11 @@ const PAST_A_CNF = new Set<number>([ObservationPoint.chainTarget, ObservationPoi
 
 /**
  * A CNF may re-mark DSCP (many do): past one, the trace's packet is known by its source address and port and the
- * chain tag's chained bit instead of its tag. The same observation points, for chained packets only.
+ * chain tag's chained bit instead of its tag. The same observation points, for chained packets only. A live trace
+ * has none: past a CNF that re-marks, its packet looks like the pod's other packets of the same connection.
  */
-export function chainedFlows(node: TraceNode, tag: number, p: TracePacket): Flow[] {
+export function chainedFlows(node: TraceNode, tag: number, p: TracePacket, live = false): Flow[] {
+  if (live) return [];
   const chained = { value: fieldValue(Tag.chained, 1), mask: fieldMask(Tag.chained) };
   return traceFlows(node, tag, p)
     .filter((f) => PAST_A_CNF.has(decodeTraceCookie(f.cookie!)!.point))
@@ -166,11 +193,22 @@ export function chainedFlows(node: TraceNode, tag: number, p: TracePacket): Flow
 }
 
 /** Every observation flow of one trace. */
-export function observationFlows(node: TraceNode, tag: number, p: TracePacket): Flow[] {
-  return [...traceFlows(node, tag, p), ...hairpinFlows(node, tag, p), ...chainedFlows(node, tag, p)];
+export function observationFlows(node: TraceNode, tag: number, p: TracePacket, live = false): Flow[] {
+  return [...traceFlows(node, tag, p, live), ...hairpinFlows(node, tag, p, live), ...chainedFlows(node, tag, p, live)];
 }
 
-/** A FlowWriter.sync request installing (or, with no packet, removing) one trace's flows. */
-export function traceSync(node: TraceNode, tag: number, p: TracePacket | undefined): SyncRequest {
-  return { cookie: tagScope(tag), flows: p ? observationFlows(node, tag, p) : [] };
+/** What one trace has on this node: live traffic's sampling flow too while the source's node waits for a packet. */
+export interface TraceFlowsWanted {
+  packet: TracePacket;
+  live?: boolean;
+  /** The source pod's port, while its packets are being sampled. */
+  samplingOfport?: number;
+}
+
+/** A FlowWriter.sync request installing (or, with nothing wanted, removing) one trace's flows. */
+export function traceSync(node: TraceNode, tag: number, wanted: TraceFlowsWanted | undefined): SyncRequest {
+  if (!wanted) return { cookie: tagScope(tag), flows: [] };
+  const flows = observationFlows(node, tag, wanted.packet, wanted.live);
+  if (wanted.samplingOfport !== undefined) flows.push(samplingFlow(node, tag, wanted.packet, wanted.samplingOfport));
+  return { cookie: tagScope(tag), flows };
 }

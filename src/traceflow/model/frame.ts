@@ -201,3 +201,34 @@ export function parseFrame(frame: Buffer): ParsedFrame | undefined {
       return parsed;
   }
 }
+
+/**
+ * Live traffic: the pod's own frame with the trace's tag in its DSCP bits (ECN kept) and the IPv4 header checksum
+ * made anew; the rest of the frame is untouched. Throws a RangeError for a frame that is not IPv4.
+ */
+export function withTag(frame: Buffer, tag: number): Buffer {
+  if (!Number.isInteger(tag) || tag < MIN_TAG || tag > MAX_TAG) throw new RangeError(`tag must be ${MIN_TAG}..${MAX_TAG}: ${tag}`);
+  if (!parseFrame(frame)) throw new RangeError('not an IPv4 frame');
+  const out = Buffer.from(frame);
+  const ip = out.readUInt16BE(12) === ETHERTYPE_VLAN ? ETH_HEADER + VLAN_TAG : ETH_HEADER;
+  const ihl = (out[ip]! & 0x0f) * 4;
+  out[ip + 1] = (tag << 2) | (out[ip + 1]! & 0x03);
+  out.writeUInt16BE(0, ip + 10);
+  out.writeUInt16BE(internetChecksum(out.subarray(ip, ip + ihl)), ip + 10);
+  return out;
+}
+
+/** A frame the source pod sent, as the trace's captured packet; undefined when it is not one of the three a trace follows. */
+export function capturedPacket(f: ParsedFrame): TracePacket | undefined {
+  if (f.protocol === 'ICMP') return { sourceIP: f.sourceIP, destinationIP: f.destinationIP, protocol: 'ICMP', ttl: f.ttl };
+  if (f.protocol !== 'TCP' && f.protocol !== 'UDP') return undefined;
+  return {
+    sourceIP: f.sourceIP,
+    destinationIP: f.destinationIP,
+    protocol: f.protocol,
+    ...(f.sourcePort !== undefined ? { sourcePort: f.sourcePort } : {}),
+    ...(f.destinationPort !== undefined ? { destinationPort: f.destinationPort } : {}),
+    ...(f.tcpFlags !== undefined ? { tcpFlags: f.tcpFlags } : {}),
+    ttl: f.ttl,
+  };
+}

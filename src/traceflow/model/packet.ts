@@ -1,6 +1,7 @@
 // The packet a trace injects, resolved from its spec and the objects it names: the source pod's address, the
 // destination's (a pod's IP, a Service's ClusterIP and port, or the address given), and the headers with their
-// defaults. What cannot be resolved is a failure with a reason for the status.
+// defaults; for live traffic, what the pod's packet must match (only the ports asked for). What cannot be
+// resolved is a failure with a reason for the status.
 import type { V1Pod, V1Service } from '@kubernetes/client-node';
 import ipaddr from 'ipaddr.js';
 import { DEFAULT_DESTINATION_PORT, DEFAULT_TTL, TCP_SYN, type TracePacket, type TraceflowSpec } from '../api/types.js';
@@ -61,6 +62,11 @@ export function resolvePacket(spec: TraceflowSpec, found: TraceObjects, random: 
 
   const ttl = spec.packet?.ttl ?? DEFAULT_TTL;
   if (protocol === 'ICMP') return { sourceIP, destinationIP, protocol, ttl };
+  if (spec.liveTraffic) {
+    // What a real packet must match: the ports asked for, any other.
+    const { sourcePort, destinationPort } = spec.packet ?? {};
+    return { sourceIP, destinationIP, protocol, ...(sourcePort !== undefined ? { sourcePort } : {}), ...(destinationPort !== undefined ? { destinationPort } : {}), ttl };
+  }
   return {
     sourceIP,
     destinationIP,
