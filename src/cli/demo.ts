@@ -12,6 +12,7 @@ import { repoRoot } from '../util/paths.js';
 import { DEFAULT_ENDPOINT_NAMESPACE } from '../policy/channel/discovery.js';
 import type { PolicyRealizationList } from '../policy/controller/policy-api.js';
 import { showMetrics, showSecondaryNetworks } from './demo-networks.js';
+import type { DemoSteps } from './demo-steps.js';
 import { getResources } from './get.js';
 import { renderTable } from './table.js';
 import { processIO, runTrace, traceApi } from './trace.js';
@@ -19,6 +20,8 @@ import { processIO, runTrace, traceApi } from './trace.js';
 export interface DemoContext {
   status: LabStatus;
   say: (line: string) => void;
+  /** Times each part of the demo. */
+  steps: DemoSteps;
 }
 
 const NAMESPACE = 'seine-demo';
@@ -40,7 +43,17 @@ async function waitRunning(core: CoreV1Api, names: string[], timeoutMs = 60_000)
  * policies taking effect, the example service chain carrying web traffic through three hops, and the metrics.
  * Prints what it sees; throws if any traffic fails.
  */
-export async function runDemo({ status, say }: DemoContext): Promise<void> {
+export async function runDemo({ status, say, steps }: DemoContext): Promise<void> {
+  await steps.run('pod network', () => showPodNetwork(status, say));
+  await steps.run('secondary networks', () => showSecondaryNetworks(status, say));
+  await steps.run('Service', () => showService(status, say));
+  await steps.run('network policy and traces', () => showNetworkPolicy(status, say));
+  await steps.run('service chain', () => showServiceChain(status, say));
+  await steps.run('metrics', () => showMetrics(status, say));
+}
+
+/** One iperf3 server pod per node: ping between every pair, TCP across nodes, a pod reaching the external host. */
+async function showPodNetwork(status: LabStatus, say: (line: string) => void): Promise<void> {
   const kc = loadKubeConfig(status.kubeconfig);
   const core = kc.makeApiClient(CoreV1Api);
   await core.createNamespace({ body: { metadata: { name: NAMESPACE } } });
@@ -58,35 +71,34 @@ export async function runDemo({ status, say }: DemoContext): Promise<void> {
   const pods = await waitRunning(core, names);
   say(renderTable(['pod', 'node', 'ip', 'phase'], pods.map((p) => [p.metadata!.name, p.spec!.nodeName, p.status!.podIP, p.status!.phase])));
 
-  const inPod = (p: V1Pod, argv: string[], timeoutMs = 30_000): Promise<{ stdout: string }> =>
-    run(argv[0]!, argv.slice(1), { netns: netnsPath(podNetnsName(status.name, p.metadata!.uid!)), timeoutMs });
+  const inPod = podRunner(status);
 
   say('\nping between every pair of pods (3 packets each):');
-  const rows: string[][] = [];
   let failures = 0;
-  for (const src of pods) {
-    const row = [src.metadata!.name!];
-    for (const dst of pods) {
-      if (src === dst) {
-        row.push('-');
-        continue;
-      }
-      try {
-        const { stdout } = await inPod(src, ['ping', '-c', '3', '-i', '0.2', '-W', '2', dst.status!.podIP!]);
-        row.push(`ok ${/= [\d.]+\/([\d.]+)/.exec(stdout)?.[1] ?? '?'} ms`);
-      } catch {
-        row.push('FAILED');
-        failures++;
-      }
-    }
-    rows.push(row);
-  }
+  // Every pair at once: the pings of one pair do not disturb another's.
+  const rows = await Promise.all(
+    pods.map(async (src) => [
+      src.metadata!.name!,
+      ...(await Promise.all(
+        pods.map(async (dst) => {
+          if (src === dst) return '-';
+          try {
+            const { stdout } = await inPod(src, ['ping', '-c', '3', '-i', '0.2', '-W', '2', dst.status!.podIP!]);
+            return `ok ${/= [\d.]+\/([\d.]+)/.exec(stdout)?.[1] ?? '?'} ms`;
+          } catch {
+            failures++;
+            return 'FAILED';
+          }
+        }),
+      )),
+    ]),
+  );
   say(renderTable(['from \\ to', ...names], rows));
 
   if (pods.length > 1) {
     const [a, b] = pods as [V1Pod, V1Pod];
-    const { stdout } = await inPod(a, ['iperf3', '-c', b.status!.podIP!, '-t', '3', '-J']);
-    say(`\nTCP ${a.metadata!.name} (${a.spec!.nodeName}) -> ${b.metadata!.name} (${b.spec!.nodeName}): ${iperfGbps(stdout)} Gbit/s (iperf3, 3 s)`);
+    const { stdout } = await inPod(a, ['iperf3', '-c', b.status!.podIP!, '-t', '2', '-J']);
+    say(`\nTCP ${a.metadata!.name} (${a.spec!.nodeName}) -> ${b.metadata!.name} (${b.spec!.nodeName}): ${iperfGbps(stdout)} Gbit/s (iperf3, 2 s)`);
   }
 
   try {
@@ -97,12 +109,13 @@ export async function runDemo({ status, say }: DemoContext): Promise<void> {
     failures++;
   }
   if (failures) throw new Error(`${failures} traffic checks failed`);
-  await showSecondaryNetworks(status, say);
-  await showService(status, core, pods, inPod, say);
-  await showNetworkPolicy(status, say);
-  await showServiceChain(status, say);
-  await showMetrics(status, say);
 }
+
+/** Runs a command in a lab pod's network namespace. */
+const podRunner =
+  (status: LabStatus) =>
+  (p: V1Pod, argv: string[], timeoutMs = 30_000): Promise<{ stdout: string }> =>
+    run(argv[0]!, argv.slice(1), { netns: netnsPath(podNetnsName(status.name, p.metadata!.uid!)), timeoutMs });
 
 const SERVICE_NAME = 'iperf';
 /** The lab's EndpointSlice controller and every agent follow a new Service: generous on a busy machine. */
@@ -114,7 +127,10 @@ const iperfGbps = (stdout: string): string => ((JSON.parse(stdout) as { end: { s
  * A NodePort Service over the iperf3 pods, served by Seine's proxy in OVS: its endpoints as the EndpointSlice
  * controller lists them, then iperf3 through the ClusterIP from a pod and through the node port from outside.
  */
-async function showService(status: LabStatus, core: CoreV1Api, pods: V1Pod[], inPod: (p: V1Pod, argv: string[], timeoutMs?: number) => Promise<{ stdout: string }>, say: (line: string) => void): Promise<void> {
+async function showService(status: LabStatus, say: (line: string) => void): Promise<void> {
+  const core = loadKubeConfig(status.kubeconfig).makeApiClient(CoreV1Api);
+  const inPod = podRunner(status);
+  const pods = (await core.listNamespacedPod({ namespace: NAMESPACE, labelSelector: 'app=seine-demo' })).items.sort((a, b) => a.metadata!.name!.localeCompare(b.metadata!.name!));
   const svc = await core.createNamespacedService({
     namespace: NAMESPACE,
     // iperf3 opens a control and a data connection, which must reach the same server: client affinity.
@@ -129,8 +145,8 @@ Service ${NAMESPACE}/${SERVICE_NAME} (NodePort): ClusterIP ${clusterIp}:5201, no
   // The first test is retried until the Service is realized on the client's node (iperf3 refused until then).
   for (;;) {
     try {
-      const { stdout } = await inPod(client, ['iperf3', '-c', clusterIp, '-t', '2', '-J']);
-      say(`TCP ${client.metadata!.name} -> ClusterIP ${clusterIp}: ${iperfGbps(stdout)} Gbit/s (iperf3, 2 s)`);
+      const { stdout } = await inPod(client, ['iperf3', '-c', clusterIp, '-t', '1', '-J']);
+      say(`TCP ${client.metadata!.name} -> ClusterIP ${clusterIp}: ${iperfGbps(stdout)} Gbit/s (iperf3, 1 s)`);
       break;
     } catch (e) {
       if (Date.now() > deadline) throw new Error(`the Service's ClusterIP did not answer within ${SERVICE_TIMEOUT_MS / 1000} s`, { cause: e });
@@ -138,8 +154,8 @@ Service ${NAMESPACE}/${SERVICE_NAME} (NodePort): ClusterIP ${clusterIp}:5201, no
     }
   }
   const node = status.nodes[status.nodes.length - 1]!;
-  const { stdout } = await run('iperf3', ['-c', node.ip, '-p', String(nodePort), '-t', '2', '-J'], { netns: netnsPath(status.externalNetns), timeoutMs: 30_000 });
-  say(`TCP external host -> ${node.name} ${node.ip}:${nodePort}: ${iperfGbps(stdout)} Gbit/s (iperf3, 2 s)`);
+  const { stdout } = await run('iperf3', ['-c', node.ip, '-p', String(nodePort), '-t', '1', '-J'], { netns: netnsPath(status.externalNetns), timeoutMs: 30_000 });
+  say(`TCP external host -> ${node.name} ${node.ip}:${nodePort}: ${iperfGbps(stdout)} Gbit/s (iperf3, 1 s)`);
 }
 
 const POLICY_EXAMPLE = 'manifests/examples/network-policy.yaml';
@@ -195,11 +211,11 @@ async function showNetworkPolicy(status: LabStatus, say: (line: string) => void)
     }
   };
   await expectations({ client: true, other: false }, 'the NetworkPolicy lets the client in and keeps the other pod out');
-  await showTrace(kc, say, 'other', 'the other pod\'s packet, dropped by the rule that isolates the web server');
+  await showTrace(kc, say, POLICY_NAMESPACE, 'other', 'web', 'the other pod\'s packet, dropped by the rule that isolates the web server');
   say('\n  kubectl label -n shop pod client quarantine=true');
   await kubectl(['label', '-n', POLICY_NAMESPACE, 'pod', 'client', 'quarantine=true']);
   await expectations({ client: false, other: false }, 'the Admin tier denies the quarantined client, whatever the NetworkPolicy allows');
-  await showTrace(kc, say, 'client', 'the quarantined client\'s packet, dropped by the Admin tier');
+  await showTrace(kc, say, POLICY_NAMESPACE, 'client', 'web', 'the quarantined client\'s packet, dropped by the Admin tier');
   const cnp = (await custom.getClusterCustomObject({ group: CNP_GROUP, version: CNP_VERSION, plural: CNP_PLURAL, name: 'quarantine' })) as ClusterNetworkPolicy;
   const realized = cnp.status?.conditions?.find((c) => c.type === REALIZED_CONDITION);
   say(`  ClusterNetworkPolicy quarantine: ${realized ? `${realized.type}=${realized.status} (${realized.message})` : 'no status yet'}`);
@@ -216,14 +232,14 @@ async function showNetworkPolicy(status: LabStatus, say: (line: string) => void)
   say((await getResources('networkpolicies', undefined, { ...get, output: 'wide' })).trimEnd());
 }
 
-/** `seine trace` of a packet to the shop's web server: the path through the real datapath, and who dropped it. */
-async function showTrace(kc: ReturnType<typeof loadKubeConfig>, say: (line: string) => void, from: string, what: string): Promise<void> {
-  say(`\n  seine trace ${POLICY_NAMESPACE}/${from} ${POLICY_NAMESPACE}/web --port 80   (${what})`);
+/** `seine trace` of a TCP packet to port 80 of a pod: the path through the real datapath, and where it ended. */
+async function showTrace(kc: ReturnType<typeof loadKubeConfig>, say: (line: string) => void, namespace: string, from: string, to: string, what: string): Promise<void> {
+  say(`\n  seine trace ${namespace}/${from} ${namespace}/${to} --port 80   (${what})`);
   let out = '';
   const io = { ...processIO(), stdout: (t: string) => void (out += t), stderr: () => undefined };
-  const code = await runTrace({ source: { namespace: POLICY_NAMESPACE, pod: from }, destination: { namespace: POLICY_NAMESPACE, pod: 'web' }, packet: { protocol: 'TCP', destinationPort: 80 }, timeoutSeconds: 60 }, {}, traceApi(kc), io);
+  const code = await runTrace({ source: { namespace, pod: from }, destination: { namespace, pod: to }, packet: { protocol: 'TCP', destinationPort: 80 }, timeoutSeconds: 60 }, {}, traceApi(kc), io);
   say(out.trimEnd().split('\n').map((l) => `  ${l}`).join('\n'));
-  if (code !== 0) throw new Error(`the trace from ${POLICY_NAMESPACE}/${from} failed`);
+  if (code !== 0) throw new Error(`the trace from ${namespace}/${from} failed`);
 }
 
 const CHAIN_EXAMPLE = 'manifests/examples/service-chain.yaml';
@@ -231,7 +247,7 @@ const CHAIN_NAME = 'web';
 const CHAIN_NAMESPACE = 'default';
 /** The CNF pods start, the agents probe each replica, the controller aggregates: generous on a busy machine. */
 const CHAIN_READY_TIMEOUT_MS = 240_000;
-/** The controller writes counters at most every 10 s. */
+/** Agents report every 5 s; the controller writes a chain's first traffic at once. */
 const COUNTERS_TIMEOUT_MS = 60_000;
 
 function chainSummary(c: ServiceChain | undefined): string {
@@ -276,13 +292,14 @@ async function showServiceChain(status: LabStatus, say: (line: string) => void):
 
   const started = Date.now();
   let chain = await waitChainHealthy(readChain, async () => (await core.listNamespacedPod({ namespace: CHAIN_NAMESPACE })).items, say);
-  say(`  chain ${CHAIN_NAME} Ready after ${Math.round((Date.now() - started) / 1000)} s; waiting for its counters to move (written at most every 10 s)`);
+  say(`  chain ${CHAIN_NAME} Ready after ${Math.round((Date.now() - started) / 1000)} s`);
+  await showTrace(kc, say, CHAIN_NAMESPACE, 'client', 'web-1', 'one packet through the chain: each hop and the replica it was steered to');
+  say('\n  the chain\'s counters, once the client\'s traffic shows in both directions (agents report every 5 s):');
 
-  const readyAt = chain.status?.packets?.forward ?? 0;
   const countersFrom = Date.now();
-  while ((chain.status?.packets?.forward ?? 0) <= readyAt || !chain.status?.packets?.reverse) {
+  while (!chain.status?.packets?.forward || !chain.status.packets.reverse) {
     if (Date.now() - countersFrom > COUNTERS_TIMEOUT_MS) throw new Error(`chain ${CHAIN_NAME}: no chained packets counted within ${COUNTERS_TIMEOUT_MS / 1000} s of becoming Ready`);
-    await new Promise((r) => setTimeout(r, 1000));
+    await new Promise((r) => setTimeout(r, 500));
     chain = await readChain();
   }
 

@@ -13,6 +13,7 @@ import { podNetnsName } from '../lab/kubelet.js';
 import { renderTable } from './table.js';
 import { runDemo } from './demo.js';
 import { runChainedDemo } from './demo-chained.js';
+import { DemoSteps } from './demo-steps.js';
 
 interface Common {
   name: string;
@@ -224,26 +225,28 @@ async function down(o: Common): Promise<void> {
  */
 async function demo(o: Common & { nodes: string; keep?: boolean; chained: boolean }): Promise<void> {
   const say = (l: string): void => void process.stdout.write(l + '\n');
-  await up(o);
+  const steps = new DemoSteps(say);
+  await steps.run('lab up', () => up(o));
   try {
     say('');
-    await runDemo({ status: readStatus(o), say });
+    await runDemo({ status: readStatus(o), say, steps });
   } finally {
     if (o.keep) say(`\nthe lab keeps running: export KUBECONFIG=${readStatus(o).kubeconfig}; 'seine lab down --name ${o.name}' removes it`);
-    else await down(o);
+    else await steps.run('lab down', () => down(o));
   }
   if (o.chained) {
     // Lab names are at most 10 characters.
     const eks = { ...o, name: `${o.name.slice(0, 9)}e`, nodes: '2', profile: 'eks' as const, withoutSeine: true };
     say(`\nlab '${eks.name}': a stand-in of EKS (the AWS VPC CNI on every node), without Seine`);
-    await up(eks);
+    await steps.run('EKS lab up', () => up(eks));
     try {
-      await runChainedDemo({ status: () => readStatus(eks), say, installSeine: () => control(eks, '/install-seine') });
+      await steps.run('CNI chaining mode', () => runChainedDemo({ status: () => readStatus(eks), say, installSeine: () => control(eks, '/install-seine') }));
     } finally {
       if (o.keep) say(`\nthe lab keeps running: export KUBECONFIG=${readStatus(eks).kubeconfig}; 'seine lab down --name ${eks.name}' removes it`);
-      else await down(eks);
+      else await steps.run('EKS lab down', () => down(eks));
     }
   }
+  say(`\n${steps.summary()}`);
   say('\ndemo passed');
 }
 

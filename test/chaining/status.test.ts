@@ -1,5 +1,5 @@
 import { assignReplicaIds, lowestFree } from '../../src/chaining/controller/ids.js';
-import { chainStatus, withoutCounters, type ChainStatusInput } from '../../src/chaining/controller/status.js';
+import { chainStatus, counterWriteDelay, withoutCounters, type ChainStatusInput } from '../../src/chaining/controller/status.js';
 import type { NodeChainReport } from '../../src/chaining/model/report.js';
 import { chain, pod } from './fixtures.js';
 
@@ -99,6 +99,23 @@ describe('chain status', () => {
     const moreTraffic = chainStatus(base({ previous: first, reports: new Map([['node-1', report([[fw1.metadata!.uid!, true, 99]], 99)], ['node-2', report([[fw2.metadata!.uid!, false, 5]], 5)]]) }));
     expect(JSON.stringify(withoutCounters(moreTraffic))).toBe(JSON.stringify(withoutCounters(first)));
     expect(JSON.stringify(moreTraffic)).not.toBe(JSON.stringify(first));
+  });
+
+  it('writes counters at most once a period, but a chain\'s first traffic in either direction at once', () => {
+    const first = chainStatus(base({ reports: new Map([['node-1', report([[fw1.metadata!.uid!, true, 3]], 3)]]) }));
+    const idle = { ...first, packets: { forward: 0, reverse: 0 } };
+    const more = chainStatus(base({ previous: first, reports: new Map([['node-1', report([[fw1.metadata!.uid!, true, 9]], 9)]]) }));
+    expect(counterWriteDelay(idle, first, 1000, 10_000, 4000)).toBe(0);
+    // Each direction's first packets count as first traffic.
+    const forwardOnly = { ...first, packets: { forward: 3, reverse: 0 } };
+    expect(counterWriteDelay(forwardOnly, first, 1000, 10_000, 4000)).toBe(0);
+    expect(counterWriteDelay(first, { ...first, packets: { forward: 4, reverse: 1 } }, 1000, 10_000, 4000)).toBe(7000);
+    expect(counterWriteDelay(first, more, 1000, 10_000, 4000)).toBe(7000);
+    expect(counterWriteDelay(first, more, 1000, 10_000, 12_000)).toBe(0);
+    // Never written by this controller, or more than counters changed: at once.
+    expect(counterWriteDelay(first, more, undefined, 10_000, 4000)).toBe(0);
+    const unhealthy = chainStatus(base({ previous: first, reports: new Map([['node-1', report([[fw1.metadata!.uid!, false, 9]], 9)]]) }));
+    expect(counterWriteDelay(first, unhealthy, 1000, 10_000, 4000)).toBe(0);
   });
 
   it('more pods than ids: Degraded TooManyReplicas', () => {

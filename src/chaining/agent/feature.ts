@@ -29,7 +29,7 @@ const REALIZE_DELAY_MS = 50;
 const TICK_MS = 250;
 /** A secondary bridge whose chain stage could not be written is tried again after this long. */
 const RETRY_MS = 2000;
-/** Counters are reported at most this often (the controller writes status at most every 10 s). */
+/** Counters are reported at most this often (the controller writes a change of counters alone at most every 10 s, a chain's first traffic at once). */
 const REPORT_MS = 5000;
 
 /** A replica of a chain on this node, as health and reports see it. */

@@ -27,7 +27,7 @@ import { chainClassifier, comparePrecedence, hopCandidates, nodeReports, type Ch
 import { classifiersOverlap } from '../model/overlap.js';
 import { chainNetworkOf } from '../model/network.js';
 import { assignReplicaIds, lowestFree } from './ids.js';
-import { chainStatus, ChainReason, withoutCounters, type Verdict } from './status.js';
+import { chainStatus, ChainReason, counterWriteDelay, type Verdict } from './status.js';
 
 /** Counters alone are written at most this often per chain. */
 export const COUNTER_WRITE_PERIOD_MS = 10_000;
@@ -268,13 +268,10 @@ export class ChainController {
     const before = last?.status ?? chain.status;
     const same = JSON.stringify(before) === JSON.stringify(status);
     if (same) return;
-    const onlyCounters = JSON.stringify(withoutCounters(before)) === JSON.stringify(withoutCounters(status));
-    if (onlyCounters && last) {
-      const wait = last.at + this.counterPeriodMs - Date.now();
-      if (wait > 0) {
-        this.queue.addAfter(key, wait);
-        return;
-      }
+    const wait = counterWriteDelay(before, status, last?.at, this.counterPeriodMs, Date.now());
+    if (wait > 0) {
+      this.queue.addAfter(key, wait);
+      return;
     }
     // A merge patch replaces lists whole; fields this status has not are removed with null.
     const body = { status: { ...status, index: status.index ?? null } };

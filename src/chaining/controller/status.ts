@@ -176,6 +176,19 @@ export function chainStatus(input: ChainStatusInput): ServiceChainStatus {
   };
 }
 
+/**
+ * How long a status write may wait: not at all when more than counters changed, or when the chain carries its
+ * first traffic in a direction (an operator who just sent some is waiting to see it); otherwise until the counter
+ * period since the last write has passed. 0: write now.
+ */
+export function counterWriteDelay(before: ServiceChainStatus | undefined, next: ServiceChainStatus, lastWriteAt: number | undefined, periodMs: number, now: number): number {
+  if (lastWriteAt === undefined) return 0;
+  if (JSON.stringify(withoutCounters(before)) !== JSON.stringify(withoutCounters(next))) return 0;
+  const began = (dir: 'forward' | 'reverse'): boolean => !before?.packets?.[dir] && (next.packets?.[dir] ?? 0) > 0;
+  if (began('forward') || began('reverse')) return 0;
+  return Math.max(0, lastWriteAt + periodMs - now);
+}
+
 /** The status without counters: what decides whether a write is due now or may wait for the counter period. */
 export function withoutCounters(s: ServiceChainStatus | undefined): unknown {
   if (!s) return undefined;
