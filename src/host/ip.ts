@@ -82,6 +82,24 @@ export function sysctlCommand(values: Record<string, string | number>): FollowUp
 }
 
 /**
+ * A follow-up as one shell command. Sysctl writes become the shell's own writes to /proc/sys (the files of the
+ * shell's network namespace for net.* keys): no process for them.
+ */
+function shellCommand(c: FollowUp): string {
+  if (c[0] === 'sysctl' && c[1] === '-q' && c[2] === '-w' && c.length > 3) {
+    const writes = c.slice(3).map((a) => {
+      const at = a.indexOf('=');
+      // A key's '.' separates directories; a '/' in it stands for a '.' within a name (a device's).
+      const parts = a.slice(0, at).split('.').map((p) => p.replaceAll('/', '.'));
+      if (at <= 0 || parts.some((p) => p === '' || p === '.' || p === '..')) return undefined;
+      return `echo ${shellQuote(a.slice(at + 1))} > ${shellQuote(`/proc/sys/${parts.join('/')}`)}`;
+    });
+    if (writes.every((w) => w !== undefined)) return `{ ${writes.join(' && ')}; }`;
+  }
+  return c.map(shellQuote).join(' ');
+}
+
+/**
  * Keeps the kernel's IP stack off devices whose frames belong to a userspace switch (OVS netdev reads
  * them through AF_PACKET, but the kernel still sees them): no ARP answers for local addresses, strict
  * reverse-path filtering (nothing received there is delivered or routed), no IPv6. Without this the kernel
@@ -312,16 +330,19 @@ export class IpRoute {
    * is STEP_EXIT_BASE plus the failed step's index (another code: the script itself died, e.g. timed out).
    */
   async applySteps(steps: readonly ApplyStep[]): Promise<void> {
-    const lines = steps.map((st, i) => {
-      const body = [...(st.batch.empty ? [] : [`ip -batch - <<'${HEREDOC}'\n${st.batch.lines.join('\n')}\n${HEREDOC}`]), ...(st.followUps ?? []).map((c) => c.map(shellQuote).join(' '))].join('\n');
-      if (!body) return '';
-      const inner = `set -e\n${body}`;
-      // A shell of its own: in a subshell tested by `||`, set -e would be ignored and a failure would not stop the step.
-      const shell = `sh -c ${shellQuote(inner)}`;
-      const exec = st.netns ? `nsenter --net=${shellQuote(netnsFile(st.netns))} -- ${shell}` : shell;
-      return `${exec} || exit ${STEP_EXIT_BASE + i}`;
+    // Every process costs milliseconds here (these run on every CNI ADD): a step in this namespace runs in the
+    // script's own shell, each command tested; one in another namespace needs a shell of its own behind nsenter.
+    const lines = steps.flatMap((st, i) => {
+      const exit = `exit ${STEP_EXIT_BASE + i}`;
+      const commands = [...(st.batch.empty ? [] : [{ line: 'ip -batch -', heredoc: st.batch.lines }]), ...(st.followUps ?? []).map((c) => ({ line: shellCommand(c) }))];
+      if (commands.length === 0) return [];
+      const render = (c: { line: string; heredoc?: readonly string[] }, onFailure: string): string =>
+        c.heredoc ? `${c.line} <<'${HEREDOC}' || ${onFailure}\n${c.heredoc.join('\n')}\n${HEREDOC}` : `${c.line} || ${onFailure}`;
+      if (!st.netns) return commands.map((c) => render(c, exit));
+      const inner = commands.map((c) => render(c, 'exit 1')).join('\n');
+      return [`nsenter --net=${shellQuote(netnsFile(st.netns))} -- sh -c ${shellQuote(inner)} || ${exit}`];
     });
-    await run('sh', ['-c', lines.filter(Boolean).join('\n')], { netns: this.netns });
+    await run('sh', ['-c', lines.join('\n')], { netns: this.netns });
   }
 
   /** Deletes the link when it is a veth (checked and deleted in one process); anything else by that name, or none, is left. */

@@ -1,6 +1,6 @@
 import { existsSync } from 'node:fs';
 import { CommandError, run } from '../../src/host/exec.js';
-import { IpBatch, isolateFromHostStackCommand, STEP_EXIT_BASE, txOffloadOffCommand, UnsafeArgumentError } from '../../src/host/ip.js';
+import { IpBatch, isolateFromHostStackCommand, STEP_EXIT_BASE, sysctlCommand, txOffloadOffCommand, UnsafeArgumentError } from '../../src/host/ip.js';
 import { netnsExists } from '../../src/host/netns.js';
 import { isAlive, processRef } from '../../src/host/ledger.js';
 import { OvsSandbox } from '../harness/sandbox.js';
@@ -84,6 +84,24 @@ describe('host commands in namespaces', () => {
     const err2 = await sb.ip.applySteps([{ batch: new IpBatch().setLink('no-such-dev', { up: true }), followUps: [['ip', 'link', 'set', pod.hostIf, 'mtu', '1350']] }]).catch((e: unknown) => e);
     expect((err2 as CommandError).exitCode).toBe(STEP_EXIT_BASE);
     expect((await sb.ip.link(pod.hostIf))?.mtu).toBe(1300);
+  });
+
+  it('writes a step\'s sysctls in the namespace the step runs in; an unknown key fails its step', async () => {
+    const pod = await sb.addPod('10.9.0.6/24');
+    const read = async (netns: string | undefined, key: string): Promise<string> => (await run('cat', [`/proc/sys/${key}`], { netns })).stdout.trim();
+    await sb.ip.applySteps([
+      { netns: pod.netns, batch: new IpBatch(), followUps: [sysctlCommand({ 'net.ipv4.conf.eth0.arp_ignore': 2, 'net.ipv4.conf.eth0.rp_filter': 2 })] },
+      { batch: new IpBatch(), followUps: [isolateFromHostStackCommand(pod.hostIf)] },
+    ]);
+    expect([await read(pod.netns, 'net/ipv4/conf/eth0/arp_ignore'), await read(pod.netns, 'net/ipv4/conf/eth0/rp_filter')]).toEqual(['2', '2']);
+    expect([await read(sb.netns, `net/ipv4/conf/${pod.hostIf}/arp_ignore`), await read(sb.netns, `net/ipv6/conf/${pod.hostIf}/disable_ipv6`)]).toEqual(['8', '1']);
+    // The other namespace's files were left alone.
+    expect(await read(sb.netns, 'net/ipv4/conf/all/arp_ignore')).toBe('0');
+    const err = await sb.ip
+      .applySteps([{ batch: new IpBatch(), followUps: [sysctlCommand({ 'net.ipv4.conf.no-such-dev.arp_ignore': 1 })] }, { batch: new IpBatch().setLink(pod.hostIf, { mtu: 1310 }) }])
+      .catch((e: unknown) => e);
+    expect((err as CommandError).exitCode).toBe(STEP_EXIT_BASE);
+    expect((await sb.ip.link(pod.hostIf))?.mtu).not.toBe(1310);
   });
 
   it('delVeth deletes a veth, and leaves a link of another kind or none', async () => {

@@ -104,6 +104,14 @@ export class PodNetworkDriver implements PodNetwork {
     const pod = { namespace: req.pod?.namespace ?? '', name: req.pod?.name ?? req.containerId.slice(0, 12), uid: req.pod?.uid ?? '' };
     const node = this.d.node();
     const undo: Array<() => Promise<unknown>> = [];
+    // How long each step took, in the log line of an attached pod (where an ADD's time goes).
+    const took: Record<string, number> = {};
+    let mark = performance.now();
+    const lap = (step: string): void => {
+      const now = performance.now();
+      took[step] = Math.round((now - mark) * 10) / 10;
+      mark = now;
+    };
     try {
       let alloc;
       try {
@@ -113,6 +121,7 @@ export class PodNetworkDriver implements PodNetwork {
         throw asCni(e, SeineCode.IpamFailure, 'pod address allocation failed');
       }
       undo.push(() => this.d.ipam.release(req.containerId, req.ifname));
+      lap('ipamMs');
 
       const hostIfname = hostInterfaceName(pod.namespace, pod.name, req.containerId, req.ifname);
       const mac = randomMac();
@@ -131,6 +140,7 @@ export class PodNetworkDriver implements PodNetwork {
         throw asCni(e, SeineCode.InterfaceFailure, 'pod interface setup failed');
       }
       undo.push(() => tearDownPodInterface(this.d.host, hostIfname));
+      lap('interfaceMs');
 
       const base = {
         containerId: req.containerId,
@@ -152,6 +162,7 @@ export class PodNetworkDriver implements PodNetwork {
         throw asCni(e, SeineCode.OvsFailure, 'attaching the pod to the bridge failed');
       }
       undo.push(() => this.d.vswitch.removePort(hostIfname));
+      lap('portMs');
 
       try {
         await this.d.flows.submit(podFlows(node, { ofport, ip: alloc.ip, mac }).map(addFlow));
@@ -159,10 +170,11 @@ export class PodNetworkDriver implements PodNetwork {
         throw asCni(e, SeineCode.OvsFailure, 'installing the pod flows failed');
       }
       undo.push(() => this.d.flows.deleteWhere({ cookie: podScope(ofport) }));
+      lap('flowsMs');
 
       const itf: PodInterface = { ...base, portName: hostIfname, ofport };
       this.d.store.add(itf);
-      log.info({ pod: `${pod.namespace}/${pod.name}`, container: req.containerId.slice(0, 12), ip: alloc.ip, port: hostIfname, ofport }, 'pod attached');
+      log.info({ pod: `${pod.namespace}/${pod.name}`, container: req.containerId.slice(0, 12), ip: alloc.ip, port: hostIfname, ofport, ...took }, 'pod attached');
       return this.result(itf, req.cniVersion);
     } catch (e) {
       for (const step of undo.reverse()) {
