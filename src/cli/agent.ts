@@ -23,8 +23,7 @@ export function nodeFeatures(cfg: AgentConfig): AgentFeature[] {
   const policy = policyFeature ? [policyFeature] : [];
   const services = cfg.services.enabled ? [new ServicesFeature()] : [];
   // Chained, the primary CNI made the pod's link: Seine takes it over instead of making it.
-  if (cfg.mode === 'chained') return [new ChainedNetworkFeature(), ...policy, ...services, ...secondary, ...chains];
-  const podNetwork = new PrimaryNetworkFeature();
+  const podNetwork = cfg.mode === 'chained' ? new ChainedNetworkFeature() : new PrimaryNetworkFeature();
   // Last: it observes what every other feature's flows do to a packet.
   const traceflow = new TraceflowFeature({
     podInterfaces: () => podNetwork.podInterfaces(),

@@ -1,7 +1,7 @@
 // Seine chained after a cloud's CNI (the lab's EKS and AKS stand-ins): pods run on the cloud CNI first, Seine is
 // installed and takes them over without a restart while a ping keeps going, NetworkPolicy and Services apply to
-// them, a new pod is taken over at its ADD, a rewritten cloud conflist is followed, DEL and uninstall give the node
-// back exactly as the cloud CNI had it.
+// them (and Traceflow follows a packet through them), a new pod is taken over at its ADD, a rewritten cloud conflist
+// is followed, DEL and uninstall give the node back exactly as the cloud CNI had it.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -10,6 +10,8 @@ import { netnsPath } from '../../src/host/netns.js';
 import ipaddr from 'ipaddr.js';
 import { INTERNET_IP, type CloudProfile } from '../../src/lab/cloud/plan.js';
 import type { Lab } from '../../src/lab/lab.js';
+import type { Traceflow } from '../../src/traceflow/api/types.js';
+import { repoRoot } from '../../src/util/paths.js';
 import { connect, SERVER, SETTLE_MS, type Answer } from '../harness/answering.js';
 import { eventually, podNetns, startTestLab, waitRunning } from '../harness/lab.js';
 import { kubectlIn } from '../harness/policy-matrix.js';
@@ -212,6 +214,29 @@ function chained(profile: CloudProfile, conflist: string): void {
       await expectTcp('client', 'web2', true);
       await expectTcp('other', 'web', false);
       await expectTcp('other', 'web2', false);
+    }, 300_000);
+
+    it('traces a packet across the cloud\'s network to a taken-over pod, and names the policy that drops another', async () => {
+      const trace = async (from: string, to: string): Promise<Traceflow> => {
+        const { stdout } = await run(process.execPath, [join(repoRoot(), 'bin', 'seine'), 'trace', '--kubeconfig', lab.kubeconfigPath, '--timeout', '60', `default/${from}`, `default/${to}`, '--port', '8080', '-o', 'json'], { timeoutMs: 150_000 });
+        return JSON.parse(stdout) as Traceflow;
+      };
+      const [node1, node2] = lab.plan.nodes.map((n) => n.name) as [string, string];
+      // client (node 1) -> web2 (node 2): out by the gateway to the node's routing, in by the gateway on web2's node.
+      const across = await trace('client', 'web2');
+      expect(across.status).toMatchObject({ phase: 'Succeeded', verdict: 'Delivered' });
+      expect(across.status!.results!.map((r) => [r.node, r.role])).toEqual([[node1, 'Sender'], [node2, 'Receiver']]);
+      expect(across.status!.results![0]!.observations.at(-1)).toMatchObject({ component: 'Forwarding', action: 'Forwarded', outputPort: 'gateway' });
+      expect(across.status!.results![1]!.observations).toEqual([
+        expect.objectContaining({ component: 'Forwarding', action: 'Received', table: 'Classifier' }),
+        expect.objectContaining({ component: 'NetworkPolicy', action: 'Allowed', direction: 'Ingress' }),
+        expect.objectContaining({ component: 'Forwarding', action: 'Delivered', pod: 'default/web2' }),
+      ]);
+      // other (node 2) -> web (node 1): dropped on web's node by the policy's isolation.
+      const dropped = await trace('other', 'web');
+      expect(dropped.status).toMatchObject({ phase: 'Succeeded', verdict: 'Dropped' });
+      expect(dropped.status!.results!.at(-1)).toMatchObject({ node: node1, role: 'Receiver' });
+      expect(dropped.status!.results!.at(-1)!.observations.at(-1)).toMatchObject({ component: 'NetworkPolicy', action: 'Dropped', policy: { kind: 'NetworkPolicy', namespace: 'default', name: 'web-from-clients', rule: 'isolation-ingress' } });
     }, 300_000);
 
     it('serves a NodePort Service over them: ClusterIP from a pod, the node port from outside', async () => {

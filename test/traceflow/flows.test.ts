@@ -219,11 +219,19 @@ describe('the observation flow of the chain stage', () => {
 describe('the observation flows in chained mode', () => {
   const flows = traceFlows(chained, 5, tcp);
 
-  it('have neither a send-on variant nor a no-route flow', () => {
-    expect(flows).toHaveLength(12);
-    expect(flows.filter((f) => f.priority === OBSERVE_PRIORITY + 1)).toEqual([]);
+  it('send a packet to the cluster\'s pods on through the node\'s routes (the cloud\'s network), and have no no-route flow', () => {
+    expect(flows).toHaveLength(13);
+    expect(flows.filter((f) => f.priority === OBSERVE_PRIORITY + 1)).toEqual([
+      expect.objectContaining({ table: Table.Output, match: expect.objectContaining({ ...matchMarks(OutPortFound, ToGateway), nw_dst: CLUSTER }), actions: [toController, sendOn] }),
+    ]);
     expect(at(flows, ObservationPoint.noRoute)).toEqual([]);
-    expect(flows.filter((f) => f.table !== ChainTable.Target).every((f) => f.actions.length === 1 && f.actions[0]!.type === 'output')).toBe(true);
+  });
+
+  it('without the cluster block, send nothing on', () => {
+    const { clusterCidr: _cidr, ...bare } = chained;
+    const none = traceFlows(bare, 5, tcp);
+    expect(none.filter((f) => f.priority === OBSERVE_PRIORITY + 1)).toEqual([]);
+    expect(none.filter((f) => f.table !== ChainTable.Target).every((f) => f.actions.length === 1 && f.actions[0]!.type === 'output')).toBe(true);
   });
 });
 

@@ -297,10 +297,19 @@ describe('a trace packet leaving by the gateway', () => {
     }
   });
 
-  it('does not look for a peer behind the gateway in chained mode', () => {
-    const r = observe(viewOf('node-a', 'chained'), fromA(toServerB), ObservationPoint.output, pipeline(CLIENT_PORT, { kind: ToGateway.value, ofport: GATEWAY }), frameOf(toServerB));
-    expect(r.verdict).toBe('ForwardedToNode');
-    expect(r.observations.at(-1)!.peerNode).toBeUndefined();
+  it('chained: hands a packet for a pod of the cluster to the node\'s routing, naming the pod\'s node when a subnet says it', () => {
+    const out = pipeline(CLIENT_PORT, { kind: ToGateway.value, ofport: GATEWAY });
+    const named = observe(viewOf('node-a', 'chained'), fromA(toServerB), ObservationPoint.output, out, frameOf(toServerB));
+    expect(named.verdict).toBeUndefined();
+    expect(named.observations.at(-1)).toMatchObject({ action: 'Forwarded', outputPort: 'gateway', peerNode: 'node-b' });
+    // The cloud's pods have no per-node subnet: the pod's node is not known, and the packet goes on all the same.
+    const cloud: NodeView = { ...viewOf('node-a', 'chained'), nodeByPodIp: () => undefined, inCluster: (ip) => ip.startsWith('10.244.') };
+    const unnamed = observe(cloud, fromA(toServerB), ObservationPoint.output, out, frameOf(toServerB));
+    expect(unnamed.verdict).toBeUndefined();
+    expect(unnamed.role).toBe('Sender');
+    expect(unnamed.observations.at(-1)).toEqual({ component: 'Forwarding', action: 'Forwarded', table: 'Output', outputPort: 'gateway', message: "to the node's routing, toward the pod's node" });
+    // Outside the cluster: the node's own stack.
+    expect(observe(cloud, fromA(external), ObservationPoint.output, out, frameOf(external)).verdict).toBe('ForwardedToNode');
   });
 
   it('names the port by number when the destination kind is none the pipeline sets', () => {

@@ -4,7 +4,7 @@ import type { AgentFeature, FeatureInspection } from '../../agent/feature.js';
 import { EventRecorder } from '../../k8s/events.js';
 import { addFlow } from '../../ovs/openflow/index.js';
 import { GATEWAY_PORT, gatewayMacFor } from '../../primary/bridge/bridge.js';
-import { CHAINED_OWNER, InterfaceStore, inspectedInterface } from '../../primary/interfacestore/store.js';
+import { CHAINED_OWNER, InterfaceStore, inspectedInterface, type PodInterface } from '../../primary/interfacestore/store.js';
 import { pipelineFlows, pipelineSync, type NodeConfig, type PipelineState } from '../../primary/pipeline/index.js';
 import { logger } from '../../util/log.js';
 import { adoptRunningPods } from './adopt.js';
@@ -48,6 +48,11 @@ export class ChainedNetworkFeature implements AgentFeature {
 
   get podNetwork(): ChainedPodNetwork | undefined {
     return this.driver;
+  }
+
+  /** The taken-over pods' interfaces on the integration bridge. */
+  podInterfaces(): readonly PodInterface[] {
+    return this.store.list();
   }
 
   readonly inspection: FeatureInspection = {

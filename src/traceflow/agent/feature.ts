@@ -254,8 +254,9 @@ export class TraceflowFeature implements AgentFeature {
       // The pod's own ARP request for it would go unanswered: nothing would be sent.
       return this.report(name, status.tag!, { role: 'Sender', verdict: 'Dropped', observations: [{ component: 'Forwarding', action: 'Dropped', table: 'ARPResponder', message: `no pod on ${this.ctx.node.name} has ${p.destinationIP}: the source's ARP request for it goes unanswered` }] });
     }
-    // Addressed as the pod addresses it: a pod of its own subnet by its MAC, anything else through the gateway.
-    const destinationMac = local?.mac ?? gatewayMacFor(this.ctx.node.ip);
+    // Addressed as the pod addresses it: a pod of its own subnet by its MAC, anything else through the gateway;
+    // chained, everything through its next hop (the primary CNI's host end of its link).
+    const destinationMac = this.node().mode === 'chained' ? (src.peerMac ?? gatewayMacFor(this.ctx.node.ip)) : (local?.mac ?? gatewayMacFor(this.ctx.node.ip));
     const data = buildFrame(p, { tag: status.tag!, sourceMac: src.mac, destinationMac });
     this.log.info({ trace: name, tag: status.tag, port: src.portName, packet: p }, 'injecting the trace packet');
     await this.connection!.packetOut([{ data, inPort: src.ofport, actions: [{ type: 'output', port: 'TABLE' }] }]);
@@ -316,6 +317,7 @@ export class TraceflowFeature implements AgentFeature {
       },
       nodeByIp: (ip) => nodes.find((n) => addresses(n).includes(ip))?.metadata?.name,
       nodeByPodIp: (ip) => nodes.find((n) => [n.spec?.podCIDR, ...(n.spec?.podCIDRs ?? [])].some((c) => !!c && inCidr(ip, c)))?.metadata?.name,
+      inCluster: (ip) => !!this.ctx.config.clusterCIDR && inCidr(ip, this.ctx.config.clusterCIDR),
       rule: (id) => this.sources.ruleOf?.(id),
       chainTarget: (chain, hop, replica) => this.sources.chainTarget?.(chain, hop, replica),
     };

@@ -150,8 +150,8 @@ export function traceFlows(node: TraceNode, tag: number, p: TracePacket, live = 
     flows.push(flow(Table.Output, ObservationPoint.output, OBSERVE_PRIORITY + 1, matchMarks(OutPortFound, ToTunnel), [toController, sendOn]));
     // Above the cluster block's drop, below every node's pod subnet.
     if (node.clusterCidr) flows.push(flow(Table.L3Forwarding, ObservationPoint.noRoute, Priority.cluster + 1, { nw_dst: node.clusterCidr }));
-  } else if (node.mode === 'noEncap' && node.clusterCidr) {
-    // To another node's pods by the node's routes: that node's pipeline observes it.
+  } else if ((node.mode === 'noEncap' || node.mode === 'chained') && node.clusterCidr) {
+    // To another node's pods by the node's routes (chained: the cloud's network): that node's pipeline observes it.
     flows.push(flow(Table.Output, ObservationPoint.output, OBSERVE_PRIORITY + 1, { ...matchMarks(OutPortFound, ToGateway), nw_dst: node.clusterCidr }, [toController, sendOn]));
   }
   return flows;

@@ -23,6 +23,8 @@ export interface NodeView {
   nodeByIp(ip: string): string | undefined;
   /** The node whose pod subnet holds the address. */
   nodeByPodIp(ip: string): string | undefined;
+  /** The address is in the cluster's pod block (what the observation flows send on through the node's routes). */
+  inCluster?(ip: string): boolean;
   /** A rule of the policy stage by its id. */
   rule(ruleId: number): PolicyRef | undefined;
   /** The chain, hop and replica a chain tag names on the pod network, with the replica's node. */
@@ -149,9 +151,14 @@ export function observe(view: NodeView, trace: TraceRef, point: number, pipeline
     return { role: sender ? 'Sender' : 'Transit', observations: obs };
   }
   if (kind === ToGateway.value) {
-    const peerNode = view.mode === 'noEncap' ? view.nodeByPodIp(dst) : undefined;
+    const peerNode = view.mode === 'noEncap' || view.mode === 'chained' ? view.nodeByPodIp(dst) : undefined;
     if (peerNode && peerNode !== view.node) {
       obs.push({ component: 'Forwarding', action: 'Forwarded', table: 'Output', outputPort: 'gateway', peerNode });
+      return { role: sender ? 'Sender' : 'Transit', observations: obs };
+    }
+    // Chained: pods have no per-node subnet; a pod address is routed to its node by the cloud's network.
+    if (view.mode === 'chained' && !peerNode && view.inCluster?.(dst)) {
+      obs.push({ component: 'Forwarding', action: 'Forwarded', table: 'Output', outputPort: 'gateway', message: "to the node's routing, toward the pod's node" });
       return { role: sender ? 'Sender' : 'Transit', observations: obs };
     }
     obs.push({ component: 'Forwarding', action: 'Forwarded', table: 'Output', outputPort: 'gateway', message: "to the node's network stack" });
