@@ -1,5 +1,6 @@
 // The docs' walk-throughs, run as written (their shell blocks, with the stock kubectl and the `seine` CLI) in one
-// 2-node lab: docs/secondary-networks.md's MultiNetworkPolicy and docs/traceflow.md's "Try it" and "Live traffic".
+// 2-node lab: docs/secondary-networks.md's MultiNetworkPolicy, docs/services.md's walk-through and docs/traceflow.md's
+// "Try it" and "Live traffic".
 // What they say they show, they show; where a doc prints output, the command prints that output (addresses, ports
 // and names aside).
 import { readFileSync } from 'node:fs';
@@ -19,6 +20,13 @@ function block(file: string, heading: string, lang = 'sh', n = 0): string {
   if (!blocks[n]) throw new Error(`${file}: no ${lang || 'plain'} block ${n} in ${heading}`);
   return blocks[n][2]!;
 }
+
+/** A doc's block without what starts a lab and points kubectl at it: this test's lab is up and KUBECONFIG set. */
+const inThisLab = (script: string): string =>
+  script
+    .split('\n')
+    .filter((l) => !/^seine lab up\b|^export KUBECONFIG=/.test(l))
+    .join('\n');
 
 /** A trace diagram with what differs from run to run masked: addresses, ports, port names, the DSCP tag. */
 const masked = (text: string): string[] =>
@@ -68,13 +76,9 @@ describe('docs: walk-throughs run as written', () => {
 
   it('Traceflow: the trace of the Service prints the path the doc shows, and the NetworkPolicy verdicts it names', async () => {
     const doc = join(root, 'docs', 'traceflow.md');
-    // This lab is up and KUBECONFIG set; its nodes are named after it, not after the default lab.
+    // Its nodes are named after this lab, not after the default lab.
     const nodes = (s: string): string => s.replaceAll('seine-node', `${lab.plan.name}-node`);
-    const script = block(doc, '## Try it')
-      .split('\n')
-      .filter((l) => !/^seine lab up\b|^export KUBECONFIG=/.test(l))
-      .join('\n');
-    const stdout = await runBlock(nodes(script));
+    const stdout = await runBlock(nodes(inThisLab(block(doc, '## Try it'))));
     expect(masked(stdout.slice(stdout.indexOf('default/client -> ')))).toEqual(masked(nodes(block(doc, '## Try it', ''))));
 
     // "With a NetworkPolicy that isolates web for ingress and admits only port 8080": dropped at 80, allowed at 8080.
@@ -92,6 +96,16 @@ describe('docs: walk-throughs run as written', () => {
     expect(traced).toContain(`${dropped1}web-8080-only${dropped2}`);
     expect(traced).toMatch(new RegExp(`NetworkPolicy\\s+${`${allowed1}web-8080-only${allowed2}`.replace(/[()]/g, '\\$&')}`));
   }, 400_000);
+
+  it('Services: the ClusterIP and the node port answer with a server\'s name, and only web-2 once web-1 is deleted', async () => {
+    const stdout = await runBlock(inThisLab(block(join(root, 'docs', 'services.md'), '## Try it (lab)', 'sh', 1)));
+    // The block prints the kubectl table, then one answer per request: 4 through the ClusterIP, 1 through the node port, 1 after the deletion.
+    const answers = stdout.split('\n').filter((l) => /^web-\d$/.test(l));
+    expect(answers).toHaveLength(6);
+    for (const a of answers.slice(0, 5)) expect(['web-1', 'web-2']).toContain(a);
+    expect(answers.at(-1)).toBe('web-2');
+    expect(stdout).toMatch(/^service\/web\s+NodePort\s/m);
+  }, 300_000);
 
   it('Traceflow, live traffic: the ping the trace takes is answered like every other, and its path ends delivered', async () => {
     const doc = join(root, 'docs', 'traceflow.md');
