@@ -121,7 +121,13 @@ const SERVICE_NAME = 'iperf';
 /** The lab's EndpointSlice controller and every agent follow a new Service: generous on a busy machine. */
 const SERVICE_TIMEOUT_MS = 60_000;
 
-const iperfGbps = (stdout: string): string => ((JSON.parse(stdout) as { end: { sum_received: { bits_per_second: number } } }).end.sum_received.bits_per_second / 1e9).toFixed(2);
+/** iperf3's received rate in Gbit/s from its JSON; its own error when the test did not run (it may still exit 0). */
+function iperfGbps(stdout: string): string {
+  const r = JSON.parse(stdout) as { error?: string; end?: { sum_received?: { bits_per_second?: number } } };
+  const bps = r.end?.sum_received?.bits_per_second;
+  if (bps === undefined) throw new Error(`iperf3: ${r.error ?? 'no result'}`);
+  return (bps / 1e9).toFixed(2);
+}
 
 /**
  * A NodePort Service over the iperf3 pods, served by Seine's proxy in OVS: its endpoints as the EndpointSlice
@@ -142,15 +148,17 @@ async function showService(status: LabStatus, say: (line: string) => void): Prom
 Service ${NAMESPACE}/${SERVICE_NAME} (NodePort): ClusterIP ${clusterIp}:5201, node port ${nodePort}, load balanced by Seine in OVS with client affinity (no kube-proxy)`);
   const client = pods[0]!;
   const deadline = Date.now() + SERVICE_TIMEOUT_MS;
-  // The first test is retried until the Service is realized on the client's node (iperf3 refused until then).
+  // The first test is retried until the Service is realized on the client's node (iperf3 refused until then); an
+  // attempt that hangs is cut short (a 1 s test takes about 2 s).
   for (;;) {
     try {
-      const { stdout } = await inPod(client, ['iperf3', '-c', clusterIp, '-t', '1', '-J']);
+      const { stdout } = await inPod(client, ['iperf3', '-c', clusterIp, '-t', '1', '--connect-timeout', '2000', '-J'], 15_000);
       say(`TCP ${client.metadata!.name} -> ClusterIP ${clusterIp}: ${iperfGbps(stdout)} Gbit/s (iperf3, 1 s)`);
       break;
     } catch (e) {
       if (Date.now() > deadline) throw new Error(`the Service's ClusterIP did not answer within ${SERVICE_TIMEOUT_MS / 1000} s`, { cause: e });
-      await new Promise((r) => setTimeout(r, 1000));
+      say(`  (no answer through the ClusterIP yet: ${e instanceof Error ? e.message.split('\n')[0] : String(e)}; trying again)`);
+      await new Promise((r) => setTimeout(r, 500));
     }
   }
   const node = status.nodes[status.nodes.length - 1]!;
