@@ -1,6 +1,6 @@
 // The docs' walk-throughs, run as written (their shell blocks, with the stock kubectl and the `seine` CLI) in one
-// 2-node lab: docs/secondary-networks.md's MultiNetworkPolicy, docs/services.md's walk-through and docs/traceflow.md's
-// "Try it" and "Live traffic".
+// 2-node lab: docs/secondary-networks.md's MultiNetworkPolicy, the walk-throughs of docs/network-policy.md and
+// docs/services.md, and docs/traceflow.md's "Try it" and "Live traffic".
 // What they say they show, they show; where a doc prints output, the command prints that output (addresses, ports
 // and names aside).
 import { readFileSync } from 'node:fs';
@@ -96,6 +96,13 @@ describe('docs: walk-throughs run as written', () => {
     expect(traced).toContain(`${dropped1}web-8080-only${dropped2}`);
     expect(traced).toMatch(new RegExp(`NetworkPolicy\\s+${`${allowed1}web-8080-only${allowed2}`.replace(/[()]/g, '\\$&')}`));
   }, 400_000);
+
+  it('NetworkPolicy: the client connects, the other pod and then the quarantined client are refused, the Admin tier is realized', async () => {
+    const stdout = await runBlock(block(join(root, 'docs', 'network-policy.md'), '## Try it'));
+    expect(stdout.split('\n').filter((l) => /^(connects|refused)$/.test(l))).toEqual(['connects', 'refused', 'refused']);
+    // Realized follows the agents' reports: the condition is there, whichever count it has reached.
+    expect(stdout).toMatch(/realized on \d of 2 nodes/);
+  }, 300_000);
 
   it('Services: the ClusterIP and the node port answer with a server\'s name, and only web-2 once web-1 is deleted', async () => {
     const stdout = await runBlock(inThisLab(block(join(root, 'docs', 'services.md'), '## Try it (lab)', 'sh', 1)));
