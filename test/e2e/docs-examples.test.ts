@@ -1,6 +1,6 @@
 // The docs' walk-throughs, run as written (their shell blocks, with the stock kubectl and the `seine` CLI) in one
-// 2-node lab: docs/secondary-networks.md's MultiNetworkPolicy, the walk-throughs of docs/network-policy.md and
-// docs/services.md, and docs/traceflow.md's "Try it" and "Live traffic".
+// 2-node lab: docs/secondary-networks.md's "Try it in the lab" and MultiNetworkPolicy, the walk-throughs of
+// docs/network-policy.md and docs/services.md, and docs/traceflow.md's "Try it" and "Live traffic".
 // What they say they show, they show; where a doc prints output, the command prints that output (addresses, ports
 // and names aside).
 import { readFileSync } from 'node:fs';
@@ -27,6 +27,22 @@ const inThisLab = (script: string): string =>
     .split('\n')
     .filter((l) => !/^seine lab up\b|^export KUBECONFIG=/.test(l))
     .join('\n');
+
+/** The JSON array or object `text` starts with, whatever follows it. */
+function leadingJson(text: string): string {
+  let depth = 0;
+  let inString = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i];
+    if (inString) {
+      if (c === '\\') i++;
+      else if (c === '"') inString = false;
+    } else if (c === '"') inString = true;
+    else if (c === '[' || c === '{') depth++;
+    else if ((c === ']' || c === '}') && --depth === 0) return text.slice(0, i + 1);
+  }
+  throw new Error(`no whole JSON value at the start of ${JSON.stringify(text.slice(0, 80))}`);
+}
 
 /** A trace diagram with what differs from run to run masked: addresses, ports, port names, the DSCP tag. */
 const masked = (text: string): string[] =>
@@ -96,6 +112,21 @@ describe('docs: walk-throughs run as written', () => {
     expect(traced).toContain(`${dropped1}web-8080-only${dropped2}`);
     expect(traced).toMatch(new RegExp(`NetworkPolicy\\s+${`${allowed1}web-8080-only${allowed2}`.replace(/[()]/g, '\\$&')}`));
   }, 400_000);
+
+  it('secondary networks: cnf-b has the interfaces its annotation asks for, with the static address and MAC, and the pools count them', async () => {
+    const stdout = await runBlock(inThisLab(block(join(root, 'docs', 'secondary-networks.md'), '## Try it in the lab')));
+    // The jsonpath output ends without a newline: the next command's output follows on its line.
+    const status = JSON.parse(leadingJson(stdout.slice(stdout.indexOf('[{')))) as Array<{ name: string; interface?: string; ips?: string[]; mac?: string; default?: boolean; 'default-route'?: string[] }>;
+    expect(status.map((s) => [s.name, s.interface])).toEqual([['seine', 'eth0'], ['default/vlan100', 'access0'], ['default/mgmt', 'net2'], ['default/blue', 'net3']]);
+    expect(status.find((s) => s.name === 'default/mgmt')).toMatchObject({ ips: ['10.30.0.8'], mac: '02:00:00:00:30:08' });
+    // The pod network is the default network; the default route goes through the overlay, as the annotation asks.
+    expect(status.filter((s) => s.default).map((s) => s.name)).toEqual(['seine']);
+    expect(status.find((s) => s.name === 'default/blue')?.['default-route']).toEqual(['10.50.0.1']);
+    for (const ifname of ['eth0', 'access0', 'net2', 'net3']) expect(stdout).toMatch(new RegExp(`^${ifname}@\\S+\\s+UP\\s`, 'm'));
+    // NAME GATEWAY PREFIX VLAN TOTAL USED AGE: both pods hold an address of vlan100 (pods of the other cases may too).
+    const used = /^vlan100\s+\S+\s+\d+\s+100\s+\d+\s+(\d+)\s/m.exec(stdout);
+    expect(Number(used?.[1])).toBeGreaterThanOrEqual(2);
+  }, 300_000);
 
   it('NetworkPolicy: the client connects, the other pod and then the quarantined client are refused, the Admin tier is realized', async () => {
     const stdout = await runBlock(block(join(root, 'docs', 'network-policy.md'), '## Try it'));
