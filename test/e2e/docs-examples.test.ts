@@ -1,6 +1,7 @@
 // The docs' walk-throughs, run as written (their shell blocks, with the stock kubectl and the `seine` CLI) in one
 // 2-node lab: docs/secondary-networks.md's "Try it in the lab" and MultiNetworkPolicy, the walk-throughs of
-// docs/network-policy.md and docs/services.md, and docs/traceflow.md's "Try it" and "Live traffic".
+// docs/service-chains.md, docs/network-policy.md and docs/services.md, and docs/traceflow.md's "Try it" and "Live
+// traffic".
 // What they say they show, they show; where a doc prints output, the command prints that output (addresses, ports
 // and names aside).
 import { readFileSync } from 'node:fs';
@@ -80,6 +81,24 @@ describe('docs: walk-throughs run as written', () => {
   afterAll(async () => {
     await lab?.down();
   }, 120_000);
+
+  it('service chains: the example chain becomes Ready, counts chained packets, and the servers see the last hop\'s mark', async () => {
+    let stdout: string;
+    try {
+      stdout = await runBlock(block(join(root, 'docs', 'service-chains.md'), '## Try it'));
+    } finally {
+      // The Traceflow walk-through has a client of its own in the same namespace.
+      await runBlock('kubectl delete -f manifests/examples/service-chain.yaml --ignore-not-found --wait=true\n');
+    }
+    expect(stdout).toMatch(/^servicechain\.crd\.seine\.dev\/web condition met$/m);
+    // NAME NETWORK INDEX HOPS READY STATUS PACKETS AGE (the pod network's chain has no NETWORK): Ready, packets counted.
+    const row = /^web\s+(?:[a-z0-9./-]+\s+)?\d+\s+3\s+(\d+)\/(\d+)\s+Ready\s+(\d+)/m.exec(stdout);
+    expect(row).not.toBeNull();
+    expect(row![1]).toBe(row![2]);
+    expect(Number(row![3])).toBeGreaterThan(0);
+    // web-1's rule counts what reaches port 80 with the inspector's mark, DSCP 24 (nft names it cs3).
+    expect(stdout).toMatch(/tcp dport 80 ip dscp cs3 counter packets \d+ bytes \d+/);
+  }, 400_000);
 
   it('MultiNetworkPolicy: connects the client, refuses the other pod on vlan100 only, and reports the policy enforced and realized', async () => {
     const stdout = await runBlock(block(join(root, 'docs', 'secondary-networks.md'), '## MultiNetworkPolicy'));
