@@ -92,7 +92,8 @@ function shellCommand(c: FollowUp): string {
       // A key's '.' separates directories; a '/' in it stands for a '.' within a name (a device's).
       const parts = a.slice(0, at).split('.').map((p) => p.replaceAll('/', '.'));
       if (at <= 0 || parts.some((p) => p === '' || p === '.' || p === '..')) return undefined;
-      return `echo ${shellQuote(a.slice(at + 1))} > ${shellQuote(`/proc/sys/${parts.join('/')}`)}`;
+      // printf, not echo: dash's echo would read backslashes in a value as escapes.
+      return `printf '%s\\n' ${shellQuote(a.slice(at + 1))} > ${shellQuote(`/proc/sys/${parts.join('/')}`)}`;
     });
     if (writes.every((w) => w !== undefined)) return `{ ${writes.join(' && ')}; }`;
   }

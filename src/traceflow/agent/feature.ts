@@ -137,7 +137,10 @@ export class TraceflowFeature implements AgentFeature {
     if (have && have.tag === status.tag && have.installed === installed) return have;
     if (have && have.tag !== status.tag) await this.ctx.flows.sync(traceSync(this.node(), have.tag, undefined));
     await this.ctx.flows.sync(traceSync(this.node(), status.tag!, wanted));
-    const local: Local = { ...(have ?? { injected: false, held: [] }), tag: status.tag!, installed };
+    // The same object from here on: a sampled packet's handling holds it across awaits.
+    const local: Local = have ?? { tag: status.tag!, installed, injected: false, held: [] };
+    local.tag = status.tag!;
+    local.installed = installed;
     this.local.set(name, local);
     return local;
   }
