@@ -17,7 +17,7 @@ import type { PodInterface } from '../../primary/interfacestore/store.js';
 import { logger } from '../../util/log.js';
 import { updateTraceStatus } from '../api/status.js';
 import { TRACEFLOW_GROUP, TRACEFLOW_PLURAL, TRACEFLOW_VERSION, type PolicyRef, type Traceflow, type TraceflowStatus } from '../api/types.js';
-import { decodeTraceCookie, observationFlows, ObservationPoint, traceScope, traceSync, type TraceFlowsWanted, type TraceNode } from '../datapath/flows.js';
+import { decodeTraceCookie, ObservationPoint, traceScope, traceSync, type TraceFlowsWanted, type TraceNode } from '../datapath/flows.js';
 import { observe, type ChainRef, type NodeView } from '../datapath/observe.js';
 import { buildFrame, capturedPacket, parseFrame, withTag } from '../model/frame.js';
 import { handoffsMatched, orderResults } from '../model/path.js';
@@ -112,8 +112,8 @@ export class TraceflowFeature implements AgentFeature {
     if (this.stopped || !this.traces) return;
     const runningNow = this.traces.list().filter(running);
     const wanted = runningNow.map((tf) => this.wanted(tf, undefined));
-    await this.ctx.flows.sync({ cookie: traceScope(), flows: runningNow.flatMap((tf, i) => observationFlows(this.node(), tf.status!.tag!, wanted[i]!.packet, wanted[i]!.live)) });
-    for (const l of this.local.values()) await this.release(l.held.splice(0));
+    await this.ctx.flows.sync({ cookie: traceScope(), flows: runningNow.flatMap((tf, i) => traceSync(this.node(), tf.status!.tag!, wanted[i]).flows) });
+    for (const l of this.local.values()) await this.sendIn(l.held.splice(0));
     this.local.clear();
     runningNow.forEach((tf, i) => this.local.set(tf.metadata.name!, { tag: tf.status!.tag!, installed: JSON.stringify(wanted[i]), injected: false, held: [] }));
     await this.reconcileAll();
@@ -153,7 +153,7 @@ export class TraceflowFeature implements AgentFeature {
       if (have) {
         await this.ctx.flows.sync(traceSync(this.node(), have.tag, undefined));
         this.local.delete(name);
-        await this.release(have.held.splice(0));
+        await this.sendIn(have.held.splice(0));
       }
       return;
     }
@@ -197,9 +197,9 @@ export class TraceflowFeature implements AgentFeature {
    * nothing after it is taken); any that came with it go back in as they were, in the order they came.
    */
   private sampled(p: PacketIn, tag: number): void {
-    const entry = [...this.local.entries()].find(([, l]) => l.tag === tag);
+    const entry = this.localByTag(tag);
     if (!entry) {
-      this.enqueue(() => this.release([p.data]));
+      this.enqueue(() => this.sendIn([p.data]));
       return;
     }
     const [name, local] = entry;
@@ -215,22 +215,29 @@ export class TraceflowFeature implements AgentFeature {
       await this.install(name, tf, local);
     }
     const held = local.held.splice(0);
-    if (!first || held.length === 0) return this.release(held);
+    if (!first || held.length === 0) return this.sendIn(held);
     const [taken, ...rest] = held as [Buffer, ...Buffer[]];
-    await this.connection!.packetOut([{ data: withTag(taken, local.tag), inPort: local.sourceOfport!, actions: [{ type: 'output', port: 'TABLE' }] }]);
-    await this.release(rest, local.sourceOfport);
+    await this.sendIn([withTag(taken, local.tag), ...rest], local.sourceOfport);
     const parsed = parseFrame(taken);
     const captured = parsed && capturedPacket(parsed);
     this.log.info({ trace: name, tag: local.tag, packet: captured, alsoHeld: rest.length }, 'took a packet from the source pod');
     await updateTraceStatus(this.api, name, (cur) => (cur.status?.phase === 'Running' && cur.status.tag === local.tag ? { ...cur.status, ...(captured ? { capturedPacket: captured } : {}), message: 'following a packet the source pod sent' } : undefined));
   }
 
-  /** The pod's held packets, back into the pipeline as they were (at the port they came from). */
-  private async release(frames: Buffer[], inPort?: number): Promise<void> {
+  /**
+   * Frames into the pipeline as if the pod at `inPort` had sent them, in order, in one message; without a port, the
+   * local pod whose address the first one comes from (a held packet whose trace is gone).
+   */
+  private async sendIn(frames: Buffer[], inPort?: number): Promise<void> {
     if (frames.length === 0 || !this.connection) return;
     const port = inPort ?? this.portOfSource(frames[0]!);
     if (port === undefined) return;
     await this.connection.packetOut(frames.map((data) => ({ data, inPort: port, actions: [{ type: 'output', port: 'TABLE' as const }] })));
+  }
+
+  /** This node's trace that holds the tag, by name. */
+  private localByTag(tag: number): [string, Local] | undefined {
+    return [...this.local.entries()].find(([, l]) => l.tag === tag);
   }
 
   /** The local pod port a held frame came from, by its source address. */
@@ -262,7 +269,7 @@ export class TraceflowFeature implements AgentFeature {
     const destinationMac = this.node().mode === 'chained' ? (src.peerMac ?? gatewayMacFor(this.ctx.node.ip)) : (local?.mac ?? gatewayMacFor(this.ctx.node.ip));
     const data = buildFrame(p, { tag: status.tag!, sourceMac: src.mac, destinationMac });
     this.log.info({ trace: name, tag: status.tag, port: src.portName, packet: p }, 'injecting the trace packet');
-    await this.connection!.packetOut([{ data, inPort: src.ofport, actions: [{ type: 'output', port: 'TABLE' }] }]);
+    await this.sendIn([data], src.ofport);
   }
 
   /** The source pod's interface on this node's bridge. */
@@ -274,7 +281,7 @@ export class TraceflowFeature implements AgentFeature {
     const c = decodeTraceCookie(p.cookie);
     if (!c) return;
     if (c.point === ObservationPoint.sample) return this.sampled(p, c.tag);
-    const entry = [...this.local.entries()].find(([, l]) => l.tag === c.tag);
+    const entry = this.localByTag(c.tag);
     const tf = entry && this.traces?.get(entry[0]);
     if (!tf || !running(tf)) return;
     const status = tf.status!;

@@ -81,11 +81,13 @@ export interface TraceNode {
  * A live trace may leave the port out: the tag, unique among running traces, is on one packet only.
  */
 export function packetMatch(tag: number, p: TracePacket, source = p.sourceIP, live = false): Match {
-  const base = { ip_dscp: tag, nw_src: source };
-  if (p.protocol === 'ICMP') return { protocol: 'icmp', ...base, icmp_type: 8 };
+  const base = { protocol: matchProtocol(p), ip_dscp: tag, nw_src: source };
+  if (p.protocol === 'ICMP') return { ...base, icmp_type: 8 };
   if (p.sourcePort === undefined && !live) throw new RangeError(`a ${p.protocol} trace needs a source port`);
-  return { protocol: p.protocol === 'TCP' ? 'tcp' : 'udp', ...base, ...(p.sourcePort !== undefined ? { tp_src: p.sourcePort } : {}) };
+  return { ...base, ...(p.sourcePort !== undefined ? { tp_src: p.sourcePort } : {}) };
 }
+
+const matchProtocol = (p: TracePacket): 'icmp' | 'tcp' | 'udp' => (p.protocol === 'ICMP' ? 'icmp' : p.protocol === 'TCP' ? 'tcp' : 'udp');
 
 /**
  * Live traffic: the source pod's packets the trace may take, as they enter the bridge at its port, untagged and
@@ -94,12 +96,11 @@ export function packetMatch(tag: number, p: TracePacket, source = p.sourceIP, li
  */
 export function samplingFlow(node: TraceNode, tag: number, p: TracePacket, sourceOfport: number): Flow {
   const ports = p.protocol === 'ICMP' ? { icmp_type: 8 } : { ...(p.sourcePort !== undefined ? { tp_src: p.sourcePort } : {}), ...(p.destinationPort !== undefined ? { tp_dst: p.destinationPort } : {}) };
-  const protocol = p.protocol === 'ICMP' ? 'icmp' : p.protocol === 'TCP' ? 'tcp' : 'udp';
   return {
     table: Table.Classifier,
     priority: OBSERVE_PRIORITY,
     cookie: traceCookie(node.round, tag, ObservationPoint.sample),
-    match: { in_port: sourceOfport, protocol, nw_src: p.sourceIP, nw_dst: p.destinationIP, ip_dscp: 0, ...ports },
+    match: { in_port: sourceOfport, protocol: matchProtocol(p), nw_src: p.sourceIP, nw_dst: p.destinationIP, ip_dscp: 0, ...ports },
     actions: [toController],
   };
 }
@@ -116,8 +117,11 @@ const toController: Action = { type: 'output', port: 'CONTROLLER' };
 /** Each bit of the chain tag's target replica field: a chosen replica has at least one set. */
 const targetBits = (): number[] => Array.from({ length: Tag.target.end - Tag.target.start + 1 }, (_, i) => 2 ** (Tag.target.start + i));
 const sendOn: Action = { type: 'output', port: { field: subfieldOf(TargetOfportField) } };
-/** A live packet leaving the pod network (to a pod, or the node): as the pod sent it, DSCP 0. */
-const deliver: Action[] = [{ type: 'set_field', field: 'ip_dscp', value: 0 }, sendOn];
+/**
+ * Output where a port was found and the packet leaves the pipeline (to a pod, or the node): an injected packet stops
+ * at the agent; a live one goes on as the pod sent it, DSCP 0.
+ */
+const observeOutput = (live: boolean): Action[] => (live ? [toController, { type: 'set_field', field: 'ip_dscp', value: 0 }, sendOn] : [toController]);
 
 export function traceFlows(node: TraceNode, tag: number, p: TracePacket, live = false): Flow[] {
   const m = packetMatch(tag, p, p.sourceIP, live);
@@ -129,7 +133,7 @@ export function traceFlows(node: TraceNode, tag: number, p: TracePacket, live = 
     actions,
   });
   const flows = [
-    flow(Table.Output, ObservationPoint.output, OBSERVE_PRIORITY, matchMarks(OutPortFound), live ? [toController, ...deliver] : [toController]),
+    flow(Table.Output, ObservationPoint.output, OBSERVE_PRIORITY, matchMarks(OutPortFound), observeOutput(live)),
     flow(Table.Output, ObservationPoint.noOutput, Priority.miss + 1, {}),
     flow(PRIMARY_VERDICTS.dropTable.Egress, ObservationPoint.egressDrop, OBSERVE_PRIORITY, {}),
     flow(PRIMARY_VERDICTS.dropTable.Ingress, ObservationPoint.ingressDrop, OBSERVE_PRIORITY, {}),
@@ -165,7 +169,7 @@ export function hairpinFlows(node: TraceNode, tag: number, p: TracePacket, live 
   const m = packetMatch(tag, p, HAIRPIN_VIRTUAL_IP, live);
   const flow = (table: number, point: ObservationPointId, match: Match, actions: Action[] = [toController]): Flow => ({ table, priority: OBSERVE_PRIORITY, cookie: traceCookie(node.round, tag, point), match: { ...match, ...m }, actions });
   return [
-    flow(Table.Output, ObservationPoint.output, matchMarks(OutPortFound), live ? [toController, ...deliver] : [toController]),
+    flow(Table.Output, ObservationPoint.output, matchMarks(OutPortFound), observeOutput(live)),
     flow(PRIMARY_VERDICTS.dropTable.Egress, ObservationPoint.egressDrop, {}),
     flow(PRIMARY_VERDICTS.dropTable.Ingress, ObservationPoint.ingressDrop, {}),
   ];
