@@ -12,13 +12,20 @@ COPY tsconfig.json tsconfig.build.json ./
 COPY src ./src
 RUN npx --no-install tsc -p tsconfig.build.json
 
+# The seine-cni plugin: a static Go binary (the same build as scripts/build-cni.sh), which install-cni copies
+# to each node.
+FROM golang:1.22-bookworm AS cni
+WORKDIR /src/cmd/seine-cni
+COPY cmd/seine-cni ./
+RUN CGO_ENABLED=0 GOFLAGS=-mod=mod GOPROXY=off go build -trimpath -ldflags='-s -w' -o /out/seine-cni .
+
 # Production dependencies only.
 FROM node:20-bookworm-slim AS deps
 WORKDIR /src
 COPY package.json package-lock.json ./
 RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund
 
-# Runtime: Debian bookworm with Node.js 20 (whose binary install-cni also copies to each node for seine-cni).
+# Runtime: Debian bookworm with Node.js 20 for seine itself (a node's host gets only the static seine-cni binary).
 FROM node:20-bookworm-slim
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
@@ -29,6 +36,7 @@ WORKDIR /opt/seine
 COPY package.json ./
 COPY --from=deps /src/node_modules ./node_modules
 COPY --from=build /src/dist ./dist
+COPY --from=cni /out/seine-cni ./dist/bin/seine-cni
 COPY bin ./bin
 ENV NODE_ENV=production
 ENTRYPOINT ["/opt/seine/bin/seine"]

@@ -4,8 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# golang-go + golang-github-appc-cni-dev (a libcni client) and podman + runc + busybox-static (a real runtime):
-# what the end-to-end tests drive Seine through besides the lab's own runtime.
+# golang-go: the seine-cni plugin is Go (cmd/seine-cni). golang-github-appc-cni-dev (a libcni client) and
+# podman + runc + busybox-static (a real runtime): what the end-to-end tests drive Seine through besides the
+# lab's own runtime.
 APT_PACKAGES=(openvswitch-switch iproute2 ethtool iputils-ping iputils-arping iperf3 tcpdump conntrack nftables iptables
   containernetworking-plugins netcat-openbsd util-linux procps golang-go golang-github-appc-cni-dev
   podman runc busybox-static curl jq)
@@ -34,3 +35,4 @@ fi
 
 # Incremental build: a no-op when nothing changed.
 npx --no-install tsc -p tsconfig.build.json
+bash scripts/build-cni.sh

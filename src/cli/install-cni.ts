@@ -1,10 +1,9 @@
 import { Command, InvalidArgumentError } from 'commander';
-import { join } from 'node:path';
 import { ChainedCniInstaller, removeSeineConf, type ChainedCniStatus } from '../chaining/cnimode/install.js';
+import { SEINE_CNI_BINARY } from '../cni/plugin-binary.js';
 import { DEFAULT_AGENT_CONFIG, loadAgentConfig, type AgentConfig } from '../primary/agent/config.js';
 import { CONFLIST_NAME, installCni, type InstallCniResult } from '../primary/installcni/index.js';
 import { logger } from '../util/log.js';
-import { repoRoot } from '../util/paths.js';
 
 interface InstallCniFlags {
   config?: string;
@@ -51,8 +50,8 @@ function untilSignalled(): { signal: AbortSignal; dispose: () => void } {
 /**
  * `seine install-cni`: in primary mode the DaemonSet's init container (plugin and `10-seine.conflist`); in chained
  * mode the plugin and `05-seine.conflist` derived from the cloud CNI's conflist, kept derived with `--watch` until
- * SIGTERM/SIGINT (the file stays). The directories must be mounted at the same paths as on the host, because the
- * installed plugin refers to its files by absolute path.
+ * SIGTERM/SIGINT (the file stays). The plugin is a copy of the static seine-cni binary (with --link, a symlink to
+ * it, for a host that has the build).
  */
 export function installCniCommand(hooks: { onDone?: (r: InstallCniResult) => void; onChained?: (s: ChainedCniStatus) => void; onUninstalled?: (removed: string[]) => void } = {}): Command {
   return new Command('install-cni')
@@ -62,8 +61,8 @@ export function installCniCommand(hooks: { onDone?: (r: InstallCniResult) => voi
     .option('--cni-conf-dir <dir>', `where the conflist goes (default: the agent config's, else ${DEFAULT_AGENT_CONFIG.cniConfDir})`)
     .option('--cni-bin-dir <dir>', `where the plugin goes (default: the agent config's, else ${DEFAULT_AGENT_CONFIG.cniBinDir})`)
     .option('--cni-socket <path>', `the agent's CNI socket (default: the agent config's, else ${DEFAULT_AGENT_CONFIG.cniSocket})`)
-    .option('--plugin-source <file>', 'the seine-cni launcher of a built Seine tree', join(repoRoot(), 'bin', 'seine-cni'))
-    .option('--link', 'symlink the plugin to --plugin-source instead of installing a self-contained copy')
+    .option('--plugin-source <file>', "the seine-cni plugin binary (a build's dist/bin/seine-cni)", SEINE_CNI_BINARY)
+    .option('--link', 'symlink the plugin to --plugin-source instead of copying it')
     .option('--chain-portmap', 'primary mode: chain the portmap plugin (hostPort support); it must be in the CNI bin dir')
     .option('--watch', "chained mode: keep the conflist derived from the cloud CNI's until SIGTERM/SIGINT")
     .option('--wait <seconds>', "chained mode without --watch: how long to wait for a usable cloud CNI conflist", parseSeconds, DEFAULT_WAIT_SECONDS)

@@ -1,5 +1,5 @@
-// The wire contract between the seine-cni shim and the agent's CNI server, and the limits both ends
-// apply to the same input. Dependency-free: the shim imports it on every pod event.
+// The wire contract between the seine-cni plugin (cmd/seine-cni, which repeats these constants) and the
+// agent's CNI server, and the limits both ends apply to the same input.
 import { CniCode, CniError } from './errors.js';
 import { brief, hasControlCharacters } from './values.js';
 

@@ -27,6 +27,7 @@ import { installCni } from '../primary/installcni/index.js';
 import type { AgentConfig } from '../primary/agent/config.js';
 import { planLab, type LabPlan, type PlanOptions } from './topology.js';
 import { CHAINED_CONFLIST_NAME } from '../chaining/cnimode/conflist.js';
+import { SEINE_CNI_BINARY } from '../cni/plugin-binary.js';
 import { eventually } from '../util/wait.js';
 import { buildCloudNetwork, provisionCloudNode } from './cloud/profile.js';
 import type { AzureMode, CloudProfile } from './cloud/plan.js';
@@ -41,12 +42,11 @@ function profilingArgs(): string[] {
 /** An agent starts (and install-cni derives its conflist) in a few seconds; a loaded machine takes far longer. */
 const AGENT_START_TIMEOUT_MS = 120_000;
 
-/** The CLI and the CNI plugin as built in this repository (the lab runs the build). */
+/** The CLI as built in this repository (the lab runs the build, and its CNI plugin, SEINE_CNI_BINARY). */
 const SEINE_BIN = join(repoRoot(), 'bin', 'seine');
 const API_RELAY_JS = join(repoRoot(), 'dist', 'src', 'lab', 'apiserver-relay.js');
 /** Where pods and nodes reach the API server: the external host's address, kube-apiserver's usual port. */
 export const API_RELAY_PORT = 6443;
-const SEINE_CNI_BIN = join(repoRoot(), 'bin', 'seine-cni');
 
 function writeAgentConfig(path: string, cfg: AgentConfig): void {
   mkdirSync(dirname(path), { recursive: true });
@@ -394,7 +394,7 @@ export class Lab {
       });
       // Chained, install-cni is a long-lived container of the agent pod: it keeps the conflist derived from the cloud's.
       if (cloud) this.installCni.set(node.plan.name, this.startNodeProcess(node, 'install-cni', ['install-cni', '--mode', 'chained', '--watch', '--link', '--config', config]));
-      else await installCni({ confDir: node.dirs.cniConfDir, binDir: node.dirs.cniBinDir, socket, pluginSource: SEINE_CNI_BIN, link: true });
+      else await installCni({ confDir: node.dirs.cniConfDir, binDir: node.dirs.cniBinDir, socket, pluginSource: SEINE_CNI_BINARY, link: true });
       this.agents.set(node.plan.name, this.startNodeProcess(node, 'agent', ['agent', '--config', config]));
       await this.openEndpoint(node.plan.name, join(node.dirs.agentRunDir, 'metrics.sock'));
     }

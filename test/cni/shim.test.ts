@@ -1,14 +1,15 @@
 import { createServer as createNetServer, type Server as NetServer, type Socket } from 'node:net';
-import { mkdirSync, symlinkSync } from 'node:fs';
+import { mkdirSync, readFileSync, symlinkSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseConfList } from '../../src/cni/conf.js';
 import { CniCode } from '../../src/cni/errors.js';
+import { CNI_ENDPOINT, DEFAULT_CNI_SOCKET, DEFAULT_SHIM_TIMEOUT_MS, FORWARDED_ENV, MAX_ENV_VALUE_BYTES, MAX_STDIN_BYTES } from '../../src/cni/shim-protocol.js';
 import { CniRuntime, NetworkError } from '../../src/cni/runtime.js';
 import { CniServer } from '../../src/primary/cniserver/index.js';
 import type { CniRequest, GcRequest } from '../../src/primary/cniserver/types.js';
 import { buildShim, notReady, TestDriver } from '../primary/cniserver/helpers.js';
 import { Scratch } from '../primary/cniserver/scratch.js';
-import { importGraph } from './helpers.js';
+import { CURRENT_VERSION, SUPPORTED_VERSIONS } from '../../src/cni/version.js';
 
 const POD_ARGS = 'IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=web-0;K8S_POD_INFRA_CONTAINER_ID=ctr1';
 
@@ -31,7 +32,7 @@ describe('seine-cni shim (a real process) against the CNI server', () => {
     ...over,
   });
   const conf = (over: Record<string, unknown> = {}) => JSON.stringify({ cniVersion: '1.0.0', name: 'seine', type: 'seine', cniSocket: socket, ...over });
-  const shim = (command: string | undefined, stdin = conf(), over: Record<string, string> = {}) => scratch.exec(bin, env(command, over), stdin);
+  const shim = (command: string | undefined, stdin: string | Buffer = conf(), over: Record<string, string> = {}) => scratch.exec(bin, env(command, over), stdin);
 
   beforeAll(async () => {
     scratch = await Scratch.create('shim');
@@ -51,18 +52,22 @@ describe('seine-cni shim (a real process) against the CNI server', () => {
     await scratch?.close();
   });
 
-  it('imports node built-ins and tiny local modules only', () => {
-    const { files, packages } = importGraph(resolve('src/cni/shim.ts'));
-    expect(packages.every((p) => p.startsWith('node:'))).toBe(true);
-    expect(files.map((f) => f.replace(`${resolve('src/cni')}/`, '')).sort()).toEqual(['errors.ts', 'shim-http.ts', 'shim-protocol.ts', 'shim.ts', 'types.ts', 'values.ts', 'version.ts']);
+  it('repeats the wire contract of src/cni/shim-protocol.ts (its Go constants)', () => {
+    const go = readFileSync(resolve('cmd/seine-cni/main.go'), 'utf8');
+    // `name = value`, without a trailing comment.
+    const constant = (name: string) => new RegExp(`\\b${name}\\s*=\\s*(.+?)\\s*(?:// .*)?$`, 'm').exec(go)?.[1] ?? '';
+    const num = (name: string) => Number(constant(name).replace(/_/g, ''));
+    expect(JSON.parse(constant('cniEndpoint'))).toBe(CNI_ENDPOINT);
+    expect(JSON.parse(constant('defaultSocket'))).toBe(DEFAULT_CNI_SOCKET);
+    expect([num('defaultTimeoutMs'), num('maxStdinBytes'), num('maxEnvValueBytes')]).toEqual([DEFAULT_SHIM_TIMEOUT_MS, MAX_STDIN_BYTES, MAX_ENV_VALUE_BYTES]);
+    expect(JSON.parse(`[${/forwardedEnv = \[\]string\{(.*)\}/.exec(go)![1]}]`)).toEqual([...FORWARDED_ENV]);
   });
 
-  it('answers VERSION itself (no agent needed, stdin not read)', async () => {
-    // NODE_EXTRA_CA_CERTS is dropped by the shebang: Node would warn on stderr about a missing bundle.
-    const r = await scratch.exec(bin, { CNI_COMMAND: 'VERSION', NODE_EXTRA_CA_CERTS: '/nonexistent/ca.pem' });
+  it('answers VERSION itself (no agent needed, stdin not read), with the versions the agent supports', async () => {
+    const r = await scratch.exec(bin, { CNI_COMMAND: 'VERSION' });
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
-    expect(JSON.parse(r.stdout)).toEqual({ cniVersion: '1.1.0', supportedVersions: ['0.3.0', '0.3.1', '0.4.0', '1.0.0', '1.1.0'] });
+    expect(JSON.parse(r.stdout)).toEqual({ cniVersion: CURRENT_VERSION, supportedVersions: [...SUPPORTED_VERSIONS] });
   });
 
   it('without CNI_COMMAND: code 4 on stdout, exit 1, what it is on stderr', async () => {
@@ -155,6 +160,38 @@ describe('seine-cni shim (a real process) against the CNI server', () => {
     it('deep nesting anywhere else is refused by the agent with code 6', async () => {
       const r = await shim('ADD', conf({ args: 'PLACEHOLDER' }).replace('"PLACEHOLDER"', `${'{"a":'.repeat(100_000)}1${'}'.repeat(100_000)}`));
       expectCniError(r, CniCode.DecodeFailure);
+    });
+
+    it('accepts exactly the JSON that the agent (JSON.parse) accepts: code 6 for the rest, 7 for a non-object', async () => {
+      const sock = JSON.stringify(join(dir, 'missing.sock'));
+      const docs: Array<string | Buffer> = [
+        // Valid, with the agent not there: code 11.
+        ` \t\r\n{"cniSocket":${sock}} \n`,
+        `{"cniSocket":${sock},"a":[1,-0,0.5,1e5,1E+5,-1.5e-3,true,false,null,"\\u00e9\\n\\t\\"\\\\\\/\\ud800"]}`,
+        `{"cniSocket":${sock},"a":{},"b":[],"c":[{}],"d":{"e":[[]]},"":1,"f":"\u007f"}`,
+        `{"cniSocket":"relative","cniSocket":${sock}}`,
+        `{"cniSocket":${sock},"deep":${'['.repeat(20_000)}${']'.repeat(20_000)}}`,
+        Buffer.concat([Buffer.from(`{"cniSocket":${sock},"a":"`), Buffer.from([0xff, 0xc3, 0x28]), Buffer.from('"}')]),
+        // Valid, not an object: code 7.
+        '[]', '1', '"s"', 'null', ' true ',
+        // Not JSON: code 6.
+        '', ' ', '{"a":1,}', '[1,]', '{"a" 1}', "{'a':1}", '{"a":01}', '{"a":1.}', '{"a":.5}', '{"a":+1}', '{"a":-}', '{"a":1e}',
+        '{"a":"\t"}', '{"a":"\u0000"}', '{"a":"\\x"}', '{"a":"\\u12"}', '{"a":tru}', '{"a":NaN}', '{"a":Infinity}', '{} {}', '{}x',
+        '\ufeff{}', '{"a":1', '"abc', '{"a":[1}', '{"a":{]}', '{,}', '{"a":1,,"b":2}', '/*c*/{}', '{"a":[1 2]}', '{"a":1 "b":2}',
+        Buffer.concat([Buffer.from('{"a":1}'), Buffer.from([0xff])]),
+      ];
+      for (const doc of docs) {
+        let expected: number;
+        try {
+          const v: unknown = JSON.parse(Buffer.from(doc).toString('utf8'));
+          expected = typeof v === 'object' && v !== null && !Array.isArray(v) ? CniCode.TryAgainLater : CniCode.InvalidNetworkConfig;
+        } catch {
+          expected = CniCode.DecodeFailure;
+        }
+        const r = await shim('ADD', doc);
+        const what = Buffer.from(doc).toString('utf8').slice(0, 80);
+        expect({ what, code: JSON.parse(r.stdout).code }).toEqual({ what, code: expected });
+      }
     });
 
     it('a valid config of 900 KB, mostly newlines, is served (the agent takes what the shim takes)', async () => {

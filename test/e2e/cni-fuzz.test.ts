@@ -1,4 +1,4 @@
-// A seeded fuzz test of the CNI plugin: bin/seine-cni run as a container runtime runs it (env + stdin, in the
+// A seeded fuzz test of the CNI plugin: seine-cni run as a container runtime runs it (env + stdin, in the
 // node's namespace, against the node's real agent and Open vSwitch), with a fixed number of generated calls
 // mixing valid and malformed stdin, CNI_COMMAND, CNI_NETNS (control characters, iproute2 batch syntax),
 // CNI_IFNAME, CNI_CONTAINERID and CNI_ARGS. Every call must end within its (generous) time with a CNI result or
@@ -14,10 +14,9 @@ import { CommandError, run } from '../../src/host/exec.js';
 import { createNetns, listNetns, netnsPath } from '../../src/host/netns.js';
 import type { Lab } from '../../src/lab/lab.js';
 import type { LabNode } from '../../src/lab/node.js';
-import { repoRoot } from '../../src/util/paths.js';
+import { SEINE_CNI_BINARY } from '../../src/cni/plugin-binary.js';
 import { eventually, startTestLab } from '../harness/lab.js';
 
-const SEINE_CNI = join(repoRoot(), 'bin', 'seine-cni');
 /** Fixed, so the run's length depends on the machine's speed only, never its outcome. */
 const CASES = 300;
 /** Per call: far above a CNI call's cost on a loaded 2-core machine, below the agent's own 45 s answer. */
@@ -107,12 +106,12 @@ describe('seine-cni under seeded fuzzing', () => {
     }
   }
 
-  /** Runs bin/seine-cni inside the node namespace with exactly `env` (plus PATH/HOME) and `stdin`. */
+  /** Runs seine-cni inside the node namespace with exactly `env` (plus PATH/HOME) and `stdin`. */
   async function exec(env: Record<string, string | undefined>, stdin: string): Promise<{ exitCode: number; stdout: string; stderr: string }> {
     const full: NodeJS.ProcessEnv = { PATH: process.env.PATH, HOME: process.env.HOME };
     for (const [k, v] of Object.entries(env)) if (v !== undefined) full[k] = v;
     try {
-      const { stdout, stderr } = await run(SEINE_CNI, [], { netns: node.netns, env: full, input: stdin, timeoutMs: CALL_TIMEOUT_MS });
+      const { stdout, stderr } = await run(SEINE_CNI_BINARY, [], { netns: node.netns, env: full, input: stdin, timeoutMs: CALL_TIMEOUT_MS });
       return { exitCode: 0, stdout, stderr };
     } catch (e) {
       if (!(e instanceof CommandError) || e.exitCode === null) throw new Error(`seine-cni did not end within ${CALL_TIMEOUT_MS} ms or was killed: ${String(e)}`, { cause: e });

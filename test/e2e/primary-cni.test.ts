@@ -1,4 +1,4 @@
-// The primary network's CNI endpoint under bad input: bin/seine-cni run as a container runtime runs it
+// The primary network's CNI endpoint under bad input: seine-cni run as a container runtime runs it
 // (env + stdin, inside the node's namespace, against the node's real agent and Open vSwitch). Every case
 // checks the CNI answer, then that the node holds exactly the ports, veths, addresses and flows of the
 // attachments that succeeded: a refused or failed request leaves nothing behind.
@@ -12,10 +12,9 @@ import type { Lab } from '../../src/lab/lab.js';
 import type { LabNode } from '../../src/lab/node.js';
 import { CookieOwner, decodeCookie } from '../../src/ovs/openflow/cookie.js';
 import { hostInterfaceName } from '../../src/podif/interface.js';
-import { repoRoot } from '../../src/util/paths.js';
+import { SEINE_CNI_BINARY } from '../../src/cni/plugin-binary.js';
 import { eventually, startTestLab } from '../harness/lab.js';
 
-const SEINE_CNI = join(repoRoot(), 'bin', 'seine-cni');
 /** Flows per pod (src/primary/pipeline/flows.ts podFlows): classifier, 2 spoof guard, ARP, L3, L2. */
 const POD_FLOWS = 6;
 /** /29: network, gateway and broadcast reserved, 5 pod addresses. */
@@ -86,7 +85,7 @@ describe('seine-cni against a lab node: bad input and failures leave nothing beh
 
   // ---- helpers -------------------------------------------------------------------------------
 
-  /** Runs bin/seine-cni inside the node namespace with exactly `env` (plus PATH/HOME) and `stdin`. */
+  /** Runs seine-cni inside the node namespace with exactly `env` (plus PATH/HOME) and `stdin`. */
   async function exec(env: Record<string, string | undefined>, stdin: string): Promise<Outcome> {
     const full: NodeJS.ProcessEnv = { PATH: process.env.PATH, HOME: process.env.HOME };
     for (const [k, v] of Object.entries(env)) if (v !== undefined) full[k] = v;
@@ -94,7 +93,7 @@ describe('seine-cni against a lab node: bad input and failures leave nothing beh
     let stdout: string;
     let stderr: string;
     try {
-      ({ stdout, stderr } = await run(SEINE_CNI, [], { netns: node.netns, env: full, input: stdin, timeoutMs: 60_000 }));
+      ({ stdout, stderr } = await run(SEINE_CNI_BINARY, [], { netns: node.netns, env: full, input: stdin, timeoutMs: 60_000 }));
     } catch (e) {
       if (!(e instanceof CommandError) || e.exitCode === null) throw e;
       ({ exitCode, stdout, stderr } = e);

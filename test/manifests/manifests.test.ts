@@ -310,7 +310,7 @@ describe('manifests', () => {
     it('install-cni and the agent agree on paths, mounted where they are on the host', () => {
       const install = container(pod, 'install-cni');
       expect(install.args).toEqual(['install-cni', '--config', '/etc/seine/agent.yaml']);
-      // The installed plugin names its files by absolute path: container and host paths must be the same.
+      // The agent's config names these directories for the host's runtime: container and host paths must be the same.
       for (const dir of [agentConfig.cniConfDir, agentConfig.cniBinDir]) expect(hostPathOf(pod, mountOf(install, dir).name)).toBe(dir);
       const agent = container(pod, 'seine-agent');
       const ovs = container(pod, 'openvswitch');
@@ -387,7 +387,7 @@ describe('manifests', () => {
       const install = container(pod, 'install-cni');
       expect(install.args).toEqual(['install-cni', '--config', '/etc/seine/agent.yaml', '--mode', 'chained', '--watch']);
       expect(install.env).toContainEqual({ name: 'NODE_NAME', valueFrom: { fieldRef: { fieldPath: 'spec.nodeName' } } });
-      // It writes both directories, at the host's paths (the plugin names its files).
+      // It writes both directories, at the host's paths (the agent's config names them for the host's runtime).
       for (const dir of [agentConfig.cniConfDir, agentConfig.cniBinDir]) {
         expect([dir, hostPathOf(pod, mountOf(install, dir).name), mountOf(install, dir).readOnly]).toEqual([dir, dir, undefined]);
       }

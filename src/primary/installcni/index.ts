@@ -1,14 +1,13 @@
 // What the DaemonSet's install-cni init container does on every node (and the lab does for its nodes):
 // puts the `seine` plugin into the CNI bin dir, then the conflist into the CNI conf dir, each atomically,
-// so a container runtime never sees a half-written file or a conflist whose plugin is missing.
-import { createHash, randomBytes } from 'node:crypto';
-import { createReadStream, existsSync } from 'node:fs';
-import { chmod, copyFile, lstat, mkdir, readdir, readFile, readlink, realpath, rename, rm, stat, symlink, writeFile } from 'node:fs/promises';
-import { isBuiltin } from 'node:module';
-import { basename, dirname, extname, isAbsolute, join, relative, resolve } from 'node:path';
+// so a container runtime never sees a half-written file or a conflist whose plugin is missing. On a node the
+// plugin is a copy of the static seine-cni binary: the host needs neither Node.js nor anything else of Seine.
+import { randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { chmod, lstat, mkdir, readdir, readFile, readlink, rename, rm, stat, symlink, writeFile } from 'node:fs/promises';
+import { basename, dirname, extname, isAbsolute, join, resolve } from 'node:path';
 import { CONF_EXTENSIONS, parseConfList } from '../../cni/conf.js';
 import { SUPPORTED_VERSIONS } from '../../cni/version.js';
-import { shellQuote } from '../../host/exec.js';
 import { logger, type Logger } from '../../util/log.js';
 
 /** The conflist's file name: early in the order, as the runtime takes the lexically first one. */
@@ -16,7 +15,7 @@ export const CONFLIST_NAME = '10-seine.conflist';
 export const NETWORK_NAME = 'seine';
 /** The plugin's `type`, and its file name in the bin dir. */
 export const PLUGIN_TYPE = 'seine';
-/** Directory in the bin dir holding self-contained copies (Node.js and the shim's modules). */
+/** Where earlier versions put the plugin's Node.js bundle in the bin dir: removed on install. */
 export const BUNDLE_DIR = 'seine-cni.d';
 /** How the temporary files of Seine's atomic writes begin (never a network config: a runtime skips them). */
 export const TMP_PREFIX = '.seine-tmp-';
@@ -24,15 +23,13 @@ export const TMP_PREFIX = '.seine-tmp-';
 /** Where and how the `seine` plugin is installed (the same in primary and chained mode). */
 export interface PluginInstallOptions {
   binDir: string;
-  /** `bin/seine-cni` of a built Seine tree. */
+  /** The seine-cni plugin binary (a build's `dist/bin/seine-cni`, SEINE_CNI_BINARY). */
   pluginSource: string;
   /**
-   * Symlink the plugin to pluginSource (the lab, where the tree is on the host) instead of installing a
-   * self-contained copy (a node, where the host has neither Node.js nor Seine).
+   * Symlink the plugin to pluginSource (the lab, where the build is on the host) instead of copying it (a node,
+   * whose host has nothing of Seine).
    */
   link?: boolean;
-  /** The Node.js binary a copy runs with; default the running one. */
-  nodeBinary?: string;
   log?: Logger;
 }
 
@@ -139,113 +136,21 @@ async function symlinkAtomic(target: string, path: string): Promise<boolean> {
   return true;
 }
 
-const STATIC_IMPORT = /(?:^|[\s;])(?:import|export)\s*(?:[^'"`;]*?\sfrom\s*)?['"]([^'"]+)['"]/g;
-const DYNAMIC_IMPORT = /\bimport\(\s*['"]([^'"]+)['"]\s*\)/g;
-const URL_IMPORT = /new URL\(\s*['"]([^'"]+)['"]\s*,\s*import\.meta\.url\s*\)/g;
-
 /**
- * The files the launcher loads, found by following its relative imports (static, dynamic and
- * `new URL(..., import.meta.url)`) through the built modules. Only Node built-ins may be imported besides:
- * a package import would be missing on the node.
+ * A copy of the plugin binary, written beside the plugin and renamed over it: a runtime executing `seine`
+ * meanwhile runs the old file or the new one, never a part. Left alone when already the same.
  */
-export async function moduleClosure(entry: string, root: string): Promise<string[]> {
-  const seen = new Set<string>();
-  const todo = [entry];
-  while (todo.length) {
-    const file = todo.pop()!;
-    if (seen.has(file)) continue;
-    if (!existsSync(file)) throw new InstallCniError(`${file} is missing (is Seine built?)`);
-    seen.add(file);
-    const text = await readFile(file, 'utf8');
-    for (const re of [STATIC_IMPORT, DYNAMIC_IMPORT, URL_IMPORT]) {
-      for (const m of text.matchAll(re)) {
-        const spec = m[1]!;
-        if (spec.startsWith('./') || spec.startsWith('../')) {
-          const target = resolve(dirname(file), spec);
-          if (relative(root, target).startsWith('..')) throw new InstallCniError(`${file} imports ${spec}, outside ${root}`);
-          todo.push(target);
-        } else if (!isBuiltin(spec)) {
-          throw new InstallCniError(`${file} imports '${spec}', which a self-contained plugin cannot carry (only node built-ins and relative modules)`);
-        }
-      }
-    }
-  }
-  return [...seen].sort();
-}
-
-async function hashFile(path: string, h: ReturnType<typeof createHash>): Promise<void> {
-  for await (const chunk of createReadStream(path)) h.update(chunk as Buffer);
-}
-
-
-/**
- * A self-contained copy: `<binDir>/seine-cni.d/<content hash>/` holds Node.js, the launcher and the modules it
- * loads in the tree's layout; `<binDir>/seine` is a shell script that runs it. A new version lands in a new
- * directory before the script is switched over, so a plugin run in progress keeps its files.
- */
-async function installCopy(opts: PluginInstallOptions, pluginPath: string, log: Logger): Promise<boolean> {
-  const entry = await realpath(opts.pluginSource);
-  const root = dirname(dirname(entry));
-  const files = await moduleClosure(entry, root);
-  const node = await realpath(opts.nodeBinary ?? process.execPath);
-  const h = createHash('sha256');
-  for (const f of files) {
-    h.update(`${relative(root, f)}\0`);
-    await hashFile(f, h);
-  }
-  h.update('node\0');
-  await hashFile(node, h);
-  const bundles = join(opts.binDir, BUNDLE_DIR);
-  const id = h.digest('hex').slice(0, 16);
-  const dir = join(bundles, id);
-  let changed = false;
-  if (!existsSync(join(dir, '.complete'))) {
-    await mkdir(bundles, { recursive: true });
-    const tmp = tmpName(bundles, id);
-    try {
-      for (const f of files) {
-        const to = join(tmp, relative(root, f));
-        await mkdir(dirname(to), { recursive: true });
-        await copyFile(f, to);
-      }
-      await copyFile(node, join(tmp, 'node'));
-      await chmod(join(tmp, 'node'), 0o755);
-      // The modules are ES modules, as in the tree whose package.json says so.
-      await writeFile(join(tmp, 'package.json'), '{"type":"module"}\n');
-      await writeFile(join(tmp, '.complete'), `${new Date().toISOString()}\n`);
-      await rm(dir, { recursive: true, force: true });
-      await rename(tmp, dir);
-    } catch (e) {
-      await rm(tmp, { recursive: true, force: true });
-      throw e;
-    }
-    changed = true;
-    log.info({ dir, files: files.length }, 'installed the seine-cni bundle');
-  }
-  const script = join(dir, relative(root, entry));
-  // The plugin talks only to a unix socket; with NODE_EXTRA_CA_CERTS set, Node would parse that CA bundle on
-  // every start (about 50 ms per CNI call).
-  const launcher = [
-    '#!/bin/sh',
-    '# Seine CNI plugin, installed by seine install-cni: seine-cni run by its own Node.js.',
-    'unset NODE_EXTRA_CA_CERTS',
-    `exec ${shellQuote(join(dir, 'node'))} ${shellQuote(script)} "$@"`,
-    '',
-  ].join('\n');
+async function installCopy(pluginSource: string, pluginPath: string): Promise<boolean> {
+  const data = await readFile(pluginSource);
   const current = await lstat(pluginPath).catch(() => undefined);
-  const same = current?.isFile() && (await readIfExists(pluginPath))?.toString() === launcher && (current.mode & 0o111) !== 0;
-  if (!same) {
-    await writeAtomic(pluginPath, launcher, 0o755);
-    changed = true;
-  }
-  // Older versions go once the launcher points at the new one.
-  for (const e of await readdir(bundles)) if (e !== id) await rm(join(bundles, e), { recursive: true, force: true });
-  return changed;
+  if (current?.isFile() && (current.mode & 0o111) !== 0 && (await readFile(pluginPath)).equals(data)) return false;
+  await writeAtomic(pluginPath, data, 0o755);
+  return true;
 }
 
 /**
- * Installs (or confirms) the `seine` plugin in the bin dir: a symlink to the source (`link`) or a
- * self-contained copy. Idempotent; throws before writing anything when the source is not an executable file.
+ * Installs (or confirms) the `seine` plugin in the bin dir: a symlink to the source (`link`) or a copy of it.
+ * Idempotent; throws before writing anything when the source is not an executable file.
  */
 export async function installPlugin(opts: PluginInstallOptions): Promise<{ pluginPath: string; pluginChanged: boolean }> {
   const log = opts.log ?? logger('install-cni');
@@ -255,12 +160,12 @@ export async function installPlugin(opts: PluginInstallOptions): Promise<{ plugi
   if (!st?.isFile() || (st.mode & 0o111) === 0) throw new InstallCniError(`plugin source ${pluginSource} is not an executable file`);
 
   await mkdir(opts.binDir, { recursive: true });
-  let pluginChanged: boolean;
-  if (opts.link) {
-    pluginChanged = await symlinkAtomic(pluginSource, pluginPath);
-    await rm(join(opts.binDir, BUNDLE_DIR), { recursive: true, force: true });
-  } else {
-    pluginChanged = await installCopy(opts, pluginPath, log);
+  const pluginChanged = opts.link ? await symlinkAtomic(pluginSource, pluginPath) : await installCopy(pluginSource, pluginPath);
+  // Only now that `seine` no longer runs from it: an earlier version's launcher did.
+  const bundle = join(opts.binDir, BUNDLE_DIR);
+  if (existsSync(bundle)) {
+    await rm(bundle, { recursive: true, force: true });
+    log.info({ dir: bundle }, 'removed the seine-cni bundle of an earlier version');
   }
   for (const e of await readdir(opts.binDir)) if (e.startsWith(TMP_PREFIX)) await rm(join(opts.binDir, e), { recursive: true, force: true });
   return { pluginPath, pluginChanged };

@@ -9,6 +9,7 @@ import { join, resolve } from 'node:path';
 import { CHAINED_CONFLIST_NAME, chainedAfter } from '../../../src/chaining/cnimode/conflist.js';
 import { ChainedCniInstaller, type ChainedCniOptions } from '../../../src/chaining/cnimode/install.js';
 import { parseConfList } from '../../../src/cni/conf.js';
+import { SEINE_CNI_BINARY } from '../../../src/cni/plugin-binary.js';
 import { CONFLIST_NAME, installCni } from '../../../src/primary/installcni/index.js';
 import { eventually, sleep } from '../../../src/util/wait.js';
 import { AWS_CONFLIST, AZURE_CONFLIST, json, LOOPBACK_CONF, SOCKET } from './conflist-fixtures.js';
@@ -19,7 +20,7 @@ const readIf = (path: string): string | undefined => (existsSync(path) ? readFil
 const REDERIVE_WAIT_MS = 30_000;
 /** Never reached by the poll in these tests: a re-derivation within them comes from the directory watch. */
 const NO_POLL_MS = 3_600_000;
-const repoPlugin = resolve('bin/seine-cni');
+const repoPlugin = SEINE_CNI_BINARY;
 
 describe('chained install-cni', () => {
   let dir: string;
@@ -218,6 +219,17 @@ describe('chained install-cni', () => {
     expect(seineFiles()).toEqual([CONFLIST_NAME]);
     expect(sha256(aws())).toBe(cloud);
   });
+
+  it("installs the plugin as a copy of the binary, removing an earlier version's seine-cni.d", async () => {
+    writeFileSync(aws(), json(AWS_CONFLIST));
+    mkdirSync(join(binDir, 'seine-cni.d', '0123456789abcdef'), { recursive: true });
+    writeFileSync(join(binDir, 'seine'), '#!/bin/sh\n', { mode: 0o755 });
+    await make({ plugin: { binDir, pluginSource: repoPlugin } }).start();
+    expect(readdirSync(binDir)).toEqual(['seine']);
+    expect(sha256(join(binDir, 'seine'))).toBe(sha256(repoPlugin));
+    expect(statSync(join(binDir, 'seine')).mode & 0o777).toBe(0o755);
+    expect(existsSync(seineFile())).toBe(true);
+  });
 });
 
 describe('seine install-cni --mode chained (the command)', () => {
@@ -245,7 +257,7 @@ describe('seine install-cni --mode chained (the command)', () => {
     const exited = new Promise<number | null>((done) => proc.on('exit', (code) => done(code)));
     return { proc, out: () => out, exited };
   };
-  const common = (): string[] => ['--cni-conf-dir', confDir, '--cni-bin-dir', join(dir, 'bin'), '--cni-socket', SOCKET, '--link', '--plugin-source', resolve('bin/seine-cni')];
+  const common = (): string[] => ['--cni-conf-dir', confDir, '--cni-bin-dir', join(dir, 'bin'), '--cni-socket', SOCKET, '--link', '--plugin-source', SEINE_CNI_BINARY];
 
   it('--watch derives, re-derives after a rewrite, and exits 0 on SIGTERM leaving the file', async () => {
     writeFileSync(join(confDir, '10-aws.conflist'), json(AWS_CONFLIST));

@@ -1,4 +1,4 @@
-// What the reconciliation tests need on a lab node: run bin/seine-cni as a container runtime does, and read
+// What the reconciliation tests need on a lab node: run seine-cni as a container runtime does, and read
 // what the node holds (OVS ports of every bridge, node IPAM, IPPool addresses, the agent's log).
 import { CustomObjectsApi } from '@kubernetes/client-node';
 import { existsSync, readFileSync } from 'node:fs';
@@ -7,10 +7,9 @@ import { CommandError, run } from '../../../src/host/exec.js';
 import type { Lab } from '../../../src/lab/lab.js';
 import type { LabNode } from '../../../src/lab/node.js';
 import { CookieOwner, decodeCookie } from '../../../src/ovs/openflow/cookie.js';
-import { repoRoot } from '../../../src/util/paths.js';
+import { SEINE_CNI_BINARY } from '../../../src/cni/plugin-binary.js';
 import { eventually } from '../../../src/util/wait.js';
 
-const SEINE_CNI = join(repoRoot(), 'bin', 'seine-cni');
 
 export interface CniOutcome {
   exitCode: number;
@@ -34,12 +33,12 @@ export function pluginConf(node: LabNode, extra: Record<string, unknown> = {}): 
   return JSON.stringify({ ...list.plugins[0], name: list.name, cniVersion: list.cniVersion, ...extra });
 }
 
-/** Runs bin/seine-cni inside the node's namespace with exactly this env (plus PATH/HOME) and stdin. */
+/** Runs seine-cni inside the node's namespace with exactly this env (plus PATH/HOME) and stdin. */
 export async function seineCni(node: LabNode, env: Record<string, string>, stdin: string): Promise<CniOutcome> {
   let exitCode = 0;
   let stdout: string;
   try {
-    ({ stdout } = await run(SEINE_CNI, [], { netns: node.netns, env: { PATH: process.env.PATH, HOME: process.env.HOME, CNI_PATH: node.dirs.cniBinDir, ...env }, input: stdin, timeoutMs: 60_000 }));
+    ({ stdout } = await run(SEINE_CNI_BINARY, [], { netns: node.netns, env: { PATH: process.env.PATH, HOME: process.env.HOME, CNI_PATH: node.dirs.cniBinDir, ...env }, input: stdin, timeoutMs: 60_000 }));
   } catch (e) {
     if (!(e instanceof CommandError) || e.exitCode === null) throw e;
     ({ exitCode, stdout } = e);

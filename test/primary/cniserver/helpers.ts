@@ -1,10 +1,8 @@
-import { copyFileSync, chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { dirname, join, relative, resolve } from 'node:path';
-import ts from 'typescript';
+import { execFileSync } from 'node:child_process';
+import { join, resolve } from 'node:path';
 import { CniError } from '../../../src/cni/errors.js';
 import type { CniResult } from '../../../src/cni/types.js';
 import type { CniDriver, CniRequest, GcRequest, StatusRequest } from '../../../src/primary/cniserver/types.js';
-import { importGraph } from '../../cni/helpers.js';
 
 export interface Deferred<T = void> {
   promise: Promise<T>;
@@ -93,25 +91,11 @@ export class TestDriver implements CniDriver {
 export const notReady = () => new CniError(50, 'datapath not ready', 'bridge br-int missing');
 
 /**
- * The seine-cni binary as installed: a copy of bin/seine-cni next to a build of the shim's own import
- * graph (dist/src/...), transpiled here so the test does not depend on a fresh `npm run build`.
- * Returns the path of the copied bin/seine-cni.
+ * The seine-cni plugin built from this tree's source into `dir` (scripts/build-cni.sh, incremental through
+ * Go's build cache), so a test never runs a stale dist/bin/seine-cni. Returns the binary's path.
  */
 export function buildShim(dir: string): string {
-  const root = resolve('.');
-  const { files, packages } = importGraph(join(root, 'src/cni/shim.ts'));
-  const foreign = packages.filter((p) => !p.startsWith('node:'));
-  if (foreign.length) throw new Error(`the shim imports packages: ${foreign.join(', ')}`);
-  for (const f of files) {
-    const out = join(dir, 'dist', relative(root, f)).replace(/\.ts$/, '.js');
-    mkdirSync(dirname(out), { recursive: true });
-    const js = ts.transpileModule(readFileSync(f, 'utf8'), { compilerOptions: { module: ts.ModuleKind.ES2022, target: ts.ScriptTarget.ES2022 } });
-    writeFileSync(out, js.outputText);
-  }
-  writeFileSync(join(dir, 'package.json'), '{"type":"module"}');
-  mkdirSync(join(dir, 'bin'), { recursive: true });
-  const bin = join(dir, 'bin', 'seine-cni');
-  copyFileSync(join(root, 'bin', 'seine-cni'), bin);
-  chmodSync(bin, 0o755);
+  const bin = join(dir, 'seine-cni');
+  execFileSync('bash', [resolve('scripts/build-cni.sh'), bin], { stdio: ['ignore', 'ignore', 'inherit'] });
   return bin;
 }

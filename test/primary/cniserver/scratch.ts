@@ -34,7 +34,7 @@ export class Scratch {
   }
 
   /** Runs a program with exactly `env` (plus PATH) and `input` on stdin; never rejects on a non-zero exit. */
-  exec(path: string, env: Record<string, string>, input = '', timeoutMs = 20_000): Promise<ProcResult> {
+  exec(path: string, env: Record<string, string>, input: string | Buffer = '', timeoutMs = 20_000): Promise<ProcResult> {
     const t0 = performance.now();
     return new Promise((resolve, reject) => {
       const child = spawn(path, [], { env: { PATH: process.env.PATH ?? '/usr/bin:/bin', ...env }, stdio: ['pipe', 'pipe', 'pipe'] });

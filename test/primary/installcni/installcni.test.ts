@@ -1,12 +1,12 @@
 import { execFile } from 'node:child_process';
-import { accessSync, constants, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { accessSync, appendFileSync, chmodSync, constants, copyFileSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { stringify as stringifyYaml } from 'yaml';
 import { parseConfList } from '../../../src/cni/conf.js';
+import { SEINE_CNI_BINARY } from '../../../src/cni/plugin-binary.js';
 import { installCniCommand } from '../../../src/cli/install-cni.js';
-import { BUNDLE_DIR, CONFLIST_NAME, installCni, InstallCniError, isSeineConf, moduleClosure, type InstallCniResult } from '../../../src/primary/installcni/index.js';
-import { buildShim } from '../cniserver/helpers.js';
+import { BUNDLE_DIR, CONFLIST_NAME, installCni, InstallCniError, isSeineConf, type InstallCniResult } from '../../../src/primary/installcni/index.js';
 
 const run = (file: string, env: Record<string, string>, stdin = ''): Promise<{ code: number; stdout: string; stderr: string }> =>
   new Promise((done) => {
@@ -18,8 +18,8 @@ describe('install-cni', () => {
   let dir: string;
   let confDir: string;
   let binDir: string;
-  /** The repository's launcher (lab symlinks point at it). */
-  const repoPlugin = resolve('bin/seine-cni');
+  /** The build's plugin binary (lab symlinks point at it). */
+  const repoPlugin = SEINE_CNI_BINARY;
   const socket = '/var/run/seine/cni.sock';
 
   beforeEach(() => {
@@ -102,29 +102,23 @@ describe('install-cni', () => {
     expect(existsSync(join(confDir, CONFLIST_NAME))).toBe(false);
   });
 
-  it('installs a self-contained copy that runs with its own Node.js, idempotently, and replaces a link', async () => {
-    // A built tree with the real shim, outside the repository, as in the image.
-    const source = buildShim(join(dir, 'tree'));
+  /** The plugin's answer to VERSION, run as a runtime runs it (no PATH needed). */
+  const version = async (plugin: string): Promise<unknown> => {
+    const r = await run(plugin, { CNI_COMMAND: 'VERSION', PATH: '/nonexistent' }, JSON.stringify({ cniVersion: '1.0.0' }));
+    expect(r).toMatchObject({ code: 0, stderr: '' });
+    return JSON.parse(r.stdout);
+  };
+
+  it('installs a byte-identical copy of the binary that answers VERSION, idempotently, and replaces a link', async () => {
     await installCni({ confDir, binDir, socket, pluginSource: repoPlugin, link: true });
-    const r: InstallCniResult = await installCni({ confDir, binDir, socket, pluginSource: source });
+    const r: InstallCniResult = await installCni({ confDir, binDir, socket, pluginSource: repoPlugin });
     expect(r.pluginChanged).toBe(true);
     const plugin = join(binDir, 'seine');
     expect(lstatSync(plugin).isFile()).toBe(true);
-    accessSync(plugin, constants.X_OK);
-    const bundles = readdirSync(join(binDir, BUNDLE_DIR));
-    expect(bundles).toHaveLength(1);
-    const bundle = join(binDir, BUNDLE_DIR, bundles[0]!);
-    expect(readdirSync(bundle).sort()).toEqual(['.complete', 'bin', 'dist', 'node', 'package.json']);
-    expect(existsSync(join(bundle, 'dist/src/cni/shim.js'))).toBe(true);
-
-    // The tree may go away: the copy needs nothing from it (nor from PATH).
-    rmSync(join(dir, 'tree'), { recursive: true });
-    // NODE_EXTRA_CA_CERTS is dropped by the launcher (Node would warn on stderr about a missing bundle).
-    const version = await run(plugin, { CNI_COMMAND: 'VERSION', PATH: '/nonexistent', NODE_EXTRA_CA_CERTS: '/nonexistent/ca.pem' }, JSON.stringify({ cniVersion: '1.0.0' }));
-    expect(version.stderr).toBe('');
-    expect(version.code).toBe(0);
-    expect(JSON.parse(version.stdout)).toMatchObject({ supportedVersions: expect.arrayContaining(['1.0.0', '1.1.0']) });
-    // ADD with no agent: a CNI error (try again later), from the real shim.
+    expect(statSync(plugin).mode & 0o777).toBe(0o755);
+    expect(readFileSync(plugin).equals(readFileSync(repoPlugin))).toBe(true);
+    expect(await version(plugin)).toMatchObject({ cniVersion: '1.1.0', supportedVersions: expect.arrayContaining(['1.0.0', '1.1.0']) });
+    // ADD with no agent: a CNI error (try again later).
     const add = await run(
       plugin,
       { CNI_COMMAND: 'ADD', CNI_CONTAINERID: 'c1', CNI_NETNS: '/var/run/netns/x', CNI_IFNAME: 'eth0', CNI_PATH: binDir },
@@ -133,29 +127,73 @@ describe('install-cni', () => {
     expect(add.code).not.toBe(0);
     expect(JSON.parse(add.stdout)).toMatchObject({ code: 11 });
 
-    // Same inputs again: nothing changes (the tree is rebuilt identically).
-    const again = await installCni({ confDir, binDir, socket, pluginSource: buildShim(join(dir, 'tree')) });
+    // Same source again: the file is left alone (same inode, same mtime).
+    const { ino, mtimeMs } = statSync(plugin);
+    const again = await installCni({ confDir, binDir, socket, pluginSource: repoPlugin });
     expect(again).toMatchObject({ pluginChanged: false, confChanged: false });
-    // Back to a link: the copy goes.
-    await installCni({ confDir, binDir, socket, pluginSource: repoPlugin, link: true });
-    expect(existsSync(join(binDir, BUNDLE_DIR))).toBe(false);
+    expect(statSync(plugin)).toMatchObject({ ino, mtimeMs });
+    expect(readdirSync(binDir)).toEqual(['seine']);
+    // Back to a link.
+    expect((await installCni({ confDir, binDir, socket, pluginSource: repoPlugin, link: true })).pluginChanged).toBe(true);
+    expect(readlinkSync(plugin)).toBe(repoPlugin);
     expect(readdirSync(binDir)).toEqual(['seine']);
   });
 
-  it('follows only relative imports and refuses a plugin that imports packages', async () => {
-    const tree = join(dir, 'tree');
-    mkdirSync(join(tree, 'bin'), { recursive: true });
-    mkdirSync(join(tree, 'dist'), { recursive: true });
-    writeFileSync(join(tree, 'bin/plug'), "#!/usr/bin/env node\nawait import(new URL('../dist/a.js', import.meta.url));\n", { mode: 0o755 });
-    writeFileSync(join(tree, 'dist/a.js'), "import { b } from './b.js';\nimport { readFileSync } from 'node:fs';\nexport { c } from './c.js';\nconst { connect } = await import('node:net');\nb(readFileSync, connect);\n");
-    writeFileSync(join(tree, 'dist/b.js'), "export const b = () => import('./d.js');\n");
-    writeFileSync(join(tree, 'dist/c.js'), 'export const c = 1;\n');
-    writeFileSync(join(tree, 'dist/d.js'), 'export {};\n');
-    expect(await moduleClosure(join(tree, 'bin/plug'), tree)).toEqual(['bin/plug', 'dist/a.js', 'dist/b.js', 'dist/c.js', 'dist/d.js'].map((f) => join(tree, f)));
-    writeFileSync(join(tree, 'dist/d.js'), "import { parse } from 'yaml';\nexport { parse };\n");
-    await expect(installCni({ confDir, binDir, socket, pluginSource: join(tree, 'bin/plug') })).rejects.toThrow(/imports 'yaml'/);
-    expect(existsSync(join(binDir, 'seine'))).toBe(false);
-    expect(existsSync(join(confDir, CONFLIST_NAME))).toBe(false);
+  it('installs a changed source again, a copy that needs nothing of its source, and restores a lost execute bit', async () => {
+    await installCni({ confDir, binDir, socket, pluginSource: repoPlugin });
+    const plugin = join(binDir, 'seine');
+    const ino = statSync(plugin).ino;
+    // Another build: the binary with a byte appended (an ELF file runs the same with trailing bytes).
+    const source = join(dir, 'seine-cni');
+    copyFileSync(repoPlugin, source);
+    appendFileSync(source, Buffer.from([0]));
+    chmodSync(source, 0o755);
+    const r = await installCni({ confDir, binDir, socket, pluginSource: source });
+    expect(r).toMatchObject({ pluginChanged: true, confChanged: false });
+    expect(readFileSync(plugin).equals(readFileSync(source))).toBe(true);
+    // Renamed over, not written into: a plugin run in progress keeps the old file.
+    expect(statSync(plugin).ino).not.toBe(ino);
+    rmSync(source);
+    expect(await version(plugin)).toMatchObject({ cniVersion: '1.1.0' });
+
+    // The same content without the execute bit is not in place.
+    expect((await installCni({ confDir, binDir, socket, pluginSource: repoPlugin })).pluginChanged).toBe(true);
+    chmodSync(plugin, 0o644);
+    expect((await installCni({ confDir, binDir, socket, pluginSource: repoPlugin })).pluginChanged).toBe(true);
+    expect((await installCni({ confDir, binDir, socket, pluginSource: repoPlugin })).pluginChanged).toBe(false);
+    expect(statSync(plugin).mode & 0o777).toBe(0o755);
+    expect(readdirSync(binDir)).toEqual(['seine']);
+  });
+
+  it.each([false, true])("removes an earlier version's seine-cni.d bundle and interrupted writes (link: %s)", async (link) => {
+    // What an earlier version installed: a launcher script running its bundled Node.js.
+    const bundle = join(binDir, BUNDLE_DIR, '0123456789abcdef');
+    mkdirSync(join(bundle, 'bin'), { recursive: true });
+    writeFileSync(join(bundle, 'node'), 'not really node', { mode: 0o755 });
+    writeFileSync(join(bundle, '.complete'), '');
+    writeFileSync(join(binDir, 'seine'), `#!/bin/sh\nexec ${join(bundle, 'node')} ${join(bundle, 'bin/seine-cni')} "$@"\n`, { mode: 0o755 });
+    writeFileSync(join(binDir, '.seine-tmp-seine-1-abcd'), 'half');
+    writeFileSync(join(binDir, 'portmap'), 'another plugin', { mode: 0o755 });
+    const r = await installCni({ confDir, binDir, socket, pluginSource: repoPlugin, link });
+    expect(r.pluginChanged).toBe(true);
+    expect(readdirSync(binDir).sort()).toEqual(['portmap', 'seine']);
+    expect(readFileSync(join(binDir, 'portmap'), 'utf8')).toBe('another plugin');
+    expect(await version(join(binDir, 'seine'))).toMatchObject({ cniVersion: '1.1.0' });
+  });
+
+  it('refuses a source that is not an executable file before writing anything', async () => {
+    const bundle = join(binDir, BUNDLE_DIR);
+    mkdirSync(bundle, { recursive: true });
+    const plain = join(dir, 'plain');
+    writeFileSync(plain, readFileSync(repoPlugin), { mode: 0o644 });
+    const directory = join(dir, 'tree');
+    mkdirSync(directory, { mode: 0o755 });
+    for (const pluginSource of [plain, directory, join(dir, 'absent')]) {
+      await expect(installCni({ confDir, binDir, socket, pluginSource })).rejects.toThrow(InstallCniError);
+      await expect(installCni({ confDir, binDir, socket, pluginSource })).rejects.toThrow(/is not an executable file/);
+    }
+    expect(readdirSync(binDir)).toEqual([BUNDLE_DIR]);
+    expect(existsSync(confDir)).toBe(false);
   });
 
   it('isSeineConf tells Seine networks from others', () => {
@@ -177,5 +215,13 @@ describe('install-cni', () => {
       { type: 'portmap', capabilities: { portMappings: true } },
     ]);
     expect(existsSync(join(dir, 'unused'))).toBe(false);
+  });
+
+  it('the command copies the build\'s binary by default', async () => {
+    let result: InstallCniResult | undefined;
+    await installCniCommand({ onDone: (r) => (result = r) }).parseAsync(['--cni-conf-dir', confDir, '--cni-bin-dir', binDir, '--cni-socket', socket], { from: 'user' });
+    expect(result).toMatchObject({ pluginPath: join(binDir, 'seine'), pluginChanged: true });
+    expect(lstatSync(join(binDir, 'seine')).isFile()).toBe(true);
+    expect(readFileSync(join(binDir, 'seine')).equals(readFileSync(SEINE_CNI_BINARY))).toBe(true);
   });
 });

@@ -1,0 +1,3 @@
+module seine.dev/cmd/seine-cni
+
+go 1.19
