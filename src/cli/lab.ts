@@ -20,7 +20,7 @@ interface Common {
   stateRoot: string;
 }
 
-const nameOpt = (): Option => new Option('--name <name>', 'lab name').default('seine');
+const nameOpt = (): Option => new Option('--name <name>', 'lab name (default: $SEINE_LAB_NAME, else seine)').default(process.env.SEINE_LAB_NAME || 'seine');
 const rootOpt = (): Option => new Option('--state-root <dir>', 'where labs keep their state').default(process.env.SEINE_LAB_ROOT ?? DEFAULT_STATE_ROOT).hideHelp();
 
 function serveLog(o: Common): string {

@@ -1,7 +1,8 @@
 // The docs' walk-throughs, run as written (their shell blocks, with the stock kubectl and the `seine` CLI) in one
 // 2-node lab: docs/secondary-networks.md's "Try it in the lab" and MultiNetworkPolicy, the walk-throughs of
-// docs/service-chains.md, docs/network-policy.md and docs/services.md, and docs/traceflow.md's "Try it" and "Live
-// traffic".
+// docs/service-chains.md, docs/network-policy.md and docs/services.md, docs/traceflow.md's "Try it" and "Live
+// traffic", and docs/metrics.md's query. docs/lab.md's session runs in lab-cli.test.ts, the cloud profiles' "Try it
+// in the lab" in lab-cloud.test.ts: each starts and removes labs of its own.
 // What they say they show, they show; where a doc prints output, the command prints that output (addresses, ports
 // and names aside).
 import { readFileSync } from 'node:fs';
@@ -9,18 +10,9 @@ import { join } from 'node:path';
 import { run } from '../../src/host/exec.js';
 import type { Lab } from '../../src/lab/lab.js';
 import { repoRoot } from '../../src/util/paths.js';
+import { docBlock as block } from '../harness/doc-blocks.js';
 import { startTestLab } from '../harness/lab.js';
 import { TEST_LEDGER_ROOT } from '../harness/sandbox.js';
-
-/** The `n`th fenced block (```sh, or a bare ``` with `lang` '') after `heading` in a markdown file. */
-function block(file: string, heading: string, lang = 'sh', n = 0): string {
-  const text = readFileSync(file, 'utf8');
-  const from = text.indexOf(`\n${heading}\n`);
-  if (from < 0) throw new Error(`${file}: no section ${heading}`);
-  const blocks = [...text.slice(from).matchAll(/```(\w*)\n([\s\S]*?)```/g)].filter((m) => m[1] === lang);
-  if (!blocks[n]) throw new Error(`${file}: no ${lang || 'plain'} block ${n} in ${heading}`);
-  return blocks[n][2]!;
-}
 
 /** A doc's block without what starts a lab and points kubectl at it: this test's lab is up and KUBECONFIG set. */
 const inThisLab = (script: string): string =>
@@ -61,12 +53,12 @@ const masked = (text: string): string[] =>
 describe('docs: walk-throughs run as written', () => {
   let lab: Lab;
   const root = repoRoot();
-  /** Runs a doc's shell block in this lab, `seine` as a user has it (the docs use the default lab's name). */
+  /** Runs a doc's shell block in this lab, `seine` as a user has it (SEINE_LAB_NAME names this lab for `seine lab`). */
   const runBlock = async (script: string): Promise<string> => {
-    const prelude = `seine() { if [ "$1" = lab ] && [ "$2" = exec ]; then shift 2; node ${join(root, 'bin', 'seine')} lab exec --name ${lab.plan.name} "$@"; else node ${join(root, 'bin', 'seine')} "$@"; fi; }\n`;
+    const prelude = `seine() { node ${join(root, 'bin', 'seine')} "$@"; }\n`;
     const { stdout } = await run('bash', ['-c', `${prelude}set -e\n${script}`], {
       cwd: root,
-      env: { ...process.env, KUBECONFIG: lab.kubeconfigPath, SEINE_LAB_ROOT: TEST_LEDGER_ROOT },
+      env: { ...process.env, KUBECONFIG: lab.kubeconfigPath, SEINE_LAB_ROOT: TEST_LEDGER_ROOT, SEINE_LAB_NAME: lab.plan.name },
       timeoutMs: 300_000,
     });
     return stdout;
@@ -181,4 +173,10 @@ describe('docs: walk-throughs run as written', () => {
     expect(stdout).toMatch(new RegExp(`^${said![1]} \\d+\\.\\d+\\.\\d+\\.\\d+ -> ${web.replace(/\./g, '\\.')}$`, 'm'));
     expect(stdout).toMatch(new RegExp(`^${said![2]}$`, 'm'));
   }, 300_000);
+
+  it("metrics: the doc's query of the first node's agent prints its CNI request counters", async () => {
+    const stdout = await runBlock(block(join(root, 'docs', 'metrics.md'), '# Metrics and health'));
+    // The pods the walk-throughs above made were added by CNI on the nodes: ADDs counted, by outcome.
+    expect(stdout).toMatch(/^seine_agent_cni_requests_total\{[^}]*command="ADD"[^}]*\} [1-9]\d*$/m);
+  }, 120_000);
 });

@@ -6,6 +6,7 @@ import { promisify } from 'node:util';
 import { listNetns } from '../../src/host/netns.js';
 import { isAlive, processRef, type ProcessRef } from '../../src/host/ledger.js';
 import type { LabStatus } from '../../src/lab/lab.js';
+import { docBlock, runAsUser, userShellDirs } from '../harness/doc-blocks.js';
 import { eventually } from '../harness/lab.js';
 import { TEST_LEDGER_ROOT } from '../harness/sandbox.js';
 
@@ -21,22 +22,32 @@ async function seine(args: string[], rest: string[] = []): Promise<string> {
 }
 
 let kubeconfig = '';
+const kubeCache = join(TEST_LEDGER_ROOT, `${name}-kcache`);
 async function kubectl(args: string[]): Promise<string> {
-  const { stdout } = await execFileP('kubectl', ['--kubeconfig', kubeconfig, '--cache-dir', join(TEST_LEDGER_ROOT, `${name}-kcache`), ...args], { timeout: 60_000 });
+  const { stdout } = await execFileP('kubectl', ['--kubeconfig', kubeconfig, '--cache-dir', kubeCache, ...args], { timeout: 60_000 });
   return stdout;
 }
+
+/** docs/lab.md's "Using it": the session a user types, run as written against this lab (by its name). */
+const usingIt = docBlock(join(process.cwd(), 'docs', 'lab.md'), '## Using it').trim().split('\n');
 
 // The CLI runs the build (npm test builds before jest).
 describe('seine lab CLI', () => {
   let status: LabStatus;
   afterAll(async () => {
     await execFileP(SEINE, ['lab', 'down', ...common]).catch(() => undefined);
-    await execFileP('rm', ['-rf', join(TEST_LEDGER_ROOT, `${name}-kcache`)]);
+    await execFileP('rm', ['-rf', kubeCache, ...userShellDirs(name)]);
   }, 120_000);
 
-  it('up --nodes 3 gives 3 Ready nodes with pod CIDRs', async () => {
-    const out = await seine(['lab', 'up', '--nodes', '3']);
+  it("docs/lab.md's \"Using it\" runs as written up to its last line: 3 Ready nodes with pod CIDRs, a ping across nodes, a node's routes, the external host, the status", async () => {
+    expect(usingIt.at(-1)).toMatch(/^seine lab down\b/);
+    const out = await runAsUser(usingIt.slice(0, -1), name);
     expect(out).toMatch(/is up with 3 nodes/);
+    expect(out).toMatch(new RegExp(`${name}-node3\\s+(Not)?Ready`));
+    expect(out).toMatch(/3 packets transmitted, [23] received/);
+    expect(out).toMatch(/^10\.244\.[12]\.0\/24 /m);
+    expect(out).toMatch(/inet 172\.28\.0\.254\/24/);
+    expect(out).toMatch(/NODE\s+NETNS\s+IP/);
     kubeconfig = (await seine(['lab', 'kubeconfig'])).trim();
     status = JSON.parse(await seine(['lab', 'status', '--json'])) as LabStatus;
     expect(status.nodes).toHaveLength(3);
@@ -90,9 +101,10 @@ describe('seine lab CLI', () => {
       }
     }
     const supervisor = processRef(st.supervisorPid, 'supervisor');
-    await seine(['lab', 'down']);
+    // The doc's last line.
+    await runAsUser(usingIt.slice(-1), name);
     expect(listNetns().filter((n) => n.startsWith(`${name}-`))).toEqual([]);
     for (const p of [...pids, supervisor]) expect(isAlive(p)).toBe(false);
-    expect(readdirSync(TEST_LEDGER_ROOT).filter((f) => f.startsWith(name))).toEqual([`${name}-kcache`].filter((f) => existsSync(join(TEST_LEDGER_ROOT, f))));
+    expect(readdirSync(TEST_LEDGER_ROOT).filter((f) => f.startsWith(name))).toEqual([`${name}-bin`, `${name}-kcache`].filter((f) => existsSync(join(TEST_LEDGER_ROOT, f))));
   });
 });

@@ -1,9 +1,14 @@
-import { existsSync, readdirSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { existsSync, readdirSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
 import { listNetns } from '../../src/host/netns.js';
 import { run } from '../../src/host/exec.js';
 import type { Lab } from '../../src/lab/lab.js';
 import type { CloudProfile } from '../../src/lab/cloud/plan.js';
+import { repoRoot } from '../../src/util/paths.js';
+import { docBlock, runAsUser, userShellDirs } from '../harness/doc-blocks.js';
 import { eventually, kubectl, podExec, simplePod, startTestLab, waitRunning } from '../harness/lab.js';
+import { TEST_LEDGER_ROOT } from '../harness/sandbox.js';
 
 /** A cloud lab without Seine: the cloud's CNI alone carries pods between nodes and to the external host. */
 function cloudLab(profile: CloudProfile, conflist: string, podPrefix: string): void {
@@ -74,13 +79,36 @@ function cloudLab(profile: CloudProfile, conflist: string, podPrefix: string): v
 cloudLab('eks', '10-aws.conflist', '10.100');
 cloudLab('aks', '10-azure.conflist', '10.224');
 
-describe('lab --profile down', () => {
-  it('leaves no namespace behind', async () => {
-    const lab = await startTestLab({ profile: 'eks', seine: false, nodes: 1 });
-    const names = [lab.plan.fabricNetns, lab.plan.externalNetns, ...lab.plan.nodes.map((n) => n.netns)];
-    expect(listNetns()).toEqual(expect.arrayContaining(names));
-    await lab.down();
-    expect(listNetns().filter((n) => n.startsWith(`${lab.plan.name}-`))).toEqual([]);
-    expect(existsSync(lab.stateDir)).toBe(false);
-  }, 180_000);
+/**
+ * docs/<profile>.md's "Try it in the lab", run as written: a lab with Seine chained (status, pods, events) and
+ * down, then one with the cloud's CNI alone that Seine is installed on and uninstalled from. The doc leaves that
+ * lab running; `seine lab down` removes it, and nothing with its name is left.
+ */
+function tryIt(profile: CloudProfile): void {
+  it(`docs/${profile}.md's "Try it in the lab" runs as written, and lab down leaves nothing behind`, async () => {
+    const name = `d${randomBytes(3).toString('hex')}`;
+    const lines = docBlock(join(repoRoot(), 'docs', `${profile}.md`), '## Try it in the lab').trim().split('\n');
+    let out: string;
+    try {
+      out = await runAsUser(lines, name, 600_000);
+    } finally {
+      await runAsUser(['seine lab down'], name).catch(() => undefined);
+      for (const dir of userShellDirs(name)) rmSync(dir, { recursive: true, force: true });
+    }
+    // Seine chained: the status names each node's pod block, ENIs and install-cni; the pods are created; the lab goes.
+    expect(out).toMatch(new RegExp(`^lab '${name}' is up with \\d+ nodes \\(${profile}, Seine chained\\)`, 'm'));
+    expect(out).toMatch(/^NODE\s+NETNS\s+IP\s+POD BLOCK\s+ENIS\s+INSTALL-CNI\s/m);
+    expect(out).toMatch(/^pod\/server created$/m);
+    expect(out).toMatch(new RegExp(`^lab '${name}' removed$`, 'm'));
+    // The cloud's CNI alone, then Seine installed and removed again.
+    expect(out).toMatch(new RegExp(`^lab '${name}' is up with \\d+ nodes \\(${profile}, without Seine\\)`, 'm'));
+    expect(out).toMatch(new RegExp(`^Seine installed in lab '${name}'$[\\s\\S]*^Seine removed from lab '${name}'$`, 'm'));
+    expect(listNetns().filter((n) => n.startsWith(`${name}-`))).toEqual([]);
+    expect(readdirSync(TEST_LEDGER_ROOT).filter((f) => f.startsWith(name))).toEqual([]);
+  }, 900_000);
+}
+
+describe('docs: the cloud profiles in the lab', () => {
+  tryIt('eks');
+  tryIt('aks');
 });
