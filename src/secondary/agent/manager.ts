@@ -209,25 +209,46 @@ export class SecondaryNetworkManager {
     return { kind: 'Pod', apiVersion: 'v1', name: pod.metadata!.name!, namespace: pod.metadata!.namespace!, uid: pod.metadata?.uid };
   }
 
-  /** CNI ADD: every requested attachment in order; any failure rolls back this call's attachments and fails. */
+  /**
+   * CNI ADD: every requested attachment; any failure rolls back this call's attachments and fails with the first
+   * failure in annotation order. Seine's own networks are attached at once: each waits on processes, OVSDB and the
+   * API server rather than on the others, and the datapath and the pools serialise what they share. With a
+   * delegated network among them, one by one in annotation order, as Multus runs delegates (a plugin may rely on
+   * what came before it).
+   */
   async attachPod(ctx: PodSandbox): Promise<void> {
     // A repeated ADD (runtimes retry with the same container id) trusts what exists, not the records.
     await this.dropVanished(ctx);
     const selections = this.wanted(ctx.pod, ctx.containerId);
     this.sandboxes.set(ctx.containerId, ctx);
-    const added: AttachmentRecord[] = [];
-    for (const sel of selections) {
-      if (this.attachmentsOf(ctx.containerId).some((r) => attachmentId(r) === `${sel.namespace}/${sel.name}@${sel.interface}`)) continue;
-      try {
-        const rec = await this.attachOne(ctx, sel);
-        this.remember(rec);
-        added.push(rec);
-      } catch (e) {
-        for (const rec of added.reverse()) await this.detachOne(rec).catch((err: unknown) => this.log.error({ err: String(err) }, 'rollback failed'));
-        const err = cniFailure(e, `attaching ${sel.namespace}/${sel.name} as ${sel.interface}`);
-        void this.events.record(this.ref(ctx.pod), 'Warning', 'NetworkAttachmentFailed', `${err.msg}${err.details ? `: ${err.details}` : ''}`);
-        throw err;
+    const todo = selections.filter((sel) => !this.attachmentsOf(ctx.containerId).some((r) => attachmentId(r) === `${sel.namespace}/${sel.name}@${sel.interface}`));
+    const attach = (sel: NetworkSelection): Promise<PromiseSettledResult<AttachmentRecord>> =>
+      this.attachOne(ctx, sel).then(
+        (rec): PromiseSettledResult<AttachmentRecord> => {
+          this.remember(rec);
+          return { status: 'fulfilled', value: rec };
+        },
+        (reason: unknown): PromiseSettledResult<AttachmentRecord> => ({ status: 'rejected', reason }),
+      );
+    const kinds = await Promise.all(todo.map((sel) => this.resolve(sel).then((n) => n.kind, () => 'unresolved' as const)));
+    let outcomes: Array<PromiseSettledResult<AttachmentRecord>>;
+    if (kinds.every((k) => k !== 'delegated' && k !== 'unresolved')) outcomes = await Promise.all(todo.map(attach));
+    else {
+      outcomes = [];
+      for (const sel of todo) {
+        const o = await attach(sel);
+        outcomes.push(o);
+        if (o.status === 'rejected') break;
       }
+    }
+    const added = outcomes.flatMap((o) => (o.status === 'fulfilled' ? [o.value] : []));
+    const failed = outcomes.findIndex((o) => o.status === 'rejected');
+    if (failed >= 0) {
+      for (const rec of added.reverse()) await this.detachOne(rec).catch((err: unknown) => this.log.error({ err: String(err) }, 'rollback failed'));
+      const sel = todo[failed]!;
+      const err = cniFailure((outcomes[failed] as PromiseRejectedResult).reason, `attaching ${sel.namespace}/${sel.name} as ${sel.interface}`);
+      void this.events.record(this.ref(ctx.pod), 'Warning', 'NetworkAttachmentFailed', `${err.msg}${err.details ? `: ${err.details}` : ''}`);
+      throw err;
     }
     for (const rec of added) void this.events.record(this.ref(ctx.pod), 'Normal', 'AddedInterface', `Add ${rec.ifname} [${ipsOf(rec.result).join(', ')}] from ${rec.network}`);
     await this.writeStatus(ctx);
