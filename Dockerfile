@@ -12,12 +12,13 @@ COPY tsconfig.json tsconfig.build.json ./
 COPY src ./src
 RUN npx --no-install tsc -p tsconfig.build.json
 
-# The seine-cni plugin: a static Go binary (the same build as scripts/build-cni.sh), which install-cni copies
-# to each node.
+# The Go binaries (the same build as scripts/build-go.sh): the seine-cni plugin, which install-cni copies to each
+# node, and seine-exec, the agent's command runner.
 FROM golang:1.22-bookworm AS cni
-WORKDIR /src/cmd/seine-cni
-COPY cmd/seine-cni ./
-RUN CGO_ENABLED=0 GOFLAGS=-mod=mod GOPROXY=off go build -trimpath -ldflags='-s -w' -o /out/seine-cni .
+WORKDIR /src
+COPY scripts/build-go.sh ./scripts/
+COPY cmd ./cmd
+RUN bash scripts/build-go.sh
 
 # Production dependencies only.
 FROM node:20-bookworm-slim AS deps
@@ -36,7 +37,7 @@ WORKDIR /opt/seine
 COPY package.json ./
 COPY --from=deps /src/node_modules ./node_modules
 COPY --from=build /src/dist ./dist
-COPY --from=cni /out/seine-cni ./dist/bin/seine-cni
+COPY --from=cni /src/dist/bin/ ./dist/bin/
 COPY bin ./bin
 ENV NODE_ENV=production
 ENTRYPOINT ["/opt/seine/bin/seine"]

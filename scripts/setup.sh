@@ -35,4 +35,4 @@ fi
 
 # Incremental build: a no-op when nothing changed.
 npx --no-install tsc -p tsconfig.build.json
-bash scripts/build-cni.sh
+bash scripts/build-go.sh

@@ -38,12 +38,31 @@ interface Attachment {
   rt: RuntimeConf;
 }
 
-/** CPU ms of a process: its own, and its reaped children's (from /proc/PID/stat). */
-function cpuOf(pid: number | undefined): { self: number; children: number } {
+/**
+ * CPU ms of a process: its own, and its reaped children's; with `living`, also its running children's with
+ * everything they reaped (the agent's seine-exec, which reaps the commands it runs for the agent).
+ */
+function cpuOf(pid: number | undefined, living = false): { self: number; children: number } {
   if (pid === undefined) return { self: NaN, children: NaN };
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ').map(Number);
-  return { self: ((f[11]! + f[12]!) * 1000) / CLK_TCK, children: ((f[13]! + f[14]!) * 1000) / CLK_TCK };
+  const times = (p: number): number[] => {
+    const stat = readFileSync(`/proc/${p}/stat`, 'utf8');
+    return stat
+      .slice(stat.lastIndexOf(')') + 2)
+      .split(' ')
+      .slice(11, 15)
+      .map((x) => (Number(x) * 1000) / CLK_TCK);
+  };
+  const [utime, stime, cutime, cstime] = times(pid) as [number, number, number, number];
+  let children = cutime + cstime;
+  const running = living ? readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim() : '';
+  for (const c of running ? running.split(' ').map(Number) : []) {
+    try {
+      children += times(c).reduce((a, b) => a + b, 0);
+    } catch {
+      // It ended meanwhile: counted in cutime from now on.
+    }
+  }
+  return { self: utime + stime, children };
 }
 
 interface CpuSplit {
@@ -124,9 +143,9 @@ async function main(): Promise<void> {
     const agentPid = (): number | undefined => lab.agents.get(node.plan.name)?.pid;
     const ovsCpu = (): number => cpuOf(node.ovs.pid('ovs-vswitchd')).self + cpuOf(node.ovs.pid('ovsdb-server')).self;
     const addCounted = async (s: Subject, a: Attachment): Promise<number> => {
-      const [c0, a0, o0] = [cpuOf(process.pid).children, cpuOf(agentPid()), ovsCpu()];
+      const [c0, a0, o0] = [cpuOf(process.pid).children, cpuOf(agentPid(), true), ovsCpu()];
       const ms = await add(s, a);
-      const [c1, a1, o1] = [cpuOf(process.pid).children, cpuOf(agentPid()), ovsCpu()];
+      const [c1, a1, o1] = [cpuOf(process.pid).children, cpuOf(agentPid(), true), ovsCpu()];
       s.cpu.caller += c1 - c0;
       s.cpu.agent += a1.self - a0.self;
       s.cpu.agentChildren += a1.children - a0.children;

@@ -10,6 +10,8 @@ import { ServicesFeature } from '../services/agent/feature.js';
 import { TraceflowFeature } from '../traceflow/agent/feature.js';
 import { ChainedNetworkFeature } from '../chaining/cnimode/feature.js';
 import { releaseNode } from '../chaining/cnimode/release.js';
+import { useCommandRunner } from '../host/exec.js';
+import { ExecHelper } from '../host/exec-helper.js';
 import { logger } from '../util/log.js';
 
 /** The node's features, in start order: the pod network first (every other one attaches around its eth0). */
@@ -48,9 +50,15 @@ export function agentCommand(): Command {
         return;
       }
       const agent = new Agent(cfg, nodeFeatures(cfg));
+      // Host commands are forked by seine-exec, not by this process (see src/host/exec-helper.ts).
+      const helper = new ExecHelper();
+      useCommandRunner(helper);
       const stop = (signal: string): void => {
         log.info({ signal }, 'stopping (pods keep their network)');
-        void agent.stop().finally(() => process.exit(0));
+        void agent
+          .stop()
+          .then(() => helper.stop())
+          .finally(() => process.exit(0));
       };
       process.on('SIGTERM', () => stop('SIGTERM'));
       process.on('SIGINT', () => stop('SIGINT'));

@@ -1,4 +1,4 @@
-// The seine-cni plugin binary: built from cmd/seine-cni (Go) by scripts/build-cni.sh, which `npm run build`
+// The seine-cni plugin binary: built from cmd/seine-cni (Go) by scripts/build-go.sh, which `npm run build`
 // and scripts/setup.sh run. What the lab and install-cni put into a CNI bin dir as `seine`.
 import { join } from 'node:path';
 import { repoRoot } from '../util/paths.js';

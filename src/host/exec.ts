@@ -40,9 +40,47 @@ export function commandLine(cmd: string, args: readonly string[], netns?: string
   return netns ? ['nsenter', `--net=${netns}`, '--', cmd, ...args] : [cmd, ...args];
 }
 
+/** A CommandRunner cannot run anything now: run() spawns the command itself. */
+export class RunnerUnavailable extends Error {}
+
+/** What runs commands for run() instead of a spawn of this process (the agent's ExecHelper). */
+export interface CommandRunner {
+  /** Rejects with RunnerUnavailable when it cannot run anything now. */
+  execute(
+    argv: readonly string[],
+    opts: RunOptions,
+  ): Promise<{ code: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string; error?: string; timedOut?: boolean }>;
+}
+
+let runner: CommandRunner | undefined;
+
+/** Every later run() goes through `r` (undefined: spawned by this process again). */
+export function useCommandRunner(r: CommandRunner | undefined): void {
+  runner = r;
+}
+
 /** Runs a command to completion; rejects with CommandError on non-zero exit, signal or timeout. */
-export function run(cmd: string, args: readonly string[], opts: RunOptions = {}): Promise<RunResult> {
+export async function run(cmd: string, args: readonly string[], opts: RunOptions = {}): Promise<RunResult> {
   const argv = commandLine(cmd, args, opts.netns);
+  if (runner) {
+    let r: Awaited<ReturnType<CommandRunner['execute']>> | undefined;
+    try {
+      r = await runner.execute(argv, opts);
+    } catch (e) {
+      // The runner is not there: spawned here instead. Any other failure is the command's.
+      if (!(e instanceof RunnerUnavailable)) throw new CommandError(argv, null, e instanceof Error ? e.message : String(e), '');
+    }
+    if (r) {
+      if (r.error !== undefined) throw new CommandError(argv, null, r.error, '');
+      const stderr = r.timedOut ? `timed out after ${opts.timeoutMs} ms\n${r.stderr}` : r.stderr;
+      if (r.code === 0 && !r.timedOut) return { stdout: r.stdout, stderr };
+      throw new CommandError(argv, r.code, stderr, r.stdout, r.signal);
+    }
+  }
+  return spawnRun(argv, opts);
+}
+
+function spawnRun(argv: string[], opts: RunOptions): Promise<RunResult> {
   return new Promise((resolve, reject) => {
     const child = spawn(argv[0]!, argv.slice(1), {
       env: opts.env ?? process.env,

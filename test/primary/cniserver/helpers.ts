@@ -91,11 +91,11 @@ export class TestDriver implements CniDriver {
 export const notReady = () => new CniError(50, 'datapath not ready', 'bridge br-int missing');
 
 /**
- * The seine-cni plugin built from this tree's source into `dir` (scripts/build-cni.sh, incremental through
+ * The seine-cni plugin built from this tree's source into `dir` (scripts/build-go.sh, incremental through
  * Go's build cache), so a test never runs a stale dist/bin/seine-cni. Returns the binary's path.
  */
 export function buildShim(dir: string): string {
   const bin = join(dir, 'seine-cni');
-  execFileSync('bash', [resolve('scripts/build-cni.sh'), bin], { stdio: ['ignore', 'ignore', 'inherit'] });
+  execFileSync('bash', [resolve('scripts/build-go.sh'), bin], { stdio: ['ignore', 'ignore', 'inherit'] });
   return bin;
 }

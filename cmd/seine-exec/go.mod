@@ -1,0 +1,3 @@
+module seine.dev/cmd/seine-exec
+
+go 1.19
