@@ -50,10 +50,8 @@ func errnoName(err error) string {
 var errClosed = errors.New("the server closed the connection without answering")
 
 // connError sorts a socket failure into "no agent" (unreachableError) and "cannot talk to it" (code 5).
+// (post sorts out deadlines first.)
 func connError(socket string, err error) error {
-	if errors.Is(err, os.ErrDeadlineExceeded) {
-		return err
-	}
 	switch name := errnoName(err); name {
 	case "ENOENT", "ECONNREFUSED", "EPIPE":
 		return &unreachableError{fmt.Sprintf("cannot reach %s: %s", socket, name)}

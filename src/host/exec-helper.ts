@@ -6,21 +6,14 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { logger, type Logger } from '../util/log.js';
 import { repoRoot } from '../util/paths.js';
-import { RunnerUnavailable, type CommandRunner, type RunOptions } from './exec.js';
+import { RunnerUnavailable, type CommandRunner, type RunnerOutcome, type RunOptions } from './exec.js';
 
 /** Built with the plugin by scripts/build-go.sh. */
 export const SEINE_EXEC_BINARY = join(repoRoot(), 'dist', 'bin', 'seine-exec');
 
 /** One finished command, as the helper reports it. */
-export interface HelperReply {
+export interface HelperReply extends RunnerOutcome {
   id: number;
-  code: number | null;
-  signal: NodeJS.Signals | null;
-  stdout: string;
-  stderr: string;
-  /** It could not be started, in Node's words ("spawn ip ENOENT"). */
-  error?: string;
-  timedOut?: boolean;
 }
 
 export class ExecHelper implements CommandRunner {
@@ -96,7 +89,7 @@ export class ExecHelper implements CommandRunner {
     });
   }
 
-  /** Lets the helper finish what runs, then waits for it to exit. */
+  /** Closes the helper's stdin (it exits at once) and waits for it to be gone; later commands are spawned here. */
   async stop(): Promise<void> {
     this.stopped = true;
     const child = this.child;

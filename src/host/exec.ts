@@ -43,13 +43,21 @@ export function commandLine(cmd: string, args: readonly string[], netns?: string
 /** A CommandRunner cannot run anything now: run() spawns the command itself. */
 export class RunnerUnavailable extends Error {}
 
+/** How a CommandRunner's command ended. */
+export interface RunnerOutcome {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+  /** It could not be started, in Node's words ("spawn ip ENOENT"). */
+  error?: string;
+  timedOut?: boolean;
+}
+
 /** What runs commands for run() instead of a spawn of this process (the agent's ExecHelper). */
 export interface CommandRunner {
   /** Rejects with RunnerUnavailable when it cannot run anything now. */
-  execute(
-    argv: readonly string[],
-    opts: RunOptions,
-  ): Promise<{ code: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string; error?: string; timedOut?: boolean }>;
+  execute(argv: readonly string[], opts: RunOptions): Promise<RunnerOutcome>;
 }
 
 let runner: CommandRunner | undefined;
@@ -63,7 +71,7 @@ export function useCommandRunner(r: CommandRunner | undefined): void {
 export async function run(cmd: string, args: readonly string[], opts: RunOptions = {}): Promise<RunResult> {
   const argv = commandLine(cmd, args, opts.netns);
   if (runner) {
-    let r: Awaited<ReturnType<CommandRunner['execute']>> | undefined;
+    let r: RunnerOutcome | undefined;
     try {
       r = await runner.execute(argv, opts);
     } catch (e) {

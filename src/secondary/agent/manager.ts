@@ -222,21 +222,22 @@ export class SecondaryNetworkManager {
     const selections = this.wanted(ctx.pod, ctx.containerId);
     this.sandboxes.set(ctx.containerId, ctx);
     const todo = selections.filter((sel) => !this.attachmentsOf(ctx.containerId).some((r) => attachmentId(r) === `${sel.namespace}/${sel.name}@${sel.interface}`));
-    const attach = (sel: NetworkSelection): Promise<PromiseSettledResult<AttachmentRecord>> =>
-      this.attachOne(ctx, sel).then(
+    // Each network resolved once (NAD, validated config): what decides how they are attached is what attaches them.
+    const nets = await Promise.all(todo.map((sel) => this.resolve(sel).catch(() => undefined)));
+    const attach = (sel: NetworkSelection, i: number): Promise<PromiseSettledResult<AttachmentRecord>> =>
+      this.attachOne(ctx, sel, nets[i]).then(
         (rec): PromiseSettledResult<AttachmentRecord> => {
           this.remember(rec);
           return { status: 'fulfilled', value: rec };
         },
         (reason: unknown): PromiseSettledResult<AttachmentRecord> => ({ status: 'rejected', reason }),
       );
-    const kinds = await Promise.all(todo.map((sel) => this.resolve(sel).then((n) => n.kind, () => 'unresolved' as const)));
     let outcomes: Array<PromiseSettledResult<AttachmentRecord>>;
-    if (kinds.every((k) => k !== 'delegated' && k !== 'unresolved')) outcomes = await Promise.all(todo.map(attach));
+    if (nets.every((n) => n !== undefined && n.kind !== 'delegated')) outcomes = await Promise.all(todo.map(attach));
     else {
       outcomes = [];
-      for (const sel of todo) {
-        const o = await attach(sel);
+      for (const [i, sel] of todo.entries()) {
+        const o = await attach(sel, i);
         outcomes.push(o);
         if (o.status === 'rejected') break;
       }
@@ -369,8 +370,9 @@ export class SecondaryNetworkManager {
     }
   }
 
-  private async attachOne(ctx: PodSandbox, sel: NetworkSelection): Promise<AttachmentRecord> {
-    const net = await this.resolve(sel);
+  /** `resolved`: the selection's network, when the caller has it already (else resolved here, with its error). */
+  private async attachOne(ctx: PodSandbox, sel: NetworkSelection, resolved?: NadNetwork): Promise<AttachmentRecord> {
+    const net = resolved ?? (await this.resolve(sel));
     if (net.kind === 'node-file') throw new CniError(CniCode.InvalidNetworkConfig, `no configuration for ${sel.namespace}/${sel.name}`);
     checkCapabilities(net, sel);
     const pod = ctx.pod.metadata!;
