@@ -2,7 +2,8 @@
 // stdin and reads one JSON reply per line on stdout, matched by id; requests run concurrently. Forking from
 // this small process costs a fraction of forking from the agent, whose large heap made every spawn block its
 // event loop for about 12 ms. It exits as soon as the agent closes its stdin (the agent stopped, or died): a
-// command still running goes on by itself, as it would have as the agent's own child.
+// command still running goes on by itself, as it would have as the agent's own child. A request with ipSteps
+// instead of argv is iproute2 work the helper does itself, without a process (steps.go).
 package main
 
 import (
@@ -27,6 +28,8 @@ type request struct {
 	Cwd       string   `json:"cwd,omitempty"`
 	Input     string   `json:"input,omitempty"`
 	TimeoutMs int64    `json:"timeoutMs,omitempty"`
+	// IPSteps, instead of Argv: iproute2 work done natively (steps.go).
+	IPSteps *ipStepsRequest `json:"ipSteps,omitempty"`
 }
 
 type reply struct {
@@ -38,6 +41,8 @@ type reply struct {
 	// The command could not be started (e.g. ENOENT), as Node's spawn reports it.
 	Error    string `json:"error,omitempty"`
 	TimedOut bool   `json:"timedOut,omitempty"`
+	// Unsupported: IPSteps holds something not done natively; nothing was done.
+	Unsupported string `json:"unsupported,omitempty"`
 }
 
 var signalNames = map[syscall.Signal]string{
@@ -143,7 +148,12 @@ func main() {
 				os.Exit(2)
 			}
 			go func() {
-				rep := runOne(req)
+				var rep reply
+				if req.IPSteps != nil {
+					rep = runIpSteps(req.ID, req.IPSteps)
+				} else {
+					rep = runOne(req)
+				}
 				mu.Lock()
 				defer mu.Unlock()
 				_ = out.Encode(rep)

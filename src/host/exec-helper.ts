@@ -1,12 +1,13 @@
 // Host commands through seine-exec (cmd/seine-exec): one long-lived small process forks them for the agent.
 // Forking from the agent's large heap blocked its event loop for about 12 ms per command (a quarter of its CPU
-// under the CNI ADD benchmark); the helper's fork is cheap and off the agent's loop.
+// under the CNI ADD benchmark); the helper's fork is cheap and off the agent's loop. It also does IpRoute's steps
+// (a pod interface's veth, addresses, routes, offloads, sysctls) itself with rtnetlink: no process at all.
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { logger, type Logger } from '../util/log.js';
 import { repoRoot } from '../util/paths.js';
-import { RunnerUnavailable, type CommandRunner, type RunnerOutcome, type RunOptions } from './exec.js';
+import { RunnerUnavailable, type CommandRunner, type IpStepsRequest, type RunnerOutcome, type RunOptions } from './exec.js';
 
 /** Built with the plugin by scripts/build-go.sh. */
 export const SEINE_EXEC_BINARY = join(repoRoot(), 'dist', 'bin', 'seine-exec');
@@ -14,6 +15,8 @@ export const SEINE_EXEC_BINARY = join(repoRoot(), 'dist', 'bin', 'seine-exec');
 /** One finished command, as the helper reports it. */
 export interface HelperReply extends RunnerOutcome {
   id: number;
+  /** An ipSteps request held something the helper does not do itself; nothing was done. */
+  unsupported?: string;
 }
 
 export class ExecHelper implements CommandRunner {
@@ -74,6 +77,16 @@ export class ExecHelper implements CommandRunner {
 
   /** Runs argv; RunnerUnavailable when the helper cannot be started. */
   execute(argv: readonly string[], opts: RunOptions): Promise<HelperReply> {
+    const env = opts.env ? Object.entries(opts.env).flatMap(([k, v]) => (v === undefined ? [] : [`${k}=${v}`])) : undefined;
+    return this.send({ argv, ...(env ? { env } : {}), ...(opts.cwd ? { cwd: opts.cwd } : {}), ...(opts.input ? { input: opts.input } : {}), ...(opts.timeoutMs ? { timeoutMs: opts.timeoutMs } : {}) });
+  }
+
+  /** iproute2 steps done by the helper with rtnetlink, no process (cmd/seine-exec/steps.go). */
+  ipSteps(req: IpStepsRequest): Promise<HelperReply> {
+    return this.send({ ipSteps: req });
+  }
+
+  private send(body: object): Promise<HelperReply> {
     let child: ChildProcessWithoutNullStreams;
     try {
       child = this.ensure();
@@ -81,11 +94,9 @@ export class ExecHelper implements CommandRunner {
       return Promise.reject(e instanceof RunnerUnavailable ? e : new RunnerUnavailable(String(e)));
     }
     const id = this.nextId++;
-    const env = opts.env ? Object.entries(opts.env).flatMap(([k, v]) => (v === undefined ? [] : [`${k}=${v}`])) : undefined;
-    const req = { id, argv, ...(env ? { env } : {}), ...(opts.cwd ? { cwd: opts.cwd } : {}), ...(opts.input ? { input: opts.input } : {}), ...(opts.timeoutMs ? { timeoutMs: opts.timeoutMs } : {}) };
     return new Promise((resolve, reject) => {
       this.pending.set(id, { resolve, reject });
-      child.stdin.write(`${JSON.stringify(req)}\n`);
+      child.stdin.write(`${JSON.stringify({ id, ...body })}\n`);
     });
   }
 

@@ -54,10 +54,27 @@ export interface RunnerOutcome {
   timedOut?: boolean;
 }
 
+/**
+ * iproute2 batch lines and follow-up commands, step by step, each step in a namespace: what IpRoute's apply
+ * methods would run as a script, for a runner that does it without processes.
+ */
+export interface IpStepsRequest {
+  /** Where steps without a namespace of their own run (undefined: the runner's own). */
+  netns?: string;
+  steps: Array<{ netns?: string; lines: readonly string[]; followUps?: ReadonlyArray<readonly string[]> }>;
+  /** Every line and command is tried; failures are reported but do not stop the rest (`ip -force`). */
+  force?: boolean;
+  /** The exit code of a failure: failCode, plus the step's index when stepCodes. */
+  failCode: number;
+  stepCodes?: boolean;
+}
+
 /** What runs commands for run() instead of a spawn of this process (the agent's ExecHelper). */
 export interface CommandRunner {
   /** Rejects with RunnerUnavailable when it cannot run anything now. */
   execute(argv: readonly string[], opts: RunOptions): Promise<RunnerOutcome>;
+  /** Does the steps itself; `unsupported` (nothing done) when they hold something it does not know. */
+  ipSteps?(req: IpStepsRequest): Promise<RunnerOutcome & { unsupported?: string }>;
 }
 
 let runner: CommandRunner | undefined;
@@ -86,6 +103,25 @@ export async function run(cmd: string, args: readonly string[], opts: RunOptions
     }
   }
   return spawnRun(argv, opts);
+}
+
+/**
+ * Has the runner do iproute2 steps without processes. False: there is no such runner, or it does not know
+ * something in them (nothing was done; run the script). A failure throws the CommandError the script, run as
+ * `argv`, would have.
+ */
+export async function runIpStepsNatively(req: IpStepsRequest, argv: readonly string[]): Promise<boolean> {
+  if (!runner?.ipSteps) return false;
+  let r: (RunnerOutcome & { unsupported?: string }) | undefined;
+  try {
+    r = await runner.ipSteps(req);
+  } catch (e) {
+    if (e instanceof RunnerUnavailable) return false;
+    throw new CommandError(argv, null, e instanceof Error ? e.message : String(e), '');
+  }
+  if (r.unsupported !== undefined) return false;
+  if (r.code === 0) return true;
+  throw new CommandError(argv, r.code, r.stderr, r.stdout, r.signal);
 }
 
 function spawnRun(argv: string[], opts: RunOptions): Promise<RunResult> {

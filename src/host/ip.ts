@@ -1,4 +1,4 @@
-import { run, shellQuote, CommandError } from './exec.js';
+import { CommandError, commandLine, run, runIpStepsNatively, shellQuote } from './exec.js';
 
 /**
  * A value that cannot be handed to a command as the single, literal argument it is meant to be (it would
@@ -317,12 +317,13 @@ export class IpRoute {
     const commands: FollowUp[] = [...(batch.empty ? [] : [['ip', '-batch', '-'] as const]), ...followUps];
     const input = batch.empty ? '' : batch.lines.join('\n') + '\n';
     if (commands.length === 0) return;
-    if (commands.length === 1) {
-      const [cmd, ...args] = commands[0]!;
-      await run(cmd, args, { netns: this.netns, input });
-      return;
-    }
-    await run('sh', ['-ec', commands.map((c) => c.map(shellQuote).join(' ')).join('\n')], { netns: this.netns, input });
+    const [cmd, ...args]: readonly string[] = commands.length === 1 ? commands[0]! : ['sh', '-ec', commands.map((c) => c.map(shellQuote).join(' ')).join('\n')];
+    if (await runIpStepsNatively({ ...this.nsField(), steps: [{ lines: batch.lines, followUps }], failCode: 1 }, commandLine(cmd!, args, this.netns))) return;
+    await run(cmd!, args, { netns: this.netns, input });
+  }
+
+  private nsField(): { netns?: string } {
+    return this.netns ? { netns: netnsFile(this.netns) } : {};
   }
 
   /**
@@ -343,6 +344,8 @@ export class IpRoute {
       const inner = commands.map((c) => render(c, 'exit 1')).join('\n');
       return [`nsenter --net=${shellQuote(netnsFile(st.netns))} -- sh -c ${shellQuote(inner)} || ${exit}`];
     });
+    const native = { ...this.nsField(), steps: steps.map((st) => ({ ...(st.netns ? { netns: netnsFile(st.netns) } : {}), lines: st.batch.lines, followUps: st.followUps ?? [] })), failCode: STEP_EXIT_BASE, stepCodes: true };
+    if (await runIpStepsNatively(native, commandLine('sh', ['-c', lines.join('\n')], this.netns))) return;
     await run('sh', ['-c', lines.join('\n')], { netns: this.netns });
   }
 
@@ -356,6 +359,7 @@ export class IpRoute {
   async applyBestEffort(batch: IpBatch): Promise<void> {
     if (batch.empty) return;
     try {
+      if (await runIpStepsNatively({ ...this.nsField(), steps: [{ lines: batch.lines }], force: true, failCode: 1 }, commandLine('ip', ['-force', '-batch', '-'], this.netns))) return;
       await run('ip', ['-force', '-batch', '-'], { netns: this.netns, input: batch.lines.join('\n') + '\n' });
     } catch (e) {
       if (!(e instanceof CommandError)) throw e;
