@@ -1,25 +1,27 @@
 // Secondary-network benchmark on a 3-node lab, each figure with a baseline measured in the same run:
 //  - pod-ready latency (create -> Running, as the API reports it through a watch) with 0, 1 and 3 secondary
 //    networks; the configurations are interleaved pod by pod so that load drifts hit them alike; ratios to 0;
-//  - IPPool allocations per second against the lab's API server: 3 IPPoolAllocator instances with their own
-//    clients (3 agents) contending for one pool, against 1 allocator doing the same number alone; one
-//    request at a time per allocator, and 8 at a time (where each allocator's group commit batches them).
+//  - IPPool allocations per second against the lab's API server: 3 IPPoolAllocator instances, each in a worker
+//    thread with its own clients and event loop (3 agents), contending for one pool, against 1 allocator (in a
+//    worker too) doing the same number alone; one request at a time per allocator, and 8 at a time (where each
+//    allocator's group commit batches them).
 // Environment: PODS (per configuration, default 20), CONCURRENCY (pods in flight, default 1),
 // ALLOCS (allocations per scenario, default 300).
 import '../primary/quiet.js';
-import { CustomObjectsApi, KubeConfig, Watch, type V1Pod } from '@kubernetes/client-node';
+import { CustomObjectsApi, Watch, type V1Pod } from '@kubernetes/client-node';
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { cpus, loadavg, release, totalmem } from 'node:os';
 import { join } from 'node:path';
+import { Worker } from 'node:worker_threads';
 import { parseAllDocuments } from 'yaml';
 import { reapStaleLedgers } from '../../src/host/ledger.js';
 import { Lab } from '../../src/lab/lab.js';
 import { NETWORKS_ANNOTATION } from '../../src/secondary/annotations/index.js';
-import { IPPoolAllocator } from '../../src/secondary/ippool/index.js';
 import { repoRoot } from '../../src/util/paths.js';
 import { eventually as poll, sleep } from '../../src/util/wait.js';
+import type { AllocatorJob, AllocatorPhase, AllocatorReport } from './pool-allocator-worker.js';
 
 /** Benchmark waits are long: the whole lab may be busy. */
 const eventually = <T>(what: string, check: () => Promise<T | undefined>, timeoutMs = 120_000, everyMs = 200): Promise<T> => poll(what, check, timeoutMs, everyMs);
@@ -206,7 +208,10 @@ interface AllocResult {
   conflicts: number;
 }
 
-/** `allocators` allocators (own KubeConfig, own clients) allocate ALLOCS addresses in a fresh pool, then release them. */
+/**
+ * `allocators` allocators, each in a worker thread with its own KubeConfig and clients (an agent each), allocate
+ * ALLOCS addresses in a fresh pool, then release them.
+ */
 async function allocationRun(lab: Lab, allocators: number, inFlight: number, run: number): Promise<AllocResult> {
   const custom = lab.kubeConfig.makeApiClient(CustomObjectsApi);
   const poolName = `bench-${run}`;
@@ -216,45 +221,46 @@ async function allocationRun(lab: Lab, allocators: number, inFlight: number, run
     plural: 'ippools',
     body: { apiVersion: 'crd.seine.dev/v1alpha1', kind: 'IPPool', metadata: { name: poolName }, spec: { ipRanges: [{ cidr: `10.${160 + run}.0.0/22` }], subnetInfo: { gateway: `10.${160 + run}.0.1`, prefixLength: 22 } } },
   });
-  const instances = Array.from({ length: allocators }, () => {
-    const kc = new KubeConfig();
-    kc.loadFromFile(lab.kubeconfigPath);
-    return new IPPoolAllocator({ kubeConfig: kc });
-  });
   const per = Math.floor(ALLOCS / allocators);
-  const owner = (a: number, i: number): { podNamespace: string; podName: string; containerID: string; interface: string; node: string } => ({
-    podNamespace: 'bench',
-    podName: `p${a}-${i}`,
-    containerID: `c${run}-${a}-${i}`,
-    interface: 'net1',
-    node: `node${a}`,
+  const workers = Array.from({ length: allocators }, (_, index) => {
+    const job: AllocatorJob = { kubeconfig: lab.kubeconfigPath, pool: poolName, index, run, count: per, inFlight };
+    return new Worker(new URL('./pool-allocator-worker.js', import.meta.url), { workerData: job });
   });
-  /** Each allocator works through its share with `inFlight` requests outstanding. */
-  const drive = (fn: (alloc: IPPoolAllocator, a: number, i: number) => Promise<unknown>): Promise<unknown> =>
+  /** Every worker's next report (a worker that fails or dies fails the run). */
+  const reports = (): Promise<AllocatorReport[]> =>
     Promise.all(
-      instances.map(async (alloc, a) => {
-        let next = 0;
-        await Promise.all(
-          Array.from({ length: inFlight }, async () => {
-            while (next < per) await fn(alloc, a, next++);
+      workers.map(
+        (w) =>
+          new Promise<AllocatorReport>((resolve, reject) => {
+            const off = (): void => void (w.off('message', onMessage), w.off('error', reject), w.off('exit', onExit));
+            const onMessage = (r: AllocatorReport): void => (off(), r.phase === 'failed' ? reject(new Error(r.error)) : resolve(r));
+            const onExit = (code: number): void => (off(), reject(new Error(`allocator worker exited (${code})`)));
+            w.on('message', onMessage).on('error', reject).on('exit', onExit);
           }),
-        );
-      }),
+      ),
     );
-  const sum = (k: 'writes' | 'reads' | 'conflicts'): number => instances.reduce((s, i) => s + i.stats[k], 0);
-  let t = performance.now();
-  await drive((alloc, a, i) => alloc.allocate([poolName], owner(a, i)));
-  const allocMs = performance.now() - t;
-  const allocStats = { writes: sum('writes'), reads: sum('reads'), conflicts: sum('conflicts') };
-  // Correctness: every address recorded once.
-  const pool = (await custom.getClusterCustomObject({ group: 'crd.seine.dev', version: 'v1alpha1', plural: 'ippools', name: poolName })) as { status?: { allocations?: Array<{ ip: string }> } };
-  const ips = (pool.status?.allocations ?? []).map((x) => x.ip);
-  if (ips.length !== per * allocators || new Set(ips).size !== ips.length) throw new Error(`pool ${poolName}: ${ips.length} allocations, ${new Set(ips).size} distinct, expected ${per * allocators}`);
-  t = performance.now();
-  await drive((alloc, a, i) => alloc.release({ containerID: owner(a, i).containerID, interface: 'net1' }, [poolName]));
-  const releaseMs = performance.now() - t;
-  await custom.deleteClusterCustomObject({ group: 'crd.seine.dev', version: 'v1alpha1', plural: 'ippools', name: poolName });
-  return { allocators, inFlight, allocMs, releaseMs, ...allocStats };
+  const phase = async (p: AllocatorPhase): Promise<{ ms: number; reports: AllocatorReport[] }> => {
+    const t = performance.now();
+    const done = reports();
+    for (const w of workers) w.postMessage(p);
+    const r = await done;
+    return { ms: performance.now() - t, reports: r };
+  };
+  try {
+    await reports();
+    const alloc = await phase('allocate');
+    const sum = (k: 'writes' | 'reads' | 'conflicts'): number => alloc.reports.reduce((s, r) => s + ('stats' in r ? r.stats[k] : 0), 0);
+    const allocStats = { writes: sum('writes'), reads: sum('reads'), conflicts: sum('conflicts') };
+    // Correctness: every address recorded once.
+    const pool = (await custom.getClusterCustomObject({ group: 'crd.seine.dev', version: 'v1alpha1', plural: 'ippools', name: poolName })) as { status?: { allocations?: Array<{ ip: string }> } };
+    const ips = (pool.status?.allocations ?? []).map((x) => x.ip);
+    if (ips.length !== per * allocators || new Set(ips).size !== ips.length) throw new Error(`pool ${poolName}: ${ips.length} allocations, ${new Set(ips).size} distinct, expected ${per * allocators}`);
+    const release = await phase('release');
+    return { allocators, inFlight, allocMs: alloc.ms, releaseMs: release.ms, ...allocStats };
+  } finally {
+    await Promise.all(workers.map((w) => w.terminate()));
+    await custom.deleteClusterCustomObject({ group: 'crd.seine.dev', version: 'v1alpha1', plural: 'ippools', name: poolName });
+  }
 }
 
 async function poolThroughput(lab: Lab): Promise<void> {
