@@ -1,6 +1,5 @@
 import { Command, Option } from 'commander';
 import { spawn } from 'node:child_process';
-import { createServer, request } from 'node:http';
 import { existsSync, mkdirSync, openSync, closeSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { CoreV1Api } from '@kubernetes/client-node';
@@ -9,6 +8,7 @@ import { ResourceLedger } from '../host/ledger.js';
 import { netnsPath } from '../host/netns.js';
 import { DEFAULT_STATE_ROOT, Lab, labStateDir, type LabStatus } from '../lab/lab.js';
 import type { CloudProfile } from '../lab/cloud/plan.js';
+import { askLab, serveLabControl, type LabAction } from '../lab/control.js';
 import { podNetnsName } from '../lab/kubelet.js';
 import { renderTable } from './table.js';
 import { runDemo } from './demo.js';
@@ -38,46 +38,10 @@ function parseProfile(v: string): CloudProfile {
   return v;
 }
 
-/** The supervisor's control socket: `lab install-seine` and `uninstall-seine` ask the running lab through it. */
-function controlSocket(o: Common): string {
-  return join(labStateDir(o.name, o.stateRoot), 'control.sock');
-}
-
-/** Serves the lab's actions on its control socket, one at a time. */
-function serveControl(lab: Lab, path: string): void {
-  const actions: Record<string, () => Promise<void>> = { '/install-seine': () => lab.installSeine(), '/uninstall-seine': () => lab.uninstallSeine() };
-  let busy = Promise.resolve();
-  createServer((req, res) => {
-    const action = req.method === 'POST' ? actions[req.url ?? ''] : undefined;
-    if (!action) {
-      res.writeHead(404).end(JSON.stringify({ error: `no action ${req.method} ${req.url}` }));
-      return;
-    }
-    busy = busy.then(async () => {
-      try {
-        await action();
-        lab.writeStatus();
-        res.writeHead(200).end('{}');
-      } catch (e) {
-        res.writeHead(500).end(JSON.stringify({ error: e instanceof Error ? e.message : String(e) }));
-      }
-    });
-  }).listen(path);
-}
-
-/** Asks the running lab's supervisor to do `action`; resolves when it is done. */
-async function control(o: Common, action: string): Promise<void> {
+/** Asks the running lab's supervisor to do `action` (src/lab/control.ts); resolves when it is done. */
+async function control(o: Common, action: LabAction): Promise<void> {
   readStatus(o);
-  const answer = await new Promise<{ status: number; body: string }>((resolve, reject) => {
-    const req = request({ socketPath: controlSocket(o), method: 'POST', path: action }, (res) => {
-      let body = '';
-      res.on('data', (c: Buffer) => (body += c.toString()));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
-    });
-    req.on('error', reject);
-    req.end();
-  });
-  if (answer.status !== 200) throw new Error((JSON.parse(answer.body) as { error?: string }).error ?? answer.body);
+  await askLab(labStateDir(o.name, o.stateRoot), action);
 }
 
 function readStatus(o: Common): LabStatus {
@@ -134,7 +98,7 @@ async function serve(o: Common & UpFlags): Promise<void> {
     process.exit(1);
   }
   lab.ledger.directory(serveLog(o));
-  serveControl(lab, controlSocket(o));
+  serveLabControl(lab);
   lab.writeStatus();
   send({ step: 'ready' });
   const timer = setInterval(() => lab.writeStatus(), 1000);
