@@ -4,7 +4,6 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"net"
 	"strconv"
@@ -50,7 +49,7 @@ func splitWords(line string) ([]string, error) {
 // ipOp is one line, ready to run in a namespace with a socket of that namespace.
 type ipOp func(nl *rtnl) error
 
-// netnsOpener opens the namespace a veth peer goes to (the fd stays open until the op ran).
+// openNetns opens a namespace by path, or by name under /var/run/netns (the caller closes the fd).
 func openNetns(ref string) (int, error) {
 	path := ref
 	if !strings.Contains(ref, "/") {
@@ -473,10 +472,4 @@ func parseRoute(verb string, w []string) (ipOp, error) {
 		attrs = append(attrs, attrU32(rtaTable, table))
 		return nl.do(msgType, nlFlags, rtmsg(family, dstLen, rtTable, rtProto, rtScope, typ, rtFlags), attrs...)
 	}, nil
-}
-
-// isUnsupported tells a request this reader cannot take from a failure of one it took.
-func isUnsupported(err error) bool {
-	var u errUnsupported
-	return errors.As(err, &u)
 }
