@@ -265,7 +265,7 @@ async function allocationRun(lab: Lab, allocators: number, inFlight: number, run
 
 async function poolThroughput(lab: Lab): Promise<void> {
   console.log(`\nIPPool allocations against the lab API server: ${ALLOCS} per run in a fresh /22 pool (split evenly between the allocators), then released:`);
-  console.log('  allocators  in flight each   alloc/s   ratio to 1   release/s   (allocation phase: writes   reads   409 conflicts)');
+  console.log('  allocators  in flight each   alloc/s   ratio to 1   release/s   (allocation phase: writes   reads   refused writes)');
   let run = 0;
   for (const inFlight of [1, 8]) {
     const base = await allocationRun(lab, 1, inFlight, run++);

@@ -93,7 +93,8 @@ export function poolRows(pools: readonly IPPool[]): PoolRow[] {
         ranges: p.spec.ipRanges.map((r) => r.cidr ?? `${r.start}-${r.end}`),
         gateway: p.spec.subnetInfo.gateway,
         ...(p.spec.subnetInfo.vlan !== undefined ? { vlan: p.spec.subnetInfo.vlan } : {}),
-        used: p.status?.usage?.used ?? p.status?.allocations?.length ?? 0,
+        // The allocations themselves: status.usage is written a moment after them.
+        used: p.status?.allocations?.length ?? p.status?.usage?.used ?? 0,
         // A pool no one has allocated from yet has no usage in its status: its size from its spec.
         total: p.status?.usage?.total ?? poolSize(p),
         byNode,

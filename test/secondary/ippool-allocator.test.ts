@@ -66,7 +66,9 @@ describe('IPPoolAllocator', () => {
       ['10.10.0.3', 'pod-1', 'ctr-1', 'net1', 'uid-1', 'node-1'],
       ['10.10.0.4', 'pod-2', 'ctr-2', 'net1', 'uid-2', 'node-1'],
     ]);
-    expect(s.usage).toEqual({ total: 252, used: 2 });
+    // The usage follows in a write of its own.
+    await a.settled();
+    expect(stored(name).status!.usage).toEqual({ total: 252, used: 2 });
     expect(await a.usage(name)).toEqual({ pool: name, total: 252, used: 2, free: 250 });
     expect((await a.allocations(name)).map((x) => x.ip)).toEqual(['10.10.0.3', '10.10.0.4']);
     // Same container, another interface: another attachment.
@@ -86,6 +88,7 @@ describe('IPPoolAllocator', () => {
     expect((await a.release({ containerID: 'ctr-rel-1', interface: 'net1' })).map((x) => [x.pool, x.ip])).toEqual([[name, '10.10.0.10']]);
     expect((await a.releaseAllOf({ podUID: 'uid-rel-4' })).map((x) => x.ip).sort()).toEqual(['10.10.0.13', '10.10.0.14']);
     expect((await a.releaseAllOf({ containerID: 'ctr-rel-3' }, [name])).map((x) => x.ip)).toEqual(['10.10.0.12']);
+    await a.settled();
     expect(stored(name).status!.usage).toEqual({ total: 21, used: 0 });
     expect((await a.allocate([name], owner('rel-9'))).ip).toBe('10.10.0.10');
     await expect(a.releaseAllOf({})).rejects.toThrow(/podUID or a containerID/);
@@ -113,6 +116,7 @@ describe('IPPoolAllocator', () => {
     expect((await problemOf(a.allocate([name], owner(3), { ip: '10.10.0.13/16' }))).problem).toBe('prefix-mismatch');
     expect((await problemOf(a.allocate([name], owner(3), { ip: '10.10.0.300' }))).problem).toBe('invalid-ip');
     expect((await problemOf(a.allocate([name], owner(2), { ip: '10.10.0.13' }))).problem).toBe('owner-has-other');
+    await a.settled();
     expect(stored(name).status!.usage!.used).toBe(2);
   });
 
@@ -165,6 +169,7 @@ describe('IPPoolAllocator', () => {
     expect([e.problem, e.code, e.message]).toEqual(['unavailable', CniCode.TryAgainLater, `cannot update IP pool ${name}: still conflicting after 1 attempts`]);
     expect(once.stats.conflicts).toBe(1);
     expect(await retrying.allocate([name], owner('cf-4'))).toMatchObject({ ip: '10.10.0.13' });
+    // A refused write, a fresh read, a write that goes through (usage writes are counted apart).
     expect(retrying.stats).toMatchObject({ conflicts: 1, writes: 3 });
     expect((await other.allocations(name)).map((x) => x.ip)).toEqual(['10.10.0.10', '10.10.0.11', '10.10.0.12', '10.10.0.13']);
   });
@@ -185,7 +190,8 @@ describe('IPPoolAllocator', () => {
     expect(freed.map((x) => x.owner.podName).sort()).toEqual(['pod-2', 'pod-3']);
     // An agent knowing only its own sandboxes collects on its own node only.
     expect((await a.gc({ containerIDs: ['ctr-5'] }, { pools: [name], node: 'node-1', minAgeMs: 0 })).map((x) => x.owner.podName)).toEqual(['pod-1']);
-    expect((await a.allocations(name)).map((x) => x.owner.podName)).toEqual(['pod-4', 'pod-5']);
+    expect((await a.allocations(name)).map((x) => x.owner.podName).sort()).toEqual(['pod-4', 'pod-5']);
+    await a.settled();
     expect(stored(name).status!.usage!.used).toBe(2);
   });
 
@@ -200,11 +206,26 @@ describe('IPPoolAllocator', () => {
       const ms = performance.now() - t0;
       const ips = got.map((x) => x.ip);
       expect(new Set(ips).size).toBe(150);
+      await Promise.all(agents.map((a) => a.settled()));
       const s = stored(name).status!;
       expect(s.usage).toEqual({ total: 253, used: 150 });
       expect(new Map(s.allocations!.map((x) => [x.ip, x.owner.containerID]))).toEqual(new Map(got.map((x) => [x.ip, x.owner.containerID])));
-      // Lowest first overall: exactly the 150 lowest addresses.
-      expect(ips.map((ip) => Number(ip.split('.')[3])).sort((x, y) => x - y)).toEqual(Array.from({ length: 150 }, (_, i) => i + 2));
+      // Each node allocated in blocks of its own (16 addresses each, none overlapping), lowest first in them:
+      // 50 allocations per node fill 3 blocks and start a fourth.
+      const last = (x: string): number => Number(x.split('.')[3]);
+      const blocks = s.blocks!;
+      expect(blocks).toHaveLength(12);
+      const starts = blocks.map((b) => last(b.start)).sort((x, y) => x - y);
+      expect(starts).toEqual(Array.from({ length: 12 }, (_, i) => 2 + 16 * i));
+      for (const b of blocks) expect(last(b.end) - last(b.start)).toBe(15);
+      for (let node = 0; node < 3; node++) {
+        const mine = blocks.filter((b) => b.node === `node-${node}`).map((b) => [last(b.start), last(b.end)] as const);
+        expect(mine).toHaveLength(4);
+        const held = got.filter((x) => x.owner.node === `node-${node}`).map((x) => last(x.ip));
+        for (const n of held) expect(mine.some(([lo, hi]) => n >= lo && n <= hi)).toBe(true);
+        const inOrder = mine.flatMap(([lo, hi]) => Array.from({ length: hi - lo + 1 }, (_, i) => lo + i)).sort((x, y) => x - y);
+        expect(held.sort((x, y) => x - y)).toEqual(inOrder.slice(0, 50));
+      }
       const stats = agents.map((a) => a.stats);
       console.log(
         `IPPool ${label}: 150 allocations by 3 agents in ${ms.toFixed(0)} ms = ${((150 * 1000) / ms).toFixed(0)} allocations/s; ` +
@@ -214,11 +235,79 @@ describe('IPPoolAllocator', () => {
       const freed = await Promise.all(got.map((x, i) => agents[(i + 1) % 3]!.release(x.owner, [name])));
       const releaseMs = performance.now() - t1;
       expect(freed.flat().map((x) => x.ip).sort()).toEqual([...ips].sort());
+      await Promise.all(agents.map((a) => a.settled()));
       expect(stored(name).status!.usage).toEqual({ total: 253, used: 0 });
       console.log(`IPPool ${label}: 150 releases by 3 agents in ${releaseMs.toFixed(0)} ms = ${((150 * 1000) / releaseMs).toFixed(0)} releases/s`);
     };
     await measure('batched');
     await measure('one-write-per-allocation', 1);
+  });
+
+  it("agents of different nodes write side by side: each in its own block, none refusing another's write", async () => {
+    const name = createPool({ ipRanges: [{ cidr: '10.60.0.0/24' }], subnetInfo: { gateway: '10.60.0.1', prefixLength: 24 } });
+    const [a, b] = [allocator(), allocator()];
+    const onA = (i: number): PoolOwner => owner(`side-a-${i}`, { node: 'node-a' });
+    const onB = (i: number): PoolOwner => owner(`side-b-${i}`, { node: 'node-b' });
+    // The first write sets the pool up (blocks, versions) and claims node-a's first block; node-b claims the next.
+    expect((await a.allocate([name], onA(0))).ip).toBe('10.60.0.2');
+    expect((await b.allocate([name], onB(0))).ip).toBe('10.60.0.18');
+    const before = { a: { ...a.stats }, b: { ...b.stats } };
+    // Each writes from the copy it wrote last, which the other's writes made stale: no refusal, no re-read.
+    for (let i = 1; i <= 5; i++) {
+      expect((await a.allocate([name], onA(i))).ip).toBe(`10.60.0.${2 + i}`);
+      expect((await b.allocate([name], onB(i))).ip).toBe(`10.60.0.${18 + i}`);
+    }
+    expect((await b.release(onB(1), [name])).map((x) => x.ip)).toEqual(['10.60.0.19']);
+    expect((await a.allocate([name], onA(6))).ip).toBe('10.60.0.8');
+    expect(a.stats.conflicts - before.a.conflicts + b.stats.conflicts - before.b.conflicts).toBe(0);
+    expect(a.stats.reads - before.a.reads + b.stats.reads - before.b.reads).toBe(0);
+    const s = stored(name).status!;
+    expect(s.blocks).toEqual([
+      { start: '10.60.0.2', end: '10.60.0.17', node: 'node-a', version: 6 },
+      { start: '10.60.0.18', end: '10.60.0.33', node: 'node-b', version: 5 },
+    ]);
+    expect(s.poolVersion).toBe(2);
+    expect(s.allocations!.map((x) => x.ip).sort()).toEqual(['2', '3', '4', '5', '6', '7', '8', '18', '20', '21', '22', '23'].map((n) => `10.60.0.${n}`).sort());
+    // The freed address is the lowest free one of node-b's block again.
+    expect((await b.allocate([name], onB(9))).ip).toBe('10.60.0.19');
+    await Promise.all([a.settled(), b.settled()]);
+    expect(stored(name).status!.usage).toEqual({ total: 253, used: 13 });
+  });
+
+  it('with every address in some block, a node takes over an empty block, or else borrows, and the owner then retries', async () => {
+    // 12 addresses, blocks of 4: three blocks.
+    const name = createPool(range('10.10.0.10', '10.10.0.21'));
+    const [x, y, z] = [allocator(), allocator(), allocator()];
+    const on = (node: string, i: number): PoolOwner => owner(`take-${node}-${i}`, { node });
+    await x.allocate([name], on('x', 0));
+    await y.allocate([name], on('y', 0));
+    await z.allocate([name], on('z', 0));
+    expect(stored(name).status!.blocks!.map((b) => `${b.start}-${b.end} ${b.node}`)).toEqual(['10.10.0.10-10.10.0.13 x', '10.10.0.14-10.10.0.17 y', '10.10.0.18-10.10.0.21 z']);
+    // z's pod is gone: its block holds nothing, and node w takes it over.
+    await z.release(on('z', 0), [name]);
+    const w = allocator();
+    expect((await w.allocate([name], on('w', 0))).ip).toBe('10.10.0.18');
+    expect(stored(name).status!.blocks![2]).toMatchObject({ start: '10.10.0.18', node: 'w', version: 1 });
+    // z again: no block to claim or take over, so it borrows the lowest free address (in x's block).
+    expect((await z.allocate([name], on('z', 1))).ip).toBe('10.10.0.11');
+    // x writes from its stale copy: its test of its block fails, it re-reads and goes on above the borrowed address.
+    const refusedBefore = x.stats.conflicts;
+    expect((await x.allocate([name], on('x', 1))).ip).toBe('10.10.0.12');
+    expect(x.stats.conflicts - refusedBefore).toBe(1);
+    const ips = stored(name).status!.allocations!.map((a) => a.ip);
+    expect(new Set(ips).size).toBe(ips.length);
+  });
+
+  it('sets up blocks in a pool whose status has none, keeping what it holds', async () => {
+    const name = createPool(range('10.10.0.10', '10.10.0.30'));
+    const old = { ip: '10.10.0.10', owner: owner('legacy'), allocatedAt: '2030-01-01T00:00:00Z' };
+    pools().updateStatus({ ...(stored(name) as never as object), status: { allocations: [old], usage: { total: 21, used: 1 } } } as never);
+    const a = allocator();
+    expect((await a.allocate([name], owner('legacy-2'))).ip).toBe('10.10.0.11');
+    const s = stored(name).status!;
+    expect(s.allocations).toEqual([old, expect.objectContaining({ ip: '10.10.0.11' })]);
+    expect(s).toMatchObject({ blocks: [{ start: '10.10.0.10', end: '10.10.0.13', node: 'node-1', version: 0 }], poolVersion: 1, usage: { total: 21, used: 2 } });
+    expect((await a.release(owner('legacy'), [name])).map((x) => x.ip)).toEqual(['10.10.0.10']);
   });
 
   it('three agents racing for a small pool: exactly its size succeeds, the rest is told it is full', async () => {
@@ -230,6 +319,7 @@ describe('IPPoolAllocator', () => {
     expect(new Set(ok).size).toBe(10);
     expect(ok).toHaveLength(10);
     expect(failed).toEqual(Array(15).fill('exhausted'));
+    await Promise.all(agents.map((a) => a.settled()));
     expect(stored(name).status!.usage).toEqual({ total: 10, used: 10 });
   });
 });

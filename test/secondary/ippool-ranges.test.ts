@@ -1,3 +1,4 @@
+import { blockSize } from '../../src/secondary/ippool/state.js';
 import { parseIpv4, parseIpv4Cidr, PoolLayout, PoolSpecError, type IPPoolSpec } from '../../src/secondary/ippool/index.js';
 
 const spec = (s: Partial<IPPoolSpec> & { ipRanges: IPPoolSpec['ipRanges'] }): IPPoolSpec => ({ subnetInfo: { gateway: '10.10.0.1', prefixLength: 24 }, ...s });
@@ -114,5 +115,31 @@ describe('PoolLayout', () => {
     }
     expect(err).toBeInstanceOf(PoolSpecError);
     expect((err as PoolSpecError).problems.join('\n')).toContain(problem);
+  });
+});
+
+describe('blocks', () => {
+  const layout = PoolLayout.parse(spec({ ipRanges: [{ cidr: '10.10.0.0/24' }], exclude: ['10.10.0.20'] }));
+  const run = (size: number, covered: Array<[string, string]>, free: (n: number) => boolean = () => true): string[] | undefined => {
+    const found = layout.firstUncoveredRun(size, covered.map(([a, b]) => [ip(a), ip(b)]), free);
+    return found?.map((n) => `${n >>> 24}.${(n >>> 16) & 255}.${(n >>> 8) & 255}.${n & 255}`);
+  };
+
+  it('sizes blocks at about an eighth of the pool, 4 to 64 addresses', () => {
+    expect([1, 13, 40, 252, 1021, 65533].map(blockSize)).toEqual([4, 4, 4, 16, 64, 64]);
+  });
+
+  it('claims the lowest run of addresses outside every block, over exclusions and around blocks', () => {
+    // The network address and the gateway (.0, .1) are not handed out: the first run starts at .2.
+    expect(run(4, [])).toEqual(['10.10.0.2', '10.10.0.5']);
+    // The excluded .20 is stepped over: 16 addresses handed out from .6 end at .22.
+    expect(run(16, [['10.10.0.2', '10.10.0.5']])).toEqual(['10.10.0.6', '10.10.0.22']);
+    // A run ends where a block starts, even one covering nothing the pool hands out.
+    expect(run(16, [['10.10.0.2', '10.10.0.5'], ['10.10.0.9', '10.10.0.30']])).toEqual(['10.10.0.6', '10.10.0.8']);
+    expect(run(4, [['10.10.0.20', '10.10.0.20'], ['10.10.0.2', '10.10.0.18']].sort((a, b) => ip(a[0]) - ip(b[0])) as Array<[string, string]>)).toEqual(['10.10.0.19', '10.10.0.19']);
+    // A run with nothing free is passed over; a full pool has none.
+    expect(run(4, [], (n) => n > ip('10.10.0.5'))).toEqual(['10.10.0.6', '10.10.0.9']);
+    expect(run(4, [['10.10.0.0', '10.10.0.255']])).toBeUndefined();
+    expect(run(4, [], () => false)).toBeUndefined();
   });
 });

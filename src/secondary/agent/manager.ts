@@ -147,7 +147,8 @@ export class SecondaryNetworkManager {
   }
 
   async stop(): Promise<void> {
-    await Promise.all([this.nads.stop(), this.nodes.stop()]);
+    // The pools' usage writes in flight finish: the next agent need not redo them.
+    await Promise.all([this.nads.stop(), this.nodes.stop(), this.allocator.settled()]);
   }
 
   private remember(rec: AttachmentRecord): void {

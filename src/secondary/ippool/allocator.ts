@@ -1,33 +1,23 @@
-// Cluster-wide IPAM over IPPool objects: every allocation is recorded in the pool's status, written
-// through the status subresource with the resourceVersion read as precondition. A 409 Conflict means
-// another agent wrote first: re-read, re-apply, retry after a jittered backoff. So no address is ever
-// given twice, whatever the number of agents.
+// Cluster-wide IPAM over IPPool objects: every allocation is recorded in the pool's status, the single
+// record. Each node allocates from blocks of the pool claimed for it (status.blocks), and writes a batch
+// as a JSON Patch that tests only what the batch relied on (state.ts): the version of the blocks it
+// allocated in, the pool's shared version when it claimed a block or went outside every block, the
+// entries it removed. Agents of different nodes so write side by side without refusing each other; a
+// refused test means another writer got there first: re-read, re-apply, retry after a jittered backoff.
+// So no address is ever given twice, whatever the number of agents.
 //
 // Within one allocator, operations on a pool are queued and committed in batches (group commit): the
 // requests that arrive while a write is in flight go out together in the next write, so concurrent ADDs
-// on one node cost one write, not one each (and do not conflict with each other).
+// on one node cost one write, not one each. status.usage follows in a write of its own, off the ADD path.
 import { CustomObjectsApi, type KubeConfig } from '@kubernetes/client-node';
-import { apiMessage, apiStatus, isConflict, isNotFound } from '../../k8s/api.js';
+import { apiMessage, apiStatus, isConflict, isNotFound, MERGE_PATCH } from '../../k8s/api.js';
 import { logger } from '../../util/log.js';
 import { IPPoolError } from './errors.js';
 import { parseIpv4, PoolLayout, PoolSpecError } from './ranges.js';
-import { IPPOOL_GROUP, IPPOOL_PLURAL, IPPOOL_VERSION, type IPPool, type IPPoolStatus, type PoolOwner, type StoredAllocation } from './types.js';
+import { PoolState, type OwnerKey, type PoolAllocation } from './state.js';
+import { IPPOOL_GROUP, IPPOOL_PLURAL, IPPOOL_VERSION, type IPPool, type PoolOwner, type StoredAllocation } from './types.js';
 
-/** An allocation as callers use it: the address with what a CNI result needs. */
-export interface PoolAllocation {
-  pool: string;
-  /** e.g. 10.10.0.2 */
-  ip: string;
-  /** With the subnet prefix, as in a CNI result: 10.10.0.2/24. */
-  address: string;
-  gateway: string;
-  prefixLength: number;
-  /** The pool's subnetInfo.vlan, when set. */
-  vlan?: number;
-  owner: PoolOwner;
-  allocatedAt: string;
-  requested: boolean;
-}
+export type { OwnerKey, PoolAllocation } from './state.js';
 
 export interface PoolUsage {
   pool: string;
@@ -38,9 +28,6 @@ export interface PoolUsage {
   /** Addresses that can still be handed out. */
   free: number;
 }
-
-/** The key of an attachment: what CNI DEL names. */
-export type OwnerKey = Pick<PoolOwner, 'containerID' | 'interface'>;
 
 /** What is alive, for gc(): an allocation survives when its container or its pod is listed. */
 export interface LiveOwners {
@@ -78,11 +65,14 @@ export interface IPPoolAllocatorOptions {
 export interface AllocatorStats {
   reads: number;
   writes: number;
+  /** Writes refused because another writer came first (409 Conflict, or a failed JSON Patch test). */
   conflicts: number;
   /** Writes that failed otherwise (not found, refused, unreachable). */
   failedWrites: number;
   /** Operations committed (several per write when batched). */
   operations: number;
+  /** Writes of status.usage alone, after allocation writes (off the ADD path). */
+  usageWrites: number;
 }
 
 interface Op {
@@ -98,144 +88,15 @@ interface Queue {
   last?: IPPool;
 }
 
-const ownerKey = (containerID: string, iface: string): string => `${containerID}\0${iface}`;
-
 function checkOwner(o: PoolOwner): void {
   const bad: string[] = (['podNamespace', 'podName', 'containerID', 'interface'] as const).filter((k) => typeof o?.[k] !== 'string' || o[k] === '');
   for (const k of ['podUID', 'node'] as const) if (o?.[k] !== undefined && typeof o[k] !== 'string') bad.push(k);
   if (bad.length) throw new RangeError(`invalid IP pool owner: ${bad.join(', ')} missing or not a string`);
 }
 
-function ownerFields(o: PoolOwner): PoolOwner {
-  return {
-    podNamespace: o.podNamespace,
-    podName: o.podName,
-    ...(o.podUID !== undefined ? { podUID: o.podUID } : {}),
-    containerID: o.containerID,
-    interface: o.interface,
-    ...(o.node !== undefined ? { node: o.node } : {}),
-  };
-}
-
-function describeOwner(o: PoolOwner): string {
-  return `pod ${o.podNamespace}/${o.podName} (container ${o.containerID}, interface ${o.interface}${o.node ? `, node ${o.node}` : ''})`;
-}
-
-/** A pool's allocations while a batch is applied to them; written back when `dirty`. */
-class PoolState {
-  dirty = false;
-  private readonly byIp = new Map<number, StoredAllocation>();
-  private readonly byOwner = new Map<string, StoredAllocation>();
-  /** Entries that cannot be indexed (unparseable, duplicate): kept as they are, never handed out again. */
-  private readonly odd: StoredAllocation[] = [];
-
-  constructor(
-    readonly pool: string,
-    readonly layout: PoolLayout,
-    status: IPPoolStatus | undefined,
-    private readonly now: () => Date,
-  ) {
-    for (const a of status?.allocations ?? []) {
-      const n = parseIpv4(a?.ip);
-      if (n === undefined || this.byIp.has(n) || !a.owner) {
-        this.odd.push(a);
-        continue;
-      }
-      this.byIp.set(n, a);
-      this.byOwner.set(ownerKey(a.owner.containerID, a.owner.interface), a);
-    }
-  }
-
-  get size(): number {
-    return this.byIp.size + this.odd.length;
-  }
-
-  taken(): ReadonlySet<number> {
-    return new Set(this.byIp.keys());
-  }
-
-  entries(): StoredAllocation[] {
-    return [...this.byIp.values(), ...this.odd];
-  }
-
-  view(a: StoredAllocation): PoolAllocation {
-    return {
-      pool: this.pool,
-      ip: a.ip,
-      address: `${a.ip}/${this.layout.prefixLength}`,
-      gateway: this.layout.gateway,
-      prefixLength: this.layout.prefixLength,
-      ...(this.layout.vlan !== undefined ? { vlan: this.layout.vlan } : {}),
-      owner: ownerFields(a.owner),
-      allocatedAt: a.allocatedAt,
-      requested: a.requested === true,
-    };
-  }
-
-  heldBy(o: OwnerKey): StoredAllocation | undefined {
-    return this.byOwner.get(ownerKey(o.containerID, o.interface));
-  }
-
-  private add(a: StoredAllocation): PoolAllocation {
-    this.byIp.set(parseIpv4(a.ip)!, a);
-    this.byOwner.set(ownerKey(a.owner.containerID, a.owner.interface), a);
-    this.dirty = true;
-    return this.view(a);
-  }
-
-  /** The address the owner holds, else the lowest free one. */
-  allocateLowest(owner: PoolOwner): PoolAllocation {
-    const held = this.heldBy(owner);
-    if (held) return this.view(held);
-    const ip = this.layout.lowestFree(this.taken());
-    if (ip === undefined) {
-      throw new IPPoolError('exhausted', `no free IP address in IP pool ${this.pool}`, `all ${this.layout.total} addresses of ${this.layout.describeRanges()} are allocated`, { pool: this.pool });
-    }
-    return this.add({ ip, owner: ownerFields(owner), allocatedAt: this.now().toISOString() });
-  }
-
-  /** A requested address, if the pool may hand it out and nobody else holds it. */
-  reserve(ip: string, owner: PoolOwner): PoolAllocation {
-    const fail = (problem: ConstructorParameters<typeof IPPoolError>[0], why: string): never => {
-      throw new IPPoolError(problem, `requested IP address ${ip} is not available in IP pool ${this.pool}`, why, { pool: this.pool, ip });
-    };
-    switch (this.layout.classify(ip)) {
-      case 'invalid':
-        return fail('invalid-ip', 'not an IPv4 address');
-      case 'outside':
-        return fail('outside', `outside the pool's ranges ${this.layout.describeRanges()}`);
-      case 'reserved':
-        return fail('reserved', `the gateway, network or broadcast address of ${this.layout.subnet}`);
-      case 'excluded':
-        return fail('excluded', "listed in the pool's exclude");
-      case 'ok':
-        break;
-    }
-    const held = this.heldBy(owner);
-    if (held?.ip === ip) return this.view(held);
-    if (held) return fail('owner-has-other', `${describeOwner(owner)} already holds ${held.ip}`);
-    const other = this.byIp.get(parseIpv4(ip)!);
-    if (other) return fail('in-use', `held by ${describeOwner(other.owner)}`);
-    return this.add({ ip, owner: ownerFields(owner), allocatedAt: this.now().toISOString(), requested: true });
-  }
-
-  /** Removes every allocation `match` selects; returns them. */
-  removeWhere(match: (a: StoredAllocation) => boolean): PoolAllocation[] {
-    const out: PoolAllocation[] = [];
-    for (const [n, a] of this.byIp) {
-      if (!match(a)) continue;
-      this.byIp.delete(n);
-      this.byOwner.delete(ownerKey(a.owner.containerID, a.owner.interface));
-      out.push(this.view(a));
-    }
-    this.dirty ||= out.length > 0;
-    return out;
-  }
-
-  toStatus(): IPPoolStatus {
-    const allocations = [...this.byIp.entries()].sort((a, b) => a[0] - b[0]).map(([, a]) => a);
-    return { allocations: [...allocations, ...this.odd], usage: { total: this.layout.total, used: this.size } };
-  }
+/** The server refused a JSON Patch because one of its tests failed (or a tested path is gone): another writer came first. */
+function isRefusedTest(e: unknown): boolean {
+  return apiStatus(e) === 422 && /test failed|error in test|missing path|missing value|invalid index|out of bounds/i.test(apiMessage(e));
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
@@ -253,7 +114,10 @@ export class IPPoolAllocator {
   private readonly maxMs: number;
   private readonly maxBatch: number;
   private readonly log = logger('ippool');
-  readonly stats: AllocatorStats = { reads: 0, writes: 0, conflicts: 0, failedWrites: 0, operations: 0 };
+  readonly stats: AllocatorStats = { reads: 0, writes: 0, conflicts: 0, failedWrites: 0, operations: 0, usageWrites: 0 };
+  /** Per pool, the usage write in flight and the newest object written since it started. */
+  private readonly usageSyncs = new Map<string, { latest: IPPool; total: number }>();
+  private readonly pendingSyncs = new Set<Promise<void>>();
 
   constructor(opts: IPPoolAllocatorOptions) {
     this.api = opts.kubeConfig.makeApiClient(CustomObjectsApi);
@@ -468,6 +332,55 @@ export class IPPoolAllocator {
     }
   }
 
+  /** Resolves once the usage writes started so far are done (tests, orderly shutdown). */
+  async settled(): Promise<void> {
+    while (this.pendingSyncs.size) await Promise.allSettled([...this.pendingSyncs]);
+  }
+
+  /**
+   * Brings status.usage in line with the allocations of `obj`, just written, with its resourceVersion as
+   * precondition. Refused means someone wrote after it: that writer brings usage in line in turn (or wrote
+   * the whole status, usage included), so the last write is always followed by a right usage.
+   */
+  private syncUsage(pool: string, q: Queue, obj: IPPool, total: number): void {
+    const running = this.usageSyncs.get(pool);
+    if (running) {
+      running.latest = obj;
+      running.total = total;
+      return;
+    }
+    const sync = { latest: obj, total };
+    const wanted = (o: IPPool): { total: number; used: number } | undefined => {
+      const usage = { total: sync.total, used: o.status?.allocations?.length ?? 0 };
+      return o.status?.usage?.total === usage.total && o.status.usage.used === usage.used ? undefined : usage;
+    };
+    if (!wanted(obj)) return;
+    this.usageSyncs.set(pool, sync);
+    const done = (async () => {
+      for (;;) {
+        const base = sync.latest;
+        const usage = wanted(base);
+        if (!usage) break;
+        try {
+          this.stats.usageWrites++;
+          const written = (await this.api.patchClusterCustomObjectStatus(
+            { group: IPPOOL_GROUP, version: IPPOOL_VERSION, plural: IPPOOL_PLURAL, name: pool, body: { metadata: { resourceVersion: base.metadata.resourceVersion }, status: { usage } } },
+            MERGE_PATCH,
+          )) as IPPool;
+          if (q.last === base) q.last = written;
+        } catch (e) {
+          if (!isConflict(e) && !isNotFound(e)) this.log.debug({ pool, err: apiMessage(e) }, 'IP pool usage not written');
+        }
+        // Go again only for a newer object of ours: a refusal otherwise means a later writer takes over.
+        if (sync.latest === base) break;
+      }
+    })().finally(() => {
+      this.usageSyncs.delete(pool);
+      this.pendingSyncs.delete(done);
+    });
+    this.pendingSyncs.add(done);
+  }
+
   private backoff(attempt: number): Promise<void> {
     const d = Math.min(this.maxMs, this.baseMs * 2 ** attempt);
     return sleep(d * (0.5 + Math.random()));
@@ -512,18 +425,20 @@ export class IPPoolAllocator {
       }
       try {
         this.stats.writes++;
-        q.last = (await this.api.replaceClusterCustomObjectStatus({
-          group: IPPOOL_GROUP,
-          version: IPPOOL_VERSION,
-          plural: IPPOOL_PLURAL,
-          name: pool,
-          body: { ...obj, status: state.toStatus() },
-        })) as IPPool;
-        return settle();
+        const target = { group: IPPOOL_GROUP, version: IPPOOL_VERSION, plural: IPPOOL_PLURAL, name: pool };
+        // A status without blocks yet is written whole, once, with the resourceVersion read as precondition.
+        q.last = (
+          state.needsWholeWrite
+            ? await this.api.replaceClusterCustomObjectStatus({ ...target, body: { ...obj, status: state.toStatus() } })
+            : await this.api.patchClusterCustomObjectStatus({ ...target, body: state.toPatch() })
+        ) as IPPool;
+        settle();
+        this.syncUsage(pool, q, q.last, state.layout.total);
+        return;
       } catch (e) {
         q.last = undefined;
         cached = false;
-        if (isConflict(e)) {
+        if (isConflict(e) || isRefusedTest(e)) {
           this.stats.conflicts++;
           await this.backoff(attempt);
           continue;

@@ -5,7 +5,7 @@ import { intToIpv4, ipv4ToInt } from '../../ipam/subnets.js';
 import type { IPPoolSpec } from './types.js';
 
 /** Inclusive interval of IPv4 addresses as unsigned 32-bit numbers. */
-type Interval = [lo: number, hi: number];
+export type Interval = [lo: number, hi: number];
 
 /** Why an address cannot be handed out (`ok` when it can). */
 export type AddressClass = 'ok' | 'invalid' | 'outside' | 'reserved' | 'excluded';
@@ -201,6 +201,52 @@ export class PoolLayout {
       for (let n = lo; n <= hi; n++) if (!taken.has(n)) return intToIpv4(n);
     }
     return undefined;
+  }
+
+  /** Whether the address (a number from parseIpv4) may be handed out. */
+  allows(n: number): boolean {
+    return covers(this.allowed, n);
+  }
+
+  /**
+   * The lowest run of up to `size` addresses the pool may hand out, none of them in `covered` (sorted,
+   * disjoint intervals) and no covered interval between them, that holds an address `isFree` accepts; as
+   * [first, last] (numbers), or undefined. What a node claims as a block of its own.
+   */
+  firstUncoveredRun(size: number, covered: readonly Interval[], isFree: (n: number) => boolean): Interval | undefined {
+    let run: number[] = [];
+    let k = 0; // the first covered interval not yet behind us
+    const close = (): Interval | undefined => {
+      const found = run.some(isFree) ? ([run[0]!, run[run.length - 1]!] as Interval) : undefined;
+      run = [];
+      return found;
+    };
+    for (const [lo, hi] of this.allowed) {
+      for (let n = lo; n <= hi; n++) {
+        while (k < covered.length && covered[k]![1] < n) {
+          // A covered interval between the run and n (it holds no address the pool hands out) ends the run too.
+          if (run.length && covered[k]![0] > run[run.length - 1]!) {
+            const found = close();
+            if (found) return found;
+          }
+          k++;
+        }
+        const next = covered[k];
+        if (next && next[0] <= n) {
+          // Inside a covered interval: the run ends before it; go on after it.
+          const found = close();
+          if (found) return found;
+          n = next[1];
+          continue;
+        }
+        run.push(n);
+        if (run.length === size) {
+          const found = close();
+          if (found) return found;
+        }
+      }
+    }
+    return close();
   }
 
   /** How many of `taken` are addresses the pool may hand out (others are leftovers of an older spec). */

@@ -50,8 +50,24 @@ export interface StoredAllocation {
   requested?: boolean;
 }
 
+/**
+ * One entry of `status.blocks`: a run of the pool's addresses a node allocates from first, so agents of
+ * different nodes write to different blocks and never refuse each other's writes (see allocator.ts).
+ */
+export interface StoredBlock {
+  /** First and last address of the run (inclusive). */
+  start: string;
+  end: string;
+  node: string;
+  /** Bumped by every write that allocates in the block: what such a write tests first. */
+  version: number;
+}
+
 export interface IPPoolStatus {
   allocations?: StoredAllocation[];
+  blocks?: StoredBlock[];
+  /** Bumped by every block claim and every allocation outside all blocks: what such a write tests first. */
+  poolVersion?: number;
   usage?: { total: number; used: number };
 }
 
