@@ -74,12 +74,16 @@ export interface PodNetwork extends CniDriver {
 }
 
 /** A running sandbox of the pod network: what its ADD knew. */
-export interface PodSandbox {
+/** A pod's sandbox as its ADD starts: before the pod network has made eth0. */
+export interface NewSandbox {
   pod: V1Pod;
   containerId: string;
   netns: string;
   netnsId?: string;
   cniPath: string[];
+}
+
+export interface PodSandbox extends NewSandbox {
   /** The pod network's result (eth0). */
   primary: CniResult;
 }
@@ -97,6 +101,11 @@ export interface SandboxRef {
  * feature order on ADD and in reverse order on DEL; every method is optional.
  */
 export interface PodAttachmentHook {
+  /**
+   * While the pod network makes eth0: what does not depend on eth0 (interfaces of their own), made side by side
+   * with it. A failure fails the ADD: the agent undoes what the hooks and the pod network made.
+   */
+  alongsideAdd?(sandbox: NewSandbox): Promise<void>;
   /** After the pod network attached eth0. A failure fails the ADD: the agent undoes the earlier hooks and eth0. */
   afterAdd?(sandbox: PodSandbox): Promise<void>;
   /** Before the pod network detaches eth0 (DEL, or a vanished sandbox): remove what the hook made. Succeeds when there is nothing. */

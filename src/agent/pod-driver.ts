@@ -5,7 +5,7 @@ import { apiMessage, isNotFound } from '../k8s/api.js';
 import { sandboxIdentity } from '../podif/sandbox.js';
 import type { CniDriver, CniRequest, GcRequest, StatusRequest } from '../primary/cniserver/index.js';
 import { logger } from '../util/log.js';
-import type { PodAttachmentHook, PodNetwork, PodSandbox, SandboxRef } from './feature.js';
+import type { NewSandbox, PodAttachmentHook, PodNetwork, PodSandbox, SandboxRef } from './feature.js';
 import { attemptEach } from '../util/attempt.js';
 
 /** The interface of a sandbox that the hooks act around: the pod network's own (a chained call for another one is not). */
@@ -57,25 +57,41 @@ export class PodDriver implements CniDriver {
   }
 
   async add(req: CniRequest): Promise<CniResult> {
-    const adding = this.hooks.filter((h) => h.afterAdd);
+    const adding = this.hooks.filter((h) => h.afterAdd || h.alongsideAdd);
     // The pod is read first, so an unreadable API fails the ADD before anything is built.
     const pod = adding.length && req.ifname === POD_IFNAME ? await this.pod(req) : undefined;
-    const result = await this.network.add(req);
-    if (!pod) return result;
+    if (!pod) return this.network.add(req);
     const netnsId = sandboxIdentity(req.netns);
-    const sandbox: PodSandbox = { pod, containerId: req.containerId, netns: req.netns, ...(netnsId ? { netnsId } : {}), cniPath: req.cniPath, primary: result };
+    const base: NewSandbox = { pod, containerId: req.containerId, netns: req.netns, ...(netnsId ? { netnsId } : {}), cniPath: req.cniPath };
+    /** Hooks that made something, in the order they did. */
     const done: PodAttachmentHook[] = [];
+    const alongside = async (): Promise<void> => {
+      for (const hook of adding.filter((h) => h.alongsideAdd)) {
+        await hook.alongsideAdd!(base);
+        done.push(hook);
+      }
+    };
+    const rollBack = async (primaryMade: boolean): Promise<void> => {
+      for (const hook of [...new Set(done)].reverse()) await hook.beforeDel?.(req.containerId).catch((err: unknown) => this.log.error({ err: String(err) }, 'rollback failed'));
+      if (primaryMade) await this.network.del(req).catch((err: unknown) => this.log.error({ err: String(err) }, 'primary rollback failed'));
+    };
+    // eth0 and the hooks' own interfaces side by side: each waits on processes, OVSDB and the API server.
+    const [made, side] = await Promise.allSettled([this.network.add(req), alongside()]);
+    if (made.status === 'rejected' || side.status === 'rejected') {
+      await rollBack(made.status === 'fulfilled');
+      throw made.status === 'rejected' ? made.reason : (side as PromiseRejectedResult).reason;
+    }
+    const sandbox: PodSandbox = { ...base, primary: made.value };
     try {
-      for (const hook of adding) {
+      for (const hook of adding.filter((h) => h.afterAdd)) {
         await hook.afterAdd!(sandbox);
         done.push(hook);
       }
     } catch (e) {
-      for (const hook of done.reverse()) await hook.beforeDel?.(req.containerId).catch((err: unknown) => this.log.error({ err: String(err) }, 'rollback failed'));
-      await this.network.del(req).catch((err: unknown) => this.log.error({ err: String(err) }, 'primary rollback failed'));
+      await rollBack(true);
       throw e;
     }
-    return result;
+    return made.value;
   }
 
   async del(req: CniRequest): Promise<void> {

@@ -73,6 +73,38 @@ function hook(name: string, calls: string[], opts: { failAdd?: boolean; sandboxe
   };
 }
 
+/** A hook that makes its interfaces alongside eth0 (and publishes them after it). */
+function alongsideHook(name: string, calls: string[], opts: { fail?: boolean; started?: () => void } = {}): PodAttachmentHook {
+  return {
+    async alongsideAdd(sb) {
+      calls.push(`${name}.alongside ${sb.containerId} pod=${sb.pod.metadata?.name}`);
+      opts.started?.();
+      if (opts.fail) throw new CniError(7, `${name} refused`);
+    },
+    async afterAdd(sb) {
+      calls.push(`${name}.afterAdd ${sb.containerId} primary=${sb.primary.ips?.[0]?.address}`);
+    },
+    async beforeDel(containerId) {
+      calls.push(`${name}.beforeDel ${containerId}`);
+    },
+  };
+}
+
+/** A pod network whose ADD waits until `release` is called. */
+class SlowNetwork extends FakeNetwork {
+  private gate: Promise<void>;
+  release!: () => void;
+  constructor(calls: string[], private readonly fail = false) {
+    super(calls);
+    this.gate = new Promise((r) => (this.release = r));
+  }
+  override async add(req: CniRequest) {
+    await this.gate;
+    if (this.fail) throw new CniError(11, 'no address left');
+    return super.add(req);
+  }
+}
+
 function driver(network: PodNetwork, hooks: PodAttachmentHook[]): PodDriver {
   const core = { readNamespacedPod: () => Promise.reject(new Error('the informer has the pod')) } as unknown as CoreV1Api;
   return new PodDriver({ network, hooks, core, cachedPod: () => POD, cniPath: ['/opt/cni/bin'] });
@@ -85,6 +117,28 @@ describe('agent pod driver: the pod network and its hooks', () => {
     await d.add(request('c1'));
     await d.del(request('c1'));
     expect(calls).toEqual(['net.add c1/eth0', 'a.afterAdd c1 pod=p primary=10.244.1.5/24', 'b.afterAdd c1 pod=p primary=10.244.1.5/24', 'b.beforeDel c1', 'a.beforeDel c1', 'net.del c1/eth0']);
+  });
+
+  it("runs a hook's alongsideAdd while the pod network makes eth0, its afterAdd after, and undoes both sides on a failure of either", async () => {
+    const calls: string[] = [];
+    const slow = new SlowNetwork(calls);
+    // eth0 is released only once the hook has started: the two run side by side (else this never resolves).
+    const d = driver(slow, [alongsideHook('s', calls, { started: () => slow.release() }), hook('p', calls)]);
+    await d.add(request('c1'));
+    expect(calls).toEqual(['s.alongside c1 pod=p', 'net.add c1/eth0', 's.afterAdd c1 primary=10.244.1.5/24', 'p.afterAdd c1 pod=p primary=10.244.1.5/24']);
+
+    calls.length = 0;
+    const failing = new SlowNetwork(calls);
+    const d2 = driver(failing, [alongsideHook('s', calls, { fail: true, started: () => failing.release() }), hook('p', calls)]);
+    await expect(d2.add(request('c2'))).rejects.toThrow('s refused');
+    // The hook that failed undid its own; eth0, made meanwhile, is removed.
+    expect(calls).toEqual(['s.alongside c2 pod=p', 'net.add c2/eth0', 'net.del c2/eth0']);
+
+    calls.length = 0;
+    const broken = new SlowNetwork(calls, true);
+    const d3 = driver(broken, [alongsideHook('s', calls, { started: () => broken.release() })]);
+    await expect(d3.add(request('c3'))).rejects.toThrow('no address left');
+    expect(calls).toEqual(['s.alongside c3 pod=p', 's.beforeDel c3']);
   });
 
   it('leaves the hooks out of a chained call for another interface', async () => {

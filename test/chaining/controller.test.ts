@@ -27,7 +27,8 @@ function kubectlRaw(lab: Lab, args: string[], input?: string): Promise<{ code: n
     const child = execFile('kubectl', ['--kubeconfig', lab.kubeconfigPath, '--cache-dir', `${lab.stateDir}/kube-cache`, ...args], { timeout: 60_000 }, (err, stdout, stderr) => {
       done({ code: err ? Number((err as { code?: unknown }).code) || 1 : 0, stdout: String(stdout), stderr: String(stderr) });
     });
-    if (input !== undefined) child.stdin?.end(input);
+    // A command that exits before reading its input makes the write fail with EPIPE: its exit code tells.
+    if (input !== undefined) child.stdin?.on('error', () => undefined).end(input);
   });
 }
 

@@ -41,7 +41,8 @@ export async function startCluster(prefix = 'seine-crds-'): Promise<Cluster> {
         const code = err ? (typeof (err as { code?: unknown }).code === 'number' ? (err as { code: number }).code : 1) : 0;
         done({ code, stdout: String(stdout), stderr: String(stderr) });
       });
-      if (input !== undefined) child.stdin?.end(input);
+      // A command that exits before reading its input makes the write fail with EPIPE: its exit code tells.
+      if (input !== undefined) child.stdin?.on('error', () => undefined).end(input);
     });
   return {
     api,

@@ -1,6 +1,6 @@
 import { join } from 'node:path';
 import type { NodeContext } from '../../agent/context.js';
-import type { AgentFeature, FeatureInspection, PodAttachmentHook, PodSandbox, SandboxRef } from '../../agent/feature.js';
+import type { AgentFeature, FeatureInspection, NewSandbox, PodAttachmentHook, PodSandbox, SandboxRef } from '../../agent/feature.js';
 import { logger } from '../../util/log.js';
 import { OvsSecondaryDatapath } from '../datapath/index.js';
 import { SecondaryNetworkManager } from './manager.js';
@@ -86,6 +86,10 @@ export class SecondaryNetworksFeature implements AgentFeature, PodAttachmentHook
     this.stopped = true;
     if (this.poolGcTimer) clearInterval(this.poolGcTimer);
     await this.manager?.stop();
+  }
+
+  alongsideAdd(sandbox: NewSandbox): Promise<void> {
+    return this.manager!.attachAlongside(sandbox);
   }
 
   afterAdd(sandbox: PodSandbox): Promise<void> {

@@ -9,7 +9,7 @@ import type { CniResult, CniRoute, NetConfList } from '../../cni/types.js';
 import { MERGE_PATCH, apiMessage, isNotFound } from '../../k8s/api.js';
 import { EventRecorder } from '../../k8s/events.js';
 import { ResilientInformer } from '../../k8s/informer.js';
-import type { PodSandbox, SandboxRef } from '../../agent/feature.js';
+import type { NewSandbox, PodSandbox, SandboxRef } from '../../agent/feature.js';
 import { logger } from '../../util/log.js';
 import { IpRoute } from '../../host/ip.js';
 import { hostInterfaceName, randomMac } from '../../podif/interface.js';
@@ -91,6 +91,8 @@ export class SecondaryNetworkManager {
   private readonly byContainer = new Map<string, AttachmentRecord[]>();
   /** Sandboxes whose pods this node runs: what hot-plug needs to act. */
   private readonly sandboxes = new Map<string, PodSandbox>();
+  /** Sandboxes whose interfaces attachAlongside made: attachPod only publishes them. */
+  private readonly attachedAlongside = new Set<string>();
   private publishedVnis = '';
 
   constructor(private readonly o: SecondaryManagerOptions) {
@@ -211,20 +213,52 @@ export class SecondaryNetworkManager {
   }
 
   /**
-   * CNI ADD: every requested attachment; any failure rolls back this call's attachments and fails with the first
-   * failure in annotation order. Seine's own networks are attached at once: each waits on processes, OVSDB and the
-   * API server rather than on the others, and the datapath and the pools serialise what they share. With a
-   * delegated network among them, one by one in annotation order, as Multus runs delegates (a plugin may rely on
-   * what came before it).
+   * CNI ADD, once eth0 is there: every requested attachment attachAlongside did not make already, then the pod's
+   * network-status.
    */
   async attachPod(ctx: PodSandbox): Promise<void> {
-    // A repeated ADD (runtimes retry with the same container id) trusts what exists, not the records.
-    await this.dropVanished(ctx);
-    const selections = this.wanted(ctx.pod, ctx.containerId);
+    const made = this.attachedAlongside.delete(ctx.containerId);
     this.sandboxes.set(ctx.containerId, ctx);
-    const todo = selections.filter((sel) => !this.attachmentsOf(ctx.containerId).some((r) => attachmentId(r) === `${sel.namespace}/${sel.name}@${sel.interface}`));
+    if (!made) await this.attachInterfaces(ctx);
+    await this.writeStatus(ctx);
+    await this.refreshOverlays();
+  }
+
+  /**
+   * While the pod network makes eth0: the pod's interfaces, when nothing in them depends on eth0. That is, VLAN
+   * and overlay networks of Seine's own, with no default route over them (the pod's routes are eth0's first). Any
+   * other pod's interfaces wait for attachPod, after eth0.
+   */
+  async attachAlongside(sandbox: NewSandbox): Promise<void> {
+    const independent = (sel: NetworkSelection, net: NadNetwork | undefined): boolean =>
+      net?.kind === 'seine' &&
+      (net.network.networkType === 'vlan' || net.network.networkType === 'overlay') &&
+      !sel.defaultRoute?.length &&
+      (net.network.ipam.type === 'seine' || (net.network.ipam.type === 'static' && !net.network.ipam.routes.some((r) => r.dst === '0.0.0.0/0')));
+    if (await this.attachInterfaces(sandbox, (todo, nets) => todo.every((sel, i) => independent(sel, nets[i])))) this.attachedAlongside.add(sandbox.containerId);
+  }
+
+  /**
+   * Attaches what the pod's annotation asks for and is not attached yet; false without attaching anything when
+   * `proceed` (given the selections and their resolved networks) says no. Any failure rolls back this call's
+   * attachments and fails with the first failure in annotation order. Seine's own networks are attached at once:
+   * each waits on processes, OVSDB and the API server rather than on the others, and the datapath and the pools
+   * serialise what they share. With a delegated network among them, one by one in annotation order, as Multus
+   * runs delegates (a plugin may rely on what came before it).
+   */
+  private async attachInterfaces(ctx: NewSandbox, proceed?: (todo: NetworkSelection[], nets: Array<NadNetwork | undefined>) => boolean): Promise<boolean> {
+    const selections = this.wanted(ctx.pod, ctx.containerId);
+    const pending = (): NetworkSelection[] => selections.filter((sel) => !this.attachmentsOf(ctx.containerId).some((r) => attachmentId(r) === `${sel.namespace}/${sel.name}@${sel.interface}`));
     // Each network resolved once (NAD, validated config): what decides how they are attached is what attaches them.
-    const nets = await Promise.all(todo.map((sel) => this.resolve(sel).catch(() => undefined)));
+    const resolveAll = (list: NetworkSelection[]): Promise<Array<NadNetwork | undefined>> => Promise.all(list.map((sel) => this.resolve(sel).catch(() => undefined)));
+    let todo = pending();
+    let nets = await resolveAll(todo);
+    if (proceed && !proceed(todo, nets)) return false;
+    // A repeated ADD (runtimes retry with the same container id) trusts what exists, not the records.
+    if (await this.dropVanished(ctx)) {
+      todo = pending();
+      nets = await resolveAll(todo);
+    }
     const attach = (sel: NetworkSelection, i: number): Promise<PromiseSettledResult<AttachmentRecord>> =>
       this.attachOne(ctx, sel, nets[i]).then(
         (rec): PromiseSettledResult<AttachmentRecord> => {
@@ -253,26 +287,28 @@ export class SecondaryNetworkManager {
       throw err;
     }
     for (const rec of added) void this.events.record(this.ref(ctx.pod), 'Normal', 'AddedInterface', `Add ${rec.ifname} [${ipsOf(rec.result).join(', ')}] from ${rec.network}`);
-    await this.writeStatus(ctx);
-    await this.refreshOverlays();
+    return true;
   }
 
   /**
    * Removes (with their addresses) the sandbox's recorded attachments that are no longer really there: made
    * in another namespace (the sandbox was re-made at the same path after a lost DEL), without their OVS port,
-   * or without their interface in the pod. The ADD then makes them again.
+   * or without their interface in the pod. The ADD then makes them again. True when it removed any.
    */
-  private async dropVanished(ctx: PodSandbox): Promise<void> {
+  private async dropVanished(ctx: NewSandbox): Promise<boolean> {
     const recs = this.attachmentsOf(ctx.containerId);
-    if (!recs.length) return;
+    if (!recs.length) return false;
     const pod = new IpRoute(ctx.netns);
     const ports = new Set(this.o.datapath.attachments().map((p) => p.hostIfname));
+    let dropped = false;
     for (const rec of [...recs].reverse()) {
       const why = await vanished(rec, ctx, pod, ports);
       if (!why) continue;
       this.log.info({ pod: podKey(ctx.pod), containerId: ctx.containerId, attachment: attachmentId(rec), why }, 'recorded attachment is gone; making it again');
       await this.detachOne(rec);
+      dropped = true;
     }
+    return dropped;
   }
 
   /** CNI DEL: tears down every attachment (reverse order), then reports any failures. */
@@ -287,6 +323,7 @@ export class SecondaryNetworkManager {
       }
     }
     this.sandboxes.delete(containerId);
+    this.attachedAlongside.delete(containerId);
     if (failures.length) throw new CniError(CniCode.Internal, 'some secondary interfaces could not be removed', failures.join('; '));
     await this.refreshOverlays();
   }
@@ -372,7 +409,7 @@ export class SecondaryNetworkManager {
   }
 
   /** `resolved`: the selection's network, when the caller has it already (else resolved here, with its error). */
-  private async attachOne(ctx: PodSandbox, sel: NetworkSelection, resolved?: NadNetwork): Promise<AttachmentRecord> {
+  private async attachOne(ctx: NewSandbox, sel: NetworkSelection, resolved?: NadNetwork): Promise<AttachmentRecord> {
     const net = resolved ?? (await this.resolve(sel));
     if (net.kind === 'node-file') throw new CniError(CniCode.InvalidNetworkConfig, `no configuration for ${sel.namespace}/${sel.name}`);
     checkCapabilities(net, sel);
@@ -638,7 +675,7 @@ export class SecondaryNetworkManager {
 }
 
 /** Why a recorded attachment is not really in the sandbox of this ADD, or undefined when it is. */
-async function vanished(rec: AttachmentRecord, ctx: PodSandbox, pod: IpRoute, ports: ReadonlySet<string>): Promise<string | undefined> {
+async function vanished(rec: AttachmentRecord, ctx: NewSandbox, pod: IpRoute, ports: ReadonlySet<string>): Promise<string | undefined> {
   if (rec.netns !== ctx.netns) return `made in ${rec.netns}`;
   if (rec.netnsId && ctx.netnsId && rec.netnsId !== ctx.netnsId) return 'made in a namespace since replaced';
   if (rec.kind === 'seine' && !ports.has(rec.hostIfname!)) return `OVS port ${rec.hostIfname} missing`;

@@ -11,6 +11,8 @@ import { BUNDLE_DIR, CONFLIST_NAME, installCni, InstallCniError, isSeineConf, ty
 const run = (file: string, env: Record<string, string>, stdin = ''): Promise<{ code: number; stdout: string; stderr: string }> =>
   new Promise((done) => {
     const child = execFile(file, [], { env, timeout: 20_000 }, (err, stdout, stderr) => done({ code: err ? Number((err as { code?: unknown }).code ?? 1) : 0, stdout, stderr }));
+    // A plugin may answer (VERSION) and exit before reading its stdin: the write then fails with EPIPE, harmlessly.
+    child.stdin?.on('error', () => undefined);
     child.stdin?.end(stdin);
   });
 
