@@ -40,6 +40,8 @@ export interface PoolRow {
   total: number;
   /** Allocations by node (their owners' node). */
   byNode: Record<string, number>;
+  /** Blocks of the pool claimed for each node (status.blocks). */
+  blocksByNode: Record<string, number>;
   creationTimestamp?: string;
 }
 
@@ -88,6 +90,8 @@ export function poolRows(pools: readonly IPPool[]): PoolRow[] {
     .map((p) => {
       const byNode: Record<string, number> = {};
       for (const a of p.status?.allocations ?? []) byNode[a.owner.node ?? ''] = (byNode[a.owner.node ?? ''] ?? 0) + 1;
+      const blocksByNode: Record<string, number> = {};
+      for (const b of p.status?.blocks ?? []) blocksByNode[b.node] = (blocksByNode[b.node] ?? 0) + 1;
       return {
         name: p.metadata.name,
         ranges: p.spec.ipRanges.map((r) => r.cidr ?? `${r.start}-${r.end}`),
@@ -98,6 +102,7 @@ export function poolRows(pools: readonly IPPool[]): PoolRow[] {
         // A pool no one has allocated from yet has no usage in its status: its size from its spec.
         total: p.status?.usage?.total ?? poolSize(p),
         byNode,
+        blocksByNode,
         creationTimestamp: p.metadata.creationTimestamp as string | undefined,
       };
     })
@@ -140,7 +145,7 @@ export function networkTable(rows: readonly NetworkRow[], opts: { allNamespaces:
 }
 
 export function poolTable(rows: readonly PoolRow[], opts: { wide: boolean; now: number }): string {
-  const head = ['name', 'ranges', 'used', 'total', 'usage', 'age', ...(opts.wide ? ['gateway', 'vlan', 'by node'] : [])];
+  const head = ['name', 'ranges', 'used', 'total', 'usage', 'age', ...(opts.wide ? ['gateway', 'vlan', 'by node', 'blocks'] : [])];
   return renderTable(
     head,
     rows.map((r) => [
@@ -150,7 +155,7 @@ export function poolTable(rows: readonly PoolRow[], opts: { wide: boolean; now: 
       r.total,
       r.total ? `${Math.round((100 * r.used) / r.total)}%` : undefined,
       ageOf(r.creationTimestamp, opts.now),
-      ...(opts.wide ? [r.gateway, r.vlan, perNode(r.byNode)] : []),
+      ...(opts.wide ? [r.gateway, r.vlan, perNode(r.byNode), perNode(r.blocksByNode)] : []),
     ]),
   );
 }

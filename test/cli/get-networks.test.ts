@@ -58,7 +58,7 @@ describe('seine get networks', () => {
 });
 
 describe('seine get ippools', () => {
-  const pool = (name: string, allocations: Array<{ ip: string; node?: string }>, usage?: { total: number; used: number }): IPPool => ({
+  const pool = (name: string, allocations: Array<{ ip: string; node?: string }>, usage?: { total: number; used: number }, blockNodes: string[] = []): IPPool => ({
     apiVersion: 'crd.seine.dev/v1alpha1',
     kind: 'IPPool',
     metadata: { name, creationTimestamp: '2026-12-04T09:05:00Z' },
@@ -66,21 +66,25 @@ describe('seine get ippools', () => {
     status: {
       allocations: allocations.map((a) => ({ ip: a.ip, allocatedAt: '2026-12-04T09:06:00Z', owner: { podNamespace: 'default', podName: 'p', containerID: 'c', interface: 'net1', ...(a.node ? { node: a.node } : {}) } })),
       ...(usage ? { usage } : {}),
+      ...(blockNodes.length ? { blocks: blockNodes.map((node, i) => ({ start: `10.100.0.${2 + 16 * i}`, end: `10.100.0.${17 + 16 * i}`, node, version: 0 })) } : {}),
     },
   });
 
-  it('shows the ranges, usage from the status and the holders per node', () => {
-    const rows = poolRows([pool('vlan100', [{ ip: '10.100.0.2', node: 'node1' }, { ip: '10.100.0.3', node: 'node2' }, { ip: '10.100.0.4', node: 'node2' }], { total: 264, used: 3 }), pool('empty', [])]);
-    expect(rows.map((r) => [r.name, r.ranges, r.used, r.total, r.byNode])).toEqual([
-      ['empty', ['10.100.0.0/24', '10.100.1.10-10.100.1.20'], 0, 0, {}],
-      ['vlan100', ['10.100.0.0/24', '10.100.1.10-10.100.1.20'], 3, 264, { node1: 1, node2: 2 }],
+  it('shows the ranges, usage from the status, the holders and the blocks per node', () => {
+    const held = [{ ip: '10.100.0.2', node: 'node1' }, { ip: '10.100.0.18', node: 'node2' }, { ip: '10.100.0.19', node: 'node2' }];
+    const rows = poolRows([pool('vlan100', held, { total: 264, used: 3 }, ['node1', 'node2', 'node1']), pool('empty', [])]);
+    expect(rows.map((r) => [r.name, r.ranges, r.used, r.total, r.byNode, r.blocksByNode])).toEqual([
+      ['empty', ['10.100.0.0/24', '10.100.1.10-10.100.1.20'], 0, 0, {}, {}],
+      ['vlan100', ['10.100.0.0/24', '10.100.1.10-10.100.1.20'], 3, 264, { node1: 1, node2: 2 }, { node1: 2, node2: 1 }],
     ]);
+    // The allocations are counted, not status.usage, which is written a moment after them.
+    expect(poolRows([pool('lagging', held, { total: 264, used: 1 })])[0]!.used).toBe(3);
     // No allocation yet, so no usage in the status: the size from the spec (a /24 less network, broadcast, gateway).
     const fresh: IPPool = { ...pool('fresh', []), spec: { ipRanges: [{ cidr: '10.7.0.0/24' }], subnetInfo: { gateway: '10.7.0.1', prefixLength: 24 } }, status: {} };
     expect(poolRows([fresh]).map((r) => [r.used, r.total])).toEqual([[0, 253]]);
     const lines = poolTable(rows, { wide: true, now: NOW }).split('\n');
-    expect(lines[0]).toMatch(/^NAME\s+RANGES\s+USED\s+TOTAL\s+USAGE\s+AGE\s+GATEWAY\s+VLAN\s+BY NODE$/);
-    expect(lines[1]).toMatch(/^empty\s+10\.100\.0\.0\/24,10\.100\.1\.10-10\.100\.1\.20\s+0\s+0\s+<none>\s+60m\s+10\.100\.0\.1\s+100\s+<none>$/);
-    expect(lines[2]).toMatch(/^vlan100\s+\S+\s+3\s+264\s+1%\s+60m\s+10\.100\.0\.1\s+100\s+node1=1,node2=2$/);
+    expect(lines[0]).toMatch(/^NAME\s+RANGES\s+USED\s+TOTAL\s+USAGE\s+AGE\s+GATEWAY\s+VLAN\s+BY NODE\s+BLOCKS$/);
+    expect(lines[1]).toMatch(/^empty\s+10\.100\.0\.0\/24,10\.100\.1\.10-10\.100\.1\.20\s+0\s+0\s+<none>\s+60m\s+10\.100\.0\.1\s+100\s+<none>\s+<none>$/);
+    expect(lines[2]).toMatch(/^vlan100\s+\S+\s+3\s+264\s+1%\s+60m\s+10\.100\.0\.1\s+100\s+node1=1,node2=2\s+node1=2,node2=1$/);
   });
 });

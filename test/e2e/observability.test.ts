@@ -251,7 +251,8 @@ describe('operating a lab started by the CLI: metrics and kubectl seine', () => 
     expect(pools.stdout).toMatch(/^NAME\s+RANGES\s+USED\s+TOTAL\s+USAGE\s+AGE$/m);
     expect(pools.stdout).toMatch(/^vlan100\s+10\.100\.0\.0\/24\s+2\s+252\s+1%\s+\S+$/m);
     const poolWide = await get('ipp', 'vlan100', '-o', 'wide');
-    expect(poolWide.stdout).toMatch(new RegExp(`^vlan100\\s+10\\.100\\.0\\.0/24\\s+2\\s+252\\s+1%\\s+\\S+\\s+10\\.100\\.0\\.1\\s+100\\s+${node1}=1,${node2}=1$`, 'm'));
+    // Each node's pod holds an address of the block claimed for its node.
+    expect(poolWide.stdout).toMatch(new RegExp(`^vlan100\\s+10\\.100\\.0\\.0/24\\s+2\\s+252\\s+1%\\s+\\S+\\s+10\\.100\\.0\\.1\\s+100\\s+${node1}=1,${node2}=1\\s+${node1}=1,${node2}=1$`, 'm'));
     const missing = await get('ippools', 'nope');
     expect(missing).toMatchObject({ code: 1, stdout: '', stderr: 'Error from server (NotFound): ippools.crd.seine.dev "nope" not found\n' });
     const unknown = await get('bananas');

@@ -72,6 +72,9 @@ function cniFailure(e: unknown, what: string): CniError {
 
 const podKey = (p: V1Pod): string => `${p.metadata?.namespace}/${p.metadata?.name}`;
 
+/** How long a stopping agent waits for its IP pools' usage writes. */
+const USAGE_SETTLE_MS = 2000;
+
 /**
  * Secondary networks of this node's pods: reads the networks annotation, resolves each NetworkAttachmentDefinition,
  * attaches Seine's own VLAN/overlay networks through the secondary datapath (cluster-wide IP pools, static or
@@ -149,8 +152,12 @@ export class SecondaryNetworkManager {
   }
 
   async stop(): Promise<void> {
-    // The pools' usage writes in flight finish: the next agent need not redo them.
-    await Promise.all([this.nads.stop(), this.nodes.stop(), this.allocator.settled()]);
+    // The pools' usage writes in flight finish (the next agent need not redo them), but an unreachable API server
+    // does not hold the agent up: a later write brings usage in line anyway.
+    let timer: NodeJS.Timeout | undefined;
+    const bounded = new Promise<void>((resolve) => (timer = setTimeout(resolve, USAGE_SETTLE_MS)));
+    await Promise.all([this.nads.stop(), this.nodes.stop(), Promise.race([this.allocator.settled(), bounded])]);
+    clearTimeout(timer);
   }
 
   private remember(rec: AttachmentRecord): void {

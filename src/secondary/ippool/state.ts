@@ -70,8 +70,8 @@ interface Block {
   /** As read: what a write tests (absent for a block claimed by this batch). */
   stored?: StoredBlock;
   index?: number;
-  /** This batch allocates in it (or took it over): the write tests it and bumps its version. */
-  touched: boolean;
+  /** This batch took it over from another node. */
+  takenOver: boolean;
 }
 
 /** A pool's allocations while a batch is applied to them. */
@@ -84,8 +84,6 @@ export class PoolState {
   /** Entries of the status read that this batch removes. */
   private readonly removed: Entry[] = [];
   private readonly added = new Set<Entry>();
-  /** The batch claimed a block or allocated outside every block. */
-  private sharedTouched = false;
   /** Status fields the patch path relies on are missing: the write replaces the whole status. */
   readonly needsWholeWrite: boolean;
   private readonly poolVersion: number;
@@ -111,14 +109,29 @@ export class PoolState {
       const hi = parseIpv4(b?.end);
       // A malformed entry is left alone and covers nothing.
       if (lo === undefined || hi === undefined || lo > hi || typeof b.node !== 'string' || !Number.isInteger(b.version)) return;
-      this.blocks.push({ lo, hi, node: b.node, version: b.version, stored: b, index, touched: false });
+      this.blocks.push({ lo, hi, node: b.node, version: b.version, stored: b, index, takenOver: false });
     });
     this.needsWholeWrite = !Number.isInteger(status?.poolVersion) || !Array.isArray(status?.allocations) || !Array.isArray(status?.blocks);
     this.poolVersion = Number.isInteger(status?.poolVersion) ? status!.poolVersion! : 0;
   }
 
   get dirty(): boolean {
-    return this.added.size > 0 || this.removed.length > 0 || this.blocks.some((b) => b.touched || b.index === undefined);
+    return this.added.size > 0 || this.removed.length > 0 || this.blocks.some((b) => b.takenOver || b.index === undefined);
+  }
+
+  /** Blocks of the status read that the write tests and bumps: the batch allocated in them, or took them over. */
+  private touchedBlocks(): Set<Block> {
+    const out = new Set(this.blocks.filter((b) => b.takenOver));
+    for (const e of this.added) {
+      const b = this.blockOf(parseIpv4(e.a.ip)!);
+      if (b?.index !== undefined) out.add(b);
+    }
+    return out;
+  }
+
+  /** The write tests and bumps poolVersion: the batch claimed a block, or allocated outside every block. */
+  private get sharedTouched(): boolean {
+    return this.blocks.some((b) => b.index === undefined) || [...this.added].some((e) => this.blockOf(parseIpv4(e.a.ip)!) === undefined);
   }
 
   get size(): number {
@@ -160,18 +173,17 @@ export class PoolState {
       const own = this.blocks.filter((b) => b.node === node).sort((x, y) => x.lo - y.lo);
       for (const b of own) {
         const n = this.freeIn(b);
-        if (n !== undefined) return this.add(n, b, owner);
+        if (n !== undefined) return this.add(n, owner);
       }
       const b = this.claim(node) ?? this.takeOver(node);
-      if (b) return this.add(this.freeIn(b)!, b, owner);
+      if (b) return this.add(this.freeIn(b)!, owner);
     }
     const taken = this.taken();
     const ip = this.layout.lowestFree(taken);
     if (ip === undefined) {
       throw new IPPoolError('exhausted', `no free IP address in IP pool ${this.pool}`, `all ${this.layout.total} addresses of ${this.layout.describeRanges()} are allocated`, { pool: this.pool });
     }
-    const n = parseIpv4(ip)!;
-    return this.add(n, this.blockOf(n), owner);
+    return this.add(parseIpv4(ip)!, owner);
   }
 
   /** A requested address, if the pool may hand it out and nobody else holds it. */
@@ -197,7 +209,7 @@ export class PoolState {
     const n = parseIpv4(ip)!;
     const other = this.byIp.get(n);
     if (other) return fail('in-use', `held by ${describeOwner(other.a.owner)}`);
-    return this.add(n, this.blockOf(n), owner, true);
+    return this.add(n, owner, true);
   }
 
   /** Removes every allocation `match` selects; returns them. */
@@ -215,10 +227,11 @@ export class PoolState {
 
   /** The whole status, for a pool written whole (allocations lowest address first). */
   toStatus(): IPPoolStatus {
+    const touched = this.touchedBlocks();
     const allocations = [...this.byIp.entries()].sort((a, b) => a[0] - b[0]).map(([, e]) => e.a);
     return {
       allocations: [...allocations, ...this.odd],
-      blocks: this.blocks.map((b) => this.storedBlock(b)),
+      blocks: this.blocks.map((b) => this.storedBlock(b, touched)),
       poolVersion: this.poolVersion + (this.sharedTouched ? 1 : 0),
       usage: { total: this.layout.total, used: this.size },
     };
@@ -235,19 +248,20 @@ export class PoolState {
       const path = `/status/allocations/${e.index!}`;
       ops.push({ op: 'test', path, value: e.a }, { op: 'remove', path });
     }
+    const touched = this.touchedBlocks();
     for (const b of this.blocks) {
-      if (b.index === undefined || !b.touched) continue;
-      const path = `/status/blocks/${b.index}`;
-      ops.push({ op: 'test', path, value: b.stored }, { op: 'replace', path, value: this.storedBlock(b) });
+      if (!touched.has(b)) continue;
+      const path = `/status/blocks/${b.index!}`;
+      ops.push({ op: 'test', path, value: b.stored }, { op: 'replace', path, value: this.storedBlock(b, touched) });
     }
     if (this.sharedTouched) ops.push({ op: 'test', path: '/status/poolVersion', value: this.poolVersion }, { op: 'replace', path: '/status/poolVersion', value: this.poolVersion + 1 });
-    for (const b of this.blocks) if (b.index === undefined) ops.push({ op: 'add', path: '/status/blocks/-', value: this.storedBlock(b) });
+    for (const b of this.blocks) if (b.index === undefined) ops.push({ op: 'add', path: '/status/blocks/-', value: this.storedBlock(b, touched) });
     for (const e of this.added) ops.push({ op: 'add', path: '/status/allocations/-', value: e.a });
     return ops;
   }
 
-  private storedBlock(b: Block): StoredBlock {
-    const version = b.touched && b.index !== undefined ? b.version + 1 : b.version;
+  private storedBlock(b: Block, touched: ReadonlySet<Block>): StoredBlock {
+    const version = touched.has(b) ? b.version + 1 : b.version;
     return { start: intToIpv4(b.lo), end: intToIpv4(b.hi), node: b.node, version };
   }
 
@@ -265,9 +279,8 @@ export class PoolState {
     const covered = this.blocks.map((b): Interval => [b.lo, b.hi]).sort((x, y) => x[0] - y[0]);
     const run = this.layout.firstUncoveredRun(blockSize(this.layout.total), covered, (n) => !this.byIp.has(n));
     if (!run) return undefined;
-    const b: Block = { lo: run[0], hi: run[1], node, version: 0, touched: false };
+    const b: Block = { lo: run[0], hi: run[1], node, version: 0, takenOver: false };
     this.blocks.push(b);
-    this.sharedTouched = true;
     return b;
   }
 
@@ -281,18 +294,16 @@ export class PoolState {
     const b = this.blocks.filter((x) => x.node !== node && !used.has(x) && this.freeIn(x) !== undefined).sort((x, y) => x.lo - y.lo)[0];
     if (!b) return undefined;
     b.node = node;
-    b.touched = true;
+    b.takenOver = true;
     return b;
   }
 
-  private add(n: number, block: Block | undefined, owner: PoolOwner, requested = false): PoolAllocation {
+  private add(n: number, owner: PoolOwner, requested = false): PoolAllocation {
     const a: StoredAllocation = { ip: intToIpv4(n), owner: ownerFields(owner), allocatedAt: this.now().toISOString(), ...(requested ? { requested: true } : {}) };
     const e: Entry = { a };
     this.byIp.set(n, e);
     this.byOwner.set(ownerKey(owner.containerID, owner.interface), e);
     this.added.add(e);
-    if (!block) this.sharedTouched = true;
-    else if (block.index !== undefined) block.touched = true;
     return this.view(a);
   }
 }
