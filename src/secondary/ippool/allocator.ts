@@ -133,8 +133,9 @@ export class IPPoolAllocator {
    * an owner that already holds an address in one of the pools gets it back (a retried ADD). With `ip`
    * (a plain address or a CIDR from the networks annotation's "ips"), that address is reserved in the
    * pool whose ranges contain it, or the call fails saying why (outside, in use, excluded, ...).
-   * Lowest free address first, skipping excluded addresses, the gateway and the subnet's network and
-   * broadcast addresses. IPPoolError (code 11) when every pool is full.
+   * Lowest free address of the owner's node's blocks first (see PoolState.allocateLowest), skipping excluded
+   * addresses, the gateway and the subnet's network and broadcast addresses. IPPoolError (code 11) when
+   * every pool is full.
    */
   async allocate(pools: readonly string[], owner: PoolOwner, opts: { ip?: string } = {}): Promise<PoolAllocation> {
     checkOwner(owner);
