@@ -1,3 +1,4 @@
+import { join } from 'node:path';
 import { Command } from 'commander';
 import { Agent } from '../agent/agent.js';
 import type { AgentFeature } from '../agent/feature.js';
@@ -13,11 +14,13 @@ import { releaseNode } from '../chaining/cnimode/release.js';
 import { useCommandRunner } from '../host/exec.js';
 import { ExecHelper } from '../host/exec-helper.js';
 import { logger } from '../util/log.js';
+import { sharedConnection } from '../ovs/openflow/wire/connection.js';
 
 /** The node's features, in start order: the pod network first (every other one attaches around its eth0). */
 export function nodeFeatures(cfg: AgentConfig): AgentFeature[] {
   // Service chains steer through CNF function ports, which the secondary networks feature attaches.
-  const secondary = cfg.secondaryNetworks.enabled ? [new SecondaryNetworksFeature()] : [];
+  const secondaryFeature = cfg.secondaryNetworks.enabled ? new SecondaryNetworksFeature() : undefined;
+  const secondary = secondaryFeature ? [secondaryFeature] : [];
   const chainsFeature = cfg.secondaryNetworks.enabled && cfg.serviceChains.enabled ? new ServiceChainsFeature() : undefined;
   const chains = chainsFeature ? [chainsFeature] : [];
   // Policy right after the pod network: a new pod's rules are in place before the other features attach more to it.
@@ -31,6 +34,17 @@ export function nodeFeatures(cfg: AgentConfig): AgentFeature[] {
     podInterfaces: () => podNetwork.podInterfaces(),
     ruleOf: (id) => policyFeature?.ruleOf(id),
     chainTarget: (chain, hop, replica) => chainsFeature?.chainTarget(chain, hop, replica),
+    ...(secondaryFeature
+      ? {
+          segments: {
+            bridges: () => secondaryFeature.traceBridges?.bridgeNames() ?? [],
+            ports: (bridge) => secondaryFeature.traceBridges?.bridgePorts(bridge),
+            writer: (bridge) => secondaryFeature.traceBridges!.writer(bridge),
+            connection: (bridge) => sharedConnection(join(cfg.ovs.rundir, `${bridge}.mgmt`), bridge),
+            ruleOf: (bridge, id) => policyFeature?.secondaryRuleOf(bridge, id),
+          },
+        }
+      : {}),
   });
   return [podNetwork, ...policy, ...services, ...secondary, ...chains, traceflow];
 }

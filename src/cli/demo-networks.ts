@@ -1,5 +1,6 @@
 // The demo's secondary-network and metrics steps: two pods with a VLAN and an overlay network besides eth0, their
-// network-status, traffic on each network, `seine get networks`; then what an agent's Prometheus endpoint says.
+// network-status, traffic on each network, a trace on the VLAN network, `seine get networks`; then what an agent's
+// Prometheus endpoint says.
 import { CoreV1Api, type V1Pod } from '@kubernetes/client-node';
 import { join } from 'node:path';
 import { run } from '../host/exec.js';
@@ -11,6 +12,7 @@ import { NETWORK_STATUS_ANNOTATION, NETWORKS_ANNOTATION, parseNetworkStatus } fr
 import { repoRoot } from '../util/paths.js';
 import { DEFAULT_ENDPOINT_NAMESPACE } from '../policy/channel/discovery.js';
 import { getResources } from './get.js';
+import { showTrace } from './demo-trace.js';
 import { renderTable } from './table.js';
 
 const EXAMPLE = 'manifests/examples/secondary-networks.yaml';
@@ -69,6 +71,7 @@ export async function showSecondaryNetworks(status: LabStatus, say: (line: strin
   }
   say('  ping on each network (3 packets):');
   say(renderTable(['network', 'path', 'result'], rows));
+  if (!failures) await showTrace(kc, say, NAMESPACE, a.metadata!.name!, b.metadata!.name!, "one packet on the VLAN network: the trunk bridges and uplink it crosses", NETWORKS[0]);
   say('\n  seine get networks -n default -o wide   (each network with its pods per node, from their network-status)');
   say((await getResources('networks', undefined, { namespace: 'default', output: 'wide', kubeconfig: status.kubeconfig, controllerNamespace: DEFAULT_ENDPOINT_NAMESPACE })).trimEnd());
   say('\n  seine get ippools');

@@ -15,7 +15,7 @@ import { showMetrics, showSecondaryNetworks } from './demo-networks.js';
 import type { DemoSteps } from './demo-steps.js';
 import { getResources } from './get.js';
 import { renderTable } from './table.js';
-import { processIO, runTrace, traceApi } from './trace.js';
+import { showTrace } from './demo-trace.js';
 
 export interface DemoContext {
   status: LabStatus;
@@ -238,16 +238,6 @@ async function showNetworkPolicy(status: LabStatus, say: (line: string) => void)
   }
   say(`\n  seine get networkpolicies -n ${POLICY_NAMESPACE} -o wide   (nodes with a pod each policy applies to, and those that installed it)`);
   say((await getResources('networkpolicies', undefined, { ...get, output: 'wide' })).trimEnd());
-}
-
-/** `seine trace` of a TCP packet to port 80 of a pod: the path through the real datapath, and where it ended. */
-async function showTrace(kc: ReturnType<typeof loadKubeConfig>, say: (line: string) => void, namespace: string, from: string, to: string, what: string): Promise<void> {
-  say(`\n  seine trace ${namespace}/${from} ${namespace}/${to} --port 80   (${what})`);
-  let out = '';
-  const io = { ...processIO(), stdout: (t: string) => void (out += t), stderr: () => undefined };
-  const code = await runTrace({ source: { namespace, pod: from }, destination: { namespace, pod: to }, packet: { protocol: 'TCP', destinationPort: 80 }, timeoutSeconds: 60 }, {}, traceApi(kc), io);
-  say(out.trimEnd().split('\n').map((l) => `  ${l}`).join('\n'));
-  if (code !== 0) throw new Error(`the trace from ${namespace}/${from} failed`);
 }
 
 const CHAIN_EXAMPLE = 'manifests/examples/service-chain.yaml';

@@ -82,6 +82,8 @@ function forwardingDetail(o: Observation): string {
     const to = o.peerNode && o.tunnelDestination ? `${o.peerNode} (${o.tunnelDestination})` : (o.peerNode ?? o.tunnelDestination);
     return ` into tunnel to ${to}`;
   }
+  // A secondary network's uplink: the other nodes are on the same VLAN.
+  if (o.peerNode && o.outputPort && o.outputPort !== 'gateway') return ` to port ${o.outputPort}, toward ${o.peerNode}`;
   if (o.peerNode) return ` to the node's routing, toward ${o.peerNode}`;
   if (o.pod) return ` to pod ${o.pod}${port}`;
   if (o.outputPort) return ` to port ${o.outputPort}`;
@@ -130,6 +132,9 @@ export function renderTrace(tf: Traceflow): string {
   if (tf.spec.liveTraffic) packet = `live traffic, ${packet}`;
   if (st.tag !== undefined) packet += `, DSCP tag ${st.tag}`;
   const lines = [`${describeSource(tf)} -> ${describeDestination(tf)}: ${packet}`];
+  const net = st.network;
+  if (net) lines.push(`Network: ${net.name} (${net.type === 'vlan' ? `VLAN ${net.vlan}` : `overlay VNI ${net.vni}`}, bridge ${net.bridge}), from ${net.interface}${st.packet?.destinationMAC ? ` to ${st.packet.destinationMAC}` : ''}`);
+  else if (tf.spec.network) lines.push(`Network: ${tf.spec.network}`);
   if (st.capturedPacket) lines.push(`Captured: ${describePacket(st.capturedPacket)}${st.capturedPacket.protocol === 'TCP' && st.capturedPacket.tcpFlags === TCP_SYN ? ' (SYN)' : ''}`);
   const results = st.results ?? [];
   results.forEach((r, i) => {

@@ -42,6 +42,8 @@ export interface TraceArgsOptions {
   timeout?: string | number;
   /** Follow the source pod's next matching packet instead of injecting one. */
   live?: boolean;
+  /** A secondary network (NAD) as NAME or NAMESPACE/NAME: the packet leaves from the source's interface on it. */
+  network?: string;
 }
 
 export interface TraceCommandOptions extends TraceArgsOptions {
@@ -155,6 +157,15 @@ export function traceSpecFromArgs(source: string, destination: string, opts: Tra
   if (protocol !== 'TCP' && tcpFlags !== undefined) throw new TraceError(`--tcp-flags is for TCP: not a ${protocol} packet`);
   if (opts.live && tcpFlags !== undefined) throw new TraceError('--tcp-flags is for an injected packet: --live follows the packet the pod sends, whatever its flags');
   if (opts.live && ttl !== undefined) throw new TraceError('--ttl is for an injected packet: --live follows the packet the pod sends, whatever its TTL');
+  const network = opts.network?.trim();
+  if (network !== undefined) {
+    const parts = network.split('/');
+    if (parts.length > 2 || parts.some((p) => !DNS_SUBDOMAIN.test(p)) || (parts.length === 2 && !DNS_LABEL.test(parts[0]!))) {
+      throw new TraceError(`invalid --network ${JSON.stringify(opts.network)}: a NetworkAttachmentDefinition as NAME or NAMESPACE/NAME`);
+    }
+    if (dst.service !== undefined) throw new TraceError('--network: Services are on the pod network; trace to a pod or an address on a secondary network');
+    if (opts.live) throw new TraceError('--network: live traffic is traced on the pod network only; leave out --live to inject a packet');
+  }
 
   return {
     source: { namespace, pod: src.pod },
@@ -167,6 +178,7 @@ export function traceSpecFromArgs(source: string, destination: string, opts: Tra
       ...(ttl !== undefined ? { ttl } : {}),
     },
     ...(opts.live ? { liveTraffic: true } : {}),
+    ...(network !== undefined ? { network } : {}),
     timeoutSeconds,
   };
 }
@@ -378,6 +390,7 @@ export function traceCommand(): Command {
     .option('--source-port <port>', 'TCP or UDP source port (default: an ephemeral one)')
     .option('--tcp-flags <flags>', 'TCP flags as a number (default: 2, SYN)')
     .option('--ttl <ttl>', 'the IP TTL (default: 64)')
+    .option('--network <nad>', 'trace on a secondary network (a Seine VLAN or overlay NetworkAttachmentDefinition, NAME in the source\'s namespace or NAMESPACE/NAME): from the source\'s interface on it to the destination\'s address on it')
     .option('--live', 'follow the next matching packet the source pod sends (delivered as usual) instead of injecting one')
     .option('--timeout <seconds>', `how long the trace may take (at most ${MAX_TIMEOUT_SECONDS})`, String(DEFAULT_TIMEOUT_SECONDS))
     .addOption(new Option('-o, --output <format>', 'print the finished Traceflow as json or yaml instead of the diagram').choices(['json', 'yaml']))

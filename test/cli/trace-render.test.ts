@@ -192,6 +192,44 @@ describe('renderTrace', () => {
     expect(renderTrace(data).split('\n')[1]).toBe('Captured: TCP 10.10.0.5:51234 -> 10.96.0.10:80, TCP flags 0x18');
   });
 
+  it('draws a trace on a VLAN network: the network, out of the uplink toward the other node, in from it, delivered', () => {
+    const tf: Traceflow = {
+      metadata: { name: 'vlan', creationTimestamp: CREATED },
+      spec: { source: { namespace: 'default', pod: 'client' }, destination: { pod: 'server' }, network: 'vlan100' },
+      status: {
+        phase: 'Succeeded',
+        verdict: 'Delivered',
+        tag: 2,
+        network: { name: 'default/vlan100', type: 'vlan', bridge: 'br-vlan', vlan: 100, interface: 'net1', destinationNode: 'worker-2' },
+        packet: { sourceIP: '10.100.0.5', destinationIP: '10.100.0.6', sourceMAC: '0a:00:00:00:00:05', destinationMAC: '0a:00:00:00:00:06', protocol: 'UDP', sourcePort: 40000, destinationPort: 53, ttl: 64 },
+        results: [
+          { node: 'worker-1', role: 'Sender', observations: [{ component: 'Forwarding', action: 'Forwarded', table: 'Normal', outputPort: 'eth1', peerNode: 'worker-2', message: 'out of the uplink, tagged VLAN 100' }] },
+          {
+            node: 'worker-2',
+            role: 'Receiver',
+            observations: [
+              { component: 'Forwarding', action: 'Received', table: 'Classifier', peerNode: 'worker-1', message: 'from the uplink eth1, tagged VLAN 100' },
+              { component: 'Forwarding', action: 'Delivered', table: 'Normal', outputPort: 'server-net1', pod: 'default/server', message: 'to net1 of the pod' },
+            ],
+          },
+        ],
+      },
+    };
+    expect(renderTrace(tf).split('\n')).toEqual([
+      'default/client -> default/server: UDP 10.100.0.5:40000 -> 10.100.0.6:53, DSCP tag 2',
+      'Network: default/vlan100 (VLAN 100, bridge br-vlan), from net1 to 0a:00:00:00:00:06',
+      'node worker-1 (Sender)',
+      '└─ Forwarding      Forwarded to port eth1, toward worker-2 [Normal]: out of the uplink, tagged VLAN 100',
+      '│',
+      'node worker-2 (Receiver)',
+      '├─ Forwarding      Received from worker-1 [Classifier]: from the uplink eth1, tagged VLAN 100',
+      '└─ Forwarding      Delivered to pod default/server (port server-net1) [Normal]: to net1 of the pod',
+      'Verdict: Delivered',
+    ]);
+    // Before the controller resolved it: the network as the spec names it.
+    expect(renderTrace({ ...tf, status: { phase: 'Pending' } }).split('\n')[1]).toBe('Network: vlan100');
+  });
+
   it('shows non-default TCP flags and TTL', () => {
     const tf: Traceflow = { ...delivered, status: { ...delivered.status, packet: { ...delivered.status!.packet!, tcpFlags: 0x12, ttl: 2 } } };
     expect(renderTrace(tf).split('\n')[0]).toBe('default/client -> svc default/web: TCP 10.10.0.5:40123 -> 10.96.0.10:80, TCP flags 0x12, TTL 2, DSCP tag 7');
@@ -262,6 +300,16 @@ describe('traceSpecFromArgs', () => {
     expect(fails('client', 'a/b/c/d')).toMatch(/invalid destination pod reference/);
     expect(fails('client', '')).toMatch(/the destination is empty/);
     expect(fails('client', 'web', { namespace: 'Bad' })).toMatch(/invalid namespace "Bad"/);
+  });
+
+  it('takes a secondary network, but no Service or live traffic on one', () => {
+    expect(spec('client', 'server', { network: 'vlan100' }).network).toBe('vlan100');
+    expect(spec('client', '10.100.0.6', { network: ' infra/vlan100 ' }).network).toBe('infra/vlan100');
+    expect(spec('client', 'server')).not.toHaveProperty('network');
+    expect(fails('client', 'server', { network: 'a/b/c' })).toMatch(/invalid --network "a\/b\/c": a NetworkAttachmentDefinition as NAME or NAMESPACE\/NAME/);
+    expect(fails('client', 'server', { network: 'VLAN' })).toMatch(/invalid --network/);
+    expect(fails('client', 'svc/web', { network: 'vlan100' })).toMatch(/Services are on the pod network/);
+    expect(fails('client', 'server', { network: 'vlan100', live: true })).toMatch(/live traffic is traced on the pod network only/);
   });
 
   it('refuses bad addresses', () => {

@@ -39,7 +39,13 @@ describe('Traceflow CRD', () => {
     const withPacket = await apply(tf('udp', { source: SOURCE, destination: { ip: '8.8.8.8' }, packet: { protocol: 'UDP', destinationPort: 53 } }));
     expect(withPacket.code).toBe(0);
     expect((await get('udp')).spec.packet).toEqual({ protocol: 'UDP', destinationPort: 53, tcpFlags: 2, ttl: 64 });
-    expect((await c.kubectl(['get', 'traceflows', '--no-headers'])).stdout.trim().split('\n')).toHaveLength(4);
+    // On a secondary network, by name or namespace/name.
+    for (const [name, network] of [['on-vlan', 'vlan100'], ['on-blue', 'other/blue']] as const) {
+      const r = await apply(tf(name, { source: SOURCE, destination: { pod: 'server' }, network }));
+      expect([r.code, r.stderr]).toEqual([0, '']);
+    }
+    expect((await get('on-blue')).spec.network).toBe('other/blue');
+    expect((await c.kubectl(['get', 'traceflows', '--no-headers'])).stdout.trim().split('\n')).toHaveLength(6);
   });
 
   it('refuses what cannot be traced, saying why', async () => {
@@ -51,6 +57,9 @@ describe('Traceflow CRD', () => {
       ['an address that is not IPv4', { source: SOURCE, destination: { ip: '10.0.0.256' } }, /spec\.destination\.ip/],
       ['no source pod', { source: { namespace: 'default' }, destination: { ip: '10.0.0.1' } }, /spec\.source\.pod: Required value/],
       ['a protocol not traced', { source: SOURCE, destination: { ip: '10.0.0.1' }, packet: { protocol: 'SCTP' } }, /Unsupported value: "SCTP"/],
+      ['a Service on a secondary network', { source: SOURCE, destination: { service: 'web' }, network: 'vlan100' }, /Services are on the pod network/],
+      ['live traffic on a secondary network', { source: SOURCE, destination: { pod: 'server' }, network: 'vlan100', liveTraffic: true }, /live traffic is traced on the pod network only/],
+      ['a network that is no NAD name', { source: SOURCE, destination: { pod: 'server' }, network: 'a/b/c' }, /spec\.network/],
       ['a timeout too long', { source: SOURCE, destination: { ip: '10.0.0.1' }, timeoutSeconds: 3600 }, /spec\.timeoutSeconds/],
     ];
     for (const [what, spec, message] of cases) {

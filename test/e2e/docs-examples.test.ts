@@ -1,7 +1,7 @@
 // The docs' walk-throughs, run as written (their shell blocks, with the stock kubectl and the `seine` CLI) in one
 // 2-node lab: docs/secondary-networks.md's "Try it in the lab" and MultiNetworkPolicy, the walk-throughs of
-// docs/service-chains.md, docs/network-policy.md and docs/services.md, docs/traceflow.md's "Try it" and "Live
-// traffic", and docs/metrics.md's query. docs/lab.md's session runs in lab-cli.test.ts, the cloud profiles' "Try it
+// docs/service-chains.md, docs/network-policy.md and docs/services.md, docs/traceflow.md's "Try it", "Secondary
+// networks" and "Live traffic", and docs/metrics.md's query. docs/lab.md's session runs in lab-cli.test.ts, the cloud profiles' "Try it
 // in the lab" in lab-cloud.test.ts: each starts and removes labs of its own.
 // What they say they show, they show; where a doc prints output, the command prints that output (addresses, ports
 // and names aside).
@@ -47,6 +47,7 @@ const masked = (text: string): string[] =>
         .replace(/\d+\.\d+\.\d+\.\d+/g, 'IP')
         .replace(/IP:\d+/g, 'IP:PORT')
         .replace(/\(port [^)]+\)/g, '(port P)')
+        .replace(/([0-9a-f]{2}:){5}[0-9a-f]{2}/g, 'MAC')
         .replace(/DSCP tag \d+/, 'DSCP tag N'),
     );
 
@@ -137,6 +138,20 @@ describe('docs: walk-throughs run as written', () => {
     // NAME GATEWAY PREFIX VLAN TOTAL USED AGE: both pods hold an address of vlan100 (pods of the other cases may too).
     const used = /^vlan100\s+\S+\s+\d+\s+100\s+\d+\s+(\d+)\s/m.exec(stdout);
     expect(Number(used?.[1])).toBeGreaterThanOrEqual(2);
+  }, 300_000);
+
+  it('Traceflow on a secondary network: the trace over vlan100 prints the path the doc shows, and blue goes through the tunnel', async () => {
+    const doc = join(root, 'docs', 'traceflow.md');
+    const nodes = (s: string): string => s.replaceAll('seine-node', `${lab.plan.name}-node`);
+    const stdout = await runBlock(nodes(block(doc, '## Secondary networks')));
+    expect(masked(stdout.slice(stdout.indexOf('default/left -> ')))).toEqual(masked(nodes(block(doc, '## Secondary networks', ''))));
+    // "--network blue goes through the overlay's tunnel instead": the lines the doc quotes.
+    const said = /`--network blue` goes through the overlay's tunnel instead \(`(Forwarded into tunnel to) seine-node2 \([\d.]+\)\s+(\[Forward\])`, then `(Received from) seine-node1 (\[Classifier\]: through the tunnel of VNI 5001)`\)/.exec(readFileSync(doc, 'utf8'));
+    expect(said).not.toBeNull();
+    const blue = await runBlock('seine trace default/left default/right --network blue\n');
+    expect(blue).toMatch(new RegExp(`${said![1]} ${lab.plan.name}-node2 \\([\\d.]+\\) ${said![2]!.replace(/[[\]]/g, '\\$&')}`));
+    expect(blue).toContain(`${said![3]} ${lab.plan.name}-node1 ${said![4]}`);
+    expect(blue).toMatch(/^Verdict: Delivered$/m);
   }, 300_000);
 
   it('NetworkPolicy: the client connects, the other pod and then the quarantined client are refused, the Admin tier is realized', async () => {

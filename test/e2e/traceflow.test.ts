@@ -4,25 +4,11 @@
 // Several traces run at once with their own tags; the packet never reaches the destination pod; a trace of an
 // unknown pod fails with its reason; finished traces leave no flow behind. A live trace follows a datagram the client
 // itself sends, which its server still answers.
-import { randomBytes } from 'node:crypto';
-import { rmSync } from 'node:fs';
-import { join } from 'node:path';
-import type { LabStatus } from '../../src/lab/lab.js';
 import type { Traceflow } from '../../src/traceflow/api/types.js';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { eventually } from '../../src/util/wait.js';
 import { CLIENT, SERVER, WAIT_MS } from '../harness/answering.js';
-import { runCommand as run } from '../harness/command.js';
-import { TEST_LEDGER_ROOT } from '../harness/sandbox.js';
-
-const SEINE = join(process.cwd(), 'bin', 'seine');
-const name = `t${randomBytes(3).toString('hex')}`;
-const common = ['--name', name, '--state-root', TEST_LEDGER_ROOT];
-const cache = join(TEST_LEDGER_ROOT, `${name}-kcache`);
-/** Bound on what the lab does on a busy two-core machine (pods Running, policies realized, flows removed). */
-const SETTLE_MS = 120_000;
-/** A trace's own timeout: every agent must install its flows and report, on a busy machine. */
-const TRACE_TIMEOUT_S = '60';
+import { SETTLE_MS, TraceLab } from '../harness/trace-lab.js';
 
 const manifest = (node1: string, node2: string): string => `
 apiVersion: v1
@@ -72,52 +58,25 @@ spec:
 `;
 
 describe('Traceflow: seine trace follows a packet through the real datapath', () => {
-  let status: LabStatus;
-  let kubeconfig = '';
+  let lab: TraceLab;
   let node1 = '';
   let node2 = '';
-  const kubectl = (args: string[], input?: string): ReturnType<typeof run> => run('kubectl', ['--kubeconfig', kubeconfig, '--cache-dir', cache, ...args], input);
-  const trace = (args: string[]): ReturnType<typeof run> => run(SEINE, ['trace', '--kubeconfig', kubeconfig, '--timeout', TRACE_TIMEOUT_S, ...args]);
-  const traceJson = async (args: string[]): Promise<Traceflow> => {
-    const r = await trace([...args, '-o', 'json']);
-    expect(r.stderr).not.toMatch(/^error/m);
-    return JSON.parse(r.stdout) as Traceflow;
-  };
-  const rxPackets = async (pod: string): Promise<number> => Number((await run(SEINE, ['lab', 'exec', ...common, `default/${pod}`, '--', 'cat', '/sys/class/net/eth0/statistics/rx_packets'])).stdout.trim());
-  const traceFlows = async (node: string): Promise<string[]> => {
-    const sock = `unix:${join(status.stateDir, 'nodes', node, 'var/run/openvswitch/br-int.mgmt')}`;
-    const r = await run('ovs-ofctl', ['-O', 'OpenFlow15', '--no-stats', 'dump-flows', sock, 'cookie=0x0700000000000000/0xff00000000000000']);
-    expect(r.code).toBe(0);
-    return r.stdout.split('\n').filter((l) => l.includes('cookie='));
-  };
-
-  /** Every node's observation flows go once the traces have ended. */
-  const noTraceFlowsLeft = async (): Promise<void> => {
-    for (const node of [node1, node2]) await eventually(`${node}: no traceflow flow left`, async (saw) => {
-      const flows = await traceFlows(node);
-      saw(flows);
-      return flows.length === 0 ? true : undefined;
-    }, SETTLE_MS, 500);
-  };
+  const rxPackets = (pod: string): Promise<number> => lab.rxPackets(`default/${pod}`);
 
   beforeAll(async () => {
-    const up = await run(SEINE, ['lab', 'up', '--nodes', '2', ...common]);
-    expect(up.stdout).toMatch(/is up with 2 nodes/);
-    kubeconfig = (await run(SEINE, ['lab', 'kubeconfig', ...common])).stdout.trim();
-    status = JSON.parse((await run(SEINE, ['lab', 'status', '--json', ...common])).stdout) as LabStatus;
-    [node1, node2] = status.nodes.map((n) => n.name) as [string, string];
-    expect((await kubectl(['apply', '-f', '-'], manifest(node1, node2))).code).toBe(0);
-    expect((await kubectl(['label', 'pod', 'web', 'role=remote'])).code).toBe(0);
-    expect((await kubectl(['wait', '--for=condition=Ready', 'pod/client', 'pod/web', 'pod/web-local', 'pod/answer', '--timeout=150s'])).code).toBe(0);
+    lab = await TraceLab.start(2, 't');
+    [node1, node2] = lab.nodes as [string, string];
+    expect((await lab.kubectl(['apply', '-f', '-'], manifest(node1, node2))).code).toBe(0);
+    expect((await lab.kubectl(['label', 'pod', 'web', 'role=remote'])).code).toBe(0);
+    expect((await lab.kubectl(['wait', '--for=condition=Ready', 'pod/client', 'pod/web', 'pod/web-local', 'pod/answer', '--timeout=150s'])).code).toBe(0);
   }, 330_000);
   afterAll(async () => {
-    await run(SEINE, ['lab', 'down', ...common]);
-    rmSync(cache, { recursive: true, force: true });
+    await lab?.close();
   }, 150_000);
 
   it('follows a packet to a pod on another node: sender, tunnel, receiver, delivered at the port and not to the pod', async () => {
     const before = await rxPackets('web');
-    const r = await trace(['default/client', 'default/web']);
+    const r = await lab.trace(['default/client', 'default/web']);
     expect(r.code).toBe(0);
     const lines = r.stdout.split('\n');
     const sender = lines.findIndex((l) => l === `node ${node1} (Sender)`);
@@ -134,8 +93,8 @@ describe('Traceflow: seine trace follows a packet through the real datapath', ()
   }, 180_000);
 
   it('shows a Service\'s load balancing: the endpoint it chose, then the path to it', async () => {
-    const web = JSON.parse((await kubectl(['get', 'pod', 'web', '-o', 'json'])).stdout) as { status: { podIP: string } };
-    const tf = await traceJson(['default/client', 'svc/web']);
+    const web = JSON.parse((await lab.kubectl(['get', 'pod', 'web', '-o', 'json'])).stdout) as { status: { podIP: string } };
+    const tf = await lab.traceJson(['default/client', 'svc/web']);
     expect(tf.status?.phase).toBe('Succeeded');
     expect(tf.status?.verdict).toBe('Delivered');
     const [first, second] = tf.status!.results!;
@@ -144,18 +103,18 @@ describe('Traceflow: seine trace follows a packet through the real datapath', ()
     expect(second!.observations.at(-1)).toEqual(expect.objectContaining({ component: 'Forwarding', action: 'Delivered', pod: 'default/web' }));
 
     // The endpoint itself as the client: the hairpin path, translated at both ends, back to its own port.
-    const self = await traceJson(['default/web', 'svc/web']);
+    const self = await lab.traceJson(['default/web', 'svc/web']);
     expect(self.status?.verdict).toBe('Delivered');
     expect(self.status!.results!.map((r) => r.node)).toEqual([node2]);
     expect(self.status!.results![0]!.observations.at(-1)).toEqual(expect.objectContaining({ action: 'Delivered', pod: 'default/web' }));
   }, 180_000);
 
   it('names the NetworkPolicy rule that dropped a packet, and the one that allowed another', async () => {
-    expect((await kubectl(['apply', '-f', '-'], policy)).code).toBe(0);
+    expect((await lab.kubectl(['apply', '-f', '-'], policy)).code).toBe(0);
     // The policy is in place once a trace to port 80 is dropped (agents realize it asynchronously).
     let dropped: Traceflow | undefined;
     await eventually('a trace to port 80 dropped by the policy', async (saw) => {
-      const tf = await traceJson(['default/client', 'default/web']);
+      const tf = await lab.traceJson(['default/client', 'default/web']);
       saw(tf.status);
       if (tf.status?.verdict !== 'Dropped') return undefined;
       dropped = tf;
@@ -163,28 +122,28 @@ describe('Traceflow: seine trace follows a packet through the real datapath', ()
     }, SETTLE_MS, 1000);
     const drop = dropped!.status!.results!.find((r) => r.node === node2)!.observations.at(-1);
     expect(drop).toEqual(expect.objectContaining({ component: 'NetworkPolicy', action: 'Dropped', direction: 'Ingress', policy: { kind: 'NetworkPolicy', namespace: 'default', name: 'web-8080-only', rule: 'isolation-ingress' } }));
-    const text = await trace(['default/client', 'default/web']);
+    const text = await lab.trace(['default/client', 'default/web']);
     expect(text.stdout).toContain('Verdict: Dropped by NetworkPolicy default/web-8080-only rule isolation-ingress');
 
-    const allowed = await traceJson(['default/client', 'default/web-local', '--port', '8080']);
+    const allowed = await lab.traceJson(['default/client', 'default/web-local', '--port', '8080']);
     expect(allowed.status?.verdict).toBe('Delivered');
     expect(allowed.status!.results![0]!.observations).toContainEqual(expect.objectContaining({ component: 'NetworkPolicy', action: 'Allowed', direction: 'Ingress', policy: expect.objectContaining({ name: 'web-8080-only', rule: 'ingress-0' }) }));
-    expect((await kubectl(['delete', 'networkpolicy', 'web-8080-only'])).code).toBe(0);
+    expect((await lab.kubectl(['delete', 'networkpolicy', 'web-8080-only'])).code).toBe(0);
   }, 300_000);
 
   it('drops a packet to a cluster address no node holds, and hands one to an outside address to the node', async () => {
-    const [, , third] = (status.nodes[0]!.podCIDR ?? '10.244.0.0/24').split('.');
+    const [, , third] = (lab.status.nodes[0]!.podCIDR ?? '10.244.0.0/24').split('.');
     const unknown = `10.244.${Number(third) + 200}.9`;
-    const nowhere = await trace(['default/client', unknown]);
+    const nowhere = await lab.trace(['default/client', unknown]);
     expect(nowhere.stdout).toMatch(new RegExp(`Dropped \\[L3Forwarding\\]: no node's pod subnet holds ${unknown.replace(/\./g, '\\.')}`));
     expect(nowhere.stdout).toMatch(/^Verdict: Dropped/m);
-    const outside = await traceJson(['default/client', status.externalIp, '--protocol', 'UDP', '--port', '53']);
+    const outside = await lab.traceJson(['default/client', lab.status.externalIp, '--protocol', 'UDP', '--port', '53']);
     expect(outside.status?.verdict).toBe('ForwardedToNode');
     expect(outside.status!.results![0]!.observations.at(-1)).toEqual(expect.objectContaining({ outputPort: 'gateway' }));
   }, 180_000);
 
   it('runs several traces at once, each with its own tag, and removes every observation flow once they end', async () => {
-    const runs = await Promise.all([traceJson(['default/client', 'default/web']), traceJson(['default/web', 'default/client', '--protocol', 'ICMP']), traceJson(['default/web-local', 'svc/web'])]);
+    const runs = await Promise.all([lab.traceJson(['default/client', 'default/web']), lab.traceJson(['default/web', 'default/client', '--protocol', 'ICMP']), lab.traceJson(['default/web-local', 'svc/web'])]);
     for (const tf of runs) expect(tf.status?.phase).toBe('Succeeded');
     expect(runs.map((t) => t.status!.verdict)).toEqual(['Delivered', 'Delivered', 'Delivered']);
     // Traces that ran at the same time (from the start to the last node's report) never shared a tag.
@@ -196,20 +155,20 @@ describe('Traceflow: seine trace follows a packet through the real datapath', ()
         if (as <= be && bs <= ae) expect(a.status!.tag).not.toBe(b.status!.tag);
       }
     }
-    await noTraceFlowsLeft();
+    await lab.noTraceFlowsLeft();
   }, 240_000);
 
   it('follows live traffic: the next matching datagram the client sends, still answered by the server', async () => {
-    const ips = JSON.parse((await kubectl(['get', 'pod', 'client', 'answer', '-o', 'json'])).stdout) as { items: Array<{ status: { podIP: string } }> };
+    const ips = JSON.parse((await lab.kubectl(['get', 'pod', 'client', 'answer', '-o', 'json'])).stdout) as { items: Array<{ status: { podIP: string } }> };
     const [clientIP, answerIP] = ips.items.map((p) => p.status.podIP) as [string, string];
-    const traced = traceJson(['default/client', 'default/answer', '--live', '--protocol', 'UDP', '--port', '8081']);
+    const traced = lab.traceJson(['default/client', 'default/answer', '--live', '--protocol', 'UDP', '--port', '8081']);
     let ended = false;
     void traced.finally(() => (ended = true)).catch(() => undefined);
     // One exchange after another until the trace has ended: the trace takes whichever datagram comes once every
     // node is ready. Each must be answered, the one it took included (it is delivered, not stopped at the port).
     const answers: string[] = [];
     while (!ended) {
-      const r = await run(SEINE, ['lab', 'exec', ...common, 'default/client', '--', process.execPath, '-e', CLIENT, 'udp', answerIP, '8081', '1', String(WAIT_MS), '0']);
+      const r = await lab.exec('default/client', [process.execPath, '-e', CLIENT, 'udp', answerIP, '8081', '1', String(WAIT_MS), '0']);
       answers.push(...(JSON.parse(r.stdout) as string[]));
       await sleep(300);
     }
@@ -220,11 +179,11 @@ describe('Traceflow: seine trace follows a packet through the real datapath', ()
     expect(tf.status!.results![1]!.observations.at(-1)).toEqual(expect.objectContaining({ component: 'Forwarding', action: 'Delivered', pod: 'default/answer' }));
     expect(answers.length).toBeGreaterThan(0);
     expect(answers).toEqual(answers.map(() => `answer ${clientIP}`));
-    await noTraceFlowsLeft();
+    await lab.noTraceFlowsLeft();
   }, 240_000);
 
   it('fails a trace of a pod that does not exist, with the reason, and the command exits 1', async () => {
-    const r = await trace(['default/ghost', 'default/web']);
+    const r = await lab.trace(['default/ghost', 'default/web']);
     expect(r.code).toBe(1);
     expect(r.stdout + r.stderr).toMatch(/Failed \(SourceNotFound\): pod default\/ghost not found/);
   }, 120_000);

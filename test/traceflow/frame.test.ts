@@ -1,5 +1,5 @@
 import type { TracePacket } from '../../src/traceflow/api/types.js';
-import { buildFrame, capturedPacket, parseFrame, withTag } from '../../src/traceflow/model/frame.js';
+import { buildFrame, capturedPacket, parseFrame, withTag, withVlan } from '../../src/traceflow/model/frame.js';
 import { internetChecksum } from '../../src/util/checksum.js';
 
 const SRC_MAC = '02:00:00:00:00:01';
@@ -204,5 +204,21 @@ describe('a live packet', () => {
     expect(capturedPacket(parseFrame(buildFrame(udp, opts))!)).toEqual(udp);
     expect(capturedPacket(parseFrame(buildFrame(icmp, opts))!)).toEqual(icmp);
     expect(capturedPacket({ ...parseFrame(buildFrame(udp, opts))!, protocol: 47 })).toBeUndefined();
+  });
+});
+
+describe('withVlan', () => {
+  it('inserts an 802.1Q tag after the MAC addresses, which parseFrame reads through', () => {
+    const plain = buildFrame(udp, opts);
+    const tagged = withVlan(plain, 100);
+    expect(tagged.length).toBe(plain.length + 4);
+    expect(tagged.subarray(0, 12)).toEqual(plain.subarray(0, 12));
+    expect([tagged.readUInt16BE(12), tagged.readUInt16BE(14)]).toEqual([0x8100, 100]);
+    expect(tagged.subarray(16)).toEqual(plain.subarray(12));
+    expect(parseFrame(tagged)).toEqual(parseFrame(plain));
+    // Tagged already: as it is.
+    expect(withVlan(tagged, 200)).toBe(tagged);
+    expect(() => withVlan(plain, 4095)).toThrow(RangeError);
+    expect(() => withVlan(Buffer.alloc(10), 100)).toThrow(RangeError);
   });
 });

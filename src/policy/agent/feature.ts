@@ -414,6 +414,12 @@ export class NetworkPolicyFeature implements AgentFeature {
     return out;
   }
 
+  /** The MultiNetworkPolicy and rule a rule id of a secondary bridge's stage stands for. */
+  secondaryRuleOf(bridge: string, ruleId: number): { kind: string; namespace?: string; name: string; rule: string } | undefined {
+    const r = this.secondaryRules.get(bridge)?.get(ruleId);
+    return r ? { kind: r.policy.kind, ...(r.policy.namespace ? { namespace: r.policy.namespace } : {}), name: r.policy.name, rule: r.rule } : undefined;
+  }
+
   /** The policy and rule a rule id of the pod network's stage stands for (a Traceflow names the rule that decided). */
   ruleOf(ruleId: number): { kind: string; namespace?: string; name: string; rule: string } | undefined {
     const r = this.rules.get(ruleId);

@@ -10,8 +10,10 @@
 //   15, 16  egress rules (by input port), egress isolation
 //   17, 18  ingress rules (by reg7), ingress isolation
 //   19      commit of the new connection, then out: NORMAL on a trunk bridge, the overlay's forwarding table
+//   21, 22  egress and ingress drops: a deciding rule's id is in reg4 (egress) or reg5 (ingress), so that a
+//           Traceflow names the policy, as on the pod network's bridge
 import type { Action, Flow, Match } from '../../ovs/openflow/index.js';
-import { PolicyCookies, type DirectionTables, type PolicyStage } from './layout.js';
+import { PolicyCookies, type DirectionTables, type PolicyStage, type VerdictRecord } from './layout.js';
 import { stageFlows, type RuleProblem } from './flows.js';
 import type { DatapathRule, Isolation } from './state.js';
 import type { Direction } from '../model/types.js';
@@ -27,6 +29,8 @@ export const SecondaryPolicyTable = {
   IngressRules: 17,
   IngressIsolation: 18,
   Commit: 19,
+  EgressDrop: 21,
+  IngressDrop: 22,
 } as const;
 
 /** The overlay pipeline's forwarding table (src/secondary/datapath/overlay-flows.ts), where policed packets go on. */
@@ -43,9 +47,16 @@ const TABLES: Record<Direction, DirectionTables> = {
 const ZONE_REG = 'reg6' as const;
 const DESTINATION_REG = 'reg7' as const;
 
+/** Where the secondary stage records verdicts (registers free on trunk and overlay bridges, tables past Forward). */
+export const SECONDARY_VERDICTS: VerdictRecord = {
+  ruleField: { Egress: { reg: 4, start: 0, end: 31 }, Ingress: { reg: 5, start: 0, end: 31 } },
+  dropTable: { Egress: T.EgressDrop, Ingress: T.IngressDrop },
+};
+
 export const SECONDARY_STAGE: PolicyStage = {
   tables: TABLES,
   appliedMatch: (direction, ofport) => (direction === 'Egress' ? { in_port: ofport } : { [DESTINATION_REG]: ofport }),
+  verdicts: SECONDARY_VERDICTS,
 };
 
 /**
@@ -108,5 +119,7 @@ export function secondaryPolicyFlows(s: SecondaryBridgePolicy, problems: RulePro
   f(T.IngressIsolation, 0, {}, [goto(T.Commit)]);
   f(T.Commit, 100, { protocol: 'ip', ct_state: { trk: true, new: true } }, [{ type: 'ct', commit: true, zone }, ...out]);
   f(T.Commit, 0, {}, out);
+  f(T.EgressDrop, 0, {}, []);
+  f(T.IngressDrop, 0, {}, []);
   return stageFlows(base, s, SECONDARY_STAGE, problems);
 }

@@ -33,6 +33,11 @@ export class SecondaryNetworksFeature implements AgentFeature, PodAttachmentHook
     podInterfaces: () => (this.manager && this.datapath ? inspectedAttachments(this.manager.attachments(), this.datapath.attachments()) : []),
   };
 
+  /** The node's secondary bridges as Traceflow reads and writes them (its flows go through the datapath's writers). */
+  get traceBridges(): Pick<OvsSecondaryDatapath, 'bridgeNames' | 'bridgePorts' | 'writer'> | undefined {
+    return this.datapath;
+  }
+
   async start(ctx: NodeContext): Promise<void> {
     this.ctx = ctx;
     const cfg = ctx.config;

@@ -12,9 +12,9 @@ import { BRIDGE_NAME_PATTERN, RESERVED_BRIDGES } from '../nad/bridges.js';
 import { OverlayTable, OVERLAY_SYNC_SCOPE, learnedScope, overlayFlows } from './overlay-flows.js';
 import { noFloodPorts, reinstallChanges, TRUNK_SYNC_SCOPE, trunkFlows } from './trunk-flows.js';
 import { checkFunctionAttachment } from './function-ports.js';
-import { EXT, MAX_VNI, OVERLAY_VXLAN_PORT, OWNER, tunnelPortName } from './names.js';
+import { EXT, MAX_VNI, OVERLAY_VXLAN_PORT, OWNER, POD_EXT, tunnelPortName } from './names.js';
 import { setUpSecondaryInterface, tearDownSecondaryInterface, validateInterfaceSpec } from './pod-interface.js';
-import type { AttachedInterface, NetworkRealization, SecondaryAttachment, SecondaryDatapath } from './types.js';
+import type { AttachedInterface, BridgePorts, NetworkRealization, SecondaryAttachment, SecondaryDatapath } from './types.js';
 
 export interface OvsSecondaryDatapathOptions {
   vswitch: Vswitch;
@@ -488,6 +488,28 @@ export class OvsSecondaryDatapath implements SecondaryDatapath {
 
   private overlayBridges(): BridgeRow[] {
     return this.secondaryBridges().filter((b) => b.externalIds[EXT.networkType] === 'overlay');
+  }
+
+  /** The node's secondary bridges (VLAN trunk and overlay), by name. */
+  bridgeNames(): string[] {
+    return this.secondaryBridges().map((b) => b.name);
+  }
+
+  /** A secondary bridge's ports as OVS has them now (Traceflow reads where a packet can go); undefined when the node has no such bridge. */
+  bridgePorts(bridge: string): BridgePorts | undefined {
+    const b = this.secondaryBridges().find((x) => x.name === bridge);
+    if (!b) return undefined;
+    const ports = this.vs.cache.portsOf(bridge);
+    const withOfport = (p: PortRow): number => this.ofport(p.name) ?? 0;
+    const uplink = ports.find((p) => p.externalIds[EXT.owner] === OWNER.uplink);
+    return {
+      kind: b.externalIds[EXT.networkType] === 'overlay' ? 'overlay' : 'trunk',
+      ...(uplink && withOfport(uplink) ? { uplink: { name: uplink.name, ofport: withOfport(uplink) } } : {}),
+      tunnels: ports.filter((p) => p.externalIds[EXT.owner] === OWNER.tunnel && withOfport(p)).map((p) => ({ name: p.name, ofport: withOfport(p), remoteIp: p.externalIds[EXT.peer] ?? '' })),
+      pods: this.podPorts(bridge)
+        .filter((p) => withOfport(p))
+        .map((p) => ({ name: p.name, ofport: withOfport(p), mac: (p.externalIds[EXT.mac] ?? '').toLowerCase(), ifname: p.externalIds[EXT.ifname] ?? '', ...(p.tag !== undefined ? { vlan: p.tag } : {}), pod: `${p.externalIds[POD_EXT.podNamespace] ?? ''}/${p.externalIds[POD_EXT.podName] ?? ''}` })),
+    };
   }
 
   attachments(): AttachedInterface[] {

@@ -68,3 +68,14 @@ export interface AttachedInterface {
   bridge: string;
   externalIds: Record<string, string>;
 }
+
+/** A secondary bridge's ports, as Traceflow needs them to say where a packet goes. */
+export interface BridgePorts {
+  kind: 'trunk' | 'overlay';
+  /** A trunk bridge's uplink to the other nodes. */
+  uplink?: { name: string; ofport: number };
+  /** An overlay bridge's tunnels, by the peer node's IP. */
+  tunnels: Array<{ name: string; ofport: number; remoteIp: string }>;
+  /** Pod ports (function ports left out): the pod as namespace/name, its interface's name and MAC, an access port's VLAN. */
+  pods: Array<{ name: string; ofport: number; mac: string; vlan?: number; pod: string; ifname: string }>;
+}

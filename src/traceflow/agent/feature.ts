@@ -16,10 +16,13 @@ import { gatewayMacFor } from '../../primary/bridge/bridge.js';
 import type { PodInterface } from '../../primary/interfacestore/store.js';
 import { logger } from '../../util/log.js';
 import { updateTraceStatus } from '../api/status.js';
-import { TRACEFLOW_GROUP, TRACEFLOW_PLURAL, TRACEFLOW_VERSION, type PolicyRef, type Traceflow, type TraceflowStatus } from '../api/types.js';
+import { TRACEFLOW_GROUP, TRACEFLOW_PLURAL, TRACEFLOW_VERSION, type PolicyRef, type Traceflow, type TraceflowStatus, type TraceNetwork } from '../api/types.js';
 import { decodeTraceCookie, ObservationPoint, traceScope, traceSync, type TraceFlowsWanted, type TraceNode } from '../datapath/flows.js';
 import { observe, type ChainRef, type NodeView } from '../datapath/observe.js';
 import { buildFrame, capturedPacket, parseFrame, withTag } from '../model/frame.js';
+import { observeSegment, type SegmentView } from '../datapath/segment-observe.js';
+import type { BridgePorts } from '../../secondary/datapath/types.js';
+import { SegmentTracer, type SegmentSources } from './segments.js';
 import { handoffsMatched, orderResults } from '../model/path.js';
 
 /** How often a missing Traceflow CRD is looked for again. */
@@ -33,10 +36,14 @@ export interface TraceflowSources {
   ruleOf?(ruleId: number): PolicyRef | undefined;
   /** The chain, hop and replica a chain tag of br-int names. */
   chainTarget?(chain: number, hop: number, replica: number): ChainRef | undefined;
+  /** The secondary networks' bridges, for traces on a secondary network (none without the feature). */
+  segments?: SegmentSources;
 }
 
 interface Local {
   tag: number;
+  /** A trace on a secondary network: its flows are on that network's bridge. */
+  network?: TraceNetwork;
   /** The flows' inputs, as installed. */
   installed: string;
   injected: boolean;
@@ -57,6 +64,7 @@ export class TraceflowFeature implements AgentFeature {
   private api!: CustomObjectsApi;
   private traces?: ResilientInformer<Traceflow>;
   private connection?: OfConnection;
+  private segments?: SegmentTracer;
   private unsubscribe?: () => void;
   private readonly local = new Map<string, Local>();
   /** One change at a time, in arrival order. */
@@ -70,6 +78,7 @@ export class TraceflowFeature implements AgentFeature {
     this.api = ctx.kubeConfig.makeApiClient(CustomObjectsApi);
     this.connection = sharedConnection(`${ctx.config.ovs.rundir}/${ctx.config.ovs.bridge}.mgmt`, ctx.config.ovs.bridge);
     this.unsubscribe = this.connection.onPacketIn((p) => this.packetIn(p));
+    if (this.sources.segments) this.segments = new SegmentTracer(this.sources.segments, (bridge, p) => this.segmentPacketIn(bridge, p));
     this.traces = new ResilientInformer<Traceflow>({
       kubeConfig: ctx.kubeConfig,
       name: 'agent-traceflows',
@@ -94,6 +103,7 @@ export class TraceflowFeature implements AgentFeature {
   async stop(): Promise<void> {
     this.stopped = true;
     this.unsubscribe?.();
+    this.segments?.stop();
     await this.traces?.stop();
     await this.queue;
   }
@@ -111,11 +121,18 @@ export class TraceflowFeature implements AgentFeature {
   private async syncAll(): Promise<void> {
     if (this.stopped || !this.traces) return;
     const runningNow = this.traces.list().filter(running);
-    const wanted = runningNow.map((tf) => this.wanted(tf, undefined));
-    await this.ctx.flows.sync({ cookie: traceScope(), flows: runningNow.flatMap((tf, i) => traceSync(this.node(), tf.status!.tag!, wanted[i]).flows) });
+    const onPodNetwork = runningNow.filter((tf) => !tf.status!.network);
+    const wanted = onPodNetwork.map((tf) => this.wanted(tf, undefined));
+    await this.ctx.flows.sync({ cookie: traceScope(), flows: onPodNetwork.flatMap((tf, i) => traceSync(this.node(), tf.status!.tag!, wanted[i]).flows) });
+    const onSegments = runningNow.filter((tf) => tf.status!.network);
+    await this.segments?.syncAll(
+      this.ctx.bridge.round,
+      onSegments.map((tf) => ({ tag: tf.status!.tag!, network: tf.status!.network!, packet: tf.status!.packet! })),
+    );
     for (const l of this.local.values()) await this.sendIn(l.held.splice(0));
     this.local.clear();
-    runningNow.forEach((tf, i) => this.local.set(tf.metadata.name!, { tag: tf.status!.tag!, installed: JSON.stringify(wanted[i]), injected: false, held: [] }));
+    onPodNetwork.forEach((tf, i) => this.local.set(tf.metadata.name!, { tag: tf.status!.tag!, installed: JSON.stringify(wanted[i]), injected: false, held: [] }));
+    for (const tf of onSegments) this.local.set(tf.metadata.name!, { tag: tf.status!.tag!, network: tf.status!.network!, installed: JSON.stringify(this.wanted(tf, undefined)), injected: false, held: [] });
     await this.reconcileAll();
   }
 
@@ -135,10 +152,16 @@ export class TraceflowFeature implements AgentFeature {
     const wanted = this.wanted(tf, have);
     const installed = JSON.stringify(wanted);
     if (have && have.tag === status.tag && have.installed === installed) return have;
-    if (have && have.tag !== status.tag) await this.ctx.flows.sync(traceSync(this.node(), have.tag, undefined));
-    await this.ctx.flows.sync(traceSync(this.node(), status.tag!, wanted));
+    if (have && have.tag !== status.tag) await this.removeFlows(have);
+    if (status.network) {
+      // A node without secondary networks has no bridge of the network: nothing there to observe, and ready.
+      await this.segments?.sync(this.ctx.bridge.round, status.tag!, status.network, status.packet);
+    } else {
+      await this.ctx.flows.sync(traceSync(this.node(), status.tag!, wanted));
+    }
     // The same object from here on: a sampled packet's handling holds it across awaits.
     const local: Local = have ?? { tag: status.tag!, installed, injected: false, held: [] };
+    if (status.network) local.network = status.network;
     local.tag = status.tag!;
     local.installed = installed;
     this.local.set(name, local);
@@ -151,7 +174,7 @@ export class TraceflowFeature implements AgentFeature {
     const have = this.local.get(name);
     if (!tf || !running(tf)) {
       if (have) {
-        await this.ctx.flows.sync(traceSync(this.node(), have.tag, undefined));
+        await this.removeFlows(have);
         this.local.delete(name);
         await this.sendIn(have.held.splice(0));
       }
@@ -175,7 +198,68 @@ export class TraceflowFeature implements AgentFeature {
       if (!local.sampling) await this.armSampling(name, tf, local);
     } else if (!local.injected) {
       local.injected = true;
-      await this.inject(tf);
+      await (status.network ? this.injectOnSegment(tf, status.network) : this.inject(tf));
+    }
+  }
+
+  /** A trace's flows, wherever they are: br-int, or its secondary network's bridge. */
+  private async removeFlows(l: Local): Promise<void> {
+    if (l.network) await this.segments?.sync(this.ctx.bridge.round, l.tag, l.network, undefined);
+    else await this.ctx.flows.sync(traceSync(this.node(), l.tag, undefined));
+  }
+
+  /** The source pod's port on the secondary network's bridge of this node. */
+  private segmentSource(tf: Traceflow, network: TraceNetwork): BridgePorts['pods'][number] | undefined {
+    const pod = `${tf.spec.source.namespace}/${tf.spec.source.pod}`;
+    return this.segments?.sources.ports(network.bridge)?.pods.find((p) => p.pod === pod && p.ifname === network.interface);
+  }
+
+  /** A secondary network: the packet into the network's bridge at the source's port, addressed to the destination's MAC. */
+  private async injectOnSegment(tf: Traceflow, network: TraceNetwork): Promise<void> {
+    const status = tf.status!;
+    const p = status.packet!;
+    const name = tf.metadata.name!;
+    const src = this.segmentSource(tf, network);
+    if (!src) return this.fail(name, 'SourceNotAttached', `pod ${tf.spec.source.namespace}/${tf.spec.source.pod} has no ${network.interface} on ${this.ctx.node.name}'s bridge ${network.bridge}`);
+    if (!p.destinationMAC) {
+      // No pod's interface on the network has the address: the pod's ARP request for it would go unanswered.
+      return this.report(name, status.tag!, { role: 'Sender', verdict: 'Dropped', observations: [{ component: 'Forwarding', action: 'Dropped', table: 'ARP', message: `no pod on ${network.name} has ${p.destinationIP}: the source's ARP request for it goes unanswered` }] });
+    }
+    const data = buildFrame(p, { tag: status.tag!, sourceMac: p.sourceMAC ?? src.mac, destinationMac: p.destinationMAC });
+    this.log.info({ trace: name, tag: status.tag, bridge: network.bridge, port: src.name, packet: p }, 'injecting the trace packet on a secondary network');
+    await this.segments!.inject(network.bridge, data, src.ofport);
+  }
+
+  /** A packet-in of a secondary bridge: a trace's observation there, and the packet sent on when it leaves the node. */
+  private segmentPacketIn(bridge: string, p: PacketIn): void {
+    const c = decodeTraceCookie(p.cookie);
+    if (!c || !this.segments) return;
+    const entry = this.localByTag(c.tag);
+    const tf = entry && this.traces?.get(entry[0]);
+    const network = tf?.status?.network;
+    if (!tf || !running(tf) || !network || network.bridge !== bridge) return;
+    const ports = this.segments.sources.ports(bridge);
+    if (!ports) return;
+    const status = tf.status!;
+    const source = status.sourceNode === this.ctx.node.name ? this.segmentSource(tf, network) : undefined;
+    const nodes = this.ctx.nodes.list();
+    const view: SegmentView = {
+      node: this.ctx.node.name,
+      network,
+      ports,
+      nodeByIp: (ip) => nodes.find((n) => (n.status?.addresses ?? []).some((a) => a.address === ip))?.metadata?.name,
+      rule: (id) => this.sources.segments?.ruleOf?.(bridge, id),
+    };
+    const out = observeSegment(view, { packet: status.packet!, ...(status.sourceNode ? { sourceNode: status.sourceNode } : {}), ...(source ? { sourceOfport: source.ofport } : {}) }, c.point, packetInPipeline(p), parseFrame(p.data));
+    const seen = new Date().toISOString();
+    const segments = this.segments;
+    if (out.sendOut) {
+      const sendOut = out.sendOut;
+      this.enqueue(() => segments.sendOut(bridge, p.data, sendOut));
+    }
+    if (out.result) {
+      const result = out.result;
+      this.enqueue(() => this.report(tf.metadata.name!, c.tag, result, seen));
     }
   }
 

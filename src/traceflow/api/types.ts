@@ -28,6 +28,11 @@ export interface TraceflowSpec {
    */
   liveTraffic?: boolean;
   timeoutSeconds?: number;
+  /**
+   * A secondary network (a Seine VLAN or overlay NAD), `name` or `namespace/name`: the packet leaves from the source
+   * pod's interface on it, to the destination's address and MAC on it. Left out, the pod network.
+   */
+  network?: string;
 }
 
 export type TraceflowPhase = 'Pending' | 'Running' | 'Succeeded' | 'Failed';
@@ -85,11 +90,30 @@ export interface NodeResult {
 export interface TracePacket {
   sourceIP: string;
   destinationIP: string;
+  /** A secondary network's trace: the source interface's MAC. */
+  sourceMAC?: string;
+  /** A secondary network's trace: the MAC of the interface that has the destination address, if any has. */
+  destinationMAC?: string;
   protocol: TraceProtocol;
   sourcePort?: number;
   destinationPort?: number;
   tcpFlags?: number;
   ttl: number;
+}
+
+/** A trace on a secondary network, as the controller resolved it. */
+export interface TraceNetwork {
+  /** The NAD, namespace/name. */
+  name: string;
+  type: 'vlan' | 'overlay';
+  /** The network's OVS bridge, the same on every node. */
+  bridge: string;
+  vlan?: number;
+  vni?: number;
+  /** The source pod's interface on the network. */
+  interface: string;
+  /** The node of the pod that has the destination address on the network. */
+  destinationNode?: string;
 }
 
 export interface TraceflowStatus {
@@ -101,6 +125,8 @@ export interface TraceflowStatus {
   startTime?: string;
   /** The node of the source pod, where the packet is injected. */
   sourceNode?: string;
+  /** A trace on a secondary network: which, and its bridge. */
+  network?: TraceNetwork;
   /** Nodes whose agent has installed the trace's observation flows; the packet is injected once every node has. */
   readyNodes?: string[];
   verdict?: TraceVerdict;

@@ -7,9 +7,14 @@ import { ResilientInformer } from '../../k8s/informer.js';
 import { WorkQueue } from '../../primary/controller/queue.js';
 import { logger } from '../../util/log.js';
 import { updateTraceStatus } from '../api/status.js';
-import { DEFAULT_TIMEOUT_SECONDS, isFinished, MAX_TAG, TRACEFLOW_GROUP, TRACEFLOW_PLURAL, TRACEFLOW_VERSION, type Traceflow, type TraceflowStatus } from '../api/types.js';
+import { DEFAULT_TIMEOUT_SECONDS, isFinished, MAX_TAG, TRACEFLOW_GROUP, TRACEFLOW_PLURAL, TRACEFLOW_VERSION, type Traceflow, type TraceflowStatus, type TraceNetwork, type TracePacket } from '../api/types.js';
 import { isFailure, resolvePacket } from '../model/packet.js';
+import { networkRef, resolveSecondaryPacket } from '../model/secondary.js';
+import type { NetworkAttachmentDefinition } from '../../secondary/nad/index.js';
 import { freeTag, tagConflicts } from '../model/tags.js';
+
+const NAD_GROUP = 'k8s.cni.cncf.io';
+const NAD_PLURAL = 'network-attachment-definitions';
 
 /** How often a missing Traceflow CRD is looked for again. */
 const CRD_RETRY_MS = 5000;
@@ -84,14 +89,26 @@ export class TraceflowController {
     const { pod, service: svc } = spec.destination;
     const destinationPod = pod !== undefined ? await unlessNotFound(() => this.core.readNamespacedPod({ namespace: dstNamespace, name: pod })) : undefined;
     const service = svc !== undefined ? await unlessNotFound(() => this.core.readNamespacedService({ namespace: dstNamespace, name: svc })) : undefined;
-    const packet = resolvePacket(spec, { ...(source ? { source } : {}), ...(destinationPod ? { destinationPod } : {}), ...(service ? { service } : {}) });
-    if (isFailure(packet)) return this.finish(name, packet.reason, packet.message);
+    let packet: TracePacket;
+    let network: TraceNetwork | undefined;
+    if (spec.network !== undefined) {
+      const ref = networkRef(spec);
+      const nad = (await unlessNotFound(() => this.custom.getNamespacedCustomObject({ group: NAD_GROUP, version: 'v1', plural: NAD_PLURAL, ...ref }))) as NetworkAttachmentDefinition | undefined;
+      const pods = spec.destination.ip !== undefined ? (await this.core.listPodForAllNamespaces()).items : undefined;
+      const r = resolveSecondaryPacket(spec, { ...(source ? { source } : {}), ...(destinationPod ? { destinationPod } : {}), ...(nad ? { nad } : {}), ...(pods ? { pods } : {}) });
+      if ('reason' in r) return this.finish(name, r.reason, r.message);
+      ({ packet, network } = r);
+    } else {
+      const r = resolvePacket(spec, { ...(source ? { source } : {}), ...(destinationPod ? { destinationPod } : {}), ...(service ? { service } : {}) });
+      if (isFailure(r)) return this.finish(name, r.reason, r.message);
+      packet = r;
+    }
     const held = [...this.traces.list().filter((t) => t.status?.phase === 'Running' && t.metadata.name !== name).map((t) => t.status!.tag!), ...[...this.given].filter(([n]) => n !== name).map(([, t]) => t)];
     const tag = freeTag(held);
     if (tag === undefined) return this.finish(name, 'TooManyTraces', `all ${MAX_TAG} tags are held by running traces; try again when one has ended`);
     this.given.set(name, tag);
     const written = await updateTraceStatus(this.custom, name, (cur): TraceflowStatus | undefined =>
-      cur.status?.phase ? undefined : { phase: 'Running', tag, startTime: new Date().toISOString(), sourceNode: source!.spec!.nodeName!, packet, readyNodes: [], message: 'waiting for every node to install the observation flows' },
+      cur.status?.phase ? undefined : { phase: 'Running', tag, startTime: new Date().toISOString(), sourceNode: source!.spec!.nodeName!, ...(network ? { network } : {}), packet, readyNodes: [], message: 'waiting for every node to install the observation flows' },
     );
     this.log.info({ trace: name, tag, packet }, 'trace started');
     if (written) this.armTimeout(written);

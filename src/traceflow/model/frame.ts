@@ -232,3 +232,14 @@ export function capturedPacket(f: ParsedFrame): TracePacket | undefined {
     ttl: f.ttl,
   };
 }
+
+/** The frame with an 802.1Q tag of `vlan` (priority 0) after its MAC addresses, as a trunk carries it; an already tagged frame is returned as it is. */
+export function withVlan(frame: Buffer, vlan: number): Buffer {
+  if (!Number.isInteger(vlan) || vlan < 1 || vlan > 4094) throw new RangeError(`VLAN must be 1..4094: ${vlan}`);
+  if (frame.length < ETH_HEADER) throw new RangeError('not an Ethernet frame');
+  if (frame.readUInt16BE(12) === ETHERTYPE_VLAN) return frame;
+  const tag = Buffer.alloc(VLAN_TAG);
+  tag.writeUInt16BE(ETHERTYPE_VLAN, 0);
+  tag.writeUInt16BE(vlan, 2);
+  return Buffer.concat([frame.subarray(0, 12), tag, frame.subarray(12)]);
+}

@@ -59,11 +59,13 @@ describe('secondary network policy flows', () => {
     const flows = secondaryPolicyFlows(trunk());
     const ruleTables = new Set(flows.filter((f) => f.cookie !== undefined && (f.cookie & 0xffffffffn) === 1n).map((f) => f.table));
     expect([...ruleTables]).toEqual([T.IngressRules]);
+    // A drop records the deciding rule (a Traceflow names it) and goes to the direction's drop table, which drops.
     const drop = flows.find((f) => f.table === T.IngressIsolation && f.match?.reg7 === 3);
-    expect(drop?.actions).toEqual([]);
-    // An accepted packet goes on to the commit.
+    expect(drop?.actions).toEqual([expect.objectContaining({ type: 'load', dst: 'reg5[]' }), { type: 'goto_table', table: T.IngressDrop }]);
+    expect(flows.filter((f) => f.table === T.IngressDrop || f.table === T.EgressDrop).map((f) => f.actions)).toEqual([[], []]);
+    // An accepted packet goes on to the commit, its rule recorded too.
     const accept = flows.find((f) => f.table === T.IngressRules && f.match?.conj_id !== undefined);
-    expect(accept?.actions).toEqual([{ type: 'goto_table', table: T.Commit }]);
+    expect(accept?.actions).toEqual([{ type: 'load', value: 1, dst: 'reg5[]' }, { type: 'goto_table', table: T.Commit }]);
   });
 
   it('on an overlay bridge enters at its policy seam in the bridge\'s zone and leaves to its forwarding table', () => {
