@@ -38,10 +38,15 @@ export function nodeFeatures(cfg: AgentConfig): AgentFeature[] {
       ? {
           segments: {
             bridges: () => secondaryFeature.traceBridges?.bridgeNames() ?? [],
-            ports: (bridge) => secondaryFeature.traceBridges?.bridgePorts(bridge),
+            ports: (bridge) => {
+              const ports = secondaryFeature.traceBridges?.bridgePorts(bridge);
+              const chainTunnel = chainsFeature?.chainTunnelOf(bridge);
+              return ports && chainTunnel ? { ...ports, chainTunnel } : ports;
+            },
             writer: (bridge) => secondaryFeature.traceBridges!.writer(bridge),
             connection: (bridge) => sharedConnection(join(cfg.ovs.rundir, `${bridge}.mgmt`), bridge),
             ruleOf: (bridge, id) => policyFeature?.secondaryRuleOf(bridge, id),
+            chainTarget: (network, chain, hop, replica) => chainsFeature?.chainTarget(chain, hop, replica, network),
           },
         }
       : {}),

@@ -78,6 +78,7 @@ function describeObservation(o: Observation): string {
 function forwardingDetail(o: Observation): string {
   const port = o.outputPort ? ` (port ${o.outputPort})` : '';
   if (o.action === 'Received') return o.peerNode ? ` from ${o.peerNode}` : o.pod ? ` from pod ${o.pod}` : '';
+  if (o.outputPort === 'chain tunnel' && o.action === 'Forwarded') return ` into the chain tunnel to ${o.peerNode ?? 'another node'}`;
   if (o.tunnelDestination || (o.peerNode && o.outputPort === 'tunnel')) {
     const to = o.peerNode && o.tunnelDestination ? `${o.peerNode} (${o.tunnelDestination})` : (o.peerNode ?? o.tunnelDestination);
     return ` into tunnel to ${to}`;

@@ -226,6 +226,9 @@ describe('renderTrace', () => {
       '└─ Forwarding      Delivered to pod default/server (port server-net1) [Normal]: to net1 of the pod',
       'Verdict: Delivered',
     ]);
+    // Out of a service chain on the network, toward the destination's node.
+    const exit: Traceflow = { ...tf, status: { ...tf.status, results: [{ node: 'worker-1', role: 'Sender', observations: [{ component: 'Forwarding', action: 'Forwarded', table: 'ChainExit', outputPort: 'chain tunnel', peerNode: 'worker-2', message: "out of the chain, toward the destination pod's node" }] }] } };
+    expect(renderTrace(exit).split('\n')).toContain("└─ Forwarding      Forwarded into the chain tunnel to worker-2 [ChainExit]: out of the chain, toward the destination pod's node");
     // Before the controller resolved it: the network as the spec names it.
     expect(renderTrace({ ...tf, status: { phase: 'Pending' } }).split('\n')[1]).toBe('Network: vlan100');
   });

@@ -6,7 +6,10 @@ import { run } from '../../src/host/exec.js';
 import type { Lab } from '../../src/lab/lab.js';
 import { NETWORK_STATUS_ANNOTATION, type NetworkStatus } from '../../src/secondary/annotations/index.js';
 import { overlayBridgeName, VLAN_BRIDGE } from '../../src/secondary/nad/index.js';
+import type { Traceflow } from '../../src/traceflow/api/types.js';
 import { captureWhile } from '../harness/capture.js';
+import { runCommand } from '../harness/command.js';
+import { ipv4InReceives } from '../harness/trace-lab.js';
 import { cnfConnections, cnfCounters, cnfPod, threeHops, type HopPlan } from '../harness/cnf.js';
 import { eventually, kubectl, podExec, podNetns, simplePod, startTestLab, waitRunning } from '../harness/lab.js';
 import { longestStall, startOpenStream } from '../harness/open-stream.js';
@@ -266,6 +269,34 @@ describe('service chains on secondary networks (3 nodes)', () => {
     await waitChain('web-vlan', 'Ready with 6/6 replicas healthy again', (s) => ready(s, '6/6'));
     expect(await connect('client', 'web-1', VLAN_NET, WEB, range(42700, 2))).toEqual([]);
   }, 360_000);
+
+  it('traces a packet through the VLAN chain: each hop\'s replica it was steered to, back from each CNF, delivered at the server\'s port', async () => {
+    const seine = join(process.cwd(), 'bin', 'seine');
+    // IPv4 packets web-1's stack received (not its interface's counter, which other pods' IPv6 and ARP multicast move).
+    const rx = async (): Promise<number> => ipv4InReceives(await podExec(lab, pods['web-1']!, ['cat', '/proc/net/snmp']));
+    const before = await rx();
+    const r = await runCommand(seine, ['trace', '--kubeconfig', lab.kubeconfigPath, '--timeout', '60', `${NS}/client`, `${NS}/web-1`, '--network', 'vlan100', '--port', String(WEB), '-o', 'json']);
+    const tf = JSON.parse(r.stdout) as Traceflow;
+    expect({ phase: tf.status?.phase, verdict: tf.status?.verdict, message: tf.status?.message }).toEqual({ phase: 'Succeeded', verdict: 'Delivered', message: expect.any(String) });
+    const observations = tf.status!.results!.flatMap((x) => x.observations);
+    // Steered to one replica of each hop in order (seen again on the replica's node when it is another, after the
+    // chain tunnel), and back out of each CNF (which re-marked the DSCP).
+    const steering = tf.status!.results!.flatMap((x) => x.observations.filter((o) => o.component === 'ServiceChain' && o.action === 'Steered').map((o) => ({ node: x.node, o })));
+    const steered = steering.filter((s, i) => i === 0 || steering[i - 1]!.o.chain?.replica !== s.o.chain?.replica);
+    expect(steered.map((s) => [s.o.chain?.name, s.o.chain?.hop])).toEqual(VLAN_HOPS.map((h) => ['web-vlan', h.name]));
+    steering.forEach((s, i) => {
+      const again = steering[i + 1];
+      if (again && again.o.chain?.replica === s.o.chain?.replica) expect({ to: s.o.peerNode, seenOn: again.node, again: again.o.message }).toEqual({ to: again.node, seenOn: again.node, again: "into the replica's port" });
+    });
+    const back = observations.filter((o) => o.component === 'ServiceChain' && o.action === 'Received').map((o) => o.chain?.hop);
+    expect(back).toEqual(VLAN_HOPS.map((h) => h.name));
+    for (const o of observations.filter((x) => x.component === 'ServiceChain')) expect(VLAN_HOPS.find((h) => h.name === o.chain?.hop)?.replicas.map(([p]) => `${NS}/${p}`)).toContain(o.chain?.replica);
+    // It ends at web-1's port on its node, not in the pod.
+    const last = tf.status!.results!.at(-1)!;
+    expect(last.node).toBe(nodeName(1));
+    expect(last.observations.at(-1)).toEqual(expect.objectContaining({ component: 'Forwarding', action: 'Delivered', pod: `${NS}/web-1`, table: 'ChainExit' }));
+    expect(await rx()).toBe(before);
+  }, 120_000);
 
   it('counts in the status, and deleting the chains leaves no flow or tunnel behind while traffic goes direct again', async () => {
     await waitChain('web-vlan', 'forward and reverse packets counted', (s) => (s.packets?.forward ?? 0) > 0 && (s.packets?.reverse ?? 0) > 0 && (s.hops ?? []).every((h) => (h.packets?.forward ?? 0) > 0), 60_000);

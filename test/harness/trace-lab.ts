@@ -73,6 +73,14 @@ export class TraceLab {
     return Number((await this.exec(pod, ['cat', `/sys/class/net/${ifname}/statistics/rx_packets`])).stdout.trim());
   }
 
+  /**
+   * IPv4 packets a pod's network stack has received (Ip InReceives of /proc/net/snmp, per network namespace): unlike an
+   * interface's counter, it does not move with the IPv6 and ARP multicast other pods' interfaces send on a network.
+   */
+  async ipv4Received(pod: string): Promise<number> {
+    return ipv4InReceives((await this.exec(pod, ['cat', '/proc/net/snmp'])).stdout);
+  }
+
   /** Trace flows (cookie owner traceflow) on a node's bridge. */
   async traceFlows(node: string, bridge = 'br-int'): Promise<string[]> {
     const sock = `unix:${join(this.status.stateDir, 'nodes', node, `var/run/openvswitch/${bridge}.mgmt`)}`;
@@ -98,4 +106,12 @@ export class TraceLab {
     await run(SEINE, ['lab', 'down', ...this.common]);
     rmSync(this.cache, { recursive: true, force: true });
   }
+}
+
+/** Ip InReceives from the text of /proc/net/snmp (a header line and a value line per protocol). */
+export function ipv4InReceives(snmp: string): number {
+  const [names, values] = snmp.split('\n').filter((l) => l.startsWith('Ip:')).map((l) => l.trim().split(/\s+/));
+  const at = names?.indexOf('InReceives') ?? -1;
+  if (!values || at < 0) throw new Error(`no Ip InReceives in /proc/net/snmp: ${snmp.slice(0, 200)}`);
+  return Number(values[at]);
 }

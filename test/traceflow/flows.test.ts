@@ -31,8 +31,8 @@ const encap: TraceNode = { round: 3, mode: 'encap', clusterCidr: CLUSTER };
 const noEncap: TraceNode = { round: 3, mode: 'noEncap', clusterCidr: CLUSTER };
 const chained: TraceNode = { round: 3, mode: 'chained', clusterCidr: CLUSTER };
 
-/** The points every trace observes (sampling is live traffic's, at the source only). */
-const POINTS = (Object.values(ObservationPoint) as ObservationPointId[]).filter((p) => p !== ObservationPoint.sample);
+/** The points every trace observes on br-int (sampling is live traffic's, at the source only; the chain exits are secondary bridges'). */
+const POINTS = (Object.values(ObservationPoint) as ObservationPointId[]).filter((p) => p !== ObservationPoint.sample && p !== ObservationPoint.chainExit && p !== ObservationPoint.chainDelivered);
 const toController: Action = { type: 'output', port: 'CONTROLLER' };
 const sendOn: Action = { type: 'output', port: { field: 'reg1[]' } };
 

@@ -1,5 +1,6 @@
 // What one packet-in of a trace on a secondary network's bridge says, and where the agent sends the packet on (pure:
 // a fake view of the node's bridge, registers as OVS reports them).
+import { tag, TAG_REG } from '../../src/chaining/datapath/layout.js';
 import type { PacketInPipeline } from '../../src/ovs/openflow/wire/messages.js';
 import { SECONDARY_VERDICTS } from '../../src/policy/datapath/secondary.js';
 import type { BridgePorts } from '../../src/secondary/datapath/types.js';
@@ -130,5 +131,59 @@ describe('a trace on an overlay network', () => {
   it('reports conntrack\'s invalid verdict as a drop', () => {
     const out = observeSegment(view('node-a', BLUE, overlay([clientPort])), fromA(CLIENT), ObservationPoint.invalid, pipeline(CLIENT), frame());
     expect(out.result).toEqual({ role: 'Sender', verdict: 'Dropped', observations: [{ component: 'Forwarding', action: 'Dropped', table: 'ConntrackState', message: 'conntrack found the packet invalid' }] });
+  });
+});
+
+describe('a trace through a service chain on a secondary network', () => {
+  const FUNCTION_PORT = 20;
+  const CHAIN_TUNNEL = 30;
+  const withChain = (ports: BridgePorts): BridgePorts => ({ ...ports, chainTunnel: { name: 'sc0123', ofport: CHAIN_TUNNEL } });
+  const chainView = (node: string, ports: BridgePorts): SegmentView => ({
+    ...view(node, VLAN, withChain(ports)),
+    chainTarget: (chain, hop, replica) => (chain === 4 ? { namespace: 'default', name: 'vlan-sfc', hop: ['fw', 'nat'][hop] ?? `h${hop}`, replica: `default/cnf-${hop}-${replica}`, node: hop === 0 ? 'node-a' : 'node-b' } : undefined),
+  });
+  const tagged = (p: PacketInPipeline, t: { hop: number; target?: number; from?: number; exit?: boolean }, tunSrc?: string): PacketInPipeline => {
+    const regs = [...p.regs];
+    regs[TAG_REG] = tag({ chain: 4, hop: t.hop, direction: 0, target: t.target ?? 0, from: t.from ?? 0, ...(t.exit !== undefined ? { exit: t.exit } : {}) }).value;
+    return { ...p, regs, ...(tunSrc ? { tunSrc } : {}) };
+  };
+
+  it('is steered by the sender into a local replica\'s port, and goes on (no verdict, nothing sent by the agent)', () => {
+    const out = observeSegment(chainView('node-a', trunk([clientPort])), fromA(CLIENT), ObservationPoint.chainTarget, tagged(pipeline(CLIENT), { hop: 0, target: 1 }), frame());
+    expect(out).toEqual({ result: { role: 'Sender', observations: [{ component: 'ServiceChain', action: 'Steered', table: 'ChainTarget', chain: { namespace: 'default', name: 'vlan-sfc', hop: 'fw', replica: 'default/cnf-0-1' }, message: "into the replica's port" }] } });
+  });
+
+  it('back from the CNF, steered to the next hop\'s replica on another node through the chain tunnel', () => {
+    const out = observeSegment(chainView('node-a', trunk([clientPort])), fromA(CLIENT), ObservationPoint.chainTarget, tagged(pipeline(FUNCTION_PORT), { hop: 1, target: 2, from: 1 }), frame());
+    expect(out.result?.role).toBe('Transit');
+    expect(out.result?.observations).toEqual([
+      { component: 'ServiceChain', action: 'Received', table: 'Classifier', chain: { namespace: 'default', name: 'vlan-sfc', hop: 'fw', replica: 'default/cnf-0-1' }, message: 'back from the CNF' },
+      { component: 'ServiceChain', action: 'Steered', table: 'ChainTarget', chain: { namespace: 'default', name: 'vlan-sfc', hop: 'nat', replica: 'default/cnf-1-2' }, peerNode: 'node-b', message: "through the chain tunnel to the replica's node" },
+    ]);
+  });
+
+  it('on the replica\'s node: received through the chain tunnel from the node that sent it', () => {
+    const out = observeSegment(chainView('node-b', trunk([serverPort])), fromA(), ObservationPoint.chainTarget, tagged(pipeline(CHAIN_TUNNEL), { hop: 1, target: 2 }, '192.168.0.3'), frame());
+    expect(out.result?.observations[0]).toEqual({ component: 'Forwarding', action: 'Received', table: 'Classifier', peerNode: 'node-c', message: 'through the chain tunnel of VLAN 100' });
+  });
+
+  it('leaves the chain toward the destination\'s node, or to the destination\'s port here (the end)', () => {
+    const away = observeSegment(chainView('node-a', trunk([clientPort])), fromA(CLIENT), ObservationPoint.chainExit, tagged(pipeline(FUNCTION_PORT), { hop: 1, from: 2, exit: true }), frame());
+    expect(away.sendOut).toBeUndefined();
+    expect(away.result?.observations.at(-1)).toEqual({ component: 'Forwarding', action: 'Forwarded', table: 'ChainExit', outputPort: 'chain tunnel', peerNode: 'node-b', message: "out of the chain, toward the destination pod's node" });
+    expect(away.result?.verdict).toBeUndefined();
+    const here = observeSegment(chainView('node-b', trunk([serverPort])), fromA(), ObservationPoint.chainDelivered, tagged(pipeline(CHAIN_TUNNEL), { hop: 1, exit: true }, '192.168.0.2'), frame());
+    expect(here.result).toEqual({
+      role: 'Receiver',
+      verdict: 'Delivered',
+      observations: [
+        { component: 'Forwarding', action: 'Received', table: 'Classifier', peerNode: 'node-b', message: 'through the chain tunnel of VLAN 100' },
+        { component: 'Forwarding', action: 'Delivered', table: 'ChainExit', outputPort: 'server-net1', pod: 'default/server', message: 'out of the chain to net1 of the pod' },
+      ],
+    });
+  });
+
+  it('ignores a port that is neither the source\'s, a tunnel, the uplink nor a CNF\'s with a chained packet', () => {
+    expect(observeSegment(chainView('node-a', trunk([clientPort])), fromA(CLIENT), ObservationPoint.chainTarget, pipeline(FUNCTION_PORT), frame())).toEqual({});
   });
 });

@@ -667,8 +667,16 @@ export class ServiceChainsFeature implements AgentFeature {
   }
 
   /** The chain, hop and replica a chain tag of the pod network names (a Traceflow says where a packet was steered). */
-  chainTarget(index: number, hop: number, replica: number): { namespace: string; name: string; hop: string; replica: string; node: string } | undefined {
-    const chain = this.desired.find((c) => c.index === index && c.network === '');
+  /** The chain tunnel of a secondary bridge on this node, when it has one. */
+  chainTunnelOf(bridge: string): { name: string; ofport: number } | undefined {
+    const { name } = chainTunnel(bridge);
+    const ofport = this.ctx.vswitch.cache.iface(name)?.ofport;
+    return ofport && ofport > 0 && this.ctx.vswitch.cache.bridgeOf(name)?.name === bridge ? { name, ofport } : undefined;
+  }
+
+  /** The chain, hop and replica a chain tag names, on the pod network ('') or a secondary network (namespace/name of its NAD). */
+  chainTarget(index: number, hop: number, replica: number, network = ''): { namespace: string; name: string; hop: string; replica: string; node: string } | undefined {
+    const chain = this.desired.find((c) => c.index === index && c.network === network);
     const h = chain?.hops[hop];
     const r = h?.replicas.find((x) => x.id === replica);
     if (!chain || !h || !r) return undefined;

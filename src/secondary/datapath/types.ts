@@ -76,6 +76,8 @@ export interface BridgePorts {
   uplink?: { name: string; ofport: number };
   /** An overlay bridge's tunnels, by the peer node's IP. */
   tunnels: Array<{ name: string; ofport: number; remoteIp: string }>;
+  /** The service chains' tunnel of the bridge (its key and remote from the flows), when a chain runs on it. */
+  chainTunnel?: { name: string; ofport: number };
   /** Pod ports (function ports left out): the pod as namespace/name, its interface's name and MAC, an access port's VLAN. */
   pods: Array<{ name: string; ofport: number; mac: string; vlan?: number; pod: string; ifname: string }>;
 }

@@ -249,8 +249,10 @@ export class TraceflowFeature implements AgentFeature {
       ports,
       nodeByIp: (ip) => nodes.find((n) => (n.status?.addresses ?? []).some((a) => a.address === ip))?.metadata?.name,
       rule: (id) => this.sources.segments?.ruleOf?.(bridge, id),
+      chainTarget: (chain, hop, replica) => this.sources.segments?.chainTarget?.(network.name, chain, hop, replica),
     };
-    const out = observeSegment(view, { packet: status.packet!, ...(status.sourceNode ? { sourceNode: status.sourceNode } : {}), ...(source ? { sourceOfport: source.ofport } : {}) }, c.point, packetInPipeline(p), parseFrame(p.data));
+    const trace = { packet: status.packet!, tag: c.tag, ...(status.sourceNode ? { sourceNode: status.sourceNode } : {}), ...(source ? { sourceOfport: source.ofport } : {}) };
+    const out = observeSegment(view, trace, c.point, packetInPipeline(p), parseFrame(p.data));
     const seen = new Date().toISOString();
     const segments = this.segments;
     if (out.sendOut) {

@@ -8,7 +8,8 @@ import type { PacketIn } from '../../ovs/openflow/wire/messages.js';
 import type { BridgePorts } from '../../secondary/datapath/types.js';
 import type { PolicyRef, TracePacket, TraceNetwork } from '../api/types.js';
 import { traceScope } from '../datapath/flows.js';
-import { segmentFlows, segmentSync } from '../datapath/segment-flows.js';
+import type { ChainRef } from '../datapath/observe.js';
+import { segmentFlows, segmentSync, type SegmentBridge } from '../datapath/segment-flows.js';
 import { withVlan } from '../model/frame.js';
 
 /** What the secondary networks and policy features tell the tracer of a node's secondary bridges. */
@@ -21,12 +22,19 @@ export interface SegmentSources {
   connection(bridge: string): OfConnection;
   /** A MultiNetworkPolicy rule of the bridge's policy stage, by id. */
   ruleOf?(bridge: string, ruleId: number): PolicyRef | undefined;
+  /** The chain, hop and replica a chain tag names on a secondary network (namespace/name of its NAD). */
+  chainTarget?(network: string, chain: number, hop: number, replica: number): ChainRef | undefined;
 }
 
 export interface SegmentTraceFlows {
   tag: number;
   network: TraceNetwork;
   packet: TracePacket;
+}
+
+/** The bridge as a trace's flows see it: its kind, and whether the destination pod's interface is on it. */
+function bridgeOf(ports: BridgePorts, packet: TracePacket): SegmentBridge {
+  return { kind: ports.kind, destinationHere: !!packet.destinationMAC && ports.pods.some((p) => p.mac === packet.destinationMAC) };
 }
 
 export class SegmentTracer {
@@ -42,7 +50,7 @@ export class SegmentTracer {
     const ports = this.sources.ports(network.bridge);
     if (!ports) return;
     if (packet) this.listen(network.bridge);
-    await this.sources.writer(network.bridge).sync(segmentSync(round, tag, packet ? { packet, kind: ports.kind } : undefined));
+    await this.sources.writer(network.bridge).sync(segmentSync(round, tag, packet ? { packet, bridge: bridgeOf(ports, packet) } : undefined));
   }
 
   /** Every secondary bridge with the flows of these traces and of no other (one bundle per bridge). */
@@ -52,7 +60,7 @@ export class SegmentTracer {
       if (!ports) continue;
       const mine = traces.filter((t) => t.network.bridge === bridge);
       if (mine.length) this.listen(bridge);
-      await this.sources.writer(bridge).sync({ cookie: traceScope(), flows: mine.flatMap((t) => segmentFlows(round, t.tag, t.packet, ports.kind)) });
+      await this.sources.writer(bridge).sync({ cookie: traceScope(), flows: mine.flatMap((t) => segmentFlows(round, t.tag, t.packet, bridgeOf(ports, t.packet))) });
     }
   }
 

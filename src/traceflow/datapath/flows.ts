@@ -32,6 +32,10 @@ export const ObservationPoint = {
   chainTarget: 9,
   /** Live traffic, Classifier: a packet of the source pod's that the trace may take; the agent tags one. */
   sample: 10,
+  /** A secondary bridge's chain exit (table 70): the packet leaves the chain toward another node's pod. */
+  chainExit: 11,
+  /** A secondary bridge's chain exit: the packet leaves the chain to the destination pod's port on this node. */
+  chainDelivered: 12,
 } as const;
 export type ObservationPointId = (typeof ObservationPoint)[keyof typeof ObservationPoint];
 
@@ -111,8 +115,26 @@ export function samplingFlow(node: TraceNode, tag: number, p: TracePacket, sourc
  * that does not stop the packet. A packet back from a CNF starts a new pass with the bit clear.
  */
 export const ChainObservedField: RegField = { reg: 2, start: 0, end: 0 };
+/** reg2[1]: a secondary bridge's chain exit has reported this pass (as ChainObservedField does for Target). */
+export const ChainExitObservedField: RegField = { reg: 2, start: 1, end: 1 };
 
 const toController: Action = { type: 'output', port: 'CONTROLLER' };
+
+/** Reports the packet, marks `field` and sends it through `table` again, where the pipeline's own flow takes it. */
+export function observeAndGoOn(field: RegField, table: number): Action[] {
+  return [toController, { type: 'load', value: 1, dst: subfieldOf(field) }, { type: 'resubmit', table }];
+}
+
+/**
+ * The chain stage's Target table, once the replica is chosen (a target bit set; the chain stage may enter the table
+ * before choosing): the matches and actions of its observation flows, which do not stop the packet.
+ */
+export function chainTargetObservations(): Array<{ match: Match; actions: Action[] }> {
+  return targetBits().map((bit) => ({
+    match: { ...matchMarks({ field: ChainObservedField, value: 0 }), [`reg${TAG_REG}`]: { value: bit, mask: bit } },
+    actions: observeAndGoOn(ChainObservedField, ChainTable.Target),
+  }));
+}
 
 /** Each bit of the chain tag's target replica field: a chosen replica has at least one set. */
 const targetBits = (): number[] => Array.from({ length: Tag.target.end - Tag.target.start + 1 }, (_, i) => 2 ** (Tag.target.start + i));
@@ -140,14 +162,7 @@ export function traceFlows(node: TraceNode, tag: number, p: TracePacket, live = 
     flow(Table.SpoofGuard, ObservationPoint.spoofGuard, Priority.miss + 1, {}),
     flow(Table.L2ForwardingCalc, ObservationPoint.noPort, Priority.miss + 1, {}),
     flow(Table.ConntrackState, ObservationPoint.invalid, OBSERVE_PRIORITY, { ct_state: { inv: true, trk: true } }),
-    // Once the replica is chosen (a target bit set; the chain stage may enter the table before choosing).
-    ...targetBits().map((bit) =>
-      flow(ChainTable.Target, ObservationPoint.chainTarget, OBSERVE_PRIORITY, { ...matchMarks({ field: ChainObservedField, value: 0 }), [`reg${TAG_REG}`]: { value: bit, mask: bit } }, [
-        toController,
-        { type: 'load', value: 1, dst: subfieldOf(ChainObservedField) },
-        { type: 'resubmit', table: ChainTable.Target },
-      ]),
-    ),
+    ...chainTargetObservations().map((o) => flow(ChainTable.Target, ObservationPoint.chainTarget, OBSERVE_PRIORITY, o.match, o.actions)),
   ];
   if (node.mode === 'encap') {
     // Into a tunnel: the next node's pipeline observes it too.

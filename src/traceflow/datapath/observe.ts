@@ -71,8 +71,7 @@ export function observe(view: NodeView, trace: TraceRef, point: number, pipeline
   const fromTunnel = view.tunnelOfport !== undefined && pipeline.inPort === view.tunnelOfport;
   const fromGateway = pipeline.inPort === view.gatewayOfport;
   const sender = view.node === trace.sourceNode && (trace.sourceOfport !== undefined ? pipeline.inPort === trace.sourceOfport : !fromTunnel && !fromGateway);
-  const chainTag = decodeTag((pipeline.regs[TAG_REG] ?? 0) % 2 ** TAG_BITS);
-  const exiting = Math.floor((pipeline.regs[TAG_REG] ?? 0) / 2 ** Tag.exit.start) % 2 === 1;
+  const chainTag = chainTagOf(pipeline);
   const end = (verdict: TraceVerdict): NodeObservations => ({ role: sender ? 'Sender' : 'Receiver', observations: obs, verdict });
 
   if (fromTunnel) obs.push({ component: 'Forwarding', action: 'Received', table: 'Classifier', ...peer(view, pipeline.tunSrc), message: 'through the tunnel' });
@@ -81,11 +80,7 @@ export function observe(view: NodeView, trace: TraceRef, point: number, pipeline
     const from = view.nodeByPodIp(trace.packet.sourceIP);
     obs.push({ component: 'Forwarding', action: 'Received', table: 'Classifier', ...(from && from !== view.node ? { peerNode: from } : {}), message: "through the node's routing" });
   } else if (!sender && chainTag.chained && chainTag.from) {
-    // Back out of a CNF: the Classifier put the hop and the replica it came from in the tag; the chain stage has
-    // moved the hop on since, unless the packet is leaving the chain.
-    const hop = exiting ? chainTag.hop : chainTag.hop - 1;
-    const remarked = frame && trace.tag !== undefined && frame.dscp !== trace.tag ? `, DSCP re-marked to ${frame.dscp}` : '';
-    obs.push({ component: 'ServiceChain', action: 'Received', table: 'Classifier', ...chainObservation(view, chainTag.chain, hop, chainTag.from), message: `back from the CNF${remarked}` });
+    obs.push(backFromCnf(view, pipeline, trace, frame));
   }
   if (sender) {
     if (point === ObservationPoint.spoofGuard) {
@@ -112,9 +107,7 @@ export function observe(view: NodeView, trace: TraceRef, point: number, pipeline
 
   const dst = frame?.destinationIP ?? trace.packet.destinationIP;
   if (point === ObservationPoint.chainTarget) {
-    const c = chainObservation(view, chainTag.chain, chainTag.hop, chainTag.target);
-    const remote = c.peerNode !== undefined;
-    obs.push({ component: 'ServiceChain', action: 'Steered', table: 'ChainTarget', ...c, message: remote ? 'through the tunnel to the replica\'s node' : 'into the replica\'s port' });
+    obs.push(steered(view, pipeline));
     return { role: sender ? 'Sender' : 'Transit', observations: obs };
   }
   switch (point) {
@@ -168,8 +161,34 @@ export function observe(view: NodeView, trace: TraceRef, point: number, pipeline
   return end('ForwardedToNode');
 }
 
+/** The chain tag in the packet-in's registers. */
+export function chainTagOf(pipeline: PacketInPipeline): ReturnType<typeof decodeTag> & { exiting: boolean } {
+  const reg = pipeline.regs[TAG_REG] ?? 0;
+  return { ...decodeTag(reg % 2 ** TAG_BITS), exiting: Math.floor(reg / 2 ** Tag.exit.start) % 2 === 1 };
+}
+
+type ChainView = Pick<NodeView, 'node' | 'chainTarget'>;
+
+/**
+ * Back out of a CNF: the Classifier put the hop and the replica it came from in the tag; the chain stage has moved
+ * the hop on since, unless the packet is leaving the chain.
+ */
+export function backFromCnf(view: ChainView, pipeline: PacketInPipeline, trace: Pick<TraceRef, 'tag'>, frame: ParsedFrame | undefined): Observation {
+  const t = chainTagOf(pipeline);
+  const hop = t.exiting ? t.hop : t.hop - 1;
+  const remarked = frame && trace.tag !== undefined && frame.dscp !== trace.tag ? `, DSCP re-marked to ${frame.dscp}` : '';
+  return { component: 'ServiceChain', action: 'Received', table: 'Classifier', ...chainObservation(view, t.chain, hop, t.from), message: `back from the CNF${remarked}` };
+}
+
+/** The chain stage's Target table steers the packet to the replica its tag names: into its port, or to its node. */
+export function steered(view: ChainView, pipeline: PacketInPipeline, tunnel = 'the tunnel'): Observation {
+  const t = chainTagOf(pipeline);
+  const c = chainObservation(view, t.chain, t.hop, t.target);
+  return { component: 'ServiceChain', action: 'Steered', table: 'ChainTarget', ...c, message: c.peerNode !== undefined ? `through ${tunnel} to the replica's node` : "into the replica's port" };
+}
+
 /** A chain observation's chain and replica, and the replica's node when it is another. */
-function chainObservation(view: NodeView, chain: number, hop: number, replica: number): Pick<Observation, 'chain' | 'peerNode'> {
+function chainObservation(view: ChainView, chain: number, hop: number, replica: number): Pick<Observation, 'chain' | 'peerNode'> {
   const c = view.chainTarget?.(chain, hop, replica);
   if (!c) return { chain: { namespace: '', name: `chain ${chain}`, hop: String(hop), replica: String(replica) } };
   return { chain: { namespace: c.namespace, name: c.name, hop: c.hop, replica: c.replica }, ...(c.node !== view.node ? { peerNode: c.node } : {}) };

@@ -2,14 +2,15 @@
 // node's observations (received from the uplink or a tunnel, MultiNetworkPolicy verdicts from the registers the
 // policy stage left, forwarding), where the bridge would send it (a local pod's port with the destination MAC, on
 // the trace's VLAN for a trunk bridge; else the uplink, or the overlay's learned tunnel, or every tunnel while the
-// MAC is not learned), and, for a packet that leaves the node, the ports to send it out of.
+// MAC is not learned), and, for a packet that leaves the node, the ports to send it out of. A service chain on the
+// network: the replica it is steered to, back from the CNF, and where it leaves the chain.
 import type { PacketInPipeline } from '../../ovs/openflow/wire/messages.js';
 import { SECONDARY_VERDICTS } from '../../policy/datapath/secondary.js';
 import type { BridgePorts } from '../../secondary/datapath/types.js';
 import type { Observation, PolicyRef, TracePacket, TraceNetwork } from '../api/types.js';
 import type { ParsedFrame } from '../model/frame.js';
 import { ObservationPoint } from './flows.js';
-import type { NodeObservations } from './observe.js';
+import { backFromCnf, chainTagOf, steered, type ChainRef, type NodeObservations } from './observe.js';
 
 /** What the agent knows of its node's bridge of the network and of the cluster. */
 export interface SegmentView {
@@ -20,6 +21,8 @@ export interface SegmentView {
   nodeByIp(ip: string): string | undefined;
   /** A MultiNetworkPolicy rule of this bridge by its id. */
   rule(ruleId: number): PolicyRef | undefined;
+  /** The chain, hop and replica a chain tag names on this network, with the replica's node. */
+  chainTarget?(chain: number, hop: number, replica: number): ChainRef | undefined;
 }
 
 export interface SegmentTrace {
@@ -27,6 +30,8 @@ export interface SegmentTrace {
   sourceNode?: string;
   /** The source pod's port on this bridge, on the source's node. */
   sourceOfport?: number;
+  /** The DSCP tag it was injected with. */
+  tag?: number;
 }
 
 export interface SegmentOutcome {
@@ -44,8 +49,11 @@ export function observeSegment(view: SegmentView, trace: SegmentTrace, point: nu
   const inPort = pipeline.inPort;
   const uplink = ports.uplink && ports.uplink.ofport === inPort ? ports.uplink : undefined;
   const tunnel = ports.tunnels.find((t) => t.ofport === inPort);
+  const chainTunnel = ports.chainTunnel && ports.chainTunnel.ofport === inPort ? ports.chainTunnel : undefined;
   const sender = view.node === trace.sourceNode && inPort === trace.sourceOfport;
-  if (!sender && !uplink && !tunnel) return {};
+  const chainTag = chainTagOf(pipeline);
+  const fromCnf = !sender && !uplink && !tunnel && !chainTunnel && chainTag.chained && chainTag.from > 0;
+  if (!sender && !uplink && !tunnel && !chainTunnel && !fromCnf) return {};
   const obs: Observation[] = [];
   const end = (verdict: NodeObservations['verdict']): SegmentOutcome => ({ result: { role: sender ? 'Sender' : 'Receiver', observations: obs, ...(verdict ? { verdict } : {}) } });
   const segment = network.type === 'vlan' ? `VLAN ${network.vlan}` : `VNI ${network.vni}`;
@@ -56,6 +64,11 @@ export function observeSegment(view: SegmentView, trace: SegmentTrace, point: nu
   } else if (tunnel) {
     const peer = view.nodeByIp(tunnel.remoteIp);
     obs.push({ component: 'Forwarding', action: 'Received', table: 'Classifier', ...(peer ? { peerNode: peer } : {}), message: `through the tunnel of ${segment}` });
+  } else if (chainTunnel) {
+    const peer = pipeline.tunSrc ? view.nodeByIp(pipeline.tunSrc) : undefined;
+    obs.push({ component: 'Forwarding', action: 'Received', table: 'Classifier', ...(peer ? { peerNode: peer } : {}), message: `through the chain tunnel of ${segment}` });
+  } else if (fromCnf) {
+    obs.push(backFromCnf(view, pipeline, trace, frame));
   }
 
   const regs = pipeline.regs;
@@ -75,6 +88,21 @@ export function observeSegment(view: SegmentView, trace: SegmentTrace, point: nu
   if (point === ObservationPoint.invalid) {
     obs.push({ component: 'Forwarding', action: 'Dropped', table: 'ConntrackState', message: 'conntrack found the packet invalid' });
     return end('Dropped');
+  }
+  const going = (): SegmentOutcome => ({ result: { role: sender ? 'Sender' : 'Transit', observations: obs } });
+  if (point === ObservationPoint.chainTarget) {
+    obs.push(steered(view, pipeline, 'the chain tunnel'));
+    return going();
+  }
+  if (point === ObservationPoint.chainExit) {
+    const toNode = network.destinationNode && network.destinationNode !== view.node ? { peerNode: network.destinationNode } : {};
+    obs.push({ component: 'Forwarding', action: 'Forwarded', table: 'ChainExit', outputPort: 'chain tunnel', ...toNode, message: "out of the chain, toward the destination pod's node" });
+    return going();
+  }
+  if (point === ObservationPoint.chainDelivered) {
+    const to = ports.pods.find((p) => p.mac === trace.packet.destinationMAC);
+    obs.push({ component: 'Forwarding', action: 'Delivered', table: 'ChainExit', outputPort: to?.name ?? '', ...(to ? { pod: to.pod } : {}), message: `out of the chain${to ? ` to ${to.ifname} of the pod` : ''}` });
+    return end('Delivered');
   }
   if (point !== ObservationPoint.output) {
     obs.push({ component: 'Forwarding', action: 'Dropped', message: `unknown observation point ${point}` });

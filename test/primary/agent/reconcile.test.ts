@@ -7,6 +7,7 @@
 import type { V1Pod } from '@kubernetes/client-node';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
+import { run } from '../../../src/host/exec.js';
 import { createNetns, deleteNetns, netnsPath } from '../../../src/host/netns.js';
 import type { Lab } from '../../../src/lab/lab.js';
 import type { LabNode } from '../../../src/lab/node.js';
@@ -129,10 +130,18 @@ describe('agent: attachments of vanished sandboxes are released; GC keeps to its
     // The namespaces still exist: the restarted agent keeps their attachments.
     expect(await held(gone.containerId)).not.toEqual(nothing);
     // The runtime removes the namespaces only now, after the agent's start-up: nothing at start sees it.
-    // One path is re-used at once for another namespace (same path, another inode).
+    // One path is re-used at once for another namespace (same path, another inode). The other namespace is made
+    // while the old one lives: the kernel gives a namespace made after the old one's end that one's inode again.
     await removeSandbox(gone);
-    await deleteNetns(replaced.netnsName);
-    await createNetns(replaced.netnsName);
+    const other = `${replaced.netnsName}n`;
+    await createNetns(other);
+    try {
+      await deleteNetns(replaced.netnsName);
+      const path = netnsPath(replaced.netnsName);
+      await run('sh', ['-ec', 'touch "$1" && mount --bind "$2" "$1"', 'sh', path, netnsPath(other)]);
+    } finally {
+      await deleteNetns(other);
+    }
 
     await expectReleased(gone, 'namespace deleted');
     await expectReleased(replaced, 'namespace replaced');
