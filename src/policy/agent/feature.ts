@@ -58,6 +58,10 @@ function splitShare(share: NodeShare): { primary: NodeShare; secondary: NodeShar
   };
 }
 
+/** A policy rule as a Traceflow names it. */
+type RuleRef = { kind: string; namespace?: string; name: string; rule: string };
+const ruleRef = (r: RuleInfo | undefined): RuleRef | undefined => (r ? { kind: r.policy.kind, ...(r.policy.namespace ? { namespace: r.policy.namespace } : {}), name: r.policy.name, rule: r.rule } : undefined);
+
 /**
  * NetworkPolicy, ClusterNetworkPolicy and MultiNetworkPolicy on this node: receives the node's share of the controller's computation
  * (kept on disk, so that a restarted agent enforces the last one it had before the controller answers), resolves
@@ -415,15 +419,13 @@ export class NetworkPolicyFeature implements AgentFeature {
   }
 
   /** The MultiNetworkPolicy and rule a rule id of a secondary bridge's stage stands for. */
-  secondaryRuleOf(bridge: string, ruleId: number): { kind: string; namespace?: string; name: string; rule: string } | undefined {
-    const r = this.secondaryRules.get(bridge)?.get(ruleId);
-    return r ? { kind: r.policy.kind, ...(r.policy.namespace ? { namespace: r.policy.namespace } : {}), name: r.policy.name, rule: r.rule } : undefined;
+  secondaryRuleOf(bridge: string, ruleId: number): RuleRef | undefined {
+    return ruleRef(this.secondaryRules.get(bridge)?.get(ruleId));
   }
 
   /** The policy and rule a rule id of the pod network's stage stands for (a Traceflow names the rule that decided). */
-  ruleOf(ruleId: number): { kind: string; namespace?: string; name: string; rule: string } | undefined {
-    const r = this.rules.get(ruleId);
-    return r ? { kind: r.policy.kind, ...(r.policy.namespace ? { namespace: r.policy.namespace } : {}), name: r.policy.name, rule: r.rule } : undefined;
+  ruleOf(ruleId: number): RuleRef | undefined {
+    return ruleRef(this.rules.get(ruleId));
   }
 
   private describe(ruleId: number): string {

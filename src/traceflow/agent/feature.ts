@@ -242,12 +242,11 @@ export class TraceflowFeature implements AgentFeature {
     if (!ports) return;
     const status = tf.status!;
     const source = status.sourceNode === this.ctx.node.name ? this.segmentSource(tf, network) : undefined;
-    const nodes = this.ctx.nodes.list();
     const view: SegmentView = {
       node: this.ctx.node.name,
       network,
       ports,
-      nodeByIp: (ip) => nodes.find((n) => (n.status?.addresses ?? []).some((a) => a.address === ip))?.metadata?.name,
+      nodeByIp: this.view().nodeByIp,
       rule: (id) => this.sources.segments?.ruleOf?.(bridge, id),
       chainTarget: (chain, hop, replica) => this.sources.segments?.chainTarget?.(network.name, chain, hop, replica),
     };
