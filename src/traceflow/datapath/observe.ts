@@ -62,9 +62,30 @@ const field = (regs: readonly number[], f: RegField): number => {
 };
 
 /** What a rule id names: the policy's rule, or the id when the node no longer knows it. */
-function ruleRef(view: NodeView, ruleId: number): PolicyRef {
+function ruleRef(view: Pick<NodeView, 'rule'>, ruleId: number): PolicyRef {
   return view.rule(ruleId) ?? { kind: 'Unknown', name: `rule ${ruleId}`, rule: String(ruleId) };
 }
+
+/**
+ * The policy stage's verdicts on the packet, from the deciding rules it recorded: egress then ingress, each allowed
+ * or, at its drop point, dropped (true: the packet ends there).
+ */
+export function policyVerdicts(view: Pick<NodeView, 'rule'>, point: number, rules: { egress: number; ingress: number }, obs: Observation[]): boolean {
+  if (point === ObservationPoint.egressDrop) {
+    obs.push({ component: 'NetworkPolicy', action: 'Dropped', table: 'EgressPolicy', direction: 'Egress', policy: ruleRef(view, rules.egress) });
+    return true;
+  }
+  if (rules.egress) obs.push({ component: 'NetworkPolicy', action: 'Allowed', table: 'EgressPolicy', direction: 'Egress', policy: ruleRef(view, rules.egress) });
+  if (point === ObservationPoint.ingressDrop) {
+    obs.push({ component: 'NetworkPolicy', action: 'Dropped', table: 'IngressPolicy', direction: 'Ingress', policy: ruleRef(view, rules.ingress) });
+    return true;
+  }
+  if (rules.ingress) obs.push({ component: 'NetworkPolicy', action: 'Allowed', table: 'IngressPolicy', direction: 'Ingress', policy: ruleRef(view, rules.ingress) });
+  return false;
+}
+
+/** Conntrack found the packet invalid (it drops). */
+export const INVALID_DROP: Observation = { component: 'Forwarding', action: 'Dropped', table: 'ConntrackState', message: 'conntrack found the packet invalid' };
 
 export function observe(view: NodeView, trace: TraceRef, point: number, pipeline: PacketInPipeline, frame: ParsedFrame | undefined): NodeObservations {
   const obs: Observation[] = [];
@@ -92,18 +113,7 @@ export function observe(view: NodeView, trace: TraceRef, point: number, pipeline
     if (translated) obs.push({ component: 'LoadBalancing', action: 'Translated', table: 'Service', translatedDestination: translated });
   }
 
-  const egressRule = field(pipeline.regs, EgressRuleField);
-  const ingressRule = field(pipeline.regs, IngressRuleField);
-  if (point === ObservationPoint.egressDrop) {
-    obs.push({ component: 'NetworkPolicy', action: 'Dropped', table: 'EgressPolicy', direction: 'Egress', policy: ruleRef(view, egressRule) });
-    return end('Dropped');
-  }
-  if (egressRule) obs.push({ component: 'NetworkPolicy', action: 'Allowed', table: 'EgressPolicy', direction: 'Egress', policy: ruleRef(view, egressRule) });
-  if (point === ObservationPoint.ingressDrop) {
-    obs.push({ component: 'NetworkPolicy', action: 'Dropped', table: 'IngressPolicy', direction: 'Ingress', policy: ruleRef(view, ingressRule) });
-    return end('Dropped');
-  }
-  if (ingressRule) obs.push({ component: 'NetworkPolicy', action: 'Allowed', table: 'IngressPolicy', direction: 'Ingress', policy: ruleRef(view, ingressRule) });
+  if (policyVerdicts(view, point, { egress: field(pipeline.regs, EgressRuleField), ingress: field(pipeline.regs, IngressRuleField) }, obs)) return end('Dropped');
 
   const dst = frame?.destinationIP ?? trace.packet.destinationIP;
   if (point === ObservationPoint.chainTarget) {
@@ -118,7 +128,7 @@ export function observe(view: NodeView, trace: TraceRef, point: number, pipeline
       obs.push({ component: 'Forwarding', action: 'Dropped', table: 'L2ForwardingCalc', message: 'no port of the bridge has the destination MAC' });
       return end('Dropped');
     case ObservationPoint.invalid:
-      obs.push({ component: 'Forwarding', action: 'Dropped', table: 'ConntrackState', message: 'conntrack found the packet invalid' });
+      obs.push(INVALID_DROP);
       return end('Dropped');
     case ObservationPoint.noOutput:
       obs.push({ component: 'Forwarding', action: 'Dropped', table: 'Output', message: 'no output port was found' });

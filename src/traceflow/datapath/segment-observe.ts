@@ -10,7 +10,7 @@ import type { BridgePorts } from '../../secondary/datapath/types.js';
 import type { Observation, PolicyRef, TracePacket, TraceNetwork } from '../api/types.js';
 import type { ParsedFrame } from '../model/frame.js';
 import { ObservationPoint } from './flows.js';
-import { backFromCnf, chainTagOf, steered, type ChainRef, type NodeObservations } from './observe.js';
+import { backFromCnf, chainTagOf, INVALID_DROP, policyVerdicts, steered, type ChainRef, type NodeObservations } from './observe.js';
 
 /** What the agent knows of its node's bridge of the network and of the cluster. */
 export interface SegmentView {
@@ -72,30 +72,19 @@ export function observeSegment(view: SegmentView, trace: SegmentTrace, point: nu
   }
 
   const regs = pipeline.regs;
-  const egressRule = (regs[SECONDARY_VERDICTS.ruleField.Egress.reg] ?? 0) >>> 0;
-  const ingressRule = (regs[SECONDARY_VERDICTS.ruleField.Ingress.reg] ?? 0) >>> 0;
-  const ruleRef = (id: number): PolicyRef => view.rule(id) ?? { kind: 'Unknown', name: `rule ${id}`, rule: String(id) };
-  if (point === ObservationPoint.egressDrop) {
-    obs.push({ component: 'NetworkPolicy', action: 'Dropped', table: 'EgressPolicy', direction: 'Egress', policy: ruleRef(egressRule) });
-    return end('Dropped');
-  }
-  if (egressRule) obs.push({ component: 'NetworkPolicy', action: 'Allowed', table: 'EgressPolicy', direction: 'Egress', policy: ruleRef(egressRule) });
-  if (point === ObservationPoint.ingressDrop) {
-    obs.push({ component: 'NetworkPolicy', action: 'Dropped', table: 'IngressPolicy', direction: 'Ingress', policy: ruleRef(ingressRule) });
-    return end('Dropped');
-  }
-  if (ingressRule) obs.push({ component: 'NetworkPolicy', action: 'Allowed', table: 'IngressPolicy', direction: 'Ingress', policy: ruleRef(ingressRule) });
+  const rules = { egress: (regs[SECONDARY_VERDICTS.ruleField.Egress.reg] ?? 0) >>> 0, ingress: (regs[SECONDARY_VERDICTS.ruleField.Ingress.reg] ?? 0) >>> 0 };
+  if (policyVerdicts(view, point, rules, obs)) return end('Dropped');
   if (point === ObservationPoint.invalid) {
-    obs.push({ component: 'Forwarding', action: 'Dropped', table: 'ConntrackState', message: 'conntrack found the packet invalid' });
+    obs.push(INVALID_DROP);
     return end('Dropped');
   }
+  const toNode = network.destinationNode && network.destinationNode !== view.node ? { peerNode: network.destinationNode } : {};
   const going = (): SegmentOutcome => ({ result: { role: sender ? 'Sender' : 'Transit', observations: obs } });
   if (point === ObservationPoint.chainTarget) {
     obs.push(steered(view, pipeline, 'the chain tunnel'));
     return going();
   }
   if (point === ObservationPoint.chainExit) {
-    const toNode = network.destinationNode && network.destinationNode !== view.node ? { peerNode: network.destinationNode } : {};
     obs.push({ component: 'Forwarding', action: 'Forwarded', table: 'ChainExit', outputPort: 'chain tunnel', ...toNode, message: "out of the chain, toward the destination pod's node" });
     return going();
   }
@@ -118,7 +107,6 @@ export function observeSegment(view: SegmentView, trace: SegmentTrace, point: nu
   }
   // Flooded here from another node, which has the destination: not this node's part of the path.
   if (!sender) return {};
-  const toNode = network.destinationNode && network.destinationNode !== view.node ? { peerNode: network.destinationNode } : {};
   if (ports.kind === 'trunk') {
     if (!ports.uplink) {
       obs.push({ component: 'Forwarding', action: 'Dropped', table, message: `no port of ${segment} on ${view.node} has ${mac}, and the bridge has no uplink to other nodes` });
